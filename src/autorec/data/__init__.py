@@ -1,0 +1,19 @@
+"""Loading ratings: id maps, the ratings container, file readers and builtin data sets."""
+
+from .builtin import DATASETS, dataset_path, load_dataset
+from .ids import IdMap
+from .ratings import Orientation, Ratings
+from .readers import DEFAULT_COLUMNS, DuplicatePolicy, from_dataframe, read_ratings
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_COLUMNS",
+    "DuplicatePolicy",
+    "IdMap",
+    "Orientation",
+    "Ratings",
+    "dataset_path",
+    "from_dataframe",
+    "load_dataset",
+    "read_ratings",
+]

@@ -1,0 +1,203 @@
+"""Builtin MovieLens data sets: found locally, or downloaded with checksums through pooch.
+
+Lookup order for a data set ``name`` (e.g. ``"ml-100k"``):
+
+1. ``data_dir`` when given (the CLI's ``--data-dir``), else the ``AUTOREC_DATA_DIR``
+   environment variable: a folder holding ``<name>/<ratings file>``, e.g. ``ml-100k/u.data``;
+2. the download cache (``AUTOREC_CACHE_DIR``, default the user's cache folder), where earlier
+   downloads were unpacked;
+3. a download from GroupLens, checked against its SHA-256, unless ``download=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+from ..exceptions import DatasetUnavailableError
+from .ratings import Ratings
+from .readers import DuplicatePolicy, read_ratings
+
+__all__ = ["DATASETS", "DatasetSpec", "load_dataset", "dataset_path", "find_local_dir"]
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "AUTOREC_DATA_DIR"
+CACHE_DIR_ENV = "AUTOREC_CACHE_DIR"
+_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a builtin data set lives and how its ratings file is laid out."""
+
+    name: str
+    archive: str
+    sha256: str
+    folder: str
+    ratings_file: str
+    sep: str
+    header: bool
+    names: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        return _BASE_URL + self.archive
+
+
+_ML_TEXT_NAMES = ("user_id", "item_id", "rating", "timestamp")
+_ML_CSV_NAMES = ("userId", "movieId", "rating")
+
+
+def _csv_spec(name: str, sha256: str) -> DatasetSpec:
+    return DatasetSpec(name, f"{name}.zip", sha256, name, "ratings.csv", ",", True, _ML_CSV_NAMES)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("ml-100k", "ml-100k.zip",
+                    "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+                    "ml-100k", "u.data", "\t", False, _ML_TEXT_NAMES),
+        DatasetSpec("ml-1m", "ml-1m.zip",
+                    "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+                    "ml-1m", "ratings.dat", "::", False, _ML_TEXT_NAMES),
+        DatasetSpec("ml-10m", "ml-10m.zip",
+                    "813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862",
+                    "ml-10M100K", "ratings.dat", "::", False, _ML_TEXT_NAMES),
+        _csv_spec("ml-20m", "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3"),
+        _csv_spec("ml-25m", "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa"),
+        _csv_spec("ml-32m", "e4a68655d7386b8f95f2f2424b2ff975dfdd15ffd59e0d864a14dca43e99d6ee"),
+        _csv_spec("ml-latest-small",
+                  "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436"),
+    )
+}
+
+
+def _spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}"
+        ) from None
+
+
+def cache_dir() -> Path:
+    """The folder where downloads are kept (``AUTOREC_CACHE_DIR`` or the user cache)."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env)
+    import pooch
+
+    return Path(pooch.os_cache("autorec"))
+
+
+def find_local_dir(name: str, data_dir: str | PathLike[str] | None = None) -> Path | None:
+    """The local folder holding data set ``name``'s files, or ``None`` when there is none.
+
+    Looks in ``data_dir`` (else ``AUTOREC_DATA_DIR``), then in the download cache. A folder
+    counts when it holds the ratings file, named either after the data set (``ml-10m``) or
+    after the folder inside the GroupLens archive (``ml-10M100K``).
+    """
+    spec = _spec(name)
+    roots: list[Path] = []
+    given = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    if given is not None:
+        roots.append(Path(given))
+    roots.append(cache_dir())
+    for root in roots:
+        for folder in dict.fromkeys((spec.name, spec.folder)):
+            if (root / folder / spec.ratings_file).is_file():
+                return root / folder
+    return None
+
+
+def dataset_path(
+    name: str,
+    data_dir: str | PathLike[str] | None = None,
+    *,
+    download: bool | None = None,
+) -> Path:
+    """The folder holding data set ``name``, downloading it when allowed and needed.
+
+    Parameters
+    ----------
+    name
+        One of :data:`DATASETS`.
+    data_dir
+        A folder holding ``<name>/...``; defaults to ``AUTOREC_DATA_DIR``.
+    download
+        ``None`` (default): download only when no local copy exists. ``True``: fetch into the
+        cache even if a local copy exists (skipped when the cached archive's checksum already
+        matches). ``False``: never touch the network.
+
+    Raises
+    ------
+    DatasetUnavailableError
+        No local copy and the download is not allowed or fails; the message says how to give
+        a local copy.
+    """
+    spec = _spec(name)
+    local = None if download else find_local_dir(name, data_dir)
+    if local is not None:
+        return local
+    if download is False:
+        raise DatasetUnavailableError(_how_to_supply(spec, data_dir, "downloads are disabled"))
+    return _download(spec, data_dir)
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | PathLike[str] | None = None,
+    *,
+    download: bool | None = None,
+    duplicates: DuplicatePolicy = "error",
+) -> Ratings:
+    """Load a builtin MovieLens data set as :class:`Ratings` (see :func:`dataset_path`)."""
+    spec = _spec(name)
+    folder = dataset_path(name, data_dir, download=download)
+    ratings = read_ratings(
+        folder / spec.ratings_file,
+        sep=spec.sep,
+        header=spec.header,
+        names=None if spec.header else spec.names,
+        columns=spec.names[:3],
+        duplicates=duplicates,
+    )
+    log.info("loaded %s: %d ratings, %d users, %d items from %s",
+             name, len(ratings), ratings.n_users, ratings.n_items, folder)
+    return ratings
+
+
+def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
+    import pooch
+
+    target = cache_dir()
+    log.info("downloading %s from %s into %s", spec.name, spec.url, target)
+    try:
+        archive = pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}",
+                                 fname=spec.archive, path=target, progressbar=False)
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(target)
+    except Exception as exc:  # network errors come in many types; all mean "not available"
+        reason = f"download from {spec.url} failed ({type(exc).__name__}: {exc})"
+        raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
+    folder = target / spec.folder
+    if not (folder / spec.ratings_file).is_file():
+        raise DatasetUnavailableError(f"{spec.archive} did not contain {spec.folder}/"
+                                      f"{spec.ratings_file}")
+    return folder
+
+
+def _how_to_supply(spec: DatasetSpec, data_dir: object, reason: str) -> str:
+    looked = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or "(not set)"
+    return (
+        f"data set {spec.name!r} is not available: {reason}. Looked in data dir {looked} and "
+        f"cache {cache_dir()}. Give a local copy with --data-dir DIR or {DATA_DIR_ENV}=DIR, "
+        f"where DIR/{spec.name}/{spec.ratings_file} exists (unpack {spec.url} into DIR)."
+    )

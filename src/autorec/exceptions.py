@@ -1,0 +1,63 @@
+"""Exceptions raised by autorec.
+
+Every error a user can cause by giving bad input derives from :class:`AutorecError`, so that
+the command line can turn it into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = ["AutorecError", "DataError", "DatasetUnavailableError", "NotFittedError"]
+
+
+class AutorecError(ValueError):
+    """Base class for errors caused by user input (data, options, files)."""
+
+
+class DataError(AutorecError):
+    """A ratings source is malformed.
+
+    Parameters
+    ----------
+    problem
+        What is wrong, in a few words.
+    source
+        The file (or ``"<DataFrame>"``) being read.
+    line
+        The 1-based line number in ``source`` where the problem is, when known.
+    field
+        The column involved, when known.
+    unit
+        What ``line`` counts: ``"line"`` for files, ``"row"`` for DataFrames.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str | PathLike[str] | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        unit: str = "line",
+    ) -> None:
+        self.problem = problem
+        self.source = None if source is None else str(source)
+        self.line = line
+        self.field = field
+        where = []
+        if self.source is not None:
+            where.append(self.source)
+        if line is not None:
+            where.append(f"{unit} {line}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{', '.join(where)}: {problem}" if where else problem)
+
+
+class DatasetUnavailableError(AutorecError):
+    """A builtin data set is neither available locally nor downloadable."""
+
+
+class NotFittedError(AutorecError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``."""

@@ -1,0 +1,112 @@
+"""The AutoRec network: tensors in, tensors out. Knows nothing of ids or data sets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .sparse import SparseBatch, sampled_decode, sparse_linear
+
+__all__ = ["ACTIVATIONS", "AutoRecNet"]
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "elu": nn.functional.elu,
+    "selu": nn.functional.selu,
+    "identity": lambda x: x,
+}
+
+
+class AutoRecNet(nn.Module):
+    """One hidden layer autoencoder over sparse rating vectors.
+
+    For I-AutoRec each input row is one item's ratings over ``n_inputs`` users; for U-AutoRec
+    one user's ratings over ``n_inputs`` items. The reconstruction is
+
+    ``h(r) = W_dec @ dropout(g(W_enc^T @ r + b_enc)) + b_dec``
+
+    with ``g`` the encoder activation and an identity decoder. Weights are stored one row per
+    input (``encoder_weight`` and ``decoder_weight`` are both ``n_inputs x hidden``) so that
+    the sparse kernels read contiguous rows.
+
+    Parameters
+    ----------
+    n_inputs
+        Length of an input vector (users for I-AutoRec, items for U-AutoRec).
+    hidden
+        Hidden units.
+    activation
+        Encoder activation, a key of :data:`ACTIVATIONS`.
+    dropout
+        Probability of zeroing each hidden unit during training.
+    generator
+        Source of randomness for the initial weights; dropout takes its own generator at
+        call time.
+
+    Notes
+    -----
+    The initialisation follows the reference chapter: weights ``N(0, 0.01^2)``, biases
+    uniform in ``±1/sqrt(fan_in)`` as ``torch.nn.Linear`` does.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        hidden: int = 500,
+        activation: str = "sigmoid",
+        dropout: float = 0.05,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}"
+            )
+        self.n_inputs = n_inputs
+        self.hidden = hidden
+        self.activation = activation
+        self.dropout = dropout
+        self.encoder_weight = nn.Parameter(torch.empty(n_inputs, hidden))
+        self.encoder_bias = nn.Parameter(torch.empty(hidden))
+        self.decoder_weight = nn.Parameter(torch.empty(n_inputs, hidden))
+        self.decoder_bias = nn.Parameter(torch.empty(n_inputs))
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the initial weights (see Notes in the class docstring)."""
+        self.encoder_weight.normal_(0.0, 0.01, generator=generator)
+        self.decoder_weight.normal_(0.0, 0.01, generator=generator)
+        bound_enc = 1.0 / math.sqrt(self.n_inputs)
+        bound_dec = 1.0 / math.sqrt(self.hidden)
+        self.encoder_bias.uniform_(-bound_enc, bound_enc, generator=generator)
+        self.decoder_bias.uniform_(-bound_dec, bound_dec, generator=generator)
+
+    def encode(self, batch: SparseBatch, generator: torch.Generator | None = None) -> Tensor:
+        """Hidden representation (``n_rows x hidden``) of each row of ``batch``.
+
+        In training mode dropout is applied, drawing its mask from ``generator``.
+        """
+        hidden = ACTIVATIONS[self.activation](
+            sparse_linear(batch, self.encoder_weight, self.encoder_bias)
+        )
+        if self.training and self.dropout > 0.0:
+            keep = torch.rand(hidden.shape, generator=generator, device=hidden.device)
+            hidden = hidden * (keep >= self.dropout) / (1.0 - self.dropout)
+        return hidden
+
+    def forward(self, batch: SparseBatch, generator: torch.Generator | None = None) -> Tensor:
+        """Reconstructions at the observed positions of ``batch``, in CSR order."""
+        return sampled_decode(batch, self.encode(batch, generator), self.decoder_weight,
+                              self.decoder_bias)
+
+    def decode_pairs(self, hidden: Tensor, rows: Tensor, outputs: Tensor) -> Tensor:
+        """Reconstruction of output ``outputs[k]`` for the row whose code is ``hidden[rows[k]]``."""
+        weight = self.decoder_weight.index_select(0, outputs)
+        code = hidden.index_select(0, rows)
+        return torch.einsum("kh,kh->k", code, weight) + self.decoder_bias.index_select(0, outputs)

@@ -1,0 +1,183 @@
+"""Sparse kernels for AutoRec: the encoder as SpMM and the masked decoder as SDDMM.
+
+A training batch is a set of rows of the training matrix (items x users for I-AutoRec), held
+as CSR together with the CSR of its transpose. Both autograd functions below do work in
+proportion to the number of observed ratings in the batch times the hidden size; neither
+ever forms the dense batch, and the decoder computes reconstructions only at observed
+positions, so the loss (and every gradient) is blind to unobserved entries by construction.
+
+Measured on CPU (see BENCHMARKS.md): ``torch.sparse.sampled_addmm`` with the decoder weight
+passed as a transposed *view* reads contiguous weight rows and beats both the dense decoder
+and a gather-based dot product by 5-40x; a transposed CSR built once per batch makes the
+weight gradients ``X^T @ G`` a plain CSR SpMM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+__all__ = ["SparseBatch", "sparse_linear", "sampled_decode"]
+
+
+@dataclass(frozen=True)
+class SparseBatch:
+    """Rows of a sparse matrix (``n_rows x n_cols``), in CSR, with their transpose.
+
+    Attributes
+    ----------
+    crow, col, values
+        CSR structure and values of the batch; ``values`` are the observed ratings.
+    t_crow, t_col, t_perm
+        CSR structure of the transpose (``n_cols x n_rows``); ``values[t_perm]`` lists the
+        values in the transpose's order.
+    row
+        The batch row of each value (length ``nnz``).
+    """
+
+    crow: Tensor
+    col: Tensor
+    values: Tensor
+    t_crow: Tensor
+    t_col: Tensor
+    t_perm: Tensor
+    row: Tensor
+    n_rows: int
+    n_cols: int
+
+    @classmethod
+    def from_scipy(cls, matrix: sp.csr_matrix, device: torch.device | str = "cpu") -> SparseBatch:
+        """Build a batch from a SciPy CSR matrix whose rows are the batch."""
+        matrix = matrix.tocsr()
+        matrix.sort_indices()
+        n_rows, n_cols = matrix.shape
+        nnz = matrix.nnz
+        # The transpose of a CSR matrix is its CSC form; carry positions to get the permutation.
+        positions = sp.csr_matrix(
+            (np.arange(1, nnz + 1, dtype=np.int64), matrix.indices, matrix.indptr),
+            shape=matrix.shape,
+        ).tocsc()
+        positions.sort_indices()
+        row = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(matrix.indptr))
+
+        def tensor(a: np.ndarray, dtype: torch.dtype) -> Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
+
+        return cls(
+            crow=tensor(matrix.indptr, torch.int64),
+            col=tensor(matrix.indices, torch.int64),
+            values=tensor(matrix.data, torch.float32),
+            t_crow=tensor(positions.indptr, torch.int64),
+            t_col=tensor(positions.indices, torch.int64),
+            t_perm=tensor(positions.data - 1, torch.int64),
+            row=tensor(row, torch.int64),
+            n_rows=n_rows,
+            n_cols=n_cols,
+        )
+
+    @property
+    def nnz(self) -> int:
+        return int(self.values.numel())
+
+    def csr(self, values: Tensor | None = None) -> Tensor:
+        """The batch (``n_rows x n_cols``) as a torch CSR tensor with ``values``."""
+        values = self.values if values is None else values
+        return torch.sparse_csr_tensor(self.crow, self.col, values, (self.n_rows, self.n_cols),
+                                       check_invariants=False)
+
+    def csr_t(self, values: Tensor | None = None) -> Tensor:
+        """The transpose (``n_cols x n_rows``) as CSR; ``values`` are in the batch's order."""
+        values = self.values if values is None else values
+        return torch.sparse_csr_tensor(self.t_crow, self.t_col, values[self.t_perm],
+                                       (self.n_cols, self.n_rows), check_invariants=False)
+
+
+class _SparseLinear(torch.autograd.Function):
+    """``X @ W + b`` for a sparse batch ``X`` (rows x n_in) and ``W`` (n_in x hidden)."""
+
+    @staticmethod
+    def forward(ctx, batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.batch = batch
+        return torch.sparse.mm(batch.csr(), weight) + bias
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        batch: SparseBatch = ctx.batch
+        grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.sparse.mm(batch.csr_t(), grad_out.contiguous())
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum(0)
+        return None, grad_weight, grad_bias
+
+
+class _SampledDecode(torch.autograd.Function):
+    """``(H @ W.T + b)`` evaluated only at the batch's observed positions (SDDMM)."""
+
+    @staticmethod
+    def forward(ctx, batch: SparseBatch, hidden: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.batch = batch
+        ctx.save_for_backward(hidden, weight)
+        # weight.t() is a view: the kernel then reads contiguous rows of weight (fast).
+        products = torch.sparse.sampled_addmm(batch.csr(), hidden.contiguous(), weight.t(),
+                                              beta=0.0)
+        return products.values() + bias[batch.col]
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        batch: SparseBatch = ctx.batch
+        hidden, weight = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_hidden = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            grad_hidden = torch.sparse.mm(batch.csr(grad_out), weight)
+        if ctx.needs_input_grad[2]:
+            grad_weight = torch.sparse.mm(batch.csr_t(grad_out), hidden.contiguous())
+        if ctx.needs_input_grad[3]:
+            grad_bias = torch.zeros(batch.n_cols, dtype=grad_out.dtype, device=grad_out.device)
+            grad_bias.index_add_(0, batch.col, grad_out)
+        return None, grad_hidden, grad_weight, grad_bias
+
+
+def sparse_linear(batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:
+    """Encoder pre-activation ``X @ weight + bias`` for a sparse batch ``X``.
+
+    Parameters
+    ----------
+    batch
+        ``n_rows x n_in`` sparse input.
+    weight
+        ``n_in x hidden``.
+    bias
+        ``hidden``.
+
+    Returns
+    -------
+    Tensor
+        ``n_rows x hidden``, dense.
+    """
+    return _SparseLinear.apply(batch, weight, bias)
+
+
+def sampled_decode(batch: SparseBatch, hidden: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """Decoder output at the batch's observed positions only.
+
+    Returns the vector whose ``k``-th entry is ``hidden[row_k] @ weight[col_k] + bias[col_k]``
+    for the ``k``-th observed entry ``(row_k, col_k)`` of ``batch`` (CSR order).
+
+    Parameters
+    ----------
+    batch
+        Gives the positions; its values are ignored.
+    hidden
+        ``n_rows x hidden``.
+    weight
+        ``n_out x hidden`` (one row per output, e.g. per user for I-AutoRec).
+    bias
+        ``n_out``.
+    """
+    return _SampledDecode.apply(batch, hidden, weight, bias)

@@ -1,0 +1,107 @@
+"""Train/test splits of :class:`~autorec.data.Ratings`: random holdout, k-fold, canonical.
+
+All random splits take ``random_state`` (an int or ``None``); the same value gives the same
+split on any machine. Splits are by rating: a user or item may end up only in the test part,
+which the estimator then treats as cold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from os import PathLike
+
+import numpy as np
+
+from .data.builtin import dataset_path
+from .data.ids import IdMap
+from .data.ratings import Ratings
+from .data.readers import read_ratings
+
+__all__ = ["CANONICAL_SPLITS", "align", "canonical_split", "kfold_split", "random_split"]
+
+CANONICAL_SPLITS: tuple[str, ...] = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+
+
+def random_split(
+    ratings: Ratings, test_ratio: float = 0.1, random_state: int | None = None
+) -> tuple[Ratings, Ratings]:
+    """Hold out a random fraction of the ratings as the test part.
+
+    Parameters
+    ----------
+    ratings
+        The ratings to split.
+    test_ratio
+        Fraction of ratings in the test part, strictly between 0 and 1; the test part has
+        ``round(test_ratio * len(ratings))`` ratings (at least one, and one fewer than all).
+    random_state
+        Seed of the permutation.
+
+    Returns
+    -------
+    train, test
+        Disjoint subsets that together hold every rating, sharing ``ratings``' id maps.
+    """
+    if not 0.0 < test_ratio < 1.0:
+        raise ValueError(f"test_ratio must be strictly between 0 and 1, got {test_ratio!r}")
+    n = len(ratings)
+    if n < 2:
+        raise ValueError(f"need at least 2 ratings to split, got {n}")
+    n_test = min(max(round(test_ratio * n), 1), n - 1)
+    order = np.random.default_rng(random_state).permutation(n)
+    test_pos = np.sort(order[:n_test])
+    train_pos = np.sort(order[n_test:])
+    return ratings.subset(train_pos), ratings.subset(test_pos)
+
+
+def kfold_split(
+    ratings: Ratings, n_splits: int = 5, random_state: int | None = None
+) -> Iterator[tuple[Ratings, Ratings]]:
+    """Yield ``n_splits`` (train, test) pairs; each rating is in exactly one test fold.
+
+    Fold sizes differ by at most one rating.
+    """
+    if not isinstance(n_splits, int | np.integer) or n_splits < 2:
+        raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
+    n = len(ratings)
+    if n < n_splits:
+        raise ValueError(f"cannot make {n_splits} folds of {n} ratings")
+    order = np.random.default_rng(random_state).permutation(n)
+    for fold in np.array_split(order, n_splits):
+        in_test = np.zeros(n, dtype=bool)
+        in_test[fold] = True
+        yield ratings.subset(~in_test), ratings.subset(in_test)
+
+
+def align(train: Ratings, test: Ratings) -> tuple[Ratings, Ratings]:
+    """Re-index two separately read parts so that they share one pair of id maps."""
+    users = IdMap.from_values(np.concatenate([train.user_ids, test.user_ids]))
+    items = IdMap.from_values(np.concatenate([train.item_ids, test.item_ids]))
+
+    def reindex(part: Ratings) -> Ratings:
+        return Ratings(users.to_index(part.user_ids), items.to_index(part.item_ids),
+                       part.rating, users, items, part.source)
+
+    return reindex(train), reindex(test)
+
+
+def canonical_split(
+    name: str,
+    data_dir: str | PathLike[str] | None = None,
+    *,
+    download: bool | None = None,
+) -> tuple[Ratings, Ratings]:
+    """The MovieLens-100K splits shipped with the data set: ``u1``..``u5``, ``ua``, ``ub``.
+
+    ``u1``..``u5`` are the 80/20 five-fold splits; ``ua``/``ub`` hold out exactly ten ratings
+    per user. Reads ``<name>.base`` and ``<name>.test`` from the ``ml-100k`` folder.
+    """
+    if name not in CANONICAL_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(CANONICAL_SPLITS)}, got {name!r}")
+    folder = dataset_path("ml-100k", data_dir, download=download)
+    names = ("user_id", "item_id", "rating", "timestamp")
+    parts = [
+        read_ratings(folder / f"{name}.{kind}", sep="\t", header=False, names=names)
+        for kind in ("base", "test")
+    ]
+    return align(parts[0], parts[1])
