@@ -14,6 +14,7 @@ weight gradients ``X^T @ G`` a plain CSR SpMM.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,14 +87,20 @@ class SparseBatch:
     def csr(self, values: Tensor | None = None) -> Tensor:
         """The batch (``n_rows x n_cols``) as a torch CSR tensor with ``values``."""
         values = self.values if values is None else values
-        return torch.sparse_csr_tensor(self.crow, self.col, values, (self.n_rows, self.n_cols),
-                                       check_invariants=False)
+        return _csr(self.crow, self.col, values, (self.n_rows, self.n_cols))
 
     def csr_t(self, values: Tensor | None = None) -> Tensor:
         """The transpose (``n_cols x n_rows``) as CSR; ``values`` are in the batch's order."""
         values = self.values if values is None else values
-        return torch.sparse_csr_tensor(self.t_crow, self.t_col, values[self.t_perm],
-                                       (self.n_cols, self.n_rows), check_invariants=False)
+        return _csr(self.t_crow, self.t_col, values[self.t_perm], (self.n_cols, self.n_rows))
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    # The structure comes from SciPy, so it is valid; torch warns that CSR is "beta" once per
+    # process, which is noise for our users.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 class _SparseLinear(torch.autograd.Function):

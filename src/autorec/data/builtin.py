@@ -179,14 +179,20 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
 
     target = cache_dir()
     log.info("downloading %s from %s into %s", spec.name, spec.url, target)
+    pooch_log = pooch.get_logger()
+    level = pooch_log.level
+    pooch_log.setLevel(logging.WARNING)  # the library logs; pooch would print to stderr
     try:
         archive = pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}",
                                  fname=spec.archive, path=target, progressbar=False)
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(target)
     except Exception as exc:  # network errors come in many types; all mean "not available"
-        reason = f"download from {spec.url} failed ({type(exc).__name__}: {exc})"
+        log.debug("download of %s failed", spec.url, exc_info=True)
+        reason = f"download from {spec.url} failed ({type(exc).__name__}; offline?)"
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
+    finally:
+        pooch_log.setLevel(level)
     folder = target / spec.folder
     if not (folder / spec.ratings_file).is_file():
         raise DatasetUnavailableError(f"{spec.archive} did not contain {spec.folder}/"

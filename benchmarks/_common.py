@@ -1,0 +1,275 @@
+"""Helpers shared by the benchmark scripts: machine description, memory probes, synthetic data.
+
+Not a benchmark itself. The scripts in this folder import it as ``_common`` (they are run as
+``python benchmarks/NAME.py``, which puts this folder first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GB = 1e9
+GIB = float(1 << 30)
+
+
+# -- machine ----------------------------------------------------------------------------------
+def cpu_model() -> str:
+    """The CPU model name as ``lscpu`` reports it (falls back to /proc/cpuinfo)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.strip().startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_describe() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import scipy
+    import torch
+
+    import autorec
+
+    try:
+        nproc = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        nproc = os.cpu_count()
+    return {
+        "cpu_model": cpu_model(),
+        "nproc": nproc,
+        "cpu_count": os.cpu_count(),
+        "mem_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "torch_version": torch.__version__,
+        "torch_num_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "numpy_version": np.__version__,
+        "scipy_version": scipy.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "autorec_version": autorec.__version__,
+        "git": _git_describe(),
+    }
+
+
+def write_json(path: str | os.PathLike[str], args: Any, results: dict[str, Any]) -> Path:
+    """Write ``{benchmark, argv, args, started, machine, results}`` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "benchmark": Path(sys.argv[0]).stem,
+        "argv": sys.argv,
+        "args": vars(args),
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "results": results,
+    }
+    path.write_text(json.dumps(document, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def default_data_dir() -> str:
+    """``AUTOREC_DATA_DIR`` when set, else ``../shared/data`` next to the repository root."""
+    return os.environ.get("AUTOREC_DATA_DIR") or str((REPO_ROOT / ".." / "shared" / "data")
+                                                      .resolve())
+
+
+# -- memory -----------------------------------------------------------------------------------
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (``ru_maxrss``; KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def current_rss_bytes() -> int:
+    """Resident set size now, from /proc/self/statm (0 where that does not exist)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class RssSampler:
+    """Samples the current RSS in a background thread (torch kernels release the GIL).
+
+    Use as a context manager; afterwards ``samples`` holds ``(seconds since start, bytes)``.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.perf_counter()
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter() - start, current_rss_bytes()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self) -> int:
+        return max((rss for _, rss in self.samples), default=0)
+
+    def timeline(self, points: int = 200) -> list[tuple[float, int]]:
+        """At most ``points`` samples, keeping the maximum of each stretch."""
+        if len(self.samples) <= points:
+            return list(self.samples)
+        chunks = np.array_split(np.arange(len(self.samples)), points)
+        return [max((self.samples[i] for i in chunk), key=lambda s: s[1]) for chunk in chunks]
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / GB:.3f} GB ({n / GIB:.3f} GiB)"
+
+
+# -- synthetic ratings ------------------------------------------------------------------------
+def make_synthetic(
+    n_users: int,
+    n_items: int,
+    n_ratings: int,
+    seed: int = 0,
+    *,
+    rank: int = 8,
+    user_sigma: float = 1.0,
+    item_sigma: float = 1.5,
+    chunk: int = 1 << 20,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A synthetic explicit-ratings set shaped like MovieLens, from ``default_rng(seed)``.
+
+    * Activity and popularity are skewed: user and item weights are lognormal (``sigma``
+      1.0 and 1.5), and each rating's user and item are drawn independently in proportion to
+      them.
+    * Every user and every item has at least one rating, so the id maps have exactly
+      ``n_users`` and ``n_items`` entries.
+    * There are exactly ``n_ratings`` distinct (user, item) pairs: pairs are drawn in rounds,
+      de-duplicated on the flat key ``user * n_items + item``, and the last round is thinned
+      at random to hit the count. Nothing of size ``n_users * n_items`` is ever allocated.
+    * Ratings are integers 1..5: ``round(3.5 + b_u + b_i + 0.9 * <p_u, q_i> + noise)``
+      clipped, with rank-``rank`` factors, item biases that grow with popularity and
+      Gaussian noise (sd 0.6).
+
+    Returns
+    -------
+    user, item, rating
+        ``int64``, ``int64`` and ``float32`` arrays of length ``n_ratings``, in random order.
+    """
+    if n_ratings > n_users * n_items:
+        raise ValueError("more ratings than cells")
+    if n_ratings < n_users + n_items:
+        raise ValueError("need at least n_users + n_items ratings to cover every id")
+    rng = np.random.default_rng(seed)
+    user_w = rng.lognormal(0.0, user_sigma, n_users)
+    item_w = rng.lognormal(0.0, item_sigma, n_items)
+    user_p = user_w / user_w.sum()
+    item_p = item_w / item_w.sum()
+    width = np.int64(n_items)
+
+    # Cover every user and every item once, then top up with popularity-weighted pairs.
+    keys = np.unique(np.concatenate([
+        np.arange(n_users, dtype=np.int64) * width + rng.choice(n_items, n_users, p=item_p),
+        rng.choice(n_users, n_items, p=user_p).astype(np.int64) * width
+        + np.arange(n_items, dtype=np.int64),
+    ]))
+    while len(keys) < n_ratings:
+        need = n_ratings - len(keys)
+        draw = int(need * 1.05) + 1024
+        candidates = np.unique(rng.choice(n_users, draw, p=user_p).astype(np.int64) * width
+                               + rng.choice(n_items, draw, p=item_p))
+        candidates = candidates[~np.isin(candidates, keys, assume_unique=True)]
+        if len(candidates) > need:
+            candidates = rng.choice(candidates, need, replace=False)
+        keys = np.union1d(keys, candidates)
+    if len(keys) > n_ratings:  # only possible when the cover alone exceeds the count
+        raise ValueError("n_ratings too small for the cover")
+    keys = keys[rng.permutation(len(keys))]
+    user = keys // width
+    item = keys % width
+    del keys
+
+    scale = 1.0 / np.sqrt(rank)
+    user_f = (rng.standard_normal((n_users, rank)) * scale).astype(np.float32)
+    item_f = (rng.standard_normal((n_items, rank)) * scale).astype(np.float32)
+    log_pop = np.log(item_w)
+    user_b = rng.normal(0.0, 0.35, n_users)
+    item_b = rng.normal(0.0, 0.35, n_items) + 0.25 * (log_pop - log_pop.mean()) / item_sigma
+    rating = np.empty(n_ratings, dtype=np.float32)
+    for start in range(0, n_ratings, chunk):
+        u = user[start:start + chunk]
+        i = item[start:start + chunk]
+        score = (3.5 + user_b[u] + item_b[i]
+                 + 0.9 * np.einsum("kr,kr->k", user_f[u], item_f[i], dtype=np.float64)
+                 + rng.normal(0.0, 0.6, len(u)))
+        rating[start:start + chunk] = np.clip(np.rint(score), 1, 5)
+    return user, item, rating
+
+
+def describe_synthetic(user: np.ndarray, item: np.ndarray, rating: np.ndarray) -> dict[str, Any]:
+    """Shape and skew of a ratings set (for the JSON)."""
+    per_user = np.bincount(user)
+    per_item = np.bincount(item)
+    values, counts = np.unique(rating, return_counts=True)
+    return {
+        "n_users": int(len(np.flatnonzero(per_user))),
+        "n_items": int(len(np.flatnonzero(per_item))),
+        "n_ratings": len(rating),
+        "ratings_per_user": {"min": int(per_user.min()), "median": float(np.median(per_user)),
+                             "max": int(per_user.max())},
+        "ratings_per_item": {"min": int(per_item.min()), "median": float(np.median(per_item)),
+                             "max": int(per_item.max())},
+        "rating_mean": float(rating.mean(dtype=np.float64)),
+        "rating_std": float(rating.std(dtype=np.float64)),
+        "rating_histogram": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
+    }
