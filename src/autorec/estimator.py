@@ -22,7 +22,7 @@ from .model import ACTIVATIONS, AutoRecNet
 from .sparse import SparseBatch
 from .train import Trainer, resolve_device, seed_streams
 
-__all__ = ["AutoRec", "COLD_POLICIES", "VARIANTS"]
+__all__ = ["COLD_POLICIES", "VARIANTS", "AutoRec"]
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-__all__ = ["SparseBatch", "sparse_linear", "sampled_decode"]
+__all__ = ["SparseBatch", "sampled_decode", "sparse_linear"]
 
 
 @dataclass(frozen=True)

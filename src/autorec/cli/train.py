@@ -18,6 +18,7 @@ from ..data.readers import DUPLICATE_POLICIES
 from ..estimator import COLD_POLICIES, VARIANTS, AutoRec
 from ..model import ACTIVATIONS
 from ..split import CANONICAL_SPLITS, align, canonical_split, random_split
+from ..train import resolve_device
 from ._common import (
     check_output_dir,
     fraction,
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         device=None if args.device == "auto" else args.device,
     )
     model._validate_params()
+    resolve_device(model.device)
     if args.out is not None:
         check_output_dir(args.out)
 

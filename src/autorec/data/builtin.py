@@ -22,7 +22,7 @@ from ..exceptions import DatasetUnavailableError
 from .ratings import Ratings
 from .readers import DuplicatePolicy, read_ratings
 
-__all__ = ["DATASETS", "DatasetSpec", "load_dataset", "dataset_path", "find_local_dir"]
+__all__ = ["DATASETS", "DatasetSpec", "dataset_path", "find_local_dir", "load_dataset"]
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from .ids import IdMap
 
-__all__ = ["Ratings", "Orientation"]
+__all__ = ["Orientation", "Ratings"]
 
 Orientation = Literal["item", "user"]
 

@@ -21,7 +21,7 @@ from ..exceptions import DataError
 from .ids import IdMap
 from .ratings import Ratings
 
-__all__ = ["DuplicatePolicy", "from_dataframe", "read_ratings", "DEFAULT_COLUMNS"]
+__all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "from_dataframe", "read_ratings"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ def from_dataframe(
     for col in columns:
         if col not in frame.columns:
             present = ", ".join(map(str, frame.columns))
-            raise DataError(f"missing column (columns present: {present})", source=source, field=col)
+            raise DataError(f"missing column (columns present: {present})", source=source,
+                            field=col)
     if len(frame) == 0:
         raise DataError("no ratings", source=source)
 
@@ -212,7 +213,8 @@ def _read_parquet(path: Path, columns: Sequence[str], duplicates: DuplicatePolic
             "reading Parquet needs pyarrow: pip install 'autorec[parquet]'", source=path
         ) from exc
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-        raise DataError(f"not a readable Parquet file ({type(exc).__name__})", source=path) from None
+        problem = f"not a readable Parquet file ({type(exc).__name__})"
+        raise DataError(problem, source=path) from None
     return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
 
 

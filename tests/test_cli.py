@@ -1,0 +1,203 @@
+"""The ``autorec`` command line: contract names, one-line errors, exit codes, metrics.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autorec.cli.main import main
+
+REQUIRED_KEYS = {"rmse", "mae", "n_train", "n_test", "n_cold", "train_seconds", "epochs",
+                 "config"}
+FAST = ["--hidden", "8", "--epochs", "2", "--device", "cpu", "--quiet"]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def ratings_csv(tmp_path: Path) -> Path:
+    """60 users x 30 items, string ids, half-star ratings, about 40% observed."""
+    rng = np.random.default_rng(1)
+    lines = ["user_id,item_id,rating"]
+    for u in range(60):
+        for i in range(30):
+            if rng.random() < 0.4:
+                lines.append(f"u{u},movie-{i},{rng.integers(1, 11) / 2}")
+    return write(tmp_path / "ratings.csv", "\n".join(lines) + "\n")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_train_on_file_writes_metrics(capsys, tmp_path, ratings_csv):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--out", str(out),
+                                "--hidden", "8", "--epochs", "3", "--device", "cpu")
+    assert code == 0, err
+    assert stdout.count("test RMSE") >= 3  # one progress line per epoch, plus the summary
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert REQUIRED_KEYS <= metrics.keys()
+    assert metrics["epochs"] == 3 and len(metrics["history"]) == 3
+    assert metrics["n_train"] + metrics["n_test"] == len(ratings_csv.read_text().split()) - 1
+    assert metrics["config"]["hidden"] == 8 and metrics["config"]["variant"] == "item"
+    assert 0.0 < metrics["rmse"] < 4.5 and 0.0 < metrics["mae"] <= metrics["rmse"]
+    assert metrics["rating_scale"][0] >= 0.5 and metrics["rating_scale"][1] <= 5.0
+    assert [p.name for p in out.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_same_seed_same_metrics(capsys, tmp_path, ratings_csv):
+    results = []
+    for run in ("a", "b"):
+        code, _, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--seed", "7",
+                               "--out", str(tmp_path / run), *FAST)
+        assert code == 0, err
+        results.append(json.loads((tmp_path / run / "metrics.json").read_text()))
+    assert results[0]["rmse"] == results[1]["rmse"]
+    assert results[0]["n_cold"] == results[1]["n_cold"]
+
+
+def test_train_test_files_and_cold_policy(capsys, tmp_path):
+    train = write(tmp_path / "train.tsv", "".join(
+        f"{u}\t{i}\t{min(5, (u + i) % 5 + 2)}\n" for u in range(20) for i in range(15) if (u * i) % 3))
+    test = write(tmp_path / "test.tsv", "1\t4\t4\n2\t5\t3\n999\t1\t5\n3\t999\t1\n")
+    metrics = {}
+    for cold in ("mean", "midpoint"):
+        out = tmp_path / cold
+        code, _, err = run_cli(capsys, "train", "--train", str(train), "--test", str(test),
+                               "--no-header", "--cold", cold, "--out", str(out), *FAST)
+        assert code == 0, err
+        metrics[cold] = json.loads((out / "metrics.json").read_text())
+    assert metrics["mean"]["n_test"] == 4 and metrics["mean"]["n_cold"] == 2
+    assert metrics["midpoint"]["cold_value"] == 3.5  # training scale is 2..5
+    assert metrics["mean"]["cold_value"] > 3.5
+
+
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ("user_id,item_id,rating\n1,2,3\n1,3,4,9\n", ["line 3", "expected 3 fields, found 4"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,abc\n", ["line 3", "'rating'", "'abc'"]),
+        ("user_id,item_id,rating\n1,2,3\n1,3,\n", ["line 3", "'rating'", "missing rating"]),
+        ("user_id,item_id,rating\n1,2,nan\n", ["line 2", "'rating'"]),
+        ("user,item_id,rating\n1,2,3\n", ["'user_id'", "missing column"]),
+        ("", ["empty file"]),
+        ("user_id,item_id,rating\n", ["no ratings"]),
+        ("user_id,item_id,rating\n1,2,3\n4,5,1\n1,2,4\n", ["line 4", "duplicate", "line 2"]),
+    ],
+    ids=["extra-field", "non-numeric", "empty-rating", "nan", "missing-column", "empty-file",
+         "header-only", "duplicate"],
+)
+def test_bad_file_one_line_exit_2_nothing_written(capsys, tmp_path, content, needles):
+    bad = write(tmp_path / "bad.csv", content)
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "train", "--data", str(bad), "--out", str(out), *FAST)
+    assert_one_line_error(code, err, str(bad), *needles)
+    assert not out.exists()
+
+
+def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
+    text = ratings_csv.read_text()
+    first_rating = text.splitlines()[1]
+    dup = write(tmp_path / "dup.csv", text + first_rating + "\n")
+    code, _, err = run_cli(capsys, "train", "--data", str(dup), *FAST)
+    assert_one_line_error(code, err, "duplicate")
+    code, _, err = run_cli(capsys, "train", "--data", str(dup), "--duplicates", "last", *FAST)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--variant", "items"], ["--variant", "'items'", "item", "user"]),
+        (["--split", "u9"], ["--split", "u9"]),
+        (["--cold", "zero"], ["--cold"]),
+        (["--hidden", "0"], ["--hidden", "positive integer"]),
+        (["--dropout", "1.5"], ["--dropout"]),
+        (["--test-ratio", "1"], ["--test-ratio"]),
+        (["--lr", "nan"], ["--lr"]),
+        (["--hiden", "5"], ["unrecognized arguments", "--hiden"]),
+        (["--train", "x.csv"], ["--train and --test go together"]),
+        (["--data", "x.csv", "--split", "u1"], ["--split u1"]),
+        (["--columns", "a,b"], ["--columns"]),
+        (["--data", "does-not-exist.csv"], ["does-not-exist.csv", "no such file"]),
+        (["--device", "tpu"], ["tpu"]),
+    ],
+)
+def test_bad_options_one_line_exit_2(capsys, tmp_path, args, needles):
+    out = tmp_path / "out"
+    try:
+        code = main(["train", *args, "--out", str(out), "--epochs", "1", "--hidden", "4"])
+    except SystemExit as exc:  # argparse exits by itself
+        code = exc.code
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, *needles)
+    assert not out.exists()
+
+
+def test_missing_builtin_dataset_says_how_to_supply(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOREC_CACHE_DIR", str(tmp_path / "cache"))
+    code, _, err = run_cli(capsys, "train", "--dataset", "ml-1m", "--data-dir", str(tmp_path),
+                           "--no-download", *FAST)
+    assert_one_line_error(code, err, "ml-1m", "--data-dir", "AUTOREC_DATA_DIR")
+
+
+def test_console_entry_point_in_a_real_process(tmp_path, ratings_csv):
+    """The installed command runs as its own process and fails without a traceback."""
+    env = {**os.environ, "AUTOREC_CACHE_DIR": str(tmp_path / "cache")}
+    ok = subprocess.run([sys.executable, "-m", "autorec", "train", "--data", str(ratings_csv),
+                         "--out", str(tmp_path / "o"), *FAST],
+                        capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "o" / "metrics.json").is_file()
+    bad = subprocess.run([sys.executable, "-m", "autorec", "train", "--variant", "x"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.real_data
+def test_reference_recipe_on_ml100k(capsys, tmp_path, ml100k_dir):
+    """Defaults on ML-100K (random 90/10, seed 0) reproduce the reference accuracy."""
+    out = tmp_path / "ml100k"
+    code, stdout, err = run_cli(capsys, "train", "--data-dir", str(ml100k_dir),
+                                "--device", "cpu", "--out", str(out))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_train"] == 90_000 and metrics["n_test"] == 10_000
+    assert metrics["epochs"] == 25
+    assert metrics["rmse"] < 0.92
+    assert metrics["n_cold"] > 0  # some test items have no training rating at this split
+    assert "epoch  25/25" in stdout
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("split", ["u1", "ua"])
+def test_canonical_split_and_user_variant(capsys, tmp_path, ml100k_dir, split):
+    out = tmp_path / split
+    code, _, err = run_cli(capsys, "train", "--data-dir", str(ml100k_dir), "--split",
+                           split, "--variant", "user", "--out", str(out), *FAST)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_test"] == {"u1": 20_000, "ua": 9_430}[split]
+    assert np.isfinite(metrics["rmse"])
