@@ -197,8 +197,8 @@ def make_synthetic(
     * There are exactly ``n_ratings`` distinct (user, item) pairs: pairs are drawn in rounds,
       de-duplicated on the flat key ``user * n_items + item``, and the last round is thinned
       at random to hit the count. Nothing of size ``n_users * n_items`` is ever allocated.
-    * Ratings are integers 1..5: ``round(3.5 + b_u + b_i + 0.9 * <p_u, q_i> + noise)``
-      clipped, with rank-``rank`` factors, item biases that grow with popularity and
+    * Ratings are integers 1..5: ``round(3.3 + b_u + b_i + 0.6 * <p_u, q_i> + noise)``
+      clipped, with rank-``rank`` unit-variance factors, item biases that grow with popularity and
       Gaussian noise (sd 0.6).
 
     Returns
@@ -239,7 +239,7 @@ def make_synthetic(
     item = keys % width
     del keys
 
-    scale = 1.0 / np.sqrt(rank)
+    scale = rank ** -0.25  # <p_u, q_i> has unit variance
     user_f = (rng.standard_normal((n_users, rank)) * scale).astype(np.float32)
     item_f = (rng.standard_normal((n_items, rank)) * scale).astype(np.float32)
     log_pop = np.log(item_w)
@@ -249,8 +249,8 @@ def make_synthetic(
     for start in range(0, n_ratings, chunk):
         u = user[start:start + chunk]
         i = item[start:start + chunk]
-        score = (3.5 + user_b[u] + item_b[i]
-                 + 0.9 * np.einsum("kr,kr->k", user_f[u], item_f[i], dtype=np.float64)
+        score = (3.3 + user_b[u] + item_b[i]
+                 + 0.6 * np.einsum("kr,kr->k", user_f[u], item_f[i], dtype=np.float64)
                  + rng.normal(0.0, 0.6, len(u)))
         rating[start:start + chunk] = np.clip(np.rint(score), 1, 5)
     return user, item, rating
@@ -262,8 +262,8 @@ def describe_synthetic(user: np.ndarray, item: np.ndarray, rating: np.ndarray) -
     per_item = np.bincount(item)
     values, counts = np.unique(rating, return_counts=True)
     return {
-        "n_users": int(len(np.flatnonzero(per_user))),
-        "n_items": int(len(np.flatnonzero(per_item))),
+        "n_users": int(np.count_nonzero(per_user)),
+        "n_items": int(np.count_nonzero(per_item)),
         "n_ratings": len(rating),
         "ratings_per_user": {"min": int(per_user.min()), "median": float(np.median(per_user)),
                              "max": int(per_user.max())},

@@ -78,8 +78,9 @@ def test_same_seed_same_metrics(capsys, tmp_path, ratings_csv):
 
 
 def test_train_test_files_and_cold_policy(capsys, tmp_path):
-    train = write(tmp_path / "train.tsv", "".join(
-        f"{u}\t{i}\t{min(5, (u + i) % 5 + 2)}\n" for u in range(20) for i in range(15) if (u * i) % 3))
+    rows = [f"{u}\t{i}\t{min(5, (u + i) % 5 + 2)}\n"
+            for u in range(20) for i in range(15) if (u * i) % 3]
+    train = write(tmp_path / "train.tsv", "".join(rows))
     test = write(tmp_path / "test.tsv", "1\t4\t4\n2\t5\t3\n999\t1\t5\n3\t999\t1\n")
     metrics = {}
     for cold in ("mean", "midpoint"):
