@@ -202,3 +202,26 @@ def test_canonical_split_and_user_variant(capsys, tmp_path, ml100k_dir, split):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_test"] == {"u1": 20_000, "ua": 9_430}[split]
     assert np.isfinite(metrics["rmse"])
+
+
+def test_kfold_pools_every_rating_once(capsys, tmp_path, ratings_csv):
+    out = tmp_path / "kfold"
+    code, stdout, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--split", "kfold",
+                                "--folds", "3", "--out", str(out), *FAST)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    n_ratings = len(ratings_csv.read_text().split()) - 1
+    assert metrics["n_test"] == n_ratings  # each rating is tested by exactly one fold
+    folds = metrics["folds"]
+    assert len(folds) == 3 and sum(f["n_test"] for f in folds) == n_ratings
+    pooled = np.sqrt(sum(f["rmse"] ** 2 * f["n_test"] for f in folds) / n_ratings)
+    assert metrics["rmse"] == pytest.approx(pooled)
+    assert min(f["rmse"] for f in folds) <= metrics["rmse"] <= max(f["rmse"] for f in folds)
+    assert stdout.count("fold ") >= 3
+
+
+def test_kfold_needs_two_folds(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--split", "kfold", "--folds", "1"])
+    assert exc.value.code == 2
+    assert "--folds" in capsys.readouterr().err

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -17,7 +19,7 @@ from ..data.ratings import Ratings
 from ..data.readers import DUPLICATE_POLICIES
 from ..estimator import COLD_POLICIES, VARIANTS, AutoRec
 from ..model import ACTIVATIONS
-from ..split import CANONICAL_SPLITS, align, canonical_split, random_split
+from ..split import CANONICAL_SPLITS, align, canonical_split, kfold_split, random_split
 from ..train import resolve_device
 from ._common import (
     check_output_dir,
@@ -30,7 +32,7 @@ from ._common import (
 )
 
 DEFAULT_DATASET = "ml-100k"
-SPLITS = ("random", *CANONICAL_SPLITS)
+SPLITS = ("random", "kfold", *CANONICAL_SPLITS)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -64,7 +66,10 @@ def add_parser(subparsers: Any) -> None:
 
     split = parser.add_argument_group("split")
     split.add_argument("--split", choices=SPLITS, default="random",
-                       help="random holdout, or a canonical ML-100K split (default: random)")
+                       help="random holdout (default), k-fold over all ratings (--folds), or a "
+                       "canonical ML-100K split")
+    split.add_argument("--folds", type=_at_least_two, default=5, metavar="K",
+                       help="folds of --split kfold (default: %(default)s)")
     split.add_argument("--test-ratio", type=fraction, default=0.1, metavar="F",
                        help="test fraction of a random split (default: %(default)s)")
     split.add_argument("--seed", type=int, default=0, metavar="N",
@@ -92,6 +97,13 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def _at_least_two(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
+    return value
+
+
 def _check_args(args: argparse.Namespace, parser_error: Any) -> None:
     files = [name for name in ("data", "train", "test") if getattr(args, name) is not None]
     if args.dataset is not None and files:
@@ -100,10 +112,13 @@ def _check_args(args: argparse.Namespace, parser_error: Any) -> None:
         parser_error("give either --data or --train/--test, not both")
     if (args.train is None) != (args.test is None):
         parser_error("--train and --test go together")
-    if args.split != "random" and files:
+    if args.train is not None and args.split != "random":
+        parser_error("--train/--test already split the data; drop --split")
+    canonical = args.split in CANONICAL_SPLITS
+    if canonical and files:
         parser_error(f"--split {args.split} is a canonical MovieLens-100K split; "
                      "it needs --dataset ml-100k")
-    if args.split != "random" and args.dataset not in (None, "ml-100k"):
+    if canonical and args.dataset not in (None, "ml-100k"):
         parser_error(f"--split {args.split} exists only for ml-100k, not {args.dataset}")
     columns = args.columns.split(",")
     if len(columns) != 3 or not all(columns):
@@ -118,78 +133,125 @@ def _read(path: Path, args: argparse.Namespace) -> Ratings:
                         duplicates=args.duplicates)
 
 
-def load_split(args: argparse.Namespace) -> tuple[Ratings, Ratings, str]:
-    """The (train, test) parts the options ask for, and a description of where they came from."""
+def load_parts(args: argparse.Namespace) -> tuple[list[tuple[Ratings, Ratings]], str]:
+    """The (train, test) pairs the options ask for (one, or one per fold) and their origin."""
     if args.train is not None:
-        train, test = align(_read(args.train, args), _read(args.test, args))
-        return train, test, f"{args.train} + {args.test}"
-    if args.split != "random":
-        train, test = canonical_split(args.split, args.data_dir, download=args.download)
-        return train, test, f"ml-100k split {args.split}"
+        return [align(_read(args.train, args), _read(args.test, args))], (
+            f"{args.train} + {args.test}")
+    if args.split in CANONICAL_SPLITS:
+        parts = canonical_split(args.split, args.data_dir, download=args.download)
+        return [parts], f"ml-100k split {args.split}"
     if args.data is not None:
         ratings, what = _read(args.data, args), str(args.data)
     else:
         ratings = load_dataset(args.dataset, args.data_dir, download=args.download,
                                duplicates=args.duplicates)
         what = args.dataset
-    train, test = random_split(ratings, args.test_ratio, args.seed)
-    return train, test, f"{what}, random {1 - args.test_ratio:g}/{args.test_ratio:g} split"
+    if args.split == "kfold":
+        return list(kfold_split(ratings, args.folds, args.seed)), f"{what}, {args.folds}-fold"
+    parts = random_split(ratings, args.test_ratio, args.seed)
+    return [parts], f"{what}, random {1 - args.test_ratio:g}/{args.test_ratio:g} split"
 
 
-def run(args: argparse.Namespace) -> int:
-    _check_args(args, args.parser_error)
-    model = AutoRec(
+def _make_model(args: argparse.Namespace) -> AutoRec:
+    return AutoRec(
         variant=args.variant, hidden=args.hidden, activation=args.activation,
         dropout=args.dropout, lr=args.lr, weight_decay=args.weight_decay, epochs=args.epochs,
         batch_size=args.batch_size, cold=args.cold, random_state=args.seed,
         device=None if args.device == "auto" else args.device,
     )
-    model._validate_params()
-    resolve_device(model.device)
-    if args.out is not None:
-        check_output_dir(args.out)
 
-    train, test, description = load_split(args)
-    print(f"data: {description}: {len(train)} train / {len(test)} test ratings, "
-          f"{train.n_users} users, {train.n_items} items")
+
+def _train_one(args: argparse.Namespace, train: Ratings, test: Ratings, label: str
+               ) -> dict[str, Any]:
+    """Fit on ``train``, report on ``test``; returns the figures of this (train, test) pair."""
+    prefix = f"{label} " if label else ""
 
     def progress(entry: dict[str, Any]) -> None:
         if not args.quiet:
-            print(f"epoch {entry['epoch']:3d}/{args.epochs}  train loss {entry['train_loss']:.4f}"
-                  f"  test RMSE {entry['eval_rmse']:.4f}  {entry['seconds']:.2f}s", flush=True)
+            print(f"{prefix}epoch {entry['epoch']:3d}/{args.epochs}  train loss "
+                  f"{entry['train_loss']:.4f}  test RMSE {entry['eval_rmse']:.4f}  "
+                  f"{entry['seconds']:.2f}s", flush=True)
 
+    model = _make_model(args)
     started = time.perf_counter()
     model.fit(train, eval_set=test, on_epoch_end=progress)
     wall = time.perf_counter() - started
     report = model.evaluate(test)
-    train_seconds = sum(entry["seconds"] for entry in model.history_)
+    return {
+        "rmse": report["rmse"],
+        "mae": report["mae"],
+        "n_train": len(train),
+        "n_test": report["n"],
+        "n_cold": report["n_cold"],
+        "cold_value": model.cold_value(),
+        "train_seconds": sum(entry["seconds"] for entry in model.history_),
+        "wall_seconds": wall,
+        "n_users": len(model.users_),
+        "n_items": len(model.items_),
+        "rating_scale": list(model.rating_scale_),
+        "device": str(model.device_),
+        "history": model.history_,
+    }
 
-    print(f"{model.variant}-AutoRec on {description}: test RMSE {report['rmse']:.4f}, "
-          f"MAE {report['mae']:.4f} over {report['n']} ratings "
-          f"({report['n_cold']} cold, predicted {model.cold_value():.3f}); "
-          f"trained {args.epochs} epochs in {train_seconds:.1f}s on {model.device_}")
+
+def _pool(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Figures over all test ratings of all folds (each rating is in one test fold)."""
+    n_test = sum(f["n_test"] for f in folds)
+    sse = sum(f["rmse"] ** 2 * f["n_test"] for f in folds)
+    rmses = np.array([f["rmse"] for f in folds])
+    return {
+        "rmse": math.sqrt(sse / n_test),
+        "mae": sum(f["mae"] * f["n_test"] for f in folds) / n_test,
+        "rmse_fold_mean": float(rmses.mean()),
+        "rmse_fold_std": float(rmses.std(ddof=1)) if len(folds) > 1 else 0.0,
+        "n_train": int(np.mean([f["n_train"] for f in folds])),
+        "n_test": n_test,
+        "n_cold": sum(f["n_cold"] for f in folds),
+        "train_seconds": sum(f["train_seconds"] for f in folds),
+        "wall_seconds": sum(f["wall_seconds"] for f in folds),
+        "device": folds[0]["device"],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args, args.parser_error)
+    _make_model(args)._validate_params()
+    resolve_device(None if args.device == "auto" else args.device)
+    if args.out is not None:
+        check_output_dir(args.out)
+
+    parts, description = load_parts(args)
+    first_train, first_test = parts[0]
+    print(f"data: {description}: {len(first_train)} train / {len(first_test)} test ratings"
+          f"{' per fold' if len(parts) > 1 else ''}, {first_train.n_users} users, "
+          f"{first_train.n_items} items")
+
+    results = []
+    for k, (train, test) in enumerate(parts, start=1):
+        label = f"fold {k}/{len(parts)}" if len(parts) > 1 else ""
+        results.append(_train_one(args, train, test, label))
+        if label:
+            print(f"{label}: test RMSE {results[-1]['rmse']:.4f}, MAE {results[-1]['mae']:.4f}")
+    summary = results[0] if len(results) == 1 else _pool(results)
+
+    spread = (f" (folds {summary['rmse_fold_mean']:.4f} +- {summary['rmse_fold_std']:.4f})"
+              if len(results) > 1 else "")
+    print(f"{args.variant}-AutoRec on {description}: test RMSE {summary['rmse']:.4f}{spread}, "
+          f"MAE {summary['mae']:.4f} over {summary['n_test']} ratings "
+          f"({summary['n_cold']} cold, predicted by --cold {args.cold}); trained "
+          f"{args.epochs} epochs in {summary['train_seconds']:.1f}s on {summary['device']}")
 
     if args.out is not None:
         config = {key: (str(value) if isinstance(value, Path) else value)
                   for key, value in vars(args).items() if key not in ("handler", "parser_error")}
         payload = {
-            "rmse": report["rmse"],
-            "mae": report["mae"],
-            "n_train": len(train),
-            "n_test": report["n"],
-            "n_cold": report["n_cold"],
-            "cold_value": model.cold_value(),
-            "train_seconds": train_seconds,
-            "wall_seconds": wall,
+            **summary,
             "epochs": args.epochs,
             "data": description,
-            "n_users": len(model.users_),
-            "n_items": len(model.items_),
-            "rating_scale": list(model.rating_scale_),
-            "device": str(model.device_),
             "config": config,
-            "model_params": model.get_params(),
-            "history": model.history_,
+            "model_params": _make_model(args).get_params(),
+            **({"folds": results} if len(results) > 1 else {}),
             "versions": {"autorec": __version__, "torch": torch.__version__,
                          "python": platform.python_version()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
