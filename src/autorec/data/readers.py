@@ -6,6 +6,7 @@ the line (1-based, as a text editor counts them, header included) and the field.
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 import re
@@ -98,7 +99,8 @@ def from_dataframe(
     if bad.any():
         position = int(bad.argmax())
         raw = raw_rating.iloc[position]
-        problem = "missing rating" if pd.isna(raw) else f"rating {raw!r} is not a finite number"
+        problem = ("missing rating" if pd.isna(raw)
+                   else f"rating {_show(raw)} is not a finite number")
         raise DataError(problem, source=source, line=where(position), field=rating_col, unit=unit)
 
     users = IdMap.from_values(frame[user_col].to_numpy())
@@ -113,8 +115,8 @@ def from_dataframe(
             position = int(repeated.argmax())
             first = int(np.flatnonzero(key == key[position])[0])
             raise DataError(
-                f"duplicate rating of user {frame[user_col].iloc[position]!r} for item "
-                f"{frame[item_col].iloc[position]!r} (first at {unit} {where(first)}); "
+                f"duplicate rating of user {_show(frame[user_col].iloc[position])} for item "
+                f"{_show(frame[item_col].iloc[position])} (first at {unit} {where(first)}); "
                 "use duplicates='last' or 'mean' to accept repeats",
                 source=source, line=where(position), unit=unit,
             )
@@ -129,6 +131,13 @@ def from_dataframe(
 
     return Ratings(user_idx.astype(np.int64), item_idx.astype(np.int64),
                    rating.astype(np.float32), users, items, source)
+
+
+def _show(value: object) -> str:
+    """A value as written in the source: strings quoted, numbers plain (no numpy repr)."""
+    if isinstance(value, str):
+        return repr(value)
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def read_ratings(
@@ -181,12 +190,18 @@ def read_ratings(
         data, sep = data.replace(b"::", b"\t"), "\t"
     if not header and names is None:
         names = _headerless_names(data, sep, columns)
+    _check_first_line_width(data, sep, None if header else len(names), path)  # type: ignore[arg-type]
+    # Ids are read as numbers (fast) unless some field has a leading zero ("007"), which
+    # numbers would merge with "7": then ids are read as text and kept as text.
+    id_dtype = {col: str for col in columns[:2]} if _has_leading_zero(data, sep) else None
     try:
         frame = pd.read_csv(
             io.BytesIO(data),
             sep=sep,
             header=0 if header else None,
             names=None if header else list(names),  # type: ignore[arg-type]
+            index_col=False,
+            dtype=id_dtype,
             skip_blank_lines=False,
             engine="c",
             low_memory=False,
@@ -201,6 +216,9 @@ def read_ratings(
     if blank.any():
         frame = frame.loc[~blank]
         line_numbers = line_numbers[~blank]
+    for col in columns[:2]:
+        if col in frame.columns:
+            frame[col] = _integer_ids_if_possible(frame[col])
     return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path),
                           line_numbers=line_numbers)
 
@@ -216,6 +234,69 @@ def _read_parquet(path: Path, columns: Sequence[str], duplicates: DuplicatePolic
         problem = f"not a readable Parquet file ({type(exc).__name__})"
         raise DataError(problem, source=path) from None
     return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
+
+
+def _check_first_line_width(data: bytes, sep: str, n_names: int | None, path: Path) -> None:
+    """Fail when the first data line has more fields than the header (or ``names``).
+
+    pandas would otherwise take the extra leading field as an index and shift the columns;
+    later lines are checked by the parser itself.
+    """
+    lines = _non_blank_lines(data)
+    expected = n_names
+    for line_number, line in lines:
+        fields = _split_fields(line, sep)
+        if expected is None:  # this is the header
+            expected = len(fields)
+            continue
+        if len(fields) > expected:
+            raise DataError(f"expected {expected} fields, found {len(fields)}", source=path,
+                            line=line_number)
+        return
+
+
+def _non_blank_lines(data: bytes, limit: int = 2) -> list[tuple[int, str]]:
+    """The first ``limit`` non-blank lines with their 1-based line numbers."""
+    found: list[tuple[int, str]] = []
+    start, number = 0, 0
+    while start <= len(data) and len(found) < limit:
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        number += 1
+        line = data[start:end].decode("utf-8", errors="replace").rstrip("\r")
+        if line.strip():
+            found.append((number, line))
+        start = end + 1
+    return found
+
+
+def _split_fields(line: str, sep: str) -> list[str]:
+    if len(sep) == 1:
+        return next(csv.reader([line], delimiter=sep))
+    return line.split(sep)
+
+
+def _has_leading_zero(data: bytes, sep: str) -> bool:
+    pattern = rb"(?:\A|\n|" + re.escape(sep.encode()) + rb")0[0-9]"
+    return re.search(pattern, data) is not None
+
+
+_INTEGER_TEXT = r"-?(?:0|[1-9][0-9]*)"
+
+
+def _integer_ids_if_possible(ids: pd.Series) -> pd.Series:
+    """Integer ids as ``int64``: undoes float columns (caused by blank lines) and text columns
+    whose every value is written as a plain integer. Anything else is left as it is."""
+    if ids.isna().any():
+        return ids  # reported as a missing value later
+    if pd.api.types.is_float_dtype(ids.dtype):
+        values = ids.to_numpy()
+        if np.all(np.mod(values, 1) == 0) and np.all(np.abs(values) < 2**53):
+            return ids.astype(np.int64)
+        return ids
+    if pd.api.types.is_string_dtype(ids.dtype) and ids.str.fullmatch(_INTEGER_TEXT).all():
+        return ids.astype(np.int64)
+    return ids
 
 
 def _guess_separator(path: Path) -> str:

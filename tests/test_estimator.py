@@ -1,0 +1,240 @@
+"""The AutoRec estimator: parameters, validation, fitting, prediction on raw ids, cold start."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from autorec import AutoRec, NotFittedError, Ratings, load_dataset, random_split, rmse
+
+FAST = {"hidden": 16, "epochs": 5, "lr": 0.03, "batch_size": 16, "device": "cpu"}
+
+
+def fast(**params) -> AutoRec:
+    return AutoRec(**{**FAST, "random_state": 0, **params})
+
+
+# -- parameters -----------------------------------------------------------------------------------
+def test_get_set_params_round_trip() -> None:
+    model = AutoRec(variant="user", hidden=17, dropout=0.1, random_state=5)
+    params = model.get_params()
+    assert params["variant"] == "user" and params["hidden"] == 17
+    assert params["random_state"] == 5 and params["lr"] == 0.002  # defaults included
+    assert AutoRec(**params).get_params() == params
+    assert set(params) == {"variant", "hidden", "activation", "dropout", "lr", "weight_decay",
+                           "epochs", "batch_size", "cold", "random_state", "device"}
+
+    other = AutoRec()
+    assert other.set_params(**params) is other
+    assert other.get_params() == params
+    other.set_params(hidden=3)
+    assert other.get_params()["hidden"] == 3
+    assert params["hidden"] == 17  # get_params returned a copy
+
+
+def test_set_params_unknown_name() -> None:
+    model = AutoRec()
+    with pytest.raises(ValueError, match="hiden"):
+        model.set_params(hiden=3)
+    assert model.hidden == 500
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("variant", "x"), ("cold", "x"), ("hidden", 0), ("dropout", 1.0), ("lr", -1),
+     ("activation", "softmax"), ("epochs", 0), ("batch_size", -2), ("hidden", 2.5),
+     ("weight_decay", -1.0), ("lr", float("nan")), ("random_state", "seed")],
+)
+def test_invalid_params_raise_at_fit_naming_parameter(low_rank: Ratings, name: str, value
+                                                     ) -> None:
+    model = AutoRec(**{**FAST, name: value})  # the constructor only stores
+    assert getattr(model, name) is value
+    with pytest.raises(ValueError, match=name):
+        model.fit(low_rank)
+    assert not hasattr(model, "net_")
+
+
+def test_predict_before_fit() -> None:
+    model = AutoRec()
+    with pytest.raises(NotFittedError):
+        model.predict([1], [2])
+    with pytest.raises(NotFittedError):
+        model.evaluate(pd.DataFrame({"user_id": [1], "item_id": [2], "rating": [3.0]}))
+    assert issubclass(NotFittedError, ValueError)
+
+
+def test_fit_returns_self_and_sets_state(low_rank: Ratings) -> None:
+    model = fast()
+    assert model.fit(low_rank) is model
+    assert [entry["epoch"] for entry in model.history_] == [1, 2, 3, 4, 5]
+    assert len(model.users_) == 40 and len(model.items_) == 30
+    assert model.global_mean_ == pytest.approx(float(np.mean(low_rank.rating, dtype=np.float64)))
+    assert model.rating_scale_ == low_rank.rating_scale()
+
+
+# -- predictions ----------------------------------------------------------------------------------
+def test_predictions_clipped_to_training_scale(low_rank: Ratings) -> None:
+    model = fast().fit(low_rank)
+    low, high = model.rating_scale_
+    users, items = low_rank.user_ids, low_rank.item_ids
+    predicted = model.predict(users, items)
+    assert np.all((predicted >= low) & (predicted <= high))
+    # push every reconstruction far outside the scale: predictions sit on its bounds
+    with torch.no_grad():
+        model.net_.decoder_bias.add_(100.0)
+    assert np.all(model.predict(users, items) == high)
+    with torch.no_grad():
+        model.net_.decoder_bias.sub_(200.0)
+    assert np.all(model.predict(users, items) == low)
+
+
+def test_predictions_clipped_on_other_scale() -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user_id": np.repeat(np.arange(10), 5),
+                          "item_id": np.tile(np.arange(5), 10),
+                          "rating": rng.integers(20, 81, 50).astype(float)})
+    model = fast(epochs=1).fit(frame)
+    low, high = float(frame.rating.min()), float(frame.rating.max())
+    assert model.rating_scale_ == (low, high)
+    predicted = model.predict(frame.user_id, frame.item_id)
+    assert np.all((predicted >= low) & (predicted <= high))
+    # one epoch from tiny weights cannot reach the ratings' level: many hit the lower bound
+    assert np.any(predicted == low)
+
+
+COLD_TRAIN = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"],
+                           "item_id": ["x", "y", "x", "z", "y"],
+                           "rating": [1.0, 2.0, 2.0, 5.0, 1.0]})  # mean 2.2, midpoint 3
+
+
+@pytest.mark.parametrize(("cold", "expected"), [("mean", 2.2), ("midpoint", 3.0)])
+def test_cold_pairs(cold: str, expected: float) -> None:
+    model = fast(cold=cold).fit(COLD_TRAIN)
+    users = ["a", "zz", "b", "a", "new", "c"]
+    items = ["y", "x", "nope", "z", "nope", "x"]
+    predicted, is_cold = model.predict(users, items, return_cold=True)
+    assert is_cold.tolist() == [False, True, True, False, True, False]
+    assert predicted[is_cold] == pytest.approx([expected] * 3)
+    assert model.cold_value() == pytest.approx(expected)
+    # warm pairs (including (a, z) never rated in training) come from the network
+    assert not np.allclose(predicted[~is_cold], expected)
+    assert model.predict(users, items).tolist() == predicted.tolist()
+
+
+def test_users_without_training_ratings_are_cold(low_rank: Ratings) -> None:
+    """After a split, ids in the shared id map but absent from training are cold."""
+    keep = low_rank.user_idx != 0
+    train, test = low_rank.subset(keep), low_rank.subset(~keep)
+    model = fast().fit(train)
+    assert low_rank.users.raw_ids[0] not in model.users_
+    predicted, is_cold = model.predict(test.user_ids, test.item_ids, return_cold=True)
+    assert is_cold.all()
+    assert np.all(predicted == model.global_mean_)
+    result = model.evaluate(test)
+    assert result["n_cold"] == len(test) and result["n"] == len(test)
+
+
+def test_same_seed_identical_different_seed_different(low_rank: Ratings) -> None:
+    users, items = low_rank.user_ids, low_rank.item_ids
+    params = {"hidden": 32, "epochs": 10, "dropout": 0.2}
+    first = fast(random_state=11, **params).fit(low_rank).predict(users, items)
+    again = fast(random_state=11, **params).fit(low_rank).predict(users, items)
+    other = fast(random_state=12, **params).fit(low_rank).predict(users, items)
+    assert np.ptp(first) > 0.1  # not all clipped to one bound
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("variant", ["item", "user"])
+def test_variants_learn(low_rank: Ratings, variant: str) -> None:
+    model = fast(variant=variant, hidden=32, epochs=30).fit(low_rank)
+    expected_inputs = 40 if variant == "item" else 30  # users per item row / items per user row
+    assert model.net_.n_inputs == expected_inputs
+    assert model.matrix_.shape == ((30, 40) if variant == "item" else (40, 30))
+    losses = [entry["train_loss"] for entry in model.history_]
+    assert losses[-1] < 0.5 * losses[0]
+    predicted = model.predict(low_rank.user_ids, low_rank.item_ids)
+    baseline = rmse(low_rank.rating, np.full(len(low_rank), model.global_mean_))
+    assert rmse(low_rank.rating, predicted) < 0.9 * baseline
+
+
+def test_dataframe_with_string_ids() -> None:
+    rng = np.random.default_rng(1)
+    users = [f"user-{k}" for k in range(12)]
+    items = [f"film {k}" for k in range(9)]
+    pairs = [(u, i) for u in users for i in items if rng.random() < 0.6]
+    frame = pd.DataFrame({"user_id": [u for u, _ in pairs], "item_id": [i for _, i in pairs],
+                          "rating": rng.integers(1, 6, len(pairs)).astype(float)})
+    model = fast().fit(frame)
+    assert set(model.users_.raw_ids.tolist()) == set(frame.user_id)
+    assert set(model.items_.raw_ids.tolist()) == set(frame.item_id)
+    predicted, is_cold = model.predict(["user-3", "user-3", "ghost"],
+                                       ["film 2", "film 8", "film 2"], return_cold=True)
+    assert is_cold.tolist() == [False, False, True]
+    assert np.all(np.isfinite(predicted))
+    result = model.evaluate(frame)
+    assert result["n"] == len(frame) and result["n_cold"] == 0
+
+
+def test_evaluate_equals_predict_and_ignores_test_ratings(low_rank: Ratings) -> None:
+    from autorec import mae
+
+    train, test = random_split(low_rank, 0.3, random_state=0)
+    model = fast().fit(train)
+    predicted, is_cold = model.predict(test.user_ids, test.item_ids, return_cold=True)
+    result = model.evaluate(test)
+    assert result["rmse"] == rmse(test.rating, predicted)
+    assert result["mae"] == mae(test.rating, predicted)
+    assert result["n"] == len(test) and result["n_cold"] == int(is_cold.sum())
+
+    # test ratings are only scored, never fed to the reconstruction
+    fake = Ratings(test.user_idx, test.item_idx, np.full(len(test), 1.0, dtype=np.float32),
+                   test.users, test.items)
+    assert model.evaluate(fake)["rmse"] == rmse(fake.rating, predicted)
+    assert np.array_equal(model.predict(test.user_ids, test.item_ids), predicted)
+
+
+def test_eval_set_is_reported_not_used(low_rank: Ratings) -> None:
+    train, test = random_split(low_rank, 0.3, random_state=0)
+    seen: list[dict] = []
+    with_eval = fast().fit(train, eval_set=test, on_epoch_end=seen.append)
+    without = fast().fit(train)
+    users, items = test.user_ids, test.item_ids
+    assert np.array_equal(with_eval.predict(users, items), without.predict(users, items))
+    assert seen == with_eval.history_
+    assert with_eval.history_[-1]["eval_rmse"] == pytest.approx(with_eval.evaluate(test)["rmse"])
+    assert "eval_rmse" not in without.history_[-1]
+
+
+def test_predict_length_mismatch(low_rank: Ratings) -> None:
+    model = fast(epochs=1).fit(low_rank)
+    with pytest.raises(ValueError, match="length"):
+        model.predict([100, 101], [1000])
+
+
+# -- real data ------------------------------------------------------------------------------------
+@pytest.mark.real_data
+def test_i_autorec_ml100k(ml100k_dir: Path) -> None:
+    ratings = load_dataset("ml-100k", ml100k_dir, download=False)
+    train, test = random_split(ratings, test_ratio=0.1, random_state=0)
+    model = AutoRec(random_state=0, device="cpu").fit(train)  # defaults: 500 units, 25 epochs
+    result = model.evaluate(test)
+    assert result["rmse"] < 0.93, result
+    assert result["n"] == 10_000
+    assert isinstance(result["n_cold"], int) and 0 <= result["n_cold"] < 100
+    assert result["mae"] < result["rmse"]
+
+
+@pytest.mark.real_data
+def test_u_autorec_ml100k(ml100k_dir: Path) -> None:
+    ratings = load_dataset("ml-100k", ml100k_dir, download=False)
+    train, test = random_split(ratings, test_ratio=0.1, random_state=0)
+    model = AutoRec(variant="user", epochs=5, random_state=0, device="cpu").fit(train)
+    result = model.evaluate(test)
+    assert math.isfinite(result["rmse"]) and result["rmse"] < 2.0, result
+    assert result["n_cold"] >= 0

@@ -1,0 +1,205 @@
+"""AutoRecNet against a numpy reference of its formula; the Trainer's batching and learning."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from autorec.model import ACTIVATIONS, AutoRecNet
+from autorec.sparse import SparseBatch
+from autorec.train import Trainer, seed_streams
+
+CPU = torch.device("cpu")
+
+
+def params(net: AutoRecNet) -> dict[str, np.ndarray]:
+    return {k: v.detach().double().numpy() for k, v in net.named_parameters()}
+
+
+NUMPY_ACTIVATIONS = {
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+    "relu": lambda z: np.maximum(z, 0.0),
+    "tanh": np.tanh,
+    "identity": lambda z: z,
+}
+
+
+def reference(net: AutoRecNet, x: np.ndarray, activation: str = "sigmoid") -> np.ndarray:
+    """Dense reconstruction ``g(x @ W_enc + b_enc) @ W_dec^T + b_dec`` of every row of ``x``."""
+    p = params(net)
+    code = NUMPY_ACTIVATIONS[activation](x @ p["encoder_weight"] + p["encoder_bias"])
+    return code @ p["decoder_weight"].T + p["decoder_bias"]
+
+
+def rating_matrix(n_rows: int, n_cols: int, seed: int, empty_rows=()) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((n_rows, n_cols)) < 0.4,
+                     rng.integers(1, 6, (n_rows, n_cols)), 0).astype(np.float32)
+    dense[list(empty_rows)] = 0
+    for r in set(range(n_rows)) - set(empty_rows):
+        dense[r, r % n_cols] = 1.0 + r % 5  # every row not listed as empty has a rating
+    return sp.csr_matrix(dense)
+
+
+# -- AutoRecNet -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh", "identity"])
+def test_forward_matches_numpy_reference(activation: str) -> None:
+    matrix = rating_matrix(6, 11, seed=0)
+    net = AutoRecNet(11, hidden=7, activation=activation, dropout=0.0,
+                     generator=torch.Generator().manual_seed(1))
+    # move biases away from their tiny init so a dropped bias term would show
+    with torch.no_grad():
+        net.encoder_bias.add_(0.3)
+        net.decoder_bias.add_(3.0)
+    net.eval()
+    batch = SparseBatch.from_scipy(matrix)
+    out = net(batch).detach().double().numpy()
+    full = reference(net, matrix.toarray().astype(np.float64), activation)
+    rows, cols = matrix.nonzero()
+    np.testing.assert_allclose(out, full[rows, cols], rtol=1e-5, atol=1e-5)
+
+    # decode_pairs reconstructs any (row, output) pair, observed or not
+    codes = net.encode(batch)
+    all_rows = torch.arange(6).repeat_interleave(11)
+    all_outs = torch.arange(11).repeat(6)
+    pairs = net.decode_pairs(codes, all_rows, all_outs).detach().double().numpy()
+    np.testing.assert_allclose(pairs.reshape(6, 11), full, rtol=1e-5, atol=1e-5)
+
+
+def test_eval_mode_ignores_dropout_and_train_mode_applies_it() -> None:
+    matrix = rating_matrix(5, 8, seed=1)
+    batch = SparseBatch.from_scipy(matrix)
+    net = AutoRecNet(8, hidden=64, dropout=0.5, generator=torch.Generator().manual_seed(0))
+    net.eval()
+    full = reference(net, matrix.toarray().astype(np.float64))
+    code = net.encode(batch)
+    np.testing.assert_allclose(net(batch).detach().numpy(), full[matrix.nonzero()], rtol=1e-5,
+                               atol=1e-5)
+    net.train()
+    dropped = net.encode(batch, torch.Generator().manual_seed(0))
+    zeroed = (dropped == 0).double().mean().item()
+    assert 0.3 < zeroed < 0.7
+    kept = dropped != 0
+    # kept units are scaled by 1 / (1 - p)
+    torch.testing.assert_close(dropped[kept], code[kept] * 2.0)
+    again = net.encode(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(dropped, again)
+
+
+def test_weight_layout_and_init() -> None:
+    net = AutoRecNet(30, hidden=12, generator=torch.Generator().manual_seed(0))
+    assert net.encoder_weight.shape == (30, 12)
+    assert net.decoder_weight.shape == (30, 12)
+    assert net.encoder_bias.shape == (12,)
+    assert net.decoder_bias.shape == (30,)
+    same = AutoRecNet(30, hidden=12, generator=torch.Generator().manual_seed(0))
+    for a, b in zip(net.parameters(), same.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_unknown_activation() -> None:
+    with pytest.raises(ValueError, match="activation"):
+        AutoRecNet(5, hidden=3, activation="softmax")
+    assert "sigmoid" in ACTIVATIONS
+
+
+# -- Trainer --------------------------------------------------------------------------------------
+def make_trainer(matrix: sp.csr_matrix, *, hidden: int = 16, dropout: float = 0.0,
+                 lr: float = 0.01, batch_size: int = 8, seed: int = 0) -> Trainer:
+    net = AutoRecNet(matrix.shape[1], hidden=hidden, dropout=dropout,
+                     generator=torch.Generator().manual_seed(seed))
+    return Trainer(net, matrix, lr=lr, weight_decay=0.0, batch_size=batch_size, device=CPU,
+                   seed=seed)
+
+
+def test_loss_decreases_on_low_rank_data(low_rank) -> None:
+    trainer = make_trainer(low_rank.to_csr("item"))
+    losses = [trainer.train_epoch().train_loss for _ in range(6)]
+    assert all(b < a for a, b in itertools.pairwise(losses[:5])), losses
+    assert losses[-1] < 0.25 * losses[0], losses
+    assert trainer.epoch == 6
+
+
+def test_first_epoch_loss_is_masked_mse_at_initial_weights(low_rank) -> None:
+    """With one batch and no dropout, the reported loss is the masked MSE before the update."""
+    matrix = low_rank.to_csr("item")
+    trainer = make_trainer(matrix, batch_size=matrix.shape[0])
+    x = matrix.toarray().astype(np.float64)
+    full = reference(trainer.net, x)
+    expected = np.sum((x != 0) * (full - x) ** 2) / matrix.nnz
+    assert trainer.train_epoch().train_loss == pytest.approx(expected, rel=1e-5)
+
+
+def _rows_fed(trainer: Trainer) -> tuple[list[int], Counter]:
+    """Run one epoch, recording the batch size and the content of every row fed to the net."""
+    sizes: list[int] = []
+    seen: Counter = Counter()
+
+    def hook(_module, args, _output) -> None:
+        batch: SparseBatch = args[0]
+        sizes.append(batch.n_rows)
+        crow = batch.crow.tolist()
+        for r in range(batch.n_rows):
+            span = slice(crow[r], crow[r + 1])
+            seen[(tuple(batch.col[span].tolist()), tuple(batch.values[span].tolist()))] += 1
+
+    handle = trainer.net.register_forward_hook(hook)
+    try:
+        trainer.train_epoch()
+    finally:
+        handle.remove()
+    return sizes, seen
+
+
+def test_every_rated_row_fed_once_and_empty_rows_never() -> None:
+    empty = (0, 4, 5, 17)
+    matrix = rating_matrix(23, 9, seed=2, empty_rows=empty)
+    expected = Counter()
+    for r in range(matrix.shape[0]):
+        row = matrix[r]
+        if r not in empty:
+            expected[(tuple(row.indices.tolist()), tuple(row.data.tolist()))] += 1
+    trainer = make_trainer(matrix, batch_size=4)
+    assert trainer.rows.tolist() == [r for r in range(23) if r not in empty]
+
+    for _ in range(2):  # every epoch, in a fresh order
+        sizes, seen = _rows_fed(trainer)
+        assert sum(sizes) == 19  # rows with ratings
+        assert sizes == [4, 4, 4, 4, 3]  # the last batch is smaller, nothing dropped
+        assert seen == expected
+        assert all(len(cols) > 0 for cols, _ in seen)
+
+
+def test_batches_cover_all_ratings(low_rank) -> None:
+    matrix = low_rank.to_csr("user")
+    trainer = make_trainer(matrix, batch_size=7)
+    batches = list(trainer.batches(trainer.rows))
+    assert sum(b.n_rows for b in batches) == matrix.shape[0]
+    assert sum(b.nnz for b in batches) == matrix.nnz
+    assert batches[-1].n_rows == matrix.shape[0] % 7
+
+
+def test_same_seed_same_training(low_rank) -> None:
+    matrix = low_rank.to_csr("item")
+    a = make_trainer(matrix, dropout=0.2, seed=3)
+    b = make_trainer(matrix, dropout=0.2, seed=3)
+    c = make_trainer(matrix, dropout=0.2, seed=4)
+    for _ in range(2):
+        la, lb, lc = a.train_epoch(), b.train_epoch(), c.train_epoch()
+    assert la.train_loss == lb.train_loss
+    assert la.train_loss != lc.train_loss
+    for p, q in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_seed_streams() -> None:
+    assert seed_streams(0, 3) == seed_streams(0, 3)
+    assert seed_streams(0, 2) != seed_streams(1, 2)
+    seeds = seed_streams(42, 4)
+    assert len(set(seeds)) == 4
+    assert all(0 <= s < 2**63 for s in seeds)

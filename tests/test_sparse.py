@@ -1,0 +1,203 @@
+"""Sparse kernels against dense formulas: SparseBatch, sparse_linear (SpMM), sampled_decode.
+
+Kernels compute in float32, so comparisons use tolerances; the masking tests compare exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from autorec.model import AutoRecNet
+from autorec.sparse import SparseBatch, sampled_decode, sparse_linear
+
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def random_csr(n_rows: int = 7, n_cols: int = 9, density: float = 0.35, seed: int = 0,
+               empty_rows: tuple[int, ...] = (2,), empty_cols: tuple[int, ...] = (0, 5)
+               ) -> sp.csr_matrix:
+    """A random 1-5 rating matrix with some rows and columns forced empty."""
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((n_rows, n_cols)) < density,
+                     rng.integers(1, 6, (n_rows, n_cols)), 0).astype(np.float32)
+    dense[list(empty_rows), :] = 0
+    dense[:, list(empty_cols)] = 0
+    matrix = sp.csr_matrix(dense)
+    assert matrix.nnz > 5
+    return matrix
+
+
+def observed(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of every stored entry, in CSR order."""
+    coo = matrix.tocoo()
+    return coo.row.astype(np.int64), coo.col.astype(np.int64)
+
+
+# -- SparseBatch ---------------------------------------------------------------------------------
+def test_from_scipy_round_trip_and_transpose() -> None:
+    matrix = random_csr()
+    batch = SparseBatch.from_scipy(matrix)
+    dense = torch.from_numpy(matrix.toarray())
+    assert (batch.n_rows, batch.n_cols, batch.nnz) == (7, 9, matrix.nnz)
+    assert torch.equal(batch.csr().to_dense(), dense)
+    assert torch.equal(batch.csr_t().to_dense(), dense.T)
+    assert torch.equal(batch.csr_t().to_dense(), batch.csr().to_dense().T)
+    rows, cols = observed(matrix)
+    assert batch.row.tolist() == rows.tolist()
+    assert batch.col.tolist() == cols.tolist()
+    # values[t_perm] lists the values column by column
+    assert batch.values[batch.t_perm].tolist() == matrix.tocsc().data.tolist()
+
+
+def test_csr_t_with_other_values_follows_batch_order() -> None:
+    matrix = random_csr(seed=1)
+    batch = SparseBatch.from_scipy(matrix)
+    other = torch.arange(1, batch.nnz + 1, dtype=torch.float32)
+    expected = torch.zeros(batch.n_rows, batch.n_cols)
+    expected[batch.row, batch.col] = other
+    assert torch.equal(batch.csr(other).to_dense(), expected)
+    assert torch.equal(batch.csr_t(other).to_dense(), expected.T)
+
+
+def test_from_scipy_unsorted_indices() -> None:
+    # column indices stored out of order within a row
+    matrix = sp.csr_matrix((np.array([1.0, 2.0, 3.0], dtype=np.float32),
+                            np.array([3, 0, 1]), np.array([0, 2, 3])), shape=(2, 4))
+    batch = SparseBatch.from_scipy(matrix)
+    assert torch.equal(batch.csr().to_dense(), torch.from_numpy(matrix.toarray()))
+    assert torch.equal(batch.csr_t().to_dense(), torch.from_numpy(matrix.toarray().T))
+
+
+def test_from_scipy_empty_matrix() -> None:
+    batch = SparseBatch.from_scipy(sp.csr_matrix((3, 4), dtype=np.float32))
+    assert batch.nnz == 0
+    assert torch.equal(batch.csr_t().to_dense(), torch.zeros(4, 3))
+
+
+# -- sparse_linear -------------------------------------------------------------------------------
+def test_sparse_linear_forward_and_gradients_match_dense() -> None:
+    matrix = random_csr(seed=2)
+    batch = SparseBatch.from_scipy(matrix)
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(9, 4, generator=gen, requires_grad=True)
+    bias = torch.randn(4, generator=gen, requires_grad=True)
+    upstream = torch.randn(7, 4, generator=gen)
+
+    out = sparse_linear(batch, weight, bias)
+    (out * upstream).sum().backward()
+
+    dense_x = torch.from_numpy(matrix.toarray())
+    weight_ref = weight.detach().clone().requires_grad_()
+    bias_ref = bias.detach().clone().requires_grad_()
+    ref = dense_x @ weight_ref + bias_ref
+    (ref * upstream).sum().backward()
+
+    torch.testing.assert_close(out, ref, **TOL)
+    torch.testing.assert_close(weight.grad, weight_ref.grad, **TOL)
+    torch.testing.assert_close(bias.grad, bias_ref.grad, **TOL)
+    # inputs never observed in the batch get exactly zero weight gradient
+    assert torch.count_nonzero(weight.grad[[0, 5]]) == 0
+
+
+def test_sparse_linear_gradcheck_float64_reference() -> None:
+    """Gradients equal the analytic ones (X^T G, sum G) computed in float64."""
+    matrix = random_csr(seed=4)
+    batch = SparseBatch.from_scipy(matrix)
+    weight = torch.randn(9, 3, requires_grad=True)
+    bias = torch.randn(3, requires_grad=True)
+    upstream = torch.randn(7, 3)
+    sparse_linear(batch, weight, bias).backward(upstream)
+    x = matrix.toarray().astype(np.float64)
+    g = upstream.double().numpy()
+    np.testing.assert_allclose(weight.grad.double().numpy(), x.T @ g, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bias.grad.double().numpy(), g.sum(0), rtol=1e-5, atol=1e-5)
+
+
+# -- sampled_decode ------------------------------------------------------------------------------
+def _decode_setup(seed: int = 3):
+    matrix = random_csr(seed=seed)
+    batch = SparseBatch.from_scipy(matrix)
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(7, 4, generator=gen, requires_grad=True)
+    weight = torch.randn(9, 4, generator=gen, requires_grad=True)
+    bias = torch.randn(9, generator=gen, requires_grad=True)
+    return matrix, batch, hidden, weight, bias
+
+
+def test_sampled_decode_forward_and_gradients_match_dense_masked() -> None:
+    matrix, batch, hidden, weight, bias = _decode_setup()
+    rows, cols = observed(matrix)
+    upstream = torch.randn(batch.nnz, generator=torch.Generator().manual_seed(9))
+
+    out = sampled_decode(batch, hidden, weight, bias)
+    (out * upstream).sum().backward()
+
+    h_ref, w_ref, b_ref = (t.detach().clone().requires_grad_() for t in (hidden, weight, bias))
+    full = h_ref @ w_ref.T + b_ref
+    mask_grad = torch.zeros(7, 9)
+    mask_grad[rows, cols] = upstream
+    (full * mask_grad).sum().backward()
+
+    torch.testing.assert_close(out, full.detach()[rows, cols], **TOL)
+    torch.testing.assert_close(hidden.grad, h_ref.grad, **TOL)
+    torch.testing.assert_close(weight.grad, w_ref.grad, **TOL)
+    torch.testing.assert_close(bias.grad, b_ref.grad, **TOL)
+
+
+def test_sampled_decode_is_blind_to_unobserved_outputs() -> None:
+    _, batch, hidden, weight, bias = _decode_setup(seed=5)
+    unobserved_cols = [0, 5]
+    target = batch.values
+
+    def loss_and_grads(w: torch.Tensor, b: torch.Tensor):
+        h_ = hidden.detach().clone().requires_grad_()
+        w_ = w.detach().clone().requires_grad_()
+        b_ = b.detach().clone().requires_grad_()
+        loss = ((sampled_decode(batch, h_, w_, b_) - target) ** 2).sum()
+        loss.backward()
+        return loss.detach(), h_.grad, w_.grad, b_.grad
+
+    loss, g_hidden, g_weight, g_bias = loss_and_grads(weight, bias)
+    # outputs never observed in the batch get exactly zero gradient
+    assert torch.count_nonzero(g_weight[unobserved_cols]) == 0
+    assert torch.count_nonzero(g_bias[unobserved_cols]) == 0
+    assert torch.count_nonzero(g_weight) > 0
+
+    # wild decoder weights/biases at the unobserved outputs change nothing
+    w2, b2 = weight.detach().clone(), bias.detach().clone()
+    w2[unobserved_cols] = 1e4
+    b2[unobserved_cols] = -1e4
+    loss2, g_hidden2, g_weight2, g_bias2 = loss_and_grads(w2, b2)
+    assert torch.equal(loss, loss2)
+    assert torch.equal(g_hidden, g_hidden2)
+    assert torch.equal(g_weight, g_weight2)
+    assert torch.equal(g_bias, g_bias2)
+
+
+def test_model_loss_is_masked_sse_and_ignores_unobserved() -> None:
+    """The trainer's loss equals numpy's SSE over observed entries only."""
+    matrix = random_csr(n_rows=6, n_cols=10, seed=6, empty_rows=(1,), empty_cols=(3, 7))
+    batch = SparseBatch.from_scipy(matrix)
+    net = AutoRecNet(10, hidden=5, dropout=0.0, generator=torch.Generator().manual_seed(0))
+    net.eval()
+    loss = torch.sum((net(batch) - batch.values) ** 2)
+
+    p = {k: v.detach().double().numpy() for k, v in net.named_parameters()}
+    x = matrix.toarray().astype(np.float64)
+    code = 1.0 / (1.0 + np.exp(-(x @ p["encoder_weight"] + p["encoder_bias"])))
+    full = code @ p["decoder_weight"].T + p["decoder_bias"]
+    mask = x != 0
+    expected = np.sum(mask * (full - x) ** 2)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    # the unmasked SSE (zeros taken as targets) is a different number
+    assert not np.isclose(np.sum((full - x) ** 2), expected, rtol=1e-3)
+
+    loss.backward()
+    # encoder rows of unobserved inputs and decoder rows of unobserved outputs: zero gradient
+    for name in ("encoder_weight", "decoder_weight"):
+        grad = dict(net.named_parameters())[name].grad
+        assert torch.count_nonzero(grad[[3, 7]]) == 0
+    assert torch.count_nonzero(net.decoder_bias.grad[[3, 7]]) == 0
