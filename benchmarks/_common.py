@@ -49,10 +49,11 @@ def _git_describe() -> dict[str, Any]:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
     try:
+        # Only src/ matters to the figures: uncommitted changes there make them unreproducible.
         return {"commit": git("rev-parse", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+                "src_dirty": bool(git("status", "--porcelain", "--", "src"))}
     except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "src_dirty": None}
 
 
 def machine_info() -> dict[str, Any]:
@@ -80,7 +81,22 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "autorec_version": autorec.__version__,
         "git": _git_describe(),
+        "transparent_hugepage": _read_first_line("/sys/kernel/mm/transparent_hugepage/enabled"),
+        "env": {name: value for name, value in os.environ.items()
+                if name in _ENV_OF_NOTE or name.startswith("MALLOC_")},
     }
+
+
+# Settings that change the figures: thread counts and the allocator.
+_ENV_OF_NOTE = ("GLIBC_TUNABLES", "LD_PRELOAD", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                "AUTOREC_DATA_DIR")
+
+
+def _read_first_line(path: str) -> str | None:
+    try:
+        return Path(path).read_text().splitlines()[0].strip()
+    except (OSError, IndexError):
+        return None
 
 
 def write_json(path: str | os.PathLike[str], args: Any, results: dict[str, Any]) -> Path:
@@ -169,6 +185,54 @@ class RssSampler:
             return list(self.samples)
         chunks = np.array_split(np.arange(len(self.samples)), points)
         return [max((self.samples[i] for i in chunk), key=lambda s: s[1]) for chunk in chunks]
+
+
+# -- interference from other processes -------------------------------------------------------
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_snapshot() -> tuple[float, float, float]:
+    """(wall seconds, CPU-seconds busy machine-wide, CPU-seconds used by this process)."""
+    wall = time.perf_counter()
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        busy = (sum(fields) - fields[3] - fields[4]) / _TICKS  # minus idle and iowait
+    except (OSError, ValueError, IndexError):
+        busy = float("nan")
+    times = os.times()
+    return wall, busy, times.user + times.system
+
+
+class CpuWatch:
+    """How many cores *other* processes kept busy over an interval (from /proc/stat).
+
+    Torch's CPU kernels run one OpenMP thread per core; on a 2-core machine a concurrent
+    test run can slow them by an order of magnitude, so every timed interval records this.
+    ``lap()`` returns the figures since the previous lap (or since creation).
+    """
+
+    def __init__(self) -> None:
+        self._last = _cpu_snapshot()
+
+    def lap(self) -> dict[str, float]:
+        now = _cpu_snapshot()
+        wall = max(now[0] - self._last[0], 1e-9)
+        own = now[2] - self._last[2]
+        others = max((now[1] - self._last[1]) - own, 0.0)
+        self._last = now
+        return {"wall_seconds": wall, "own_cores": own / wall, "other_cores": others / wall}
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.2, window: float = 2.0) -> dict[str, Any]:
+    """Wait (at most ``max_wait`` seconds) until others use under ``threshold`` cores."""
+    started = time.perf_counter()
+    watch = CpuWatch()
+    while True:
+        time.sleep(window)
+        other = watch.lap()["other_cores"]
+        waited = time.perf_counter() - started
+        if other < threshold or waited >= max_wait:
+            return {"waited_seconds": waited, "other_cores": other, "quiet": other < threshold}
 
 
 def fmt_bytes(n: float) -> str:

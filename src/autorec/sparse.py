@@ -9,7 +9,8 @@ positions, so the loss (and every gradient) is blind to unobserved entries by co
 Measured on CPU (see BENCHMARKS.md): ``torch.sparse.sampled_addmm`` with the decoder weight
 passed as a transposed *view* reads contiguous weight rows and beats both the dense decoder
 and a gather-based dot product by 5-40x; a transposed CSR built once per batch makes the
-weight gradients ``X^T @ G`` a plain CSR SpMM.
+weight gradients ``X^T @ G`` a plain CSR SpMM, added in place into the weights' gradient
+buffers (see :func:`_weight_grad`).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class _SparseLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
         ctx.batch = batch
+        ctx.weight = weight
         return torch.sparse.mm(batch.csr(), weight) + bias
 
     @staticmethod
@@ -116,7 +118,7 @@ class _SparseLinear(torch.autograd.Function):
         batch: SparseBatch = ctx.batch
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
-            grad_weight = torch.sparse.mm(batch.csr_t(), grad_out.contiguous())
+            grad_weight = _weight_grad(ctx.weight, batch.csr_t(), grad_out.contiguous())
         if ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(0)
         return None, grad_weight, grad_bias
@@ -143,11 +145,29 @@ class _SampledDecode(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_hidden = torch.sparse.mm(batch.csr(grad_out), weight)
         if ctx.needs_input_grad[2]:
-            grad_weight = torch.sparse.mm(batch.csr_t(grad_out), hidden.contiguous())
+            grad_weight = _weight_grad(weight, batch.csr_t(grad_out), hidden.contiguous())
         if ctx.needs_input_grad[3]:
             grad_bias = torch.zeros(batch.n_cols, dtype=grad_out.dtype, device=grad_out.device)
             grad_bias.index_add_(0, batch.col, grad_out)
         return None, grad_hidden, grad_weight, grad_bias
+
+
+def _weight_grad(weight: Tensor, sparse_t: Tensor, dense: Tensor) -> Tensor | None:
+    """The weight gradient ``sparse_t @ dense``, accumulated straight into ``weight.grad``.
+
+    The gradient of an ``n_in x hidden`` weight is dense (``n_in x hidden``). Returning a
+    fresh tensor each step makes the allocator map and fault in hundreds of MB per batch for
+    large ``n_in``; adding into the leaf's existing ``.grad`` (kept across steps by
+    ``zero_grad(set_to_none=False)``) is ~10x faster (BENCHMARKS.md). This does what
+    autograd's gradient accumulation would do, so ``None`` is returned to autograd. Non-leaf
+    weights get an ordinary returned gradient.
+    """
+    if not weight.is_leaf:
+        return torch.sparse.mm(sparse_t, dense)
+    if weight.grad is None:
+        weight.grad = torch.zeros_like(weight)
+    weight.grad.addmm_(sparse_t, dense)
+    return None
 
 
 def sparse_linear(batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:

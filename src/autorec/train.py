@@ -130,7 +130,7 @@ class Trainer:
         started = time.perf_counter()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         for batch in self.batches(self.rng.permutation(self.rows)):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=False)  # keep the buffers (sparse.py)
             predicted = self.net(batch, self.generator)
             loss = torch.sum((predicted - batch.values) ** 2)
             loss.backward()
