@@ -238,3 +238,14 @@ def test_u_autorec_ml100k(ml100k_dir: Path) -> None:
     result = model.evaluate(test)
     assert math.isfinite(result["rmse"]) and result["rmse"] < 2.0, result
     assert result["n_cold"] >= 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_matches_cpu(low_rank: Ratings) -> None:
+    """Same seed, no dropout (whose masks come from device-specific generators): the CUDA
+    kernels (cuSPARSE SpMM/SDDMM) train to the same model as the CPU ones."""
+    users, items = low_rank.user_ids, low_rank.item_ids
+    cpu = fast(dropout=0.0, device="cpu").fit(low_rank).predict(users, items)
+    gpu = fast(dropout=0.0, device="cuda").fit(low_rank).predict(users, items)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-3)
