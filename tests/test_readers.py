@@ -304,3 +304,16 @@ def test_messages_show_plain_values(write_file, content: str) -> None:
     with pytest.raises(DataError) as info:
         read_ratings(write_file("r.csv", content))
     assert "np." not in str(info.value)
+
+
+def test_wrong_separator_hints_at_sep(write_file) -> None:
+    path = write_file("r.csv", "user_id\titem_id\trating\n1\t2\t3\n")
+    with pytest.raises(DataError) as info:
+        read_ratings(path)
+    assert "--sep" in str(info.value) and "\\t" in str(info.value)
+    assert "\n" not in str(info.value) and "\t" not in str(info.value)
+
+
+def test_folder_is_not_a_file(tmp_path) -> None:
+    with pytest.raises(DataError, match="not a file"):
+        read_ratings(tmp_path)

@@ -81,9 +81,12 @@ def from_dataframe(
 
     for col in columns:
         if col not in frame.columns:
-            present = ", ".join(map(str, frame.columns))
-            raise DataError(f"missing column (columns present: {present})", source=source,
-                            field=col)
+            present = ", ".join(repr(str(name)) for name in frame.columns)
+            hint = ""
+            if len(frame.columns) == 1 and any(c in str(frame.columns[0]) for c in "\t;|,: "):
+                hint = "; is the field separator right? (--sep)"
+            raise DataError(f"missing column (columns present: {present}){hint}",
+                            source=source, field=col)
     if len(frame) == 0:
         raise DataError("no ratings", source=source)
 
@@ -176,8 +179,10 @@ def read_ratings(
         The file is missing, empty or malformed, naming the file, line and field.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError("no such file", source=path)
+    if not path.is_file():
+        raise DataError("not a file", source=path)
     if path.suffix.lower() in (".parquet", ".pq"):
         return _read_parquet(path, columns, duplicates)
 
