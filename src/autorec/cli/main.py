@@ -34,8 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    command_parser = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
-    args.parser_error = command_parser.error
     try:
         return int(args.handler(args))
     except (AutorecError, ValueError, OSError) as exc:

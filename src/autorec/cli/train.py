@@ -94,7 +94,7 @@ def add_parser(subparsers: Any) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, metavar="DIR", help="write DIR/metrics.json")
     output.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, parser_error=parser.error)
 
 
 def _at_least_two(text: str) -> int:

@@ -40,7 +40,7 @@ class IdMap:
     @classmethod
     def from_values(cls, values: Iterable[Any]) -> IdMap:
         """Build a map over the distinct values, numbered in order of first appearance."""
-        return cls(pd.unique(pd.Series(values)))
+        return cls(pd.Index(pd.unique(pd.Series(values))))
 
     def __len__(self) -> int:
         return len(self._index)
@@ -61,10 +61,11 @@ class IdMap:
 
     def to_index(self, raw_ids: Iterable[Any] | Any) -> np.ndarray:
         """Dense indices of ``raw_ids``; ``-1`` for ids the map does not know."""
-        values = raw_ids if isinstance(raw_ids, np.ndarray | pd.Index | pd.Series) else None
-        if values is None:
-            values = list(raw_ids) if _is_iterable(raw_ids) else [raw_ids]
-        return self._index.get_indexer(pd.Index(values)).astype(np.int64)
+        if isinstance(raw_ids, np.ndarray | pd.Index | pd.Series):
+            query = pd.Index(raw_ids)
+        else:
+            query = pd.Index(list(raw_ids) if _is_iterable(raw_ids) else [raw_ids])
+        return self._index.get_indexer(query).astype(np.int64)
 
     def to_raw(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
         """Raw ids of dense ``indices``."""
