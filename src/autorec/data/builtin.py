@@ -6,7 +6,8 @@ Lookup order for a data set ``name`` (e.g. ``"ml-100k"``):
    environment variable: a folder holding ``<name>/<ratings file>``, e.g. ``ml-100k/u.data``;
 2. the download cache (``AUTOREC_CACHE_DIR``, default the user's cache folder), where earlier
    downloads were unpacked;
-3. a download from GroupLens, checked against its SHA-256, unless ``download=False``.
+3. a download from GroupLens (or the mirror in ``AUTOREC_DATASETS_URL``), checked against
+   its SHA-256, unless ``download=False``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "AUTOREC_DATA_DIR"
 CACHE_DIR_ENV = "AUTOREC_CACHE_DIR"
-_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
+MIRROR_ENV = "AUTOREC_DATASETS_URL"
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/"
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,12 @@ class DatasetSpec:
 
     @property
     def url(self) -> str:
-        return _BASE_URL + self.archive
+        """Download address: GroupLens, or the mirror named by ``AUTOREC_DATASETS_URL``.
+
+        A mirror must serve the same archives; the SHA-256 check applies all the same.
+        """
+        base = os.environ.get(MIRROR_ENV) or GROUPLENS_URL
+        return base.rstrip("/") + "/" + self.archive
 
 
 _ML_TEXT_NAMES = ("user_id", "item_id", "rating", "timestamp")
@@ -187,6 +194,15 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
                                  fname=spec.archive, path=target, progressbar=False)
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(target)
+    except zipfile.BadZipFile:
+        reason = f"{spec.archive} from {spec.url} is not a readable zip archive"
+        raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
+    except ValueError as exc:  # pooch's checksum mismatch
+        log.debug("download of %s failed", spec.url, exc_info=True)
+        reason = (f"the file from {spec.url} does not match its SHA-256 checksum "
+                  f"({'hash' if 'hash' in str(exc).lower() else type(exc).__name__}); "
+                  "it was not kept")
+        raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
     except Exception as exc:  # network errors come in many types; all mean "not available"
         log.debug("download of %s failed", spec.url, exc_info=True)
         reason = f"download from {spec.url} failed ({type(exc).__name__}; offline?)"

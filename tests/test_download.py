@@ -1,0 +1,100 @@
+"""Downloads through pooch from a real HTTP server on the loopback: checksum, cache, mirror."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autorec import DatasetUnavailableError, load_dataset
+from autorec.data import DATASETS
+
+U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n"
+
+
+def zip_bytes(members: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, list[str]]]:
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path/www``, set as the download mirror.
+
+    Yields the served folder and the list of paths requested so far.
+    """
+    www = tmp_path / "www"
+    www.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AUTOREC_DATASETS_URL", f"http://127.0.0.1:{server.server_port}/mirror/")
+    monkeypatch.setenv("AUTOREC_DATA_DIR", str(tmp_path / "no-local-copy"))
+    monkeypatch.setenv("AUTOREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    (www / "mirror").mkdir()
+    try:
+        yield www / "mirror", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_download_checks_sha256_extracts_and_reuses_cache(mirror, monkeypatch, tmp_path):
+    served, requests = mirror
+    payload = zip_bytes({"ml-100k/u.data": U_DATA})
+    (served / "ml-100k.zip").write_bytes(payload)
+    spec = dataclasses.replace(DATASETS["ml-100k"], sha256=hashlib.sha256(payload).hexdigest())
+    monkeypatch.setitem(DATASETS, "ml-100k", spec)
+
+    ratings = load_dataset("ml-100k")
+    assert len(ratings) == 3 and list(ratings.user_ids) == [196, 186, 22]
+    assert requests == ["/mirror/ml-100k.zip"]
+    assert (tmp_path / "cache" / "ml-100k" / "u.data").is_file()
+
+    (served / "ml-100k.zip").unlink()  # the mirror goes away: the cache still serves
+    assert len(load_dataset("ml-100k", download=None)) == 3
+    assert requests == ["/mirror/ml-100k.zip"]
+
+
+def test_checksum_mismatch_is_refused_and_not_kept(mirror, tmp_path):
+    served, requests = mirror
+    (served / "ml-100k.zip").write_bytes(zip_bytes({"ml-100k/u.data": U_DATA}))
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("ml-100k")  # the real GroupLens checksum cannot match this archive
+    message = str(info.value)
+    assert "SHA-256" in message and "--data-dir" in message and "\n" not in message
+    assert requests == ["/mirror/ml-100k.zip"]
+    assert not (tmp_path / "cache" / "ml-100k").exists()
+    assert not (tmp_path / "cache" / "ml-100k.zip").exists()
+
+
+def test_missing_on_server_says_how_to_supply(mirror):
+    with pytest.raises(DatasetUnavailableError, match="AUTOREC_DATA_DIR"):
+        load_dataset("ml-1m")
+
+
+def test_download_false_never_asks_the_server(mirror):
+    _, requests = mirror
+    with pytest.raises(DatasetUnavailableError, match="downloads are disabled"):
+        load_dataset("ml-100k", download=False)
+    assert requests == []
