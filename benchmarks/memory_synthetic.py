@@ -10,7 +10,8 @@ What it does
        ratings 1..5 from a low-rank model plus noise, exactly ``--ratings`` distinct pairs,
        every user and item rated at least once. Nothing dense is ever allocated.
     2. Builds :class:`autorec.data.Ratings` with ``Ratings.from_arrays``.
-    3. Trains ``autorec.AutoRec(variant, hidden, epochs, device="cpu", random_state=0)``.
+    3. Trains ``autorec.AutoRec(variant, hidden, epochs, device, random_state=0)``
+       (``--device``, default ``cpu``; on CUDA it also reports torch's peak GPU memory).
 
 What it reports
     * Peak RSS of the whole process (``getrusage(RUSAGE_SELF).ru_maxrss``) after the imports,
@@ -77,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait-quiet", type=float, default=0.0,
                         help="before training, wait up to this many seconds for other "
                              "processes to leave the CPUs idle (affects the timing only)")
+    parser.add_argument("--device", default="cpu",
+                        help="where to train: cpu, cuda, cuda:N (default: cpu)")
     parser.add_argument("--out", default="/tmp/autorec-bench/memory_synthetic.json",
                         help="where to write the JSON results")
     return parser.parse_args(argv)
@@ -109,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     stage("after_ratings")
 
     model = autorec.AutoRec(variant=args.variant, hidden=args.hidden, epochs=args.epochs,
-                            device="cpu", random_state=0)
+                            device=args.device, random_state=0)
+    on_cuda = args.device.startswith("cuda")
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats()
     quiet = wait_for_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
     watch = CpuWatch()
     started = time.perf_counter()
@@ -141,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_bytes": peak,
         "limit_bytes": limit,
         "passed": peak < limit,
+        "cuda_max_memory_allocated_bytes": torch.cuda.max_memory_allocated() if on_cuda else None,
     }
 
     print(f"synthetic set: {shape['n_users']:,} users x {shape['n_items']:,} items x "
@@ -162,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     if cpu["other_cores"] > 0.2:
         print(f"  WARNING: other processes kept {cpu['other_cores']:.2f} cores busy during fit; "
               "the epoch time is inflated (the memory figures are not affected)")
+    if on_cuda:
+        print(f"  GPU: max memory allocated by torch "
+              f"{fmt_bytes(results['cuda_max_memory_allocated_bytes'])}")
     verdict = "PASS" if results["passed"] else "FAIL"
     print(f"{verdict}: peak RSS {fmt_bytes(peak)} vs limit {args.limit_gb:g} GB")
     path = write_json(args.out, args, results)

@@ -97,12 +97,14 @@ def dense_matrix(ratings: Ratings) -> torch.Tensor:
 
 def run_dense(train: Ratings, test: Ratings, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
     started = time.perf_counter()
-    matrix = dense_matrix(train)
+    matrix = dense_matrix(train).to(device)
     build_seconds = time.perf_counter() - started
     net = DenseAutoRec(args.hidden, train.n_users, dropout=0.05)
     nn.init.normal_(net.encoder.weight, std=0.01)
     nn.init.normal_(net.decoder.weight, std=0.01)
+    net.to(device)
     loss_fn = nn.MSELoss(reduction="sum")
     optimizer = torch.optim.Adam(net.parameters(), lr=0.002, weight_decay=1e-5)
     n_rows = matrix.shape[0]
@@ -111,7 +113,7 @@ def run_dense(train: Ratings, test: Ratings, args: argparse.Namespace) -> dict[s
         net.train()
         watch = CpuWatch()
         started = time.perf_counter()
-        order = torch.randperm(n_rows)
+        order = torch.randperm(n_rows, device=device)
         total = 0.0
         for start in range(0, n_rows - args.batch_size + 1, args.batch_size):  # drop_last
             values = matrix[order[start:start + args.batch_size]]
@@ -148,15 +150,15 @@ def dense_predict(net: DenseAutoRec, matrix: torch.Tensor, test: Ratings,
     net.eval()
     order = np.argsort(test.item_idx, kind="stable")
     items = test.item_idx[order]
-    users = torch.from_numpy(test.user_idx[order])
+    users = torch.from_numpy(test.user_idx[order]).to(matrix.device)
     predicted = np.empty(len(test), dtype=np.float64)
     for start in range(0, matrix.shape[0], chunk):
         lo, hi = np.searchsorted(items, [start, start + chunk])
         if lo == hi:
             continue
         recon = net(matrix[start:start + chunk])
-        rows = torch.from_numpy(items[lo:hi] - start)
-        predicted[order[lo:hi]] = recon[rows, users[lo:hi]].double().numpy()
+        rows = torch.from_numpy(items[lo:hi] - start).to(matrix.device)
+        predicted[order[lo:hi]] = recon[rows, users[lo:hi]].double().cpu().numpy()
     return predicted
 
 
@@ -217,7 +219,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dense-limit-gb", type=float, default=4.0,
                         help="skip dense training when its matrix exceeds this many GB")
     parser.add_argument("--skip-dense", action="store_true", help="time the sparse model only")
-    parser.add_argument("--device", default="cpu", help="device of the sparse model")
+    parser.add_argument("--device", default="cpu",
+                        help="device of both models: cpu, cuda, cuda:N (default: cpu)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: leave torch's default)")
     parser.add_argument("--wait-quiet", type=float, default=60.0,
