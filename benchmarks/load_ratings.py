@@ -1,0 +1,82 @@
+"""Seconds and peak memory to load a large ``::``-separated ratings file (ML-10M layout).
+
+Writes a synthetic ``ratings.dat`` shaped like MovieLens-10M (``--users`` x ``--items`` x
+``--ratings``, seed ``--seed``, lines ``user::item::rating::timestamp``, half-star ratings)
+into ``--dir/ml-10m/`` unless it is already there, then times
+``autorec.load_dataset("ml-10m", dir, download=False)`` in a fresh process and reports its
+wall time and the peak RSS of that process.
+
+Run::
+
+    python benchmarks/load_ratings.py                      # 10,000,054 ratings, about 280 MB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _common import fmt_bytes, make_synthetic, write_json
+
+_CHILD = """
+import json, resource, sys, time
+import autorec
+started = time.perf_counter()
+ratings = autorec.load_dataset("ml-10m", sys.argv[1], download=False)
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "n_ratings": len(ratings), "n_users": ratings.n_users,
+                  "n_items": ratings.n_items,
+                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def write_file(path: Path, args: argparse.Namespace) -> None:
+    user, item, rating = make_synthetic(args.users, args.items, args.ratings, args.seed)
+    rng = np.random.default_rng(args.seed)
+    half = rng.random(len(rating)) < 0.2  # some half stars, as ML-10M has
+    rating = np.clip(rating - 0.5 * half, 0.5, 5.0)
+    stamps = rng.integers(789_652_009, 1_231_131_736, len(rating))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    frame = pd.DataFrame({"user": user + 1, "item": item + 1, "rating": rating, "t": stamps})
+    text = frame.to_csv(sep="\t", header=False, index=False)
+    tmp.write_text(text.replace("\t", "::"))
+    tmp.replace(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=69_878)
+    parser.add_argument("--items", type=int, default=10_677)
+    parser.add_argument("--ratings", type=int, default=10_000_054)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dir", default="/tmp/autorec-bench/load",
+                        help="folder for the synthetic ml-10m/ratings.dat")
+    parser.add_argument("--out", default="/tmp/autorec-bench/load_ratings.json")
+    args = parser.parse_args()
+
+    path = Path(args.dir) / "ml-10m" / "ratings.dat"
+    if not path.is_file():
+        started = time.perf_counter()
+        write_file(path, args)
+        print(f"wrote {path} in {time.perf_counter() - started:.1f}s")
+    child = subprocess.run([sys.executable, "-c", _CHILD, args.dir], capture_output=True,
+                           text=True, check=True)
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result["file_bytes"] = path.stat().st_size
+    print(f"loaded {result['n_ratings']:,} ratings ({result['n_users']:,} users, "
+          f"{result['n_items']:,} items) from {fmt_bytes(result['file_bytes'])} in "
+          f"{result['seconds']:.1f}s; peak RSS of the loading process "
+          f"{fmt_bytes(result['peak_rss_bytes'])}")
+    write_json(args.out, args, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
