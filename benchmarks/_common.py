@@ -337,3 +337,14 @@ def describe_synthetic(user: np.ndarray, item: np.ndarray, rating: np.ndarray) -
         "rating_std": float(rating.std(dtype=np.float64)),
         "rating_histogram": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
     }
+
+
+def add_machine_options(parser: Any, *, wait_quiet: float) -> None:
+    """The options every timed benchmark shares: ``--device``, ``--threads``, ``--wait-quiet``."""
+    parser.add_argument("--device", default="cpu",
+                        help="where to train: cpu, cuda, cuda:N")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (None: leave torch's default)")
+    parser.add_argument("--wait-quiet", type=float, default=wait_quiet,
+                        help="first wait up to this many seconds for other processes to leave "
+                             "the CPUs idle; affects timing only")

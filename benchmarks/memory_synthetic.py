@@ -47,6 +47,7 @@ from _common import (
     GB,
     CpuWatch,
     RssSampler,
+    add_machine_options,
     current_rss_bytes,
     describe_synthetic,
     fmt_bytes,
@@ -73,13 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     parser.add_argument("--limit-gb", type=float, default=4.0,
                         help="contract limit on the peak RSS, in GB (1e9 bytes)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: leave torch's default)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0,
-                        help="before training, wait up to this many seconds for other "
-                             "processes to leave the CPUs idle (affects the timing only)")
-    parser.add_argument("--device", default="cpu",
-                        help="where to train: cpu, cuda, cuda:N (default: cpu)")
+    add_machine_options(parser, wait_quiet=0.0)
     parser.add_argument("--out", default="/tmp/autorec-bench/memory_synthetic.json",
                         help="where to write the JSON results")
     return parser.parse_args(argv)

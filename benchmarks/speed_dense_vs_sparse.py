@@ -51,6 +51,7 @@ import torch
 from _common import (
     GB,
     CpuWatch,
+    add_machine_options,
     default_data_dir,
     describe_synthetic,
     fmt_bytes,
@@ -219,13 +220,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dense-limit-gb", type=float, default=4.0,
                         help="skip dense training when its matrix exceeds this many GB")
     parser.add_argument("--skip-dense", action="store_true", help="time the sparse model only")
-    parser.add_argument("--device", default="cpu",
-                        help="device of both models: cpu, cuda, cuda:N (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: leave torch's default)")
-    parser.add_argument("--wait-quiet", type=float, default=60.0,
-                        help="first wait up to this many seconds for other processes to "
-                             "leave the CPUs idle (0: do not wait)")
+    add_machine_options(parser, wait_quiet=60.0)  # --device applies to both models
     parser.add_argument("--out", default=None,
                         help="JSON path (default /tmp/autorec-bench/speed_<shape>.json)")
     args = parser.parse_args(argv)
