@@ -186,6 +186,12 @@ def sparse_linear(batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:
     -------
     Tensor
         ``n_rows x hidden``, dense.
+
+    Notes
+    -----
+    A leaf ``weight`` gets its gradient added straight into ``weight.grad`` (see
+    :func:`_weight_grad`), which is what ``loss.backward()`` does anyway; asking
+    ``torch.autograd.grad`` for that weight's gradient is not supported.
     """
     return _SparseLinear.apply(batch, weight, bias)
 
@@ -206,5 +212,9 @@ def sampled_decode(batch: SparseBatch, hidden: Tensor, weight: Tensor, bias: Ten
         ``n_out x hidden`` (one row per output, e.g. per user for I-AutoRec).
     bias
         ``n_out``.
+
+    Notes
+    -----
+    As for :func:`sparse_linear`, a leaf ``weight``'s gradient is added into ``weight.grad``.
     """
     return _SampledDecode.apply(batch, hidden, weight, bias)
