@@ -290,7 +290,7 @@ class AutoRec:
         codes = torch.empty((len(unique_rows), net.hidden), device=device)
         for start in range(0, len(unique_rows), _ENCODE_ROWS):
             chunk = unique_rows[start:start + _ENCODE_ROWS]
-            batch = SparseBatch.from_scipy(self.matrix_[chunk], device)
+            batch = SparseBatch.from_scipy(self.matrix_[chunk], device, transpose=False)
             codes[start:start + len(chunk)] = net.encode(batch)
         position_t = torch.from_numpy(position.astype(np.int64)).to(device)
         outputs_t = torch.from_numpy(np.asarray(outputs, dtype=np.int64)).to(device)

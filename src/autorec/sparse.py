@@ -36,54 +36,63 @@ class SparseBatch:
         CSR structure and values of the batch; ``values`` are the observed ratings.
     t_crow, t_col, t_perm
         CSR structure of the transpose (``n_cols x n_rows``); ``values[t_perm]`` lists the
-        values in the transpose's order.
-    row
-        The batch row of each value (length ``nnz``).
+        values in the transpose's order. ``None`` for a batch built without its transpose
+        (enough for inference, which needs no weight gradients).
     """
 
     crow: Tensor
     col: Tensor
     values: Tensor
-    t_crow: Tensor
-    t_col: Tensor
-    t_perm: Tensor
-    row: Tensor
+    t_crow: Tensor | None
+    t_col: Tensor | None
+    t_perm: Tensor | None
     n_rows: int
     n_cols: int
 
     @classmethod
-    def from_scipy(cls, matrix: sp.csr_matrix, device: torch.device | str = "cpu") -> SparseBatch:
-        """Build a batch from a SciPy CSR matrix whose rows are the batch."""
+    def from_scipy(cls, matrix: sp.csr_matrix, device: torch.device | str = "cpu",
+                   *, transpose: bool = True) -> SparseBatch:
+        """Build a batch from a SciPy CSR matrix whose rows are the batch.
+
+        ``transpose=False`` skips the transpose, which only the backward pass uses.
+        """
         matrix = matrix.tocsr()
         matrix.sort_indices()
-        n_rows, n_cols = matrix.shape
-        nnz = matrix.nnz
-        # The transpose of a CSR matrix is its CSC form; carry positions to get the permutation.
-        positions = sp.csr_matrix(
-            (np.arange(1, nnz + 1, dtype=np.int64), matrix.indices, matrix.indptr),
-            shape=matrix.shape,
-        ).tocsc()
-        positions.sort_indices()
-        row = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(matrix.indptr))
 
         def tensor(a: np.ndarray, dtype: torch.dtype) -> Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
 
+        t_crow = t_col = t_perm = None
+        if transpose:
+            # The transpose of a CSR matrix is its CSC form; carry positions for the permutation.
+            positions = sp.csr_matrix(
+                (np.arange(1, matrix.nnz + 1, dtype=np.int64), matrix.indices, matrix.indptr),
+                shape=matrix.shape,
+            ).tocsc()
+            positions.sort_indices()
+            t_crow = tensor(positions.indptr, torch.int64)
+            t_col = tensor(positions.indices, torch.int64)
+            t_perm = tensor(positions.data - 1, torch.int64)
         return cls(
             crow=tensor(matrix.indptr, torch.int64),
             col=tensor(matrix.indices, torch.int64),
             values=tensor(matrix.data, torch.float32),
-            t_crow=tensor(positions.indptr, torch.int64),
-            t_col=tensor(positions.indices, torch.int64),
-            t_perm=tensor(positions.data - 1, torch.int64),
-            row=tensor(row, torch.int64),
-            n_rows=n_rows,
-            n_cols=n_cols,
+            t_crow=t_crow,
+            t_col=t_col,
+            t_perm=t_perm,
+            n_rows=matrix.shape[0],
+            n_cols=matrix.shape[1],
         )
 
     @property
     def nnz(self) -> int:
         return int(self.values.numel())
+
+    @property
+    def row(self) -> Tensor:
+        """The batch row of each value (length ``nnz``), derived from ``crow``."""
+        counts = self.crow[1:] - self.crow[:-1]
+        return torch.repeat_interleave(torch.arange(self.n_rows, device=counts.device), counts)
 
     def csr(self, values: Tensor | None = None) -> Tensor:
         """The batch (``n_rows x n_cols``) as a torch CSR tensor with ``values``."""
@@ -92,6 +101,8 @@ class SparseBatch:
 
     def csr_t(self, values: Tensor | None = None) -> Tensor:
         """The transpose (``n_cols x n_rows``) as CSR; ``values`` are in the batch's order."""
+        if self.t_crow is None or self.t_col is None or self.t_perm is None:
+            raise ValueError("this batch was built with transpose=False")
         values = self.values if values is None else values
         return _csr(self.t_crow, self.t_col, values[self.t_perm], (self.n_cols, self.n_rows))
 

@@ -216,8 +216,9 @@ def _pool(folds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args, args.parser_error)
-    _make_model(args)._validate_params()
-    resolve_device(None if args.device == "auto" else args.device)
+    template = _make_model(args)  # validates every option before any data is read
+    template._validate_params()
+    resolve_device(template.device)
     if args.out is not None:
         check_output_dir(args.out)
 
@@ -250,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
             "epochs": args.epochs,
             "data": description,
             "config": config,
-            "model_params": _make_model(args).get_params(),
+            "model_params": template.get_params(),
             **({"folds": results} if len(results) > 1 else {}),
             "versions": {"autorec": __version__, "torch": torch.__version__,
                          "python": platform.python_version()},
