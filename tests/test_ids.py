@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from autorec import IdMap
+from autorec.data.ids import InvalidIdError, common_ids, id_column
 
 
 @pytest.mark.parametrize(
@@ -38,8 +40,8 @@ def test_int_ids_stay_int_and_str_ids_stay_str() -> None:
     assert np.issubdtype(IdMap.from_values([5, 3]).raw_ids.dtype, np.integer)
     raw = IdMap.from_values(["5", "3"]).raw_ids
     assert all(isinstance(v, str) for v in raw)
-    # "5" (a string) is not the integer 5
-    assert IdMap.from_values(["5"]).to_index([5]).tolist() == [-1]
+    # an id is its text: the integer 5 is the id "5" (issue 5)
+    assert IdMap.from_values(["5"]).to_index([5]).tolist() == [0]
 
 
 def test_unknown_ids_are_minus_one() -> None:
@@ -67,3 +69,94 @@ def test_duplicates_rejected() -> None:
 def test_equality() -> None:
     assert IdMap([1, 2]) == IdMap.from_values([1, 2, 1])
     assert IdMap([1, 2]) != IdMap([2, 1])
+
+
+# -- an id is its text (issue 5) ----------------------------------------------------------------
+def stored(values) -> list:
+    return id_column(values).tolist()
+
+
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        (["1000", "1e3"], ["1000", "1e3"]),
+        (["5", "5.0", "+5"], ["5", "5.0", "+5"]),
+        (["007", "7"], ["007", "7"]),
+        (["0", "-0"], ["0", "-0"]),
+        (["12", "-3", "0"], [12, -3, 0]),
+        (["9223372036854775807", "-9223372036854775808"],
+         [9223372036854775807, -9223372036854775808]),
+    ],
+    ids=["exponent", "decimal-and-plus", "leading-zero", "minus-zero", "canonical", "int64-ends"],
+)
+def test_text_ids_are_integers_only_when_every_one_is_canonical(texts, expected) -> None:
+    assert stored(texts) == expected
+    assert len(set(stored(texts))) == len(texts)  # distinct texts, distinct ids
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["18446744073709551616", "1"],  # beyond uint64
+        ["18446744073709551615", "-1"],  # uint64 max with a negative id
+        ["12345678901234567890123", "007"],  # 23 digits with a leading zero
+        [2**64, 1],  # Python ints beyond int64
+        np.array([2**64 - 1, 3], dtype=np.uint64),
+    ],
+    ids=["beyond-uint64", "uint64-and-negative", "23-digits", "python-big-ints", "uint64"],
+)
+def test_huge_integers_stay_text(values) -> None:
+    result = stored(values)
+    assert result == [str(v) for v in values]
+
+
+def test_native_integer_columns_stay_integers() -> None:
+    for dtype in (np.int8, np.int32, np.uint16, "Int64"):
+        column = id_column(pd.Series([3, 1, 2], dtype=dtype))
+        assert column.dtype == np.int64 and column.tolist() == [3, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("values", "position", "words"),
+    [
+        (pd.Series([1.0, 2.0]), 0, "floating-point"),
+        (pd.Series([True, False]), 0, "boolean"),
+        (pd.Series(["a", {"x": 1}], dtype=object), 1, "dict"),
+        (pd.Series([1, [1, 2]], dtype=object), 1, "list"),
+        (pd.Series(["a", 2.5], dtype=object), 1, "floating-point"),
+        (pd.Series(["a", None]), 1, "missing"),
+        (pd.Series(["a", ""]), 1, "missing"),
+        (pd.Series(pd.to_datetime(["2020-01-01"])), 0, "datetime"),
+    ],
+    ids=["float", "bool", "dict", "list", "float-in-object", "none", "empty", "datetime"],
+)
+def test_values_that_cannot_be_ids(values, position, words) -> None:
+    with pytest.raises(InvalidIdError) as info:
+        id_column(values)
+    assert info.value.position == position
+    assert words in info.value.problem
+
+
+def test_mixed_integers_and_text_become_text() -> None:
+    assert stored(pd.Series([1, "a", np.int64(7)], dtype=object)) == ["1", "a", "7"]
+    assert IdMap.from_values([1, "1", "a"]).raw_ids.tolist() == ["1", "a"]
+
+
+def test_lookups_compare_by_text() -> None:
+    ints = IdMap.from_values([12, 7])
+    assert ints.to_index(["12", 7, np.int64(12), "7"]).tolist() == [0, 1, 0, 1]
+    assert ints.to_index(["012", "+12", 12.0, True, "12.0", " 12", "x", None]).tolist() == [-1] * 8
+    assert ints.to_index(np.array([12.0, 7.0])).tolist() == [-1, -1]
+    assert ints.to_index(np.array(["7", "07"])).tolist() == [1, -1]
+    assert ints.to_index(np.array([7, 2**64 - 1], dtype=np.uint64)).tolist() == [1, -1]
+    assert ints.to_index(["99999999999999999999999"]).tolist() == [-1]
+    assert "12" in ints and 12.0 not in ints
+    texts = IdMap.from_values(["12", "a"])
+    assert texts.to_index([12, np.int64(12), "12", "a", 12.0, [1]]).tolist() == [0, 0, 0, 1, -1, -1]
+    assert texts.to_index(np.array([12, 5])).tolist() == [0, -1]
+
+
+def test_common_ids_turn_integers_into_text_next_to_text() -> None:
+    ints, texts = np.array([1, 2]), np.array(["1", "x9"], dtype=object)
+    assert [a.tolist() for a in common_ids(ints, texts)] == [["1", "2"], ["1", "x9"]]
+    assert [a.dtype.kind for a in common_ids(ints, np.array([3]))] == ["i", "i"]

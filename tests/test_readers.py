@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +15,7 @@ import pandas as pd
 import pytest
 
 from autorec import DataError, from_dataframe, read_ratings
+from autorec.data.readers import check_separator
 
 HEADER = "user_id,item_id,rating\n"
 
@@ -317,3 +323,242 @@ def test_wrong_separator_hints_at_sep(write_file) -> None:
 def test_folder_is_not_a_file(tmp_path) -> None:
     with pytest.raises(DataError, match="not a file"):
         read_ratings(tmp_path)
+
+
+# -- issue 5: input robustness -------------------------------------------------------------------
+def error_of(path: Path, **kwargs) -> DataError:
+    with pytest.raises(DataError) as info:
+        read_ratings(path, **kwargs)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message, message
+    return info.value
+
+
+def test_an_id_is_its_text(write_file) -> None:
+    users = ["1000", "1e3", "5", "5.0", "+5", "7"]
+    lines = "".join(f"{u},{k % 2},3\n" for k, u in enumerate(users))
+    ratings = read_ratings(write_file("r.csv", HEADER + lines))
+    assert ratings.users.raw_ids.tolist() == users  # six distinct ids, kept as written
+    assert ratings.items.raw_ids.tolist() == [0, 1]  # canonical integers stay integers
+
+
+@pytest.mark.parametrize(
+    "users",
+    [["18446744073709551616", "1"], ["18446744073709551615", "-1"],
+     ["12345678901234567890123", "007"], ["-0", "0"]],
+    ids=["beyond-uint64", "uint64-and-negative", "23-digits-and-leading-zero", "minus-zero"],
+)
+def test_huge_and_odd_integer_ids_are_text(write_file, users) -> None:
+    lines = "".join(f"{u},1,3\n" for u in users)
+    assert read_ratings(write_file("r.csv", HEADER + lines)).users.raw_ids.tolist() == users
+
+
+def test_huge_user_id_next_to_a_leading_zero_item_id(write_file) -> None:
+    path = write_file("r.csv", HEADER + "12345678901234567890123,007,3\n1,7,4\n")
+    ratings = read_ratings(path)
+    assert ratings.users.raw_ids.tolist() == ["12345678901234567890123", "1"]
+    assert ratings.items.raw_ids.tolist() == ["007", "7"]
+
+
+def test_ids_with_spaces_and_na_words(write_file) -> None:
+    ratings = read_ratings(write_file("r.csv", HEADER + " 5 ,NA,3\n6, null ,4\n"))
+    assert ratings.users.raw_ids.tolist() == [5, 6]  # surrounding spaces are not part of an id
+    assert ratings.items.raw_ids.tolist() == ["NA", "null"]  # words pandas reads as missing
+
+
+def test_integer_ids_stay_integers_across_middle_blank_lines_and_decimals(write_file) -> None:
+    ratings = read_ratings(write_file("r.csv", HEADER + "1,10,4.5\n\n2,11,3\n"))
+    assert ratings.users.raw_ids.dtype == np.int64
+    assert read_ratings(write_file("d.csv", HEADER + "1.0,10,4\n")).users.raw_ids.tolist() == [
+        "1.0"]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("1e39", False), ("-1e39", False), ("1e30", True), ("3.4e38", True)])
+def test_ratings_must_be_finite_as_float32(write_file, value, ok) -> None:
+    path = write_file("r.csv", HEADER + f"1,1,4\n2,1,{value}\n")
+    if ok:
+        assert np.isfinite(read_ratings(path).rating).all()
+        return
+    error = error_of(path)
+    assert error.line == 3 and error.field == "rating" and "float32" in str(error)
+
+
+def test_fewer_fields_than_the_header_is_an_error(write_file) -> None:
+    path = write_file("s.csv", "user_id,item_id,rating,ts\n1,1,4,9\n1,2,3,9\n2,1,5\n2,3,2,9\n")
+    error = error_of(path)
+    assert error.line == 4 and "expected 4 fields, found 3" in str(error)
+    # an empty last field is a field
+    ok = write_file("e.csv", "user_id,item_id,rating,ts\n1,1,4,\n1,2,3,9\n")
+    assert len(read_ratings(ok)) == 2
+
+
+def test_fewer_fields_in_a_headerless_double_colon_file(write_file) -> None:
+    path = write_file("ratings.dat", "1::1::5::9\n1::2::3::9\n2::1::4\n")
+    error = error_of(path, header=False)
+    assert error.line == 3 and "expected 4 fields, found 3" in str(error)
+    error = error_of(path, header=False, names=("user_id", "item_id", "rating", "timestamp"))
+    assert error.line == 3
+
+
+@pytest.mark.parametrize(
+    "ending", ["\r\n", "\r"], ids=["crlf", "cr-only"])
+def test_line_endings(write_file, ending) -> None:
+    text = ending.join([HEADER.strip(), "1,10,4", "", "2,10,3", "3,10,x"]) + ending
+    path = write_file("r.csv", text)
+    assert error_of(path).line == 5
+    good = write_file("g.csv", ending.join([HEADER.strip(), "1,10,4", "2,11,3"]) + ending)
+    assert triples(read_ratings(good)) == [(1, 10, 4.0), (2, 11, 3.0)]
+
+
+def test_bom_and_header_spaces(write_file) -> None:
+    path = write_file("r.csv", "\ufeffuser_id , item_id,rating \n1,10,4\n")
+    assert triples(read_ratings(path)) == [(1, 10, 4.0)]
+
+
+def test_leading_and_trailing_blank_lines(write_file) -> None:
+    path = write_file("r.csv", "\n  \n" + HEADER + "1,10,4\n2,10,x\n\n\n")
+    assert error_of(path).line == 5
+    assert len(read_ratings(write_file("ok.csv", "\n" + HEADER + "1,10,4\n\n \n"))) == 1
+
+
+def test_quoted_fields_and_line_numbers_after_a_quoted_line_break(write_file) -> None:
+    text = (HEADER + '1,"The Matrix, 1999",4\n2,"two\nlines",3\n"3",10,5\n'
+            '4,"say ""hi""",2\n5,10,x\n')
+    path = write_file("r.csv", text)
+    error = error_of(path)
+    assert error.line == 7 and error.field == "rating"  # line 7 as an editor counts it
+    ratings = read_ratings(write_file("ok.csv", text.replace("5,10,x", "5,10,1")))
+    assert ratings.items.raw_ids.tolist() == ["The Matrix, 1999", "two\nlines", "10",
+                                              'say "hi"']
+    assert ratings.users.raw_ids.tolist() == [1, 2, 3, 4, 5]
+    short = write_file("q.csv", HEADER + '1,"a\nb",3\n2,"c"\n')
+    error = error_of(short)
+    assert error.line == 4 and "expected 3 fields, found 2" in str(error)
+    long = write_file("l.csv", HEADER + '1,"a\nb",3\n2,"c",3,4\n')
+    assert error_of(long).line == 4
+
+
+def test_encoding_errors_name_the_line(write_file, tmp_path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + "1,10,4\n2,caf\xe9,3\n").encode("latin-1"))
+    error = error_of(path)
+    assert error.line == 3 and "UTF-8" in str(error)
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes((HEADER + "1,10,4\n").encode("utf-16"))
+    assert "UTF-16" in str(error_of(utf16))
+
+
+def test_gzip_named_like_plain_text_gives_a_hint(tmp_path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes(gzip.compress((HEADER + "1,10,4\n").encode()))
+    assert ".gz" in str(error_of(path))
+
+
+COMPRESSORS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+
+
+@pytest.mark.parametrize("suffix", [*COMPRESSORS, ".zip"])
+def test_compressed_files(tmp_path, suffix) -> None:
+    text = "1\t10\t4\t9\n2\t10\t3\t9\n"
+    path = tmp_path / f"u.data{suffix}"  # the inner name decides the format: tab-separated
+    if suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("ml/u.data", text)
+    else:
+        path.write_bytes(COMPRESSORS[suffix](text.encode()))
+    ratings = read_ratings(path, header=False)
+    assert triples(ratings) == [(1, 10, 4.0), (2, 10, 3.0)]
+    assert ratings.source == str(path)
+
+
+def test_compressed_parquet(tmp_path) -> None:
+    pytest.importorskip("pyarrow")
+    buffer = io.BytesIO()
+    pd.DataFrame({"user_id": [1, 2], "item_id": ["a", "b"], "rating": [4.0, 3.0]}).to_parquet(
+        buffer)
+    path = tmp_path / "r.parquet.gz"
+    path.write_bytes(gzip.compress(buffer.getvalue()))
+    assert triples(read_ratings(path)) == [(1, "a", 4.0), (2, "b", 3.0)]
+
+
+def test_bad_compressed_files(tmp_path) -> None:
+    corrupt = tmp_path / "r.csv.gz"
+    corrupt.write_bytes(gzip.compress((HEADER + "1,10,4\n").encode())[:-12])
+    assert "gzip" in str(error_of(corrupt))
+    not_zip = tmp_path / "r.csv.zip"
+    not_zip.write_bytes(b"hello")
+    assert "zip" in str(error_of(not_zip))
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as archive:
+        archive.writestr("a.csv", HEADER + "1,10,4\n")
+        archive.writestr("b.csv", HEADER + "1,10,4\n")
+    message = str(error_of(two))
+    assert "2 files" in message and "a.csv" in message
+
+
+@pytest.mark.parametrize(
+    ("sep", "expected"), [("tab", "\t"), ("\\t", "\t"), ("\t", "\t"), (";", ";"), ("::", "::"),
+                          (None, None)])
+def test_separator_names(sep, expected) -> None:
+    assert check_separator(sep) == expected
+
+
+@pytest.mark.parametrize("sep", ["", "[,", ",,", '"', "\n", "§"])
+def test_bad_separators_are_refused_before_reading(tmp_path, sep) -> None:
+    with pytest.raises(ValueError, match=r"^sep ") as info:
+        read_ratings(tmp_path / "does-not-exist.csv", sep=sep)
+    assert not isinstance(info.value, DataError)
+
+
+# -- Parquet and DataFrame columns -------------------------------------------------------------
+def frame_of(**columns) -> pd.DataFrame:
+    base = {"user_id": [1, 2], "item_id": [10, 11], "rating": [4.0, 3.0]}
+    return pd.DataFrame({**base, **columns})
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "row", "words"),
+    [
+        ("user_id", [{"a": 1}, {"b": 2}], 0, "dict"),
+        ("item_id", [10, [1, 2]], 1, "list"),
+        ("item_id", [10.5, 11.0], 0, "floating-point"),
+        ("rating", [[4.0], [3.0]], 0, "list"),
+        ("rating", [4.0, {"x": 1}], 1, "dict"),
+        ("rating", [True, False], None, "boolean"),
+        ("rating", pd.to_datetime(["2000-01-01", "2000-01-02"]), None, "datetime64"),
+        ("rating", pd.to_timedelta([1, 2], unit="s"), None, "timedelta64"),
+        ("rating", [1e39, 3.0], 0, "float32"),
+    ],
+    ids=["dict-ids", "list-ids", "float-ids", "list-ratings", "dict-rating", "bool-ratings",
+         "datetime-ratings", "timedelta-ratings", "overflow"],
+)
+def test_dataframe_columns_that_are_refused(column, values, row, words) -> None:
+    frame = frame_of(**{column: pd.Series(values)})
+    with pytest.raises(DataError) as info:
+        from_dataframe(frame)
+    error, message = info.value, str(info.value)
+    assert error.field == column and words in message and "\n" not in message, message
+    if row is not None:
+        assert f"row {row}" in message
+
+
+def test_parquet_columns_that_are_refused(tmp_path) -> None:
+    pytest.importorskip("pyarrow")
+    dated = tmp_path / "dated.parquet"
+    frame_of(rating=pd.to_datetime(["2000-01-01", "2000-01-02"])).to_parquet(dated)
+    assert "datetime64" in str(error_of(dated))
+    listed = tmp_path / "listed.parquet"
+    frame_of(rating=[[4.0, 1.0], [3.0]]).to_parquet(listed)
+    error = error_of(listed)
+    assert "not a number" in str(error) and error.line == 0
+    dicts = tmp_path / "dicts.parquet"
+    frame_of(user_id=[{"a": 1}, {"a": 2}]).to_parquet(dicts)
+    error = error_of(dicts)
+    assert error.field == "user_id" and "row 0" in str(error)
+
+
+def test_dataframe_accepts_numbers_as_text_and_nullable_numbers() -> None:
+    frame = frame_of(rating=pd.Series(["4", " 3.5"]), user_id=pd.Series([1, 2], dtype="Int64"))
+    ratings = from_dataframe(frame)
+    assert ratings.rating.tolist() == [4.0, 3.5] and ratings.users.raw_ids.tolist() == [1, 2]

@@ -165,3 +165,23 @@ def test_align_separately_read_parts(write_file) -> None:
     # the same raw id has the same index in both parts
     assert a_train.users.to_index(["a"])[0] == a_test.user_idx[0]
     assert a_train.items.to_index([10])[0] == a_test.item_idx[1]
+
+
+@pytest.mark.parametrize("odd", ["x9", "02"])
+def test_align_matches_integer_ids_with_text_ids(write_file, odd: str) -> None:
+    """One non-integer id makes the test file's column text; ids still match by text."""
+    train = read_ratings(write_file("tr.csv", "user_id,item_id,rating\n1,1,4\n2,2,3\n4,4,5\n"))
+    test = read_ratings(write_file("te.csv", f"user_id,item_id,rating\n1,2,4\n2,1,3\n4,{odd},1\n"))
+    assert train.items.raw_ids.dtype == np.int64 and test.items.raw_ids.dtype == object
+    a_train, a_test = align(train, test)
+    known = set(a_train.item_idx.tolist())
+    assert [i in known for i in a_test.item_idx.tolist()] == [True, True, False]
+    assert a_test.item_ids.tolist() == ["2", "1", odd]
+
+
+def test_split_errors_name_the_source(write_file) -> None:
+    one = read_ratings(write_file("one.csv", "user_id,item_id,rating\n1,1,4\n"))
+    with pytest.raises(ValueError, match=r"one\.csv"):
+        random_split(one)
+    with pytest.raises(ValueError, match=r"one\.csv"):
+        list(kfold_split(one, 3))

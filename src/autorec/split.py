@@ -13,7 +13,7 @@ from os import PathLike
 import numpy as np
 
 from .data.builtin import dataset_path
-from .data.ids import IdMap
+from .data.ids import IdMap, common_ids
 from .data.ratings import Ratings
 from .data.readers import read_ratings
 
@@ -46,7 +46,7 @@ def random_split(
         raise ValueError(f"test_ratio must be strictly between 0 and 1, got {test_ratio!r}")
     n = len(ratings)
     if n < 2:
-        raise ValueError(f"need at least 2 ratings to split, got {n}")
+        raise ValueError(f"{ratings.source}: need at least 2 ratings to split, got {n}")
     n_test = min(max(round(test_ratio * n), 1), n - 1)
     order = np.random.default_rng(random_state).permutation(n)
     test_pos = np.sort(order[:n_test])
@@ -65,7 +65,7 @@ def kfold_split(
         raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
     n = len(ratings)
     if n < n_splits:
-        raise ValueError(f"cannot make {n_splits} folds of {n} ratings")
+        raise ValueError(f"{ratings.source}: cannot make {n_splits} folds of {n} ratings")
     order = np.random.default_rng(random_state).permutation(n)
     for fold in np.array_split(order, n_splits):
         in_test = np.zeros(n, dtype=bool)
@@ -74,9 +74,14 @@ def kfold_split(
 
 
 def align(train: Ratings, test: Ratings) -> tuple[Ratings, Ratings]:
-    """Re-index two separately read parts so that they share one pair of id maps."""
-    users = IdMap.from_values(np.concatenate([train.user_ids, test.user_ids]))
-    items = IdMap.from_values(np.concatenate([train.item_ids, test.item_ids]))
+    """Re-index two separately read parts so that they share one pair of id maps.
+
+    Ids match by their text (:mod:`autorec.data.ids`): when one part stores a column as
+    integers and the other as text (``"x9"`` or ``"02"`` in one file only), the integers
+    become their canonical text, so that ``1`` of the one file is ``"1"`` of the other.
+    """
+    users = IdMap.from_values(np.concatenate(common_ids(train.user_ids, test.user_ids)))
+    items = IdMap.from_values(np.concatenate(common_ids(train.item_ids, test.item_ids)))
 
     def reindex(part: Ratings) -> Ratings:
         return Ratings(users.to_index(part.user_ids), items.to_index(part.item_ids),

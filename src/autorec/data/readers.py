@@ -2,35 +2,40 @@
 
 Every problem in the input raises :class:`~autorec.exceptions.DataError` naming the source,
 the line (1-based, as a text editor counts them, header included) and the field.
+
+Ids go through :func:`autorec.data.ids.id_column` whatever the source (an id is its text);
+ratings through :func:`rating_values` (numbers only, finite as ``float32``).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
-import re
 from collections.abc import Sequence
+from decimal import Decimal
 from os import PathLike
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
-from .ids import IdMap
+from ._source import read_source
+from ._text import read_text
+from .ids import IdMap, InvalidIdError, id_column
 from .ratings import Ratings
 
-__all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "from_dataframe", "read_ratings"]
+__all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "check_separator", "from_dataframe",
+           "rating_values", "read_ratings"]
 
 log = logging.getLogger(__name__)
 
 DuplicatePolicy = Literal["error", "last", "mean"]
 DUPLICATE_POLICIES: tuple[str, ...] = ("error", "last", "mean")
 DEFAULT_COLUMNS: tuple[str, str, str] = ("user_id", "item_id", "rating")
-
-_TOKENIZE_ERROR = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+#: Names accepted for a tab separator besides the character itself.
+TAB_NAMES: tuple[str, ...] = ("tab", "\\t")
 
 
 def from_dataframe(
@@ -61,12 +66,15 @@ def from_dataframe(
     Returns
     -------
     Ratings
-        Users and items are numbered in order of first appearance.
+        Users and items are numbered in order of first appearance. Ids are stored as
+        ``int64`` when every id of the column is an integer (or the text of a canonical
+        integer), else as text; see :mod:`autorec.data.ids`.
 
     Raises
     ------
     DataError
-        A column is missing, an id is missing, a rating is not a finite number, there is no
+        A column is missing, an id is missing or is not an integer or text (a float, a list,
+        a date...), a rating is not a number or not finite as ``float32``, there is no
         rating at all, or a (user, item) pair repeats with ``duplicates="error"``.
     """
     if duplicates not in DUPLICATE_POLICIES:
@@ -90,28 +98,21 @@ def from_dataframe(
     if len(frame) == 0:
         raise DataError("no ratings", source=source)
 
+    ids = {}
     for col in (user_col, item_col):
-        missing = frame[col].isna().to_numpy()
-        if missing.any():
-            raise DataError("missing value", source=source, line=where(int(missing.argmax())),
-                            field=col, unit=unit)
+        try:
+            ids[col] = id_column(frame[col])
+        except InvalidIdError as exc:
+            raise DataError(exc.problem, source=source, line=where(exc.position), field=col,
+                            unit=unit) from None
+    rating = rating_values(frame[rating_col], source=source, field=rating_col,
+                           line_numbers=line_numbers)
 
-    raw_rating = frame[rating_col]
-    rating = pd.to_numeric(raw_rating, errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(rating)
-    if bad.any():
-        position = int(bad.argmax())
-        raw = raw_rating.iloc[position]
-        problem = ("missing rating" if pd.isna(raw)
-                   else f"rating {_show(raw)} is not a finite number")
-        raise DataError(problem, source=source, line=where(position), field=rating_col, unit=unit)
+    user_idx, user_ids = pd.factorize(ids[user_col])
+    item_idx, item_ids = pd.factorize(ids[item_col])
+    users, items = IdMap(user_ids), IdMap(item_ids)
 
-    users = IdMap.from_values(frame[user_col].to_numpy())
-    items = IdMap.from_values(frame[item_col].to_numpy())
-    user_idx = users.to_index(frame[user_col].to_numpy())
-    item_idx = items.to_index(frame[item_col].to_numpy())
-
-    key = user_idx * len(items) + item_idx
+    key = user_idx.astype(np.int64) * len(items) + item_idx
     repeated = pd.Series(key).duplicated(keep="first").to_numpy()
     if repeated.any():
         if duplicates == "error":
@@ -129,18 +130,113 @@ def from_dataframe(
         grouped = pd.DataFrame({"key": key, "rating": rating}).groupby("key", sort=False)
         merged = grouped["rating"].last() if duplicates == "last" else grouped["rating"].mean()
         key = merged.index.to_numpy()
-        rating = merged.to_numpy()
+        rating = merged.to_numpy().astype(np.float32)
         user_idx, item_idx = np.divmod(key, len(items))
 
     return Ratings(user_idx.astype(np.int64), item_idx.astype(np.int64),
                    rating.astype(np.float32), users, items, source)
 
 
+def rating_values(
+    values: pd.Series,
+    *,
+    source: str = "<DataFrame>",
+    field: str = "rating",
+    line_numbers: np.ndarray | None = None,
+) -> np.ndarray:
+    """A rating column as ``float32``, checked: the one place that decides what a rating is.
+
+    Accepted: numeric columns (integers, floats, nullable or Arrow-backed numbers) and text
+    or object columns holding numbers or numeric text (``"4"``, ``" 3.5"``, ``"-2e1"``).
+    Refused with :class:`DataError`: booleans, dates, durations, complex numbers, lists,
+    dicts and other non-numbers, missing values, and values that are not finite once
+    stored as ``float32`` (``1e39`` overflows to infinity).
+    """
+    unit = "line" if line_numbers is not None else "row"
+
+    def fail(problem: str, position: int | None = None) -> DataError:
+        line = None if position is None else (
+            int(line_numbers[position]) if line_numbers is not None else position)
+        return DataError(problem, source=source, line=line, field=field, unit=unit)
+
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        values, dtype = values.astype(object), np.dtype(object)
+    if pd.api.types.is_bool_dtype(dtype):
+        raise fail("ratings are booleans (True/False), not numbers; convert them to 0/1 "
+                   "if that is what they mean")
+    if pd.api.types.is_complex_dtype(dtype):
+        raise fail("ratings are complex numbers")
+    if pd.api.types.is_numeric_dtype(dtype):
+        rating = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind not in ("string", "floating", "integer", "mixed-integer-float", "empty"):
+            for position, value in enumerate(values.to_numpy(dtype=object)):
+                if not _is_number_like(value):
+                    raise fail(f"rating {_show(value)} is a {type(value).__name__}, "
+                               "not a number", position)
+        rating = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64,
+                                                                  na_value=np.nan)
+    else:
+        raise fail(f"ratings must be numbers, got a column of {dtype} values")
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        stored = rating.astype(np.float32)
+    bad = ~np.isfinite(stored)
+    if bad.any():
+        position = int(bad.argmax())
+        raw = values.iloc[position]
+        if _is_missing(raw):
+            problem = "missing rating"
+        elif np.isfinite(rating[position]):
+            problem = (f"rating {_show(raw)} is too large for float32 (largest finite value "
+                       "3.4e38)")
+        else:
+            problem = f"rating {_show(raw)} is not a finite number"
+        raise fail(problem, position)
+    return stored
+
+
+def _is_number_like(value: Any) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    if value is None or isinstance(value, str | int | float | Decimal | np.integer | np.floating):
+        return True
+    return _is_missing(value)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists, arrays: "truth value is ambiguous"
+        return False
+
+
 def _show(value: object) -> str:
-    """A value as written in the source: strings quoted, numbers plain (no numpy repr)."""
-    if isinstance(value, str):
-        return repr(value)
-    return str(value.item() if isinstance(value, np.generic) else value)
+    """A value as written in the source: strings quoted, numbers plain (no numpy repr), one
+    short line whatever the value."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value) if isinstance(value, str) else str(value)
+    text = " ".join(text.split()) if not isinstance(value, str) else text
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_separator(sep: str | None) -> str | None:
+    """The field separator ``sep`` stands for; ``ValueError`` when it cannot be one.
+
+    Accepted: ``None`` (guess from the extension), one ASCII character other than a quote
+    or a line break, ``"::"``, and ``"tab"`` or ``"\\t"`` (backslash, t) for a tab.
+    """
+    if sep is None:
+        return None
+    if sep in TAB_NAMES:
+        return "\t"
+    if sep == "::" or (len(sep) == 1 and sep.isascii() and sep not in "\"\r\n"):
+        return sep
+    raise ValueError(f"must be one character (not a quote or line break), '::' or "
+                     f"'tab', got {sep!r}")
 
 
 def read_ratings(
@@ -152,19 +248,23 @@ def read_ratings(
     names: Sequence[str] | None = None,
     duplicates: DuplicatePolicy = "error",
 ) -> Ratings:
-    """Read ratings from a CSV, TSV, ``::``-separated or Parquet file.
+    """Read ratings from a CSV, TSV, ``::``-separated or Parquet file, perhaps compressed.
 
     Parameters
     ----------
     path
-        The file. ``.parquet``/``.pq`` files are read with pyarrow; anything else as text.
+        The file. ``.parquet``/``.pq`` files are read with pyarrow; anything else as UTF-8
+        text (a byte order mark is skipped; ``\\n``, ``\\r\\n`` and ``\\r`` line ends; fields
+        may be quoted). ``.gz``, ``.bz2``, ``.xz`` and single-file ``.zip`` files are
+        decompressed first, and the inner name decides the format (``ratings.csv.gz``).
     sep
-        Field separator for text files. ``None`` guesses from the extension: ``.tsv``,
-        ``.data``, ``.base``, ``.test`` are tab-separated, ``.dat`` is ``::``-separated,
-        everything else is comma-separated.
+        Field separator for text files: one character, ``"::"``, or ``"tab"``. ``None``
+        guesses from the extension: ``.tsv``, ``.tab``, ``.data``, ``.base``, ``.test`` are
+        tab-separated, ``.dat`` is ``::``-separated, everything else is comma-separated.
     header
-        Whether the first line of a text file names the columns. Without a header, fields are
-        named by ``names`` (default: ``columns`` followed by any extra fields).
+        Whether the first line of a text file names the columns (names are stripped of
+        surrounding spaces). Without a header, fields are named by ``names`` (default:
+        ``columns`` followed by any extra fields).
     columns
         Names of the user, item and rating columns.
     names
@@ -176,61 +276,35 @@ def read_ratings(
     Raises
     ------
     DataError
-        The file is missing, empty or malformed, naming the file, line and field.
+        The file is missing, empty, corrupt or malformed (a row with more or fewer fields
+        than the header, text that is not UTF-8, a bad id or rating...), naming the file,
+        line and field.
+    ValueError
+        ``sep`` cannot be a separator.
     """
     path = Path(path)
+    try:
+        sep = check_separator(sep)
+    except ValueError as exc:
+        raise ValueError(f"sep {exc}") from None
     if not path.exists():
         raise DataError("no such file", source=path)
     if not path.is_file():
         raise DataError("not a file", source=path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path, columns, duplicates)
-
-    if sep is None:
-        sep = _guess_separator(path)
-    data = path.read_bytes()
-    if not data.strip():
-        raise DataError("empty file", source=path)
-    if sep == "::":
-        data, sep = data.replace(b"::", b"\t"), "\t"
-    if not header and names is None:
-        names = _headerless_names(data, sep, columns)
-    _check_first_line_width(data, sep, None if header else len(names), path)  # type: ignore[arg-type]
-    # Ids are read as numbers (fast) unless some field has a leading zero ("007"), which
-    # numbers would merge with "7": then ids are read as text and kept as text.
-    id_dtype = {col: str for col in columns[:2]} if _has_leading_zero(data, sep) else None
-    try:
-        frame = pd.read_csv(
-            io.BytesIO(data),
-            sep=sep,
-            header=0 if header else None,
-            names=None if header else list(names),  # type: ignore[arg-type]
-            index_col=False,
-            dtype=id_dtype,
-            skip_blank_lines=False,
-            engine="c",
-            low_memory=False,
-        )
-    except pd.errors.ParserError as exc:
-        raise _parser_error(exc, path) from None
-    except (UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"cannot be read as text ratings ({exc})", source=path) from None
-
-    blank = frame.isna().all(axis=1).to_numpy()
-    line_numbers = np.arange(len(frame), dtype=np.int64) + (2 if header else 1)
-    if blank.any():
-        frame = frame.loc[~blank]
-        line_numbers = line_numbers[~blank]
-    for col in columns[:2]:
-        if col in frame.columns:
-            frame[col] = _integer_ids_if_possible(frame[col])
+    payload, name = read_source(path)
+    if Path(name).suffix.lower() in (".parquet", ".pq"):
+        return _read_parquet(payload.take(), path, columns, duplicates)
+    frame, line_numbers = read_text(
+        payload, sep=sep if sep is not None else _guess_separator(name), header=header,
+        names=names, columns=columns, source=str(path))
     return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path),
                           line_numbers=line_numbers)
 
 
-def _read_parquet(path: Path, columns: Sequence[str], duplicates: DuplicatePolicy) -> Ratings:
+def _read_parquet(data: bytes, path: Path, columns: Sequence[str],
+                  duplicates: DuplicatePolicy) -> Ratings:
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(io.BytesIO(data))
     except ImportError as exc:
         raise DataError(
             "reading Parquet needs pyarrow: pip install 'autorec[parquet]'", source=path
@@ -241,95 +315,10 @@ def _read_parquet(path: Path, columns: Sequence[str], duplicates: DuplicatePolic
     return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
 
 
-def _check_first_line_width(data: bytes, sep: str, n_names: int | None, path: Path) -> None:
-    """Fail when the first data line has more fields than the header (or ``names``).
-
-    pandas would otherwise take the extra leading field as an index and shift the columns;
-    later lines are checked by the parser itself.
-    """
-    lines = _non_blank_lines(data)
-    expected = n_names
-    for line_number, line in lines:
-        fields = _split_fields(line, sep)
-        if expected is None:  # this is the header
-            expected = len(fields)
-            continue
-        if len(fields) > expected:
-            raise DataError(f"expected {expected} fields, found {len(fields)}", source=path,
-                            line=line_number)
-        return
-
-
-def _non_blank_lines(data: bytes, limit: int = 2) -> list[tuple[int, str]]:
-    """The first ``limit`` non-blank lines with their 1-based line numbers."""
-    found: list[tuple[int, str]] = []
-    start, number = 0, 0
-    while start <= len(data) and len(found) < limit:
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        number += 1
-        line = data[start:end].decode("utf-8", errors="replace").rstrip("\r")
-        if line.strip():
-            found.append((number, line))
-        start = end + 1
-    return found
-
-
-def _split_fields(line: str, sep: str) -> list[str]:
-    if len(sep) == 1:
-        return next(csv.reader([line], delimiter=sep))
-    return line.split(sep)
-
-
-def _has_leading_zero(data: bytes, sep: str) -> bool:
-    """Whether some field starts with ``0`` and another digit (``007``).
-
-    One regex per field boundary: a pattern with a literal prefix is searched with a fast
-    substring scan (0.15 s for 280 MB), an alternation would take 20 times longer.
-    """
-    if data[:1] == b"0" and data[1:2].isdigit():
-        return True
-    return any(re.search(re.escape(boundary) + rb"0[0-9]", data) is not None
-               for boundary in (b"\n", sep.encode()))
-
-
-_INTEGER_TEXT = r"-?(?:0|[1-9][0-9]*)"
-
-
-def _integer_ids_if_possible(ids: pd.Series) -> pd.Series:
-    """Integer ids as ``int64``: undoes float columns (caused by blank lines) and text columns
-    whose every value is written as a plain integer. Anything else is left as it is."""
-    if ids.isna().any():
-        return ids  # reported as a missing value later
-    if pd.api.types.is_float_dtype(ids.dtype):
-        values = ids.to_numpy()
-        if np.all(np.mod(values, 1) == 0) and np.all(np.abs(values) < 2**53):
-            return ids.astype(np.int64)
-        return ids
-    if pd.api.types.is_string_dtype(ids.dtype) and ids.str.fullmatch(_INTEGER_TEXT).all():
-        return ids.astype(np.int64)
-    return ids
-
-
-def _guess_separator(path: Path) -> str:
-    suffix = path.suffix.lower()
+def _guess_separator(name: str) -> str:
+    suffix = Path(name).suffix.lower()
     if suffix in (".tsv", ".data", ".base", ".test", ".tab"):
         return "\t"
     if suffix == ".dat":
         return "::"
     return ","
-
-
-def _headerless_names(data: bytes, sep: str, columns: Sequence[str]) -> list[str]:
-    first = data.lstrip(b"\r\n").split(b"\n", 1)[0]
-    n_fields = len(first.split(sep.encode()))
-    extra = [f"field_{k}" for k in range(len(columns) + 1, n_fields + 1)]
-    return [*columns, *extra]
-
-
-def _parser_error(exc: Exception, path: Path) -> DataError:
-    match = _TOKENIZE_ERROR.search(str(exc))
-    if match:
-        expected, line, saw = match.groups()
-        return DataError(f"expected {expected} fields, found {saw}", source=path, line=int(line))
-    return DataError(f"malformed ({str(exc).strip()})", source=path)

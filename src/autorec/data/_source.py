@@ -1,0 +1,89 @@
+"""The bytes of a ratings file, decompressed, and the name that decides its format.
+
+``.gz``, ``.bz2`` and ``.xz`` files are decompressed whole; their format is that of the name
+without the compression suffix (``ratings.csv.gz`` is CSV, ``u.data.gz`` tab-separated). A
+``.zip`` must hold exactly one file (folders and macOS ``__MACOSX/`` entries aside), whose
+name decides the format.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import zipfile
+import zlib
+from pathlib import Path
+
+from ..exceptions import DataError
+
+__all__ = ["COMPRESSED_SUFFIXES", "Payload", "compression_hint", "read_source"]
+
+_DECOMPRESS = {".gz": ("gzip", gzip.decompress), ".bz2": ("bzip2", bz2.decompress),
+               ".xz": ("xz", lzma.decompress)}
+COMPRESSED_SUFFIXES: tuple[str, ...] = (*_DECOMPRESS, ".zip")
+_MAGIC = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\xfd7zXZ\x00": ".xz", b"PK\x03\x04": ".zip"}
+
+
+class Payload:
+    """Bytes handed over once: the reader that takes them holds the only reference, so a
+    transformed copy (line ends, separators) can replace them in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def take(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            raise RuntimeError("payload already taken")
+        return data
+
+
+def read_source(path: Path) -> tuple[Payload, str]:
+    """The (decompressed) bytes of ``path`` and the name that decides their format."""
+    suffix = path.suffix.lower()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot be read ({exc.strerror or exc})", source=path) from None
+    if suffix == ".zip":
+        return _read_zip(raw, path)
+    if suffix in _DECOMPRESS:
+        kind, decompress = _DECOMPRESS[suffix]
+        try:
+            return Payload(decompress(raw)), path.stem
+        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"not a valid {kind} file ({detail})", source=path) from None
+    return Payload(raw), path.name
+
+
+def compression_hint(data: bytes) -> str:
+    """``"; it looks gzip-compressed: name it .gz"`` when ``data`` starts like a compressed
+    file, else ``""`` (for messages about undecodable text)."""
+    for magic, suffix in _MAGIC.items():
+        if data.startswith(magic):
+            return f"; it looks {suffix[1:]}-compressed: give it the {suffix} extension"
+    return ""
+
+
+def _read_zip(raw: bytes, path: Path) -> tuple[Payload, str]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            members = [info for info in archive.infolist() if not info.is_dir()
+                       and not info.filename.startswith("__MACOSX/")]
+            if len(members) != 1:
+                names = ", ".join(info.filename for info in members[:5])
+                more = ", ..." if len(members) > 5 else ""
+                problem = ("holds no file" if not members else
+                           f"holds {len(members)} files ({names}{more}); give a zip with one "
+                           "ratings file, or unpack it and name the file")
+                raise DataError(problem, source=path)
+            return Payload(archive.read(members[0])), Path(members[0].filename).name
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, NotImplementedError,
+            RuntimeError) as exc:  # RuntimeError: encrypted member
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"not a valid zip file ({detail})", source=path) from None
