@@ -50,6 +50,10 @@ Run (Surprise and the mean only, then autorec alone reusing those rows for the t
     python benchmarks/accuracy.py --models "autorec default" "autorec reference" "autorec best" \\
         --reuse runs/baselines.json --out runs/accuracy.json
 
+Each split's test part is fingerprinted (``info.splits[...].test_sha1``); ``--reuse`` takes
+only runs made on the same split, so a change in the readers that reorders ratings cannot
+mix rows from different splits in one table.
+
 Output: a Markdown table per data set and protocol (mean RMSE/MAE/fit seconds over the seeds,
 and the RMSE of each seed) on stdout, and everything in ``--out`` (JSON, written atomically
 after every data set, so an interrupted run keeps what it finished).
@@ -58,6 +62,7 @@ after every data set, so an interrupted run keeps what it finished).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import math
 import os
@@ -276,6 +281,17 @@ def evaluate(model: Any, test: autorec.Ratings) -> dict[str, Any]:
     return out
 
 
+def fingerprint(part: autorec.Ratings) -> str:
+    """SHA-1 of the (user id, item id, rating) triples of ``part``, in sorted order.
+
+    Two runs (or two versions of the readers) made the same split exactly when the test
+    parts (and so the train parts) have the same fingerprint; ``--reuse`` checks it.
+    """
+    frame = part.to_dataframe().sort_values(["user_id", "item_id"], kind="stable")
+    hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False)
+    return hashlib.sha1(hashed.to_numpy().tobytes()).hexdigest()
+
+
 def n_cold(train: autorec.Ratings, test: autorec.Ratings) -> int:
     """Test pairs whose user or item has no training rating."""
     known_users = np.zeros(train.n_users, dtype=bool)
@@ -292,7 +308,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
                             "n_items": ratings.n_items, "rating_scale": ratings.rating_scale(),
                             "duplicates": "merged by mean rating before splitting"}
     print(f"\n== {name}: {len(ratings):,} ratings (repeated pairs merged), {ratings.n_users:,} "
-          f"users, {ratings.n_items:,} items, scale {info['rating_scale']}", flush=True)
+          f"users, {ratings.n_items:,} items, scale {info['rating_scale'][0]:g}.."
+          f"{info['rating_scale'][1]:g}", flush=True)
     models = [m for m in args.models if m in ALL_MODELS]
     splits = splits_for(name, ratings, args.seeds, args.chapter_seeds, args.data_dir)
 
@@ -315,9 +332,12 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             svdpp_skip = probe["reason"]
 
     runs: list[dict[str, Any]] = []
+    info["splits"] = {}
     for split, (train, test) in splits.items():
         seed = split_seed(split)
         cold = n_cold(train, test)
+        info["splits"][split] = {"n_train": len(train), "n_test": len(test), "n_cold": cold,
+                                 "test_sha1": fingerprint(test)}
         print(f"  {split}: {len(train):,} train / {len(test):,} test, {cold} cold", flush=True)
         trainset = None
         trainset_seconds = None
@@ -438,11 +458,18 @@ def merge_reused(results: dict[str, Any], path: str) -> None:
         if name not in earlier:
             continue
         have = {(r["split"], r["model"]) for r in data["runs"]}
+        now = data["info"].get("splits", {})
+        then = earlier[name]["info"].get("splits", {})
+        same = {s for s in now if s in then
+                and now[s]["test_sha1"] == then[s].get("test_sha1")}
+        for split in sorted(set(now) - same):
+            print(f"  --reuse: {name} {split} differs from {path} (other test ratings); "
+                  "its runs there are not reused", file=sys.stderr)
         reused = [dict(r, reused_from=path) for r in earlier[name]["runs"]
-                  if (r["split"], r["model"]) not in have]
+                  if (r["split"], r["model"]) not in have and r["split"] in same]
         data["runs"] = reused + data["runs"]
-        for key in ("svd_tuning", "svdpp_probe"):
-            if key in earlier[name]["info"] and key not in data["info"]:
+        for key in ("svd_tuning", "svdpp_probe"):  # both made on the seed-0 training part
+            if key in earlier[name]["info"] and key not in data["info"] and "seed0" in same:
                 data["info"][key] = earlier[name]["info"][key]
 
 
@@ -499,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, args)
     print("\n" + text)
     busy = [r["other_cores"] for d in results["datasets"].values() for r in d["runs"]
-            if "other_cores" in r and "reused_from" not in r]
+            if "other_cores" in r and "reused_from" not in r and r["fit_seconds"] >= 1.0]
     if busy and max(busy) > 0.2:
         print(f"\nWARNING: other processes kept up to {max(busy):.2f} cores busy during some "
               "fits; fit seconds are inflated (RMSE/MAE are not affected)")
