@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import gzip
 import json
 import os
+import re
+import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autorec import DataError, read_ratings
 from autorec.cli.main import main
 
 REQUIRED_KEYS = {"rmse", "mae", "n_train", "n_test", "n_cold", "train_seconds", "epochs",
@@ -225,3 +231,177 @@ def test_kfold_needs_two_folds(capsys):
         main(["train", "--split", "kfold", "--folds", "1"])
     assert exc.value.code == 2
     assert "--folds" in capsys.readouterr().err
+
+
+# -- issue 5: input robustness -------------------------------------------------------------------
+TRAIN = "user_id,item_id,rating\n1,1,4\n1,2,3\n2,1,5\n2,3,2\n3,2,4\n3,3,1\n4,1,3\n4,4,5\n"
+
+
+def test_train_and_test_files_match_ids_by_text(capsys, tmp_path):
+    train = write(tmp_path / "tr.csv", TRAIN)
+    out = tmp_path / "out"
+    test = write(tmp_path / "te.csv", "user_id,item_id,rating\n1,3,4\n2,2,3\n3,1,5\n4,x9,4\n")
+    code, _, err = run_cli(capsys, "train", "--train", str(train), "--test", str(test),
+                           "--out", str(out), *FAST)
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["n_cold"] == 1  # only x9 is unknown
+
+
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        (TRAIN + "5,1,1e39\n", ["line 10", "'rating'", "float32"]),
+        ("user_id,item_id,rating,ts\n1,1,4,9\n1,2,3,9\n2,1,5\n2,3,2,9\n",
+         ["line 4", "expected 4 fields, found 3"]),
+        ("user_id,item_id,rating\n1,1,4\n", ["need at least 2 ratings"]),
+    ],
+    ids=["float32-overflow", "short-row", "one-rating"],
+)
+def test_more_bad_files_one_line_exit_2(capsys, tmp_path, content, needles):
+    bad = write(tmp_path / "bad.csv", content)
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "train", "--data", str(bad), "--out", str(out), *FAST)
+    assert_one_line_error(code, err, str(bad), *needles)
+    assert not out.exists()
+
+
+def test_cr_only_file_and_header_spaces_train(capsys, tmp_path):
+    path = tmp_path / "mac.csv"
+    path.write_bytes(("user_id , item_id,rating \n" + TRAIN.split("\n", 1)[1])
+                     .replace("\n", "\r").encode())
+    code, _, err = run_cli(capsys, "train", "--data", str(path), *FAST)
+    assert code == 0, err
+
+
+def test_headerless_double_colon_short_row(capsys, tmp_path):
+    bad = write(tmp_path / "r.dat", "1::1::5::9\n1::2::3::9\n2::1::4\n2::2::4::9\n")
+    code, _, err = run_cli(capsys, "train", "--data", str(bad), "--no-header", *FAST)
+    assert_one_line_error(code, err, str(bad), "line 3", "expected 4 fields, found 3")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--sep", ""], ["--sep", "one character"]),
+        (["--sep", "[,"], ["--sep", "'[,'"]),
+        (["--sep", ",,"], ["--sep"]),
+        (["--seed", "-1"], ["--seed", "'-1'"]),
+        (["--seed", "x"], ["--seed"]),
+        (["--out", ""], ["--out"]),
+    ],
+    ids=["sep-empty", "sep-regex", "sep-two-chars", "seed-negative", "seed-text", "out-empty"],
+)
+def test_more_bad_options_one_line_exit_2(capsys, tmp_path, args, needles):
+    data = write(tmp_path / "r.csv", TRAIN)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(data), *FAST, *args])
+    assert_one_line_error(exc.value.code, capsys.readouterr().err, *needles)
+
+
+@pytest.mark.parametrize("sep", ["\\t", "tab"])
+def test_tab_separator_by_name(capsys, tmp_path, sep):
+    data = write(tmp_path / "r.txt", TRAIN.replace(",", "\t"))
+    code, _, err = run_cli(capsys, "train", "--data", str(data), "--sep", sep, *FAST)
+    assert code == 0, err
+
+
+def test_compressed_data(capsys, tmp_path):
+    path = tmp_path / "ratings.csv.gz"
+    path.write_bytes(gzip.compress(TRAIN.encode()))
+    code, _, err = run_cli(capsys, "train", "--data", str(path), *FAST)
+    assert code == 0, err
+    corrupt = tmp_path / "corrupt.csv.gz"
+    corrupt.write_bytes(path.read_bytes()[:20])
+    code, _, err = run_cli(capsys, "train", "--data", str(corrupt), *FAST)
+    assert_one_line_error(code, err, str(corrupt), "gzip")
+
+
+@pytest.mark.real_data
+def test_shared_compressed_data_sets(capsys, tmp_path, ml100k_dir):
+    jester = ml100k_dir / "jester5k" / "ratings.csv.gz"
+    epinions = ml100k_dir / "epinions-tang" / "ratings.csv.gz"
+    if not (jester.is_file() and epinions.is_file()):
+        pytest.skip(f"{jester} or {epinions} not there")
+    code, _, err = run_cli(capsys, "train", "--data", str(jester), "--epochs", "1", "--hidden",
+                           "8", "--device", "cpu", "--quiet", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["n_test"] == 36_321
+    # 922,267 rows with 9,826 repeats of a pair: one line without --duplicates, read with it
+    assert len(read_ratings(epinions, duplicates="mean")) == 912_441
+    with pytest.raises(DataError, match="duplicate"):
+        read_ratings(epinions)
+
+
+def test_too_large_a_model_is_refused_before_allocating(capsys, tmp_path):
+    data = write(tmp_path / "r.csv", TRAIN)
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "train", "--data", str(data), "--hidden", "100000000000",
+                           "--epochs", "1", "--device", "cpu", "--out", str(out))
+    assert_one_line_error(code, err, "not enough memory", "GB", "--hidden")
+    assert not out.exists()
+
+
+def test_metrics_json_follows_the_umask(capsys, tmp_path):
+    data = write(tmp_path / "r.csv", TRAIN)
+    previous = os.umask(0o022)
+    try:
+        code, _, err = run_cli(capsys, "train", "--data", str(data), "--out",
+                               str(tmp_path / "out"), *FAST)
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "out" / "metrics.json").stat().st_mode) == 0o644
+
+
+def test_full_disk_names_the_path_and_keeps_the_old_file(capsys, tmp_path, monkeypatch):
+    data = write(tmp_path / "r.csv", TRAIN)
+    out = tmp_path / "out"
+    out.mkdir()
+    old = write(out / "metrics.json", '{"old": true}\n')
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    code, _, err = run_cli(capsys, "train", "--data", str(data), "--out", str(out), *FAST)
+    assert_one_line_error(code, err, str(out / "metrics.json"), "No space left on device")
+    assert "Errno" not in err
+    assert old.read_text() == '{"old": true}\n'
+    assert [p.name for p in out.iterdir()] == ["metrics.json"]  # no temp file left
+
+
+def test_command_line_imports_nothing_heavy_before_main():
+    code = ("import sys, autorec.cli.main; "
+            "print(sorted(m for m in ('torch', 'pandas', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_ctrl_c_during_imports_exits_130_without_traceback(tmp_path):
+    """SIGINT while the command imports numpy/pandas/torch (its first seconds)."""
+    data = write(tmp_path / "r.csv", TRAIN)
+    env = {**os.environ, "AUTOREC_CACHE_DIR": str(tmp_path / "cache")}
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "autorec", "train", "--data", str(data),
+         "--epochs", "100000", "--hidden", "8", "--device", "cpu", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # -X importtime: one line per finished import
+            seen.append(line)
+            if re.search(r"\|\s+numpy$", line.rstrip()):
+                break  # numpy is in; pandas and torch are still coming
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    messages = [line for line in [*seen, *rest.splitlines()]
+                if not line.startswith("import time:")]
+    assert process.returncode == 130, messages
+    assert "Traceback" not in "".join(messages)
+    assert [m.strip() for m in messages if m.strip()] == ["autorec: interrupted"]

@@ -7,12 +7,16 @@ import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
-__all__ = ["OneLineParser", "fraction", "nonnegative_float", "positive_float", "positive_int",
-           "write_json_atomic"]
+from .._io import atomic_write
+
+__all__ = ["MAX_SEED", "OneLineParser", "fraction", "nonnegative_float", "output_dir",
+           "positive_float", "positive_int", "seed", "separator", "write_json_atomic"]
+
+#: Seeds are 0 .. 2**32 - 1 (numpy's SeedSequence takes no negative seed).
+MAX_SEED = 2**32 - 1
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -73,6 +77,34 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """A seed: an integer from 0 to :data:`MAX_SEED`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def separator(text: str) -> str:
+    """A field separator: one character, '::', or 'tab' (also written \\t)."""
+    from ..data.readers import check_separator  # pandas: imported only when parsing
+
+    try:
+        return check_separator(text)  # type: ignore[return-value]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def output_dir(text: str) -> Path:
+    """An output folder: any non-empty path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder, got {text!r}")
+    return Path(text)
+
+
 def check_output_dir(path: Path) -> None:
     """Fail early (before any work) when ``path`` cannot become an output folder."""
     for parent in (path, *path.parents):
@@ -85,17 +117,14 @@ def check_output_dir(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False, default=_jsonable)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``payload`` as JSON to ``path`` atomically (see :func:`autorec._io.atomic_write`:
+    permissions follow the umask; an ``OSError`` names ``path``)."""
+
+    def write(handle: IO[str]) -> None:
+        json.dump(payload, handle, indent=2, sort_keys=False, default=_jsonable)
+        handle.write("\n")
+
+    atomic_write(path, write)
 
 
 def _jsonable(value: Any) -> Any:

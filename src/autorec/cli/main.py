@@ -1,22 +1,26 @@
 """Entry point of the ``autorec`` command: parses, dispatches, turns errors into exit codes.
 
-Exit status: 0 success, 2 bad input (options, data files, unavailable data) with one line on
-stderr, 130 interrupted.
+Exit status: 0 success, 2 bad input (options, data files, unavailable data, not enough
+memory) with one line on stderr, 130 interrupted.
+
+Importing this module is cheap: the commands, and numpy, pandas and torch behind them, are
+imported inside :func:`main`, so that Ctrl-C in the first seconds ends like any other
+interruption, with one line and status 130 instead of a traceback.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
-
-from .. import __version__
-from ..exceptions import AutorecError
-from . import train
-from ._common import OneLineParser
+from typing import Any
 
 
-def build_parser() -> OneLineParser:
+def build_parser() -> Any:
+    """The ``autorec`` argument parser, with every command."""
+    from .. import __version__
+    from . import train
+    from ._common import OneLineParser
+
     parser = OneLineParser(prog="autorec",
                            description="AutoRec autoencoders for explicit rating prediction.")
     parser.add_argument("--version", action="version", version=f"autorec {__version__}")
@@ -30,6 +34,18 @@ def build_parser() -> OneLineParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("autorec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    import logging
+
+    from ..exceptions import AutorecError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
@@ -37,12 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except (AutorecError, ValueError, OSError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"autorec {args.command}: error: {message}", file=sys.stderr)
+        print(f"autorec {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("autorec: interrupted", file=sys.stderr)
-        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:  # no "[Errno 28]"; the path when known
+        message = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+    else:
+        message = str(exc)
+    return message.splitlines()[0] if message else type(exc).__name__
 
 
 if __name__ == "__main__":

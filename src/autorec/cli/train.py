@@ -25,8 +25,11 @@ from ._common import (
     check_output_dir,
     fraction,
     nonnegative_float,
+    output_dir,
     positive_float,
     positive_int,
+    seed,
+    separator,
     unit_interval,
     write_json_atomic,
 )
@@ -55,8 +58,9 @@ def add_parser(subparsers: Any) -> None:
                         "(default: $AUTOREC_DATA_DIR)")
     source.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
                         help="download a builtin data set (default: only when no local copy)")
-    source.add_argument("--sep", metavar="SEP",
-                        help="field separator of --data/--train/--test (default: from extension)")
+    source.add_argument("--sep", type=separator, metavar="SEP",
+                        help="field separator of --data/--train/--test: one character, '::' or "
+                        "'tab' (default: from extension)")
     source.add_argument("--no-header", action="store_true",
                         help="the ratings files have no header line")
     source.add_argument("--columns", default="user_id,item_id,rating", metavar="U,I,R",
@@ -72,7 +76,7 @@ def add_parser(subparsers: Any) -> None:
                        help="folds of --split kfold (default: %(default)s)")
     split.add_argument("--test-ratio", type=fraction, default=0.1, metavar="F",
                        help="test fraction of a random split (default: %(default)s)")
-    split.add_argument("--seed", type=int, default=0, metavar="N",
+    split.add_argument("--seed", type=seed, default=0, metavar="N",
                        help="seed of the split and of training (default: %(default)s)")
 
     model = parser.add_argument_group("model and training")
@@ -92,7 +96,7 @@ def add_parser(subparsers: Any) -> None:
                        "training mean (default) or the rating scale's midpoint")
 
     output = parser.add_argument_group("output")
-    output.add_argument("--out", type=Path, metavar="DIR", help="write DIR/metrics.json")
+    output.add_argument("--out", type=output_dir, metavar="DIR", help="write DIR/metrics.json")
     output.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     parser.set_defaults(handler=run, parser_error=parser.error)
 

@@ -1,0 +1,53 @@
+"""Atomic output files (issue 5): permissions follow the umask, errors name the path."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+
+from autorec._io import atomic_write, current_umask
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_mode_follows_the_umask(tmp_path, umask: int, mode: int) -> None:
+    previous = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write(tmp_path / "sub" / "f.txt", lambda handle: handle.write("hi\n"))
+    finally:
+        os.umask(previous)
+    path = tmp_path / "sub" / "f.txt"
+    assert path.read_text() == "hi\n"
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_binary_and_replace(tmp_path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+    atomic_write(path, lambda handle: handle.write(b"\x00new"), binary=True)
+    assert path.read_bytes() == b"\x00new"
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "f.txt"
+    path.write_text("old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        atomic_write(path, lambda handle: handle.write("new"))
+    assert info.value.errno == errno.ENOSPC and str(path) in str(info.value)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["f.txt"]
+
+    def broken(handle) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError):
+        atomic_write(path, broken)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["f.txt"]
