@@ -142,6 +142,36 @@ class AutoRec:
             setattr(self, name, value)
         return self
 
+    # -- scikit-learn tooling (issue 5): tags and the HTML repr, without importing sklearn ----
+    def __sklearn_tags__(self) -> Any:
+        """Tags for scikit-learn's tooling (``sklearn.utils.get_tags``, the HTML repr).
+
+        AutoRec takes its ratings as one table (``Ratings`` or a DataFrame with ids), not as
+        ``X, y``: no target, string ids accepted, a fit needed before predicting. scikit-learn
+        is imported here only, when its tooling asks.
+        """
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            input_tags=InputTags(two_d_array=False, string=True),
+            requires_fit=True,
+            non_deterministic=self.random_state is None,
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "net_")
+
+    def _repr_html_(self) -> str | None:
+        """The HTML repr of notebooks: scikit-learn's when it is installed, else none."""
+        try:
+            from sklearn.utils import estimator_html_repr
+        except ImportError:
+            return None
+        return estimator_html_repr(self)
+    # -- end of scikit-learn tooling ------------------------------------------------------------
+
     def __repr__(self) -> str:
         defaults = {name: p.default for name, p in
                     inspect.signature(type(self).__init__).parameters.items() if name != "self"}
@@ -214,6 +244,11 @@ class AutoRec:
         self.rating_scale_ = compact.rating_scale()
         self.device_ = device
 
+        # memory check (issue 5)
+        from .memory import check_training_memory
+
+        check_training_memory(self.matrix_, hidden=self.hidden, batch_size=self.batch_size,
+                              variant=self.variant, device=device)
         generator = torch.Generator().manual_seed(init_seed)
         self.net_ = AutoRecNet(self.matrix_.shape[1], self.hidden, self.activation,
                                self.dropout, generator=generator)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["AutorecError", "DataError", "DatasetUnavailableError", "NotFittedError"]
+__all__ = ["AutorecError", "DataError", "DatasetUnavailableError", "NotFittedError",
+           "ResourceError"]
 
 
 class AutorecError(ValueError):
@@ -61,3 +62,8 @@ class DatasetUnavailableError(AutorecError):
 
 class NotFittedError(AutorecError, AttributeError):
     """A method that needs a fitted model was called before ``fit``."""
+
+
+class ResourceError(AutorecError):
+    """The run cannot fit in the memory available (estimated before allocating); the message
+    gives the figures and what to change."""

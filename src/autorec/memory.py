@@ -1,0 +1,223 @@
+"""Will training fit in memory? An estimate made before any weight is allocated.
+
+:func:`check_training_memory` runs at the start of :meth:`autorec.AutoRec.fit`: it estimates
+the bytes training needs (:func:`training_bytes`) and compares them with the memory the
+process can still get (:func:`available_bytes`, or the free memory of the CUDA device). When
+the estimate exceeds it, it raises :class:`~autorec.exceptions.ResourceError` with both
+figures and what to change, instead of an allocator traceback minutes later.
+
+The estimate counts float32 values: the two ``n_inputs x hidden`` weight matrices and the
+biases, their gradients and Adam's two moments (four copies in all); the largest batch's
+dense activations (``batch_rows x hidden``, several times over for the forward and backward
+passes) and its CSR structure with the transpose; the codes of every row at evaluation; and
+a margin. It errs on the high side by a few percent, never by a factor.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .exceptions import ResourceError
+
+__all__ = ["MemoryEstimate", "available_bytes", "check_training_memory", "training_bytes"]
+
+_FLOAT = 4  # bytes of a float32
+_INDEX = 8  # bytes of an int64 index
+_DENSE_COPIES = 8  # batch_rows x hidden tensors alive at once: pre-activation, activation,
+#                    dropout draw and mask, their gradients
+_PER_RATING = 48  # bytes per observed rating of a batch: value, column, transpose (column,
+#                   permutation), prediction, residual and its gradient, scipy's positions
+_UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes training needs, by part."""
+
+    parameters: int  # weights and biases, their gradients and Adam's two moments
+    batch: int  # the largest batch: dense activations and its sparse structure
+    evaluation: int  # the hidden code of every row, computed to predict
+    margin: int
+
+    @property
+    def total(self) -> int:
+        return self.parameters + self.batch + self.evaluation + self.margin
+
+
+def training_bytes(n_rows: int, n_inputs: int, hidden: int, batch_rows: int,
+                   batch_nnz: int) -> MemoryEstimate:
+    """Estimate the bytes training allocates.
+
+    Parameters
+    ----------
+    n_rows
+        Input vectors (items for I-AutoRec, users for U-AutoRec).
+    n_inputs
+        Length of an input vector (users for I-AutoRec, items for U-AutoRec).
+    hidden
+        Hidden units.
+    batch_rows, batch_nnz
+        Rows and observed ratings of the largest batch.
+    """
+    n_params = 2 * n_inputs * hidden + hidden + n_inputs
+    parameters = 4 * n_params * _FLOAT  # values, gradients, Adam's exp_avg and exp_avg_sq
+    batch = (_DENSE_COPIES * batch_rows * hidden * _FLOAT + batch_nnz * _PER_RATING
+             + (batch_rows + n_inputs + 2) * _INDEX)
+    evaluation = n_rows * hidden * _FLOAT
+    margin = (parameters + batch + evaluation) // 20 + 64 * 2**20
+    return MemoryEstimate(parameters, batch, evaluation, margin)
+
+
+def available_bytes(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgroup")
+                    ) -> tuple[int | None, str]:
+    """Memory this process can still allocate, and what limits it.
+
+    The smallest of: ``MemAvailable`` in ``/proc/meminfo``; the room left under the memory
+    limit of the process's cgroup (v2 ``memory.max``, v1 ``memory.limit_in_bytes``, the
+    folder's and its parents'); the room left under ``RLIMIT_AS``. ``(None, "")`` where none
+    of them can be read (not Linux).
+    """
+    found: list[tuple[int, str]] = []
+    meminfo = _read_kib(proc / "meminfo", "MemAvailable:")
+    if meminfo is not None:
+        found.append((meminfo, "MemAvailable"))
+    limit = _cgroup_room(proc, cgroup)
+    if limit is not None:
+        found.append((limit, "cgroup memory limit"))
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft > 0:
+        used = _read_kib(proc / "self" / "status", "VmSize:") or 0
+        found.append((max(soft - used, 0), "address-space limit, ulimit -v"))
+    if not found:
+        return None, ""
+    return min(found)
+
+
+def check_training_memory(matrix: sp.csr_matrix, *, hidden: int, batch_size: int,
+                          variant: str, device: Any = "cpu") -> MemoryEstimate:
+    """Raise :class:`ResourceError` when training on ``matrix`` cannot fit in memory.
+
+    Parameters
+    ----------
+    matrix
+        The training matrix, one row per input vector (items x users for I-AutoRec).
+    hidden, batch_size, variant
+        The estimator's settings.
+    device
+        Where the weights will live: the CPU (host memory) or a CUDA device (its free
+        memory).
+
+    Returns
+    -------
+    MemoryEstimate
+        The estimate, when it fits (or when the memory available cannot be known).
+    """
+    n_rows, n_inputs = matrix.shape
+    row_nnz = np.diff(matrix.indptr)
+    batch_rows = min(batch_size, n_rows)
+    if batch_rows >= n_rows:
+        batch_nnz = int(row_nnz.sum())
+    else:
+        batch_nnz = int(np.partition(row_nnz, n_rows - batch_rows)[n_rows - batch_rows:].sum())
+    estimate = training_bytes(n_rows, n_inputs, hidden, batch_rows, batch_nnz)
+    available, limit = _device_room(device)
+    if available is None or estimate.total <= available:
+        return estimate
+
+    levers = []
+    other = "user" if variant == "item" else "item"
+    if n_rows < n_inputs:
+        levers.append(f"--variant {other} ({n_rows:,} inputs per row instead of {n_inputs:,})")
+    levers.append(f"a smaller --hidden (now {hidden:,})")
+    if estimate.batch > estimate.total // 10:
+        levers.append(f"a smaller --batch-size (now {batch_size:,})")
+    raise ResourceError(
+        f"not enough memory: training {variant}-AutoRec with {hidden:,} hidden units on "
+        f"{n_inputs:,} inputs per row needs about {_gb(estimate.total)} "
+        f"(weights, gradients and Adam state {_gb(estimate.parameters)}), but "
+        f"{_gb(available)} is available ({limit}); try {_join(levers)}")
+
+
+def _device_room(device: Any) -> tuple[int | None, str]:
+    name = str(device)
+    if name.startswith("cuda"):
+        import torch
+
+        try:
+            free, _ = torch.cuda.mem_get_info(torch.device(name))
+        except (RuntimeError, AssertionError, ValueError):  # no CUDA here: nothing to say
+            return None, ""
+        return int(free), f"free memory of {name}"
+    return available_bytes()
+
+
+def _gb(n_bytes: int) -> str:
+    value = n_bytes / 1e9
+    if value >= 1e6:
+        return f"{value:.2g} GB"
+    return f"{value:,.1f} GB" if value >= 0.1 else f"{math.ceil(n_bytes / 1e6):,} MB"
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _read_kib(path: Path, key: str) -> int | None:
+    """The ``key: N kB`` field of a /proc file, in bytes."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    if text == "max":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _cgroup_room(proc: Path, cgroup: Path) -> int | None:
+    """Room under the tightest memory limit of this process's cgroup and its parents."""
+    try:
+        lines = (proc / "self" / "cgroup").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    rooms: list[int] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, relative = parts
+        if hierarchy == "0" and not controllers:
+            base, files = cgroup, ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            base, files = cgroup / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        folder = base / relative.lstrip("/")
+        folders = [folder, *folder.parents] if folder.is_dir() else [base]
+        for candidate in folders:
+            limit = _read_int(candidate / files[0])
+            if limit is not None and limit < _UNLIMITED:
+                rooms.append(max(limit - (_read_int(candidate / files[1]) or 0), 0))
+            if candidate == base:
+                break
+    return min(rooms) if rooms else None

@@ -1,0 +1,113 @@
+"""The memory estimate made before training, and the memory available (issue 5)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from autorec import AutoRec, AutorecError, ResourceError, memory
+from autorec.memory import available_bytes, check_training_memory, training_bytes
+
+GB = 10**9
+
+
+def test_estimate_counts_weights_gradients_adam_batch_and_evaluation() -> None:
+    estimate = training_bytes(n_rows=1_000, n_inputs=1_000_000, hidden=500, batch_rows=256,
+                              batch_nnz=10_000)
+    n_params = 2 * 1_000_000 * 500 + 500 + 1_000_000
+    assert estimate.parameters == 4 * 4 * n_params  # values, gradients, two Adam moments
+    assert estimate.batch >= 256 * 500 * 4 * 4  # several batch x hidden float tensors
+    assert estimate.evaluation == 1_000 * 500 * 4
+    # the issue's I-AutoRec on 1M users peaked at 14.6 GB: the estimate is near, not below
+    assert 14.6 * GB <= estimate.total <= 20 * GB
+
+
+def fake_system(tmp_path: Path, *, meminfo_kib: int, cgroup_lines: str,
+                files: dict[str, str]) -> tuple[Path, Path]:
+    proc, cgroup = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text(f"MemTotal: 99999999 kB\nMemAvailable: {meminfo_kib} kB\n")
+    (proc / "self" / "status").write_text("VmSize:\t1024 kB\n")
+    (proc / "self" / "cgroup").write_text(cgroup_lines)
+    for name, text in files.items():
+        path = cgroup / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return proc, cgroup
+
+
+def test_available_is_the_tightest_of_meminfo_and_cgroup_v2(tmp_path) -> None:
+    proc, cgroup = fake_system(tmp_path, meminfo_kib=8_000_000, cgroup_lines="0::/job/run\n",
+                               files={"job/memory.max": f"{4 * GB}\n",
+                                      "job/memory.current": f"{1 * GB}\n",
+                                      "job/run/memory.max": "max\n",
+                                      "job/run/memory.current": "5\n"})
+    assert available_bytes(proc, cgroup) == (3 * GB, "cgroup memory limit")
+    proc, cgroup = fake_system(tmp_path / "b", meminfo_kib=1_000_000, cgroup_lines="0::/\n",
+                               files={"memory.max": f"{4 * GB}\n", "memory.current": "0\n"})
+    assert available_bytes(proc, cgroup) == (1_024_000_000, "MemAvailable")
+
+
+def test_available_with_cgroup_v1_unlimited_and_limited(tmp_path) -> None:
+    lines = "4:memory:/a\n3:cpu:/\n"
+    unlimited = {"memory/a/memory.limit_in_bytes": "9223372036854771712\n",
+                 "memory/a/memory.usage_in_bytes": "100\n"}
+    proc, cgroup = fake_system(tmp_path, meminfo_kib=2_000_000, cgroup_lines=lines,
+                               files=unlimited)
+    assert available_bytes(proc, cgroup) == (2_048_000_000, "MemAvailable")
+    limited = {"memory/a/memory.limit_in_bytes": f"{GB}\n",
+               "memory/a/memory.usage_in_bytes": f"{GB // 4}\n"}
+    proc, cgroup = fake_system(tmp_path / "b", meminfo_kib=2_000_000, cgroup_lines=lines,
+                               files=limited)
+    assert available_bytes(proc, cgroup) == (GB - GB // 4, "cgroup memory limit")
+
+
+def test_available_without_proc(tmp_path) -> None:
+    figure, _ = available_bytes(tmp_path / "none", tmp_path / "none")
+    assert figure is None or figure > 0  # only an address-space limit could be left
+
+
+def one_rating_each(n_users: int, n_items: int) -> sp.csr_matrix:
+    """items x users (I-AutoRec), every user rating one item."""
+    users = np.arange(n_users)
+    return sp.csr_matrix((np.ones(n_users, np.float32), (users % n_items, users)),
+                         shape=(n_items, n_users))
+
+
+def test_check_refuses_with_figures_and_levers(monkeypatch) -> None:
+    monkeypatch.setattr(memory, "available_bytes", lambda: (8 * GB, "cgroup memory limit"))
+    matrix = one_rating_each(1_000_000, 1_000)
+    with pytest.raises(ResourceError) as info:
+        check_training_memory(matrix, hidden=500, batch_size=256, variant="item", device="cpu")
+    message = str(info.value)
+    assert isinstance(info.value, AutorecError) and "\n" not in message
+    assert "not enough memory" in message and "8.0 GB is available" in message
+    assert "--variant user (1,000 inputs per row instead of 1,000,000)" in message
+    assert "--hidden" in message and "GB" in message
+    # the same data as U-AutoRec has few inputs per row: it fits, and is not suggested back
+    check_training_memory(matrix.T.tocsr(), hidden=500, batch_size=256, variant="user",
+                          device="cpu")
+
+
+def test_check_does_not_suggest_the_variant_that_is_worse(monkeypatch) -> None:
+    monkeypatch.setattr(memory, "available_bytes", lambda: (10**6, "MemAvailable"))
+    with pytest.raises(ResourceError) as info:
+        check_training_memory(one_rating_each(50, 1_000), hidden=10_000,  # 1,000 items x 50
+                              batch_size=256, variant="item", device="cpu")
+    assert "--variant" not in str(info.value)
+
+
+def test_check_passes_when_unknown(monkeypatch) -> None:
+    monkeypatch.setattr(memory, "available_bytes", lambda: (None, ""))
+    check_training_memory(one_rating_each(10, 5), hidden=10**12, batch_size=1, variant="item")
+
+
+def test_fit_refuses_before_allocating(low_rank) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ResourceError, match="--hidden"):
+        AutoRec(hidden=100_000_000_000, epochs=1, device="cpu").fit(low_rank)
+    assert time.perf_counter() - started < 5
