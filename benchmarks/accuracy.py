@@ -96,23 +96,7 @@ def load(name: str, data_dir: str) -> autorec.Ratings:
     relative = DATASETS[name]
     if relative is None:
         return autorec.load_dataset(name, data_dir, download=False)
-    path = Path(data_dir) / relative
-    try:
-        return autorec.read_ratings(path, duplicates="mean")
-    except Exception:
-        if path.suffix != ".gz":
-            raise
-        return _read_gzip_fallback(path)
-
-
-def _read_gzip_fallback(path: Path) -> autorec.Ratings:
-    """Until autorec reads compressed files itself (issue #3): pandas decompresses.
-
-    TODO: delete this function (and its call in :func:`load`) once ``read_ratings`` reads
-    ``.gz`` files.
-    """
-    print(f"  (autorec.read_ratings cannot read {path.name} yet; reading it with pandas)")
-    return autorec.from_dataframe(pd.read_csv(path), duplicates="mean", source=str(path))
+    return autorec.read_ratings(Path(data_dir) / relative, duplicates="mean")
 
 
 def splits_for(name: str, ratings: autorec.Ratings, seeds: list[int], chapter_seeds: list[int],
@@ -282,12 +266,13 @@ def evaluate(model: Any, test: autorec.Ratings) -> dict[str, Any]:
 
 
 def fingerprint(part: autorec.Ratings) -> str:
-    """SHA-1 of the (user id, item id, rating) triples of ``part``, in sorted order.
+    """SHA-1 of the (user id, item id, rating) triples of ``part``, sorted; ids as text.
 
     Two runs (or two versions of the readers) made the same split exactly when the test
     parts (and so the train parts) have the same fingerprint; ``--reuse`` checks it.
     """
-    frame = part.to_dataframe().sort_values(["user_id", "item_id"], kind="stable")
+    frame = part.to_dataframe().astype({"user_id": str, "item_id": str, "rating": np.float64})
+    frame = frame.sort_values(["user_id", "item_id"], kind="stable")
     hashed = pd.util.hash_pandas_object(frame.reset_index(drop=True), index=False)
     return hashlib.sha1(hashed.to_numpy().tobytes()).hexdigest()
 
