@@ -380,7 +380,7 @@ def test_command_line_imports_nothing_heavy_before_main():
 
 
 def test_ctrl_c_during_imports_exits_130_without_traceback(tmp_path):
-    """SIGINT while the command imports numpy/pandas/torch (its first seconds)."""
+    """SIGINT while the command imports numpy, pandas and torch (its first seconds)."""
     data = write(tmp_path / "r.csv", TRAIN)
     env = {**os.environ, "AUTOREC_CACHE_DIR": str(tmp_path / "cache")}
     process = subprocess.Popen(
@@ -392,8 +392,8 @@ def test_ctrl_c_during_imports_exits_130_without_traceback(tmp_path):
         assert process.stderr is not None
         for line in process.stderr:  # -X importtime: one line per finished import
             seen.append(line)
-            if re.search(r"\|\s+numpy$", line.rstrip()):
-                break  # numpy is in; pandas and torch are still coming
+            if re.search(r"\|\s+autorec\.exceptions$", line.rstrip()):
+                break  # main() has started importing; numpy, pandas and torch are to come
         process.send_signal(signal.SIGINT)
         _, rest = process.communicate(timeout=120)
     finally:
