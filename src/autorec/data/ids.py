@@ -260,11 +260,13 @@ def _not_an_id(value: Any) -> str:
         return f"id {_show(value)} is a floating-point number; store ids as integers or text"
     if isinstance(value, bytes):
         return "id is bytes that are not UTF-8 text"
-    return f"id {_show(value)} is a {type(value).__name__}, not an integer or text"
+    kind = "list" if isinstance(value, list | tuple | np.ndarray) else type(value).__name__
+    article = "an" if kind[:1] in "aeiou" else "a"
+    return f"id {_show(value)} is {article} {kind}, not an integer or text"
 
 
 def _show(value: Any) -> str:
-    text = repr(value.item() if isinstance(value, np.generic) else value)
+    text = repr(value.tolist() if isinstance(value, np.generic | np.ndarray) else value)
     text = " ".join(text.split())
     return text if len(text) <= 40 else text[:37] + "..."
 

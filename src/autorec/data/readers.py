@@ -174,8 +174,8 @@ def rating_values(
         if kind not in ("string", "floating", "integer", "mixed-integer-float", "empty"):
             for position, value in enumerate(values.to_numpy(dtype=object)):
                 if not _is_number_like(value):
-                    raise fail(f"rating {_show(value)} is a {type(value).__name__}, "
-                               "not a number", position)
+                    raise fail(f"rating {_show(value)} is {_kind(value)}, not a number",
+                               position)
         rating = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64,
                                                                   na_value=np.nan)
     else:
@@ -213,11 +213,19 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
+def _kind(value: object) -> str:
+    """``"a list"``, ``"a dict"``...: what a value that is not a number is."""
+    if isinstance(value, list | tuple | np.ndarray):  # Parquet lists arrive as arrays
+        return "a list"
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
 def _show(value: object) -> str:
     """A value as written in the source: strings quoted, numbers plain (no numpy repr), one
     short line whatever the value."""
-    if isinstance(value, np.generic):
-        value = value.item()
+    if isinstance(value, np.generic | np.ndarray):
+        value = value.tolist()
     text = repr(value) if isinstance(value, str) else str(value)
     text = " ".join(text.split()) if not isinstance(value, str) else text
     return text if len(text) <= 60 else text[:57] + "..."
