@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "NotFittedError": ".exceptions",
     "Ratings": ".data",
     "ResourceError": ".exceptions",
+    "TrainingError": ".exceptions",
     "align": ".split",
     "canonical_split": ".split",
     "from_dataframe": ".data",
@@ -40,8 +41,8 @@ _EXPORTS: dict[str, str] = {
     "read_ratings": ".data",
     "rmse": ".metrics",
 }
-_SUBMODULES = ("cli", "data", "estimator", "exceptions", "memory", "metrics", "model", "sparse",
-               "split", "train")
+_SUBMODULES = ("baseline", "cli", "data", "estimator", "exceptions", "memory", "metrics", "model",
+               "selection", "sparse", "split", "train")
 
 __all__ = [
     "AutoRec",
@@ -52,6 +53,7 @@ __all__ = [
     "NotFittedError",
     "Ratings",
     "ResourceError",
+    "TrainingError",
     "align",
     "canonical_split",
     "from_dataframe",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
         DatasetUnavailableError,
         NotFittedError,
         ResourceError,
+        TrainingError,
     )
     from .metrics import mae, rmse
     from .split import align, canonical_split, kfold_split, random_split

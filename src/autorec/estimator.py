@@ -1,4 +1,9 @@
-"""The user-facing AutoRec estimator: owns the id vocabularies, trains, predicts on raw ids."""
+"""The user-facing AutoRec estimator: owns the id vocabularies, trains, predicts on raw ids.
+
+The pieces it puts together: :mod:`autorec.baseline` (user and item biases),
+:mod:`autorec.selection` (validation carve-out, early stopping), :mod:`autorec.train` (one
+epoch at a time) and :mod:`autorec.model` (the network).
+"""
 
 from __future__ import annotations
 
@@ -11,23 +16,27 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
+from .baseline import fit_biases
 from .data.ids import IdMap
 from .data.ratings import Ratings
 from .data.readers import from_dataframe
 from .exceptions import NotFittedError
 from .metrics import mae, rmse
 from .model import ACTIVATIONS, AutoRecNet
+from .selection import train_with_early_stopping, validation_split
 from .sparse import SparseBatch
-from .train import Trainer, resolve_device, seed_streams
+from .train import OPTIMIZERS, Trainer, resolve_device, seed_streams
 
-__all__ = ["COLD_POLICIES", "VARIANTS", "AutoRec"]
+__all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec"]
 
 log = logging.getLogger(__name__)
 
 VARIANTS: tuple[str, ...] = ("item", "user")
-COLD_POLICIES: tuple[str, ...] = ("mean", "midpoint")
+COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")
+BASELINES: tuple[str, ...] = ("biases", "none")
 EpochCallback = Callable[[dict[str, Any]], None]
 
 _ENCODE_ROWS = 1024
@@ -49,21 +58,45 @@ class AutoRec:
         ``identity``. The decoder is linear.
     dropout
         Dropout probability on the hidden layer while training, in ``[0, 1)``.
+    input_dropout
+        Probability of hiding each observed input rating from the encoder while training,
+        in ``[0, 1)`` (a denoising autoencoder; the loss still covers every rating).
     lr
-        Adam learning rate.
+        Learning rate.
     weight_decay
-        Adam's L2 penalty.
+        Adam's coupled L2 term (optimizer ``adam`` only); the reference recipe's 1e-5.
+    l2
+        The paper's penalty ``(l2 / 2) (||W_enc||^2 + ||W_dec||^2)`` on the objective ``sum of
+        squared errors over observed ratings``; the same value means the same objective for
+        any batch size (:mod:`autorec.train`).
     epochs
-        Passes over the training data.
+        Most passes over the training data. With a validation part, training stops earlier
+        when the validation RMSE has not improved for ``patience`` epochs.
     batch_size
         Input vectors per step.
+    optimizer
+        ``"adam"``, ``"lazy_adam"`` (updates only the weight rows a batch touches) or
+        ``"rprop"`` (full batch, as in the paper).
+    baseline
+        ``"biases"``: the network learns each rating's deviation from ``mu + b_u + b_i``
+        (regularised global mean, user and item biases) and its decoder has no bias of its own;
+        ``"none"``: the network reconstructs the ratings themselves (the paper).
+    validation
+        Share of the training ratings held out to pick the best epoch, in ``[0, 1)``; ``0``
+        trains exactly ``epochs`` epochs.
+    patience
+        Epochs without a better validation RMSE before training stops.
+    refit
+        After choosing the number of epochs on the validation part, train again from scratch
+        on all training ratings for that many epochs.
     cold
-        Prediction for a pair whose user or item has no training rating: ``"mean"`` (default,
-        the global training mean) or ``"midpoint"`` (the middle of the training rating scale,
+        Prediction for a pair whose user or item has no training rating: ``"baseline"``
+        (default: ``mu`` plus the bias of whichever of the two is known), ``"mean"`` (the
+        global training mean) or ``"midpoint"`` (the middle of the training rating scale,
         3 on a 1-5 scale as in the paper).
     random_state
-        Seed for the initial weights, the shuffling and the dropout masks. Same seed and
-        device, same model.
+        Seed for the validation carve-out, the initial weights, the shuffling and the dropout
+        masks. Same seed and device, same model.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
 
@@ -75,25 +108,35 @@ class AutoRec:
         Mean training rating.
     rating_scale_ : tuple of float
         Smallest and largest training rating; predictions are clipped to it.
+    biases_ : Biases
+        Global mean and user and item biases over the indices of ``users_`` and ``items_``.
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss`` (MSE on observed training ratings), ``seconds``,
-        and ``eval_rmse``/``eval_mae`` when an evaluation set was given.
+        ``validation_rmse`` when a validation part was held out, and ``eval_rmse`` /
+        ``eval_mae`` when an evaluation set was given.
+    best_epoch_ : int
+        The epoch whose weights were kept (``0``: the untrained network, i.e. the baseline
+        alone, was best on validation).
+    validation_rmse_ : float
+        Validation RMSE of the kept weights (``nan`` without a validation part).
     net_ : AutoRecNet
         The trained network.
 
     Notes
     -----
-    Defaults are the d2l.ai reference recipe: 500 sigmoid units, identity decoder, dropout
-    0.05, Adam with lr 0.002 and weight decay 1e-5, 25 epochs, batch 256. The loss counts only
-    observed ratings. Predictions reconstruct from the training ratings only.
+    The loss counts only observed ratings. Predictions reconstruct from all training ratings
+    (the fit part and the validation part), never from the ratings being predicted. See
+    :mod:`autorec.config` for the presets, among them ``reference`` (the d2l.ai chapter:
+    500 sigmoid units, dropout 0.05, Adam with lr 0.002 and weight decay 1e-5, 25 epochs,
+    batch 256, no validation, no baseline).
 
     Examples
     --------
     >>> import pandas as pd
     >>> frame = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": [1, 2, 1],
     ...                       "rating": [4.0, 3.0, 5.0]})
-    >>> model = AutoRec(hidden=8, epochs=2, random_state=0, device="cpu").fit(frame)
-    >>> model.predict(["b"], [2]).shape
+    >>> model = AutoRec(hidden=8, epochs=2, validation=0, random_state=0, device="cpu")
+    >>> model.fit(frame).predict(["b"], [2]).shape
     (1,)
     """
 
@@ -103,11 +146,18 @@ class AutoRec:
         hidden: int = 500,
         activation: str = "sigmoid",
         dropout: float = 0.05,
+        input_dropout: float = 0.25,
         lr: float = 0.002,
-        weight_decay: float = 1e-5,
-        epochs: int = 25,
+        weight_decay: float = 0.0,
+        l2: float = 100.0,
+        epochs: int = 200,
         batch_size: int = 256,
-        cold: Literal["mean", "midpoint"] = "mean",
+        optimizer: Literal["adam", "lazy_adam", "rprop"] = "adam",
+        baseline: Literal["biases", "none"] = "biases",
+        validation: float = 0.05,
+        patience: int = 10,
+        refit: bool = False,
+        cold: Literal["baseline", "mean", "midpoint"] = "baseline",
         random_state: int | None = None,
         device: str | None = None,
     ) -> None:
@@ -115,10 +165,17 @@ class AutoRec:
         self.hidden = hidden
         self.activation = activation
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.lr = lr
         self.weight_decay = weight_decay
+        self.l2 = l2
         self.epochs = epochs
         self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.baseline = baseline
+        self.validation = validation
+        self.patience = patience
+        self.refit = refit
         self.cold = cold
         self.random_state = random_state
         self.device = device
@@ -182,19 +239,33 @@ class AutoRec:
         _choice("variant", self.variant, VARIANTS)
         _choice("cold", self.cold, COLD_POLICIES)
         _choice("activation", self.activation, tuple(ACTIVATIONS))
-        for name in ("hidden", "epochs", "batch_size"):
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("baseline", self.baseline, BASELINES)
+        for name in ("hidden", "epochs", "batch_size", "patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0):
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+        for name in ("dropout", "input_dropout", "validation"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, int | float)
+                                               and 0.0 <= value < 1.0):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if not (_is_number(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, int | float) and math.isfinite(self.weight_decay)
-                and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        if self.random_state is not None and not isinstance(self.random_state, int | np.integer):
-            raise ValueError(f"random_state must be an integer or None, got {self.random_state!r}")
+        for name in ("weight_decay", "l2"):
+            value = getattr(self, name)
+            if not (_is_number(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if self.weight_decay and self.optimizer != "adam":
+            raise ValueError(f"weight_decay is Adam's coupled L2 term (optimizer 'adam'); with "
+                             f"optimizer {self.optimizer!r} use l2")
+        if not isinstance(self.refit, bool):
+            raise ValueError(f"refit must be True or False, got {self.refit!r}")
+        if self.random_state is not None and (
+                isinstance(self.random_state, bool)
+                or not isinstance(self.random_state, int | np.integer) or self.random_state < 0):
+            raise ValueError(f"random_state must be an integer >= 0 or None, got "
+                             f"{self.random_state!r}")
 
     # -- training -----------------------------------------------------------------------------
     def fit(
@@ -210,7 +281,8 @@ class AutoRec:
         ----------
         ratings
             Training ratings; a DataFrame needs ``user_id``, ``item_id`` and ``rating``
-            columns.
+            columns. With ``validation > 0`` a random part of them is held out to choose the
+            number of epochs.
         eval_set
             Ratings scored after every epoch and recorded in ``history_``. Only reported: it
             never steers training.
@@ -227,57 +299,109 @@ class AutoRec:
         if len(ratings) == 0:
             raise ValueError("cannot fit on zero ratings")
         device = resolve_device(self.device)
-        init_seed, train_seed = seed_streams(
-            None if self.random_state is None else int(self.random_state), 2)
+        split_seed, init_seed, train_seed = seed_streams(
+            None if self.random_state is None else int(self.random_state), 3)
 
-        user_present = np.unique(ratings.user_idx)
-        item_present = np.unique(ratings.item_idx)
-        self.users_ = IdMap(ratings.users.to_raw(user_present))
-        self.items_ = IdMap(ratings.items.to_raw(item_present))
-        compact = Ratings(
-            np.searchsorted(user_present, ratings.user_idx),
-            np.searchsorted(item_present, ratings.item_idx),
-            ratings.rating, self.users_, self.items_, ratings.source,
-        )
-        self.matrix_ = compact.to_csr(self.variant)
+        ratings = self._index_training_ratings(ratings)
         self.global_mean_ = float(np.mean(ratings.rating, dtype=np.float64))
-        self.rating_scale_ = compact.rating_scale()
+        self.rating_scale_ = ratings.rating_scale()
         self.device_ = device
+        fit_part, val_part = ratings, None
+        if self.validation > 0:
+            fit_part, val_part = validation_split(ratings, self.validation, split_seed)
 
-        # memory check (issue 5)
-        from .memory import check_training_memory
-
-        check_training_memory(self.matrix_, hidden=self.hidden, batch_size=self.batch_size,
-                              variant=self.variant, device=device)
-        generator = torch.Generator().manual_seed(init_seed)
-        self.net_ = AutoRecNet(self.matrix_.shape[1], self.hidden, self.activation,
-                               self.dropout, generator=generator)
-        trainer = Trainer(self.net_, self.matrix_, lr=self.lr, weight_decay=self.weight_decay,
-                          batch_size=self.batch_size, device=device, seed=train_seed)
         eval_pairs = None
         if eval_set is not None:
             eval_set = _as_ratings(eval_set)
             eval_pairs = (self._to_index(eval_set.user_ids, eval_set.item_ids), eval_set.rating)
 
-        log.info("training %s-AutoRec: %d ratings, %d users, %d items, %d inputs per row, "
-                 "device %s", self.variant, len(ratings), len(self.users_), len(self.items_),
-                 self.matrix_.shape[1], device)
-        self.history_: list[dict[str, Any]] = []
-        for _ in range(self.epochs):
-            stats = trainer.train_epoch()
-            entry: dict[str, Any] = {"epoch": stats.epoch, "train_loss": stats.train_loss,
-                                     "seconds": stats.seconds}
+        def report(entry: dict[str, Any]) -> None:
             if eval_pairs is not None:
                 (user_idx, item_idx), truth = eval_pairs
                 predicted, _ = self._predict_index(user_idx, item_idx)
                 entry["eval_rmse"] = rmse(truth, predicted)
                 entry["eval_mae"] = mae(truth, predicted)
-            self.history_.append(entry)
-            log.info("epoch %s", entry)
             if on_epoch_end is not None:
                 on_epoch_end(entry)
+
+        log.info("training %s-AutoRec: %d ratings (%d to fit, %d to validate), %d users, "
+                 "%d items, device %s", self.variant, len(ratings), len(fit_part),
+                 0 if val_part is None else len(val_part), len(self.users_), len(self.items_),
+                 device)
+        score = None
+        if val_part is not None:
+            val_idx, val_truth = (val_part.user_idx, val_part.item_idx), val_part.rating
+            score = lambda: rmse(val_truth, self._predict_index(*val_idx)[0])  # noqa: E731
+        run = self._train(fit_part, init_seed, train_seed, self.epochs, score, report)
+        self.history_ = run.history
+        self.best_epoch_ = run.best_epoch
+        self.validation_rmse_ = run.best_score
+        if self.refit and val_part is not None:
+            log.info("refitting on all %d training ratings for %d epochs", len(ratings),
+                     run.best_epoch)
+            refit_run = self._train(ratings, init_seed, train_seed, run.best_epoch, None, None)
+            for entry, again in zip(self.history_, refit_run.history, strict=False):
+                entry["refit_train_loss"] = again["train_loss"]
+                entry["refit_seconds"] = again["seconds"]
+        else:
+            # predict from every training rating, the validation part included
+            self.matrix_ = self._orient(ratings)[0]
         self.net_.eval()
         return self
+
+    def _index_training_ratings(self, ratings: Ratings) -> Ratings:
+        """Set ``users_``/``items_`` to the ids with a training rating; ``ratings`` on them."""
+        user_present = np.unique(ratings.user_idx)
+        item_present = np.unique(ratings.item_idx)
+        self.users_ = IdMap(ratings.users.to_raw(user_present))
+        self.items_ = IdMap(ratings.items.to_raw(item_present))
+        return Ratings(np.searchsorted(user_present, ratings.user_idx),
+                       np.searchsorted(item_present, ratings.item_idx),
+                       ratings.rating, self.users_, self.items_, ratings.source)
+
+    def _orient(self, ratings: Ratings) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The ratings as CSR in the variant's orientation (items x users for I-AutoRec), and
+        for each stored value the position of its rating in ``ratings``."""
+        n_users, n_items = len(self.users_), len(self.items_)
+        if self.variant == "item":
+            rows, cols, shape = ratings.item_idx, ratings.user_idx, (n_items, n_users)
+        else:
+            rows, cols, shape = ratings.user_idx, ratings.item_idx, (n_users, n_items)
+        order = np.lexsort((cols, rows))
+        indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+        matrix = sp.csr_matrix((ratings.rating[order].astype(np.float32), cols[order], indptr),
+                               shape=shape)
+        return matrix, order
+
+    def _train(self, part: Ratings, init_seed: int, train_seed: int, epochs: int,
+               score: Callable[[], float] | None, report: EpochCallback | None) -> Any:
+        """Fit biases and a fresh network on ``part``; returns the selection's run."""
+        self.biases_ = (fit_biases(part.user_idx, part.item_idx, part.rating,
+                                   len(self.users_), len(self.items_)))
+        self.matrix_, order = self._orient(part)
+        targets = None
+        if self.baseline == "biases":
+            residual = part.rating - self.biases_.predict(part.user_idx, part.item_idx)
+            targets = residual[order].astype(np.float32)
+        # memory check (issue 5)
+        from .memory import check_training_memory
+
+        check_training_memory(self.matrix_, hidden=self.hidden, batch_size=self.batch_size,
+                              variant=self.variant, device=self.device_)
+        generator = torch.Generator().manual_seed(init_seed)
+        self.net_ = AutoRecNet(self.matrix_.shape[1], self.hidden, self.activation,
+                               self.dropout, decoder_bias=self.baseline == "none",
+                               sparse_grad=self.optimizer == "lazy_adam", generator=generator)
+        if self.baseline == "biases":
+            # the untrained network adds nothing: epoch 0 predicts the baseline exactly
+            torch.nn.init.zeros_(self.net_.decoder_weight)
+        trainer = Trainer(self.net_, self.matrix_, targets=targets, optimizer=self.optimizer,
+                          lr=self.lr, weight_decay=self.weight_decay, l2=self.l2,
+                          batch_size=self.batch_size, input_dropout=self.input_dropout,
+                          device=self.device_, seed=train_seed)
+        return train_with_early_stopping(trainer, epochs, score=score, patience=self.patience,
+                                         on_epoch_end=report)
 
     # -- prediction ---------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -293,11 +417,13 @@ class AutoRec:
         return user_idx, item_idx
 
     def cold_value(self) -> float:
-        """The prediction given to pairs with an unknown user or item."""
+        """The prediction given to pairs with neither user nor item known."""
         self._check_fitted()
         if self.cold == "midpoint":
             low, high = self.rating_scale_
             return (low + high) / 2.0
+        if self.cold == "baseline":
+            return self.biases_.mean
         return self.global_mean_
 
     @torch.no_grad()
@@ -306,6 +432,8 @@ class AutoRec:
         """Predictions for index pairs (``-1`` = unknown) and the mask of cold pairs."""
         cold = (user_idx < 0) | (item_idx < 0)
         predicted = np.full(len(user_idx), self.cold_value(), dtype=np.float64)
+        if self.cold == "baseline" and cold.any():
+            predicted[cold] = self.biases_.predict(user_idx[cold], item_idx[cold])
         warm = np.flatnonzero(~cold)
         if len(warm):
             if self.variant == "item":
@@ -313,12 +441,14 @@ class AutoRec:
             else:
                 rows, outputs = user_idx[warm], item_idx[warm]
             predicted[warm] = self._reconstruct(rows, outputs)
+            if self.baseline == "biases":
+                predicted[warm] += self.biases_.predict(user_idx[warm], item_idx[warm])
         low, high = self.rating_scale_
         np.clip(predicted, low, high, out=predicted)
         return predicted, cold
 
     def _reconstruct(self, rows: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        """Reconstructed rating at ``outputs[k]`` of training row ``rows[k]``, unclipped."""
+        """Network output at ``outputs[k]`` of input row ``rows[k]``, unclipped."""
         net, device = self.net_, self.device_
         net.eval()
         unique_rows, position = np.unique(rows, return_inverse=True)
@@ -351,8 +481,8 @@ class AutoRec:
         Returns
         -------
         numpy.ndarray or (numpy.ndarray, numpy.ndarray)
-            Predictions clipped to ``rating_scale_``; unknown users or items get
-            :meth:`cold_value`.
+            Predictions clipped to ``rating_scale_``; pairs with an unknown user or item get
+            the ``cold`` fallback.
         """
         self._check_fitted()
         predicted, cold = self._predict_index(*self._to_index(user_ids, item_ids))
@@ -378,6 +508,11 @@ class AutoRec:
             "n_cold": int(cold.sum()),
             "seconds": time.perf_counter() - started,
         }
+
+
+def _is_number(value: object) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, int | float | np.number)
+            and math.isfinite(float(value)))  # type: ignore[arg-type]
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

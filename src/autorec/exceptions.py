@@ -9,7 +9,7 @@ from __future__ import annotations
 from os import PathLike
 
 __all__ = ["AutorecError", "DataError", "DatasetUnavailableError", "NotFittedError",
-           "ResourceError"]
+           "ResourceError", "TrainingError"]
 
 
 class AutorecError(ValueError):
@@ -67,3 +67,10 @@ class NotFittedError(AutorecError, AttributeError):
 class ResourceError(AutorecError):
     """The run cannot fit in the memory available (estimated before allocating); the message
     gives the figures and what to change."""
+
+
+class TrainingError(RuntimeError):
+    """Training failed on valid input: the loss became NaN or infinite (the run diverged).
+
+    Not an input error: the command line reports it in one line with exit status 1.
+    """

@@ -32,7 +32,8 @@ class AutoRecNet(nn.Module):
 
     with ``g`` the encoder activation and an identity decoder. Weights are stored one row per
     input (``encoder_weight`` and ``decoder_weight`` are both ``n_inputs x hidden``) so that
-    the sparse kernels read contiguous rows.
+    the sparse kernels read contiguous rows. The reconstruction is computed only where the
+    batch holds a rating (see :mod:`autorec.sparse`).
 
     Parameters
     ----------
@@ -44,6 +45,12 @@ class AutoRecNet(nn.Module):
         Encoder activation, a key of :data:`ACTIVATIONS`.
     dropout
         Probability of zeroing each hidden unit during training.
+    decoder_bias
+        Whether the decoder has a bias per output (``b_dec``). Models that add a baseline
+        with per-user and per-item biases to the reconstruction leave it out.
+    sparse_grad
+        Give the two weight matrices (and ``b_dec``) row-sparse gradients that only cover the
+        inputs and outputs a batch touches, for a lazy optimizer (see :mod:`autorec.sparse`).
     generator
         Source of randomness for the initial weights; dropout takes its own generator at
         call time.
@@ -60,6 +67,8 @@ class AutoRecNet(nn.Module):
         hidden: int = 500,
         activation: str = "sigmoid",
         dropout: float = 0.05,
+        decoder_bias: bool = True,
+        sparse_grad: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -71,10 +80,11 @@ class AutoRecNet(nn.Module):
         self.hidden = hidden
         self.activation = activation
         self.dropout = dropout
+        self.sparse_grad = sparse_grad
         self.encoder_weight = nn.Parameter(torch.empty(n_inputs, hidden))
         self.encoder_bias = nn.Parameter(torch.empty(hidden))
         self.decoder_weight = nn.Parameter(torch.empty(n_inputs, hidden))
-        self.decoder_bias = nn.Parameter(torch.empty(n_inputs))
+        self.decoder_bias = nn.Parameter(torch.empty(n_inputs)) if decoder_bias else None
         self.reset_parameters(generator)
 
     @torch.no_grad()
@@ -85,7 +95,8 @@ class AutoRecNet(nn.Module):
         bound_enc = 1.0 / math.sqrt(self.n_inputs)
         bound_dec = 1.0 / math.sqrt(self.hidden)
         self.encoder_bias.uniform_(-bound_enc, bound_enc, generator=generator)
-        self.decoder_bias.uniform_(-bound_dec, bound_dec, generator=generator)
+        if self.decoder_bias is not None:
+            self.decoder_bias.uniform_(-bound_dec, bound_dec, generator=generator)
 
     def encode(self, batch: SparseBatch, generator: torch.Generator | None = None) -> Tensor:
         """Hidden representation (``n_rows x hidden``) of each row of ``batch``.
@@ -93,20 +104,36 @@ class AutoRecNet(nn.Module):
         In training mode dropout is applied, drawing its mask from ``generator``.
         """
         hidden = ACTIVATIONS[self.activation](
-            sparse_linear(batch, self.encoder_weight, self.encoder_bias)
+            sparse_linear(batch, self.encoder_weight, self.encoder_bias,
+                          sparse_grad=self.sparse_grad)
         )
         if self.training and self.dropout > 0.0:
             keep = torch.rand(hidden.shape, generator=generator, device=hidden.device)
             hidden = hidden * (keep >= self.dropout) / (1.0 - self.dropout)
         return hidden
 
-    def forward(self, batch: SparseBatch, generator: torch.Generator | None = None) -> Tensor:
-        """Reconstructions at the observed positions of ``batch``, in CSR order."""
-        return sampled_decode(batch, self.encode(batch, generator), self.decoder_weight,
-                              self.decoder_bias)
+    def forward(self, batch: SparseBatch, generator: torch.Generator | None = None,
+                input_dropout: float = 0.0) -> Tensor:
+        """Reconstructions at the observed positions of ``batch``, in CSR order.
+
+        ``input_dropout`` (training only) zeroes each observed input rating with that
+        probability before encoding and scales the kept ones by ``1 / (1 - p)``; the
+        reconstruction targets stay complete, so the network learns to predict a rating from
+        the others (a denoising autoencoder).
+        """
+        encoded = batch
+        if self.training and input_dropout > 0.0:
+            keep = torch.rand(batch.nnz, generator=generator, device=batch.values.device)
+            encoded = batch.with_values(batch.values * (keep >= input_dropout)
+                                        / (1.0 - input_dropout))
+        return sampled_decode(batch, self.encode(encoded, generator), self.decoder_weight,
+                              self.decoder_bias, sparse_grad=self.sparse_grad)
 
     def decode_pairs(self, hidden: Tensor, rows: Tensor, outputs: Tensor) -> Tensor:
         """Reconstruction of output ``outputs[k]`` for the row whose code is ``hidden[rows[k]]``."""
         weight = self.decoder_weight.index_select(0, outputs)
         code = hidden.index_select(0, rows)
-        return torch.einsum("kh,kh->k", code, weight) + self.decoder_bias.index_select(0, outputs)
+        out = torch.einsum("kh,kh->k", code, weight)
+        if self.decoder_bias is not None:
+            out = out + self.decoder_bias.index_select(0, outputs)
+        return out

@@ -1,53 +1,133 @@
 """Sparse kernels for AutoRec: the encoder as SpMM and the masked decoder as SDDMM.
 
 A training batch is a set of rows of the training matrix (items x users for I-AutoRec), held
-as CSR together with the CSR of its transpose. Both autograd functions below do work in
-proportion to the number of observed ratings in the batch times the hidden size; neither
+as CSR together with a *compact* CSR of its transpose: one row per column that the batch
+touches (``touched``), not one per column of the matrix. Both autograd functions below do work
+in proportion to the number of observed ratings in the batch times the hidden size; neither
 ever forms the dense batch, and the decoder computes reconstructions only at observed
 positions, so the loss (and every gradient) is blind to unobserved entries by construction.
 
+Weight gradients are ``X^T @ G``: an SpMM with the compact transpose gives the gradient rows
+of the touched inputs only (``k x hidden``). What happens to them depends on ``sparse_grad``:
+
+* ``False``: they are added in place into the weight's dense ``.grad`` buffer (kept across
+  steps by ``zero_grad(set_to_none=False)``), which is what autograd's accumulation would do,
+  without allocating an ``n_in x hidden`` tensor per step (BENCHMARKS.md);
+* ``True``: they are returned to autograd as a row-sparse COO gradient, for an optimizer that
+  updates only the touched rows (``torch.optim.SparseAdam``, "lazy" Adam).
+
 Measured on CPU (see BENCHMARKS.md): ``torch.sparse.sampled_addmm`` with the decoder weight
 passed as a transposed *view* reads contiguous weight rows and beats both the dense decoder
-and a gather-based dot product by 5-40x; a transposed CSR built once per batch makes the
-weight gradients ``X^T @ G`` a plain CSR SpMM, added in place into the weights' gradient
-buffers (see :func:`_weight_grad`).
+and a gather-based dot product by 5-40x.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-__all__ = ["SparseBatch", "sampled_decode", "sparse_linear"]
+__all__ = ["SparseBatch", "sampled_decode", "slice_rows", "sparse_linear"]
+
+
+def slice_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR ``indptr`` of ``rows`` of a CSR matrix, and the positions of their entries.
+
+    ``positions`` indexes the parent's ``indices`` / ``data`` (and any array aligned with
+    them), row after row, so several value arrays can be sliced consistently.
+    """
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    new_indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_indptr[1:])
+    total = int(new_indptr[-1])
+    # position k of row r is starts[r] + (k - new_indptr[r])
+    positions = np.arange(total, dtype=np.int64)
+    positions += np.repeat(starts - new_indptr[:-1], lengths)
+    return new_indptr, positions
 
 
 @dataclass(frozen=True)
 class SparseBatch:
-    """Rows of a sparse matrix (``n_rows x n_cols``), in CSR, with their transpose.
+    """Rows of a sparse matrix (``n_rows x n_cols``), in CSR, with their compact transpose.
 
     Attributes
     ----------
     crow, col, values
-        CSR structure and values of the batch; ``values`` are the observed ratings.
+        CSR structure and values of the batch; ``values`` are the encoder's input (the
+        observed ratings).
+    n_rows, n_cols
+        Shape of the batch.
+    target
+        What the decoder should reconstruct at each observed position, in CSR order
+        (``values`` minus a baseline, for example); ``None`` means ``values``.
+    touched
+        The distinct columns that hold an entry, sorted (``k`` of them).
     t_crow, t_col, t_perm
-        CSR structure of the transpose (``n_cols x n_rows``); ``values[t_perm]`` lists the
-        values in the transpose's order. ``None`` for a batch built without its transpose
-        (enough for inference, which needs no weight gradients).
+        Compact transpose (``k x n_rows``): row ``j`` lists the batch rows holding column
+        ``touched[j]``; ``values[t_perm]`` lists the values in the transpose's order. ``None``
+        for a batch built without it (enough for inference, which needs no weight gradients).
     """
 
     crow: Tensor
     col: Tensor
     values: Tensor
-    t_crow: Tensor | None
-    t_col: Tensor | None
-    t_perm: Tensor | None
     n_rows: int
     n_cols: int
+    target: Tensor | None = None
+    touched: Tensor | None = None
+    t_crow: Tensor | None = None
+    t_col: Tensor | None = None
+    t_perm: Tensor | None = None
+
+    @classmethod
+    def from_arrays(
+        cls,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        values: np.ndarray,
+        n_cols: int,
+        device: torch.device | str = "cpu",
+        *,
+        target: np.ndarray | None = None,
+        transpose: bool = True,
+    ) -> SparseBatch:
+        """Build a batch from CSR arrays whose column indices are sorted within each row."""
+
+        def tensor(a: np.ndarray, dtype: torch.dtype) -> Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
+
+        n_rows = len(indptr) - 1
+        extra: dict[str, Tensor] = {}
+        if transpose:
+            # The transpose of a CSR matrix is its CSC form (a counting sort in SciPy); carry
+            # positions through it for the permutation, then keep the non-empty columns.
+            positions = sp.csr_matrix(
+                (np.arange(1, len(indices) + 1, dtype=np.int64), indices, indptr),
+                shape=(n_rows, n_cols),
+            ).tocsc()
+            positions.sort_indices()
+            touched = np.flatnonzero(np.diff(positions.indptr))
+            t_crow = np.concatenate([[0], positions.indptr[touched + 1]])
+            extra = {
+                "touched": tensor(touched, torch.int64),
+                "t_crow": tensor(t_crow, torch.int64),
+                "t_col": tensor(positions.indices, torch.int64),
+                "t_perm": tensor(positions.data - 1, torch.int64),
+            }
+        return cls(
+            crow=tensor(indptr, torch.int64),
+            col=tensor(indices, torch.int64),
+            values=tensor(values, torch.float32),
+            n_rows=n_rows,
+            n_cols=n_cols,
+            target=None if target is None else tensor(target, torch.float32),
+            **extra,
+        )
 
     @classmethod
     def from_scipy(cls, matrix: sp.csr_matrix, device: torch.device | str = "cpu",
@@ -58,35 +138,17 @@ class SparseBatch:
         """
         matrix = matrix.tocsr()
         matrix.sort_indices()
-
-        def tensor(a: np.ndarray, dtype: torch.dtype) -> Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
-
-        t_crow = t_col = t_perm = None
-        if transpose:
-            # The transpose of a CSR matrix is its CSC form; carry positions for the permutation.
-            positions = sp.csr_matrix(
-                (np.arange(1, matrix.nnz + 1, dtype=np.int64), matrix.indices, matrix.indptr),
-                shape=matrix.shape,
-            ).tocsc()
-            positions.sort_indices()
-            t_crow = tensor(positions.indptr, torch.int64)
-            t_col = tensor(positions.indices, torch.int64)
-            t_perm = tensor(positions.data - 1, torch.int64)
-        return cls(
-            crow=tensor(matrix.indptr, torch.int64),
-            col=tensor(matrix.indices, torch.int64),
-            values=tensor(matrix.data, torch.float32),
-            t_crow=t_crow,
-            t_col=t_col,
-            t_perm=t_perm,
-            n_rows=matrix.shape[0],
-            n_cols=matrix.shape[1],
-        )
+        return cls.from_arrays(matrix.indptr, matrix.indices, matrix.data, matrix.shape[1],
+                               device, transpose=transpose)
 
     @property
     def nnz(self) -> int:
         return int(self.values.numel())
+
+    @property
+    def targets(self) -> Tensor:
+        """The reconstruction targets (``target``, else ``values``)."""
+        return self.values if self.target is None else self.target
 
     @property
     def row(self) -> Tensor:
@@ -94,17 +156,25 @@ class SparseBatch:
         counts = self.crow[1:] - self.crow[:-1]
         return torch.repeat_interleave(torch.arange(self.n_rows, device=counts.device), counts)
 
+    def with_values(self, values: Tensor) -> SparseBatch:
+        """The same batch with other input values (targets unchanged)."""
+        return replace(self, values=values, target=self.targets)
+
     def csr(self, values: Tensor | None = None) -> Tensor:
         """The batch (``n_rows x n_cols``) as a torch CSR tensor with ``values``."""
         values = self.values if values is None else values
         return _csr(self.crow, self.col, values, (self.n_rows, self.n_cols))
 
     def csr_t(self, values: Tensor | None = None) -> Tensor:
-        """The transpose (``n_cols x n_rows``) as CSR; ``values`` are in the batch's order."""
+        """The compact transpose (``len(touched) x n_rows``) as CSR.
+
+        Row ``j`` is column ``touched[j]`` of the batch; ``values`` are in the batch's order.
+        """
         if self.t_crow is None or self.t_col is None or self.t_perm is None:
             raise ValueError("this batch was built with transpose=False")
         values = self.values if values is None else values
-        return _csr(self.t_crow, self.t_col, values[self.t_perm], (self.n_cols, self.n_rows))
+        n_touched = len(self.t_crow) - 1
+        return _csr(self.t_crow, self.t_col, values[self.t_perm], (n_touched, self.n_rows))
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
@@ -115,13 +185,36 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> T
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
+def _row_grad(weight: Tensor, batch: SparseBatch, rows_grad: Tensor, sparse_grad: bool
+              ) -> Tensor | None:
+    """Turn the gradient rows of ``batch.touched`` into what autograd expects for ``weight``.
+
+    See the module docstring: dense leaves get the rows added into ``.grad`` (``None`` is
+    returned), ``sparse_grad`` gives a row-sparse COO gradient, non-leaves a dense one.
+    """
+    touched = batch.touched
+    assert touched is not None
+    if sparse_grad:
+        indices = touched.unsqueeze(0)
+        return torch.sparse_coo_tensor(indices, rows_grad, weight.shape, is_coalesced=True,
+                                       check_invariants=False)
+    if not weight.is_leaf:
+        return torch.zeros_like(weight).index_add_(0, touched, rows_grad)
+    if weight.grad is None:
+        weight.grad = torch.zeros_like(weight)
+    weight.grad.index_add_(0, touched, rows_grad)
+    return None
+
+
 class _SparseLinear(torch.autograd.Function):
     """``X @ W + b`` for a sparse batch ``X`` (rows x n_in) and ``W`` (n_in x hidden)."""
 
     @staticmethod
-    def forward(ctx, batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, batch: SparseBatch, weight: Tensor, bias: Tensor,  # type: ignore[override]
+                sparse_grad: bool) -> Tensor:
         ctx.batch = batch
         ctx.weight = weight
+        ctx.sparse_grad = sparse_grad
         return torch.sparse.mm(batch.csr(), weight) + bias
 
     @staticmethod
@@ -129,23 +222,28 @@ class _SparseLinear(torch.autograd.Function):
         batch: SparseBatch = ctx.batch
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
-            grad_weight = _weight_grad(ctx.weight, batch.csr_t(), grad_out.contiguous())
+            rows_grad = torch.sparse.mm(batch.csr_t(), grad_out.contiguous())
+            grad_weight = _row_grad(ctx.weight, batch, rows_grad, ctx.sparse_grad)
         if ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(0)
-        return None, grad_weight, grad_bias
+        return None, grad_weight, grad_bias, None
 
 
 class _SampledDecode(torch.autograd.Function):
     """``(H @ W.T + b)`` evaluated only at the batch's observed positions (SDDMM)."""
 
     @staticmethod
-    def forward(ctx, batch: SparseBatch, hidden: Tensor, weight: Tensor, bias: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, batch: SparseBatch, hidden: Tensor, weight: Tensor,  # type: ignore[override]
+                bias: Tensor | None, sparse_grad: bool) -> Tensor:
         ctx.batch = batch
+        ctx.sparse_grad = sparse_grad
+        ctx.has_bias = bias is not None
         ctx.save_for_backward(hidden, weight)
         # weight.t() is a view: the kernel then reads contiguous rows of weight (fast).
         products = torch.sparse.sampled_addmm(batch.csr(), hidden.contiguous(), weight.t(),
                                               beta=0.0)
-        return products.values() + bias[batch.col]
+        out = products.values()
+        return out + bias[batch.col] if bias is not None else out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
@@ -156,32 +254,25 @@ class _SampledDecode(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_hidden = torch.sparse.mm(batch.csr(grad_out), weight)
         if ctx.needs_input_grad[2]:
-            grad_weight = _weight_grad(weight, batch.csr_t(grad_out), hidden.contiguous())
-        if ctx.needs_input_grad[3]:
-            grad_bias = torch.zeros(batch.n_cols, dtype=grad_out.dtype, device=grad_out.device)
-            grad_bias.index_add_(0, batch.col, grad_out)
-        return None, grad_hidden, grad_weight, grad_bias
+            rows_grad = torch.sparse.mm(batch.csr_t(grad_out), hidden.contiguous())
+            grad_weight = _row_grad(weight, batch, rows_grad, ctx.sparse_grad)
+        if ctx.has_bias and ctx.needs_input_grad[3]:
+            assert batch.touched is not None and batch.t_crow is not None
+            counts_grad = torch.segment_reduce(grad_out[batch.t_perm], "sum",
+                                               offsets=batch.t_crow)
+            if ctx.sparse_grad:
+                grad_bias = torch.sparse_coo_tensor(
+                    batch.touched.unsqueeze(0), counts_grad, (batch.n_cols,),
+                    is_coalesced=True, check_invariants=False)
+            else:
+                grad_bias = torch.zeros(batch.n_cols, dtype=grad_out.dtype,
+                                        device=grad_out.device)
+                grad_bias.index_add_(0, batch.col, grad_out)
+        return None, grad_hidden, grad_weight, grad_bias, None
 
 
-def _weight_grad(weight: Tensor, sparse_t: Tensor, dense: Tensor) -> Tensor | None:
-    """The weight gradient ``sparse_t @ dense``, accumulated straight into ``weight.grad``.
-
-    The gradient of an ``n_in x hidden`` weight is dense (``n_in x hidden``). Returning a
-    fresh tensor each step makes the allocator map and fault in hundreds of MB per batch for
-    large ``n_in``; adding into the leaf's existing ``.grad`` (kept across steps by
-    ``zero_grad(set_to_none=False)``) is ~10x faster (BENCHMARKS.md). This does what
-    autograd's gradient accumulation would do, so ``None`` is returned to autograd. Non-leaf
-    weights get an ordinary returned gradient.
-    """
-    if not weight.is_leaf:
-        return torch.sparse.mm(sparse_t, dense)
-    if weight.grad is None:
-        weight.grad = torch.zeros_like(weight)
-    weight.grad.addmm_(sparse_t, dense)
-    return None
-
-
-def sparse_linear(batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:
+def sparse_linear(batch: SparseBatch, weight: Tensor, bias: Tensor, *,
+                  sparse_grad: bool = False) -> Tensor:
     """Encoder pre-activation ``X @ weight + bias`` for a sparse batch ``X``.
 
     Parameters
@@ -192,6 +283,9 @@ def sparse_linear(batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:
         ``n_in x hidden``.
     bias
         ``hidden``.
+    sparse_grad
+        Give ``weight`` a row-sparse COO gradient (rows of the touched inputs only) instead
+        of accumulating into a dense ``.grad``; see the module docstring.
 
     Returns
     -------
@@ -200,14 +294,15 @@ def sparse_linear(batch: SparseBatch, weight: Tensor, bias: Tensor) -> Tensor:
 
     Notes
     -----
-    A leaf ``weight`` gets its gradient added straight into ``weight.grad`` (see
-    :func:`_weight_grad`), which is what ``loss.backward()`` does anyway; asking
-    ``torch.autograd.grad`` for that weight's gradient is not supported.
+    A dense leaf ``weight`` gets its gradient added straight into ``weight.grad``, which is
+    what ``loss.backward()`` does anyway; asking ``torch.autograd.grad`` for that weight's
+    gradient is not supported.
     """
-    return _SparseLinear.apply(batch, weight, bias)
+    return _SparseLinear.apply(batch, weight, bias, sparse_grad)
 
 
-def sampled_decode(batch: SparseBatch, hidden: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+def sampled_decode(batch: SparseBatch, hidden: Tensor, weight: Tensor, bias: Tensor | None,
+                   *, sparse_grad: bool = False) -> Tensor:
     """Decoder output at the batch's observed positions only.
 
     Returns the vector whose ``k``-th entry is ``hidden[row_k] @ weight[col_k] + bias[col_k]``
@@ -222,10 +317,8 @@ def sampled_decode(batch: SparseBatch, hidden: Tensor, weight: Tensor, bias: Ten
     weight
         ``n_out x hidden`` (one row per output, e.g. per user for I-AutoRec).
     bias
-        ``n_out``.
-
-    Notes
-    -----
-    As for :func:`sparse_linear`, a leaf ``weight``'s gradient is added into ``weight.grad``.
+        ``n_out``, or ``None`` for a decoder without bias.
+    sparse_grad
+        Row-sparse gradients for ``weight`` and ``bias`` (see :func:`sparse_linear`).
     """
-    return _SampledDecode.apply(batch, hidden, weight, bias)
+    return _SampledDecode.apply(batch, hidden, weight, bias, sparse_grad)

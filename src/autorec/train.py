@@ -1,12 +1,24 @@
 """Training: the trainer owns the device, the random generators and the optimizer.
 
 The loss of a batch is the sum of squared errors over its observed ratings only (the masked
-loss of the AutoRec paper and the reference chapter); the weight decay is Adam's L2 term.
+loss of the AutoRec paper and the reference chapter). Regularisation comes in two forms:
+
+* ``l2``: the paper's penalty ``(l2 / 2) * (||W_enc||^2 + ||W_dec||^2)`` on the objective
+  ``sum over observed ratings of (r - r_hat)^2``. Each step carries the share of the penalty
+  that its ratings are of all ratings, so one epoch adds the whole penalty once, whatever the
+  batch size: a value means the same objective for minibatches and for a full batch. With
+  the lazy optimizer, a weight row (one per user for I-AutoRec) carries its share when a
+  batch touches it: the share of *its* ratings in the batch, again the whole penalty per
+  epoch.
+* ``weight_decay``: Adam's coupled L2 term, as the reference chapter uses it.
+
+The trainer exposes one epoch at a time; deciding when to stop is :mod:`autorec.selection`'s.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,12 +27,19 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .exceptions import ResourceError, TrainingError
 from .model import AutoRecNet
-from .sparse import SparseBatch
+from .sparse import SparseBatch, slice_rows
 
-__all__ = ["EpochStats", "Trainer", "resolve_device", "seed_streams"]
+__all__ = ["OPTIMIZERS", "EpochStats", "Trainer", "resolve_device", "seed_streams"]
 
 log = logging.getLogger(__name__)
+
+#: ``adam``: Adam over minibatches, every weight updated each step (the reference).
+#: ``lazy_adam``: Adam over minibatches that updates only the weight rows a batch touches
+#: (``torch.optim.SparseAdam``); far cheaper per step when inputs are many and batches sparse.
+#: ``rprop``: full-batch resilient propagation, as the AutoRec paper trained.
+OPTIMIZERS: tuple[str, ...] = ("adam", "lazy_adam", "rprop")
 
 
 @dataclass(frozen=True)
@@ -33,7 +52,7 @@ class EpochStats:
         1-based epoch number.
     train_loss
         Mean squared error over the observed training ratings, as seen during the epoch
-        (with dropout, before each batch's update).
+        (with dropout, before each batch's update); the penalty is not included.
     seconds
         Wall time of the epoch.
     """
@@ -62,17 +81,17 @@ def seed_streams(random_state: int | None, n: int) -> list[int]:
     return [int(s.generate_state(2, np.uint64)[0] >> np.uint64(1)) for s in sequence.spawn(n)]
 
 
-def _adam(net: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
+def _adam(params: list[torch.nn.Parameter], lr: float, weight_decay: float
+          ) -> torch.optim.Adam:
     """Adam, fused into one kernel per step where this torch build supports it.
 
-    Every step touches every weight (the L2 term makes all gradients dense), so for large
-    inputs the optimizer dominates a step; the fused kernel is about 10x faster on CPU than
-    the per-tensor loop (BENCHMARKS.md) and computes the same update.
+    The fused kernel is about 10x faster on CPU than the per-tensor loop (BENCHMARKS.md) and
+    computes the same update.
     """
     try:
-        return torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):  # older torch, or a device without a fused kernel
-        return torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 class Trainer:
@@ -81,14 +100,26 @@ class Trainer:
     Parameters
     ----------
     net
-        The network; moved to ``device``.
+        The network; moved to ``device``. Built with ``sparse_grad=True`` for ``lazy_adam``.
     matrix
-        Training ratings, one row per input vector (items x users for I-AutoRec). Rows without
-        any rating are never fed (they carry no loss).
-    lr, weight_decay
-        Adam's learning rate and L2 penalty.
+        Training ratings, one row per input vector (items x users for I-AutoRec), with sorted
+        column indices. Rows without any rating are never fed (they carry no loss).
+    targets
+        What to reconstruct at each stored rating, aligned with ``matrix.data`` (the rating
+        minus a baseline, for example); ``None`` reconstructs the ratings themselves.
+    optimizer
+        One of :data:`OPTIMIZERS`.
+    lr
+        Learning rate (Adam's; Rprop's initial step size).
+    weight_decay
+        Adam's coupled L2 term (``adam`` only).
+    l2
+        The paper's penalty on both weight matrices (module docstring).
     batch_size
-        Rows per batch. The last batch of an epoch may be smaller; no row is dropped.
+        Rows per batch. The last batch of an epoch may be smaller; no row is dropped. For
+        ``rprop``, gradients of all batches are summed before the one step of an epoch.
+    input_dropout
+        Probability of hiding each observed input rating from the encoder (denoising).
     device
         Where to train.
     seed
@@ -100,45 +131,165 @@ class Trainer:
         net: AutoRecNet,
         matrix: sp.csr_matrix,
         *,
+        targets: np.ndarray | None = None,
+        optimizer: str = "adam",
         lr: float,
-        weight_decay: float,
+        weight_decay: float = 0.0,
+        l2: float = 0.0,
         batch_size: int,
+        input_dropout: float = 0.0,
         device: torch.device,
         seed: int,
     ) -> None:
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                             f"{optimizer!r}")
+        if (optimizer == "lazy_adam") != net.sparse_grad:
+            raise ValueError("lazy_adam needs a network built with sparse_grad=True, and only it")
+        if weight_decay and optimizer != "adam":
+            raise ValueError("weight_decay (Adam's coupled L2) applies to optimizer 'adam' only; "
+                             "use l2")
         self.device = device
         self.net = net.to(device)
-        self.matrix = matrix.tocsr()
+        matrix = matrix.tocsr()
+        matrix.sort_indices()
+        self.indptr = matrix.indptr.astype(np.int64)
+        self.indices = matrix.indices.astype(np.int64)
+        self.values = matrix.data.astype(np.float32)
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
+        if self.targets is not None and self.targets.shape != self.values.shape:
+            raise ValueError("targets must align with the matrix's stored values")
+        self.n_cols = matrix.shape[1]
         self.batch_size = batch_size
-        self.rows = np.flatnonzero(np.diff(self.matrix.indptr) > 0)
-        self.n_ratings = int(self.matrix.nnz)
-        self.optimizer = _adam(self.net, lr, weight_decay)
+        self.input_dropout = input_dropout
+        self.optimizer_name = optimizer
+        self.l2 = l2
+        self.rows = np.flatnonzero(np.diff(self.indptr) > 0)
+        self.n_ratings = int(matrix.nnz)
+        # ratings per column (per input and per output): the lazy penalty's denominators
+        self._col_counts = torch.from_numpy(
+            np.bincount(self.indices, minlength=self.n_cols).astype(np.float32)).to(device)
+        self._weights = [net.encoder_weight, net.decoder_weight]
+        self.optimizers = self._make_optimizers(lr, weight_decay)
         shuffle_seed, dropout_seed = seed_streams(seed, 2)
         self.rng = np.random.default_rng(shuffle_seed)
         self.generator = torch.Generator(device=device).manual_seed(dropout_seed)
         self.epoch = 0
 
+    def _make_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
+        params = list(self.net.parameters())
+        if self.optimizer_name == "adam":
+            return [_adam(params, lr, weight_decay)]
+        if self.optimizer_name == "rprop":
+            return [torch.optim.Rprop(params, lr=lr)]
+        sparse = [self.net.encoder_weight, self.net.decoder_weight]
+        if self.net.decoder_bias is not None:
+            sparse.append(self.net.decoder_bias)
+        dense = [p for p in params if all(p is not q for q in sparse)]
+        return [torch.optim.SparseAdam(sparse, lr=lr), _adam(dense, lr, 0.0)]
+
+    @property
+    def full_batch(self) -> bool:
+        """Whether an epoch is one optimizer step on the gradient of all ratings."""
+        return self.optimizer_name == "rprop"
+
     def batches(self, rows: np.ndarray) -> Iterator[SparseBatch]:
         """Sparse batches of ``rows`` of the training matrix, in the given order."""
         for start in range(0, len(rows), self.batch_size):
-            yield SparseBatch.from_scipy(self.matrix[rows[start:start + self.batch_size]],
-                                         self.device)
+            indptr, positions = slice_rows(self.indptr, rows[start:start + self.batch_size])
+            yield SparseBatch.from_arrays(
+                indptr, self.indices[positions], self.values[positions], self.n_cols,
+                self.device,
+                target=None if self.targets is None else self.targets[positions],
+            )
+
+    def _zero_grad(self) -> None:
+        for optimizer in self.optimizers:
+            # dense gradient buffers are kept (sparse.py adds into them); sparse ones dropped
+            optimizer.zero_grad(set_to_none=self.optimizer_name == "lazy_adam")
+
+    def _backward(self, batch: SparseBatch) -> torch.Tensor:
+        predicted = self.net(batch, self.generator, self.input_dropout)
+        loss = torch.sum((predicted - batch.targets) ** 2)
+        loss.backward()
+        if self.l2 > 0.0:
+            self._penalise(batch)
+        return loss.detach()
+
+    @torch.no_grad()
+    def _penalise(self, batch: SparseBatch) -> None:
+        """Add this batch's share of the ``l2`` penalty's gradient (module docstring)."""
+        if self.optimizer_name != "lazy_adam":
+            share = self.l2 * batch.nnz / max(self.n_ratings, 1)
+            for weight in self._weights:
+                weight.grad.add_(weight, alpha=share)  # type: ignore[union-attr]
+            return
+        assert batch.touched is not None and batch.t_crow is not None
+        in_batch = (batch.t_crow[1:] - batch.t_crow[:-1]).to(torch.float32)
+        share = (self.l2 * in_batch / self._col_counts[batch.touched]).unsqueeze(1)
+        for weight in self._weights:
+            grad = weight.grad
+            assert grad is not None and grad.is_sparse
+            grad = grad.coalesce()
+            rows = grad.indices()[0]
+            values = grad.values() + share * weight.index_select(0, rows)
+            weight.grad = torch.sparse_coo_tensor(grad.indices(), values, weight.shape,
+                                                  is_coalesced=True, check_invariants=False)
+
+    def _step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
 
     def train_epoch(self) -> EpochStats:
-        """One pass over the training rows in a fresh random order."""
+        """One pass over the training rows in a fresh random order.
+
+        Raises
+        ------
+        TrainingError
+            The loss became NaN or infinite (the run diverged).
+        ResourceError
+            Memory ran out during the epoch.
+        """
         self.net.train()
         started = time.perf_counter()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
-        for batch in self.batches(self.rng.permutation(self.rows)):
-            self.optimizer.zero_grad(set_to_none=False)  # keep the buffers (sparse.py)
-            predicted = self.net(batch, self.generator)
-            loss = torch.sum((predicted - batch.values) ** 2)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()
+        try:
+            if self.full_batch:
+                self._zero_grad()
+                for batch in self.batches(self.rows):
+                    total += self._backward(batch)
+                self._check_finite(total)
+                self._step()
+            else:
+                for batch in self.batches(self.rng.permutation(self.rows)):
+                    self._zero_grad()
+                    loss = self._backward(batch)
+                    self._check_finite(loss)
+                    self._step()
+                    total += loss
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            raise _out_of_memory(exc) from None
+        except RuntimeError as exc:
+            if "can't allocate memory" in str(exc) or "out of memory" in str(exc):
+                raise _out_of_memory(exc) from None
+            raise
         self.epoch += 1
         stats = EpochStats(self.epoch, float(total) / max(self.n_ratings, 1),
                            time.perf_counter() - started)
         log.debug("epoch %d: train loss %.4f (%.2fs)", stats.epoch, stats.train_loss,
                   stats.seconds)
         return stats
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        value = float(loss)
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"training diverged in epoch {self.epoch + 1}: the loss became {value}; "
+                "lower the learning rate (--lr) or raise the regularisation (--l2)")
+
+
+def _out_of_memory(exc: BaseException) -> ResourceError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ResourceError(
+        f"ran out of memory while training ({first[:120]}); use a smaller --hidden or "
+        "--batch-size, or the other --variant")

@@ -1,7 +1,8 @@
 """Entry point of the ``autorec`` command: parses, dispatches, turns errors into exit codes.
 
 Exit status: 0 success, 2 bad input (options, data files, unavailable data, not enough
-memory) with one line on stderr, 130 interrupted.
+memory) with one line on stderr, 1 a run that failed on valid input (training diverged), 130
+interrupted.
 
 Importing this module is cheap: the commands, and numpy, pandas and torch behind them, are
 imported inside :func:`main`, so that Ctrl-C in the first seconds ends like any other
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     import logging
 
-    from ..exceptions import AutorecError
+    from ..exceptions import AutorecError, TrainingError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -55,6 +56,9 @@ def _run(argv: Sequence[str] | None) -> int:
     except (AutorecError, ValueError, OSError) as exc:
         print(f"autorec {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except TrainingError as exc:  # valid input, failed run: not a usage error
+        print(f"autorec {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,158 @@
+"""Model selection without the test set: a validation carve-out and early stopping.
+
+:func:`validation_split` holds out a random part of the *training* ratings;
+:func:`train_with_early_stopping` trains one epoch at a time, scores the validation part after
+each epoch, stops when it has not improved for ``patience`` epochs and puts back the weights
+of the best epoch. The test set never enters either.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.ratings import Ratings
+from .train import Trainer
+
+__all__ = ["EarlyStopping", "TrainingRun", "train_with_early_stopping", "validation_split"]
+
+log = logging.getLogger(__name__)
+
+
+def validation_split(ratings: Ratings, fraction: float, random_state: int | None
+                     ) -> tuple[Ratings, Ratings]:
+    """Split training ratings into a part to fit and a part to validate on.
+
+    Parameters
+    ----------
+    ratings
+        The training ratings (never the test set).
+    fraction
+        Share of ``ratings`` held out for validation, in ``(0, 1)``; the validation part has
+        ``round(fraction * len(ratings))`` ratings, at least one, and the fit part keeps at
+        least one.
+    random_state
+        Seed of the draw; the same seed gives the same parts.
+
+    Returns
+    -------
+    fit, validation
+        Disjoint subsets that together hold every rating of ``ratings``, sharing its id maps.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation must be in (0, 1) to carve out a part, got {fraction!r}")
+    n = len(ratings)
+    if n < 2:
+        raise ValueError(f"need at least 2 training ratings to hold some out, got {n}")
+    n_val = min(max(round(fraction * n), 1), n - 1)
+    order = np.random.default_rng(random_state).permutation(n)
+    return ratings.subset(np.sort(order[n_val:])), ratings.subset(np.sort(order[:n_val]))
+
+
+@dataclass
+class EarlyStopping:
+    """Track the best validation score and decide when to stop.
+
+    Parameters
+    ----------
+    patience
+        Epochs without improvement after which to stop.
+    min_delta
+        Smallest decrease of the score that counts as an improvement.
+    """
+
+    patience: int
+    min_delta: float = 0.0
+    best_score: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    def update(self, epoch: int, score: float, module: torch.nn.Module) -> bool:
+        """Record ``score`` of ``epoch``; keep a copy of ``module``'s weights when it is the
+        best so far. Returns whether training should stop."""
+        if score < self.best_score - self.min_delta:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self, module: torch.nn.Module) -> None:
+        """Put the best weights back into ``module``."""
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`train_with_early_stopping` did.
+
+    Attributes
+    ----------
+    history
+        One dict per epoch: ``epoch``, ``train_loss``, ``seconds`` and, when scored,
+        ``validation_rmse``.
+    best_epoch
+        The epoch whose weights were kept (0: the initial weights were best); the last epoch
+        when nothing was scored.
+    best_score
+        Its validation RMSE (``nan`` when nothing was scored).
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_score: float
+
+
+def train_with_early_stopping(
+    trainer: Trainer,
+    max_epochs: int,
+    *,
+    score: Callable[[], float] | None = None,
+    patience: int | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainingRun:
+    """Train up to ``max_epochs``, keeping the weights of the best validation epoch.
+
+    Parameters
+    ----------
+    trainer
+        Trains one epoch per call.
+    max_epochs
+        Upper bound on the epochs.
+    score
+        Validation RMSE of the current weights; ``None`` trains exactly ``max_epochs``.
+    patience
+        Stop after this many epochs without improvement (``None``: never stop early, but
+        still keep the best epoch's weights).
+    on_epoch_end
+        Called with each epoch's history entry (it may add to it).
+    """
+    history: list[dict[str, Any]] = []
+    stopper = EarlyStopping(patience if patience is not None else max_epochs + 1)
+    if score is not None:
+        initial = score()
+        stopper.update(0, initial, trainer.net)
+        log.debug("epoch 0: validation RMSE %.4f", initial)
+    for _ in range(max_epochs):
+        stats = trainer.train_epoch()
+        entry: dict[str, Any] = {"epoch": stats.epoch, "train_loss": stats.train_loss,
+                                 "seconds": stats.seconds}
+        stop = False
+        if score is not None:
+            entry["validation_rmse"] = score()
+            stop = stopper.update(stats.epoch, entry["validation_rmse"], trainer.net)
+        if on_epoch_end is not None:
+            on_epoch_end(entry)
+        history.append(entry)
+        log.info("epoch %s", entry)
+        if stop:
+            break
+    if score is None:
+        return TrainingRun(history, trainer.epoch, math.nan)
+    stopper.restore(trainer.net)
+    return TrainingRun(history, stopper.best_epoch, stopper.best_score)
