@@ -11,8 +11,12 @@ import pytest
 import torch
 
 from autorec import AutoRec, NotFittedError, Ratings, load_dataset, random_split, rmse
+from autorec.config import PRESETS
 
-FAST = {"hidden": 16, "epochs": 5, "lr": 0.03, "batch_size": 16, "device": "cpu"}
+#: The reference recipe (no validation, no baseline), small and quick: the mechanics of fitting
+#: and predicting. tests/test_selection.py covers validation, early stopping and baselines.
+FAST = {**PRESETS["reference"], "hidden": 16, "epochs": 5, "lr": 0.03, "batch_size": 16,
+        "device": "cpu"}
 
 
 def fast(**params) -> AutoRec:
@@ -26,8 +30,10 @@ def test_get_set_params_round_trip() -> None:
     assert params["variant"] == "user" and params["hidden"] == 17
     assert params["random_state"] == 5 and params["lr"] == 0.002  # defaults included
     assert AutoRec(**params).get_params() == params
-    assert set(params) == {"variant", "hidden", "activation", "dropout", "lr", "weight_decay",
-                           "epochs", "batch_size", "cold", "random_state", "device"}
+    assert set(params) == {"variant", "ensemble", "hidden", "activation", "dropout",
+                           "input_dropout", "lr", "weight_decay", "l2", "epochs", "batch_size",
+                           "optimizer", "baseline", "validation", "patience", "refit", "cold",
+                           "random_state", "device"}
 
     other = AutoRec()
     assert other.set_params(**params) is other
@@ -48,7 +54,10 @@ def test_set_params_unknown_name() -> None:
     ("name", "value"),
     [("variant", "x"), ("cold", "x"), ("hidden", 0), ("dropout", 1.0), ("lr", -1),
      ("activation", "softmax"), ("epochs", 0), ("batch_size", -2), ("hidden", 2.5),
-     ("weight_decay", -1.0), ("lr", float("nan")), ("random_state", "seed")],
+     ("weight_decay", -1.0), ("lr", float("nan")), ("random_state", "seed"),
+     ("random_state", -1), ("ensemble", 0), ("input_dropout", 1.0), ("l2", -1.0),
+     ("l2", [1.0, "x"]), ("optimizer", "sgd"), ("baseline", "mf"), ("validation", 1.0),
+     ("patience", 0), ("refit", "yes")],
 )
 def test_invalid_params_raise_at_fit_naming_parameter(low_rank: Ratings, name: str, value
                                                      ) -> None:
@@ -56,7 +65,7 @@ def test_invalid_params_raise_at_fit_naming_parameter(low_rank: Ratings, name: s
     assert getattr(model, name) is value
     with pytest.raises(ValueError, match=name):
         model.fit(low_rank)
-    assert not hasattr(model, "net_")
+    assert not hasattr(model, "members_")
 
 
 def test_predict_before_fit() -> None:
@@ -86,10 +95,10 @@ def test_predictions_clipped_to_training_scale(low_rank: Ratings) -> None:
     assert np.all((predicted >= low) & (predicted <= high))
     # push every reconstruction far outside the scale: predictions sit on its bounds
     with torch.no_grad():
-        model.net_.decoder_bias.add_(100.0)
+        model.members_[0].net.decoder_bias.add_(100.0)
     assert np.all(model.predict(users, items) == high)
     with torch.no_grad():
-        model.net_.decoder_bias.sub_(200.0)
+        model.members_[0].net.decoder_bias.sub_(200.0)
     assert np.all(model.predict(users, items) == low)
 
 
@@ -154,8 +163,8 @@ def test_same_seed_identical_different_seed_different(low_rank: Ratings) -> None
 def test_variants_learn(low_rank: Ratings, variant: str) -> None:
     model = fast(variant=variant, hidden=32, epochs=30).fit(low_rank)
     expected_inputs = 40 if variant == "item" else 30  # users per item row / items per user row
-    assert model.net_.n_inputs == expected_inputs
-    assert model.matrix_.shape == ((30, 40) if variant == "item" else (40, 30))
+    assert model.members_[0].net.n_inputs == expected_inputs
+    assert model.members_[0].matrix.shape == ((30, 40) if variant == "item" else (40, 30))
     losses = [entry["train_loss"] for entry in model.history_]
     assert losses[-1] < 0.5 * losses[0]
     predicted = model.predict(low_rank.user_ids, low_rank.item_ids)
@@ -222,7 +231,7 @@ def test_predict_length_mismatch(low_rank: Ratings) -> None:
 def test_i_autorec_ml100k(ml100k_dir: Path) -> None:
     ratings = load_dataset("ml-100k", ml100k_dir, download=False)
     train, test = random_split(ratings, test_ratio=0.1, random_state=0)
-    model = AutoRec(random_state=0, device="cpu").fit(train)  # defaults: 500 units, 25 epochs
+    model = AutoRec(**PRESETS["reference"], random_state=0, device="cpu").fit(train)
     result = model.evaluate(test)
     assert result["rmse"] < 0.93, result
     assert result["n"] == 10_000
@@ -234,7 +243,8 @@ def test_i_autorec_ml100k(ml100k_dir: Path) -> None:
 def test_u_autorec_ml100k(ml100k_dir: Path) -> None:
     ratings = load_dataset("ml-100k", ml100k_dir, download=False)
     train, test = random_split(ratings, test_ratio=0.1, random_state=0)
-    model = AutoRec(variant="user", epochs=5, random_state=0, device="cpu").fit(train)
+    model = AutoRec(**{**PRESETS["reference"], "variant": "user", "epochs": 5},
+                    random_state=0, device="cpu").fit(train)
     result = model.evaluate(test)
     assert math.isfinite(result["rmse"]) and result["rmse"] < 2.0, result
     assert result["n_cold"] >= 0

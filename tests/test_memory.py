@@ -71,6 +71,11 @@ def test_available_without_proc(tmp_path) -> None:
     assert figure is None or figure > 0  # only an address-space limit could be left
 
 
+def rows_of(matrix: sp.csr_matrix) -> tuple[np.ndarray, int]:
+    """What the check reads of a training matrix: ratings per row and the input length."""
+    return np.diff(matrix.indptr), matrix.shape[1]
+
+
 def one_rating_each(n_users: int, n_items: int) -> sp.csr_matrix:
     """items x users (I-AutoRec), every user rating one item."""
     users = np.arange(n_users)
@@ -82,28 +87,30 @@ def test_check_refuses_with_figures_and_levers(monkeypatch) -> None:
     monkeypatch.setattr(memory, "available_bytes", lambda: (8 * GB, "cgroup memory limit"))
     matrix = one_rating_each(1_000_000, 1_000)
     with pytest.raises(ResourceError) as info:
-        check_training_memory(matrix, hidden=500, batch_size=256, variant="item", device="cpu")
+        check_training_memory(*rows_of(matrix), hidden=500, batch_size=256, variant="item",
+                              device="cpu")
     message = str(info.value)
     assert isinstance(info.value, AutorecError) and "\n" not in message
     assert "not enough memory" in message and "8.0 GB is available" in message
     assert "--variant user (1,000 inputs per row instead of 1,000,000)" in message
     assert "--hidden" in message and "GB" in message
     # the same data as U-AutoRec has few inputs per row: it fits, and is not suggested back
-    check_training_memory(matrix.T.tocsr(), hidden=500, batch_size=256, variant="user",
+    check_training_memory(*rows_of(matrix.T.tocsr()), hidden=500, batch_size=256, variant="user",
                           device="cpu")
 
 
 def test_check_does_not_suggest_the_variant_that_is_worse(monkeypatch) -> None:
     monkeypatch.setattr(memory, "available_bytes", lambda: (10**6, "MemAvailable"))
     with pytest.raises(ResourceError) as info:
-        check_training_memory(one_rating_each(50, 1_000), hidden=10_000,  # 1,000 items x 50
-                              batch_size=256, variant="item", device="cpu")
+        check_training_memory(*rows_of(one_rating_each(50, 1_000)),  # 1,000 items x 50
+                              hidden=10_000, batch_size=256, variant="item", device="cpu")
     assert "--variant" not in str(info.value)
 
 
 def test_check_passes_when_unknown(monkeypatch) -> None:
     monkeypatch.setattr(memory, "available_bytes", lambda: (None, ""))
-    check_training_memory(one_rating_each(10, 5), hidden=10**12, batch_size=1, variant="item")
+    check_training_memory(*rows_of(one_rating_each(10, 5)), hidden=10**12, batch_size=1,
+                          variant="item")
 
 
 def test_fit_refuses_before_allocating(low_rank) -> None:

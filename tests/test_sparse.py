@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from autorec.model import AutoRecNet
-from autorec.sparse import SparseBatch, sampled_decode, sparse_linear
+from autorec.sparse import SparseBatch, sampled_decode, slice_rows, sparse_linear
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -37,14 +37,20 @@ def observed(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- SparseBatch ---------------------------------------------------------------------------------
-def test_from_scipy_round_trip_and_transpose() -> None:
+def touched_of(matrix: sp.csr_matrix) -> list[int]:
+    return np.flatnonzero(np.diff(matrix.tocsc().indptr)).tolist()
+
+
+def test_from_scipy_round_trip_and_compact_transpose() -> None:
     matrix = random_csr()
     batch = SparseBatch.from_scipy(matrix)
     dense = torch.from_numpy(matrix.toarray())
     assert (batch.n_rows, batch.n_cols, batch.nnz) == (7, 9, matrix.nnz)
     assert torch.equal(batch.csr().to_dense(), dense)
-    assert torch.equal(batch.csr_t().to_dense(), dense.T)
-    assert torch.equal(batch.csr_t().to_dense(), batch.csr().to_dense().T)
+    # the transpose keeps only the columns that hold an entry (0 and 5 are empty)
+    assert batch.touched.tolist() == touched_of(matrix)
+    assert 0 not in batch.touched.tolist() and 5 not in batch.touched.tolist()
+    assert torch.equal(batch.csr_t().to_dense(), dense.T[batch.touched])
     rows, cols = observed(matrix)
     assert batch.row.tolist() == rows.tolist()
     assert batch.col.tolist() == cols.tolist()
@@ -59,7 +65,7 @@ def test_csr_t_with_other_values_follows_batch_order() -> None:
     expected = torch.zeros(batch.n_rows, batch.n_cols)
     expected[batch.row, batch.col] = other
     assert torch.equal(batch.csr(other).to_dense(), expected)
-    assert torch.equal(batch.csr_t(other).to_dense(), expected.T)
+    assert torch.equal(batch.csr_t(other).to_dense(), expected.T[batch.touched])
 
 
 def test_from_scipy_unsorted_indices() -> None:
@@ -68,13 +74,39 @@ def test_from_scipy_unsorted_indices() -> None:
                             np.array([3, 0, 1]), np.array([0, 2, 3])), shape=(2, 4))
     batch = SparseBatch.from_scipy(matrix)
     assert torch.equal(batch.csr().to_dense(), torch.from_numpy(matrix.toarray()))
-    assert torch.equal(batch.csr_t().to_dense(), torch.from_numpy(matrix.toarray().T))
+    assert batch.touched.tolist() == [0, 1, 3]
+    assert torch.equal(batch.csr_t().to_dense(), torch.from_numpy(matrix.toarray().T[[0, 1, 3]]))
 
 
 def test_from_scipy_empty_matrix() -> None:
     batch = SparseBatch.from_scipy(sp.csr_matrix((3, 4), dtype=np.float32))
     assert batch.nnz == 0
-    assert torch.equal(batch.csr_t().to_dense(), torch.zeros(4, 3))
+    assert batch.touched.tolist() == []
+    assert batch.csr_t().shape == (0, 3)
+
+
+def test_slice_rows_matches_scipy_and_aligns_other_arrays() -> None:
+    matrix = random_csr(n_rows=12, n_cols=10, seed=7, empty_rows=(3, 8))
+    other = np.arange(matrix.nnz) * 10  # an array aligned with matrix.data
+    rows = np.array([5, 3, 0, 11, 8, 5])  # any order, empty rows, repeats
+    indptr, positions = slice_rows(matrix.indptr.astype(np.int64), rows)
+    expected = matrix[rows]
+    assert indptr.tolist() == expected.indptr.tolist()
+    assert matrix.indices[positions].tolist() == expected.indices.tolist()
+    assert matrix.data[positions].tolist() == expected.data.tolist()
+    # entry k of the slice is entry positions[k] of the parent, for any aligned array
+    parent_pos = sp.csr_matrix((np.arange(1, matrix.nnz + 1), matrix.indices, matrix.indptr),
+                               shape=matrix.shape)[rows].data - 1
+    assert other[positions].tolist() == other[parent_pos].tolist()
+
+
+def test_targets_default_to_values_and_with_values_keeps_them() -> None:
+    matrix = random_csr(seed=8)
+    batch = SparseBatch.from_scipy(matrix)
+    assert batch.targets is batch.values
+    hidden_input = batch.with_values(torch.zeros(batch.nnz))
+    assert torch.equal(hidden_input.targets, batch.values)
+    assert torch.count_nonzero(hidden_input.values) == 0
 
 
 # -- sparse_linear -------------------------------------------------------------------------------
@@ -201,3 +233,38 @@ def test_model_loss_is_masked_sse_and_ignores_unobserved() -> None:
         grad = dict(net.named_parameters())[name].grad
         assert torch.count_nonzero(grad[[3, 7]]) == 0
     assert torch.count_nonzero(net.decoder_bias.grad[[3, 7]]) == 0
+
+
+# -- row-sparse gradients (lazy optimizers) -------------------------------------------------------
+def test_sparse_grad_equals_dense_grad_on_touched_rows() -> None:
+    matrix = random_csr(seed=10)
+    batch = SparseBatch.from_scipy(matrix)
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(7, 4, generator=gen)
+    upstream = torch.randn(batch.nnz, generator=gen)
+    grads = {}
+    for sparse in (False, True):
+        enc_w = torch.randn(9, 4, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        enc_b = torch.zeros(4, requires_grad=True)
+        dec_w = torch.randn(9, 4, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        dec_b = torch.randn(9, generator=torch.Generator().manual_seed(3), requires_grad=True)
+        code = torch.sigmoid(sparse_linear(batch, enc_w, enc_b, sparse_grad=sparse)) + hidden
+        out = sampled_decode(batch, code, dec_w, dec_b, sparse_grad=sparse)
+        (out * upstream).sum().backward()
+        grads[sparse] = (enc_w.grad, dec_w.grad, dec_b.grad, enc_b.grad)
+    for dense_grad, sparse_grad in zip(grads[False], grads[True], strict=True):
+        if sparse_grad.is_sparse:
+            # only the touched rows are stored, and they equal the dense gradient's rows
+            assert sparse_grad.coalesce().indices()[0].tolist() == touched_of(matrix)
+            sparse_grad = sparse_grad.to_dense()
+        torch.testing.assert_close(sparse_grad, dense_grad, **TOL)
+    assert grads[True][0].is_sparse and grads[True][1].is_sparse and grads[True][2].is_sparse
+    assert not grads[True][3].is_sparse  # the encoder bias is dense: every unit is touched
+
+
+def test_decoder_without_bias() -> None:
+    matrix, batch, hidden, weight, _ = _decode_setup(seed=11)
+    out = sampled_decode(batch, hidden, weight, None)
+    rows, cols = observed(matrix)
+    full = hidden.detach() @ weight.detach().T
+    torch.testing.assert_close(out.detach(), full[rows, cols], **TOL)

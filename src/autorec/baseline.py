@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Biases", "fit_biases"]
+__all__ = ["BIAS_REGULARISATION", "DEFAULT_BIAS_REGULARISATION", "Biases", "fit_biases",
+           "select_biases"]
+
+#: The ridge penalties tried by :func:`select_biases`, for users and items alike.
+BIAS_REGULARISATION: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+#: ``(reg_user, reg_item)`` when no validation part is there to choose: near the values the
+#: five benchmark data sets choose on validation (BENCHMARKS.md).
+DEFAULT_BIAS_REGULARISATION: tuple[float, float] = (5.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -27,11 +34,15 @@ class Biases:
         ``n_users`` offsets (0 for a user without ratings).
     item
         ``n_items`` offsets (0 for an item without ratings).
+    reg_user, reg_item
+        The ridge penalties they were fitted with.
     """
 
     mean: float
     user: np.ndarray
     item: np.ndarray
+    reg_user: float = 0.0
+    reg_item: float = 0.0
 
     def predict(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """``mean + user[u] + item[i]`` per pair; an index of ``-1`` contributes no offset."""
@@ -57,8 +68,8 @@ def fit_biases(
     n_users: int,
     n_items: int,
     *,
-    reg_user: float = 15.0,
-    reg_item: float = 10.0,
+    reg_user: float = DEFAULT_BIAS_REGULARISATION[0],
+    reg_item: float = DEFAULT_BIAS_REGULARISATION[1],
     n_iter: int = 10,
 ) -> Biases:
     """Fit ``r_ui ~ mu + b_u + b_i`` by alternating ridge regressions.
@@ -93,4 +104,49 @@ def fit_biases(
         item /= np.maximum(reg_item + count_item, 1e-12)
         user = np.bincount(user_idx, centred - item[item_idx], minlength=n_users)
         user /= np.maximum(reg_user + count_user, 1e-12)
-    return Biases(mean, user, item)
+    return Biases(mean, user, item, reg_user, reg_item)
+
+
+def select_biases(
+    fit: tuple[np.ndarray, np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n_users: int,
+    n_items: int,
+    *,
+    scale: tuple[float, float] | None = None,
+    grid: tuple[float, ...] = BIAS_REGULARISATION,
+) -> Biases:
+    """Fit biases on ``fit`` with the penalties that predict ``validation`` best.
+
+    A coordinate search over ``grid``: equal penalties for users and items first, then the
+    item penalty and the user penalty in turn with the other one fixed (16 fits for the
+    default grid instead of 36).
+
+    Parameters
+    ----------
+    fit, validation
+        ``(user_idx, item_idx, rating)`` arrays.
+    n_users, n_items
+        Sizes of the index spaces.
+    scale
+        Clip predictions to ``(low, high)`` before scoring, as predictions are.
+    grid
+        Penalties to try.
+    """
+    from .metrics import rmse
+
+    fitted: dict[tuple[float, float], tuple[float, Biases]] = {}
+
+    def score(reg_user: float, reg_item: float) -> float:
+        if (reg_user, reg_item) not in fitted:
+            biases = fit_biases(*fit, n_users, n_items, reg_user=reg_user, reg_item=reg_item)
+            predicted = biases.predict(validation[0], validation[1])
+            if scale is not None:
+                np.clip(predicted, *scale, out=predicted)
+            fitted[reg_user, reg_item] = (rmse(validation[2], predicted), biases)
+        return fitted[reg_user, reg_item][0]
+
+    best = min(((reg, reg) for reg in grid), key=lambda pair: score(*pair))
+    best = min(((best[0], reg) for reg in grid), key=lambda pair: score(*pair))
+    best = min(((reg, best[1]) for reg in grid), key=lambda pair: score(*pair))
+    return fitted[best][1]

@@ -12,35 +12,31 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-import torch
 
-from .baseline import fit_biases
+from .baseline import DEFAULT_BIAS_REGULARISATION, fit_biases, select_biases
 from .data.ids import IdMap
 from .data.ratings import Ratings
 from .data.readers import from_dataframe
 from .exceptions import NotFittedError
+from .member import Member, NetworkSpec
 from .metrics import mae, rmse
-from .model import ACTIVATIONS, AutoRecNet
-from .selection import train_with_early_stopping, validation_split
-from .sparse import SparseBatch
-from .train import OPTIMIZERS, Trainer, resolve_device, seed_streams
+from .model import ACTIVATIONS
+from .selection import validation_split
+from .train import OPTIMIZERS, resolve_device, seed_streams
 
 __all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec"]
 
 log = logging.getLogger(__name__)
 
-VARIANTS: tuple[str, ...] = ("item", "user")
+VARIANTS: tuple[str, ...] = ("item", "user", "both")
 COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")
 BASELINES: tuple[str, ...] = ("biases", "none")
 EpochCallback = Callable[[dict[str, Any]], None]
-
-_ENCODE_ROWS = 1024
-_DECODE_PAIRS = 1 << 16
 
 
 class AutoRec:
@@ -51,6 +47,10 @@ class AutoRec:
     variant
         ``"item"`` (I-AutoRec, default): each input is one item's ratings over users.
         ``"user"`` (U-AutoRec): each input is one user's ratings over items.
+        ``"both"``: I-AutoRec and U-AutoRec networks side by side, blended.
+    ensemble
+        Networks per variant, each from its own seed; their outputs are blended with weights
+        fitted on the validation part (by least squares), or averaged without one.
     hidden
         Hidden units.
     activation
@@ -68,7 +68,8 @@ class AutoRec:
     l2
         The paper's penalty ``(l2 / 2) (||W_enc||^2 + ||W_dec||^2)`` on the objective ``sum of
         squared errors over observed ratings``; the same value means the same objective for
-        any batch size (:mod:`autorec.train`).
+        any batch size (:mod:`autorec.train`). A list of values: each is trained and the one
+        with the best validation RMSE is kept (``l2_``).
     epochs
         Most passes over the training data. With a validation part, training stops earlier
         when the validation RMSE has not improved for ``patience`` epochs.
@@ -111,16 +112,22 @@ class AutoRec:
     biases_ : Biases
         Global mean and user and item biases over the indices of ``users_`` and ``items_``.
     history_ : list of dict
-        Per epoch: ``epoch``, ``train_loss`` (MSE on observed training ratings), ``seconds``,
-        ``validation_rmse`` when a validation part was held out, and ``eval_rmse`` /
-        ``eval_mae`` when an evaluation set was given.
+        Per network and epoch: ``member`` (1-based), ``epoch``, ``train_loss`` (MSE on observed
+        training ratings), ``seconds``, ``validation_rmse`` (that network's alone) when a
+        validation part was held out, and ``eval_rmse`` / ``eval_mae`` when an evaluation set
+        was given.
     best_epoch_ : int
-        The epoch whose weights were kept (``0``: the untrained network, i.e. the baseline
-        alone, was best on validation).
+        The epoch whose weights were kept for the first network (``0``: the untrained
+        network, i.e. the baseline alone, was best on validation); every network's is in
+        ``members_[k].best_epoch``.
     validation_rmse_ : float
-        Validation RMSE of the kept weights (``nan`` without a validation part).
-    net_ : AutoRecNet
-        The trained network.
+        Validation RMSE of the final (blended) predictor (``nan`` without a validation part).
+    l2_ : float
+        The L2 penalty used (the one chosen on validation when ``l2`` is a list).
+    members_ : list of Member
+        The trained networks.
+    blend_ : numpy.ndarray
+        Weight of each network's output, then the intercept.
 
     Notes
     -----
@@ -142,14 +149,15 @@ class AutoRec:
 
     def __init__(
         self,
-        variant: Literal["item", "user"] = "item",
+        variant: Literal["item", "user", "both"] = "item",
+        ensemble: int = 1,
         hidden: int = 500,
         activation: str = "sigmoid",
         dropout: float = 0.05,
         input_dropout: float = 0.25,
         lr: float = 0.002,
         weight_decay: float = 0.0,
-        l2: float = 100.0,
+        l2: float | list[float] = 100.0,
         epochs: int = 200,
         batch_size: int = 256,
         optimizer: Literal["adam", "lazy_adam", "rprop"] = "adam",
@@ -162,6 +170,7 @@ class AutoRec:
         device: str | None = None,
     ) -> None:
         self.variant = variant
+        self.ensemble = ensemble
         self.hidden = hidden
         self.activation = activation
         self.dropout = dropout
@@ -218,7 +227,7 @@ class AutoRec:
         )
 
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "net_")
+        return hasattr(self, "members_")
 
     def _repr_html_(self) -> str | None:
         """The HTML repr of notebooks: scikit-learn's when it is installed, else none."""
@@ -241,7 +250,7 @@ class AutoRec:
         _choice("activation", self.activation, tuple(ACTIVATIONS))
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("baseline", self.baseline, BASELINES)
-        for name in ("hidden", "epochs", "batch_size", "patience"):
+        for name in ("ensemble", "hidden", "epochs", "batch_size", "patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -252,10 +261,14 @@ class AutoRec:
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         if not (_is_number(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("weight_decay", "l2"):
-            value = getattr(self, name)
-            if not (_is_number(value) and value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        l2_values = self.l2 if isinstance(self.l2, list | tuple) else [self.l2]
+        if not l2_values or not all(_is_number(v) and v >= 0 for v in l2_values):
+            raise ValueError(f"l2 must be a number >= 0 or a list of them, got {self.l2!r}")
+        if len(l2_values) > 1 and not self.validation:
+            raise ValueError("l2 lists several values to choose from on validation: it needs "
+                             "validation > 0")
         if self.weight_decay and self.optimizer != "adam":
             raise ValueError(f"weight_decay is Adam's coupled L2 term (optimizer 'adam'); with "
                              f"optimizer {self.optimizer!r} use l2")
@@ -299,16 +312,42 @@ class AutoRec:
         if len(ratings) == 0:
             raise ValueError("cannot fit on zero ratings")
         device = resolve_device(self.device)
-        split_seed, init_seed, train_seed = seed_streams(
-            None if self.random_state is None else int(self.random_state), 3)
 
         ratings = self._index_training_ratings(ratings)
+        specs = self._network_specs()
+        seeds = seed_streams(None if self.random_state is None else int(self.random_state),
+                             1 + 2 * len(specs))
         self.global_mean_ = float(np.mean(ratings.rating, dtype=np.float64))
         self.rating_scale_ = ratings.rating_scale()
         self.device_ = device
         fit_part, val_part = ratings, None
         if self.validation > 0:
-            fit_part, val_part = validation_split(ratings, self.validation, split_seed)
+            fit_part, val_part = validation_split(ratings, self.validation, seeds[0])
+        n_users, n_items = len(self.users_), len(self.items_)
+        log.info("training %s-AutoRec (%d network%s): %d ratings (%d to fit, %d to validate), "
+                 "%d users, %d items, device %s", self.variant, len(specs),
+                 "s" if len(specs) > 1 else "", len(ratings), len(fit_part),
+                 0 if val_part is None else len(val_part), n_users, n_items, device)
+
+        bias_reg = DEFAULT_BIAS_REGULARISATION
+        if val_part is not None:
+            chosen = select_biases(_triple(fit_part), _triple(val_part), n_users, n_items,
+                                   scale=self.rating_scale_)
+            bias_reg = (chosen.reg_user, chosen.reg_item)
+            log.info("bias penalties chosen on validation: users %g, items %g", *bias_reg)
+        self.biases_ = fit_biases(*_triple(fit_part), n_users, n_items, reg_user=bias_reg[0],
+                                  reg_item=bias_reg[1])
+        offsets = self._offsets(fit_part.user_idx, fit_part.item_idx)
+
+        from .memory import check_training_memory  # memory check (issue 5)
+
+        for spec in specs:
+            rows, n_rows, n_inputs = ((fit_part.item_idx, n_items, n_users)
+                                      if spec.variant == "item"
+                                      else (fit_part.user_idx, n_users, n_items))
+            check_training_memory(np.bincount(rows, minlength=n_rows), n_inputs,
+                                  hidden=spec.hidden, batch_size=spec.batch_size,
+                                  variant=spec.variant, device=device)
 
         eval_pairs = None
         if eval_set is not None:
@@ -324,30 +363,95 @@ class AutoRec:
             if on_epoch_end is not None:
                 on_epoch_end(entry)
 
-        log.info("training %s-AutoRec: %d ratings (%d to fit, %d to validate), %d users, "
-                 "%d items, device %s", self.variant, len(ratings), len(fit_part),
-                 0 if val_part is None else len(val_part), len(self.users_), len(self.items_),
-                 device)
+        l2_values = list(self.l2) if isinstance(self.l2, list | tuple) else [self.l2]
+        chosen: tuple[float, list[Member], np.ndarray, list[dict[str, Any]], float] | None = None
+        for l2 in l2_values:
+            if len(l2_values) > 1:
+                log.info("trying l2 = %g", l2)
+            self._fit_networks([replace(spec, l2=l2) for spec in specs], seeds, fit_part,
+                               val_part, offsets, report)
+            if chosen is None or self.validation_rmse_ < chosen[4]:
+                chosen = (l2, self.members_, self.blend_, self.history_, self.validation_rmse_)
+        assert chosen is not None
+        self.l2_, self.members_, self.blend_, self.history_, self.validation_rmse_ = chosen
+        if len(l2_values) > 1:
+            log.info("l2 chosen on validation: %g (RMSE %.4f)", self.l2_, self.validation_rmse_)
+
+        if self.refit and val_part is not None:
+            self.biases_ = fit_biases(*_triple(ratings), n_users, n_items,
+                                      reg_user=bias_reg[0], reg_item=bias_reg[1])
+            offsets = self._offsets(ratings.user_idx, ratings.item_idx)
+            for k, member in enumerate(self.members_):
+                log.info("refitting network %d on all %d training ratings for %d epochs", k + 1,
+                         len(ratings), member.best_epoch)
+                best_epoch, history = member.best_epoch, member.history
+                member.fit(_triple(ratings), offsets, epochs=member.best_epoch,
+                           init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k])
+                member.best_epoch, member.history = best_epoch, history
+        else:
+            # predict from every training rating, the validation part included
+            for member in self.members_:
+                member.set_inputs(*_triple(ratings))
+        return self
+
+    def _fit_networks(self, specs: list[NetworkSpec], seeds: list[int], fit_part: Ratings,
+                      val_part: Ratings | None, offsets: np.ndarray,
+                      report: EpochCallback) -> None:
+        """Train one network per spec on ``fit_part`` and blend them on ``val_part``."""
+        n_users, n_items = len(self.users_), len(self.items_)
         score = None
         if val_part is not None:
             val_idx, val_truth = (val_part.user_idx, val_part.item_idx), val_part.rating
             score = lambda: rmse(val_truth, self._predict_index(*val_idx)[0])  # noqa: E731
-        run = self._train(fit_part, init_seed, train_seed, self.epochs, score, report)
-        self.history_ = run.history
-        self.best_epoch_ = run.best_epoch
-        self.validation_rmse_ = run.best_score
-        if self.refit and val_part is not None:
-            log.info("refitting on all %d training ratings for %d epochs", len(ratings),
-                     run.best_epoch)
-            refit_run = self._train(ratings, init_seed, train_seed, run.best_epoch, None, None)
-            for entry, again in zip(self.history_, refit_run.history, strict=False):
-                entry["refit_train_loss"] = again["train_loss"]
-                entry["refit_seconds"] = again["seconds"]
-        else:
-            # predict from every training rating, the validation part included
-            self.matrix_ = self._orient(ratings)[0]
-        self.net_.eval()
-        return self
+        self.members_ = []
+        self.history_ = []
+        val_outputs = []
+        for k, spec in enumerate(specs):
+            member = Member(spec, n_users, n_items, self.device_)
+            self.members_.append(member)
+            self.blend_ = np.array([0.0] * k + [1.0, 0.0])  # this member alone while it trains
+
+            def tagged(entry: dict[str, Any], k: int = k) -> None:
+                entry["member"] = k + 1
+                self.history_.append(entry)
+                report(entry)
+
+            member.fit(_triple(fit_part), offsets, epochs=self.epochs,
+                       init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k], score=score,
+                       on_epoch_end=tagged)
+            if val_part is not None:
+                val_outputs.append(member.reconstruct(val_part.user_idx, val_part.item_idx))
+
+        self.blend_ = np.array([1.0 / len(specs)] * len(specs) + [0.0])
+        self.validation_rmse_ = math.nan
+        if val_part is not None:
+            target = val_part.rating - self._offsets(val_part.user_idx, val_part.item_idx)
+            if len(specs) > 1:
+                self.blend_ = _least_squares_blend(np.stack(val_outputs, axis=1), target)
+            self.validation_rmse_ = rmse(
+                val_part.rating, self._predict_index(val_part.user_idx, val_part.item_idx)[0])
+
+    def _network_specs(self) -> list[NetworkSpec]:
+        variants = ("item", "user") if self.variant == "both" else (self.variant,)
+        return [
+            NetworkSpec(variant=variant, hidden=self.hidden, activation=self.activation,
+                        dropout=self.dropout, input_dropout=self.input_dropout, lr=self.lr,
+                        weight_decay=self.weight_decay, l2=0.0, batch_size=self.batch_size,
+                        optimizer=self.optimizer, residual=self.baseline == "biases",
+                        patience=self.patience)
+            for variant in variants for _ in range(self.ensemble)
+        ]
+
+    def _offsets(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """What the networks' outputs are added to: the baseline, or 0."""
+        if self.baseline == "biases":
+            return self.biases_.predict(user_idx, item_idx)
+        return np.zeros(len(user_idx))
+
+    @property
+    def best_epoch_(self) -> int:
+        self._check_fitted()
+        return self.members_[0].best_epoch
 
     def _index_training_ratings(self, ratings: Ratings) -> Ratings:
         """Set ``users_``/``items_`` to the ids with a training rating; ``ratings`` on them."""
@@ -359,53 +463,9 @@ class AutoRec:
                        np.searchsorted(item_present, ratings.item_idx),
                        ratings.rating, self.users_, self.items_, ratings.source)
 
-    def _orient(self, ratings: Ratings) -> tuple[sp.csr_matrix, np.ndarray]:
-        """The ratings as CSR in the variant's orientation (items x users for I-AutoRec), and
-        for each stored value the position of its rating in ``ratings``."""
-        n_users, n_items = len(self.users_), len(self.items_)
-        if self.variant == "item":
-            rows, cols, shape = ratings.item_idx, ratings.user_idx, (n_items, n_users)
-        else:
-            rows, cols, shape = ratings.user_idx, ratings.item_idx, (n_users, n_items)
-        order = np.lexsort((cols, rows))
-        indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
-        matrix = sp.csr_matrix((ratings.rating[order].astype(np.float32), cols[order], indptr),
-                               shape=shape)
-        return matrix, order
-
-    def _train(self, part: Ratings, init_seed: int, train_seed: int, epochs: int,
-               score: Callable[[], float] | None, report: EpochCallback | None) -> Any:
-        """Fit biases and a fresh network on ``part``; returns the selection's run."""
-        self.biases_ = (fit_biases(part.user_idx, part.item_idx, part.rating,
-                                   len(self.users_), len(self.items_)))
-        self.matrix_, order = self._orient(part)
-        targets = None
-        if self.baseline == "biases":
-            residual = part.rating - self.biases_.predict(part.user_idx, part.item_idx)
-            targets = residual[order].astype(np.float32)
-        # memory check (issue 5)
-        from .memory import check_training_memory
-
-        check_training_memory(self.matrix_, hidden=self.hidden, batch_size=self.batch_size,
-                              variant=self.variant, device=self.device_)
-        generator = torch.Generator().manual_seed(init_seed)
-        self.net_ = AutoRecNet(self.matrix_.shape[1], self.hidden, self.activation,
-                               self.dropout, decoder_bias=self.baseline == "none",
-                               sparse_grad=self.optimizer == "lazy_adam", generator=generator)
-        if self.baseline == "biases":
-            # the untrained network adds nothing: epoch 0 predicts the baseline exactly
-            torch.nn.init.zeros_(self.net_.decoder_weight)
-        trainer = Trainer(self.net_, self.matrix_, targets=targets, optimizer=self.optimizer,
-                          lr=self.lr, weight_decay=self.weight_decay, l2=self.l2,
-                          batch_size=self.batch_size, input_dropout=self.input_dropout,
-                          device=self.device_, seed=train_seed)
-        return train_with_early_stopping(trainer, epochs, score=score, patience=self.patience,
-                                         on_epoch_end=report)
-
     # -- prediction ---------------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
+        if not hasattr(self, "members_"):
             raise NotFittedError("this AutoRec is not fitted yet; call fit() first")
 
     def _to_index(self, user_ids: Any, item_ids: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -426,7 +486,6 @@ class AutoRec:
             return self.biases_.mean
         return self.global_mean_
 
-    @torch.no_grad()
     def _predict_index(self, user_idx: np.ndarray, item_idx: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Predictions for index pairs (``-1`` = unknown) and the mask of cold pairs."""
@@ -436,35 +495,18 @@ class AutoRec:
             predicted[cold] = self.biases_.predict(user_idx[cold], item_idx[cold])
         warm = np.flatnonzero(~cold)
         if len(warm):
-            if self.variant == "item":
-                rows, outputs = item_idx[warm], user_idx[warm]
-            else:
-                rows, outputs = user_idx[warm], item_idx[warm]
-            predicted[warm] = self._reconstruct(rows, outputs)
-            if self.baseline == "biases":
-                predicted[warm] += self.biases_.predict(user_idx[warm], item_idx[warm])
+            predicted[warm] = self._blend(user_idx[warm], item_idx[warm])
         low, high = self.rating_scale_
         np.clip(predicted, low, high, out=predicted)
         return predicted, cold
 
-    def _reconstruct(self, rows: np.ndarray, outputs: np.ndarray) -> np.ndarray:
-        """Network output at ``outputs[k]`` of input row ``rows[k]``, unclipped."""
-        net, device = self.net_, self.device_
-        net.eval()
-        unique_rows, position = np.unique(rows, return_inverse=True)
-        codes = torch.empty((len(unique_rows), net.hidden), device=device)
-        for start in range(0, len(unique_rows), _ENCODE_ROWS):
-            chunk = unique_rows[start:start + _ENCODE_ROWS]
-            batch = SparseBatch.from_scipy(self.matrix_[chunk], device, transpose=False)
-            codes[start:start + len(chunk)] = net.encode(batch)
-        position_t = torch.from_numpy(position.astype(np.int64)).to(device)
-        outputs_t = torch.from_numpy(np.asarray(outputs, dtype=np.int64)).to(device)
-        result = np.empty(len(rows), dtype=np.float64)
-        for start in range(0, len(rows), _DECODE_PAIRS):
-            stop = start + _DECODE_PAIRS
-            values = net.decode_pairs(codes, position_t[start:stop], outputs_t[start:stop])
-            result[start:stop] = values.double().cpu().numpy()
-        return result
+    def _blend(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Baseline (if any) plus the blended network outputs for known pairs, unclipped."""
+        out = self._offsets(user_idx, item_idx) + self.blend_[-1]
+        for weight, member in zip(self.blend_[:-1], self.members_, strict=False):
+            if weight != 0.0:
+                out += weight * member.reconstruct(user_idx, item_idx)
+        return out
 
     def predict(
         self, user_ids: Iterable[Any], item_ids: Iterable[Any], *, return_cold: bool = False
@@ -508,6 +550,17 @@ class AutoRec:
             "n_cold": int(cold.sum()),
             "seconds": time.perf_counter() - started,
         }
+
+
+def _triple(ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return ratings.user_idx, ratings.item_idx, ratings.rating
+
+
+def _least_squares_blend(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Weights (and intercept) of the networks' outputs that best fit ``target``."""
+    design = np.column_stack([outputs, np.ones(len(target))])
+    weights, *_ = np.linalg.lstsq(design, target, rcond=None)
+    return weights
 
 
 def _is_number(value: object) -> bool:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from .exceptions import ResourceError
 
@@ -100,14 +99,17 @@ def available_bytes(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgr
     return min(found)
 
 
-def check_training_memory(matrix: sp.csr_matrix, *, hidden: int, batch_size: int,
+def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, batch_size: int,
                           variant: str, device: Any = "cpu") -> MemoryEstimate:
-    """Raise :class:`ResourceError` when training on ``matrix`` cannot fit in memory.
+    """Raise :class:`ResourceError` when training cannot fit in memory.
 
     Parameters
     ----------
-    matrix
-        The training matrix, one row per input vector (items x users for I-AutoRec).
+    row_nnz
+        Ratings in each row of the training matrix (one row per input vector: per item for
+        I-AutoRec).
+    n_inputs
+        Length of an input vector (users for I-AutoRec).
     hidden, batch_size, variant
         The estimator's settings.
     device
@@ -119,8 +121,7 @@ def check_training_memory(matrix: sp.csr_matrix, *, hidden: int, batch_size: int
     MemoryEstimate
         The estimate, when it fits (or when the memory available cannot be known).
     """
-    n_rows, n_inputs = matrix.shape
-    row_nnz = np.diff(matrix.indptr)
+    n_rows = len(row_nnz)
     batch_rows = min(batch_size, n_rows)
     if batch_rows >= n_rows:
         batch_nnz = int(row_nnz.sum())

@@ -118,6 +118,10 @@ def train_with_early_stopping(
 ) -> TrainingRun:
     """Train up to ``max_epochs``, keeping the weights of the best validation epoch.
 
+    The untrained weights (epoch 0) are scored too and kept when no epoch beats them; they do
+    not start the patience count, since the first epochs of a fresh network are often worse
+    than where it started (a residual network starts at the baseline).
+
     Parameters
     ----------
     trainer
@@ -134,10 +138,10 @@ def train_with_early_stopping(
     """
     history: list[dict[str, Any]] = []
     stopper = EarlyStopping(patience if patience is not None else max_epochs + 1)
+    initial = EarlyStopping(0)  # the untrained weights: a fallback, not the patience anchor
     if score is not None:
-        initial = score()
-        stopper.update(0, initial, trainer.net)
-        log.debug("epoch 0: validation RMSE %.4f", initial)
+        initial.update(0, score(), trainer.net)
+        log.debug("epoch 0: validation RMSE %.4f", initial.best_score)
     for _ in range(max_epochs):
         stats = trainer.train_epoch()
         entry: dict[str, Any] = {"epoch": stats.epoch, "train_loss": stats.train_loss,
@@ -154,5 +158,7 @@ def train_with_early_stopping(
             break
     if score is None:
         return TrainingRun(history, trainer.epoch, math.nan)
+    if initial.best_score <= stopper.best_score:
+        stopper = initial
     stopper.restore(trainer.net)
     return TrainingRun(history, stopper.best_epoch, stopper.best_score)

@@ -1,0 +1,128 @@
+"""Presets and configuration files: everything resolves into :class:`~autorec.AutoRec`'s
+parameters, in one place.
+
+Precedence, lowest first: the estimator's defaults, a preset (:data:`PRESETS`), a
+configuration file (TOML or JSON, :func:`read_config`), explicit settings (command-line
+flags). :func:`resolve_params` applies it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from .exceptions import AutorecError
+
+__all__ = ["PAPER_L2_GRID", "PRESETS", "ConfigError", "read_config", "resolve_params"]
+
+#: The paper's grid for the L2 penalty, chosen on validation by ``--preset paper``.
+PAPER_L2_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 100.0, 1000.0)
+
+#: Named parameter sets. ``default`` is the estimator's own defaults (see README: the most
+#: robust across the benchmark data sets). ``reference`` is the d2l.ai chapter's recipe,
+#: unchanged. ``paper`` is I-AutoRec as published. ``best`` measured best on validation across
+#: the benchmark data sets (BENCHMARKS.md).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "reference": {
+        "variant": "item", "ensemble": 1, "hidden": 500, "activation": "sigmoid",
+        "dropout": 0.05, "input_dropout": 0.0, "lr": 0.002, "weight_decay": 1e-5, "l2": 0.0,
+        "epochs": 25, "batch_size": 256, "optimizer": "adam", "baseline": "none",
+        "validation": 0.0, "refit": False, "cold": "mean",
+    },
+    "paper": {
+        "variant": "item", "ensemble": 1, "hidden": 500, "activation": "sigmoid",
+        "dropout": 0.0, "input_dropout": 0.0, "lr": 0.01, "weight_decay": 0.0,
+        "l2": list(PAPER_L2_GRID), "epochs": 500, "batch_size": 4096, "optimizer": "rprop",
+        "baseline": "none", "validation": 0.1, "patience": 25, "refit": False,
+        "cold": "midpoint",
+    },
+    "best": {
+        "variant": "both", "ensemble": 2, "refit": True,
+    },
+}
+
+
+class ConfigError(AutorecError):
+    """A configuration file or preset is invalid."""
+
+
+def read_config(path: str | PathLike[str]) -> dict[str, Any]:
+    """Read a flat TOML (``.toml``) or JSON (``.json``) table of settings.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not valid TOML/JSON, or not a table of settings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    elif suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    else:
+        raise ConfigError(f"{path}: a configuration file must end in .toml or .json")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings, got {type(data).__name__}")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            raise ConfigError(f"{path}: setting {key!r} is a table; settings are flat "
+                              "(name = value)")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}: setting {key!r} is not finite")
+    return data
+
+
+def resolve_params(
+    preset: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    source: str = "configuration",
+) -> dict[str, Any]:
+    """The estimator parameters of ``preset``, then ``config``, then ``overrides``.
+
+    Keys of ``config`` and ``overrides`` must be :class:`~autorec.AutoRec` parameters; values
+    are checked when the estimator fits.
+
+    Raises
+    ------
+    ConfigError
+        Unknown preset or parameter name (naming ``source`` for ``config``).
+    """
+    from .estimator import AutoRec
+
+    valid = AutoRec().get_params()
+    params: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        params.update(PRESETS[preset])
+    for where, layer in ((source, config), ("settings", overrides)):
+        for key, value in (layer or {}).items():
+            if key not in valid:
+                raise ConfigError(f"{where}: unknown setting {key!r}; valid: "
+                                  f"{', '.join(valid)}")
+            params[key] = value
+    return params

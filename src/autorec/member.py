@@ -1,0 +1,176 @@
+"""One trained AutoRec network with what it reads: its orientation and its input rows.
+
+An :class:`~autorec.estimator.AutoRec` holds one or more members (several seeds, I-AutoRec
+and U-AutoRec side by side) and blends their outputs. A member knows dense indices only:
+``user_idx`` and ``item_idx`` over the estimator's id maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .model import AutoRecNet
+from .selection import TrainingRun, train_with_early_stopping
+from .sparse import SparseBatch
+from .train import Trainer
+
+__all__ = ["Member", "NetworkSpec", "orient"]
+
+_ENCODE_ROWS = 1024
+_DECODE_PAIRS = 1 << 16
+
+
+def orient(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, variant: str,
+           n_users: int, n_items: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Ratings as CSR in ``variant``'s orientation (items x users for I-AutoRec), with sorted
+    column indices, and for each stored value the position of its rating in the inputs."""
+    if variant == "item":
+        rows, cols, shape = item_idx, user_idx, (n_items, n_users)
+    else:
+        rows, cols, shape = user_idx, item_idx, (n_users, n_items)
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    matrix = sp.csr_matrix((np.asarray(rating, dtype=np.float32)[order], cols[order], indptr),
+                           shape=shape)
+    return matrix, order
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """How to build and train one member (the estimator's parameters, resolved)."""
+
+    variant: str
+    hidden: int
+    activation: str
+    dropout: float
+    input_dropout: float
+    lr: float
+    weight_decay: float
+    l2: float
+    batch_size: int
+    optimizer: str
+    residual: bool  # learn the deviation from a baseline (no decoder bias)
+    patience: int
+
+
+class Member:
+    """One network and the training ratings it encodes.
+
+    Parameters
+    ----------
+    spec
+        Architecture and training settings.
+    n_users, n_items
+        Sizes of the estimator's index spaces.
+    device
+        Where the network lives.
+    """
+
+    def __init__(self, spec: NetworkSpec, n_users: int, n_items: int,
+                 device: torch.device) -> None:
+        self.spec = spec
+        self.n_users = n_users
+        self.n_items = n_items
+        self.device = device
+        self.net: AutoRecNet | None = None
+        self.matrix: sp.csr_matrix | None = None
+        self.scale = 1.0
+        self.best_epoch = 0
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def n_inputs(self) -> int:
+        """Length of an input vector: users for I-AutoRec, items for U-AutoRec."""
+        return self.n_users if self.spec.variant == "item" else self.n_items
+
+    def set_inputs(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray) -> None:
+        """The ratings predictions are reconstructed from."""
+        self.matrix = orient(user_idx, item_idx, np.asarray(rating) / self.scale,
+                             self.spec.variant, self.n_users, self.n_items)[0]
+
+    def fit(
+        self,
+        ratings: tuple[np.ndarray, np.ndarray, np.ndarray],
+        offsets: np.ndarray | None,
+        *,
+        epochs: int,
+        init_seed: int,
+        train_seed: int,
+        score: Callable[[], float] | None = None,
+        on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    ) -> TrainingRun:
+        """Train a fresh network on ``ratings`` (``user_idx, item_idx, rating``).
+
+        ``offsets`` (one per rating) are subtracted from the ratings to make the targets when
+        the spec is residual; a residual network also works in units of the ratings' standard
+        deviation (inputs and targets divided by it, outputs multiplied back), so that its
+        penalty and learning rate mean the same on any rating scale. ``score`` rates the
+        current weights on validation data; the best epoch's weights are kept.
+        """
+        spec = self.spec
+        user_idx, item_idx, rating = ratings
+        std = float(np.std(rating))
+        self.scale = std if spec.residual and std > 0 else 1.0
+        self.matrix, order = orient(user_idx, item_idx, np.asarray(rating) / self.scale,
+                                    spec.variant, self.n_users, self.n_items)
+        targets = None
+        if spec.residual:
+            assert offsets is not None
+            targets = ((rating - offsets)[order] / self.scale).astype(np.float32)
+        generator = torch.Generator().manual_seed(init_seed)
+        self.net = AutoRecNet(self.n_inputs, spec.hidden, spec.activation, spec.dropout,
+                              decoder_bias=not spec.residual,
+                              sparse_grad=spec.optimizer == "lazy_adam", generator=generator)
+        if spec.residual:
+            # the untrained network adds nothing: epoch 0 predicts the baseline exactly
+            torch.nn.init.zeros_(self.net.decoder_weight)
+        trainer = Trainer(self.net, self.matrix, targets=targets, optimizer=spec.optimizer,
+                          lr=spec.lr, weight_decay=spec.weight_decay, l2=spec.l2,
+                          batch_size=spec.batch_size, input_dropout=spec.input_dropout,
+                          device=self.device, seed=train_seed)
+        run = train_with_early_stopping(trainer, epochs, score=score, patience=spec.patience,
+                                        on_epoch_end=on_epoch_end)
+        self.net.eval()
+        self.best_epoch = run.best_epoch
+        self.history = run.history
+        return run
+
+    def encode_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """Hidden codes (``len(rows) x hidden``) of input rows of the member's matrix."""
+        assert self.net is not None and self.matrix is not None
+        self.net.eval()
+        codes = torch.empty((len(rows), self.spec.hidden), device=self.device)
+        with torch.no_grad():
+            for start in range(0, len(rows), _ENCODE_ROWS):
+                chunk = rows[start:start + _ENCODE_ROWS]
+                batch = SparseBatch.from_scipy(self.matrix[chunk], self.device, transpose=False)
+                codes[start:start + len(chunk)] = self.net.encode(batch)
+        return codes
+
+    def reconstruct(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """The network's output for known (user, item) index pairs, unclipped (without the
+        baseline for a residual member)."""
+        assert self.net is not None
+        if self.spec.variant == "item":
+            rows, outputs = item_idx, user_idx
+        else:
+            rows, outputs = user_idx, item_idx
+        unique_rows, position = np.unique(rows, return_inverse=True)
+        codes = self.encode_rows(unique_rows)
+        position_t = torch.from_numpy(position.astype(np.int64)).to(self.device)
+        outputs_t = torch.from_numpy(np.asarray(outputs, dtype=np.int64)).to(self.device)
+        result = np.empty(len(rows), dtype=np.float64)
+        with torch.no_grad():
+            for start in range(0, len(rows), _DECODE_PAIRS):
+                stop = start + _DECODE_PAIRS
+                values = self.net.decode_pairs(codes, position_t[start:stop],
+                                               outputs_t[start:stop])
+                result[start:stop] = values.double().cpu().numpy()
+        return result * self.scale
