@@ -185,17 +185,35 @@ def test_console_entry_point_in_a_real_process(tmp_path, ratings_csv):
 
 @pytest.mark.real_data
 def test_reference_recipe_on_ml100k(capsys, tmp_path, ml100k_dir):
-    """Defaults on ML-100K (random 90/10, seed 0) reproduce the reference accuracy."""
+    """--preset reference on ML-100K (random 90/10, seed 0) reproduces the chapter."""
     out = tmp_path / "ml100k"
-    code, stdout, err = run_cli(capsys, "train", "--data-dir", str(ml100k_dir),
-                                "--device", "cpu", "--out", str(out))
+    code, stdout, err = run_cli(capsys, "train", "--data-dir", str(ml100k_dir), "--preset",
+                                "reference", "--device", "cpu", "--out", str(out))
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_train"] == 90_000 and metrics["n_test"] == 10_000
-    assert metrics["epochs"] == 25
+    assert metrics["epochs"] == 25 and metrics["preset"] == "reference"
+    assert metrics["model_params"]["validation"] == 0.0
     assert metrics["rmse"] < 0.92
     assert metrics["n_cold"] > 0  # some test items have no training rating at this split
-    assert "epoch  25/25" in stdout
+    assert "epoch  25/25" in stdout and "validation RMSE" not in stdout
+
+
+@pytest.mark.real_data
+def test_default_chooses_epoch_on_validation_ml100k(capsys, tmp_path, ml100k_dir):
+    """The default holds out validation ratings, stops early and keeps the best epoch."""
+    out = tmp_path / "ml100k"
+    code, stdout, err = run_cli(capsys, "train", "--data-dir", str(ml100k_dir), "--device",
+                                "cpu", "--out", str(out))
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = metrics["history"]
+    best = min(history, key=lambda entry: entry["validation_rmse"])
+    assert metrics["best_epoch"] == best["epoch"]
+    assert metrics["validation_rmse"] <= best["validation_rmse"] + 1e-12
+    assert metrics["epochs"] < metrics["model_params"]["epochs"]  # stopped early
+    assert metrics["rmse"] < 0.90  # loose: the chapter's recipe gets about 0.90
+    assert "validation RMSE" in stdout
 
 
 @pytest.mark.real_data

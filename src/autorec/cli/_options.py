@@ -1,0 +1,242 @@
+"""Options shared by ``train``, ``evaluate`` and ``tune``: data sources, model settings,
+presets and configuration files, resolved in one place.
+
+Every option that a configuration file may set is declared with ``default=None`` so that an
+explicit flag can be told apart from an unset one; :func:`resolve` then fills each from, in
+order, the flag, the ``--config`` file, the ``--preset``, and the defaults (the estimator's
+own for model settings, :data:`DEFAULTS` for the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..config import PRESETS, read_config, resolve_params
+from ..data import DATASETS, load_dataset, read_ratings
+from ..data.ratings import Ratings
+from ..data.readers import DUPLICATE_POLICIES
+from ..estimator import BASELINES, COLD_POLICIES, VARIANTS, AutoRec
+from ..model import ACTIVATIONS
+from ..split import CANONICAL_SPLITS, align, canonical_split
+from ..train import OPTIMIZERS, resolve_device
+from ._common import nonnegative_float, positive_float, positive_int, separator, unit_interval
+
+__all__ = ["CANONICAL_SPLITS", "DEFAULTS", "DEFAULT_DATASET", "MODEL_OPTIONS",
+           "add_data_options", "add_model_options", "at_least_two", "build_model", "canonical",
+           "check_sources", "load_ratings", "read_file", "read_training_files", "resolve"]
+
+DEFAULT_DATASET = "ml-100k"
+
+#: Defaults of the options that are not model settings.
+DEFAULTS: dict[str, Any] = {
+    "columns": "user_id,item_id,rating",
+    "duplicates": "error",
+    "no_header": False,
+    "seed": 0,
+    "test_ratio": 0.1,
+    "folds": 5,
+    "quiet": False,
+}
+
+#: Model settings: option dest -> estimator parameter.
+MODEL_OPTIONS: dict[str, str] = {
+    name: name for name in (
+        "variant", "ensemble", "hidden", "activation", "dropout", "input_dropout", "lr",
+        "weight_decay", "l2", "epochs", "batch_size", "optimizer", "baseline", "validation",
+        "patience", "refit", "cold", "device",
+    )
+}
+
+
+def at_least_two(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
+    return value
+
+
+def l2_values(text: str) -> float | list[float]:
+    """One penalty, or several separated by commas (chosen on validation)."""
+    values = [nonnegative_float(part) for part in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
+def add_data_options(parser: argparse.ArgumentParser, *, files: bool = True) -> None:
+    """``--dataset``/``--data``[/``--train --test``] and how to read them."""
+    source = parser.add_argument_group(
+        "data (one of --dataset, --data" + (", --train/--test)" if files else ")"))
+    source.add_argument("--dataset", choices=tuple(DATASETS), metavar="NAME",
+                        help=f"builtin data set: {', '.join(DATASETS)} (default "
+                        f"{DEFAULT_DATASET} when no file is given)")
+    source.add_argument("--data", type=Path, metavar="FILE",
+                        help="one ratings file (CSV/TSV/'::'/Parquet, optionally .gz/.bz2/.xz/"
+                        ".zip) to split")
+    if files:
+        source.add_argument("--train", type=Path, metavar="FILE", help="training ratings file")
+        source.add_argument("--test", type=Path, metavar="FILE", help="test ratings file")
+    source.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="folder holding builtin data sets as DIR/<name>/... "
+                        "(default: $AUTOREC_DATA_DIR)")
+    source.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
+                        help="download a builtin data set (default: only when no local copy)")
+    source.add_argument("--sep", type=separator, metavar="SEP",
+                        help="field separator of the files: one character, '::' or 'tab' "
+                        "(default: from the extension)")
+    source.add_argument("--no-header", action="store_const", const=True, default=None,
+                        help="the ratings files have no header line")
+    source.add_argument("--columns", metavar="U,I,R",
+                        help=f"user, item and rating column names (default: "
+                        f"{DEFAULTS['columns']})")
+    source.add_argument("--duplicates", choices=DUPLICATE_POLICIES,
+                        help="repeated (user, item) ratings: error (default), keep last, or mean")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--preset``, ``--config`` and one flag per estimator parameter."""
+    defaults = AutoRec().get_params()
+    group = parser.add_argument_group(
+        "model and training (defaults: the estimator's; see --preset and --config)")
+    group.add_argument("--preset", choices=tuple(PRESETS),
+                       help="named settings: default, reference (the d2l.ai chapter), paper "
+                       "(I-AutoRec as published), best (best measured on validation)")
+    group.add_argument("--config", type=Path, metavar="FILE",
+                       help="TOML or JSON file of settings (any option, by its long name with "
+                       "_ for -); flags override it, it overrides --preset")
+
+    def option(flag: str, help_text: str, **kwargs: Any) -> None:
+        dest = flag.lstrip("-").replace("-", "_")
+        default = defaults.get(dest)
+        shown = "" if default is None else f" (default: {default})"
+        group.add_argument(flag, help=help_text + shown, **kwargs)
+
+    option("--variant", "item: I-AutoRec; user: U-AutoRec; both: the two blended",
+           choices=VARIANTS)
+    option("--ensemble", "networks per variant, blended", type=positive_int, metavar="N")
+    option("--hidden", "hidden units", type=positive_int, metavar="N")
+    option("--activation", "encoder activation", choices=tuple(ACTIVATIONS))
+    option("--dropout", "dropout on the hidden layer", type=unit_interval, metavar="F")
+    option("--input-dropout", "share of input ratings hidden from the encoder (denoising)",
+           type=unit_interval, metavar="F")
+    option("--lr", "learning rate", type=positive_float, metavar="F")
+    option("--weight-decay", "Adam's coupled L2 term (--optimizer adam)",
+           type=nonnegative_float, metavar="F")
+    option("--l2", "the paper's L2 penalty on the weights; several values separated by commas "
+           "are each tried and chosen on validation", type=l2_values, metavar="F[,F...]")
+    option("--epochs", "most epochs (fewer with early stopping)", type=positive_int,
+           metavar="N")
+    option("--batch-size", "input vectors per step", type=positive_int, metavar="N")
+    option("--optimizer", "adam, lazy_adam (updates only the rows a batch touches) or rprop "
+           "(full batch)", choices=OPTIMIZERS)
+    option("--baseline", "biases: learn deviations from mean + user + item biases; none: the "
+           "ratings themselves", choices=BASELINES)
+    option("--validation", "share of the training ratings held out to pick the epoch; 0 trains "
+           "exactly --epochs", type=unit_interval, metavar="F")
+    option("--patience", "epochs without a better validation RMSE before stopping",
+           type=positive_int, metavar="N")
+    option("--refit", "after choosing the epochs on validation, retrain on all training "
+           "ratings", action=argparse.BooleanOptionalAction)
+    option("--cold", "prediction for pairs with an unseen user or item", choices=COLD_POLICIES)
+    group.add_argument("--device", metavar="DEV",
+                       help="auto (CUDA when available), cpu, cuda, cuda:N (default: auto)")
+
+
+def resolve(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]:
+    """Fill unset options from ``--config``, ``--preset`` and the defaults; returns the
+    estimator parameters (only those that differ from the estimator's defaults are needed,
+    but all that were set anywhere are returned)."""
+    config: dict[str, Any] = {}
+    if getattr(args, "config", None) is not None:
+        config = read_config(args.config)
+        config = {key.replace("-", "_"): value for key, value in config.items()}
+        known = set(vars(args)) - {"handler", "parser_error", "command", "config"}
+        for key in config:
+            if key not in known:
+                parser_error(f"{args.config}: unknown setting {key!r}")
+    if config.get("preset") is not None and args.preset is None:
+        args.preset = config["preset"]
+        if args.preset not in PRESETS:
+            parser_error(f"{args.config}: unknown preset {args.preset!r}; choose one of "
+                         f"{', '.join(PRESETS)}")
+    for dest, value in config.items():
+        if dest in MODEL_OPTIONS or dest == "preset":
+            continue
+        if getattr(args, dest) is None:
+            setattr(args, dest, _coerce(dest, value))
+    for dest, value in DEFAULTS.items():
+        if hasattr(args, dest) and getattr(args, dest) is None:
+            setattr(args, dest, value)
+    explicit = {MODEL_OPTIONS[dest]: getattr(args, dest) for dest in MODEL_OPTIONS
+                if getattr(args, dest, None) is not None}
+    from_file = {MODEL_OPTIONS[dest]: value for dest, value in config.items()
+                 if dest in MODEL_OPTIONS}
+    params = resolve_params(args.preset, from_file, explicit,
+                            source=str(args.config) if args.config else "configuration")
+    if params.get("device") == "auto":
+        params["device"] = None
+    if isinstance(params.get("l2"), str):
+        params["l2"] = l2_values(params["l2"])
+    columns = str(args.columns).split(",")
+    if len(columns) != 3 or not all(columns):
+        parser_error(f"--columns needs three names separated by commas, got {args.columns!r}")
+    args.columns = tuple(columns)
+    return params
+
+
+def _coerce(dest: str, value: Any) -> Any:
+    """A value from a configuration file for a non-model option (paths stay paths)."""
+    if dest in ("data", "train", "test", "data_dir", "out", "plot", "items") and value is not None:
+        return Path(value)
+    return value
+
+
+def build_model(params: dict[str, Any], random_state: int) -> AutoRec:
+    """The estimator for ``params``, validated before any data is read."""
+    model = AutoRec(**{**params, "random_state": random_state})
+    model._validate_params()
+    resolve_device(model.device)
+    return model
+
+
+def check_sources(args: argparse.Namespace, parser_error: Any) -> None:
+    """One data source, and a split that fits it."""
+    files = [name for name in ("data", "train", "test") if getattr(args, name, None) is not None]
+    if args.dataset is not None and files:
+        parser_error("give either --dataset or ratings files, not both")
+    if args.data is not None and (getattr(args, "train", None) is not None
+                                  or getattr(args, "test", None) is not None):
+        parser_error("give either --data or --train/--test, not both")
+    if (getattr(args, "train", None) is None) != (getattr(args, "test", None) is None):
+        parser_error("--train and --test go together")
+    if not files and args.dataset is None:
+        args.dataset = DEFAULT_DATASET
+
+
+def read_file(path: Path, args: argparse.Namespace) -> Ratings:
+    return read_ratings(path, sep=args.sep, header=not args.no_header, columns=args.columns,
+                        duplicates=args.duplicates)
+
+
+def read_training_files(args: argparse.Namespace) -> tuple[Ratings, Ratings]:
+    """``--train`` and ``--test``, read and aligned on shared id maps."""
+    return align(read_file(args.train, args), read_file(args.test, args))
+
+
+def load_ratings(args: argparse.Namespace) -> tuple[Ratings, str]:
+    """The ratings of ``--data`` or ``--dataset`` and a description."""
+    if args.data is not None:
+        return read_file(args.data, args), str(args.data)
+    return (load_dataset(args.dataset, args.data_dir, download=args.download,
+                         duplicates=args.duplicates), args.dataset)
+
+
+def canonical(args: argparse.Namespace, name: str, option: str, parser_error: Any
+              ) -> tuple[Ratings, Ratings]:
+    """An ML-100K canonical split (``u1``..``u5``, ``ua``, ``ub``) asked for by ``option``."""
+    if args.data is not None or getattr(args, "train", None) is not None:
+        parser_error(f"{option} is a canonical MovieLens-100K split; it needs --dataset "
+                     "ml-100k")
+    if args.dataset not in (None, "ml-100k"):
+        parser_error(f"{option} exists only for ml-100k, not {args.dataset}")
+    return canonical_split(name, args.data_dir, download=args.download)
