@@ -13,6 +13,8 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from os import PathLike
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -160,7 +162,7 @@ class AutoRec:
         l2: float | list[float] = 100.0,
         epochs: int = 200,
         batch_size: int = 256,
-        optimizer: Literal["adam", "lazy_adam", "rprop"] = "adam",
+        optimizer: Literal["adam", "lazy_adam", "rprop"] = "lazy_adam",
         baseline: Literal["biases", "none"] = "biases",
         validation: float = 0.05,
         patience: int = 10,
@@ -550,6 +552,64 @@ class AutoRec:
             "n_cold": int(cold.sum()),
             "seconds": time.perf_counter() - started,
         }
+
+    # -- persistence and recommendation (issue 7): see autorec.persist, autorec.recommend --
+    def save(self, path: str | PathLike[str], *, dataset: str | None = None) -> Path:
+        """Save the fitted model to the folder ``path`` (safetensors + JSON, no pickle;
+        atomic). See :func:`autorec.persist.save_model`."""
+        from .persist import save_model
+
+        return save_model(self, path, dataset=dataset)
+
+    @classmethod
+    def load(cls, path: str | PathLike[str], *, device: str | None = "cpu") -> AutoRec:
+        """Load a model folder written by :meth:`save` onto ``device`` (default the CPU).
+        See :func:`autorec.persist.load_model`."""
+        from .persist import load_model
+
+        return load_model(path, device=device)
+
+    def recommend(self, user_ids: Iterable[Any] | Any, n: int = 10, *,
+                  exclude_seen: bool = True, items: Iterable[Any] | None = None
+                  ) -> pd.DataFrame:
+        """Top-``n`` items for each raw user id: a DataFrame with ``user_id``, ``rank``,
+        ``item_id``, ``score`` and ``fallback`` (an unknown user: items ranked by the
+        baseline). Items rated in training are left out unless ``exclude_seen=False``.
+        See :func:`autorec.recommend.recommend`; :func:`autorec.recommend.top_n` is the
+        array API on dense indices."""
+        from .recommend import recommend
+
+        return recommend(self, user_ids, n, exclude_seen=exclude_seen, items=items)
+    # -- end of persistence and recommendation -----------------------------------------------
+
+    # -- fold-in (issue 7): new users and items without retraining, see autorec.foldin -----
+    def fold_in_user(self, ratings: Any, n: int | None = 10, add: bool = False, *,
+                     user_id: Any = None, exclude_rated: bool = True,
+                     reg: float | None = None) -> Any:
+        """Scores and top-``n`` recommendations for a new user, from its ratings of known items.
+
+        ``ratings``: ``{item_id: rating}``, a Series, a DataFrame (``item_id``, ``rating``) or
+        ``(item_ids, ratings)``; unknown items are ignored and counted. ``add=True`` adds the
+        user (``user_id``, new) to the model. ``reg``: ridge penalty of the fitted decoder
+        rows (default ``l2_ / 2``). Returns a :class:`autorec.foldin.FoldIn`; see
+        :func:`autorec.foldin.fold_in` for the method.
+        """
+        from .foldin import fold_in
+
+        return fold_in(self, "user", ratings, new_id=user_id, n=n, exclude_rated=exclude_rated,
+                       add=add, reg=reg)
+
+    def fold_in_item(self, ratings: Any, add: bool = False, *, item_id: Any = None,
+                     reg: float | None = None) -> Any:
+        """Scores of every known user for a new item, from its ratings by known users.
+
+        ``ratings``: ``{user_id: rating}``, a Series, a DataFrame (``user_id``, ``rating``) or
+        ``(user_ids, ratings)``; otherwise as :meth:`fold_in_user`.
+        """
+        from .foldin import fold_in
+
+        return fold_in(self, "item", ratings, new_id=item_id, n=None, add=add, reg=reg)
+    # -- end of fold-in ---------------------------------------------------------------------
 
 
 def _triple(ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

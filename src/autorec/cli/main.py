@@ -19,7 +19,7 @@ from typing import Any
 def build_parser() -> Any:
     """The ``autorec`` argument parser, with every command."""
     from .. import __version__
-    from . import train
+    from . import evaluate, train, tune
     from ._common import OneLineParser
 
     parser = OneLineParser(prog="autorec",
@@ -31,6 +31,8 @@ def build_parser() -> Any:
                                        parser_class=OneLineParser)
     subparsers.required = True
     train.add_parser(subparsers)
+    evaluate.add_parser(subparsers)
+    tune.add_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,119 @@
+"""``autorec evaluate``: score one configuration under an evaluation protocol (several splits),
+print a table and write DIR/results.json."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..evaluate import PAPER_REPEATS, PROTOCOLS, score_split, splits, summarise
+from ._common import check_output_dir, fraction, output_dir, positive_int, seed, write_json_atomic
+from ._options import (
+    CANONICAL_SPLITS,
+    add_data_options,
+    add_model_options,
+    at_least_two,
+    build_model,
+    canonical,
+    check_sources,
+    load_ratings,
+    resolve,
+)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a configuration under a protocol (repeated splits, k-fold, canonical)",
+        description="Train and score one configuration on every split of a protocol and report "
+        "per-split and mean RMSE/MAE with a 95%% confidence interval. Each model chooses its "
+        "epochs on a validation part of its own training ratings; test ratings are only "
+        "scored.",
+    )
+    add_data_options(parser, files=False)
+    protocol = parser.add_argument_group("protocol")
+    protocol.add_argument("--protocol", choices=PROTOCOLS, default="holdout",
+                          help=f"holdout: one random split (default); paper: random 90/10 "
+                          f"split repeated {PAPER_REPEATS} times, seeds SEED..SEED+"
+                          f"{PAPER_REPEATS - 1}; kfold: --folds folds; u1..u5, ua, ub: the "
+                          "ML-100K canonical splits")
+    protocol.add_argument("--folds", type=at_least_two, metavar="K",
+                          help="folds of --protocol kfold (default: 5)")
+    protocol.add_argument("--repeats", type=positive_int, default=1, metavar="R",
+                          help="repeat holdout, paper or kfold with seeds SEED..SEED+R-1 "
+                          "(default: 1)")
+    protocol.add_argument("--test-ratio", type=fraction, metavar="F",
+                          help="test fraction of holdout splits (default: 0.1)")
+    protocol.add_argument("--seed", type=seed, metavar="N",
+                          help="first seed of the splits and of the models (default: 0)")
+    add_model_options(parser)
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", type=output_dir, metavar="DIR", help="write DIR/results.json")
+    output.add_argument("--quiet", action="store_const", const=True, default=None,
+                        help="no line per network and split while training")
+    parser.set_defaults(handler=run, parser_error=parser.error)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_sources(args, args.parser_error)
+    params = resolve(args, args.parser_error)
+    template = build_model(params, args.seed)
+    if args.protocol in CANONICAL_SPLITS and args.repeats != 1:
+        args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
+    if args.out is not None:
+        check_output_dir(args.out)
+
+    chosen = splits(
+        args.protocol,
+        lambda: load_ratings(args)[0],
+        lambda name: canonical(args, name, f"--protocol {name}", args.parser_error),
+        seed=args.seed, test_ratio=args.test_ratio, folds=args.folds, repeats=args.repeats,
+    )
+    what = args.dataset if args.data is None else str(args.data)
+    print(f"{template.variant}-AutoRec, protocol {args.protocol} on {what}"
+          f"{f', preset {args.preset}' if args.preset else ''}")
+    print(f"{'split':<22} {'RMSE':>8} {'MAE':>8} {'valid.':>8} {'test':>7} {'cold':>6} "
+          f"{'epochs':>8} {'seconds':>8}")
+    results = []
+    for split in chosen:
+        model = build_model(params, split.seed)
+        result = score_split(model, split)
+        results.append(result)
+        epochs = ",".join(str(e) for e in result["best_epochs"])
+        validation = (f"{result['validation_rmse']:8.4f}"
+                      if not math.isnan(result["validation_rmse"]) else f"{'-':>8}")
+        print(f"{split.label:<22} {result['rmse']:8.4f} {result['mae']:8.4f} {validation} "
+              f"{result['n_test']:7d} {result['n_cold']:6d} {epochs:>8} "
+              f"{result['fit_seconds']:8.1f}", flush=True)
+    summary = summarise(results)
+    low, high = summary["ci95_rmse"]
+    interval = (f", 95% CI [{low:.4f}, {high:.4f}]" if not math.isnan(low) else "")
+    print(f"{'mean':<22} {summary['mean_rmse']:8.4f} {summary['mean_mae']:8.4f}")
+    print(f"mean RMSE {summary['mean_rmse']:.4f}{interval} over {summary['n_splits']} "
+          f"split{'s' if summary['n_splits'] > 1 else ''}; MAE {summary['mean_mae']:.4f}; "
+          f"{summary['fit_seconds']:.1f}s of training")
+
+    if args.out is not None:
+        options = {key: (str(value) if isinstance(value, Path) else value)
+                   for key, value in vars(args).items()
+                   if key not in ("handler", "parser_error", "command")}
+        resolved = template.get_params()
+        payload = {
+            **summary,
+            "protocol": args.protocol,
+            "data": what,
+            "preset": args.preset,
+            "splits": results,
+            "config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
+            "model_params": resolved,
+            "versions": {"autorec": __version__, "python": platform.python_version()},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(args.out / "results.json", payload)
+        print(f"wrote {args.out / 'results.json'}")
+    return 0

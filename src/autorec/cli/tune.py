@@ -1,0 +1,114 @@
+"""``autorec tune``: an Optuna search over AutoRec's settings, chosen on validation only.
+
+The data are split as for ``autorec train`` and only the training part is searched on (each
+trial holds out its own validation part); the test part is never scored. The best
+configuration is written as TOML for ``--config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..data.ratings import Ratings
+from ..evaluate import splits
+from ._common import fraction, positive_float, positive_int, seed
+from ._options import (
+    CANONICAL_SPLITS,
+    add_data_options,
+    add_model_options,
+    build_model,
+    canonical,
+    check_sources,
+    load_ratings,
+    resolve,
+)
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna on validation (pip install 'autorec[tune]')",
+        description="Search AutoRec's settings with Optuna (TPE sampler, median pruning on the "
+        "per-epoch validation RMSE). Trials see only the training part of the split and choose "
+        "on a validation part of it. The study is kept in SQLite: running the same command "
+        "again continues an interrupted search. The best settings are written as TOML for "
+        "--config.",
+    )
+    add_data_options(parser, files=False)
+    split = parser.add_argument_group("split (only its training part is searched on)")
+    split.add_argument("--split", choices=("random", *CANONICAL_SPLITS),
+                       help="random holdout (default) or a canonical ML-100K split")
+    split.add_argument("--test-ratio", type=fraction, metavar="F",
+                       help="test fraction of a random split, set aside (default: 0.1)")
+    split.add_argument("--seed", type=seed, metavar="N",
+                       help="seed of the split, the sampler and the models (default: 0)")
+    add_model_options(parser)
+    search = parser.add_argument_group("search")
+    search.add_argument("--trials", type=positive_int, default=30, metavar="N",
+                        help="finished trials the study should hold (default: %(default)s)")
+    search.add_argument("--timeout", type=positive_float, metavar="S",
+                        help="stop starting trials after S seconds")
+    search.add_argument("--study", type=Path, default=Path("autorec-study.db"), metavar="FILE",
+                        help="SQLite file of the study (default: %(default)s)")
+    search.add_argument("--study-name", default="autorec", metavar="NAME",
+                        help="name of the study in that file (default: %(default)s)")
+    search.add_argument("--out", type=Path, default=Path("best.toml"), metavar="FILE",
+                        help="where to write the best settings (default: %(default)s)")
+    search.add_argument("--top", type=positive_int, default=5, metavar="N",
+                        help="trials to list at the end (default: %(default)s)")
+    search.add_argument("--quiet", action="store_const", const=True, default=None,
+                        help="no line per trial")
+    parser.set_defaults(handler=run, parser_error=parser.error)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._io import atomic_write
+    from ..tune import best_config_toml, require_optuna, run_study
+
+    require_optuna()
+    check_sources(args, args.parser_error)
+    params = resolve(args, args.parser_error)
+    params.pop("random_state", None)
+    build_model(params, args.seed)  # checks every fixed setting before any data is read
+    if args.out.suffix.lower() != ".toml":
+        args.parser_error(f"--out {args.out}: the best settings are written as TOML (.toml)")
+
+    split = args.split or "random"
+    if split in CANONICAL_SPLITS:
+        train: Ratings = canonical(args, split, f"--split {split}", args.parser_error)[0]
+        what = f"ml-100k {split}.base"
+    else:
+        ratings, name = load_ratings(args)
+        train = next(splits("holdout", lambda: ratings, seed=args.seed,
+                            test_ratio=args.test_ratio)).train
+        what = f"{name}, training part of a random {1 - args.test_ratio:g} split"
+    print(f"tuning on {what}: {len(train)} ratings; study {args.study_name!r} in {args.study}")
+
+    def show(trial: Any) -> None:
+        if args.quiet:
+            return
+        value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        print(f"trial {trial.number:3d}: {value}  {shown}", flush=True)
+
+    study = run_study(train, base_params=params, n_trials=args.trials, storage=args.study,
+                      study_name=args.study_name, timeout=args.timeout,
+                      random_state=args.seed, on_trial_end=show)
+    complete = [t for t in study.trials if t.value is not None]
+    if not complete:
+        print("no trial finished")
+        return 1
+    print(f"top {min(args.top, len(complete))} of {len(study.trials)} trials by validation RMSE:")
+    for trial in sorted(complete, key=lambda t: t.value)[:args.top]:
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        print(f"  trial {trial.number:3d}  {trial.value:.4f}  {shown}")
+    text = best_config_toml(params, study)
+    atomic_write(args.out, lambda handle: handle.write(text))
+    print(f"wrote {args.out} (use it with --config {args.out})")
+    return 0
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,178 @@
+"""Evaluation protocols (splits, intervals, cold counting) and the ``autorec evaluate`` and
+``autorec tune`` commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from autorec import AutoRec
+from autorec.cli.main import main
+from autorec.evaluate import PAPER_REPEATS, confidence_interval, splits, summarise
+
+FAST = ["--hidden", "8", "--epochs", "3", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture
+def ratings_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(3)
+    lines = ["user_id,item_id,rating"]
+    for u in range(40):
+        for i in range(25):
+            if rng.random() < 0.4:
+                lines.append(f"u{u},i{i},{rng.integers(1, 6)}")
+    lines.append("newcomer,i1,4")  # a user with one rating: cold whenever it is tested
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_confidence_interval_matches_student_t() -> None:
+    values = [0.91, 0.90, 0.93, 0.89, 0.92]
+    low, high = confidence_interval(values)
+    mean, sem = np.mean(values), stats.sem(values)
+    expected = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=sem)
+    assert (low, high) == pytest.approx(expected)
+    assert all(math.isnan(x) for x in confidence_interval([0.9]))
+
+
+def test_summarise_pools_and_averages() -> None:
+    results = [{"rmse": 1.0, "mae": 0.8, "n_test": 10, "n_cold": 1, "fit_seconds": 1.0},
+               {"rmse": 2.0, "mae": 1.0, "n_test": 30, "n_cold": 2, "fit_seconds": 2.0}]
+    summary = summarise(results)
+    assert summary["mean_rmse"] == 1.5 and summary["mean_mae"] == pytest.approx(0.9)
+    assert summary["pooled_rmse"] == pytest.approx(math.sqrt((10 * 1 + 30 * 4) / 40))
+    assert summary["n_cold"] == 3 and summary["n_test"] == 40
+
+
+def test_paper_protocol_five_documented_splits(low_rank) -> None:
+    parts = list(splits("paper", lambda: low_rank, seed=7))
+    assert [p.seed for p in parts] == list(range(7, 7 + PAPER_REPEATS))
+    for part in parts:
+        assert len(part.test) == round(0.1 * len(low_rank))
+        assert len(part.train) + len(part.test) == len(low_rank)
+    assert parts[0].test.user_idx.tolist() != parts[1].test.user_idx.tolist()
+    again = list(splits("paper", lambda: low_rank, seed=7))
+    assert again[3].test.item_idx.tolist() == parts[3].test.item_idx.tolist()
+
+
+def test_kfold_and_holdout_repeats(low_rank) -> None:
+    folds = list(splits("kfold", lambda: low_rank, folds=4, repeats=2))
+    assert len(folds) == 8 and {f.seed for f in folds} == {0, 1}
+    assert sum(len(f.test) for f in folds[:4]) == len(low_rank)
+    holdout = list(splits("holdout", lambda: low_rank, test_ratio=0.25, repeats=3, seed=2))
+    assert [h.seed for h in holdout] == [2, 3, 4]
+    with pytest.raises(ValueError, match="protocol"):
+        list(splits("bootstrap", lambda: low_rank))
+
+
+def test_evaluate_cli_paper_protocol(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--data", str(ratings_csv), "--protocol", "paper", "--out",
+                 str(out), *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_splits"] == PAPER_REPEATS and len(results["splits"]) == PAPER_REPEATS
+    rmses = [s["rmse"] for s in results["splits"]]
+    assert results["mean_rmse"] == pytest.approx(np.mean(rmses))
+    low, high = results["ci95_rmse"]
+    assert low < results["mean_rmse"] < high
+    assert results["mean_mae"] == pytest.approx(np.mean([s["mae"] for s in results["splits"]]))
+    assert [s["seed"] for s in results["splits"]] == [0, 1, 2, 3, 4]
+    assert results["model_params"]["hidden"] == 8 and results["protocol"] == "paper"
+    # cold pairs are counted per split: the newcomer's one rating is cold where it is tested
+    assert results["n_cold"] == sum(s["n_cold"] for s in results["splits"])
+    assert all(not math.isnan(s["validation_rmse"]) for s in results["splits"])
+    assert "95% CI" in captured.out and captured.out.count("seed ") == PAPER_REPEATS
+
+
+def test_evaluate_cli_kfold_and_errors(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    code = main(["evaluate", "--data", str(ratings_csv), "--protocol", "kfold", "--folds", "3",
+                 *FAST])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines if line.startswith("fold ")] == ["1/3", "2/3", "3/3"]
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--data", str(ratings_csv), "--protocol", "u1"])
+    assert info.value.code == 2
+    assert "--protocol u1" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_evaluate_cli_canonical_split(capsys, tmp_path: Path, ml100k_dir: Path) -> None:
+    out = tmp_path / "u1"
+    code = main(["evaluate", "--data-dir", str(ml100k_dir), "--protocol", "u1",
+                 "--out", str(out), *FAST])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_test"] == 20_000 and results["n_splits"] == 1
+
+
+# -- tune ----------------------------------------------------------------------------------------
+def test_tune_resumes_and_writes_a_config_train_accepts(capsys, tmp_path: Path,
+                                                        ratings_csv: Path) -> None:
+    pytest.importorskip("optuna")
+    study, best = tmp_path / "study.db", tmp_path / "best.toml"
+    args = ["tune", "--data", str(ratings_csv), "--epochs", "3", "--study", str(study),
+            "--out", str(best), "--quiet"]
+    assert main([*args, "--trials", "2"]) == 0
+    first = capsys.readouterr().out
+    assert "top 2 of 2 trials" in first
+    assert main([*args, "--trials", "3"]) == 0  # one more trial, not three
+    assert "top 3 of 3 trials" in capsys.readouterr().out
+
+    import optuna
+
+    trials = optuna.load_study(study_name="autorec", storage=f"sqlite:///{study}").trials
+    assert len(trials) == 3
+    assert trials[2].params != trials[0].params  # the resumed search drew a new point
+    text = best.read_text()
+    assert "variant =" in text and "l2 =" in text
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(ratings_csv), "--config", str(best), "--epochs", "2",
+                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    chosen = min((t for t in trials if t.value is not None), key=lambda t: t.value)
+    params = json.loads((out / "metrics.json").read_text())["model_params"]
+    assert params["hidden"] == chosen.params["hidden"]
+    assert params["variant"] == chosen.params["variant"]
+
+
+def test_tune_never_scores_the_test_part(tmp_path: Path, ratings_csv: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("optuna")
+    from autorec import tune
+
+    seen: list[int] = []
+    original = AutoRec.fit
+
+    def spy(self, ratings, **kwargs):
+        seen.append(len(ratings))
+        return original(self, ratings, **kwargs)
+
+    monkeypatch.setattr(AutoRec, "fit", spy)
+    evaluated: list[int] = []
+    monkeypatch.setattr(AutoRec, "evaluate", lambda self, test: evaluated.append(1))
+    assert main(["tune", "--data", str(ratings_csv), "--epochs", "2", "--trials", "2",
+                 "--study", str(tmp_path / "s.db"), "--out", str(tmp_path / "b.toml"),
+                 "--quiet"]) == 0
+    n_total = len(ratings_csv.read_text().splitlines()) - 1
+    assert seen and all(n == n_total - round(0.1 * n_total) for n in seen)
+    assert not evaluated
+    assert tune.SEARCH_SPACE
+
+
+def test_tune_without_optuna_says_how_to_install(capsys, monkeypatch: pytest.MonkeyPatch,
+                                                 ratings_csv: Path) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna -> ImportError
+    code = main(["tune", "--data", str(ratings_csv)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "pip install 'autorec[tune]'" in err
