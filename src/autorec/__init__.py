@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "DataError": ".exceptions",
     "DatasetUnavailableError": ".exceptions",
     "IdMap": ".data",
+    "ModelFileError": ".exceptions",
     "NotFittedError": ".exceptions",
     "Ratings": ".data",
     "ResourceError": ".exceptions",
@@ -36,13 +37,17 @@ _EXPORTS: dict[str, str] = {
     "from_dataframe": ".data",
     "kfold_split": ".split",
     "load_dataset": ".data",
+    "load_model": ".persist",
     "mae": ".metrics",
     "random_split": ".split",
+    "ranking_metrics": ".metrics",
+    "ranking_report": ".recommend",
     "read_ratings": ".data",
     "rmse": ".metrics",
+    "save_model": ".persist",
 }
 _SUBMODULES = ("baseline", "cli", "data", "estimator", "exceptions", "memory", "metrics", "model",
-               "selection", "sparse", "split", "train")
+               "persist", "recommend", "selection", "sparse", "split", "train")
 
 __all__ = [
     "AutoRec",
@@ -50,6 +55,7 @@ __all__ = [
     "DataError",
     "DatasetUnavailableError",
     "IdMap",
+    "ModelFileError",
     "NotFittedError",
     "Ratings",
     "ResourceError",
@@ -59,10 +65,14 @@ __all__ = [
     "from_dataframe",
     "kfold_split",
     "load_dataset",
+    "load_model",
     "mae",
     "random_split",
+    "ranking_metrics",
+    "ranking_report",
     "read_ratings",
     "rmse",
+    "save_model",
 ]
 
 if TYPE_CHECKING:
@@ -72,11 +82,14 @@ if TYPE_CHECKING:
         AutorecError,
         DataError,
         DatasetUnavailableError,
+        ModelFileError,
         NotFittedError,
         ResourceError,
         TrainingError,
     )
-    from .metrics import mae, rmse
+    from .metrics import mae, ranking_metrics, rmse
+    from .persist import load_model, save_model
+    from .recommend import ranking_report
     from .split import align, canonical_split, kfold_split, random_split
 
 

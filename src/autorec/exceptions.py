@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["AutorecError", "DataError", "DatasetUnavailableError", "NotFittedError",
-           "ResourceError", "TrainingError"]
+__all__ = ["AutorecError", "DataError", "DatasetUnavailableError", "ModelFileError",
+           "NotFittedError", "ResourceError", "TrainingError"]
 
 
 class AutorecError(ValueError):
@@ -58,6 +58,12 @@ class DataError(AutorecError):
 
 class DatasetUnavailableError(AutorecError):
     """A builtin data set is neither available locally nor downloadable."""
+
+
+class ModelFileError(AutorecError):
+    """A saved model cannot be loaded: not a model folder, a missing, truncated or tampered
+    file (its SHA-256 differs from the one recorded), or a format version this autorec does
+    not read. The message is one line naming the file."""
 
 
 class NotFittedError(AutorecError, AttributeError):

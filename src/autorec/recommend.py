@@ -1,0 +1,446 @@
+"""Top-N recommendation: every candidate item scored for a batch of users at once.
+
+A fitted model's prediction for a known pair is ``offset + intercept + sum_k w_k s_k h_k(u, i)``
+(``offset`` the baseline ``mu + b_u + b_i`` or 0, ``w_k`` the blend weights, ``s_k`` each
+network's scale, ``h_k`` its reconstruction), clipped to the rating scale. Here the network
+part is computed for a block of users against all candidate items with one dense matrix
+product per network:
+
+* I-AutoRec (rows are items): the hidden codes of every item row are computed once and
+  cached per network; the block's scores are ``W_dec[users] @ codes[items].T + b_dec[users]``.
+* U-AutoRec (rows are users): the block's users are encoded, and the scores are
+  ``codes @ W_dec[items].T + b_dec[items]``.
+
+Blocks are computed in ``float32`` (the networks' precision), so that a score agrees with
+``model.predict`` for the same pair to about ``1e-6`` (float32 rounding; the products sum in
+another order), not bitwise.
+
+Items a user rated in training get ``-inf`` before :func:`torch.topk` (``exclude_seen``).
+Items are ranked by the *unclipped* score (so that items above the top of the scale keep
+their order) and reported with the clipped score, which equals ``model.predict`` for the same
+pair up to float32 rounding.
+
+Users the model does not know get the documented fallback, flagged: the items ranked by the
+baseline ``mu + b_i`` (the items rated above average by many users), with the score that
+``predict`` gives such a pair (the ``cold`` policy). Nothing is excluded for them.
+
+A user with fewer than ``n`` candidates left gets fewer recommendations: the low-level
+arrays are padded with item index ``-1`` and score ``NaN``; the DataFrame has fewer rows.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from .data.ratings import Ratings
+from .metrics import ranking_metrics_from_hits
+
+if TYPE_CHECKING:
+    from .estimator import AutoRec
+    from .member import Member
+
+__all__ = ["clear_cache", "default_threshold", "ranking_report", "recommend", "score_matrix",
+           "seen_matrix", "top_n"]
+
+#: Scores held at once (users in a block x candidate items): 2**24 float32 values, 64 MiB.
+SCORE_BLOCK = 1 << 24
+
+#: network -> (what the codes were computed from, the codes); an entry whose network, weights
+#: or input matrix are no longer the same objects (or were changed in place) is recomputed.
+_codes_cache: weakref.WeakKeyDictionary[Member, tuple[tuple[Any, ...], torch.Tensor]] = (
+    weakref.WeakKeyDictionary())
+#: model -> (the input matrix it was derived from, users x items pattern)
+_seen_cache: weakref.WeakKeyDictionary[AutoRec, tuple[Any, sp.csr_matrix]] = (
+    weakref.WeakKeyDictionary())
+
+
+def clear_cache() -> None:
+    """Forget the cached item codes and seen-item matrices (they are rebuilt on demand; a
+    network whose weights or inputs change is noticed without this)."""
+    _codes_cache.clear()
+    _seen_cache.clear()
+
+
+# -- scoring -----------------------------------------------------------------------------------
+def _row_codes(member: Member) -> torch.Tensor:
+    """Hidden codes of every input row of ``member`` (items for I-AutoRec), cached."""
+    assert member.net is not None and member.matrix is not None
+    net, matrix = member.net, member.matrix
+    signature = (net, matrix, net.encoder_weight, net.encoder_bias, matrix.shape, matrix.nnz,
+                 net.encoder_weight._version, net.encoder_bias._version,
+                 net.encoder_weight.device)
+    cached = _codes_cache.get(member)
+    if cached is not None and _same(cached[0], signature):
+        return cached[1]
+    codes = member.encode_rows(np.arange(matrix.shape[0]))
+    _codes_cache[member] = (signature, codes)
+    return codes
+
+
+def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """The objects of the first four are the same, the other values equal."""
+    return all(a is b for a, b in zip(old[:4], new[:4], strict=True)) and old[4:] == new[4:]
+
+
+def _unclipped_block(model: AutoRec, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
+    """Unclipped predictions (``float32``, ``len(users) x len(items)``) for known users and
+    items.
+
+    The terms that depend on the user alone (global mean, user bias, intercept, an I-AutoRec
+    decoder bias) and on the item alone (item bias, a U-AutoRec decoder bias) are summed in
+    float64 and added once; each network then adds its product in place (``addmm``), with its
+    blend weight and scale folded into the smaller factor.
+    """
+    device = model.members_[0].device
+    row = np.full(len(users), float(model.blend_[-1]))
+    column = np.zeros(len(items))
+    if model.baseline == "biases":
+        biases = model.biases_
+        row += biases.mean + biases.user[users]
+        column += biases.item[items]
+    users_t = torch.from_numpy(users).to(device)
+    items_t = torch.from_numpy(items).to(device)
+    products = []
+    with torch.no_grad():
+        for weight, member in zip(model.blend_[:-1], model.members_, strict=False):
+            net = member.net
+            assert net is not None
+            if weight == 0.0:
+                continue
+            factor = float(weight) * member.scale
+            if member.spec.variant == "item":  # rows are items: decoder rows are users
+                left = net.decoder_weight.index_select(0, users_t) * factor
+                right = _row_codes(member).index_select(0, items_t)
+                if net.decoder_bias is not None:
+                    row += factor * net.decoder_bias.index_select(0, users_t).double().cpu(
+                        ).numpy()
+            else:  # rows are users: decoder rows are items
+                left = member.encode_rows(users) * factor
+                right = net.decoder_weight.index_select(0, items_t)
+                if net.decoder_bias is not None:
+                    column += factor * net.decoder_bias.index_select(0, items_t).double(
+                        ).cpu().numpy()
+            products.append((left, right))
+        row_t = torch.from_numpy(row.astype(np.float32)).to(device)
+        column_t = torch.from_numpy(column.astype(np.float32)).to(device)
+        out = row_t[:, None] + column_t[None, :]
+        for left, right in products:
+            out.addmm_(left, right.T)
+    return out
+
+
+def score_matrix(model: AutoRec, user_idx: np.ndarray, item_idx: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Predictions for every (user, item) pair of ``user_idx x item_idx`` as a dense array.
+
+    Parameters
+    ----------
+    model
+        A fitted model.
+    user_idx
+        Dense user indices; ``-1`` for a user the model does not know (cold fallback).
+    item_idx
+        Dense item indices (default: every item).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``len(user_idx) x len(item_idx)`` float64 predictions, clipped to the rating scale:
+        ``model.predict`` on the same pairs, up to float32 rounding (about ``1e-6``).
+    """
+    model._check_fitted()
+    users = np.asarray(user_idx, dtype=np.int64)
+    items = _candidates(model, item_idx)
+    low, high = model.rating_scale_
+    out = np.empty((len(users), len(items)), dtype=np.float64)
+    known = users >= 0
+    if (~known).any():
+        out[~known] = _cold_scores(model, items)
+    rows = np.flatnonzero(known)
+    for start in range(0, len(rows), _block_rows(len(items))):
+        block = rows[start:start + _block_rows(len(items))]
+        scores = _unclipped_block(model, users[block], items)
+        out[block] = scores.clamp_(low, high).cpu().numpy()  # float32 -> float64
+    return out
+
+
+def _cold_scores(model: AutoRec, items: np.ndarray) -> np.ndarray:
+    """What ``predict`` gives an unknown user with each of ``items``."""
+    return model._predict_index(np.full(len(items), -1, dtype=np.int64), items)[0]
+
+
+def _candidates(model: AutoRec, item_idx: np.ndarray | None) -> np.ndarray:
+    n_items = len(model.items_)
+    if item_idx is None:
+        return np.arange(n_items, dtype=np.int64)
+    items = np.asarray(item_idx, dtype=np.int64)
+    if items.ndim != 1 or (len(items) and (items.min() < 0 or items.max() >= n_items)):
+        raise ValueError(f"item indices must be a 1-d array of indices in [0, {n_items})")
+    return items
+
+
+def _block_rows(n_candidates: int) -> int:
+    return max(1, SCORE_BLOCK // max(n_candidates, 1))
+
+
+# -- seen items --------------------------------------------------------------------------------
+def seen_matrix(model: AutoRec) -> sp.csr_matrix:
+    """The model's training ratings as a users x items CSR pattern (the items each user rated,
+    which recommendations leave out by default). Cached per model."""
+    model._check_fitted()
+    member = model.members_[0]
+    assert member.matrix is not None
+    matrix = member.matrix
+    cached = _seen_cache.get(model)
+    if cached is not None and cached[0] is matrix:
+        return cached[1]
+    seen = matrix.T.tocsr() if member.spec.variant == "item" else matrix.tocsr(copy=True)
+    seen.sort_indices()
+    _seen_cache[model] = (matrix, seen)
+    return seen
+
+
+def _seen_of(model: AutoRec, ratings: Ratings | pd.DataFrame) -> sp.csr_matrix:
+    """``ratings`` (raw ids) as a users x items pattern over the model's indices; pairs the
+    model does not know are dropped."""
+    frame = ratings.to_dataframe() if isinstance(ratings, Ratings) else ratings
+    users = model.users_.to_index(frame["user_id"].to_numpy())
+    items = model.items_.to_index(frame["item_id"].to_numpy())
+    keep = (users >= 0) & (items >= 0)
+    return sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
+                          (users[keep], items[keep])),
+                         shape=(len(model.users_), len(model.items_)))
+
+
+# -- top-N -------------------------------------------------------------------------------------
+def top_n(
+    model: AutoRec,
+    user_idx: np.ndarray,
+    n: int = 10,
+    *,
+    exclude_seen: bool = True,
+    item_idx: np.ndarray | None = None,
+    seen: sp.csr_matrix | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best items for each user, on dense indices (the low-level API).
+
+    Parameters
+    ----------
+    model
+        A fitted model.
+    user_idx
+        Dense user indices; ``-1`` for a user the model does not know (fallback ranking, see
+        the module docstring).
+    n
+        Items per user.
+    exclude_seen
+        Leave out the items each user rated in training (or in ``seen``).
+    item_idx
+        Candidate items (default: all).
+    seen
+        Users x items pattern of the items to leave out, over the model's indices (default:
+        the training ratings, :func:`seen_matrix`).
+
+    Returns
+    -------
+    item_idx, scores : numpy.ndarray
+        ``len(user_idx) x n``: item indices (``-1`` where a user has fewer than ``n``
+        candidates left) and their predictions, best first (``NaN`` for padding). Scores are
+        ``model.predict`` for the same pairs, up to float32 rounding; items tied after clipping
+        stay in the order of their unclipped scores.
+    """
+    model._check_fitted()
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
+    items = _candidates(model, item_idx)
+    n = int(n)
+    out_items = np.full((len(users), n), -1, dtype=np.int64)
+    out_scores = np.full((len(users), n), np.nan, dtype=np.float64)
+    k = min(n, len(items))
+    if k == 0 or len(users) == 0:
+        return out_items, out_scores
+    low, high = model.rating_scale_
+    if exclude_seen and seen is None:
+        seen = seen_matrix(model)
+    position = None
+    if exclude_seen and item_idx is not None:  # item index -> column among the candidates
+        position = np.full(len(model.items_), -1, dtype=np.int64)
+        position[items] = np.arange(len(items))
+
+    unknown = np.flatnonzero(users < 0)
+    if len(unknown):
+        key = model.biases_.predict(np.full(len(items), -1, dtype=np.int64), items)
+        order = np.argsort(-key, kind="stable")[:k]
+        out_items[unknown, :k] = items[order]
+        out_scores[unknown, :k] = _cold_scores(model, items)[order]
+
+    known = np.flatnonzero(users >= 0)
+    rows_per_block = _block_rows(len(items))
+    for start in range(0, len(known), rows_per_block):
+        rows = known[start:start + rows_per_block]
+        block_users = users[rows]
+        scores = _unclipped_block(model, block_users, items)
+        if exclude_seen:
+            assert seen is not None
+            sub = seen[block_users]
+            row_of = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+            cols = sub.indices.astype(np.int64)
+            if position is not None:
+                cols = position[cols]
+                row_of, cols = row_of[cols >= 0], cols[cols >= 0]
+            if len(cols):
+                device = scores.device
+                scores[torch.from_numpy(row_of).to(device),
+                       torch.from_numpy(cols).to(device)] = -math.inf
+        values, columns = torch.topk(scores, k, dim=1)
+        values_np = values.cpu().numpy()
+        columns_np = columns.cpu().numpy()
+        valid = np.isfinite(values_np)
+        picked = np.where(valid, items[columns_np], -1)
+        out_items[rows, :k] = picked
+        out_scores[rows, :k] = np.where(valid, np.clip(values_np, low, high), np.nan)
+    return out_items, out_scores
+
+
+def recommend(
+    model: AutoRec,
+    user_ids: Iterable[Any] | Any,
+    n: int = 10,
+    *,
+    exclude_seen: bool = True,
+    items: Iterable[Any] | None = None,
+) -> pd.DataFrame:
+    """Top-``n`` items for each of ``user_ids`` (raw ids), as a table.
+
+    Parameters
+    ----------
+    model
+        A fitted model.
+    user_ids
+        One raw user id or several; compared by text like every id.
+    n
+        Items per user.
+    exclude_seen
+        Leave out the items each user rated in training (default).
+    items
+        Raw ids of the candidate items (default: every item the model knows); an id the
+        model does not know raises ``ValueError``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``user_id`` (as asked), ``rank`` (1 = best), ``item_id``, ``score`` (the
+        predicted rating) and ``fallback`` (``True`` for a user the model does not know,
+        whose items are ranked by the baseline). Users in the order asked, best items first;
+        a user with fewer than ``n`` candidates left has fewer rows.
+    """
+    model._check_fitted()
+    if isinstance(user_ids, str | bytes) or not isinstance(user_ids, Iterable):
+        user_ids = [user_ids]
+    asked = list(user_ids)
+    user_idx = model.users_.to_index(asked)
+    item_idx = None
+    if items is not None:
+        wanted = list([items] if isinstance(items, str | bytes) else items)
+        item_idx = model.items_.to_index(wanted)
+        if (item_idx < 0).any():
+            missing = [str(wanted[i]) for i in np.flatnonzero(item_idx < 0)[:5]]
+            raise ValueError(f"items: {int((item_idx < 0).sum())} item id(s) the model does "
+                             f"not know, e.g. {', '.join(missing)}")
+    picked, scores = top_n(model, user_idx, n, exclude_seen=exclude_seen, item_idx=item_idx)
+    rows, ranks = np.nonzero(picked >= 0)
+    user_column = np.empty(len(asked), dtype=object)
+    user_column[:] = asked
+    return pd.DataFrame({
+        "user_id": user_column[rows],
+        "rank": ranks.astype(np.int64) + 1,
+        "item_id": model.items_.to_raw(picked[rows, ranks]),
+        "score": scores[rows, ranks],
+        "fallback": user_idx[rows] < 0,
+    })
+
+
+# -- ranking evaluation ------------------------------------------------------------------------
+def default_threshold(rating_scale: tuple[float, float]) -> float:
+    """The default relevance threshold: the upper quarter of the scale, ``low + 0.75 (high -
+    low)`` (4 on a 1-5 scale)."""
+    low, high = rating_scale
+    return low + 0.75 * (high - low)
+
+
+def ranking_report(
+    model: AutoRec,
+    train: Ratings | pd.DataFrame | None,
+    test: Ratings | pd.DataFrame,
+    k: int = 10,
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """Precision, recall, NDCG, MAP and hit rate at ``k`` of the model's top-``k`` lists.
+
+    For every test user with at least one relevant test item (rating ``>= threshold``, on an
+    item the model knows), the model recommends ``k`` items, leaving out the user's training
+    items, and the list is scored against the relevant test items (see
+    :func:`autorec.metrics.ranking_metrics` for the conventions). Users the model does not
+    know get the fallback list and count like the others.
+
+    Parameters
+    ----------
+    model
+        A fitted model.
+    train
+        The training ratings whose items are left out of each user's candidates; ``None``
+        leaves out what the model was trained on.
+    test
+        Test ratings (raw ids).
+    k
+        List length.
+    threshold
+        Smallest relevant rating; default :func:`default_threshold` of the model's rating
+        scale (4 on 1-5).
+
+    Returns
+    -------
+    dict
+        ``precision@k``, ``recall@k``, ``ndcg@k``, ``map@k``, ``hit_rate@k`` (means over the
+        users scored), ``k``, ``threshold``, ``n_users`` (users scored), ``n_users_unknown``
+        (of them, users the model does not know), ``n_relevant`` (relevant test ratings
+        counted).
+    """
+    model._check_fitted()
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if threshold is None:
+        threshold = default_threshold(model.rating_scale_)
+    frame = test.to_dataframe() if isinstance(test, Ratings) else test
+    rating = frame["rating"].to_numpy(dtype=np.float64)
+    items = model.items_.to_index(frame["item_id"].to_numpy())
+    relevant = (rating >= threshold) & (items >= 0)
+    user_codes, user_raw = pd.factorize(frame["user_id"].to_numpy())
+    user_codes, items = user_codes[relevant], items[relevant]
+    present = np.unique(user_codes)
+    user_idx = model.users_.to_index(np.asarray(user_raw, dtype=object)[present])
+    seen = None if train is None else _seen_of(model, train)
+    picked, _ = top_n(model, user_idx, int(k), exclude_seen=True, seen=seen)
+    row = np.searchsorted(present, user_codes)
+    n_items = len(model.items_)
+    relevant_keys = np.unique(row * n_items + items)
+    n_relevant = np.bincount(relevant_keys // n_items, minlength=len(present))
+    keys = np.arange(len(present))[:, None] * n_items + picked
+    hits = (picked >= 0) & np.isin(keys, relevant_keys)
+    figures = ranking_metrics_from_hits(hits, n_relevant, int(k))
+    return {
+        **figures,
+        "k": int(k),
+        "threshold": float(threshold),
+        "n_users_unknown": int((user_idx < 0).sum()),
+        "n_relevant": len(relevant_keys),
+    }
