@@ -1,0 +1,227 @@
+"""Top-N recommendation and ranking metrics: against predict, brute force and hand counts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from autorec import AutoRec, Ratings, random_split, ranking_metrics, ranking_report
+from autorec.metrics import ranking_metrics_from_hits
+from autorec.recommend import default_threshold, score_matrix, seen_matrix, top_n
+
+FAST = {"hidden": 8, "epochs": 3, "batch_size": 16, "random_state": 0, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def ratings() -> Ratings:
+    from conftest import make_low_rank
+
+    return make_low_rank()
+
+
+@pytest.fixture(scope="module")
+def models(ratings: Ratings) -> dict[str, AutoRec]:
+    return {
+        "item": AutoRec(variant="item", validation=0.1, **FAST).fit(ratings),
+        "user": AutoRec(variant="user", validation=0.0, **FAST).fit(ratings),
+        "both-none": AutoRec(variant="both", ensemble=2, baseline="none", validation=0.1,
+                             **FAST).fit(ratings),
+    }
+
+
+VARIANTS = ["item", "user", "both-none"]
+
+
+def rated_items(ratings: Ratings) -> dict[object, set[object]]:
+    frame = ratings.to_dataframe()
+    return {user: set(group) for user, group in frame.groupby("user_id")["item_id"]}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_scores_equal_predict(models: dict[str, AutoRec], name: str) -> None:
+    model = models[name]
+    users = model.users_.raw_ids
+    table = model.recommend(users, n=10, exclude_seen=False)
+    assert len(table) == 10 * len(users)
+    predicted = model.predict(table["user_id"].to_numpy(), table["item_id"].to_numpy())
+    np.testing.assert_allclose(table["score"].to_numpy(), predicted, rtol=0, atol=1e-5)
+    matrix = score_matrix(model, np.arange(len(users)))
+    u, i = np.meshgrid(users, model.items_.raw_ids, indexing="ij")
+    np.testing.assert_allclose(matrix.ravel(), model.predict(u.ravel(), i.ravel()), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_top_n_is_the_best_unseen_items(models: dict[str, AutoRec], ratings: Ratings,
+                                        name: str) -> None:
+    model = models[name]
+    n_users, n_items = len(model.users_), len(model.items_)
+    picked, scores = top_n(model, np.arange(n_users), 5)
+    matrix = score_matrix(model, np.arange(n_users))
+    seen = seen_matrix(model).toarray() != 0
+    assert seen.sum() == len(ratings)
+    for u in range(n_users):
+        assert not seen[u, picked[u]].any()
+        assert np.all(np.diff(scores[u]) <= 0)  # best first
+        best = np.sort(np.where(seen[u], -np.inf, matrix[u]))[::-1][:5]
+        np.testing.assert_allclose(scores[u], best, atol=1e-5)
+        np.testing.assert_allclose(scores[u], matrix[u, picked[u]], atol=1e-6)
+    assert picked.shape == (n_users, 5) and (picked >= 0).all() and (picked < n_items).all()
+
+
+def test_seen_items_are_excluded_by_default(models: dict[str, AutoRec], ratings: Ratings
+                                            ) -> None:
+    model = models["item"]
+    rated = rated_items(ratings)
+    table = model.recommend(model.users_.raw_ids, n=len(model.items_))
+    for user, group in table.groupby("user_id"):
+        items = set(group["item_id"])
+        assert not items & rated[user]
+        assert items | rated[user] == set(model.items_.raw_ids)  # every other item, once
+        assert list(group["rank"]) == list(range(1, len(group) + 1))
+        assert group["score"].is_monotonic_decreasing
+        assert not group["fallback"].any()
+    every = model.recommend(model.users_.raw_ids[:2], n=len(model.items_), exclude_seen=False)
+    assert len(every) == 2 * len(model.items_)
+
+
+def test_fewer_candidates_than_n_pads_arrays_and_shortens_table(models: dict[str, AutoRec],
+                                                                ratings: Ratings) -> None:
+    model = models["item"]
+    user = model.users_.raw_ids[0]
+    n_rated = len(rated_items(ratings)[user])
+    n_left = len(model.items_) - n_rated
+    picked, scores = top_n(model, model.users_.to_index([user]), len(model.items_) + 5)
+    assert (picked[0, :n_left] >= 0).all() and (picked[0, n_left:] == -1).all()
+    assert np.isfinite(scores[0, :n_left]).all() and np.isnan(scores[0, n_left:]).all()
+    assert len(model.recommend(user, n=100)) == n_left
+
+
+def test_unknown_user_gets_the_flagged_baseline_fallback(models: dict[str, AutoRec]) -> None:
+    model = models["item"]
+    known = model.users_.raw_ids[0]
+    table = model.recommend(["stranger", known], n=5)
+    stranger = table[table["user_id"] == "stranger"]
+    assert stranger["fallback"].all() and not table[table["user_id"] == known][
+        "fallback"].any()
+    expected = np.argsort(-model.biases_.item, kind="stable")[:5]
+    assert list(stranger["item_id"]) == list(model.items_.to_raw(expected))
+    predicted, cold = model.predict(["stranger"] * 5, stranger["item_id"], return_cold=True)
+    assert cold.all()
+    np.testing.assert_allclose(stranger["score"], predicted)
+
+
+def test_candidate_items_and_unknown_candidates(models: dict[str, AutoRec]) -> None:
+    model = models["user"]
+    items = list(model.items_.raw_ids[:6])
+    table = model.recommend(model.users_.raw_ids[:4], n=3, items=items, exclude_seen=False)
+    assert set(table["item_id"]) <= set(items) and len(table) == 12
+    full = score_matrix(model, np.arange(4), np.arange(6))
+    np.testing.assert_allclose(table["score"].to_numpy().reshape(4, 3),
+                               -np.sort(-full, axis=1)[:, :3], atol=1e-6)
+    with pytest.raises(ValueError, match="item id"):
+        model.recommend(model.users_.raw_ids[:1], items=["no-such-item"])
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        model.recommend(model.users_.raw_ids[:1], n=0)
+
+
+def test_ids_compared_as_text(models: dict[str, AutoRec]) -> None:
+    model = models["item"]
+    raw = int(model.users_.raw_ids[3])
+    a = model.recommend([raw], n=3)
+    b = model.recommend([str(raw)], n=3)
+    assert list(a["item_id"]) == list(b["item_id"]) and not b["fallback"].any()
+    assert model.recommend([f"0{raw}"], n=3)["fallback"].all()  # another id
+
+
+def test_item_codes_cache_follows_weight_changes(ratings: Ratings) -> None:
+    model = AutoRec(variant="item", validation=0.0, **FAST).fit(ratings)
+    users = model.users_.raw_ids
+    model.recommend(users, n=3)  # fills the cache
+    with torch.no_grad():
+        model.members_[0].net.encoder_weight.mul_(3.0)
+    table = model.recommend(users, n=3, exclude_seen=False)
+    predicted = model.predict(table["user_id"].to_numpy(), table["item_id"].to_numpy())
+    np.testing.assert_allclose(table["score"], predicted, atol=1e-5)
+
+
+# -- ranking metrics ----------------------------------------------------------------------------
+def test_ranking_metrics_hand_computed() -> None:
+    recommended = [[1, 2, 3, 4, 5], [7, 8], [1, 2], [1, 2, 3]]
+    relevant = [{2, 4, 9}, {7}, set(), {10}]  # the third user has nothing relevant: skipped
+    figures = ranking_metrics(recommended, relevant, k=5)
+    # user 1: hits at positions 2 and 4 of 5, 3 relevant
+    ndcg_1 = (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3) + 1 / math.log2(4))
+    ap_1 = (1 / 2 + 2 / 4) / 3
+    # user 2: a hit at position 1 of a list of 2 (precision still over k = 5), 1 relevant
+    # user 4: no hit
+    assert figures["n_users"] == 3
+    assert figures["precision@5"] == pytest.approx((2 / 5 + 1 / 5 + 0) / 3)
+    assert figures["recall@5"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert figures["hit_rate@5"] == pytest.approx(2 / 3)
+    assert figures["ndcg@5"] == pytest.approx((ndcg_1 + 1 + 0) / 3)
+    assert figures["map@5"] == pytest.approx((ap_1 + 1 + 0) / 3)
+    assert ndcg_1 == pytest.approx(1.0616064 / 2.1309298, abs=1e-7)  # 0.498189
+
+
+def test_ranking_metrics_cut_off_and_ideal_list() -> None:
+    # k smaller than the relevant set: ideal DCG and MAP's denominator use min(k, n_relevant)
+    figures = ranking_metrics([[1, 2, 3]], [{1, 2, 3, 4, 5}], k=2)
+    assert figures["precision@2"] == 1.0 and figures["ndcg@2"] == 1.0
+    assert figures["map@2"] == 1.0 and figures["recall@2"] == pytest.approx(2 / 5)
+    figures = ranking_metrics([[9, 1]], [{1}], k=2)  # the hit at position 2
+    assert figures["ndcg@2"] == pytest.approx(1 / math.log2(3))
+    assert figures["map@2"] == pytest.approx(1 / 2)
+    hits = ranking_metrics_from_hits([[False, True]], [1])
+    assert hits == ranking_metrics([["a", "b"]], [{"b"}], k=2)
+
+
+def test_ranking_metrics_refuse_bad_input() -> None:
+    with pytest.raises(ValueError, match="repeats an item"):
+        ranking_metrics([[1, 1]], [{1}], k=2)
+    with pytest.raises(ValueError, match="differ in length"):
+        ranking_metrics([[1]], [{1}, {2}], k=2)
+    empty = ranking_metrics([[1]], [set()], k=3)
+    assert empty["n_users"] == 0 and math.isnan(empty["ndcg@3"])
+
+
+def test_default_threshold_is_the_upper_part_of_the_scale() -> None:
+    assert default_threshold((1.0, 5.0)) == 4.0
+    assert default_threshold((-10.0, 10.0)) == 5.0
+
+
+def test_ranking_report_matches_lists_from_recommend(ratings: Ratings) -> None:
+    train, test = random_split(ratings, test_ratio=0.3, random_state=1)
+    model = AutoRec(variant="item", validation=0.0, **FAST).fit(train)
+    report = ranking_report(model, train, test, k=5)
+    assert report == ranking_report(model, None, test, k=5)  # the model's own training items
+
+    frame = test.to_dataframe()
+    frame = frame[(frame["rating"] >= 4.0) & frame["item_id"].isin(model.items_.raw_ids)]
+    users = list(pd.unique(frame["user_id"]))
+    table = model.recommend(users, n=5)
+    recommended = [list(table[table["user_id"] == u]["item_id"]) for u in users]
+    relevant = [set(frame[frame["user_id"] == u]["item_id"]) for u in users]
+    expected = ranking_metrics(recommended, relevant, k=5)
+    for key, value in expected.items():
+        assert report[key] == pytest.approx(value), key
+    assert report["n_users"] == len(users) > 0
+    assert report["threshold"] == 4.0 and report["k"] == 5
+    assert report["n_relevant"] == len(frame)
+    assert all(0.0 <= report[f"{m}@5"] <= 1.0 for m in ("precision", "recall", "ndcg", "map",
+                                                         "hit_rate"))
+
+
+def test_ranking_report_counts_unknown_users_with_the_fallback(ratings: Ratings) -> None:
+    model = AutoRec(variant="item", validation=0.0, **FAST).fit(ratings)
+    popular = model.recommend(["stranger"], n=3)["item_id"].tolist()
+    test = pd.DataFrame({"user_id": ["stranger", "stranger"], "item_id": [popular[1], 99999],
+                         "rating": [5.0, 5.0]})
+    report = ranking_report(model, None, test, k=3)
+    assert report["n_users"] == 1 and report["n_users_unknown"] == 1
+    assert report["n_relevant"] == 1  # the unknown item cannot be recommended: not counted
+    assert report["hit_rate@3"] == 1.0 and report["recall@3"] == 1.0
+    assert report["ndcg@3"] == pytest.approx(1 / math.log2(3))
