@@ -2,6 +2,7 @@
 
 from .builtin import DATASETS, dataset_path, load_dataset
 from .ids import IdMap
+from .items import ItemTitles, dataset_item_titles, read_item_titles
 from .ratings import Orientation, Ratings
 from .readers import DEFAULT_COLUMNS, DuplicatePolicy, from_dataframe, read_ratings
 
@@ -10,10 +11,13 @@ __all__ = [
     "DEFAULT_COLUMNS",
     "DuplicatePolicy",
     "IdMap",
+    "ItemTitles",
     "Orientation",
     "Ratings",
+    "dataset_item_titles",
     "dataset_path",
     "from_dataframe",
     "load_dataset",
+    "read_item_titles",
     "read_ratings",
 ]

@@ -35,7 +35,12 @@ GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/"
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where a builtin data set lives and how its ratings file is laid out."""
+    """Where a builtin data set lives and how its ratings file is laid out.
+
+    ``items_file`` holds the item titles (read by :mod:`autorec.data.items`); ``published``
+    is ``(ratings, users, items)`` as the GroupLens README of the set counts them (items: the
+    movies of the catalogue, a few of which may have no rating).
+    """
 
     name: str
     archive: str
@@ -45,6 +50,8 @@ class DatasetSpec:
     sep: str
     header: bool
     names: tuple[str, ...]
+    items_file: str | None = None
+    published: tuple[int, int, int] | None = None
 
     @property
     def url(self) -> str:
@@ -60,8 +67,9 @@ _ML_TEXT_NAMES = ("user_id", "item_id", "rating", "timestamp")
 _ML_CSV_NAMES = ("userId", "movieId", "rating")
 
 
-def _csv_spec(name: str, sha256: str) -> DatasetSpec:
-    return DatasetSpec(name, f"{name}.zip", sha256, name, "ratings.csv", ",", True, _ML_CSV_NAMES)
+def _csv_spec(name: str, sha256: str, published: tuple[int, int, int]) -> DatasetSpec:
+    return DatasetSpec(name, f"{name}.zip", sha256, name, "ratings.csv", ",", True, _ML_CSV_NAMES,
+                       "movies.csv", published)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -69,18 +77,25 @@ DATASETS: dict[str, DatasetSpec] = {
     for spec in (
         DatasetSpec("ml-100k", "ml-100k.zip",
                     "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
-                    "ml-100k", "u.data", "\t", False, _ML_TEXT_NAMES),
+                    "ml-100k", "u.data", "\t", False, _ML_TEXT_NAMES, "u.item",
+                    (100_000, 943, 1_682)),
         DatasetSpec("ml-1m", "ml-1m.zip",
                     "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
-                    "ml-1m", "ratings.dat", "::", False, _ML_TEXT_NAMES),
+                    "ml-1m", "ratings.dat", "::", False, _ML_TEXT_NAMES, "movies.dat",
+                    (1_000_209, 6_040, 3_883)),
         DatasetSpec("ml-10m", "ml-10m.zip",
                     "813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862",
-                    "ml-10M100K", "ratings.dat", "::", False, _ML_TEXT_NAMES),
-        _csv_spec("ml-20m", "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3"),
-        _csv_spec("ml-25m", "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa"),
-        _csv_spec("ml-32m", "e4a68655d7386b8f95f2f2424b2ff975dfdd15ffd59e0d864a14dca43e99d6ee"),
+                    "ml-10M100K", "ratings.dat", "::", False, _ML_TEXT_NAMES, "movies.dat",
+                    (10_000_054, 71_567, 10_681)),
+        _csv_spec("ml-20m", "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+                  (20_000_263, 138_493, 27_278)),
+        _csv_spec("ml-25m", "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
+                  (25_000_095, 162_541, 62_423)),
+        _csv_spec("ml-32m", "e4a68655d7386b8f95f2f2424b2ff975dfdd15ffd59e0d864a14dca43e99d6ee",
+                  (32_000_204, 200_948, 87_585)),
         _csv_spec("ml-latest-small",
-                  "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436"),
+                  "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+                  (100_836, 610, 9_742)),
     )
 }
 

@@ -27,7 +27,7 @@ from .ids import IdMap, InvalidIdError, id_column
 from .ratings import Ratings
 
 __all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "check_separator", "from_dataframe",
-           "rating_values", "read_ratings"]
+           "rating_values", "read_pairs", "read_ratings"]
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,76 @@ def read_ratings(
         names=names, columns=columns, source=str(path))
     return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path),
                           line_numbers=line_numbers)
+
+
+def read_pairs(
+    path: str | PathLike[str],
+    *,
+    sep: str | None = None,
+    header: bool = True,
+    columns: Sequence[str] = DEFAULT_COLUMNS[:2],
+) -> tuple[pd.Series, pd.Series]:
+    """Read (user, item) pairs to predict from a CSV, TSV, ``::`` or Parquet file.
+
+    The file is read like :func:`read_ratings` reads ratings (same formats, compression, line
+    ends and quoting), with ``columns`` naming the user and item columns; other columns
+    (a rating, a timestamp) are allowed and ignored. Ids go through
+    :func:`autorec.data.ids.id_column`, so they compare by text with a model's ids.
+
+    Returns
+    -------
+    user_ids, item_ids : pandas.Series
+        The raw ids, one pair per row, in file order.
+
+    Raises
+    ------
+    DataError
+        The file is missing, empty, has no pair, lacks a column, or holds a bad id; the
+        message names the file, line and field.
+    """
+    path = Path(path)
+    try:
+        sep = check_separator(sep)
+    except ValueError as exc:
+        raise ValueError(f"sep {exc}") from None
+    if len(columns) != 2:
+        raise ValueError(f"columns must name the user and item columns, got {columns!r}")
+    if not path.exists():
+        raise DataError("no such file", source=path)
+    if not path.is_file():
+        raise DataError("not a file", source=path)
+    payload, name = read_source(path)
+    line_numbers: np.ndarray | None = None
+    if Path(name).suffix.lower() in (".parquet", ".pq"):
+        try:
+            frame = pd.read_parquet(io.BytesIO(payload.take()))
+        except ImportError as exc:
+            raise DataError("reading Parquet needs pyarrow: pip install 'autorec[parquet]'",
+                            source=path) from exc
+        except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+            raise DataError(f"not a readable Parquet file ({type(exc).__name__})",
+                            source=path) from None
+    else:
+        frame, line_numbers = read_text(
+            payload, sep=sep if sep is not None else _guess_separator(name), header=header,
+            names=None, columns=columns, source=str(path))
+    unit = "line" if line_numbers is not None else "row"
+    for col in columns:
+        if col not in frame.columns:
+            present = ", ".join(repr(str(c)) for c in frame.columns)
+            raise DataError(f"missing column (columns present: {present})", source=path,
+                            field=col)
+    if len(frame) == 0:
+        raise DataError("no pairs", source=path)
+    ids = []
+    for col in columns:
+        try:
+            ids.append(id_column(frame[col]))
+        except InvalidIdError as exc:
+            line = (int(line_numbers[exc.position]) if line_numbers is not None
+                    else exc.position)
+            raise DataError(exc.problem, source=path, line=line, field=col, unit=unit) from None
+    return ids[0], ids[1]
 
 
 def _read_parquet(data: bytes, path: Path, columns: Sequence[str],
