@@ -19,7 +19,7 @@ from typing import Any
 def build_parser() -> Any:
     """The ``autorec`` argument parser, with every command."""
     from .. import __version__
-    from . import evaluate, train, tune
+    from . import datasets, evaluate, predict, recommend, train, tune
     from ._common import OneLineParser
 
     parser = OneLineParser(prog="autorec",
@@ -33,6 +33,9 @@ def build_parser() -> Any:
     train.add_parser(subparsers)
     evaluate.add_parser(subparsers)
     tune.add_parser(subparsers)
+    predict.add_parser(subparsers)
+    recommend.add_parser(subparsers)
+    datasets.add_parser(subparsers)
     return parser
 
 

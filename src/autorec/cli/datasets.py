@@ -1,0 +1,41 @@
+"""``autorec datasets``: the builtin data sets, their published sizes, and which are here."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "datasets",
+        help="list the builtin data sets and whether each is available locally",
+        description="List the builtin MovieLens data sets with their sizes as GroupLens "
+        "publishes them (ratings, users, movies in the catalogue) and where each is found "
+        "locally: --data-dir or $AUTOREC_DATA_DIR, then the download cache. Nothing is "
+        "downloaded.",
+    )
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="folder holding data sets as DIR/<name>/... "
+                        "(default: $AUTOREC_DATA_DIR)")
+    parser.set_defaults(handler=run, parser_error=parser.error)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.builtin import DATASETS, find_local_dir
+
+    rows = []
+    for name, spec in DATASETS.items():
+        ratings, users, items = spec.published or (0, 0, 0)
+        folder = find_local_dir(name, args.data_dir)
+        rows.append((name, f"{ratings:,}", f"{users:,}", f"{items:,}",
+                     f"yes ({folder})" if folder is not None else "no (downloaded on first use)"))
+    header = ("name", "ratings", "users", "items", "local")
+    widths = [max(len(row[k]) for row in [header, *rows]) for k in range(4)]
+    for row in [header, *rows]:
+        print("  ".join([row[0].ljust(widths[0]),
+                         *(value.rjust(width) for value, width in zip(row[1:4], widths[1:4],
+                                                                      strict=True)),
+                         row[4]]))
+    return 0

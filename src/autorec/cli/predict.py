@@ -1,0 +1,78 @@
+"""``autorec predict``: ratings for the (user, item) pairs of a file, from a saved model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import IO, Any
+
+from ._common import separator
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict ratings for (user, item) pairs with a saved model",
+        description="Read (user, item) pairs, predict their ratings with a model saved by "
+        "'autorec train --save DIR' (or AutoRec.save), and write a CSV with the columns "
+        "user_id,item_id,prediction,fallback. A pair whose user or item the model does not "
+        "know gets the model's cold-start fallback and fallback=true.",
+    )
+    parser.add_argument("--model", type=Path, required=True, metavar="DIR",
+                        help="the model folder")
+    parser.add_argument("--input", type=Path, required=True, metavar="FILE",
+                        help="pairs: CSV/TSV/'::'/Parquet with user_id and item_id columns "
+                        "(others are ignored), perhaps compressed")
+    parser.add_argument("--output", type=Path, required=True, metavar="FILE",
+                        help="predictions CSV, written atomically")
+    parser.add_argument("--sep", type=separator, metavar="SEP",
+                        help="field separator of --input: one character, '::' or 'tab' "
+                        "(default: from extension)")
+    parser.add_argument("--no-header", action="store_true",
+                        help="--input has no header line (user and item are its first fields)")
+    parser.add_argument("--columns", default="user_id,item_id", metavar="USER,ITEM",
+                        help="user and item column names of --input (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", metavar="DEV",
+                        help="cpu (default), cuda, cuda:N, or auto")
+    parser.set_defaults(handler=run, parser_error=parser.error)
+
+
+def _columns(text: str, parser_error: Any) -> tuple[str, str]:
+    columns = text.split(",")
+    if len(columns) != 2 or not all(c.strip() for c in columns):
+        parser_error(f"--columns needs two names separated by a comma, got {text!r}")
+    return columns[0].strip(), columns[1].strip()
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .._io import atomic_write
+    from ..data.readers import read_pairs
+    from ..persist import load_model
+
+    columns = _columns(args.columns, args.parser_error)
+    if str(args.output).strip() == "":
+        args.parser_error("--output needs a file name")
+    if args.output.is_dir():
+        raise ValueError(f"--output {args.output} is a folder; give a file name")
+    device = None if args.device == "auto" else args.device
+    model = load_model(args.model, device=device)
+    user_ids, item_ids = read_pairs(args.input, sep=args.sep, header=not args.no_header,
+                                    columns=columns)
+    predicted, cold = model.predict(user_ids.to_numpy(), item_ids.to_numpy(), return_cold=True)
+    frame = pd.DataFrame({
+        "user_id": user_ids.to_numpy(),
+        "item_id": item_ids.to_numpy(),
+        "prediction": predicted,
+        "fallback": np.where(cold, "true", "false"),
+    })
+
+    def write(handle: IO[str]) -> None:
+        frame.to_csv(handle, index=False, lineterminator="\n")
+
+    atomic_write(args.output, write)
+    print(f"wrote {len(frame)} predictions to {args.output} ({int(cold.sum())} fallback: user "
+          f"or item unknown to the model, predicted by its cold policy {model.cold!r})")
+    return 0

@@ -1,0 +1,90 @@
+"""``autorec recommend``: the top-N items for some users, from a saved model, with titles."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import IO, Any
+
+from ._common import positive_int
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "recommend",
+        help="top-N items for users, from a saved model",
+        description="Recommend the N items with the highest predicted rating to each user, "
+        "leaving out the items the user rated in training (unless --include-seen). Prints one "
+        "line per item: rank, item id, predicted rating and title. A user the model does not "
+        "know gets the items with the highest baseline (mean plus item bias), marked as a "
+        "fallback. Titles come from --items FILE, or from the model's builtin data set when "
+        "its item file is found locally (--data-dir, $AUTOREC_DATA_DIR, the download cache).",
+    )
+    parser.add_argument("--model", type=Path, required=True, metavar="DIR",
+                        help="the model folder")
+    parser.add_argument("--user", action="append", required=True, metavar="ID",
+                        help="a raw user id as in the training data; repeat for several users")
+    parser.add_argument("--n", type=positive_int, default=10, metavar="N",
+                        help="items per user (default: %(default)s)")
+    parser.add_argument("--items", type=Path, metavar="FILE",
+                        help="item titles: CSV with item_id,title columns, or a MovieLens "
+                        "u.item, movies.dat or movies.csv")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="folder holding builtin data sets, for their titles (default: "
+                        "$AUTOREC_DATA_DIR)")
+    parser.add_argument("--include-seen", action="store_true",
+                        help="also recommend items the user rated in training")
+    parser.add_argument("--output", type=Path, metavar="FILE",
+                        help="also write a CSV: user_id,rank,item_id,score,title,fallback")
+    parser.add_argument("--device", default="cpu", metavar="DEV",
+                        help="cpu (default), cuda, cuda:N, or auto")
+    parser.set_defaults(handler=run, parser_error=parser.error)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .._io import atomic_write
+    from ..data.items import dataset_item_titles, read_item_titles
+    from ..persist import load_model, read_model_info
+
+    if args.output is not None and args.output.is_dir():
+        raise ValueError(f"--output {args.output} is a folder; give a file name")
+    if any(not user.strip() for user in args.user):
+        args.parser_error("--user needs an id")
+    device = None if args.device == "auto" else args.device
+    model = load_model(args.model, device=device)
+    if args.items is not None:
+        titles = read_item_titles(args.items)
+    else:
+        dataset = read_model_info(args.model).get("dataset")
+        titles = dataset_item_titles(dataset, args.data_dir) if isinstance(dataset, str) else None
+
+    users = [user.strip() for user in args.user]
+    table = model.recommend(users, n=args.n, exclude_seen=not args.include_seen)
+    table["title"] = (titles.title_of(table["item_id"].to_numpy()) if titles is not None
+                      else np.full(len(table), None, dtype=object))
+    width = max([len(str(item)) for item in table["item_id"]] + [4])
+    for user in dict.fromkeys(users):
+        rows = table[table["user_id"] == user]
+        if len(rows) and rows["fallback"].iloc[0]:
+            note = " (unknown to the model: the items with the highest baseline, a fallback)"
+        elif not len(rows):
+            note = " (no item left to recommend)"
+        else:
+            note = ""
+        print(f"user {user}{note}:")
+        for row in rows.itertuples(index=False):
+            title = "" if row.title is None else f"  {row.title}"
+            print(f"{row.rank:4d}  {row.item_id!s:>{width}}  {row.score:.4f}{title}")
+
+    if args.output is not None:
+        out = table[["user_id", "rank", "item_id", "score", "title", "fallback"]].copy()
+        out["fallback"] = np.where(out["fallback"], "true", "false")
+
+        def write(handle: IO[str]) -> None:
+            out.to_csv(handle, index=False, lineterminator="\n")
+
+        atomic_write(args.output, write)
+        print(f"wrote {len(out)} recommendations to {args.output}")
+    return 0

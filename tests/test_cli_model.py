@@ -1,0 +1,230 @@
+"""``autorec predict``, ``recommend`` and ``datasets`` on real files and real model folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autorec import AutoRec, read_ratings
+from autorec.cli.main import main
+
+FAST = {"hidden": 8, "epochs": 2, "batch_size": 16, "random_state": 0, "device": "cpu",
+        "validation": 0.0}
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse exits by itself
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def ratings_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 users (text ids) x 25 items (integer ids), about half observed, 1-5 stars."""
+    rng = np.random.default_rng(3)
+    lines = ["user_id,item_id,rating"]
+    for u in range(40):
+        for i in range(25):
+            if rng.random() < 0.5 or i == u % 25:
+                lines.append(f"u{u},{i + 1},{rng.integers(1, 6)}")
+    path = tmp_path_factory.mktemp("data") / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(ratings_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = AutoRec(**FAST).fit(read_ratings(ratings_file))
+    return model.save(tmp_path_factory.mktemp("models") / "model")
+
+
+@pytest.fixture(scope="module")
+def model(model_dir: Path) -> AutoRec:
+    return AutoRec.load(model_dir)
+
+
+# -- predict ------------------------------------------------------------------------------------
+def test_predict_writes_predictions_and_flags_fallbacks(capsys, tmp_path, model_dir, model):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id,rating\nu1,3,4\nu2,5,1\nstranger,3,2\nu1,999,5\n"
+                     "u3,007,1\n")
+    out = tmp_path / "out" / "predictions.csv"
+    code, stdout, err = run_cli(capsys, "predict", "--model", model_dir, "--input", pairs,
+                                "--output", out)
+    assert code == 0, err
+    assert "wrote 5 predictions" in stdout and "3 fallback" in stdout
+    frame = pd.read_csv(out, dtype={"user_id": str, "item_id": str})
+    assert list(frame.columns) == ["user_id", "item_id", "prediction", "fallback"]
+    assert list(frame["user_id"]) == ["u1", "u2", "stranger", "u1", "u3"]
+    assert list(frame["item_id"]) == ["3", "5", "3", "999", "007"]  # ids as written
+    assert list(frame["fallback"]) == [False, False, True, True, True]  # 007 is not item 7
+    expected = model.predict(["u1", "u2", "stranger", "u1", "u3"], ["3", "5", "3", "999", "007"])
+    np.testing.assert_array_equal(frame["prediction"].to_numpy(), expected)  # exact round trip
+    assert "true" in out.read_text() and "True" not in out.read_text()
+
+
+def test_predict_tab_separated_without_header(capsys, tmp_path, model_dir):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("u1\t3\nu4\t4\n")
+    out = tmp_path / "p.csv"
+    code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input", pairs,
+                           "--output", out, "--no-header")
+    assert code == 0, err
+    assert len(pd.read_csv(out)) == 2
+
+
+@pytest.mark.parametrize("content, needles", [
+    ("user,item_id\nu1,3\n", ["pairs.csv", "field 'user_id'", "missing column"]),
+    ("user_id,item_id\nu1,3\nu2,caf\xe9\n", ["pairs.csv", "line 3", "not UTF-8"]),
+    ("user_id,item_id\nu1,3\n,4\n", ["line 3", "field 'user_id'", "missing value"]),
+    ("user_id,item_id\nu1,3,9\n", ["line 2", "expected 2 fields, found 3"]),
+    ("user_id,item_id\n", ["pairs.csv", "no pairs"]),
+    ("", ["pairs.csv", "empty file"]),
+])
+def test_predict_bad_input_one_line_nothing_written(capsys, tmp_path, model_dir, content,
+                                                    needles):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes(content.encode("latin-1"))
+    out = tmp_path / "predictions.csv"
+    out.write_text("earlier\n")
+    code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input", pairs,
+                           "--output", out)
+    assert_one_line_error(code, err, "autorec predict: error:", *needles)
+    assert out.read_text() == "earlier\n"  # left as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv", "predictions.csv"]
+
+
+def test_predict_refuses_bad_model_folders(capsys, tmp_path, model_dir):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\nu1,3\n")
+    out = tmp_path / "p.csv"
+    code, _, err = run_cli(capsys, "predict", "--model", tmp_path / "nope", "--input", pairs,
+                           "--output", out)
+    assert_one_line_error(code, err, "no such model folder")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in ("model.json", "model.safetensors"):
+        (damaged / name).write_bytes((model_dir / name).read_bytes())
+    data = bytearray((damaged / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (damaged / "model.safetensors").write_bytes(bytes(data))
+    code, _, err = run_cli(capsys, "predict", "--model", damaged, "--input", pairs,
+                           "--output", out)
+    assert_one_line_error(code, err, "model.safetensors", "checksum mismatch")
+    code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input",
+                           tmp_path / "absent.csv", "--output", out)
+    assert_one_line_error(code, err, "absent.csv", "no such file")
+    assert not out.exists()
+
+
+def test_predict_option_errors(capsys, tmp_path, model_dir):
+    code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input", "x.csv")
+    assert_one_line_error(code, err, "--output")
+    code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input", "x.csv",
+                           "--output", "y.csv", "--columns", "a,b,c")
+    assert_one_line_error(code, err, "--columns")
+
+
+# -- recommend ----------------------------------------------------------------------------------
+def test_recommend_prints_rank_item_score_title(capsys, tmp_path, model_dir, model,
+                                                ratings_file):
+    titles = tmp_path / "titles.csv"
+    titles.write_text("item_id,title\n" + "".join(f'{i},"Film {i}, the"\n' for i in range(1, 26)))
+    out = tmp_path / "recs.csv"
+    code, stdout, err = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u1",
+                                "--user", "stranger", "--n", "4", "--items", titles,
+                                "--output", out)
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0] == "user u1:"
+    assert lines[5].startswith("user stranger (unknown to the model")
+    expected = model.recommend(["u1"], n=4)
+    for line, row in zip(lines[1:5], expected.itertuples(), strict=True):
+        rank, item, score, title = line.split(maxsplit=3)
+        assert (int(rank), item, title) == (row.rank, str(row.item_id),
+                                            f"Film {row.item_id}, the")
+        assert float(score) == pytest.approx(row.score, abs=1e-4)
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["user_id", "rank", "item_id", "score", "title", "fallback"]
+    assert len(rows) == 8 and rows[0]["title"] == f"Film {expected['item_id'][0]}, the"
+    assert [r["fallback"] for r in rows] == ["false"] * 4 + ["true"] * 4
+    rated = set(read_ratings(ratings_file).to_dataframe().query("user_id == 'u1'")["item_id"])
+    assert not {int(r["item_id"]) for r in rows[:4]} & rated  # seen items left out
+
+
+def test_recommend_include_seen_and_titles_from_builtin_set(capsys, tmp_path, ratings_file):
+    model = AutoRec(**FAST).fit(read_ratings(ratings_file))
+    folder = model.save(tmp_path / "model", dataset="ml-100k")
+    data = tmp_path / "data" / "ml-100k"
+    data.mkdir(parents=True)
+    (data / "u.data").write_text("1\t1\t5\t0\n")
+    (data / "u.item").write_bytes("".join(f"{i}|Café {i} (1995)|01-Jan-1995||http://x|0\n"
+                                          for i in range(1, 26)).encode("latin-1"))
+    code, stdout, err = run_cli(capsys, "recommend", "--model", folder, "--user", "u1",
+                                "--n", "25", "--include-seen", "--data-dir", tmp_path / "data")
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert len(lines) == 26 and all("Café" in line for line in lines[1:])
+    code, stdout, _ = run_cli(capsys, "recommend", "--model", folder, "--user", "u1",
+                              "--n", "25", "--data-dir", tmp_path / "data")
+    assert 1 < len(stdout.splitlines()) < 26  # seen items left out by default
+
+
+def test_recommend_without_titles(capsys, model_dir):
+    code, stdout, _ = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u2",
+                              "--n", "2")
+    assert code == 0
+    assert [len(line.split()) for line in stdout.splitlines()[1:]] == [3, 3]
+
+
+def test_recommend_bad_items_file_writes_nothing(capsys, tmp_path, model_dir):
+    titles = tmp_path / "titles.csv"
+    titles.write_text("id,name\n1,x\n")
+    out = tmp_path / "recs.csv"
+    code, _, err = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u1",
+                           "--items", titles, "--output", out)
+    assert_one_line_error(code, err, "autorec recommend: error:", "titles.csv",
+                          "missing column")
+    assert not out.exists()
+    code, _, err = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u1",
+                           "--n", "0")
+    assert_one_line_error(code, err, "--n")
+    code, _, err = run_cli(capsys, "recommend", "--model", model_dir)
+    assert_one_line_error(code, err, "--user")
+
+
+# -- datasets -----------------------------------------------------------------------------------
+def test_datasets_lists_builtin_sets_and_local_copies(capsys, tmp_path):
+    (tmp_path / "ml-1m").mkdir()
+    (tmp_path / "ml-1m" / "ratings.dat").write_text("1::1::5::0\n")
+    code, stdout, _ = run_cli(capsys, "datasets", "--data-dir", tmp_path)
+    assert code == 0
+    lines = {line.split()[0]: line for line in stdout.splitlines()[1:]}
+    assert set(lines) == {"ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m",
+                          "ml-latest-small"}
+    assert "100,000" in lines["ml-100k"] and "943" in lines["ml-100k"]
+    assert f"yes ({tmp_path / 'ml-1m'})" in lines["ml-1m"]
+    assert " no " in lines["ml-100k"] + " "
+
+
+def test_model_json_is_what_the_cli_reads(model_dir):
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["users"]["storage"] == "text" and info["items"]["storage"] == "int64"
