@@ -13,8 +13,8 @@ of the touched inputs only (``k x hidden``). What happens to them depends on ``s
 * ``False``: they are added in place into the weight's dense ``.grad`` buffer (kept across
   steps by ``zero_grad(set_to_none=False)``), which is what autograd's accumulation would do,
   without allocating an ``n_in x hidden`` tensor per step (BENCHMARKS.md);
-* ``True``: they are returned to autograd as a row-sparse COO gradient, for an optimizer that
-  updates only the touched rows (``torch.optim.SparseAdam``, "lazy" Adam).
+* ``True``: they become a row-sparse COO gradient (set as the leaf's ``.grad``, like the dense
+  case), for an optimizer that updates only the touched rows (:class:`autorec.optim.LazyAdam`).
 
 Measured on CPU (see BENCHMARKS.md): ``torch.sparse.sampled_addmm`` with the decoder weight
 passed as a transposed *view* reads contiguous weight rows and beats both the dense decoder
@@ -195,9 +195,14 @@ def _row_grad(weight: Tensor, batch: SparseBatch, rows_grad: Tensor, sparse_grad
     touched = batch.touched
     assert touched is not None
     if sparse_grad:
-        indices = touched.unsqueeze(0)
-        return torch.sparse_coo_tensor(indices, rows_grad, weight.shape, is_coalesced=True,
-                                       check_invariants=False)
+        grad = torch.sparse_coo_tensor(touched.unsqueeze(0), rows_grad, weight.shape,
+                                       is_coalesced=True, check_invariants=False)
+        if not weight.is_leaf:
+            return grad
+        # set directly, as for dense leaves: autograd's accumulation would drop the
+        # "coalesced" flag and make the optimizer sort the rows again
+        weight.grad = grad if weight.grad is None else (weight.grad + grad).coalesce()
+        return None
     if not weight.is_leaf:
         return torch.zeros_like(weight).index_add_(0, touched, rows_grad)
     if weight.grad is None:

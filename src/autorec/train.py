@@ -29,6 +29,7 @@ import torch
 
 from .exceptions import ResourceError, TrainingError
 from .model import AutoRecNet
+from .optim import LazyAdam
 from .sparse import SparseBatch, slice_rows
 
 __all__ = ["OPTIMIZERS", "EpochStats", "Trainer", "resolve_device", "seed_streams"]
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 #: ``adam``: Adam over minibatches, every weight updated each step (the reference).
 #: ``lazy_adam``: Adam over minibatches that updates only the weight rows a batch touches
-#: (``torch.optim.SparseAdam``); far cheaper per step when inputs are many and batches sparse.
+#: (:class:`autorec.optim.LazyAdam`); far cheaper per step when inputs are many and batches
+#: sparse.
 #: ``rprop``: full-batch resilient propagation, as the AutoRec paper trained.
 OPTIMIZERS: tuple[str, ...] = ("adam", "lazy_adam", "rprop")
 
@@ -182,11 +184,7 @@ class Trainer:
             return [_adam(params, lr, weight_decay)]
         if self.optimizer_name == "rprop":
             return [torch.optim.Rprop(params, lr=lr)]
-        sparse = [self.net.encoder_weight, self.net.decoder_weight]
-        if self.net.decoder_bias is not None:
-            sparse.append(self.net.decoder_bias)
-        dense = [p for p in params if all(p is not q for q in sparse)]
-        return [torch.optim.SparseAdam(sparse, lr=lr), _adam(dense, lr, 0.0)]
+        return [LazyAdam(params, lr=lr)]
 
     @property
     def full_batch(self) -> bool:
@@ -230,10 +228,11 @@ class Trainer:
         for weight in self._weights:
             grad = weight.grad
             assert grad is not None and grad.is_sparse
-            grad = grad.coalesce()
-            rows = grad.indices()[0]
-            values = grad.values() + share * weight.index_select(0, rows)
-            weight.grad = torch.sparse_coo_tensor(grad.indices(), values, weight.shape,
+            if not grad.is_coalesced():
+                grad = grad.coalesce()
+            rows = grad._indices()[0]  # batch.touched, as sparse.py builds it
+            values = grad._values() + share * weight.index_select(0, rows)
+            weight.grad = torch.sparse_coo_tensor(grad._indices(), values, weight.shape,
                                                   is_coalesced=True, check_invariants=False)
 
     def _step(self) -> None:

@@ -1,0 +1,168 @@
+"""Where an epoch's time goes: batch building, forward, backward, optimizer step, validation.
+
+Trains one network of ``autorec.AutoRec`` (I-AutoRec by default) on a synthetic set of the
+given shape for ``--epochs`` epochs, timing each phase of every step with
+``time.perf_counter`` (with ``torch.cuda.synchronize`` on a GPU), and prints the median
+seconds per epoch of each phase. ``--params`` passes estimator parameters as JSON, so the
+same script profiles the reference recipe and the default::
+
+    python benchmarks/profile_epoch.py --shape ml-10m --params '{"optimizer": "adam"}'
+    python benchmarks/profile_epoch.py --shape ml-10m            # the library defaults
+
+Figures go to BENCHMARKS.md ("Where an epoch goes").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+import torch
+from _common import add_machine_options, make_synthetic, wait_for_quiet, write_json
+
+import autorec
+from autorec import member as member_module
+from autorec import train as train_module
+
+SHAPES = {"ml-1m": (6_040, 3_706, 1_000_209), "ml-10m": (69_878, 10_677, 10_000_054),
+          "netflix": (480_189, 17_770, 100_480_507)}
+
+
+class PhaseTimer:
+    """Accumulates seconds per phase for the current epoch."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.current: dict[str, float] = defaultdict(float)
+        self.epochs: list[dict[str, float]] = []
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def wrap(self, name: str, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self.sync()
+            started = time.perf_counter()
+            result = fn(*args, **kwargs)
+            self.sync()
+            self.current[name] += time.perf_counter() - started
+            return result
+        return timed
+
+    def end_epoch(self) -> None:
+        self.epochs.append(dict(self.current))
+        self.current = defaultdict(float)
+
+
+def instrument(timer: PhaseTimer) -> None:
+    """Time the trainer's phases by wrapping its methods (the library is not changed)."""
+    trainer_cls = train_module.Trainer
+    original_batches = trainer_cls.batches
+
+    def batches(self: Any, rows: Any) -> Any:
+        iterator = original_batches(self, rows)
+        while True:
+            timer.sync()
+            started = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            timer.current["batch building"] += time.perf_counter() - started
+            yield batch
+
+    trainer_cls.batches = batches  # type: ignore[method-assign]
+    original_backward = trainer_cls._backward
+
+    def backward(self: Any, batch: Any) -> Any:
+        net = self.net
+        forward = net.forward
+        net.forward = timer.wrap("forward", forward)  # type: ignore[method-assign]
+        try:
+            loss_backward = torch.Tensor.backward
+            torch.Tensor.backward = timer.wrap("backward", loss_backward)  # type: ignore[method-assign]
+            try:
+                penalise = self._penalise
+                self._penalise = timer.wrap("penalty", penalise)
+                return original_backward(self, batch)
+            finally:
+                torch.Tensor.backward = loss_backward  # type: ignore[method-assign]
+        finally:
+            del net.forward
+            self.__dict__.pop("_penalise", None)
+
+    trainer_cls._backward = backward  # type: ignore[method-assign]
+    trainer_cls._step = timer.wrap("optimizer step", trainer_cls._step)  # type: ignore[method-assign]
+    trainer_cls._zero_grad = timer.wrap("zero grad", trainer_cls._zero_grad)  # type: ignore[method-assign]
+    original_epoch = trainer_cls.train_epoch
+
+    def train_epoch(self: Any) -> Any:
+        stats = original_epoch(self)
+        timer.current["epoch total"] = stats.seconds
+        return stats
+
+    trainer_cls.train_epoch = train_epoch  # type: ignore[method-assign]
+    original_fit = member_module.train_with_early_stopping
+
+    def fit_loop(trainer: Any, *args: Any, score: Any = None, on_epoch_end: Any = None,
+                 **kwargs: Any) -> Any:
+        timed_score = timer.wrap("validation", score) if score is not None else None
+
+        def chained(entry: dict[str, Any]) -> None:
+            timer.end_epoch()
+            if on_epoch_end is not None:
+                on_epoch_end(entry)
+
+        return original_fit(trainer, *args, score=timed_score, on_epoch_end=chained, **kwargs)
+
+    member_module.train_with_early_stopping = fit_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="ml-10m",
+                        help=f"{', '.join(SHAPES)} or USERSxITEMSxRATINGS")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--params", default="{}", help="estimator parameters as JSON")
+    parser.add_argument("--data-seed", type=int, default=0)
+    add_machine_options(parser, wait_quiet=0.0)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    n_users, n_items, n_ratings = (SHAPES.get(args.shape)
+                                   or tuple(int(p) for p in args.shape.split("x")))
+    user, item, rating = make_synthetic(n_users, n_items, n_ratings, args.data_seed)
+    ratings = autorec.Ratings.from_arrays(user, item, rating, source="synthetic")
+    train, _ = autorec.random_split(ratings, 0.1, random_state=0)
+    params = {"epochs": args.epochs, "patience": args.epochs + 1, **json.loads(args.params),
+              "device": args.device, "random_state": 0}
+    if args.wait_quiet > 0:
+        wait_for_quiet(args.wait_quiet)
+    timer = PhaseTimer(torch.device(args.device))
+    instrument(timer)
+    started = time.perf_counter()
+    model = autorec.AutoRec(**params).fit(train)
+    total = time.perf_counter() - started
+    phases = sorted({name for epoch in timer.epochs for name in epoch})
+    median = {name: statistics.median(epoch.get(name, 0.0) for epoch in timer.epochs)
+              for name in phases}
+    print(f"{args.shape}: {len(train):,} training ratings; params {json.dumps(params)}")
+    for name in sorted(median, key=median.get, reverse=True):
+        print(f"  {name:<16} {median[name]:8.3f} s/epoch")
+    print(f"  fit total        {total:8.1f} s ({len(timer.epochs)} epochs, validation RMSE "
+          f"{model.validation_rmse_:.4f})")
+    out = args.out or f"/tmp/autorec-bench/profile_{args.shape}.json"
+    write_json(out, args, {"median_seconds": median, "epochs": timer.epochs,
+                           "fit_seconds": total, "validation_rmse": model.validation_rmse_})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

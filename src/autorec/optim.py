@@ -1,0 +1,92 @@
+"""Lazy Adam: Adam that updates only the rows a row-sparse gradient holds.
+
+The sparse kernels (:mod:`autorec.sparse`) give the weight matrices row-sparse COO gradients
+that cover the inputs and outputs a batch touches. :class:`LazyAdam` gathers those rows of the
+weights and of Adam's two moments, applies PyTorch's own (fused, where available) Adam update
+to them, and scatters them back; rows a batch does not touch keep their weights and moments,
+as in ``torch.optim.SparseAdam`` and TensorFlow's LazyAdam. Dense gradients (the encoder bias)
+get the ordinary update. Measured on CPU for a 70,000 x 500 weight with 50,000 rows touched,
+the gather-update-scatter step takes about a third of ``SparseAdam``'s time (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.optim.adam import adam
+
+__all__ = ["LazyAdam"]
+
+
+class LazyAdam(torch.optim.Optimizer):
+    """Adam over the rows present in each gradient.
+
+    Parameters
+    ----------
+    params
+        Parameters whose gradients are row-sparse COO tensors (coalesced) or dense tensors.
+    lr, betas, eps
+        As :class:`torch.optim.Adam`. Bias correction uses the number of steps taken, for
+        every row alike.
+    """
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr!r}")
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        self._fused: bool | None = None
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        """One update of every parameter that has a gradient."""
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                grad = param.grad
+                if grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                # the functional update counts the step itself, on a copy of ours
+                step = state["step"].clone()
+                state["step"] += 1
+                if grad.is_sparse:
+                    if not grad.is_coalesced():
+                        grad = grad.coalesce()
+                    rows = grad._indices()[0]
+                    values = grad._values()
+                    weight = param.index_select(0, rows)
+                    exp_avg = state["exp_avg"].index_select(0, rows)
+                    exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
+                    self._update(weight, values, exp_avg, exp_avg_sq, step, group, beta1,
+                                 beta2)
+                    param.index_copy_(0, rows, weight)
+                    state["exp_avg"].index_copy_(0, rows, exp_avg)
+                    state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+                else:
+                    self._update(param, grad, state["exp_avg"], state["exp_avg_sq"], step,
+                                 group, beta1, beta2)
+
+    def _update(self, weight: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
+                exp_avg_sq: torch.Tensor, step: torch.Tensor, group: dict[str, Any],
+                beta1: float, beta2: float) -> None:
+        options = {"amsgrad": False, "beta1": beta1, "beta2": beta2, "lr": group["lr"],
+                   "weight_decay": 0.0, "eps": group["eps"], "maximize": False}
+        if self._fused is not False:
+            try:
+                adam([weight], [grad], [exp_avg], [exp_avg_sq], [], [step.clone()], fused=True,
+                     **options)  # type: ignore[arg-type]
+                self._fused = True
+                return
+            except (RuntimeError, TypeError):  # no fused kernel on this device or build
+                if self._fused:
+                    raise
+                self._fused = False
+        adam([weight], [grad], [exp_avg], [exp_avg_sq], [], [step.clone()], foreach=False,
+             **options)  # type: ignore[arg-type]
