@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .._io import atomic_write
-    from ..data.items import dataset_item_titles, read_item_titles
+    from ..data.items import ItemTitles, dataset_item_titles, read_item_titles
     from ..persist import load_model, read_model_info
 
     if args.output is not None and args.output.is_dir():
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.parser_error("--user needs an id")
     device = None if args.device == "auto" else args.device
     model = load_model(args.model, device=device)
+    titles: ItemTitles | None = None
     if args.items is not None:
         titles = read_item_titles(args.items)
     else:
