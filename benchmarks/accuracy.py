@@ -78,6 +78,7 @@ import pandas as pd
 from _common import CpuWatch, default_data_dir, write_json
 
 import autorec
+from autorec.config import PRESETS
 
 # -- data ---------------------------------------------------------------------------------------
 # name -> file under --data-dir (None: the builtin ML-100K loader)
@@ -134,23 +135,19 @@ Factory = Callable[[autorec.Ratings], Any]  # train -> fitted model with predict
 def autorec_models(seed: int, device: str | None = None) -> dict[str, Factory]:
     """autorec's rows: name -> callable(train) -> fitted model with ``predict(users, items)``.
 
-    ``seed`` is the split's seed (0 for u1); ``device`` is ``--device``.
+    ``seed`` is the split's seed (0 for u1); ``device`` is ``--device``. Each is the library's
+    preset of that name (``autorec.config.PRESETS``), exactly what ``--preset NAME`` runs.
     """
-    def default(train: autorec.Ratings) -> Any:
-        # TODO(lead): autorec's default once issue #6 lands (validation + early stopping).
-        return autorec.AutoRec(random_state=seed, device=device).fit(train)
+    def preset(name: str) -> Factory:
+        def fit(train: autorec.Ratings) -> Any:
+            return autorec.AutoRec(**{**PRESETS[name], "random_state": seed,
+                                      "device": device}).fit(train)
+        return fit
 
-    def reference(train: autorec.Ratings) -> Any:
-        # TODO(lead): `--preset reference` once presets exist; today's default is that recipe.
-        return autorec.AutoRec(random_state=seed, device=device).fit(train)
-
-    # TODO(lead): add "autorec best" (`--preset best`) here, e.g.
-    #     def best(train): return autorec.AutoRec(**PRESETS["best"], random_state=seed).fit(train)
-    # and return it under the name "autorec best".
-    return {"autorec default": default, "autorec reference": reference}
+    return {f"autorec {name}": preset(name) for name in ("default", "reference", "best", "paper")}
 
 
-AUTOREC_NAMES = ("autorec default", "autorec reference", "autorec best")
+AUTOREC_NAMES = ("autorec default", "autorec reference", "autorec best", "autorec paper")
 SURPRISE_NAMES = ("BaselineOnly", "SVD", "SVD++", "SVD tuned")
 ALL_MODELS = ("mean", *SURPRISE_NAMES, *AUTOREC_NAMES)
 
