@@ -17,7 +17,14 @@ import pytest
 import torch
 
 from autorec import AutoRec, ModelFileError, NotFittedError, Ratings
-from autorec.persist import JSON_FILE, WEIGHTS_FILE, load_model, read_model_info, save_model
+from autorec.persist import (
+    JSON_FILE,
+    WEIGHTS_FILE,
+    check_save_path,
+    load_model,
+    read_model_info,
+    save_model,
+)
 
 FAST = {"hidden": 8, "epochs": 3, "batch_size": 16, "random_state": 0, "device": "cpu"}
 
@@ -246,6 +253,9 @@ def test_save_refuses_to_replace_other_things(models: dict[str, AutoRec], tmp_pa
     (folder / "holiday.jpg").write_bytes(b"\xff\xd8")
     with pytest.raises(ModelFileError, match="holds other files"):
         save_model(models["item"], folder)
+    with pytest.raises(ModelFileError, match="holds other files"):
+        check_save_path(folder)  # the same check, before any training
+    assert check_save_path(tmp_path / "new" / "model") == tmp_path / "new" / "model"
     assert (folder / "holiday.jpg").exists()
     (tmp_path / "file").write_text("x")
     with pytest.raises(ModelFileError, match="not a folder"):

@@ -65,8 +65,8 @@ from .exceptions import ModelFileError, NotFittedError
 if TYPE_CHECKING:
     from .estimator import AutoRec
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "JSON_FILE", "WEIGHTS_FILE", "is_model_dir",
-           "load_model", "read_model_info", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "JSON_FILE", "WEIGHTS_FILE", "check_save_path",
+           "is_model_dir", "load_model", "read_model_info", "save_model"]
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,7 @@ def save_model(model: AutoRec, path: str | os.PathLike[str], *,
     """
     if not hasattr(model, "members_"):
         raise NotFittedError("this AutoRec is not fitted yet; call fit() before save()")
-    target = Path(path)
-    if target.exists() or target.is_symlink():
-        if not target.is_dir() or target.is_symlink():
-            raise ModelFileError(f"{target} exists and is not a folder; not replacing it")
-        if not is_model_dir(target) and any(target.iterdir()):
-            raise ModelFileError(f"{target} is a folder that holds other files and no "
-                                 f"{JSON_FILE}; not replacing it (choose a new or empty folder)")
+    target = check_save_path(path)
     tensors, info = _export(model)
     if dataset is not None:
         info["dataset"] = str(dataset)
@@ -159,6 +153,26 @@ def save_model(model: AutoRec, path: str | os.PathLike[str], *,
             if target.exists():
                 shutil.rmtree(old, ignore_errors=True)
     log.info("saved model to %s (%d bytes of arrays)", target, len(weights))
+    return target
+
+
+def check_save_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, a ``path`` that :func:`save_model` would not replace.
+
+    Accepted: a new path (its parent folders are made), an empty folder, or a model folder.
+
+    Raises
+    ------
+    ModelFileError
+        ``path`` is a file, a link, or a folder holding other files and no ``model.json``.
+    """
+    target = Path(path)
+    if target.exists() or target.is_symlink():
+        if not target.is_dir() or target.is_symlink():
+            raise ModelFileError(f"{target} exists and is not a folder; not replacing it")
+        if not is_model_dir(target) and any(target.iterdir()):
+            raise ModelFileError(f"{target} is a folder that holds other files and no "
+                                 f"{JSON_FILE}; not replacing it (choose a new or empty folder)")
     return target
 
 
