@@ -23,7 +23,9 @@ A saved model is a folder of two files:
     ``bias`` (global mean and penalties), ``l2``, ``validation_rmse``, the id maps (text ids
     as JSON strings; integer ids point at their tensor), each network's ``spec``, ``scale``,
     ``best_epoch`` and ``history``, the model's ``history``, an optional ``dataset`` name,
-    and ``weights``: the size and SHA-256 of ``model.safetensors``.
+    and ``weights``: the size and SHA-256 of ``model.safetensors``. Numbers that are not
+    finite (a ``NaN`` validation RMSE without a validation part) are written as ``null``, so
+    that the file is standard JSON.
 
 Loading refuses, with one line (:class:`~autorec.exceptions.ModelFileError`): a path that is
 not a model folder, a missing or truncated file, a ``model.safetensors`` whose SHA-256 is not
