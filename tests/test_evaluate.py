@@ -91,6 +91,13 @@ def test_evaluate_cli_paper_protocol(capsys, tmp_path: Path, ratings_csv: Path) 
     assert results["n_cold"] == sum(s["n_cold"] for s in results["splits"])
     assert all(not math.isnan(s["validation_rmse"]) for s in results["splits"])
     assert "95% CI" in captured.out and captured.out.count("seed ") == PAPER_REPEATS
+    # ranking metrics at --k (10) per split and averaged
+    assert results["splits"][0]["k"] == 10
+    for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
+        per_split = [s[f"{name}@10"] for s in results["splits"]]
+        assert all(0.0 <= value <= 1.0 for value in per_split)
+        assert results[f"mean_{name}@10"] == pytest.approx(np.mean(per_split))
+    assert "ranking at 10" in captured.out
 
 
 def test_evaluate_cli_kfold_and_errors(capsys, tmp_path: Path, ratings_csv: Path) -> None:

@@ -96,13 +96,24 @@ def splits(
         yield Split(f"seed {seed + r}", train, test, seed + r)
 
 
-def score_split(model: Any, split: Split, **fit_options: Any) -> dict[str, Any]:
-    """Fit ``model`` on ``split.train`` and score it on ``split.test``."""
+def score_split(model: Any, split: Split, *, k: int | None = None,
+                **fit_options: Any) -> dict[str, Any]:
+    """Fit ``model`` on ``split.train`` and score it on ``split.test``.
+
+    With ``k``, the ranking metrics at ``k`` (:func:`autorec.recommend.ranking_report`) are
+    added, the user's training items left out of their candidates.
+    """
     started = time.perf_counter()
     model.fit(split.train, **fit_options)
     fit_seconds = time.perf_counter() - started
     report = model.evaluate(split.test)
+    ranking = {}
+    if k is not None:
+        from .recommend import ranking_report
+
+        ranking = ranking_report(model, split.train, split.test, k=k)
     return {
+        **ranking,
         "split": split.label,
         "seed": split.seed,
         "rmse": report["rmse"],
@@ -135,7 +146,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     rmses = np.array([r["rmse"] for r in results])
     maes = np.array([r["mae"] for r in results])
     n_test = sum(r["n_test"] for r in results)
+    ranking = {f"mean_{key}": float(np.mean([r[key] for r in results]))
+               for key in results[0] if "@" in key}
     return {
+        **ranking,
         "n_splits": len(results),
         "mean_rmse": float(rmses.mean()),
         "std_rmse": float(rmses.std(ddof=1)) if len(results) > 1 else 0.0,

@@ -52,6 +52,10 @@ def add_parser(subparsers: Any) -> None:
     protocol.add_argument("--seed", type=seed, metavar="N",
                           help="first seed of the splits and of the models (default: 0)")
     add_model_options(parser)
+    protocol.add_argument("--k", type=positive_int, default=10, metavar="K",
+                          help="ranking metrics (precision, recall, NDCG, MAP, hit rate) at K; "
+                          "relevant = rating in the upper quarter of the scale, 4+ on 1-5 "
+                          "(default: %(default)s)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=output_dir, metavar="DIR", help="write DIR/results.json")
     output.add_argument("--quiet", action="store_const", const=True, default=None,
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for split in chosen:
         model = build_model(params, split.seed)
-        result = score_split(model, split)
+        result = score_split(model, split, k=args.k)
         results.append(result)
         epochs = ",".join(str(e) for e in result["best_epochs"])
         validation = (f"{result['validation_rmse']:8.4f}"
@@ -94,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     low, high = summary["ci95_rmse"]
     interval = (f", 95% CI [{low:.4f}, {high:.4f}]" if not math.isnan(low) else "")
     print(f"{'mean':<22} {summary['mean_rmse']:8.4f} {summary['mean_mae']:8.4f}")
+    k = args.k
+    print(f"ranking at {k} (mean over splits): "
+          + ", ".join(f"{name} {summary[f'mean_{name}@{k}']:.4f}"
+                      for name in ("precision", "recall", "ndcg", "map", "hit_rate")))
     print(f"mean RMSE {summary['mean_rmse']:.4f}{interval} over {summary['n_splits']} "
           f"split{'s' if summary['n_splits'] > 1 else ''}; MAE {summary['mean_mae']:.4f}; "
           f"{summary['fit_seconds']:.1f}s of training")
