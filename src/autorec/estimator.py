@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from .metrics import mae, rmse
 from .model import ACTIVATIONS
 from .selection import validation_split
 from .train import OPTIMIZERS, resolve_device, seed_streams
+
+if TYPE_CHECKING:
+    from .checkpoint import Session
 
 __all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec"]
 
@@ -289,6 +292,9 @@ class AutoRec:
         *,
         eval_set: Ratings | pd.DataFrame | None = None,
         on_epoch_end: EpochCallback | None = None,
+        checkpoint_dir: str | PathLike[str] | None = None,
+        resume: bool = False,
+        checkpoint_context: dict[str, Any] | None = None,
     ) -> AutoRec:
         """Train on ``ratings``.
 
@@ -303,6 +309,19 @@ class AutoRec:
             never steers training.
         on_epoch_end
             Called after every epoch with that epoch's ``history_`` entry.
+        checkpoint_dir
+            Folder to save a checkpoint in after every epoch (atomically: model, optimizer,
+            early stopping and random states); needs an integer ``random_state``. See
+            :mod:`autorec.checkpoint`.
+        resume
+            Continue from the checkpoint in ``checkpoint_dir`` (refused, with
+            :class:`~autorec.exceptions.CheckpointError`, when it is corrupted or was made
+            with other data or settings); the fit ends as an uninterrupted one would, bitwise
+            on the same device. Without a checkpoint there, train from the beginning.
+            Without ``resume``, a folder holding a checkpoint is refused.
+        checkpoint_context
+            More settings (JSON values) a resumed checkpoint must have been made with, such
+            as the command line's split options.
 
         Returns
         -------
@@ -316,6 +335,13 @@ class AutoRec:
         device = resolve_device(self.device)
 
         ratings = self._index_training_ratings(ratings)
+        session = None
+        if checkpoint_dir is not None:  # checkpoints and exact resume (issue 8)
+            from .checkpoint import Session
+
+            session = Session.open(checkpoint_dir, self, ratings, device=device, resume=resume,
+                                   eval_set=None if eval_set is None else _as_ratings(eval_set),
+                                   context=checkpoint_context)
         specs = self._network_specs()
         seeds = seed_streams(None if self.random_state is None else int(self.random_state),
                              1 + 2 * len(specs))
@@ -367,11 +393,11 @@ class AutoRec:
 
         l2_values = list(self.l2) if isinstance(self.l2, list | tuple) else [self.l2]
         chosen: tuple[float, list[Member], np.ndarray, list[dict[str, Any]], float] | None = None
-        for l2 in l2_values:
+        for candidate, l2 in enumerate(l2_values):
             if len(l2_values) > 1:
                 log.info("trying l2 = %g", l2)
             self._fit_networks([replace(spec, l2=l2) for spec in specs], seeds, fit_part,
-                               val_part, offsets, report)
+                               val_part, offsets, report, session, candidate)
             if chosen is None or self.validation_rmse_ < chosen[4]:
                 chosen = (l2, self.members_, self.blend_, self.history_, self.validation_rmse_)
         assert chosen is not None
@@ -388,17 +414,22 @@ class AutoRec:
                          len(ratings), member.best_epoch)
                 best_epoch, history = member.best_epoch, member.history
                 member.fit(_triple(ratings), offsets, epochs=member.best_epoch,
-                           init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k])
+                           init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
+                           checkpoint=None if session is None
+                           else session.network("refit", 0, k))
                 member.best_epoch, member.history = best_epoch, history
         else:
             # predict from every training rating, the validation part included
             for member in self.members_:
                 member.set_inputs(*_triple(ratings))
+        if session is not None:
+            session.finish()
         return self
 
     def _fit_networks(self, specs: list[NetworkSpec], seeds: list[int], fit_part: Ratings,
                       val_part: Ratings | None, offsets: np.ndarray,
-                      report: EpochCallback) -> None:
+                      report: EpochCallback, session: Session | None = None,
+                      candidate: int = 0) -> None:
         """Train one network per spec on ``fit_part`` and blend them on ``val_part``."""
         n_users, n_items = len(self.users_), len(self.items_)
         score = None
@@ -415,12 +446,14 @@ class AutoRec:
 
             def tagged(entry: dict[str, Any], k: int = k) -> None:
                 entry["member"] = k + 1
-                self.history_.append(entry)
                 report(entry)
 
             member.fit(_triple(fit_part), offsets, epochs=self.epochs,
                        init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k], score=score,
-                       on_epoch_end=tagged)
+                       on_epoch_end=tagged,
+                       checkpoint=None if session is None
+                       else session.network("select", candidate, k))
+            self.history_.extend(member.history)
             if val_part is not None:
                 val_outputs.append(member.reconstruct(val_part.user_idx, val_part.item_idx))
 

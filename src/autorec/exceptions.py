@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["AutorecError", "DataError", "DatasetUnavailableError", "ModelFileError",
-           "NotFittedError", "ResourceError", "TrainingError"]
+__all__ = ["AutorecError", "CheckpointError", "DataError", "DatasetUnavailableError",
+           "ModelFileError", "NotFittedError", "ResourceError", "TrainingError"]
 
 
 class AutorecError(ValueError):
     """Base class for errors caused by user input (data, options, files)."""
+
+
+class CheckpointError(AutorecError):
+    """A training checkpoint cannot be resumed: a corrupted, truncated or altered file, or one
+    made with other data or another configuration; or a folder that already holds one was
+    given without resuming. The message is one line naming the folder and what differs."""
 
 
 class DataError(AutorecError):

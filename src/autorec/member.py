@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +19,9 @@ from .model import AutoRecNet
 from .selection import TrainingRun, train_with_early_stopping
 from .sparse import SparseBatch
 from .train import Trainer
+
+if TYPE_CHECKING:
+    from .checkpoint import NetworkCheckpoint
 
 __all__ = ["Member", "NetworkSpec", "orient"]
 
@@ -105,6 +108,7 @@ class Member:
         train_seed: int,
         score: Callable[[], float] | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint: NetworkCheckpoint | None = None,
     ) -> TrainingRun:
         """Train a fresh network on ``ratings`` (``user_idx, item_idx, rating``).
 
@@ -112,7 +116,8 @@ class Member:
         the spec is residual; a residual network also works in units of the ratings' standard
         deviation (inputs and targets divided by it, outputs multiplied back), so that its
         penalty and learning rate mean the same on any rating scale. ``score`` rates the
-        current weights on validation data; the best epoch's weights are kept.
+        current weights on validation data; the best epoch's weights are kept. ``checkpoint``
+        restores or checkpoints this network (:mod:`autorec.checkpoint`).
         """
         spec = self.spec
         user_idx, item_idx, rating = ratings
@@ -136,7 +141,7 @@ class Member:
                           batch_size=spec.batch_size, input_dropout=spec.input_dropout,
                           device=self.device, seed=train_seed)
         run = train_with_early_stopping(trainer, epochs, score=score, patience=spec.patience,
-                                        on_epoch_end=on_epoch_end)
+                                        on_epoch_end=on_epoch_end, checkpoint=checkpoint)
         self.net.eval()
         self.best_epoch = run.best_epoch
         self.history = run.history

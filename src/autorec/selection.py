@@ -12,13 +12,16 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .data.ratings import Ratings
 from .train import Trainer
+
+if TYPE_CHECKING:
+    from .checkpoint import NetworkCheckpoint
 
 __all__ = ["EarlyStopping", "TrainingRun", "train_with_early_stopping", "validation_split"]
 
@@ -115,6 +118,7 @@ def train_with_early_stopping(
     score: Callable[[], float] | None = None,
     patience: int | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint: NetworkCheckpoint | None = None,
 ) -> TrainingRun:
     """Train up to ``max_epochs``, keeping the weights of the best validation epoch.
 
@@ -135,14 +139,22 @@ def train_with_early_stopping(
         still keep the best epoch's weights).
     on_epoch_end
         Called with each epoch's history entry (it may add to it).
+    checkpoint
+        Restores this network when it had finished or was interrupted, and saves the state
+        after every epoch (:mod:`autorec.checkpoint`).
     """
+    if checkpoint is not None and checkpoint.finished is not None:  # checkpoints (issue 8)
+        return checkpoint.restore_finished(trainer.net)
     history: list[dict[str, Any]] = []
     stopper = EarlyStopping(patience if patience is not None else max_epochs + 1)
     initial = EarlyStopping(0)  # the untrained weights: a fallback, not the patience anchor
-    if score is not None:
+    stop = False
+    if checkpoint is not None and checkpoint.interrupted is not None:
+        history, stop = checkpoint.restore(trainer, stopper, initial)
+    elif score is not None:
         initial.update(0, score(), trainer.net)
         log.debug("epoch 0: validation RMSE %.4f", initial.best_score)
-    for _ in range(max_epochs):
+    for _ in range(0 if stop else max_epochs - len(history)):
         stats = trainer.train_epoch()
         entry: dict[str, Any] = {"epoch": stats.epoch, "train_loss": stats.train_loss,
                                  "seconds": stats.seconds}
@@ -154,11 +166,17 @@ def train_with_early_stopping(
             on_epoch_end(entry)
         history.append(entry)
         log.info("epoch %s", entry)
+        if checkpoint is not None:
+            checkpoint.save(trainer, stopper, initial, history, stop)
         if stop:
             break
     if score is None:
-        return TrainingRun(history, trainer.epoch, math.nan)
-    if initial.best_score <= stopper.best_score:
-        stopper = initial
-    stopper.restore(trainer.net)
-    return TrainingRun(history, stopper.best_epoch, stopper.best_score)
+        run = TrainingRun(history, trainer.epoch, math.nan)
+    else:
+        if initial.best_score <= stopper.best_score:
+            stopper = initial
+        stopper.restore(trainer.net)
+        run = TrainingRun(history, stopper.best_epoch, stopper.best_score)
+    if checkpoint is not None:
+        checkpoint.finish(trainer.net, run)
+    return run

@@ -54,6 +54,13 @@ def add_parser(subparsers: Any) -> None:
     output.add_argument("--out", type=output_dir, metavar="DIR", help="write DIR/metrics.json")
     output.add_argument("--quiet", action="store_const", const=True, default=None,
                         help="no per-epoch progress")
+    # checkpoints and exact resume (issue 8): autorec.checkpoint
+    output.add_argument("--checkpoint-dir", type=output_dir, metavar="DIR",
+                        help="after every epoch, save in DIR (atomically) all that training "
+                        "needs to continue exactly; a DIR holding a checkpoint needs --resume")
+    output.add_argument("--resume", action="store_const", const=True, default=None,
+                        help="continue from the checkpoint in --checkpoint-dir and end as an "
+                        "uninterrupted run would (with none there, start from the beginning)")
     parser.set_defaults(handler=run, parser_error=parser.error)
 
 
@@ -94,15 +101,38 @@ def _progress(args: argparse.Namespace, label: str, n_networks: int, epochs: int
     return show
 
 
-def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split
-               ) -> dict[str, Any]:
+def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: int,
+                   label: str) -> dict[str, Any]:
+    """``fit``'s checkpoint options for this split (a ``fold-K`` folder per fold)."""
+    if args.checkpoint_dir is None:
+        return {}
+    folder = Path(args.checkpoint_dir) / (f"fold-{part}" if n_parts > 1 else "")
+    if args.resume:
+        from ..checkpoint import describe
+
+        where = describe(folder)
+        print(f"{label}resuming from {folder}: {where}" if where else
+              f"{label}note: no checkpoint in {folder}; training from the beginning")
+    context = {"split": args.split or ("files" if args.train is not None else "random"),
+               "seed": split.seed, "part": split.label}
+    if context["split"] == "random":
+        context["test_ratio"] = args.test_ratio
+    if context["split"] == "kfold":
+        context["folds"] = args.folds
+    return {"checkpoint_dir": folder, "resume": bool(args.resume),
+            "checkpoint_context": context}
+
+
+def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, part: int = 1,
+               n_parts: int = 1) -> dict[str, Any]:
     """Fit on ``split.train``, report on ``split.test``; the figures of this pair."""
     model = build_model(params, split.seed)
     label = f"{split.label}: " if split.label else ""
     n_networks = len(model._network_specs())
     started = time.perf_counter()
     model.fit(split.train, eval_set=split.test,
-              on_epoch_end=_progress(args, label, n_networks, model.epochs))
+              on_epoch_end=_progress(args, label, n_networks, model.epochs),
+              **_checkpointing(args, split, part, n_parts, label))
     wall = time.perf_counter() - started
     report = model.evaluate(split.test)
     return {
@@ -136,6 +166,12 @@ def run(args: argparse.Namespace) -> int:
     template = build_model(params, args.seed)  # every option checked before data is read
     if args.out is not None:
         check_output_dir(args.out)
+    if args.resume and args.checkpoint_dir is None:
+        args.parser_error("--resume needs --checkpoint-dir")
+    if args.checkpoint_dir is not None:
+        from ..checkpoint import check_folder
+
+        check_folder(args.checkpoint_dir, resume=bool(args.resume))
 
     parts, description = _split_list(args)
     first = parts[0]
@@ -144,8 +180,8 @@ def run(args: argparse.Namespace) -> int:
           f"{first.train.n_items} items")
 
     results = []
-    for split in parts:
-        results.append(_train_one(args, params, split))
+    for part, split in enumerate(parts, start=1):
+        results.append(_train_one(args, params, split, part, len(parts)))
         if split.label:
             print(f"{split.label}: test RMSE {results[-1]['rmse']:.4f}, "
                   f"MAE {results[-1]['mae']:.4f}")

@@ -1,0 +1,305 @@
+"""Checkpoints and exact resume (issue 8): a run killed with SIGKILL and resumed ends with the
+same metrics as an uninterrupted one, bitwise on CPU; corrupted or mismatched checkpoints are
+refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from autorec import AutoRec
+from autorec.checkpoint import MANIFEST, NetworkCheckpoint, Session, describe
+from autorec.cli.main import main
+from autorec.exceptions import CheckpointError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread here and in the processes started (``OMP_NUM_THREADS=1``): tiny
+    networks train faster so on shared cores, and the runs compared must use the same."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- the command line, killed for real ---------------------------------------------------------
+CLI_RUN = ["--hidden", "8", "--epochs", "40", "--patience", "40", "--validation", "0.1",
+           "--device", "cpu", "--seed", "3", "--quiet"]
+
+
+def synthetic_csv(path: Path, n_users: int = 200, n_items: int = 100, density: float = 0.1,
+                  seed: int = 0) -> Path:
+    """Ratings 1-5 from a planted rank-3 model, string user ids."""
+    rng = np.random.default_rng(seed)
+    users, items = rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3))
+    user_idx, item_idx = np.nonzero(rng.random((n_users, n_items)) < density)
+    rating = np.clip(np.rint(3 + (users[user_idx] * items[item_idx]).sum(1)), 1, 5)
+    frame = pd.DataFrame({"user_id": [f"u{u}" for u in user_idx], "item_id": item_idx,
+                          "rating": rating})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def train_process(csv: Path, *extra: str) -> subprocess.Popen[bytes]:
+    # one thread: on shared cores it is faster; the runs compared all use the same setting
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "autorec", "train", "--data", str(csv),
+                             *CLI_RUN, *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def checkpointed_epochs(folder: Path) -> int:
+    """Epochs of the network in training in the last checkpoint (0: none yet)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return 0
+    current = manifest.get("current")
+    return 10**6 if current is None else int(current["epoch"])
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path, one_thread):
+    csv = synthetic_csv(tmp_path / "ratings.csv")
+    folder = tmp_path / "ckpt"
+    victim = train_process(csv, "--out", str(tmp_path / "victim"), "--checkpoint-dir",
+                           str(folder))
+    try:
+        # the uninterrupted run, in this process (one thread, as the victim) while that starts
+        assert main(["train", "--data", str(csv), *CLI_RUN, "--out",
+                     str(tmp_path / "reference")]) == 0
+        deadline = time.monotonic() + 120
+        while checkpointed_epochs(folder) < 2 and victim.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 120 s"
+            time.sleep(0.005)
+        assert victim.poll() is None, f"it ended before it was killed: {victim.stderr.read()}"
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (tmp_path / "victim" / "metrics.json").exists()
+    killed_at = describe(folder)
+    assert killed_at is not None and "epoch" in killed_at
+
+    # the resumed run, in this process too: the same code path as a command, without the
+    # seconds of starting one
+    assert main(["train", "--data", str(csv), *CLI_RUN, "--out", str(tmp_path / "victim"),
+                 "--checkpoint-dir", str(folder), "--resume"]) == 0
+    got = json.loads((tmp_path / "victim" / "metrics.json").read_text())
+    want = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    assert got["rmse"] == want["rmse"] and got["mae"] == want["mae"], killed_at
+    assert ([h["validation_rmse"] for h in got["history"]]
+            == [h["validation_rmse"] for h in want["history"]])
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["complete"] and manifest["current"] is None
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST,
+                                                        "net-select-c1-n1.safetensors"]
+
+
+# -- the Python API, interrupted at chosen places ----------------------------------------------
+@pytest.fixture(scope="module")
+def ratings() -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    n_users, n_items = 80, 40
+    users, items = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
+    user_idx, item_idx = np.nonzero(rng.random((n_users, n_items)) < 0.3)
+    rating = np.clip(np.rint(3 + (users[user_idx] * items[item_idx]).sum(1)), 1, 5)
+    return pd.DataFrame({"user_id": user_idx, "item_id": [f"i{i}" for i in item_idx],
+                         "rating": rating})
+
+
+SETTINGS: dict[str, Any] = dict(variant="both", l2=[1.0, 10.0], refit=True, hidden=6, epochs=4,
+                                patience=2, lr=0.02, validation=0.2, random_state=1,
+                                device="cpu")
+
+
+class Killed(Exception):
+    """Stands for the process dying right after a checkpoint was written."""
+
+
+def kill_after(monkeypatch: pytest.MonkeyPatch, position: str) -> None:
+    """Interrupt the fit right after the checkpoint whose position starts with ``position``."""
+    commit = Session.commit
+
+    def commit_then_die(self: Session, *args: Any, **kwargs: Any) -> None:
+        commit(self, *args, **kwargs)
+        if args[1].startswith(position):
+            raise Killed(args[1])
+
+    monkeypatch.setattr(Session, "commit", commit_then_die)
+
+
+def predictions(model: AutoRec, frame: pd.DataFrame) -> np.ndarray:
+    return model.predict(frame.user_id, frame.item_id)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(ratings) -> AutoRec:
+    model = AutoRec(**SETTINGS)
+    model.epochs_trained = []  # every epoch of every network, l2 value and refit
+    return model.fit(ratings, on_epoch_end=model.epochs_trained.append)
+
+
+@pytest.mark.parametrize("position", [
+    "l2 value 1, network 1, epoch 2",      # in the middle of a network
+    "l2 value 1, network 1 finished",      # at a network boundary
+    "l2 value 2, network 2, epoch 1",      # in the middle of the l2 list
+    "refit, network 2, epoch 1",            # while refitting
+])
+def test_resume_anywhere_is_exact(tmp_path, monkeypatch, ratings, uninterrupted, position):
+    with monkeypatch.context() as patch:
+        kill_after(patch, position)
+        with pytest.raises(Killed):
+            AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path)
+    assert describe(tmp_path).startswith(position)
+    seen: list[dict[str, Any]] = []
+    model = AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path, resume=True,
+                                    on_epoch_end=seen.append)
+    assert np.array_equal(predictions(model, ratings), predictions(uninterrupted, ratings))
+    assert model.l2_ == uninterrupted.l2_ and np.array_equal(model.blend_, uninterrupted.blend_)
+    assert model.validation_rmse_ == uninterrupted.validation_rmse_
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in uninterrupted.history_]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in model.history_] == strip
+    assert len(seen) < len(uninterrupted.epochs_trained)  # only the epochs left
+
+
+def test_killed_after_early_stopping_decided_before_the_network_was_recorded(
+        tmp_path, monkeypatch, ratings, uninterrupted):
+    """The last checkpoint of network 1 says 'stop'; resuming trains it no further."""
+    with monkeypatch.context() as patch:
+        def die(self: NetworkCheckpoint, *args: Any) -> None:
+            raise Killed(self.tag)
+
+        patch.setattr(NetworkCheckpoint, "finish", die)
+        with pytest.raises(Killed, match="select-c1-n1"):
+            AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path)
+    current = json.loads((tmp_path / MANIFEST).read_text())["current"]
+    assert current["network"] == "select-c1-n1" and current["stop"]
+    assert current["epoch"] < SETTINGS["epochs"]  # it stopped early
+    seen: list[dict[str, Any]] = []
+    model = AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path, resume=True,
+                                    on_epoch_end=seen.append)
+    assert (seen[0]["member"], seen[0]["epoch"]) == (2, 1)
+    assert np.array_equal(predictions(model, ratings), predictions(uninterrupted, ratings))
+
+
+def test_a_finished_checkpoint_reproduces_the_model_without_training(tmp_path, ratings,
+                                                                     uninterrupted):
+    AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path)
+    assert describe(tmp_path).startswith("complete")
+    seen: list[dict[str, Any]] = []
+    model = AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path, resume=True,
+                                    on_epoch_end=seen.append)
+    assert seen == []
+    assert np.array_equal(predictions(model, ratings), predictions(uninterrupted, ratings))
+
+
+def test_resume_without_a_checkpoint_starts_from_the_beginning(tmp_path, ratings, uninterrupted,
+                                                               caplog):
+    model = AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path / "new", resume=True)
+    assert "no checkpoint" in caplog.text
+    assert np.array_equal(predictions(model, ratings), predictions(uninterrupted, ratings))
+
+
+# -- refusals ----------------------------------------------------------------------------------
+@pytest.fixture
+def interrupted(tmp_path, monkeypatch, ratings) -> Path:
+    """A checkpoint folder of a fit killed in network 2 of the first l2 value."""
+    with monkeypatch.context() as patch:
+        kill_after(patch, "l2 value 1, network 2, epoch 2")
+        with pytest.raises(Killed):
+            AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path / "ck")
+    return tmp_path / "ck"
+
+
+def refusal(folder: Path, ratings: pd.DataFrame, **changes: Any) -> str:
+    with pytest.raises(CheckpointError) as info:
+        AutoRec(**{**SETTINGS, **changes}).fit(ratings, checkpoint_dir=folder, resume=True)
+    message = str(info.value)
+    assert "\n" not in message and str(folder) in message
+    return message
+
+
+def test_refuses_truncated_and_tampered_files(interrupted, ratings):
+    trained = interrupted / "net-select-c1-n1.safetensors"
+    content = trained.read_bytes()
+    trained.write_bytes(content[:-10])
+    assert "truncated" in refusal(interrupted, ratings)
+    altered = bytearray(content)
+    altered[-3] ^= 0xFF
+    trained.write_bytes(bytes(altered))
+    assert "corrupted or altered" in refusal(interrupted, ratings)
+    trained.write_bytes(content)
+    state = next(interrupted.glob("train-*.safetensors"))
+    state.unlink()
+    assert "missing" in refusal(interrupted, ratings)
+
+
+def test_refuses_an_altered_or_truncated_manifest(interrupted, ratings):
+    path = interrupted / MANIFEST
+    text = path.read_text()
+    path.write_text(text.replace('"epoch": 2', '"epoch": 1', 1))
+    assert "altered" in refusal(interrupted, ratings)
+    path.write_text(text[: len(text) // 2])
+    assert "unreadable" in refusal(interrupted, ratings)
+
+
+def test_refuses_other_data_and_other_settings(interrupted, ratings):
+    message = refusal(interrupted, ratings, hidden=7)
+    assert "another configuration" in message and "hidden 6 there, 7 here" in message
+    assert "random_state 1 there, 2 here" in refusal(interrupted, ratings, random_state=2)
+    changed = ratings.copy()
+    changed.loc[0, "rating"] = 6 - changed.loc[0, "rating"]
+    with pytest.raises(CheckpointError, match="other data"):
+        AutoRec(**SETTINGS).fit(changed, checkpoint_dir=interrupted, resume=True)
+    with pytest.raises(CheckpointError, match="other data"):
+        AutoRec(**SETTINGS).fit(ratings.iloc[1:], checkpoint_dir=interrupted, resume=True)
+
+
+def test_a_folder_holding_a_checkpoint_needs_resume(interrupted, ratings):
+    with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+        AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=interrupted)
+    with pytest.raises(ValueError, match="random_state"):
+        AutoRec(**{**SETTINGS, "random_state": None}).fit(ratings, checkpoint_dir=interrupted,
+                                                          resume=True)
+
+
+def test_cli_refusals_are_one_line_exit_2(tmp_path, capsys):
+    csv = synthetic_csv(tmp_path / "r.csv", n_users=40, n_items=20, density=0.4)
+    folder = tmp_path / "ck"
+    run = ["train", "--data", str(csv), "--hidden", "4", "--epochs", "2", "--device", "cpu",
+           "--quiet", "--checkpoint-dir", str(folder)]
+    assert main(run) == 0
+    capsys.readouterr()
+    for extra, needle in ((["--hidden", "5"], "hidden 4 there, 5 here"),
+                          (["--test-ratio", "0.2"], "test_ratio 0.1 there, 0.2 here"),
+                          ([], "")):
+        code = main([*run, *extra, "--resume"])
+        err = capsys.readouterr().err
+        if not needle:  # the same run: reproduced from the finished checkpoint
+            assert code == 0, err
+            continue
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert str(folder) in err and needle in err, err
+    assert main(run) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--data", str(csv), "--resume"])
+    assert exited.value.code == 2
+    assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
+    (folder / "net-select-c1-n1.safetensors").write_bytes(b"\0" * 10)
+    assert main([*run, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "truncated" in err, err
+    assert not any(name.endswith(".tmp") for name in os.listdir(folder))
