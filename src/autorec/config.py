@@ -42,7 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cold": "midpoint",
     },
     "best": {
-        "variant": "both", "ensemble": 2, "refit": True,
+        "variant": "both", "ensemble": 3, "refit": True,
     },
 }
 
