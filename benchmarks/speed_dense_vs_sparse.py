@@ -6,7 +6,8 @@
     with ``pred * sign(input)``, ``MSELoss(reduction="sum")`` against the input, Adam. As in
     the chapter, batches are shuffled item rows with ``drop_last=True``; rows are gathered
     by index from the in-memory tensor (no DataLoader, which only helps the dense side).
-(b) sparse: ``autorec.AutoRec(variant="item")`` with the same settings.
+(b) sparse: ``autorec.AutoRec(**PRESETS["reference"])`` (``--preset reference``): the same
+    recipe, no validation part, no baseline.
 
 Both use 500 sigmoid hidden units, dropout 0.05, Adam lr 0.002 and weight decay 1e-5,
 batch 256, ``random_state``/``torch.manual_seed`` = ``--seed``, on a random split
@@ -62,6 +63,7 @@ from _common import (
 from torch import nn
 
 import autorec
+from autorec.config import PRESETS
 from autorec.data import Ratings
 
 SHAPES: dict[str, tuple[int, int, int]] = {
@@ -165,9 +167,9 @@ def dense_predict(net: DenseAutoRec, matrix: torch.Tensor, test: Ratings,
 
 # -- (b) autorec ----------------------------------------------------------------------------
 def run_sparse(train: Ratings, test: Ratings, args: argparse.Namespace) -> dict[str, Any]:
-    model = autorec.AutoRec(variant="item", hidden=args.hidden, epochs=args.epochs,
-                            batch_size=args.batch_size, random_state=args.seed,
-                            device=args.device)
+    model = autorec.AutoRec(**{**PRESETS["reference"], "hidden": args.hidden,
+                               "epochs": args.epochs, "batch_size": args.batch_size,
+                               "random_state": args.seed, "device": args.device})
     watch = CpuWatch()
 
     def on_epoch_end(entry: dict[str, Any]) -> None:
