@@ -282,20 +282,28 @@ def make_synthetic(
     width = np.int64(n_items)
 
     # Cover every user and every item once, then top up with popularity-weighted pairs.
-    keys = np.unique(np.concatenate([
-        np.arange(n_users, dtype=np.int64) * width + rng.choice(n_items, n_users, p=item_p),
-        rng.choice(n_users, n_items, p=user_p).astype(np.int64) * width
-        + np.arange(n_items, dtype=np.int64),
-    ]))
+    # (np.unique, np.isin and np.union1d on sorted arrays, done by sorting, binary search
+    # and merging: the same arrays, without numpy's hash-based unique or a 2n-key argsort,
+    # which take minutes and several GB at 10^8 ratings.)
+    cover = np.arange(n_users, dtype=np.int64) * width
+    cover += rng.choice(n_items, n_users, p=item_p)
+    cover_items = rng.choice(n_users, n_items, p=user_p).astype(np.int64) * width
+    cover_items += np.arange(n_items, dtype=np.int64)
+    keys = _sorted_unique(np.concatenate([cover, cover_items]))
+    del cover, cover_items
     while len(keys) < n_ratings:
         need = n_ratings - len(keys)
         draw = int(need * 1.05) + 1024
-        candidates = np.unique(rng.choice(n_users, draw, p=user_p).astype(np.int64) * width
-                               + rng.choice(n_items, draw, p=item_p))
-        candidates = candidates[~np.isin(candidates, keys, assume_unique=True)]
+        candidates = rng.choice(n_users, draw, p=user_p).astype(np.int64, copy=False)
+        candidates *= width
+        candidates += rng.choice(n_items, draw, p=item_p)
+        candidates = _sorted_unique(candidates)
+        candidates = candidates[~_sorted_contains(keys, candidates)]
         if len(candidates) > need:
             candidates = rng.choice(candidates, need, replace=False)
-        keys = np.union1d(keys, candidates)
+        keys = np.concatenate([keys, candidates])  # disjoint: a merge gives their union
+        del candidates
+        keys.sort(kind="stable")  # two sorted runs (or a sorted run and a short one)
     if len(keys) > n_ratings:  # only possible when the cover alone exceeds the count
         raise ValueError("n_ratings too small for the cover")
     keys = keys[rng.permutation(len(keys))]
@@ -318,6 +326,26 @@ def make_synthetic(
                  + rng.normal(0.0, 0.6, len(u)))
         rating[start:start + chunk] = np.clip(np.rint(score), 1, 5)
     return user, item, rating
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for integers, by sorting ``values`` in place."""
+    values.sort()
+    if len(values) < 2:
+        return values
+    keep = np.empty(len(values), dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
+
+
+def _sorted_contains(sorted_keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_keys)`` for a sorted ``sorted_keys``, by binary search."""
+    if not len(sorted_keys):
+        return np.zeros(len(values), dtype=bool)
+    position = np.searchsorted(sorted_keys, values)
+    np.minimum(position, len(sorted_keys) - 1, out=position)
+    return sorted_keys[position] == values
 
 
 def describe_synthetic(user: np.ndarray, item: np.ndarray, rating: np.ndarray) -> dict[str, Any]:

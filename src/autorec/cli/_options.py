@@ -10,13 +10,16 @@ own for model settings, :data:`DEFAULTS` for the rest).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..config import PRESETS, read_config, resolve_params
 from ..data import DATASETS, load_dataset, read_ratings
 from ..data.ratings import Ratings
-from ..data.readers import DUPLICATE_POLICIES
+from ..data.readers import DUPLICATE_POLICIES, LoadProgress
 from ..estimator import BASELINES, COLD_POLICIES, VARIANTS, AutoRec
 from ..model import ACTIVATIONS
 from ..split import CANONICAL_SPLITS, align, canonical_split
@@ -25,7 +28,8 @@ from ._common import nonnegative_float, positive_float, positive_int, separator,
 
 __all__ = ["CANONICAL_SPLITS", "DEFAULTS", "DEFAULT_DATASET", "MODEL_OPTIONS",
            "add_data_options", "add_model_options", "at_least_two", "build_model", "canonical",
-           "check_sources", "load_ratings", "read_file", "read_training_files", "resolve"]
+           "check_sources", "load_progress", "load_ratings", "read_file", "read_training_files",
+           "resolve"]
 
 DEFAULT_DATASET = "ml-100k"
 
@@ -215,7 +219,7 @@ def check_sources(args: argparse.Namespace, parser_error: Any) -> None:
 
 def read_file(path: Path, args: argparse.Namespace) -> Ratings:
     return read_ratings(path, sep=args.sep, header=not args.no_header, columns=args.columns,
-                        duplicates=args.duplicates)
+                        duplicates=args.duplicates, progress=load_progress(args))
 
 
 def read_training_files(args: argparse.Namespace) -> tuple[Ratings, Ratings]:
@@ -228,7 +232,17 @@ def load_ratings(args: argparse.Namespace) -> tuple[Ratings, str]:
     if args.data is not None:
         return read_file(args.data, args), str(args.data)
     return (load_dataset(args.dataset, args.data_dir, download=args.download,
-                         duplicates=args.duplicates), args.dataset)
+                         duplicates=args.duplicates, progress=load_progress(args)), args.dataset)
+
+
+# -- loading progress (issue 8) -------------------------------------------------------------
+def load_progress(args: argparse.Namespace) -> Callable[[LoadProgress], None] | None:
+    """Print the reader's reports on a large file (read block by block) to standard error,
+    one line each; none with ``--quiet`` or in a data-parallel process other than rank 0."""
+    if getattr(args, "quiet", None) or os.environ.get("RANK", "0").strip() not in ("", "0"):
+        return None
+    return lambda report: print(report, file=sys.stderr, flush=True)
+# -- end of loading progress ----------------------------------------------------------------
 
 
 def canonical(args: argparse.Namespace, name: str, option: str, parser_error: Any

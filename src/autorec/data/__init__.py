@@ -4,7 +4,7 @@ from .builtin import DATASETS, dataset_path, load_dataset
 from .ids import IdMap
 from .items import ItemTitles, dataset_item_titles, read_item_titles
 from .ratings import Orientation, Ratings
-from .readers import DEFAULT_COLUMNS, DuplicatePolicy, from_dataframe, read_ratings
+from .readers import DEFAULT_COLUMNS, DuplicatePolicy, LoadProgress, from_dataframe, read_ratings
 
 __all__ = [
     "DATASETS",
@@ -12,6 +12,7 @@ __all__ = [
     "DuplicatePolicy",
     "IdMap",
     "ItemTitles",
+    "LoadProgress",
     "Orientation",
     "Ratings",
     "dataset_item_titles",

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 from ..exceptions import DatasetUnavailableError
 from .ratings import Ratings
-from .readers import DuplicatePolicy, read_ratings
+from .readers import DuplicatePolicy, LoadProgress, read_ratings
 
 __all__ = ["DATASETS", "DatasetSpec", "dataset_path", "find_local_dir", "load_dataset"]
 
@@ -179,8 +180,10 @@ def load_dataset(
     *,
     download: bool | None = None,
     duplicates: DuplicatePolicy = "error",
+    progress: Callable[[LoadProgress], None] | None = None,
 ) -> Ratings:
-    """Load a builtin MovieLens data set as :class:`Ratings` (see :func:`dataset_path`)."""
+    """Load a builtin MovieLens data set as :class:`Ratings` (see :func:`dataset_path`;
+    ``progress`` as for :func:`autorec.data.read_ratings`)."""
     spec = _spec(name)
     folder = dataset_path(name, data_dir, download=download)
     ratings = read_ratings(
@@ -190,6 +193,7 @@ def load_dataset(
         names=None if spec.header else spec.names,
         columns=spec.names[:3],
         duplicates=duplicates,
+        progress=progress,
     )
     log.info("loaded %s: %d ratings, %d users, %d items from %s",
              name, len(ratings), ratings.n_users, ratings.n_items, folder)
