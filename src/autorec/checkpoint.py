@@ -189,7 +189,8 @@ def _write_tensors(folder: Path, name: str, tensors: dict[str, torch.Tensor]) ->
     os.close(fd)
     try:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, tmp,
-                  metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+                  # one key: safetensors writes its metadata map in a random order
+                  metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())

@@ -119,7 +119,9 @@ def save_model(model: AutoRec, path: str | os.PathLike[str], *,
         info["dataset"] = str(dataset)
     from safetensors.numpy import save as encode
 
-    weights = encode(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    # one metadata key: safetensors writes a metadata map in a random order, and a re-saved
+    # model must give the same bytes
+    weights = encode(tensors, metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
     info["weights"] = {"file": WEIGHTS_FILE, "bytes": len(weights),
                        "sha256": hashlib.sha256(weights).hexdigest()}
     text = json.dumps(_clean_json(info), indent=2, allow_nan=False) + "\n"
