@@ -203,3 +203,23 @@ def test_seed_streams() -> None:
     seeds = seed_streams(42, 4)
     assert len(set(seeds)) == 4
     assert all(0 <= s < 2**63 for s in seeds)
+
+
+@pytest.mark.parametrize("decoder_bias", [True, False])
+def test_dense_batches_give_the_sparse_values_and_gradients(decoder_bias: bool) -> None:
+    """The densified-batch path (for GPUs) computes what the sparse kernels compute."""
+    matrix = rating_matrix(9, 13, seed=4, empty_rows=(2,))
+    batch = SparseBatch.from_scipy(matrix)
+    results = []
+    for dense in (False, True):
+        net = AutoRecNet(13, hidden=6, dropout=0.0, decoder_bias=decoder_bias,
+                         dense_batches=dense, generator=torch.Generator().manual_seed(0))
+        out = net(batch)
+        loss = torch.sum((out - batch.values) ** 2)
+        loss.backward()
+        results.append((out.detach(), {k: v.grad.clone() for k, v in net.named_parameters()}))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(grad, results[1][1][name], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="dense_batches"):
+        AutoRecNet(13, hidden=6, sparse_grad=True, dense_batches=True)
