@@ -1,0 +1,327 @@
+"""Figures of a run: training curves and predicted-vs-true ratings, written as image files.
+
+* :func:`plot_training`: per epoch, the training loss and the validation and test RMSE, as
+  the d2l.ai AutoRec chapter plots them (one panel per network when several were trained:
+  an ensemble, ``variant="both"``, folds).
+* :func:`plot_predictions`: the distribution of the predicted ratings against that of the
+  true ones, and the predictions for each true rating.
+
+matplotlib is the optional extra ``autorec[plot]``; it is used without pyplot (a ``Figure``
+drawn by the Agg canvas), so no screen is needed and no global state is touched. Files are
+written atomically (:func:`autorec._io.atomic_write`): PNG, or SVG / PDF for a path ending in
+``.svg`` / ``.pdf``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from ._io import atomic_write
+from .exceptions import AutorecError
+
+__all__ = ["FORMATS", "INSTALL_HINT", "check_plot_path", "plot_predictions", "plot_training",
+           "require_matplotlib"]
+
+INSTALL_HINT = "pip install 'autorec[plot]'"
+#: File formats by suffix; a path without a suffix is written as PNG.
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", "": "png"}
+
+_COLOURS = {"train_loss": "#1f77b4", "validation_rmse": "#ff7f0e", "eval_rmse": "#2ca02c"}
+_LABELS = {"train_loss": "train loss (MSE)", "validation_rmse": "validation RMSE",
+           "eval_rmse": "test RMSE"}
+_MAX_COLUMNS = 4
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`AutorecError` (one line, how to install it) when matplotlib is missing.
+
+    The command line calls it before training, so that ``--plot`` fails at once.
+    """
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError:
+        raise AutorecError(f"plotting needs matplotlib: {INSTALL_HINT}") from None
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> Path:
+    """Check, before any work, that a figure can be written to ``path``.
+
+    Raises
+    ------
+    AutorecError
+        matplotlib is missing, or ``path`` has a suffix other than ``.png``, ``.svg`` or
+        ``.pdf``, is a folder, or sits under a file.
+    """
+    require_matplotlib()
+    path = Path(path)
+    if not str(path).strip():
+        raise AutorecError("the plot needs a file name")
+    _format(path)
+    if path.is_dir():
+        raise AutorecError(f"{path} is a folder; give a file name such as {path / 'plot.png'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AutorecError(f"cannot write {path}: {parent} is not a folder")
+            break
+    return path
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise AutorecError(f"{path}: a plot is written as .png, .svg or .pdf, not {suffix}")
+    return FORMATS[suffix]
+
+
+def _figure(width: float, height: float) -> Any:
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: Path) -> Path:
+    kind = _format(path)
+
+    def write(handle: IO[bytes]) -> None:
+        # a fixed date and software tag: the same figure gives the same bytes
+        metadata = {"Software": None} if kind == "png" else None
+        figure.savefig(handle, format=kind, metadata=metadata)
+
+    atomic_write(path, write, binary=True)
+    return path
+
+
+# -- training curves ---------------------------------------------------------------------------
+def _panels(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]]
+            ) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """(title, entries) per network: grouped by ``member``, and by key for a mapping."""
+    if isinstance(history, Mapping):
+        groups = list(history.items())
+    else:
+        groups = [("", list(history))]
+    panels = []
+    for name, entries in groups:
+        entries = list(entries)
+        members = sorted({int(e.get("member", 1)) for e in entries})
+        for member in members:
+            own = sorted((e for e in entries if int(e.get("member", 1)) == member),
+                         key=lambda e: e["epoch"])
+            parts = [str(name)] if name else []
+            if len(members) > 1:
+                parts.append(f"network {member}")
+            panels.append((", ".join(parts), own))
+    return panels
+
+
+def _series(entries: list[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    epochs, values = [], []
+    for entry in entries:
+        value = entry.get(key)
+        if value is None:
+            continue
+        value = float(value)
+        if math.isfinite(value):
+            epochs.append(int(entry["epoch"]))
+            values.append(value)
+    return np.asarray(epochs), np.asarray(values)
+
+
+def plot_training(
+    history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Training curves: train loss, validation RMSE and test RMSE per epoch.
+
+    Parameters
+    ----------
+    history
+        ``AutoRec.history_`` (or ``metrics.json["history"]``): one entry per network and
+        epoch with ``epoch``, ``train_loss`` and, when they were measured,
+        ``validation_rmse`` and ``eval_rmse`` (the test RMSE); ``member`` numbers the
+        networks. A mapping ``{label: history}`` (one per fold or split) gets panels labelled
+        by its keys.
+    path
+        The image file (``.png``, ``.svg`` or ``.pdf``), replaced atomically.
+    title
+        Above the figure.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Each network gets a panel: the training loss (the MSE over the observed training ratings
+    while training, in the network's units: with ``baseline="biases"`` the residuals over
+    their standard deviation) on the left axis, the validation and test RMSE (in ratings) on
+    the right one; the epoch of the best validation RMSE is marked (and named in the
+    legend). Panels are laid out four to a row.
+
+    Raises
+    ------
+    AutorecError
+        matplotlib is missing, or the history has no epoch.
+    """
+    path = Path(path)
+    _format(path)
+    panels = [(name, entries) for name, entries in _panels(history) if entries]
+    if not panels:
+        raise AutorecError("nothing to plot: the training history has no epoch")
+    columns = min(len(panels), _MAX_COLUMNS)
+    rows = math.ceil(len(panels) / columns)
+    figure = _figure(4.6 * columns + 0.6, 3.4 * rows + (0.4 if title else 0.0))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for k, (name, entries) in enumerate(panels):
+        loss_axis = axes[k // columns][k % columns]
+        _draw_panel(loss_axis, name, entries)
+    for k in range(len(panels), rows * columns):  # empty cells of the last row
+        axes[k // columns][k % columns].set_visible(False)
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _draw_panel(loss_axis: Any, name: str, entries: list[Mapping[str, Any]]) -> None:
+    lines = []
+    epochs, loss = _series(entries, "train_loss")
+    if len(epochs):
+        lines += loss_axis.plot(epochs, loss, color=_COLOURS["train_loss"], marker=".",
+                                label=_LABELS["train_loss"])
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel(_LABELS["train_loss"], color=_COLOURS["train_loss"])
+    loss_axis.grid(True, alpha=0.3)
+    rmse_axis = loss_axis.twinx()
+    rmse_axis.set_ylabel("RMSE")
+    for key in ("validation_rmse", "eval_rmse"):
+        epochs, values = _series(entries, key)
+        if not len(epochs):
+            continue
+        label = _LABELS[key]
+        if key == "validation_rmse":
+            best = int(np.argmin(values))
+            rmse_axis.axvline(epochs[best], color=_COLOURS[key], linestyle=":", alpha=0.7)
+            label += f" (best {values[best]:.4f}, epoch {epochs[best]})"
+        lines += rmse_axis.plot(epochs, values, color=_COLOURS[key], marker=".", label=label)
+    all_epochs = [int(e["epoch"]) for e in entries]
+    if max(all_epochs) - min(all_epochs) <= 12:
+        loss_axis.set_xticks(sorted(set(all_epochs)))
+    if name:
+        loss_axis.set_title(name)
+    if lines:
+        loss_axis.legend(lines, [line.get_label() for line in lines], loc="upper right",
+                         fontsize=8)
+
+
+# -- predicted against true ratings --------------------------------------------------------------
+def plot_predictions(
+    y_true: Iterable[float] | np.ndarray,
+    y_pred: Iterable[float] | np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> Path:
+    """The distribution of predicted ratings against that of the true ones.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        True and predicted ratings, pairwise (e.g. a test set's ``rating`` and
+        ``model.predict`` of its pairs).
+    path
+        The image file (``.png``, ``.svg`` or ``.pdf``), replaced atomically.
+    title
+        Above the figure (default: the RMSE and MAE of the pairs).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Two panels: the distributions of the true and the predicted ratings (on a scale of at most
+    20 distinct true values, such as stars, bars per value with each prediction counted at
+    the nearest one; else histograms on common bins); and the predictions for each true
+    rating (box plots for at most 20 distinct true values, else a 2-D histogram), with the
+    diagonal ``prediction = truth``.
+
+    Raises
+    ------
+    AutorecError
+        matplotlib is missing.
+    ValueError
+        The arrays differ in length, are empty, or hold a value that is not finite.
+    """
+    path = Path(path)
+    _format(path)
+    truth = np.asarray(list(y_true) if not isinstance(y_true, np.ndarray) else y_true,
+                       dtype=np.float64).reshape(-1)
+    predicted = np.asarray(list(y_pred) if not isinstance(y_pred, np.ndarray) else y_pred,
+                           dtype=np.float64).reshape(-1)
+    if truth.shape != predicted.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {len(truth)} vs "
+                         f"{len(predicted)}")
+    if not len(truth):
+        raise ValueError("nothing to plot: no ratings")
+    if not (np.isfinite(truth).all() and np.isfinite(predicted).all()):
+        raise ValueError("y_true and y_pred must hold finite numbers")
+    errors = predicted - truth
+    figure = _figure(11.0, 4.2)
+    hist_axis, box_axis = figure.subplots(1, 2)
+    levels = np.unique(truth)
+    low = float(min(truth.min(), predicted.min()))
+    high = float(max(truth.max(), predicted.max()))
+    if len(levels) <= 20:  # a star scale: side-by-side bars, predictions to the nearest level
+        nearest = np.abs(predicted[:, None] - levels[None, :]).argmin(axis=1)
+        counts_true = np.array([(truth == level).sum() for level in levels])
+        counts_pred = np.bincount(nearest, minlength=len(levels))
+        step = float(np.min(np.diff(levels))) if len(levels) > 1 else 1.0
+        width = 0.4 * step
+        hist_axis.bar(levels - width / 2, counts_true, width=width, label="true",
+                      color="#1f77b4")
+        hist_axis.bar(levels + width / 2, counts_pred, width=width,
+                      label="predicted (to the nearest rating)", color="#ff7f0e")
+        hist_axis.set_xticks(levels)
+        hist_axis.set_xticklabels([f"{v:g}" for v in levels])
+    else:
+        bins = np.linspace(low, high, 41) if high > low else np.array([low - 0.5, low + 0.5])
+        hist_axis.hist(truth, bins=bins, alpha=0.55, label="true", color="#1f77b4")
+        hist_axis.hist(predicted, bins=bins, alpha=0.55, label="predicted", color="#ff7f0e")
+    hist_axis.set_xlabel("rating")
+    hist_axis.set_ylabel("ratings")
+    hist_axis.set_title("distribution")
+    hist_axis.legend(fontsize=8)
+    hist_axis.grid(True, alpha=0.3)
+    if len(levels) <= 20:
+        groups = [predicted[truth == level] for level in levels]
+        width = 0.6 * float(np.min(np.diff(levels))) if len(levels) > 1 else 0.6
+        box_axis.boxplot(groups, positions=levels, widths=width, showfliers=False,
+                         manage_ticks=False)
+        box_axis.set_xticks(levels)
+        box_axis.set_xticklabels([f"{v:g}" for v in levels])
+    else:
+        box_axis.hist2d(truth, predicted, bins=40, cmap="Blues")
+    box_axis.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1,
+                  label="prediction = truth")
+    box_axis.set_xlabel("true rating")
+    box_axis.set_ylabel("predicted rating")
+    box_axis.set_title("predictions by true rating")
+    box_axis.legend(fontsize=8, loc="upper left")
+    box_axis.grid(True, alpha=0.3)
+    rmse = float(np.sqrt(np.mean(errors ** 2)))
+    mae = float(np.mean(np.abs(errors)))
+    figure.suptitle(title if title is not None
+                    else f"{len(truth):,} ratings: RMSE {rmse:.4f}, MAE {mae:.4f}")
+    return _save(figure, path)
