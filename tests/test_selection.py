@@ -293,3 +293,28 @@ def test_validation_rmse_is_nan_without_validation(low_rank) -> None:
     model = AutoRec(**{**SMALL, "validation": 0.0, "random_state": 0}).fit(low_rank)
     assert math.isnan(model.validation_rmse_)
     assert model.best_epoch_ == SMALL["epochs"]
+
+
+def test_best_weights_copied_only_when_the_module_trains_on() -> None:
+    net = torch.nn.Linear(3, 2)
+    stopper = EarlyStopping(patience=5)
+    stopper.update(1, 1.0, net)
+    assert stopper.best_state is None  # still the module's own weights
+    assert stopper.state()["weight"].data_ptr() == net.weight.data_ptr()
+    before = net.weight.detach().clone()
+    stopper.hold()  # the module is about to change: now a copy exists
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    stopper.restore(net)
+    assert torch.equal(net.weight, before)
+
+
+def test_reset_replaces_the_copy_of_the_initial_weights() -> None:
+    net = torch.nn.Linear(3, 2)
+    calls = []
+    initial = EarlyStopping(0, reset=lambda module: calls.append(module))
+    initial.update(0, 1.0, net)
+    initial.hold()
+    assert initial.best_state is None and initial.state() is None
+    initial.restore(net)
+    assert calls == [net]

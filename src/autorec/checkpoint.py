@@ -487,12 +487,13 @@ class NetworkCheckpoint:
             optimizers.append(saved)
         tensors["dropout_generator"] = trainer.generator.get_state()
         files = {"train": _write_tensors(folder, session.next_name("train"), tensors)}
-        if initial.best_state is not None and self._initial is None:
+        initial_state, best_state = initial.state(), stopper.state()
+        if initial_state is not None and self._initial is None:
             self._initial = _write_tensors(folder, f"initial-{self.tag}.safetensors",
-                                           _net_tensors(initial.best_state))
-        if stopper.best_state is not None and stopper.best_epoch != self._best_epoch:
+                                           _net_tensors(initial_state))
+        if best_state is not None and stopper.best_epoch != self._best_epoch:
             self._best = _write_tensors(folder, session.next_name("best"),
-                                        _net_tensors(stopper.best_state))
+                                        _net_tensors(best_state))
             self._best_epoch = stopper.best_epoch
         files.update(initial=self._initial, best=self._best)
         current = {

@@ -29,6 +29,12 @@ _ENCODE_ROWS = 1024
 _DECODE_PAIRS = 1 << 16
 
 
+def _zero_decoder(net: torch.nn.Module) -> None:
+    """A residual network's epoch-0 predictions (the baseline alone): zero decoder weights."""
+    with torch.no_grad():
+        net.decoder_weight.zero_()  # type: ignore[operator]
+
+
 def orient(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, variant: str,
            n_users: int, n_items: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """Ratings as CSR in ``variant``'s orientation (items x users for I-AutoRec), with sorted
@@ -141,7 +147,8 @@ class Member:
                           batch_size=spec.batch_size, input_dropout=spec.input_dropout,
                           device=self.device, seed=train_seed)
         run = train_with_early_stopping(trainer, epochs, score=score, patience=spec.patience,
-                                        on_epoch_end=on_epoch_end, checkpoint=checkpoint)
+                                        on_epoch_end=on_epoch_end, checkpoint=checkpoint,
+                                        reset=_zero_decoder if spec.residual else None)
         self.net.eval()
         self.best_epoch = run.best_epoch
         self.history = run.history
