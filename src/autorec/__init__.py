@@ -1,9 +1,11 @@
 """autorec: AutoRec autoencoders for explicit rating prediction, trained with sparse kernels.
 
 The pipeline, module by module: :mod:`autorec.data` (load) -> :mod:`autorec.split` ->
-:mod:`autorec.model` and :mod:`autorec.sparse` (the network and its kernels) ->
-:mod:`autorec.train` -> :mod:`autorec.metrics` -> :mod:`autorec.estimator` (fit / predict /
-evaluate on raw ids) -> :mod:`autorec.cli`.
+:mod:`autorec.model`, :mod:`autorec.sparse` and :mod:`autorec.optim` (the network, its kernels
+and its optimizer) -> :mod:`autorec.train` (one epoch at a time) and :mod:`autorec.selection`
+(validation, early stopping) -> :mod:`autorec.metrics` and :mod:`autorec.evaluate` ->
+:mod:`autorec.estimator` (fit / predict / evaluate on raw ids) -> :mod:`autorec.recommend`,
+:mod:`autorec.foldin`, :mod:`autorec.persist`, :mod:`autorec.serve` -> :mod:`autorec.cli`.
 
 ``import autorec`` is cheap: the names below are imported on first use (numpy, pandas and
 torch with them), so that the command line can start, and be interrupted, before the heavy
@@ -46,8 +48,10 @@ _EXPORTS: dict[str, str] = {
     "rmse": ".metrics",
     "save_model": ".persist",
 }
-_SUBMODULES = ("baseline", "cli", "data", "estimator", "exceptions", "memory", "metrics", "model",
-               "persist", "recommend", "selection", "sparse", "split", "train")
+_SUBMODULES = ("baseline", "checkpoint", "cli", "config", "data", "distributed", "estimator",
+               "evaluate", "exceptions", "foldin", "member", "memory", "metrics", "model", "optim",
+               "persist", "plots", "progress", "recommend", "selection", "serve", "sparse",
+               "split", "train", "tune")
 
 __all__ = [
     "AutoRec",
