@@ -118,3 +118,24 @@ def test_fit_refuses_before_allocating(low_rank) -> None:
     with pytest.raises(ResourceError, match="--hidden"):
         AutoRec(hidden=100_000_000_000, epochs=1, device="cpu").fit(low_rank)
     assert time.perf_counter() - started < 5
+
+
+def test_allocation_failure_during_training_is_one_line(capsys, monkeypatch, tmp_path) -> None:
+    """Memory that runs out in the middle of an epoch ends like the estimate does."""
+    from autorec.cli.main import main
+    from autorec.train import Trainer
+
+    def exhausted(self, batch):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                           "800000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(Trainer, "_backward", exhausted)
+    data = tmp_path / "r.csv"
+    data.write_text("user_id,item_id,rating\n" + "".join(
+        f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(12) for i in range(8) if (u * i) % 3))
+    code = main(["train", "--data", str(data), "--hidden", "4", "--epochs", "2", "--quiet",
+                 "--device", "cpu", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "ran out of memory" in err and "--hidden" in err
+    assert not (tmp_path / "out" / "metrics.json").exists()
