@@ -24,6 +24,7 @@ from .baseline import DEFAULT_BIAS_REGULARISATION, fit_biases, select_biases
 from .data.ids import IdMap
 from .data.ratings import Ratings
 from .data.readers import from_dataframe
+from .distributed import pooled_errors, world
 from .exceptions import NotFittedError
 from .member import Member, NetworkSpec
 from .metrics import mae, rmse
@@ -336,6 +337,9 @@ class AutoRec:
 
         ratings = self._index_training_ratings(ratings)
         session = None
+        if checkpoint_dir is not None and world().size > 1:  # data parallel (issue 8)
+            raise ValueError("checkpoint_dir is not supported in a data-parallel fit (several "
+                             "processes) yet")
         if checkpoint_dir is not None:  # checkpoints and exact resume (issue 8)
             from .checkpoint import Session
 
@@ -385,9 +389,9 @@ class AutoRec:
         def report(entry: dict[str, Any]) -> None:
             if eval_pairs is not None:
                 (user_idx, item_idx), truth = eval_pairs
-                predicted, _ = self._predict_index(user_idx, item_idx)
-                entry["eval_rmse"] = rmse(truth, predicted)
-                entry["eval_mae"] = mae(truth, predicted)
+                # each process of a data-parallel run scores its part (autorec.distributed)
+                entry["eval_rmse"], entry["eval_mae"] = pooled_errors(
+                    truth, lambda part: self._predict_index(user_idx[part], item_idx[part])[0])
             if on_epoch_end is not None:
                 on_epoch_end(entry)
 
@@ -434,8 +438,10 @@ class AutoRec:
         n_users, n_items = len(self.users_), len(self.items_)
         score = None
         if val_part is not None:
-            val_idx, val_truth = (val_part.user_idx, val_part.item_idx), val_part.rating
-            score = lambda: rmse(val_truth, self._predict_index(*val_idx)[0])  # noqa: E731
+            val_user, val_item, val_truth = val_part.user_idx, val_part.item_idx, val_part.rating
+            # each process of a data-parallel run scores its part; all get the same RMSE
+            score = lambda: pooled_errors(val_truth, lambda part: self._predict_index(  # noqa: E731
+                val_user[part], val_item[part])[0])[0]
         self.members_ = []
         self.history_ = []
         val_outputs = []
@@ -463,8 +469,8 @@ class AutoRec:
             target = val_part.rating - self._offsets(val_part.user_idx, val_part.item_idx)
             if len(specs) > 1:
                 self.blend_ = _least_squares_blend(np.stack(val_outputs, axis=1), target)
-            self.validation_rmse_ = rmse(
-                val_part.rating, self._predict_index(val_part.user_idx, val_part.item_idx)[0])
+            assert score is not None
+            self.validation_rmse_ = score()
 
     def _network_specs(self) -> list[NetworkSpec]:
         variants = ("item", "user") if self.variant == "both" else (self.variant,)

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import distributed
 from .exceptions import ResourceError, TrainingError
 from .model import AutoRecNet
 from .optim import LazyAdam
@@ -126,6 +127,12 @@ class Trainer:
         Where to train.
     seed
         Seeds the shuffling and the dropout masks.
+
+    Notes
+    -----
+    Inside a torch.distributed process group (:func:`autorec.distributed.world`) each process
+    trains on its part of every batch and the gradients and losses are summed over the
+    processes before each step; each process draws its own dropout masks.
     """
 
     def __init__(
@@ -173,9 +180,12 @@ class Trainer:
             np.bincount(self.indices, minlength=self.n_cols).astype(np.float32)).to(device)
         self._weights = [net.encoder_weight, net.decoder_weight]
         self.optimizers = self._make_optimizers(lr, weight_decay)
+        # data parallel (issue 8): the same shuffling everywhere, dropout masks per process
+        self.world = distributed.world()
         shuffle_seed, dropout_seed = seed_streams(seed, 2)
         self.rng = np.random.default_rng(shuffle_seed)
-        self.generator = torch.Generator(device=device).manual_seed(dropout_seed)
+        self.generator = torch.Generator(device=device).manual_seed(
+            self.world.rank_seed(dropout_seed))
         self.epoch = 0
 
     def _make_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
@@ -192,9 +202,10 @@ class Trainer:
         return self.optimizer_name == "rprop"
 
     def batches(self, rows: np.ndarray) -> Iterator[SparseBatch]:
-        """Sparse batches of ``rows`` of the training matrix, in the given order."""
-        for start in range(0, len(rows), self.batch_size):
-            indptr, positions = slice_rows(self.indptr, rows[start:start + self.batch_size])
+        """Sparse batches of ``rows`` of the training matrix, in the given order (under
+        torch.distributed, this process's part of each batch, perhaps empty)."""
+        for part in self.world.batches(rows, self.batch_size):
+            indptr, positions = slice_rows(self.indptr, part)
             yield SparseBatch.from_arrays(
                 indptr, self.indices[positions], self.values[positions], self.n_cols,
                 self.device,
@@ -235,6 +246,11 @@ class Trainer:
             weight.grad = torch.sparse_coo_tensor(grad._indices(), values, weight.shape,
                                                   is_coalesced=True, check_invariants=False)
 
+    def _reduce(self, loss: torch.Tensor) -> torch.Tensor:
+        """Gradients and ``loss`` summed over the processes of a data-parallel run (the
+        whole batch's), unchanged on one process (:mod:`autorec.distributed`)."""
+        return self.world.reduce_gradients(list(self.net.parameters()), loss)
+
     def _step(self) -> None:
         for optimizer in self.optimizers:
             optimizer.step()
@@ -257,12 +273,13 @@ class Trainer:
                 self._zero_grad()
                 for batch in self.batches(self.rows):
                     total += self._backward(batch)
+                total = self._reduce(total)
                 self._check_finite(total)
                 self._step()
             else:
                 for batch in self.batches(self.rng.permutation(self.rows)):
                     self._zero_grad()
-                    loss = self._backward(batch)
+                    loss = self._reduce(self._backward(batch))
                     self._check_finite(loss)
                     self._step()
                     total += loss

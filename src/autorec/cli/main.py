@@ -11,6 +11,7 @@ interruption, with one line and status 130 instead of a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 def build_parser() -> Any:
     """The ``autorec`` argument parser, with every command."""
     from .. import __version__
-    from . import datasets, evaluate, predict, recommend, train, tune
+    from . import datasets, evaluate, predict, recommend, serve, train, tune
     from ._common import OneLineParser
 
     parser = OneLineParser(prog="autorec",
@@ -36,6 +37,7 @@ def build_parser() -> Any:
     predict.add_parser(subparsers)
     recommend.add_parser(subparsers)
     datasets.add_parser(subparsers)
+    serve.add_parser(subparsers)
     return parser
 
 
@@ -43,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
     except KeyboardInterrupt:
-        print("autorec: interrupted", file=sys.stderr)
+        # of the processes of a data-parallel run (issue 8), rank 0 or the launcher says it
+        if os.environ.get("RANK", "0") == "0" and not os.environ.get("AUTOREC_LAUNCHED_BY"):
+            print("autorec: interrupted", file=sys.stderr)
         return 130
 
 
@@ -54,16 +58,25 @@ def _run(argv: Sequence[str] | None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":  # what `train --nproc N` starts N processes with (issue 8)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args))
     except (AutorecError, ValueError, OSError) as exc:
-        print(f"autorec {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        _report(args.command, exc)
         return 2
     except TrainingError as exc:  # valid input, failed run: not a usage error
-        print(f"autorec {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        _report(args.command, exc)
         return 1
+
+
+def _report(command: str, exc: BaseException) -> None:
+    """One line on stderr; once per job in a data-parallel run (autorec.distributed)."""
+    from ..distributed import report_error
+
+    report_error(f"autorec {command}: error: {_one_line(exc)}", exc)
 
 
 def _one_line(exc: BaseException) -> str:

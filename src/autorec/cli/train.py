@@ -4,16 +4,28 @@ and write DIR/metrics.json."""
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+import numpy as np
+
+from .. import __version__, distributed
 from ..data.ratings import Ratings
+from ..estimator import AutoRec
 from ..evaluate import Split, splits, summarise
-from ._common import check_output_dir, fraction, output_dir, seed, write_json_atomic
+from ._common import (
+    check_output_dir,
+    fraction,
+    output_dir,
+    positive_float,
+    positive_int,
+    seed,
+    write_json_atomic,
+)
 from ._options import (
     CANONICAL_SPLITS,
     add_data_options,
@@ -61,6 +73,17 @@ def add_parser(subparsers: Any) -> None:
     output.add_argument("--resume", action="store_const", const=True, default=None,
                         help="continue from the checkpoint in --checkpoint-dir and end as an "
                         "uninterrupted run would (with none there, start from the beginning)")
+    # data-parallel training (issue 8): autorec.distributed
+    parallel = parser.add_argument_group(
+        "several processes (data parallel; also under torchrun --nproc-per-node N -m autorec "
+        "train)")
+    parallel.add_argument("--nproc", type=positive_int, metavar="N",
+                          help="train with N processes on this machine, each on its share of "
+                          "every batch, gradients summed (gloo on CPU, nccl with one GPU per "
+                          "process); default 1")
+    parallel.add_argument("--dist-timeout", type=positive_float, metavar="SECONDS",
+                          help="how long a process waits for the others at any exchange before "
+                          f"the run fails (default {distributed.DEFAULT_TIMEOUT:g})")
     parser.set_defaults(handler=run, parser_error=parser.error)
 
 
@@ -134,7 +157,7 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
               on_epoch_end=_progress(args, label, n_networks, model.epochs),
               **_checkpointing(args, split, part, n_parts, label))
     wall = time.perf_counter() - started
-    report = model.evaluate(split.test)
+    report = _evaluate(model, split.test)
     return {
         "rmse": report["rmse"],
         "mae": report["mae"],
@@ -173,6 +196,27 @@ def run(args: argparse.Namespace) -> int:
 
         check_folder(args.checkpoint_dir, resume=bool(args.resume))
 
+    # data-parallel training (issue 8): launch the processes, or be one of them
+    nproc = args.nproc or 1
+    if args.checkpoint_dir is not None and (nproc > 1 or distributed.launched()):
+        args.parser_error("--checkpoint-dir does not work with several processes (--nproc, "
+                          "torchrun) yet")
+    timeout = args.dist_timeout or distributed.DEFAULT_TIMEOUT
+    if distributed.launched() and nproc not in (1, distributed.local_world_size()):
+        args.parser_error(f"--nproc {nproc}, but torchrun started "
+                          f"{distributed.local_world_size()} processes on this machine")
+    if not distributed.launched() and nproc > 1:
+        return distributed.launch(nproc, args.argv, device=params.get("device"),
+                                  timeout=timeout)
+    params["device"] = distributed.rank_device(params.get("device"))
+    with distributed.process_group(params["device"], timeout) as world, \
+            distributed.quiet_unless_main(world):
+        return _train_all(args, params, template)
+
+
+def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoRec) -> int:
+    """Train on every split and report; every process of a data-parallel run runs this, and
+    rank 0 prints and writes."""
     parts, description = _split_list(args)
     first = parts[0]
     print(f"data: {description}: {len(first.train)} train / {len(first.test)} test ratings"
@@ -210,10 +254,10 @@ def run(args: argparse.Namespace) -> int:
           f"({summary['n_cold']} cold, predicted by --cold {template.cold}){chosen}; trained "
           f"in {summary['train_seconds']:.1f}s on {summary['device']}")
 
-    if args.out is not None:
+    if args.out is not None and distributed.world().is_main:
         options = {key: (str(value) if isinstance(value, Path) else value)
                    for key, value in vars(args).items()
-                   if key not in ("handler", "parser_error", "command")}
+                   if key not in ("handler", "parser_error", "command", "argv")}
         resolved = template.get_params()
         payload = {
             **summary,
@@ -222,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
             "preset": args.preset,
             "config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
             "model_params": resolved,
+            "world_size": distributed.world().size,
             **({"folds": results} if len(results) > 1 else {}),
             "versions": {"autorec": __version__, "torch": _torch_version(),
                          "python": platform.python_version()},
@@ -230,6 +275,20 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(args.out / "metrics.json", payload)
         print(f"wrote {args.out / 'metrics.json'}")
     return 0
+
+
+def _evaluate(model: AutoRec, test: Ratings) -> dict[str, Any]:
+    """``model.evaluate(test)``; in a data-parallel run each process scores its part of the
+    test ratings and the sums of squared and absolute errors and the counts are added up."""
+    world = distributed.world()
+    if world.size == 1:
+        return model.evaluate(test)
+    part = world.shard(len(test))
+    predicted, cold = model.predict(test.user_ids[part], test.item_ids[part], return_cold=True)
+    errors = predicted - test.rating[part]
+    sse, sae, n, n_cold = world.sum([np.square(errors).sum(), np.abs(errors).sum(),
+                                     len(errors), cold.sum()])
+    return {"rmse": math.sqrt(sse / n), "mae": sae / n, "n": int(n), "n_cold": int(n_cold)}
 
 
 def _torch_version() -> str:

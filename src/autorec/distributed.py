@@ -1,0 +1,506 @@
+"""Data-parallel training with torch.distributed: the process group, sharding, reductions and
+the rank-0 helpers, so that model and trainer code never branch on the rank.
+
+How a run is laid out (``torchrun --nproc-per-node N -m autorec train ...``, or
+``autorec train --nproc N ...``, which starts the same thing through :func:`launch`):
+
+* Every process (rank) reads the data and makes the same split, validation carve-out, biases
+  and initial weights: they are deterministic given the seed.
+* Rows are shuffled in the same order on every rank (same seed); each global batch of
+  ``batch_size`` rows is cut into ``world_size`` contiguous parts and rank ``r`` trains on
+  part ``r`` (:meth:`World.batches`). A part may be empty (a last batch smaller than the
+  number of ranks): that rank then contributes zero gradients.
+* Gradients are **summed** over the ranks (:meth:`World.reduce_gradients`), so the update is
+  the single-process update for the whole batch (the loss is a sum of squared errors, not a
+  mean). Dense gradients are all-reduced in place. The lazy optimizer's row-sparse gradients
+  (:mod:`autorec.sparse`) are reduced with dense collectives only: a byte per weight row
+  marks the rows this rank touched, one ``MAX`` all-reduce of those marks gives the union of
+  the touched rows (exactly the rows the whole batch touches, sorted), each rank places its
+  rows' values into a ``len(union) x hidden`` buffer (zeros elsewhere) and one ``SUM``
+  all-reduce of that buffer gives the coalesced gradient. Traffic per step is
+  ``n_rows`` bytes plus the touched rows (never the dense ``n_rows x hidden`` matrix), it
+  works on gloo and nccl alike, and the lazy update then touches the same rows as in one
+  process. Rprop's full-batch gradient is accumulated over the rank's parts and summed once.
+* The paper's ``l2`` penalty is added by each rank for its own ratings only (its share is
+  proportional to the ratings in its part, :mod:`autorec.train`), so the sum over ranks adds
+  it once, as one process would.
+* Each batch's loss is summed with the gradients, so every rank sees the same loss and takes
+  the same decision on a diverging run. Metrics are reduced as sums (squared errors, absolute
+  errors, count), never as a mean of means: the validation RMSE of every epoch (each rank
+  scores its part of the validation pairs, :func:`pooled_errors`), which makes every rank
+  take the same early-stopping decision, and the final test figures of the command line.
+* Dropout masks come from a generator seeded per rank (:meth:`World.rank_seed`): ranks draw
+  independent masks, and the masks differ from a single-process run's, so a run on N
+  processes is not bitwise the single-process one (the test RMSE agrees to a few 1e-4 on
+  ML-100K; without dropout the weights agree to float32 rounding).
+* Only rank 0 prints, logs and writes files (:func:`quiet_unless_main`, ``World.is_main``).
+
+Failures end the job instead of hanging: the process group has a timeout
+(``init_process_group(timeout=...)``: a collective waits at most that long for a peer), a
+collective that fails because a peer died raises :class:`DistributedError` (exit status 1,
+one line), and the launcher (:func:`launch`; torch's elastic agent, ``max_restarts=0``)
+stops the other workers as soon as one exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .exceptions import TrainingError
+from .metrics import mae, rmse
+
+__all__ = ["DEFAULT_TIMEOUT", "DistributedError", "World", "launch", "launched",
+           "pooled_errors", "process_group", "quiet_unless_main", "report_error", "world"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a collective waits for the other processes before the run fails.
+DEFAULT_TIMEOUT = 600.0
+
+#: Set for the workers that ``autorec train --nproc N`` starts: the launching process reports
+#: their errors, in one line.
+LAUNCHER_ENV = "AUTOREC_LAUNCHED_BY"
+
+
+class DistributedError(TrainingError):
+    """The processes of a data-parallel run lost contact (a peer died, or a collective timed
+    out), or could not form their group. Exit status 1, like any failed run on valid input."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class World:
+    """The processes of a run, as seen from one of them.
+
+    ``World()`` is the single process: every method is then the identity (or a plain
+    computation), so code written against a ``World`` runs unchanged without a process group.
+
+    Attributes
+    ----------
+    rank, size
+        This process's global rank and the number of processes.
+    local_rank
+        Rank on this machine (the GPU index with nccl).
+    backend
+        ``"gloo"``, ``"nccl"``, or ``None`` for a single process.
+    """
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process logs, prints and writes files (rank 0)."""
+        return self.rank == 0
+
+    # -- sharding -----------------------------------------------------------------------------
+    def shard(self, n: int) -> slice:
+        """This rank's contiguous part of ``n`` items (sizes differ by at most one)."""
+        return slice(n * self.rank // self.size, n * (self.rank + 1) // self.size)
+
+    def batches(self, rows: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+        """This rank's part of each global batch of ``batch_size`` consecutive ``rows``.
+
+        Every rank yields as many parts as there are global batches (some may be empty), so
+        that all of them take part in the same collectives.
+        """
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            yield chunk if self.size == 1 else chunk[self.shard(len(chunk))]
+
+    def rank_seed(self, seed: int) -> int:
+        """A seed of this rank's own (``seed`` itself on a single process)."""
+        if self.size == 1:
+            return seed
+        state = np.random.SeedSequence([seed, self.rank]).generate_state(2, np.uint64)
+        return int(state[0] >> np.uint64(1))
+
+    # -- reductions ---------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        if self.backend == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """``values`` summed over the ranks, in float64 (the same result on every rank)."""
+        if self.size == 1:
+            return [float(v) for v in values]
+        buffer = torch.tensor([float(v) for v in values], dtype=torch.float64,
+                              device=self._device())
+        self._all_reduce(buffer)
+        return buffer.cpu().tolist()
+
+    def _all_reduce(self, tensor: torch.Tensor, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM,
+                    async_op: bool = False) -> dist.Work | None:
+        try:
+            return dist.all_reduce(tensor, op=op, async_op=async_op)
+        except RuntimeError as exc:
+            raise self._lost(exc) from None
+
+    def _wait(self, works: list[dist.Work]) -> None:
+        try:
+            for work in works:
+                work.wait()
+        except RuntimeError as exc:
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: BaseException) -> DistributedError:
+        return DistributedError(
+            f"rank {self.rank} of {self.size} lost contact with the other processes (a process "
+            f"died, or a collective timed out): {_first_line(exc)}")
+
+    def reduce_gradients(self, params: Sequence[torch.nn.Parameter], loss: torch.Tensor
+                         ) -> torch.Tensor:
+        """Sum every parameter's ``.grad`` and ``loss`` over the ranks (module docstring).
+
+        Dense gradients are all-reduced in place; a row-sparse COO gradient is replaced by the
+        coalesced sum over the ranks. Returns the summed loss.
+        """
+        if self.size == 1:
+            return loss
+        total = loss.detach().reshape(1).clone()
+        works = [self._all_reduce(total, async_op=True)]
+        union: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        for param in params:
+            grad = param.grad
+            if grad is None:  # no backward on this rank: it adds zeros
+                param.grad = grad = torch.zeros_like(param)
+            if not grad.is_sparse:
+                works.append(self._all_reduce(grad, async_op=True))
+                continue
+            grad = grad if grad.is_coalesced() else grad.coalesce()
+            rows = grad._indices()[0]
+            values = grad._values()
+            if union is None or not torch.equal(union[0], rows):
+                # the encoder and decoder weights (and a sparse decoder bias) share the
+                # touched rows: one union for them all
+                union = (rows, *self._union(rows, grad.shape[0]))
+            _, touched, position = union
+            summed = values.new_zeros((len(touched), *values.shape[1:]))
+            summed.index_copy_(0, position, values)
+            works.append(self._all_reduce(summed, async_op=True))
+            param.grad = torch.sparse_coo_tensor(touched.unsqueeze(0), summed, grad.shape,
+                                                 is_coalesced=True, check_invariants=False)
+        self._wait([work for work in works if work is not None])
+        return total[0]
+
+    def _union(self, rows: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows touched on any rank (sorted) and where this rank's ``rows`` are in it."""
+        marks = torch.zeros(n_rows, dtype=torch.uint8, device=rows.device)
+        marks[rows] = 1
+        self._all_reduce(marks, op=dist.ReduceOp.MAX)
+        touched = torch.nonzero(marks).squeeze(1)
+        return touched, torch.searchsorted(touched, rows)
+
+
+_SINGLE = World()
+
+
+def world() -> World:
+    """The processes of the current run: the default process group when one is initialised
+    with more than one process, else a single process.
+
+    A fit inside an initialised process group (torchrun and ``init_process_group``, which
+    the command line does) trains data-parallel across it: every rank must call ``fit`` with
+    the same data and settings.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return _SINGLE
+    return World(rank=dist.get_rank(), size=dist.get_world_size(),
+                 local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                 backend=str(dist.get_backend()))
+
+
+def pooled_errors(truth: np.ndarray, predict: Callable[[slice], np.ndarray]
+                  ) -> tuple[float, float]:
+    """RMSE and MAE over all of ``truth``; under torch.distributed each rank predicts only its
+    part (``predict(part)`` gives the predictions for ``truth[part]``) and the sums of squared
+    and absolute errors and the count are summed over the ranks.
+
+    On a single process this is exactly ``rmse`` and ``mae`` of ``predict(slice(None))``.
+    """
+    group = world()
+    if group.size == 1:
+        predicted = predict(slice(None))
+        return rmse(truth, predicted), mae(truth, predicted)
+    part = group.shard(len(truth))
+    errors = np.asarray(predict(part), dtype=np.float64) - np.asarray(truth[part], np.float64)
+    sse, sae, n = group.sum([np.square(errors).sum(), np.abs(errors).sum(), len(errors)])
+    if n == 0:
+        raise ValueError("cannot score zero ratings")
+    return math.sqrt(sse / n), sae / n
+
+
+# -- the process group ---------------------------------------------------------------------------
+def launched() -> bool:
+    """Whether this process is one of several started by torchrun (or ``--nproc``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def local_world_size() -> int:
+    """Processes on this machine (torchrun's ``LOCAL_WORLD_SIZE``)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+
+
+def _wants_cuda(device: str | None) -> bool:
+    if device is None or device == "auto":
+        return torch.cuda.is_available()
+    return torch.device(device).type == "cuda"
+
+
+def rank_device(device: str | None) -> str | None:
+    """The device this rank trains on: ``cuda:LOCAL_RANK`` where CUDA is asked for (or
+    available, for ``None``), else ``device`` unchanged."""
+    if not launched() or not _wants_cuda(device):
+        return device
+    if device not in (None, "auto", "cuda") and local_world_size() > 1:
+        raise ValueError(f"--device {device} names one GPU, but each of the "
+                         f"{local_world_size()} processes on this machine takes the GPU of "
+                         "its local rank: use --device cuda (or auto)")
+    if device in (None, "auto", "cuda"):
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
+
+
+@contextmanager
+def process_group(device: str | None, timeout: float = DEFAULT_TIMEOUT) -> Iterator[World]:
+    """Join the process group torchrun describes (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR``/``MASTER_PORT`` in the environment) for the duration of the block, with
+    nccl when training on CUDA (one GPU per local rank) and gloo otherwise. Outside torchrun
+    (or with one process) this does nothing and gives the single-process :class:`World`.
+
+    ``timeout``: seconds any collective waits for the other processes before failing.
+    """
+    if not launched() or (dist.is_available() and dist.is_initialized()):
+        yield world()
+        return
+    if not dist.is_available():
+        raise DistributedError("this torch build has no torch.distributed")
+    cuda = _wants_cuda(device)
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    backend = "nccl" if cuda else "gloo"
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
+    except (RuntimeError, ValueError) as exc:
+        raise DistributedError(f"rank {os.environ.get('RANK', '?')} could not join the "
+                               f"process group ({backend}): {_first_line(exc)}") from None
+    group = world()
+    log.info("rank %d of %d joined the process group (%s)", group.rank, group.size, backend)
+    _exit_with_launcher()
+    try:
+        yield group
+        # all ranks finish together: one leaving early can tear down a peer's connections
+        # while it exits (gloo then aborts the process)
+        try:
+            dist.barrier()
+        except RuntimeError as exc:
+            raise group._lost(exc) from None
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dist.destroy_process_group()
+
+
+def _exit_with_launcher() -> None:
+    """A worker of ``autorec train --nproc`` ends when its launcher is gone (killed with
+    SIGKILL, it cannot stop its workers itself): a daemon thread checks the parent process
+    every second."""
+    launcher = os.environ.get(LAUNCHER_ENV, "")
+    if not launcher.isdigit() or os.getppid() != int(launcher):
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(launcher):
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="autorec-launcher-watch", daemon=True).start()
+
+
+@contextmanager
+def quiet_unless_main(group: World) -> Iterator[None]:
+    """On ranks other than 0, for the duration of the block: standard output goes nowhere,
+    autorec's log records and Python warnings are dropped (rank 0 speaks for the job)."""
+    if group.is_main:
+        yield
+        return
+    logger = logging.getLogger("autorec")
+    stdout, disabled = sys.stdout, logger.disabled
+    with open(os.devnull, "w") as devnull, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sys.stdout, logger.disabled = devnull, True
+        try:
+            yield
+        finally:
+            sys.stdout, logger.disabled = stdout, disabled
+
+
+def report_error(line: str, exc: BaseException) -> None:
+    """Report a command's one-line error, once for the whole job.
+
+    A single process prints it. A worker of a data-parallel run also leaves it in torch
+    elastic's error file (``TORCHELASTIC_ERROR_FILE``), where the launcher reads it; under
+    ``autorec train --nproc`` the launching process prints it, under plain torchrun rank 0
+    does (every rank meets the same input errors), and any rank that lost contact with the
+    others says so.
+    """
+    if not launched():
+        print(line, file=sys.stderr)
+        return
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        try:
+            with open(error_file, "w", encoding="utf-8") as handle:
+                json.dump({"message": line, "timestamp": int(time.time())}, handle)
+        except OSError:
+            pass
+    if os.environ.get(LAUNCHER_ENV):
+        return
+    if os.environ.get("RANK", "0") == "0" or isinstance(exc, DistributedError):
+        print(line, file=sys.stderr)
+
+
+# -- the launcher of ``autorec train --nproc N`` ------------------------------------------------
+def launch(nproc: int, argv: Sequence[str], *, device: str | None = None,
+           command: str = "train", timeout: float = DEFAULT_TIMEOUT) -> int:
+    """Run ``python -m autorec ARGV`` as ``nproc`` processes on this machine, as
+    ``torchrun --standalone --nproc-per-node NPROC --max-restarts 0`` would; returns the
+    exit status.
+
+    The workers find each other through a c10d rendezvous on a free local port. When one of
+    them exits with an error or is killed, torch's elastic agent stops the others at once
+    (SIGTERM, then SIGKILL after a few seconds), and this prints one line: the error of the
+    first worker that reported one, or which worker died and of what signal. Each worker
+    gets ``OMP_NUM_THREADS`` = cores / ``nproc`` (unless set). On CUDA (``device`` ``cuda``,
+    or ``None`` where CUDA is available) worker ``k`` takes GPU ``k``.
+
+    Raises
+    ------
+    ValueError
+        ``device`` names one GPU (``cuda:1``), or there are fewer GPUs than ``nproc``.
+    """
+    cuda = _wants_cuda(device)
+    if cuda and device not in (None, "auto", "cuda"):
+        raise ValueError(f"--device {device} names one GPU, but each of the {nproc} processes "
+                         "takes the GPU of its local rank: use --device cuda (or auto)")
+    if cuda and nproc > torch.cuda.device_count():
+        raise ValueError(f"--nproc {nproc} on CUDA needs {nproc} GPUs, one per process; this "
+                         f"machine has {torch.cuda.device_count()} (or use --device cpu)")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    quiet = _silence_elastic_logs()
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"autorec-{uuid.uuid4().hex}",
+        rdzv_backend="c10d", rdzv_endpoint="localhost:0",
+        rdzv_configs={"timeout": int(max(timeout, 60))}, max_restarts=0,
+        monitor_interval=0.1, shutdown_timeout=5)
+    env = {LAUNCHER_ENV: str(os.getpid()), "TORCH_CPP_LOG_LEVEL": "ERROR"}
+    if not cuda and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update({key: value for key, value in env.items()
+                       if key not in os.environ or key == LAUNCHER_ENV})
+    try:
+        elastic_launch(config, sys.executable)("-m", "autorec", *argv)
+    except ChildFailedError as exc:
+        line, status = _describe_failure(command, exc.failures)
+        print(line, file=sys.stderr)
+        return status
+    except SignalException as exc:
+        print("autorec: interrupted", file=sys.stderr)
+        return 128 + int(exc.sigval)
+    except Exception as exc:  # rendezvous or start-up failures of the agent itself
+        print(f"autorec {command}: error: could not run {nproc} processes: "
+              f"{_first_line(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        quiet()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return 0
+
+
+def _silence_elastic_logs() -> Callable[[], None]:
+    """torch's elastic agent logs its own account of each start and failure; :func:`launch`
+    reports in one line instead (``-v`` shows them). Returns what undoes it."""
+    root = logging.getLogger()
+    if root.getEffectiveLevel() <= logging.INFO:
+        return lambda: None
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.name.startswith("torch.distributed")
+
+    handlers = [h for logger in (root, logging.getLogger("torch"),
+                                 logging.getLogger("torch.distributed"))
+                for h in logger.handlers]
+    handlers += [logging.lastResort] if logging.lastResort is not None else []
+    for handler in handlers:
+        handler.addFilter(keep)
+
+    def undo() -> None:
+        for handler in handlers:
+            handler.removeFilter(keep)
+
+    return undo
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _describe_failure(command: str, failures: dict[int, Any]) -> tuple[str, int]:
+    """One line and an exit status for the failed workers (``rank -> ProcessFailure``:
+    ``exitcode``, ``pid``, ``message``, ``timestamp``)."""
+    ranked = sorted(failures.items())
+    # a worker killed by a signal the agent did not send (SIGTERM is how it stops the rest)
+    for rank, failure in ranked:
+        code = int(failure.exitcode)
+        if code < 0 and -code != signal.SIGTERM:
+            return (f"autorec {command}: error: the process of rank {rank} (pid "
+                    f"{failure.pid}) was killed by {_signal_name(-code)}; the other "
+                    "processes were stopped", 1)
+    # the first worker that reported an error of its own
+    reported = [(int(getattr(f, "timestamp", 0)), rank, f) for rank, f in ranked
+                if str(getattr(f, "message", "")).startswith("autorec ")]
+    if reported:
+        _, rank, failure = min(reported, key=lambda item: item[:2])
+        code = int(failure.exitcode)
+        return str(failure.message), code if code > 0 else 1
+    rank, failure = ranked[0]
+    code = int(failure.exitcode)
+    how = f"exited with status {code}" if code > 0 else f"was stopped by {_signal_name(-code)}"
+    return (f"autorec {command}: error: the process of rank {rank} (pid {failure.pid}) "
+            f"{how}; the other processes were stopped", 1)

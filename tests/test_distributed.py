@@ -1,0 +1,234 @@
+"""Data-parallel training (issue 8): sharding, the reductions against one process, the command
+line on two CPU processes against one, and a killed rank that ends the job."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from autorec.cli.main import main
+from autorec.distributed import World, _describe_failure, pooled_errors, world
+from autorec.metrics import mae, rmse
+
+TESTS = Path(__file__).resolve().parent
+
+needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="this torch build has no torch.distributed with gloo")
+needs_proc = pytest.mark.skipif(not Path("/proc/self/environ").exists(),
+                                reason="finds the rank of a worker process through /proc")
+
+
+# -- without processes ------------------------------------------------------------------------
+def test_single_process_world_is_the_identity():
+    group = world()
+    assert group.size == 1 and group.is_main
+    rows = np.arange(10)
+    assert [b.tolist() for b in group.batches(rows, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert group.rank_seed(123) == 123
+    assert group.sum([1.5, 2]) == [1.5, 2.0]
+    truth, predicted = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0])
+    assert pooled_errors(truth, lambda part: predicted[part]) == (rmse(truth, predicted),
+                                                                   mae(truth, predicted))
+
+
+def test_shards_cover_each_batch_once_and_in_order():
+    rows = np.arange(23)
+    for size in (2, 3, 5):
+        parts = [list(World(rank=r, size=size).batches(rows, 7)) for r in range(size)]
+        assert all(len(p) == 4 for p in parts)  # every rank takes part in every step
+        for step in range(4):
+            joined = np.concatenate([parts[r][step] for r in range(size)])
+            assert joined.tolist() == rows[7 * step:7 * step + 7].tolist()
+    # a last batch of 2 rows over 3 ranks leaves one rank an empty part
+    assert [len(World(rank=r, size=3).batches(rows, 7).__next__()) for r in range(3)] == [2, 2, 3]
+    assert len(list(World(rank=0, size=3).batches(rows, 7))[-1]) == 0
+    seeds = {World(rank=r, size=3).rank_seed(5) for r in range(3)}
+    assert len(seeds) == 3
+
+
+def test_failure_line_names_the_killed_rank():
+    failures = {
+        0: SimpleNamespace(exitcode=1, pid=10, timestamp=2,
+                           message="autorec train: error: rank 0 of 2 lost contact with ..."),
+        1: SimpleNamespace(exitcode=-9, pid=11, timestamp=1, message="Signal 9 (SIGKILL)"),
+    }
+    line, status = _describe_failure("train", failures)
+    assert status == 1 and "rank 1 (pid 11) was killed by SIGKILL" in line
+    same = {r: SimpleNamespace(exitcode=2, pid=r, timestamp=5,
+                               message="autorec train: error: data.csv, line 3: bad rating")
+            for r in (0, 1)}
+    assert _describe_failure("train", same) == (
+        "autorec train: error: data.csv, line 3: bad rating", 2)
+
+
+def test_nproc_refuses_checkpoints(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--data", str(tmp_path / "x.csv"), "--nproc", "2",
+              "--checkpoint-dir", str(tmp_path / "ck")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--checkpoint-dir does not work with several" in err
+
+
+# -- two processes ----------------------------------------------------------------------------
+_REDUCTION_SCRIPT = """
+import json, sys
+import torch
+sys.path.insert(0, {tests!r})
+from conftest import make_low_rank
+from autorec import distributed
+from autorec.member import orient
+from autorec.model import AutoRecNet
+from autorec.train import Trainer
+
+ratings = make_low_rank(n_users=60, n_items=49, seed=1)   # 49 rows, batches 16+16+16+1
+
+def train(optimizer):
+    matrix, _ = orient(ratings.user_idx, ratings.item_idx, ratings.rating, "item",
+                       ratings.n_users, ratings.n_items)
+    net = AutoRecNet(ratings.n_users, 8, dropout=0.0, sparse_grad=optimizer == "lazy_adam",
+                     generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(net, matrix, optimizer=optimizer, lr=0.01, l2=5.0, batch_size=16,
+                      device=torch.device("cpu"), seed=3)
+    losses = [trainer.train_epoch().train_loss for _ in range(4)]
+    return torch.cat([p.detach().flatten() for p in net.parameters()]), losses
+
+optimizers = ("adam", "lazy_adam", "rprop")
+alone = {{name: train(name) for name in optimizers}}          # before joining: one process
+with distributed.process_group("cpu", timeout=60) as world:
+    result = {{"size": world.size}}
+    for name in optimizers:
+        weights, losses = train(name)
+        other = [torch.zeros_like(weights) for _ in range(world.size)]
+        torch.distributed.all_gather(other, weights)
+        result[name] = {{
+            "vs_one_process": float((weights - alone[name][0]).abs().max()),
+            "scale": float(alone[name][0].abs().max()),
+            "across_ranks": max(float((w - weights).abs().max()) for w in other),
+            "losses": losses, "losses_alone": alone[name][1]}}
+    with open({out!r} + f"/rank{{world.rank}}.json", "w") as handle:
+        json.dump(result, handle)
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.mark.distributed
+@needs_gloo
+def test_two_processes_make_the_single_process_update(tmp_path):
+    """Every optimizer (dense Adam, lazy Adam's row-sparse gradients, full-batch Rprop), with
+    the l2 penalty and a rank left with an empty part of a batch: the weights after 4 epochs
+    on 2 processes are those of 1 process (to float32 rounding) and the same on both ranks."""
+    script = tmp_path / "reduce.py"
+    script.write_text(_REDUCTION_SCRIPT.format(tests=str(TESTS), out=str(tmp_path)))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "--max-restarts", "0", str(script)],
+        capture_output=True, text=True, timeout=120, env=_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result["size"] == 2
+        for name in ("adam", "lazy_adam", "rprop"):
+            figures = result[name]
+            assert figures["across_ranks"] == 0.0, name  # the ranks never drift apart
+            assert figures["vs_one_process"] <= 1e-5 * max(figures["scale"], 1.0), (name, figures)
+            np.testing.assert_allclose(figures["losses"], figures["losses_alone"], rtol=1e-5)
+
+
+@pytest.mark.distributed
+@pytest.mark.real_data
+@needs_gloo
+def test_two_cpu_processes_match_one_on_ml100k(capsys, tmp_path, ml100k_dir):
+    """`autorec train --nproc 2` (default settings, 8 epochs) on ML-100K: test RMSE within
+    0.005 of the single-process run, metrics.json from rank 0 with world_size 2."""
+    common = ["train", "--data-dir", str(ml100k_dir), "--no-download", "--epochs", "8",
+              "--quiet"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the two processes has (and far faster on busy cores)
+    try:
+        assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    done = subprocess.run(
+        [sys.executable, "-m", "autorec", *common, "--nproc", "2", "--out",
+         str(tmp_path / "two")],
+        capture_output=True, text=True, timeout=180, env=_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.strip() == ""
+    assert done.stdout.count("test RMSE") == 1  # rank 0 alone prints
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    assert two["n_test"] == one["n_test"] == 10000 and two["n_cold"] == one["n_cold"]
+    assert abs(two["rmse"] - one["rmse"]) < 0.005, (one["rmse"], two["rmse"])
+    assert abs(two["validation_rmse"] - one["validation_rmse"]) < 0.005
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _rank_of(pid: int) -> int | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"RANK="):
+            return int(item[5:])
+    return None
+
+
+@pytest.mark.distributed
+@pytest.mark.real_data
+@needs_gloo
+@needs_proc
+def test_killing_one_rank_ends_the_job(tmp_path, ml100k_dir):
+    """SIGKILL to rank 1 of a running `autorec train --nproc 2`: the job ends soon, with a
+    non-zero status, one line on stderr, no traceback and no hang."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autorec", "train", "--data-dir", str(ml100k_dir),
+         "--no-download", "--epochs", "200", "--patience", "200", "--nproc", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+        start_new_session=True)
+    try:
+        deadline, seen = time.monotonic() + 90, ""
+        assert proc.stdout is not None
+        while "epoch   1/" not in seen:  # both ranks are training once rank 0 reports epoch 1
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                seen += proc.stdout.readline()
+        ranks = {_rank_of(child): child for child in _children(proc.pid)}
+        assert set(ranks) == {0, 1}, ranks
+        killed_at = time.monotonic()
+        os.kill(ranks[1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - killed_at
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode not in (0, None)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "rank 1" in lines[0] and "SIGKILL" in lines[0], lines[0]
+    assert took < 30, took
+    assert all(_rank_of(child) is None for child in ranks.values())  # no worker left behind
