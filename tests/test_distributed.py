@@ -18,8 +18,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from autorec.cli._launch import _describe_failure
 from autorec.cli.main import main
-from autorec.distributed import World, _describe_failure, pooled_errors, world
+from autorec.distributed import World, pooled_errors, world
 from autorec.metrics import mae, rmse
 
 TESTS = Path(__file__).resolve().parent

@@ -2,7 +2,7 @@
 the rank-0 helpers, so that model and trainer code never branch on the rank.
 
 How a run is laid out (``torchrun --nproc-per-node N -m autorec train ...``, or
-``autorec train --nproc N ...``, which starts the same thing through :func:`launch`):
+``autorec train --nproc N ...``, which starts the same thing, :mod:`autorec.cli._launch`):
 
 * Every process (rank) reads the data and makes the same split, validation carve-out, biases
   and initial weights: they are deterministic given the seed.
@@ -38,27 +38,24 @@ How a run is laid out (``torchrun --nproc-per-node N -m autorec train ...``, or
 Failures end the job instead of hanging: the process group has a timeout
 (``init_process_group(timeout=...)``: a collective waits at most that long for a peer), a
 collective that fails because a peer died raises :class:`DistributedError` (exit status 1,
-one line), and the launcher (:func:`launch`; torch's elastic agent, ``max_restarts=0``)
-stops the other workers as soon as one exits.
+one line), and the launcher (torch's elastic agent with ``max_restarts=0``, which
+``autorec train --nproc`` runs: :mod:`autorec.cli._launch`) stops the other workers as soon
+as one exits.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import signal
 import sys
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import numpy as np
 import torch
@@ -67,8 +64,9 @@ import torch.distributed as dist
 from .exceptions import TrainingError
 from .metrics import mae, rmse
 
-__all__ = ["DEFAULT_TIMEOUT", "DistributedError", "World", "launch", "launched",
-           "pooled_errors", "process_group", "quiet_unless_main", "report_error", "world"]
+__all__ = ["DEFAULT_TIMEOUT", "LAUNCHER_ENV", "DistributedError", "World", "launched",
+           "local_world_size", "pooled_errors", "process_group", "quiet_unless_main",
+           "rank_device", "wants_cuda", "world"]
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +264,8 @@ def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
 
 
-def _wants_cuda(device: str | None) -> bool:
+def wants_cuda(device: str | None) -> bool:
+    """Whether ``device`` (``None``/``auto``: CUDA when available) is a CUDA device."""
     if device is None or device == "auto":
         return torch.cuda.is_available()
     return torch.device(device).type == "cuda"
@@ -275,7 +274,7 @@ def _wants_cuda(device: str | None) -> bool:
 def rank_device(device: str | None) -> str | None:
     """The device this rank trains on: ``cuda:LOCAL_RANK`` where CUDA is asked for (or
     available, for ``None``), else ``device`` unchanged."""
-    if not launched() or not _wants_cuda(device):
+    if not launched() or not wants_cuda(device):
         return device
     if device not in (None, "auto", "cuda") and local_world_size() > 1:
         raise ValueError(f"--device {device} names one GPU, but each of the "
@@ -300,7 +299,7 @@ def process_group(device: str | None, timeout: float = DEFAULT_TIMEOUT) -> Itera
         return
     if not dist.is_available():
         raise DistributedError("this torch build has no torch.distributed")
-    cuda = _wants_cuda(device)
+    cuda = wants_cuda(device)
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     backend = "nccl" if cuda else "gloo"
@@ -358,149 +357,3 @@ def quiet_unless_main(group: World) -> Iterator[None]:
             yield
         finally:
             sys.stdout, logger.disabled = stdout, disabled
-
-
-def report_error(line: str, exc: BaseException) -> None:
-    """Report a command's one-line error, once for the whole job.
-
-    A single process prints it. A worker of a data-parallel run also leaves it in torch
-    elastic's error file (``TORCHELASTIC_ERROR_FILE``), where the launcher reads it; under
-    ``autorec train --nproc`` the launching process prints it, under plain torchrun rank 0
-    does (every rank meets the same input errors), and any rank that lost contact with the
-    others says so.
-    """
-    if not launched():
-        print(line, file=sys.stderr)
-        return
-    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if error_file:
-        try:
-            with open(error_file, "w", encoding="utf-8") as handle:
-                json.dump({"message": line, "timestamp": int(time.time())}, handle)
-        except OSError:
-            pass
-    if os.environ.get(LAUNCHER_ENV):
-        return
-    if os.environ.get("RANK", "0") == "0" or isinstance(exc, DistributedError):
-        print(line, file=sys.stderr)
-
-
-# -- the launcher of ``autorec train --nproc N`` ------------------------------------------------
-def launch(nproc: int, argv: Sequence[str], *, device: str | None = None,
-           command: str = "train", timeout: float = DEFAULT_TIMEOUT) -> int:
-    """Run ``python -m autorec ARGV`` as ``nproc`` processes on this machine, as
-    ``torchrun --standalone --nproc-per-node NPROC --max-restarts 0`` would; returns the
-    exit status.
-
-    The workers find each other through a c10d rendezvous on a free local port. When one of
-    them exits with an error or is killed, torch's elastic agent stops the others at once
-    (SIGTERM, then SIGKILL after a few seconds), and this prints one line: the error of the
-    first worker that reported one, or which worker died and of what signal. Each worker
-    gets ``OMP_NUM_THREADS`` = cores / ``nproc`` (unless set). On CUDA (``device`` ``cuda``,
-    or ``None`` where CUDA is available) worker ``k`` takes GPU ``k``.
-
-    Raises
-    ------
-    ValueError
-        ``device`` names one GPU (``cuda:1``), or there are fewer GPUs than ``nproc``.
-    """
-    cuda = _wants_cuda(device)
-    if cuda and device not in (None, "auto", "cuda"):
-        raise ValueError(f"--device {device} names one GPU, but each of the {nproc} processes "
-                         "takes the GPU of its local rank: use --device cuda (or auto)")
-    if cuda and nproc > torch.cuda.device_count():
-        raise ValueError(f"--nproc {nproc} on CUDA needs {nproc} GPUs, one per process; this "
-                         f"machine has {torch.cuda.device_count()} (or use --device cpu)")
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    quiet = _silence_elastic_logs()
-    config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"autorec-{uuid.uuid4().hex}",
-        rdzv_backend="c10d", rdzv_endpoint="localhost:0",
-        rdzv_configs={"timeout": int(max(timeout, 60))}, max_restarts=0,
-        monitor_interval=0.1, shutdown_timeout=5)
-    env = {LAUNCHER_ENV: str(os.getpid()), "TORCH_CPP_LOG_LEVEL": "ERROR"}
-    if not cuda and "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update({key: value for key, value in env.items()
-                       if key not in os.environ or key == LAUNCHER_ENV})
-    try:
-        elastic_launch(config, sys.executable)("-m", "autorec", *argv)
-    except ChildFailedError as exc:
-        line, status = _describe_failure(command, exc.failures)
-        print(line, file=sys.stderr)
-        return status
-    except SignalException as exc:
-        print("autorec: interrupted", file=sys.stderr)
-        return 128 + int(exc.sigval)
-    except Exception as exc:  # rendezvous or start-up failures of the agent itself
-        print(f"autorec {command}: error: could not run {nproc} processes: "
-              f"{_first_line(exc)}", file=sys.stderr)
-        return 1
-    finally:
-        quiet()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return 0
-
-
-def _silence_elastic_logs() -> Callable[[], None]:
-    """torch's elastic agent logs its own account of each start and failure; :func:`launch`
-    reports in one line instead (``-v`` shows them). Returns what undoes it."""
-    root = logging.getLogger()
-    if root.getEffectiveLevel() <= logging.INFO:
-        return lambda: None
-
-    def keep(record: logging.LogRecord) -> bool:
-        return not record.name.startswith("torch.distributed")
-
-    handlers = [h for logger in (root, logging.getLogger("torch"),
-                                 logging.getLogger("torch.distributed"))
-                for h in logger.handlers]
-    handlers += [logging.lastResort] if logging.lastResort is not None else []
-    for handler in handlers:
-        handler.addFilter(keep)
-
-    def undo() -> None:
-        for handler in handlers:
-            handler.removeFilter(keep)
-
-    return undo
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _describe_failure(command: str, failures: dict[int, Any]) -> tuple[str, int]:
-    """One line and an exit status for the failed workers (``rank -> ProcessFailure``:
-    ``exitcode``, ``pid``, ``message``, ``timestamp``)."""
-    ranked = sorted(failures.items())
-    # a worker killed by a signal the agent did not send (SIGTERM is how it stops the rest)
-    for rank, failure in ranked:
-        code = int(failure.exitcode)
-        if code < 0 and -code != signal.SIGTERM:
-            return (f"autorec {command}: error: the process of rank {rank} (pid "
-                    f"{failure.pid}) was killed by {_signal_name(-code)}; the other "
-                    "processes were stopped", 1)
-    # the first worker that reported an error of its own
-    reported = [(int(getattr(f, "timestamp", 0)), rank, f) for rank, f in ranked
-                if str(getattr(f, "message", "")).startswith("autorec ")]
-    if reported:
-        _, rank, failure = min(reported, key=lambda item: item[:2])
-        code = int(failure.exitcode)
-        return str(failure.message), code if code > 0 else 1
-    rank, failure = ranked[0]
-    code = int(failure.exitcode)
-    how = f"exited with status {code}" if code > 0 else f"was stopped by {_signal_name(-code)}"
-    return (f"autorec {command}: error: the process of rank {rank} (pid {failure.pid}) "
-            f"{how}; the other processes were stopped", 1)

@@ -74,7 +74,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
 def _report(command: str, exc: BaseException) -> None:
     """One line on stderr; once per job in a data-parallel run (autorec.distributed)."""
-    from ..distributed import report_error
+    from ._launch import report_error
 
     report_error(f"autorec {command}: error: {_one_line(exc)}", exc)
 

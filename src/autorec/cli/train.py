@@ -206,8 +206,9 @@ def run(args: argparse.Namespace) -> int:
         args.parser_error(f"--nproc {nproc}, but torchrun started "
                           f"{distributed.local_world_size()} processes on this machine")
     if not distributed.launched() and nproc > 1:
-        return distributed.launch(nproc, args.argv, device=params.get("device"),
-                                  timeout=timeout)
+        from ._launch import launch
+
+        return launch(nproc, args.argv, device=params.get("device"), timeout=timeout)
     params["device"] = distributed.rank_device(params.get("device"))
     with distributed.process_group(params["device"], timeout) as world, \
             distributed.quiet_unless_main(world):

@@ -1,0 +1,176 @@
+"""The launcher of ``autorec train --nproc N`` and the one-line error report of a data-parallel
+run's processes (issue 8); the process group itself is :mod:`autorec.distributed`'s."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ..distributed import (
+    DEFAULT_TIMEOUT,
+    LAUNCHER_ENV,
+    DistributedError,
+    launched,
+    wants_cuda,
+)
+
+__all__ = ["launch", "report_error"]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def report_error(line: str, exc: BaseException) -> None:
+    """Report a command's one-line error, once for the whole job.
+
+    A single process prints it. A worker of a data-parallel run also leaves it in torch
+    elastic's error file (``TORCHELASTIC_ERROR_FILE``), where the launcher reads it; under
+    ``autorec train --nproc`` the launching process prints it, under plain torchrun rank 0
+    does (every rank meets the same input errors), and any rank that lost contact with the
+    others says so.
+    """
+    if not launched():
+        print(line, file=sys.stderr)
+        return
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        try:
+            with open(error_file, "w", encoding="utf-8") as handle:
+                json.dump({"message": line, "timestamp": int(time.time())}, handle)
+        except OSError:
+            pass
+    if os.environ.get(LAUNCHER_ENV):
+        return
+    if os.environ.get("RANK", "0") == "0" or isinstance(exc, DistributedError):
+        print(line, file=sys.stderr)
+
+
+def launch(nproc: int, argv: Sequence[str], *, device: str | None = None,
+           command: str = "train", timeout: float = DEFAULT_TIMEOUT) -> int:
+    """Run ``python -m autorec ARGV`` as ``nproc`` processes on this machine, as
+    ``torchrun --standalone --nproc-per-node NPROC --max-restarts 0`` would; returns the
+    exit status.
+
+    The workers find each other through a c10d rendezvous on a free local port. When one of
+    them exits with an error or is killed, torch's elastic agent stops the others at once
+    (SIGTERM, then SIGKILL after a few seconds), and this prints one line: the error of the
+    first worker that reported one, or which worker died and of what signal. Each worker
+    gets ``OMP_NUM_THREADS`` = cores / ``nproc`` (unless set). On CUDA (``device`` ``cuda``,
+    or ``None`` where CUDA is available) worker ``k`` takes GPU ``k``.
+
+    Raises
+    ------
+    ValueError
+        ``device`` names one GPU (``cuda:1``), or there are fewer GPUs than ``nproc``.
+    """
+    cuda = wants_cuda(device)
+    if cuda and device not in (None, "auto", "cuda"):
+        raise ValueError(f"--device {device} names one GPU, but each of the {nproc} processes "
+                         "takes the GPU of its local rank: use --device cuda (or auto)")
+    if cuda and nproc > torch.cuda.device_count():
+        raise ValueError(f"--nproc {nproc} on CUDA needs {nproc} GPUs, one per process; this "
+                         f"machine has {torch.cuda.device_count()} (or use --device cpu)")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    quiet = _silence_elastic_logs()
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"autorec-{uuid.uuid4().hex}",
+        rdzv_backend="c10d", rdzv_endpoint="localhost:0",
+        rdzv_configs={"timeout": int(max(timeout, 60))}, max_restarts=0,
+        monitor_interval=0.1, shutdown_timeout=5)
+    env = {LAUNCHER_ENV: str(os.getpid()), "TORCH_CPP_LOG_LEVEL": "ERROR"}
+    if not cuda and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update({key: value for key, value in env.items()
+                       if key not in os.environ or key == LAUNCHER_ENV})
+    try:
+        elastic_launch(config, sys.executable)("-m", "autorec", *argv)
+    except ChildFailedError as exc:
+        line, status = _describe_failure(command, exc.failures)
+        print(line, file=sys.stderr)
+        return status
+    except SignalException as exc:
+        print("autorec: interrupted", file=sys.stderr)
+        return 128 + int(exc.sigval)
+    except Exception as exc:  # rendezvous or start-up failures of the agent itself
+        print(f"autorec {command}: error: could not run {nproc} processes: "
+              f"{_first_line(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        quiet()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return 0
+
+
+def _silence_elastic_logs() -> Callable[[], None]:
+    """torch's elastic agent logs its own account of each start and failure; :func:`launch`
+    reports in one line instead (``-v`` shows them). Returns what undoes it."""
+    root = logging.getLogger()
+    if root.getEffectiveLevel() <= logging.INFO:
+        return lambda: None
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.name.startswith("torch.distributed")
+
+    handlers = [h for logger in (root, logging.getLogger("torch"),
+                                 logging.getLogger("torch.distributed"))
+                for h in logger.handlers]
+    handlers += [logging.lastResort] if logging.lastResort is not None else []
+    for handler in handlers:
+        handler.addFilter(keep)
+
+    def undo() -> None:
+        for handler in handlers:
+            handler.removeFilter(keep)
+
+    return undo
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _describe_failure(command: str, failures: dict[int, Any]) -> tuple[str, int]:
+    """One line and an exit status for the failed workers (``rank -> ProcessFailure``:
+    ``exitcode``, ``pid``, ``message``, ``timestamp``)."""
+    ranked = sorted(failures.items())
+    # a worker killed by a signal the agent did not send (SIGTERM is how it stops the rest)
+    for rank, failure in ranked:
+        code = int(failure.exitcode)
+        if code < 0 and -code != signal.SIGTERM:
+            return (f"autorec {command}: error: the process of rank {rank} (pid "
+                    f"{failure.pid}) was killed by {_signal_name(-code)}; the other "
+                    "processes were stopped", 1)
+    # the first worker that reported an error of its own
+    reported = [(int(getattr(f, "timestamp", 0)), rank, f) for rank, f in ranked
+                if str(getattr(f, "message", "")).startswith("autorec ")]
+    if reported:
+        _, rank, failure = min(reported, key=lambda item: item[:2])
+        code = int(failure.exitcode)
+        return str(failure.message), code if code > 0 else 1
+    rank, failure = ranked[0]
+    code = int(failure.exitcode)
+    how = f"exited with status {code}" if code > 0 else f"was stopped by {_signal_name(-code)}"
+    return (f"autorec {command}: error: the process of rank {rank} (pid {failure.pid}) "
+            f"{how}; the other processes were stopped", 1)
