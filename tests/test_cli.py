@@ -423,3 +423,38 @@ def test_ctrl_c_during_imports_exits_130_without_traceback(tmp_path):
     assert process.returncode == 130, messages
     assert "Traceback" not in "".join(messages)
     assert [m.strip() for m in messages if m.strip()] == ["autorec: interrupted"]
+
+
+def test_train_save_plot_and_ranking(capsys, tmp_path, ratings_csv):
+    pytest.importorskip("matplotlib")
+    out, model_dir, plot = tmp_path / "run", tmp_path / "model", tmp_path / "curves.png"
+    code, stdout, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--save",
+                                str(model_dir), "--plot", str(plot), "--k", "5",
+                                "--out", str(out), *FAST)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
+        assert 0.0 <= metrics[f"{name}@5"] <= 1.0
+    assert "ranking at 5" in stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from autorec import AutoRec
+
+    model = AutoRec.load(model_dir)
+    assert model.get_params()["hidden"] == 8
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\nu1,movie-3\nnobody,movie-3\n")
+    code, _, err = run_cli(capsys, "predict", "--model", str(model_dir), "--input", str(pairs),
+                           "--output", str(tmp_path / "p.csv"))
+    assert code == 0, err
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "user_id,item_id,prediction,fallback" and lines[2].endswith("true")
+
+
+def test_train_refuses_a_bad_save_target_before_training(capsys, tmp_path, ratings_csv):
+    target = tmp_path / "not-a-model"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    code, stdout, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--save",
+                                str(target), *FAST)
+    assert_one_line_error(code, err, str(target))
+    assert "epoch" not in stdout

@@ -183,3 +183,13 @@ def test_tune_without_optuna_says_how_to_install(capsys, monkeypatch: pytest.Mon
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "pip install 'autorec[tune]'" in err
+
+
+def test_evaluate_plot(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "eval.png"
+    code = main(["evaluate", "--data", str(ratings_csv), "--protocol", "kfold", "--folds", "2",
+                 "--plot", str(plot), *FAST])
+    assert code == 0, capsys.readouterr().err
+    for path in (plot, tmp_path / "eval-predictions.png"):
+        assert path.read_bytes()[:4] == b"\x89PNG"

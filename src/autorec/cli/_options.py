@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -241,7 +240,9 @@ def load_progress(args: argparse.Namespace) -> Callable[[LoadProgress], None] | 
     one line each; none with ``--quiet`` or in a data-parallel process other than rank 0."""
     if getattr(args, "quiet", None) or os.environ.get("RANK", "0").strip() not in ("", "0"):
         return None
-    return lambda report: print(report, file=sys.stderr, flush=True)
+    from ..progress import LoadBar
+
+    return LoadBar()
 # -- end of loading progress ----------------------------------------------------------------
 
 

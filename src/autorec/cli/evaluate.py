@@ -58,6 +58,9 @@ def add_parser(subparsers: Any) -> None:
                           "(default: %(default)s)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=output_dir, metavar="DIR", help="write DIR/results.json")
+    output.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="plot every split's training curves to FILE and the predicted "
+                        "against the true ratings to FILE-predictions.png (needs autorec[plot])")
     output.add_argument("--quiet", action="store_const", const=True, default=None,
                         help="no line per network and split while training")
     parser.set_defaults(handler=run, parser_error=parser.error)
@@ -71,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
     if args.out is not None:
         check_output_dir(args.out)
+    if args.plot is not None:
+        from ..plots import check_plot_path
+
+        check_plot_path(args.plot)
 
     chosen = splits(
         args.protocol,
@@ -83,11 +90,23 @@ def run(args: argparse.Namespace) -> int:
           f"{f', preset {args.preset}' if args.preset else ''}")
     print(f"{'split':<22} {'RMSE':>8} {'MAE':>8} {'valid.':>8} {'test':>7} {'cold':>6} "
           f"{'epochs':>8} {'seconds':>8}")
+    from ..progress import EpochProgress
+
     results = []
+    curves: dict[str, Any] = {}
+    truth: list[Any] = []
+    predicted: list[Any] = []
     for split in chosen:
         model = build_model(params, split.seed)
-        result = score_split(model, split, k=args.k)
+        with EpochProgress(model.epochs, networks=len(model._network_specs()),
+                           label=f"{split.label}: ", quiet=bool(args.quiet), line=None) as show:
+            result = score_split(model, split, k=args.k, on_epoch_end=show,
+                                 eval_set=split.test if args.plot is not None else None)
         results.append(result)
+        if args.plot is not None:
+            curves[split.label] = model.history_
+            truth.append(split.test.rating)
+            predicted.append(model.predict(split.test.user_ids, split.test.item_ids))
         epochs = ",".join(str(e) for e in result["best_epochs"])
         validation = (f"{result['validation_rmse']:8.4f}"
                       if not math.isnan(result["validation_rmse"]) else f"{'-':>8}")
@@ -105,6 +124,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"mean RMSE {summary['mean_rmse']:.4f}{interval} over {summary['n_splits']} "
           f"split{'s' if summary['n_splits'] > 1 else ''}; MAE {summary['mean_mae']:.4f}; "
           f"{summary['fit_seconds']:.1f}s of training")
+
+    if args.plot is not None:
+        import numpy as np
+
+        from ..plots import plot_predictions, plot_training
+
+        plot_training(curves, args.plot, title=f"protocol {args.protocol} on {what}")
+        scatter = args.plot.with_name(f"{args.plot.stem}-predictions{args.plot.suffix}")
+        plot_predictions(np.concatenate(truth), np.concatenate(predicted), scatter)
+        print(f"wrote {args.plot} and {scatter}")
 
     if args.out is not None:
         options = {key: (str(value) if isinstance(value, Path) else value)

@@ -64,8 +64,19 @@ def add_parser(subparsers: Any) -> None:
     add_model_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=output_dir, metavar="DIR", help="write DIR/metrics.json")
+    output.add_argument("--save", type=output_dir, metavar="DIR",
+                        help="save the trained model to DIR (model.safetensors + model.json) "
+                        "for autorec predict / recommend / serve --model DIR (k-fold: the last "
+                        "fold's model)")
+    output.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="plot the training curves (train loss, validation and test RMSE "
+                        "per epoch) to FILE (.png, .svg or .pdf; needs autorec[plot])")
+    output.add_argument("--k", type=positive_int, default=10, metavar="K",
+                        help="ranking metrics (precision, recall, NDCG, MAP, hit rate) at K, "
+                        "relevant = the upper quarter of the scale, 4+ on 1-5 (default: "
+                        "%(default)s)")
     output.add_argument("--quiet", action="store_const", const=True, default=None,
-                        help="no per-epoch progress")
+                        help="no progress (bars on a terminal, lines otherwise)")
     # checkpoints and exact resume (issue 8): autorec.checkpoint
     output.add_argument("--checkpoint-dir", type=output_dir, metavar="DIR",
                         help="after every epoch, save in DIR (atomically) all that training "
@@ -111,19 +122,6 @@ def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
         f"{what}, random {1 - args.test_ratio:g}/{args.test_ratio:g} split")
 
 
-def _progress(args: argparse.Namespace, label: str, n_networks: int, epochs: int) -> Any:
-    def show(entry: dict[str, Any]) -> None:
-        if args.quiet:
-            return
-        network = (f"network {entry['member']}/{n_networks} " if n_networks > 1 else "")
-        validation = (f"  validation RMSE {entry['validation_rmse']:.4f}"
-                      if "validation_rmse" in entry else "")
-        print(f"{label}{network}epoch {entry['epoch']:3d}/{epochs}  train loss "
-              f"{entry['train_loss']:.4f}{validation}  test RMSE {entry['eval_rmse']:.4f}  "
-              f"{entry['seconds']:.2f}s", flush=True)
-    return show
-
-
 def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: int,
                    label: str) -> dict[str, Any]:
     """``fit``'s checkpoint options for this split (a ``fold-K`` folder per fold)."""
@@ -149,16 +147,27 @@ def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: i
 def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, part: int = 1,
                n_parts: int = 1) -> dict[str, Any]:
     """Fit on ``split.train``, report on ``split.test``; the figures of this pair."""
+    from ..progress import EpochProgress
+
     model = build_model(params, split.seed)
     label = f"{split.label}: " if split.label else ""
     n_networks = len(model._network_specs())
     started = time.perf_counter()
-    model.fit(split.train, eval_set=split.test,
-              on_epoch_end=_progress(args, label, n_networks, model.epochs),
-              **_checkpointing(args, split, part, n_parts, label))
+    with EpochProgress(model.epochs, networks=n_networks, label=label,
+                       quiet=bool(args.quiet)) as show:
+        model.fit(split.train, eval_set=split.test, on_epoch_end=show,
+                  **_checkpointing(args, split, part, n_parts, label))
     wall = time.perf_counter() - started
     report = _evaluate(model, split.test)
+    ranking = {}
+    if distributed.world().size == 1:  # top-N lists need the whole model on one process
+        from ..recommend import ranking_report
+
+        ranking = ranking_report(model, split.train, split.test, k=args.k)
+    if args.save is not None and part == n_parts and distributed.world().is_main:
+        model.save(args.save, dataset=args.dataset)
     return {
+        **ranking,
         "rmse": report["rmse"],
         "mae": report["mae"],
         "n_train": len(split.train),
@@ -189,6 +198,14 @@ def run(args: argparse.Namespace) -> int:
     template = build_model(params, args.seed)  # every option checked before data is read
     if args.out is not None:
         check_output_dir(args.out)
+    if args.save is not None:
+        from ..persist import check_save_path
+
+        check_save_path(args.save)
+    if args.plot is not None:
+        from ..plots import check_plot_path
+
+        check_plot_path(args.plot)
     if args.resume and args.checkpoint_dir is None:
         args.parser_error("--resume needs --checkpoint-dir")
     if args.checkpoint_dir is not None:
@@ -254,6 +271,24 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
           f"{spread}, MAE {summary['mae']:.4f} over {summary['n_test']} ratings "
           f"({summary['n_cold']} cold, predicted by --cold {template.cold}){chosen}; trained "
           f"in {summary['train_seconds']:.1f}s on {summary['device']}")
+    k = args.k
+    if f"ndcg@{k}" in results[0]:
+        for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
+            key = f"{name}@{k}"
+            summary[key] = float(np.mean([r[key] for r in results]))
+        print(f"ranking at {k}" + (" (mean over folds)" if len(results) > 1 else "") + ": "
+              + ", ".join(f"{name} {summary[f'{name}@{k}']:.4f}"
+                          for name in ("precision", "recall", "ndcg", "map", "hit_rate")))
+    if args.save is not None and distributed.world().is_main:
+        print(f"saved the model to {args.save}")
+    if args.plot is not None and distributed.world().is_main:
+        from ..plots import plot_training
+
+        curves = ({split.label: result["history"]
+                   for split, result in zip(parts, results, strict=True)}
+                  if len(results) > 1 else results[0]["history"])
+        plot_training(curves, args.plot, title=f"{template.variant}-AutoRec on {description}")
+        print(f"wrote {args.plot}")
 
     if args.out is not None and distributed.world().is_main:
         options = {key: (str(value) if isinstance(value, Path) else value)
