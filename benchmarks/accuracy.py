@@ -138,16 +138,22 @@ def autorec_models(seed: int, device: str | None = None) -> dict[str, Factory]:
     ``seed`` is the split's seed (0 for u1); ``device`` is ``--device``. Each is the library's
     preset of that name (``autorec.config.PRESETS``), exactly what ``--preset NAME`` runs.
     """
-    def preset(name: str) -> Factory:
+    def preset(name: str, **changes: Any) -> Factory:
         def fit(train: autorec.Ratings) -> Any:
-            return autorec.AutoRec(**{**PRESETS[name], "random_state": seed,
+            return autorec.AutoRec(**{**PRESETS[name], **changes, "random_state": seed,
                                       "device": device}).fit(train)
         return fit
 
-    return {f"autorec {name}": preset(name) for name in ("default", "reference", "best", "paper")}
+    models = {f"autorec {name}": preset(name) for name in ("default", "reference", "best",
+                                                             "paper")}
+    # the refit decision of issue 6, measured: the default with refit switched the other way
+    refit = not autorec.AutoRec(**PRESETS["default"]).refit
+    models[f"autorec default, refit {'on' if refit else 'off'}"] = preset("default", refit=refit)
+    return models
 
 
-AUTOREC_NAMES = ("autorec default", "autorec reference", "autorec best", "autorec paper")
+AUTOREC_NAMES = ("autorec default", "autorec default, refit on", "autorec default, refit off",
+                 "autorec reference", "autorec best", "autorec paper")
 SURPRISE_NAMES = ("BaselineOnly", "SVD", "SVD++", "SVD tuned")
 ALL_MODELS = ("mean", *SURPRISE_NAMES, *AUTOREC_NAMES)
 
@@ -480,6 +486,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--svdpp-limit", type=float, default=10.0,
                         help="run SVD++ only where one fit is estimated under this many minutes")
     parser.add_argument("--device", default="cpu", help="autorec's training device")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for autorec (default: torch's)")
     parser.add_argument("--data-dir", default=default_data_dir())
     parser.add_argument("--reuse", default=None, metavar="FILE.json",
                         help="take runs of models not run now from an earlier output")
@@ -489,6 +497,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         import surprise
         surprise_version = surprise.__version__
