@@ -495,14 +495,23 @@ class AutoRec:
         return self.members_[0].best_epoch
 
     def _index_training_ratings(self, ratings: Ratings) -> Ratings:
-        """Set ``users_``/``items_`` to the ids with a training rating; ``ratings`` on them."""
-        user_present = np.unique(ratings.user_idx)
-        item_present = np.unique(ratings.item_idx)
-        self.users_ = IdMap(ratings.users.to_raw(user_present))
-        self.items_ = IdMap(ratings.items.to_raw(item_present))
-        return Ratings(np.searchsorted(user_present, ratings.user_idx),
-                       np.searchsorted(item_present, ratings.item_idx),
-                       ratings.rating, self.users_, self.items_, ratings.source)
+        """Set ``users_``/``items_`` to the ids with a training rating; ``ratings`` on them.
+
+        Ids keep their order; when every id of a map has a rating, the index arrays are used
+        as they are (no copy: at 100M ratings each is 0.8 GB).
+        """
+        maps = []
+        for idx, ids in ((ratings.user_idx, ratings.users), (ratings.item_idx, ratings.items)):
+            present = np.flatnonzero(np.bincount(idx, minlength=len(ids)))
+            if len(present) == len(ids):
+                maps.append((idx, ids))
+            else:
+                lookup = np.full(len(ids), -1, dtype=np.int64)
+                lookup[present] = np.arange(len(present))
+                maps.append((lookup[idx], IdMap(ids.to_raw(present))))
+        (user_idx, self.users_), (item_idx, self.items_) = maps
+        return Ratings(user_idx, item_idx, ratings.rating, self.users_, self.items_,
+                       ratings.source)
 
     # -- prediction ---------------------------------------------------------------------------
     def _check_fitted(self) -> None:

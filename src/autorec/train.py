@@ -162,9 +162,10 @@ class Trainer:
         self.net = net.to(device)
         matrix = matrix.tocsr()
         matrix.sort_indices()
-        self.indptr = matrix.indptr.astype(np.int64)
-        self.indices = matrix.indices.astype(np.int64)
-        self.values = matrix.data.astype(np.float32)
+        # the matrix's own arrays, not copies (32-bit indices stay 32-bit until a batch)
+        self.indptr = matrix.indptr.astype(np.int64)  # one entry per row: small
+        self.indices = matrix.indices
+        self.values = np.asarray(matrix.data, dtype=np.float32)
         self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
         if self.targets is not None and self.targets.shape != self.values.shape:
             raise ValueError("targets must align with the matrix's stored values")
