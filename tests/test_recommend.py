@@ -225,3 +225,15 @@ def test_ranking_report_counts_unknown_users_with_the_fallback(ratings: Ratings)
     assert report["n_relevant"] == 1  # the unknown item cannot be recommended: not counted
     assert report["hit_rate@3"] == 1.0 and report["recall@3"] == 1.0
     assert report["ndcg@3"] == pytest.approx(1 / math.log2(3))
+
+
+def test_ranking_report_samples_users_beyond_max_users(low_rank) -> None:
+    from autorec import AutoRec, random_split
+    from autorec.recommend import ranking_report
+
+    train, test = random_split(low_rank, 0.3, random_state=0)
+    model = AutoRec(hidden=8, epochs=2, validation=0.0, random_state=0, device="cpu").fit(train)
+    full = ranking_report(model, train, test, k=5, max_users=None)
+    sampled = ranking_report(model, train, test, k=5, max_users=10)
+    assert sampled["n_users"] == 10 and sampled["n_test_users"] == full["n_users"] > 10
+    assert ranking_report(model, train, test, k=5, max_users=10) == sampled  # seeded

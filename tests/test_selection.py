@@ -318,3 +318,20 @@ def test_reset_replaces_the_copy_of_the_initial_weights() -> None:
     assert initial.best_state is None and initial.state() is None
     initial.restore(net)
     assert calls == [net]
+
+
+def test_select_biases_warm_path_for_large_data(low_rank) -> None:
+    """Past ``large`` ratings the search warm-starts each candidate with 3 passes; it still
+    chooses from the grid and lands near the exact search's choice."""
+    fit, val = validation_split(low_rank, 0.2, random_state=0)
+    triple = lambda part: (part.user_idx, part.item_idx, part.rating)  # noqa: E731
+    exact = select_biases(triple(fit), triple(val), low_rank.n_users, low_rank.n_items)
+    warm = select_biases(triple(fit), triple(val), low_rank.n_users, low_rank.n_items, large=0)
+    assert warm.reg_user in BIAS_REGULARISATION and warm.reg_item in BIAS_REGULARISATION
+
+    def score(biases) -> float:
+        full = fit_biases(*triple(fit), low_rank.n_users, low_rank.n_items,
+                          reg_user=biases.reg_user, reg_item=biases.reg_item)
+        return rmse(val.rating, full.predict(val.user_idx, val.item_idx))
+
+    assert score(warm) <= score(exact) + 0.01

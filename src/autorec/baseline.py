@@ -71,6 +71,7 @@ def fit_biases(
     reg_user: float = DEFAULT_BIAS_REGULARISATION[0],
     reg_item: float = DEFAULT_BIAS_REGULARISATION[1],
     n_iter: int = 10,
+    start: Biases | None = None,
 ) -> Biases:
     """Fit ``r_ui ~ mu + b_u + b_i`` by alternating ridge regressions.
 
@@ -89,6 +90,8 @@ def fit_biases(
         more strongly towards 0.
     n_iter
         Alternating passes.
+    start
+        Biases to start from (a neighbouring penalty's solution) instead of zeros.
     """
     if reg_user < 0 or reg_item < 0:
         raise ValueError("bias regularisation must be >= 0")
@@ -96,7 +99,7 @@ def fit_biases(
     mean = float(rating.mean()) if len(rating) else 0.0
     count_user = np.bincount(user_idx, minlength=n_users).astype(np.float64)
     count_item = np.bincount(item_idx, minlength=n_items).astype(np.float64)
-    user = np.zeros(n_users)
+    user = np.zeros(n_users) if start is None else start.user.copy()
     item = np.zeros(n_items)
     centred = rating - mean
     for _ in range(n_iter):
@@ -115,6 +118,7 @@ def select_biases(
     *,
     scale: tuple[float, float] | None = None,
     grid: tuple[float, ...] = BIAS_REGULARISATION,
+    large: int = 20_000_000,
 ) -> Biases:
     """Fit biases on ``fit`` with the penalties that predict ``validation`` best.
 
@@ -132,14 +136,23 @@ def select_biases(
         Clip predictions to ``(low, high)`` before scoring, as predictions are.
     grid
         Penalties to try.
+    large
+        From this many ratings on, each candidate starts from the previous one's solution and
+        takes 3 passes instead of 10 (the search then costs about 5 full fits, not 16); the
+        chosen penalties are refitted in full by the caller.
     """
     from .metrics import rmse
 
     fitted: dict[tuple[float, float], tuple[float, Biases]] = {}
+    warm = len(fit[2]) >= large
+    previous: list[Biases] = []
 
     def score(reg_user: float, reg_item: float) -> float:
         if (reg_user, reg_item) not in fitted:
-            biases = fit_biases(*fit, n_users, n_items, reg_user=reg_user, reg_item=reg_item)
+            options = {"n_iter": 3, "start": previous[-1] if previous else None} if warm else {}
+            biases = fit_biases(*fit, n_users, n_items, reg_user=reg_user, reg_item=reg_item,
+                                **options)  # type: ignore[arg-type]
+            previous.append(biases)
             predicted = biases.predict(validation[0], validation[1])
             if scale is not None:
                 np.clip(predicted, *scale, out=predicted)

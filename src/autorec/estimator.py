@@ -128,6 +128,9 @@ class AutoRec:
         ``members_[k].best_epoch``.
     validation_rmse_ : float
         Validation RMSE of the final (blended) predictor (``nan`` without a validation part).
+    validation_mean_rmse_ : float
+        Validation RMSE of predicting the mean rating of the fit part everywhere: the bar any
+        model must clear (``nan`` without a validation part).
     l2_ : float
         The L2 penalty used (the one chosen on validation when ``l2`` is a list).
     members_ : list of Member
@@ -362,7 +365,10 @@ class AutoRec:
                  0 if val_part is None else len(val_part), n_users, n_items, device)
 
         bias_reg = DEFAULT_BIAS_REGULARISATION
+        self.validation_mean_rmse_ = math.nan
         if val_part is not None:
+            self.validation_mean_rmse_ = rmse(
+                val_part.rating, np.full(len(val_part), np.mean(fit_part.rating, dtype=np.float64)))
             chosen = select_biases(_triple(fit_part), _triple(val_part), n_users, n_items,
                                    scale=self.rating_scale_)
             bias_reg = (chosen.reg_user, chosen.reg_item)

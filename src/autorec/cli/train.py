@@ -175,6 +175,9 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
         "n_cold": report["n_cold"],
         "cold_value": model.cold_value(),
         "validation_rmse": model.validation_rmse_,
+        "validation_mean_rmse": model.validation_mean_rmse_,
+        "test_mean_rmse": float(np.sqrt(np.mean(np.square(
+            split.test.rating - model.global_mean_), dtype=np.float64))),
         "best_epoch": model.best_epoch_,
         "best_epochs": [member.best_epoch for member in model.members_],
         "epochs_run": max(entry["epoch"] for entry in model.history_) if model.history_ else 0,
