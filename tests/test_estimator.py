@@ -33,7 +33,7 @@ def test_get_set_params_round_trip() -> None:
     assert set(params) == {"variant", "ensemble", "hidden", "activation", "dropout",
                            "input_dropout", "lr", "weight_decay", "l2", "epochs", "batch_size",
                            "optimizer", "baseline", "validation", "patience", "refit", "cold",
-                           "random_state", "device"}
+                           "random_state", "device", "dense_batches", "tf32"}
 
     other = AutoRec()
     assert other.set_params(**params) is other
@@ -57,7 +57,7 @@ def test_set_params_unknown_name() -> None:
      ("weight_decay", -1.0), ("lr", float("nan")), ("random_state", "seed"),
      ("random_state", -1), ("ensemble", 0), ("input_dropout", 1.0), ("l2", -1.0),
      ("l2", [1.0, "x"]), ("optimizer", "sgd"), ("baseline", "mf"), ("validation", 1.0),
-     ("patience", 0), ("refit", "yes")],
+     ("patience", 0), ("refit", "yes"), ("dense_batches", "yes"), ("tf32", 1)],
 )
 def test_invalid_params_raise_at_fit_naming_parameter(low_rank: Ratings, name: str, value
                                                      ) -> None:
@@ -259,3 +259,14 @@ def test_cuda_training_matches_cpu(low_rank: Ratings) -> None:
     cpu = fast(dropout=0.0, device="cpu").fit(low_rank).predict(users, items)
     gpu = fast(dropout=0.0, device="cuda").fit(low_rank).predict(users, items)
     np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+
+
+def test_dense_batches_train_the_same_model(low_rank: Ratings) -> None:
+    """The GPU-oriented dense-batch path gives the sparse path's model (CPU, float32)."""
+    users, items = low_rank.user_ids, low_rank.item_ids
+    params = {"optimizer": "adam", "dropout": 0.0}
+    sparse = fast(**params).fit(low_rank).predict(users, items)
+    dense = fast(**params, dense_batches=True).fit(low_rank).predict(users, items)
+    np.testing.assert_allclose(dense, sparse, atol=1e-4)
+    with pytest.raises(ValueError, match="dense_batches"):
+        fast(optimizer="lazy_adam", weight_decay=0.0, dense_batches=True).fit(low_rank)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .baseline import DEFAULT_BIAS_REGULARISATION, fit_biases, select_biases
 from .data.ids import IdMap
@@ -106,6 +107,13 @@ class AutoRec:
         masks. Same seed and device, same model.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
+    dense_batches
+        Densify each batch (never the whole matrix) and use dense matrix products: a path for
+        GPUs, where it can be faster than the sparse kernels; same values (optimizer ``adam``
+        or ``rprop``). Not measured on a GPU yet (BENCHMARKS.md, "GPU").
+    tf32
+        Let CUDA matrix products use TF32 (10-bit mantissa inputs, float32 accumulation)
+        while fitting; no effect on the CPU.
 
     Attributes
     ----------
@@ -177,6 +185,8 @@ class AutoRec:
         cold: Literal["baseline", "mean", "midpoint"] = "baseline",
         random_state: int | None = None,
         device: str | None = None,
+        dense_batches: bool = False,
+        tf32: bool = False,
     ) -> None:
         self.variant = variant
         self.ensemble = ensemble
@@ -197,6 +207,8 @@ class AutoRec:
         self.cold = cold
         self.random_state = random_state
         self.device = device
+        self.dense_batches = dense_batches
+        self.tf32 = tf32
 
     # -- scikit-learn parameter protocol -------------------------------------------------------
     @classmethod
@@ -281,8 +293,12 @@ class AutoRec:
         if self.weight_decay and self.optimizer != "adam":
             raise ValueError(f"weight_decay is Adam's coupled L2 term (optimizer 'adam'); with "
                              f"optimizer {self.optimizer!r} use l2")
-        if not isinstance(self.refit, bool):
-            raise ValueError(f"refit must be True or False, got {self.refit!r}")
+        for name in ("refit", "dense_batches", "tf32"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.dense_batches and self.optimizer == "lazy_adam":
+            raise ValueError("dense_batches gives dense gradients: use optimizer 'adam' or "
+                             "'rprop', not 'lazy_adam'")
         if self.random_state is not None and (
                 isinstance(self.random_state, bool)
                 or not isinstance(self.random_state, int | np.integer) or self.random_state < 0):
@@ -332,6 +348,30 @@ class AutoRec:
         AutoRec
             ``self``.
         """
+        if self.tf32 and torch.cuda.is_available():
+            previous = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = True
+            try:
+                return self._fit(ratings, eval_set=eval_set, on_epoch_end=on_epoch_end,
+                                 checkpoint_dir=checkpoint_dir, resume=resume,
+                                 checkpoint_context=checkpoint_context)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = previous
+        return self._fit(ratings, eval_set=eval_set, on_epoch_end=on_epoch_end,
+                         checkpoint_dir=checkpoint_dir, resume=resume,
+                         checkpoint_context=checkpoint_context)
+
+    def _fit(
+        self,
+        ratings: Ratings | pd.DataFrame,
+        *,
+        eval_set: Ratings | pd.DataFrame | None = None,
+        on_epoch_end: EpochCallback | None = None,
+        checkpoint_dir: str | PathLike[str] | None = None,
+        resume: bool = False,
+        checkpoint_context: dict[str, Any] | None = None,
+    ) -> AutoRec:
+        """:meth:`fit` without the precision setting around it."""
         self._validate_params()
         ratings = _as_ratings(ratings)
         if len(ratings) == 0:
@@ -485,7 +525,7 @@ class AutoRec:
                         dropout=self.dropout, input_dropout=self.input_dropout, lr=self.lr,
                         weight_decay=self.weight_decay, l2=0.0, batch_size=self.batch_size,
                         optimizer=self.optimizer, residual=self.baseline == "biases",
-                        patience=self.patience)
+                        patience=self.patience, dense_batches=self.dense_batches)
             for variant in variants for _ in range(self.ensemble)
         ]
 

@@ -81,6 +81,7 @@ class NetworkSpec:
     optimizer: str
     residual: bool  # learn the deviation from a baseline (no decoder bias)
     patience: int
+    dense_batches: bool = False  # densify each batch (a GPU path), see AutoRecNet
 
 
 class Member:
@@ -152,7 +153,8 @@ class Member:
         generator = torch.Generator().manual_seed(init_seed)
         self.net = AutoRecNet(self.n_inputs, spec.hidden, spec.activation, spec.dropout,
                               decoder_bias=not spec.residual,
-                              sparse_grad=spec.optimizer == "lazy_adam", generator=generator)
+                              sparse_grad=spec.optimizer == "lazy_adam",
+                              dense_batches=spec.dense_batches, generator=generator)
         if spec.residual:
             # the untrained network adds nothing: epoch 0 predicts the baseline exactly
             torch.nn.init.zeros_(self.net.decoder_weight)

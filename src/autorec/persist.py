@@ -419,7 +419,8 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device | Non
                                      f"inputs, the id maps give {member.n_inputs}")
             net = AutoRecNet(n_inputs, spec.hidden, spec.activation, spec.dropout,
                              decoder_bias=bool(entry["decoder_bias"]),
-                             sparse_grad=bool(entry.get("sparse_grad", False)))
+                             sparse_grad=bool(entry.get("sparse_grad", False)),
+                             dense_batches=spec.dense_batches)
             with torch.no_grad():
                 for name in _NET_TENSORS:
                     parameter = getattr(net, name)

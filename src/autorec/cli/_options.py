@@ -48,7 +48,7 @@ MODEL_OPTIONS: dict[str, str] = {
     name: name for name in (
         "variant", "ensemble", "hidden", "activation", "dropout", "input_dropout", "lr",
         "weight_decay", "l2", "epochs", "batch_size", "optimizer", "baseline", "validation",
-        "patience", "refit", "cold", "device",
+        "patience", "refit", "cold", "device", "dense_batches", "tf32",
     )
 }
 
@@ -143,6 +143,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     option("--cold", "prediction for pairs with an unseen user or item", choices=COLD_POLICIES)
     group.add_argument("--device", metavar="DEV",
                        help="auto (CUDA when available), cpu, cuda, cuda:N (default: auto)")
+    option("--dense-batches", "densify each batch and use dense products (a GPU path; with "
+           "--optimizer adam or rprop)", action=argparse.BooleanOptionalAction)
+    option("--tf32", "let CUDA matrix products use TF32 while training",
+           action=argparse.BooleanOptionalAction)
 
 
 def resolve(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]:
