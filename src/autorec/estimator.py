@@ -12,7 +12,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,20 +20,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .baseline import DEFAULT_BIAS_REGULARISATION, fit_biases, select_biases
-from .data.ids import IdMap
 from .data.ratings import Ratings
-from .data.readers import from_dataframe
-from .distributed import pooled_errors, world
+from .data.readers import as_ratings
 from .exceptions import NotFittedError
-from .member import Member, NetworkSpec
+from .member import NetworkSpec
 from .metrics import mae, rmse
 from .model import ACTIVATIONS
-from .selection import validation_split
-from .train import OPTIMIZERS, resolve_device, seed_streams
+from .train import OPTIMIZERS
 
 if TYPE_CHECKING:
-    from .checkpoint import Session
+    pass
 
 __all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec"]
 
@@ -361,173 +356,15 @@ class AutoRec:
                          checkpoint_dir=checkpoint_dir, resume=resume,
                          checkpoint_context=checkpoint_context)
 
-    def _fit(
-        self,
-        ratings: Ratings | pd.DataFrame,
-        *,
-        eval_set: Ratings | pd.DataFrame | None = None,
-        on_epoch_end: EpochCallback | None = None,
-        checkpoint_dir: str | PathLike[str] | None = None,
-        resume: bool = False,
-        checkpoint_context: dict[str, Any] | None = None,
-    ) -> AutoRec:
-        """:meth:`fit` without the precision setting around it."""
-        self._validate_params()
-        ratings = _as_ratings(ratings)
-        if len(ratings) == 0:
-            raise ValueError("cannot fit on zero ratings")
-        device = resolve_device(self.device)
+    def _fit(self, ratings: Ratings | pd.DataFrame, **options: Any) -> AutoRec:
+        from .fitting import fit_estimator
 
-        ratings = self._index_training_ratings(ratings)
-        session = None
-        if checkpoint_dir is not None and world().size > 1:  # data parallel (issue 8)
-            raise ValueError("checkpoint_dir is not supported in a data-parallel fit (several "
-                             "processes) yet")
-        if checkpoint_dir is not None:  # checkpoints and exact resume (issue 8)
-            from .checkpoint import Session
-
-            session = Session.open(checkpoint_dir, self, ratings, device=device, resume=resume,
-                                   eval_set=None if eval_set is None else _as_ratings(eval_set),
-                                   context=checkpoint_context)
-        specs = self._network_specs()
-        seeds = seed_streams(None if self.random_state is None else int(self.random_state),
-                             1 + 2 * len(specs))
-        self.global_mean_ = float(np.mean(ratings.rating, dtype=np.float64))
-        self.rating_scale_ = ratings.rating_scale()
-        self.device_ = device
-        fit_part, val_part = ratings, None
-        if self.validation > 0:
-            fit_part, val_part = validation_split(ratings, self.validation, seeds[0])
-        n_users, n_items = len(self.users_), len(self.items_)
-        log.info("training %s-AutoRec (%d network%s): %d ratings (%d to fit, %d to validate), "
-                 "%d users, %d items, device %s", self.variant, len(specs),
-                 "s" if len(specs) > 1 else "", len(ratings), len(fit_part),
-                 0 if val_part is None else len(val_part), n_users, n_items, device)
-
-        bias_reg = DEFAULT_BIAS_REGULARISATION
-        self.validation_mean_rmse_ = math.nan
-        if val_part is not None:
-            self.validation_mean_rmse_ = rmse(
-                val_part.rating, np.full(len(val_part), np.mean(fit_part.rating, dtype=np.float64)))
-            chosen = select_biases(_triple(fit_part), _triple(val_part), n_users, n_items,
-                                   scale=self.rating_scale_)
-            bias_reg = (chosen.reg_user, chosen.reg_item)
-            log.info("bias penalties chosen on validation: users %g, items %g", *bias_reg)
-        self.biases_ = fit_biases(*_triple(fit_part), n_users, n_items, reg_user=bias_reg[0],
-                                  reg_item=bias_reg[1])
-        offsets = self._offsets(fit_part.user_idx, fit_part.item_idx)
-
-        from .memory import check_training_memory  # memory check (issue 5)
-
-        for spec in specs:
-            rows, n_rows, n_inputs = ((fit_part.item_idx, n_items, n_users)
-                                      if spec.variant == "item"
-                                      else (fit_part.user_idx, n_users, n_items))
-            check_training_memory(np.bincount(rows, minlength=n_rows), n_inputs,
-                                  hidden=spec.hidden, batch_size=spec.batch_size,
-                                  variant=spec.variant, device=device)
-
-        eval_pairs = None
-        if eval_set is not None:
-            eval_set = _as_ratings(eval_set)
-            eval_pairs = (self._to_index(eval_set.user_ids, eval_set.item_ids), eval_set.rating)
-
-        def report(entry: dict[str, Any]) -> None:
-            if eval_pairs is not None:
-                (user_idx, item_idx), truth = eval_pairs
-                # each process of a data-parallel run scores its part (autorec.distributed)
-                entry["eval_rmse"], entry["eval_mae"] = pooled_errors(
-                    truth, lambda part: self._predict_index(user_idx[part], item_idx[part])[0])
-            if on_epoch_end is not None:
-                on_epoch_end(entry)
-
-        l2_values = list(self.l2) if isinstance(self.l2, list | tuple) else [self.l2]
-        chosen: tuple[float, list[Member], np.ndarray, list[dict[str, Any]], float] | None = None
-        for candidate, l2 in enumerate(l2_values):
-            if len(l2_values) > 1:
-                log.info("trying l2 = %g", l2)
-            self._fit_networks([replace(spec, l2=l2) for spec in specs], seeds, fit_part,
-                               val_part, offsets, report, session, candidate)
-            if chosen is None or self.validation_rmse_ < chosen[4]:
-                chosen = (l2, self.members_, self.blend_, self.history_, self.validation_rmse_)
-        assert chosen is not None
-        self.l2_, self.members_, self.blend_, self.history_, self.validation_rmse_ = chosen
-        if len(l2_values) > 1:
-            log.info("l2 chosen on validation: %g (RMSE %.4f)", self.l2_, self.validation_rmse_)
-
-        if self.refit and val_part is not None:
-            self.biases_ = fit_biases(*_triple(ratings), n_users, n_items,
-                                      reg_user=bias_reg[0], reg_item=bias_reg[1])
-            offsets = self._offsets(ratings.user_idx, ratings.item_idx)
-            for k, member in enumerate(self.members_):
-                log.info("refitting network %d on all %d training ratings for %d epochs", k + 1,
-                         len(ratings), member.best_epoch)
-                best_epoch, history = member.best_epoch, member.history
-                member.fit(_triple(ratings), offsets, epochs=member.best_epoch,
-                           init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
-                           checkpoint=None if session is None
-                           else session.network("refit", 0, k))
-                member.best_epoch, member.history = best_epoch, history
-        else:
-            # predict from every training rating, the validation part included
-            for member in self.members_:
-                member.set_inputs(*_triple(ratings))
-        if session is not None:
-            session.finish()
-        return self
-
-    def _fit_networks(self, specs: list[NetworkSpec], seeds: list[int], fit_part: Ratings,
-                      val_part: Ratings | None, offsets: np.ndarray,
-                      report: EpochCallback, session: Session | None = None,
-                      candidate: int = 0) -> None:
-        """Train one network per spec on ``fit_part`` and blend them on ``val_part``."""
-        n_users, n_items = len(self.users_), len(self.items_)
-        score = None
-        if val_part is not None:
-            val_user, val_item, val_truth = val_part.user_idx, val_part.item_idx, val_part.rating
-            # each process of a data-parallel run scores its part; all get the same RMSE
-            score = lambda: pooled_errors(val_truth, lambda part: self._predict_index(  # noqa: E731
-                val_user[part], val_item[part])[0])[0]
-        self.members_ = []
-        self.history_ = []
-        val_outputs = []
-        for k, spec in enumerate(specs):
-            member = Member(spec, n_users, n_items, self.device_)
-            self.members_.append(member)
-            self.blend_ = np.array([0.0] * k + [1.0, 0.0])  # this member alone while it trains
-
-            def tagged(entry: dict[str, Any], k: int = k) -> None:
-                entry["member"] = k + 1
-                report(entry)
-
-            member.fit(_triple(fit_part), offsets, epochs=self.epochs,
-                       init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k], score=score,
-                       on_epoch_end=tagged,
-                       checkpoint=None if session is None
-                       else session.network("select", candidate, k))
-            self.history_.extend(member.history)
-            if val_part is not None:
-                val_outputs.append(member.reconstruct(val_part.user_idx, val_part.item_idx))
-
-        self.blend_ = np.array([1.0 / len(specs)] * len(specs) + [0.0])
-        self.validation_rmse_ = math.nan
-        if val_part is not None:
-            target = val_part.rating - self._offsets(val_part.user_idx, val_part.item_idx)
-            if len(specs) > 1:
-                self.blend_ = _least_squares_blend(np.stack(val_outputs, axis=1), target)
-            assert score is not None
-            self.validation_rmse_ = score()
+        return fit_estimator(self, ratings, **options)
 
     def _network_specs(self) -> list[NetworkSpec]:
-        variants = ("item", "user") if self.variant == "both" else (self.variant,)
-        return [
-            NetworkSpec(variant=variant, hidden=self.hidden, activation=self.activation,
-                        dropout=self.dropout, input_dropout=self.input_dropout, lr=self.lr,
-                        weight_decay=self.weight_decay, l2=0.0, batch_size=self.batch_size,
-                        optimizer=self.optimizer, residual=self.baseline == "biases",
-                        patience=self.patience, dense_batches=self.dense_batches)
-            for variant in variants for _ in range(self.ensemble)
-        ]
+        from .fitting import network_specs
+
+        return network_specs(self)
 
     def _offsets(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """What the networks' outputs are added to: the baseline, or 0."""
@@ -539,25 +376,6 @@ class AutoRec:
     def best_epoch_(self) -> int:
         self._check_fitted()
         return self.members_[0].best_epoch
-
-    def _index_training_ratings(self, ratings: Ratings) -> Ratings:
-        """Set ``users_``/``items_`` to the ids with a training rating; ``ratings`` on them.
-
-        Ids keep their order; when every id of a map has a rating, the index arrays are used
-        as they are (no copy: at 100M ratings each is 0.8 GB).
-        """
-        maps = []
-        for idx, ids in ((ratings.user_idx, ratings.users), (ratings.item_idx, ratings.items)):
-            present = np.flatnonzero(np.bincount(idx, minlength=len(ids)))
-            if len(present) == len(ids):
-                maps.append((idx, ids))
-            else:
-                lookup = np.full(len(ids), -1, dtype=np.int64)
-                lookup[present] = np.arange(len(present))
-                maps.append((lookup[idx], IdMap(ids.to_raw(present))))
-        (user_idx, self.users_), (item_idx, self.items_) = maps
-        return Ratings(user_idx, item_idx, ratings.rating, self.users_, self.items_,
-                       ratings.source)
 
     # -- prediction ---------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -636,7 +454,7 @@ class AutoRec:
             fallback), ``seconds``.
         """
         self._check_fitted()
-        test = _as_ratings(test)
+        test = as_ratings(test)
         started = time.perf_counter()
         predicted, cold = self._predict_index(*self._to_index(test.user_ids, test.item_ids))
         return {
@@ -706,17 +524,6 @@ class AutoRec:
     # -- end of fold-in ---------------------------------------------------------------------
 
 
-def _triple(ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return ratings.user_idx, ratings.item_idx, ratings.rating
-
-
-def _least_squares_blend(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Weights (and intercept) of the networks' outputs that best fit ``target``."""
-    design = np.column_stack([outputs, np.ones(len(target))])
-    weights, *_ = np.linalg.lstsq(design, target, rcond=None)
-    return weights
-
-
 def _is_number(value: object) -> bool:
     return (not isinstance(value, bool) and isinstance(value, int | float | np.number)
             and math.isfinite(float(value)))  # type: ignore[arg-type]
@@ -725,11 +532,3 @@ def _is_number(value: object) -> bool:
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def _as_ratings(data: Ratings | pd.DataFrame) -> Ratings:
-    if isinstance(data, Ratings):
-        return data
-    if isinstance(data, pd.DataFrame):
-        return from_dataframe(data)
-    raise TypeError(f"expected Ratings or a pandas DataFrame, got {type(data).__name__}")

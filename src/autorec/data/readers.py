@@ -29,7 +29,7 @@ from ._text import read_text
 from .ids import IdMap, InvalidIdError, id_column
 from .ratings import Ratings
 
-__all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "LoadProgress", "check_separator",
+__all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "LoadProgress", "as_ratings", "check_separator",
            "duplicate_error", "from_dataframe", "rating_values", "read_pairs", "read_ratings"]
 
 log = logging.getLogger(__name__)
@@ -450,3 +450,13 @@ def _guess_separator(name: str) -> str:
     if suffix == ".dat":
         return "::"
     return ","
+
+
+def as_ratings(data: Ratings | pd.DataFrame) -> Ratings:
+    """``data`` as :class:`Ratings`: itself, or a DataFrame validated by
+    :func:`from_dataframe` (columns ``user_id``, ``item_id``, ``rating``)."""
+    if isinstance(data, Ratings):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return from_dataframe(data)
+    raise TypeError(f"expected Ratings or a pandas DataFrame, got {type(data).__name__}")
