@@ -27,7 +27,7 @@ from .data.readers import as_ratings
 from .distributed import pooled_errors, world
 from .member import Member, NetworkSpec
 from .metrics import rmse
-from .selection import validation_split
+from .selection import validation_mask
 from .train import resolve_device, seed_streams
 
 if TYPE_CHECKING:
@@ -73,9 +73,10 @@ def fit_estimator(
     model.global_mean_ = float(np.mean(ratings.rating, dtype=np.float64))
     model.rating_scale_ = ratings.rating_scale()
     model.device_ = device
-    fit_part, val_part = ratings, None
+    fit_part, val_part = _FitPart(ratings, None), None
     if model.validation > 0:
-        fit_part, val_part = validation_split(ratings, model.validation, seeds[0])
+        held_out = validation_mask(len(ratings), model.validation, seeds[0])
+        fit_part, val_part = _FitPart(ratings, ~held_out), ratings.subset(held_out)
     n_users, n_items = len(model.users_), len(model.items_)
     log.info("training %s-AutoRec (%d network%s): %d ratings (%d to fit, %d to validate), "
              "%d users, %d items, device %s", model.variant, len(specs),
@@ -86,21 +87,21 @@ def fit_estimator(
     model.validation_mean_rmse_ = math.nan
     if val_part is not None:
         model.validation_mean_rmse_ = rmse(
-            val_part.rating, np.full(len(val_part), np.mean(fit_part.rating, dtype=np.float64)))
-        chosen = select_biases(_triple(fit_part), _triple(val_part), n_users, n_items,
+            val_part.rating, np.full(len(val_part), np.mean(fit_part.column("rating"),
+                                                            dtype=np.float64)))
+        chosen = select_biases(fit_part.triple(), _triple(val_part), n_users, n_items,
                                scale=model.rating_scale_)
         bias_reg = (chosen.reg_user, chosen.reg_item)
         log.info("bias penalties chosen on validation: users %g, items %g", *bias_reg)
-    model.biases_ = fit_biases(*_triple(fit_part), n_users, n_items, reg_user=bias_reg[0],
-                              reg_item=bias_reg[1])
-    offsets = model._offsets(fit_part.user_idx, fit_part.item_idx)
+    model.biases_ = fit_biases(*fit_part.triple(), n_users, n_items, reg_user=bias_reg[0],
+                               reg_item=bias_reg[1])
 
     from .memory import check_training_memory  # memory check (issue 5)
 
     for spec in specs:
-        rows, n_rows, n_inputs = ((fit_part.item_idx, n_items, n_users)
+        rows, n_rows, n_inputs = ((fit_part.column("item_idx"), n_items, n_users)
                                   if spec.variant == "item"
-                                  else (fit_part.user_idx, n_users, n_items))
+                                  else (fit_part.column("user_idx"), n_users, n_items))
         check_training_memory(np.bincount(rows, minlength=n_rows), n_inputs,
                               hidden=spec.hidden, batch_size=spec.batch_size,
                               variant=spec.variant, device=device)
@@ -125,7 +126,7 @@ def fit_estimator(
         if len(l2_values) > 1:
             log.info("trying l2 = %g", l2)
         _fit_networks(model, [replace(spec, l2=l2) for spec in specs], seeds, fit_part,
-                           val_part, offsets, report, session, candidate)
+                      val_part, report, session, candidate)
         if chosen is None or model.validation_rmse_ < chosen[4]:
             chosen = (l2, model.members_, model.blend_, model.history_, model.validation_rmse_)
     assert chosen is not None
@@ -136,12 +137,11 @@ def fit_estimator(
     if model.refit and val_part is not None:
         model.biases_ = fit_biases(*_triple(ratings), n_users, n_items,
                                   reg_user=bias_reg[0], reg_item=bias_reg[1])
-        offsets = model._offsets(ratings.user_idx, ratings.item_idx)
         for k, member in enumerate(model.members_):
             log.info("refitting network %d on all %d training ratings for %d epochs", k + 1,
                      len(ratings), member.best_epoch)
             best_epoch, history = member.best_epoch, member.history
-            member.fit(_triple(ratings), offsets, epochs=member.best_epoch,
+            member.fit(_triple(ratings), model._offsets, epochs=member.best_epoch,
                        init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
                        checkpoint=None if session is None
                        else session.network("refit", 0, k))
@@ -154,10 +154,9 @@ def fit_estimator(
         session.finish()
     return model
 
-def _fit_networks(model: AutoRec, specs: list[NetworkSpec], seeds: list[int], fit_part: Ratings,
-                  val_part: Ratings | None, offsets: np.ndarray,
-                  report: EpochCallback, session: Session | None = None,
-                  candidate: int = 0) -> None:
+def _fit_networks(model: AutoRec, specs: list[NetworkSpec], seeds: list[int],
+                  fit_part: _FitPart, val_part: Ratings | None, report: EpochCallback,
+                  session: Session | None = None, candidate: int = 0) -> None:
     """Train one network per spec on ``fit_part`` and blend them on ``val_part``."""
     n_users, n_items = len(model.users_), len(model.items_)
     score = None
@@ -178,7 +177,7 @@ def _fit_networks(model: AutoRec, specs: list[NetworkSpec], seeds: list[int], fi
             entry["member"] = k + 1
             report(entry)
 
-        member.fit(_triple(fit_part), offsets, epochs=model.epochs,
+        member.fit(fit_part.triple(), model._offsets, epochs=model.epochs,
                    init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k], score=score,
                    on_epoch_end=tagged,
                    checkpoint=None if session is None
@@ -195,6 +194,7 @@ def _fit_networks(model: AutoRec, specs: list[NetworkSpec], seeds: list[int], fi
             model.blend_ = _least_squares_blend(np.stack(val_outputs, axis=1), target)
         assert score is not None
         model.validation_rmse_ = score()
+
 
 def index_training_ratings(model: AutoRec, ratings: Ratings) -> Ratings:
     """Set ``users_``/``items_`` to the ids with a training rating; ``ratings`` on them.
@@ -227,6 +227,29 @@ def network_specs(model: AutoRec) -> list[NetworkSpec]:
                     patience=model.patience, dense_batches=model.dense_batches)
         for variant in variants for _ in range(model.ensemble)
     ]
+
+
+class _FitPart:
+    """The ratings to fit: every training rating, or those outside the validation part.
+
+    Their arrays are copied out when asked for and not held: they are most of the training
+    ratings (1.7 GB at Netflix scale), and a network keeps what it needs of them.
+    """
+
+    def __init__(self, ratings: Ratings, mask: np.ndarray | None) -> None:
+        self.ratings = ratings
+        self.mask = mask
+        self.n = len(ratings) if mask is None else int(np.count_nonzero(mask))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def column(self, name: str) -> np.ndarray:
+        values = getattr(self.ratings, name)
+        return values if self.mask is None else values[self.mask]
+
+    def triple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.column("user_idx"), self.column("item_idx"), self.column("rating")
 
 
 def _triple(ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

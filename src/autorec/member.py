@@ -54,14 +54,19 @@ def orient(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, varia
     return matrix, order
 
 
-def _targets(rating: np.ndarray, offsets: np.ndarray, order: np.ndarray, scale: float,
-             chunk: int = 1 << 22) -> np.ndarray:
-    """``((rating - offsets)[order] / scale)`` as float32, a chunk at a time (the same values
-    as the whole-array expression, without its float64 temporaries)."""
+Offsets = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _targets(ratings: tuple[np.ndarray, np.ndarray, np.ndarray], offsets: Offsets,
+             order: np.ndarray, scale: float, chunk: int = 1 << 22) -> np.ndarray:
+    """``(rating - offsets(user, item)) / scale`` in ``order``, as float32, a chunk at a time
+    (the same values as the whole-array expression, without its float64 temporaries)."""
+    user_idx, item_idx, rating = ratings
     targets = np.empty(len(order), dtype=np.float32)
     for start in range(0, len(order), chunk):
         part = order[start:start + chunk]
-        targets[start:start + chunk] = (rating[part] - offsets[part]) / scale
+        targets[start:start + chunk] = (rating[part] - offsets(user_idx[part], item_idx[part])
+                                        ) / scale
     return targets
 
 
@@ -122,7 +127,7 @@ class Member:
     def fit(
         self,
         ratings: tuple[np.ndarray, np.ndarray, np.ndarray],
-        offsets: np.ndarray | None,
+        offsets: Offsets | None,
         *,
         epochs: int,
         init_seed: int,
@@ -133,12 +138,12 @@ class Member:
     ) -> TrainingRun:
         """Train a fresh network on ``ratings`` (``user_idx, item_idx, rating``).
 
-        ``offsets`` (one per rating) are subtracted from the ratings to make the targets when
-        the spec is residual; a residual network also works in units of the ratings' standard
-        deviation (inputs and targets divided by it, outputs multiplied back), so that its
-        penalty and learning rate mean the same on any rating scale. ``score`` rates the
-        current weights on validation data; the best epoch's weights are kept. ``checkpoint``
-        restores or checkpoints this network (:mod:`autorec.checkpoint`).
+        ``offsets(user_idx, item_idx)`` (the baseline) is subtracted from the ratings to make
+        the targets when the spec is residual; a residual network also works in units of the
+        ratings' standard deviation (inputs and targets divided by it, outputs multiplied
+        back), so that its penalty and learning rate mean the same on any rating scale.
+        ``score`` rates the current weights on validation data; the best epoch's weights are
+        kept. ``checkpoint`` restores or checkpoints this network (:mod:`autorec.checkpoint`).
         """
         spec = self.spec
         user_idx, item_idx, rating = ratings
@@ -149,7 +154,10 @@ class Member:
         targets = None
         if spec.residual:
             assert offsets is not None
-            targets = _targets(rating, offsets, order, self.scale)
+            targets = _targets(ratings, offsets, order, self.scale)
+        # what the network trains on is in self.matrix and targets now: let the caller's
+        # arrays go if it holds no other reference (at Netflix scale 1.7 GB)
+        del ratings, user_idx, item_idx, rating, order
         generator = torch.Generator().manual_seed(init_seed)
         self.net = AutoRecNet(self.n_inputs, spec.hidden, spec.activation, spec.dropout,
                               decoder_bias=not spec.residual,

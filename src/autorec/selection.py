@@ -23,7 +23,8 @@ from .train import Trainer
 if TYPE_CHECKING:
     from .checkpoint import NetworkCheckpoint
 
-__all__ = ["EarlyStopping", "TrainingRun", "train_with_early_stopping", "validation_split"]
+__all__ = ["EarlyStopping", "TrainingRun", "train_with_early_stopping", "validation_mask",
+           "validation_split"]
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,17 @@ def validation_split(ratings: Ratings, fraction: float, random_state: int | None
     n = len(ratings)
     if n < 2:
         raise ValueError(f"need at least 2 training ratings to hold some out, got {n}")
+    held_out = validation_mask(n, fraction, random_state)
+    return ratings.subset(~held_out), ratings.subset(held_out)
+
+
+def validation_mask(n: int, fraction: float, random_state: int | None) -> np.ndarray:
+    """The boolean mask of the ratings :func:`validation_split` holds out of ``n``."""
     n_val = min(max(round(fraction * n), 1), n - 1)
     order = np.random.default_rng(random_state).permutation(n)
-    return ratings.subset(np.sort(order[n_val:])), ratings.subset(np.sort(order[:n_val]))
+    held_out = np.zeros(n, dtype=bool)
+    held_out[order[:n_val]] = True
+    return held_out
 
 
 @dataclass
