@@ -177,7 +177,7 @@ def _fit_networks(model: AutoRec, specs: list[NetworkSpec], seeds: list[int],
             entry["member"] = k + 1
             report(entry)
 
-        member.fit(fit_part.triple(), model._offsets, epochs=model.epochs,
+        member.fit(fit_part.triple, model._offsets, epochs=model.epochs,
                    init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k], score=score,
                    on_epoch_end=tagged,
                    checkpoint=None if session is None

@@ -55,6 +55,7 @@ def orient(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, varia
 
 
 Offsets = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _targets(ratings: tuple[np.ndarray, np.ndarray, np.ndarray], offsets: Offsets,
@@ -126,7 +127,7 @@ class Member:
 
     def fit(
         self,
-        ratings: tuple[np.ndarray, np.ndarray, np.ndarray],
+        ratings: Triple | Callable[[], Triple],
         offsets: Offsets | None,
         *,
         epochs: int,
@@ -136,7 +137,9 @@ class Member:
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         checkpoint: NetworkCheckpoint | None = None,
     ) -> TrainingRun:
-        """Train a fresh network on ``ratings`` (``user_idx, item_idx, rating``).
+        """Train a fresh network on ``ratings`` (``user_idx, item_idx, rating``, or a function
+        returning them: then their memory is freed once the network's matrix is built, since
+        arguments stay referenced by the caller for the whole call).
 
         ``offsets(user_idx, item_idx)`` (the baseline) is subtracted from the ratings to make
         the targets when the spec is residual; a residual network also works in units of the
@@ -146,6 +149,8 @@ class Member:
         kept. ``checkpoint`` restores or checkpoints this network (:mod:`autorec.checkpoint`).
         """
         spec = self.spec
+        if callable(ratings):
+            ratings = ratings()
         user_idx, item_idx, rating = ratings
         std = float(np.std(rating))
         self.scale = std if spec.residual and std > 0 else 1.0
