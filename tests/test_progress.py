@@ -257,3 +257,28 @@ def test_load_bar_on_a_terminal() -> None:
     assert "big.csv" in shown and "\r" in shown
     assert shown.endswith("big.csv: done 1000/1000, 100 ratings\n")
 
+
+
+def test_fit_reports_batches_and_long_epochs_print_where_they_are(low_rank, monkeypatch) -> None:
+    import io
+
+    from autorec import AutoRec
+    from autorec.progress import EpochProgress
+
+    calls: list[tuple[int, int]] = []
+    AutoRec(hidden=4, epochs=2, batch_size=8, validation=0.0, random_state=0,
+            device="cpu").fit(low_rank, on_batch_end=lambda done, total: calls.append(
+                (done, total)))
+    n_batches = -(-30 // 8)  # 30 item rows (I-AutoRec), 8 a batch
+    assert calls == [(k, n_batches) for k in range(1, n_batches + 1)] * 2
+
+    out = io.StringIO()
+    show = EpochProgress(3, mode="lines", out=out, stream=io.StringIO())
+    show.batch(1, 4)
+    assert out.getvalue() == ""  # a short epoch prints nothing between its lines
+    monkeypatch.setattr(EpochProgress, "BATCH_LINE_SECONDS", 0.0)
+    show.batch(2, 4)
+    assert "2/4 batches of the epoch" in out.getvalue()
+    quiet = io.StringIO()
+    EpochProgress(3, quiet=True, out=quiet).batch(2, 4)
+    assert quiet.getvalue() == ""

@@ -310,6 +310,7 @@ class AutoRec:
         checkpoint_dir: str | PathLike[str] | None = None,
         resume: bool = False,
         checkpoint_context: dict[str, Any] | None = None,
+        on_batch_end: Callable[[int, int], None] | None = None,
     ) -> AutoRec:
         """Train on ``ratings``.
 
@@ -337,6 +338,9 @@ class AutoRec:
         checkpoint_context
             More settings (JSON values) a resumed checkpoint must have been made with, such
             as the command line's split options.
+        on_batch_end
+            Called after every batch with (batches done, batches in the epoch): progress
+            within long epochs.
 
         Returns
         -------
@@ -349,12 +353,13 @@ class AutoRec:
             try:
                 return self._fit(ratings, eval_set=eval_set, on_epoch_end=on_epoch_end,
                                  checkpoint_dir=checkpoint_dir, resume=resume,
-                                 checkpoint_context=checkpoint_context)
+                                 checkpoint_context=checkpoint_context,
+                                 on_batch_end=on_batch_end)
             finally:
                 torch.backends.cuda.matmul.allow_tf32 = previous
         return self._fit(ratings, eval_set=eval_set, on_epoch_end=on_epoch_end,
                          checkpoint_dir=checkpoint_dir, resume=resume,
-                         checkpoint_context=checkpoint_context)
+                         checkpoint_context=checkpoint_context, on_batch_end=on_batch_end)
 
     def _fit(self, ratings: Ratings | pd.DataFrame, **options: Any) -> AutoRec:
         from .fitting import fit_estimator

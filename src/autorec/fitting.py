@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from os import PathLike
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ def fit_estimator(
     checkpoint_dir: str | PathLike[str] | None = None,
     resume: bool = False,
     checkpoint_context: dict[str, Any] | None = None,
+    on_batch_end: Callable[[int, int], None] | None = None,
 ) -> AutoRec:
     """Fit ``model`` (:meth:`AutoRec.fit`; its docstring has the parameters)."""
     model._validate_params()
@@ -126,7 +128,7 @@ def fit_estimator(
         if len(l2_values) > 1:
             log.info("trying l2 = %g", l2)
         _fit_networks(model, [replace(spec, l2=l2) for spec in specs], seeds, fit_part,
-                      val_part, report, session, candidate)
+                      val_part, report, session, candidate, on_batch_end)
         if chosen is None or model.validation_rmse_ < chosen[4]:
             chosen = (l2, model.members_, model.blend_, model.history_, model.validation_rmse_)
     assert chosen is not None
@@ -142,6 +144,7 @@ def fit_estimator(
                      len(ratings), member.best_epoch)
             best_epoch, history = member.best_epoch, member.history
             member.fit(_triple(ratings), model._offsets, epochs=member.best_epoch,
+                       on_batch_end=on_batch_end,
                        init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
                        checkpoint=None if session is None
                        else session.network("refit", 0, k))
@@ -156,7 +159,8 @@ def fit_estimator(
 
 def _fit_networks(model: AutoRec, specs: list[NetworkSpec], seeds: list[int],
                   fit_part: _FitPart, val_part: Ratings | None, report: EpochCallback,
-                  session: Session | None = None, candidate: int = 0) -> None:
+                  session: Session | None = None, candidate: int = 0,
+                  on_batch_end: Callable[[int, int], None] | None = None) -> None:
     """Train one network per spec on ``fit_part`` and blend them on ``val_part``."""
     n_users, n_items = len(model.users_), len(model.items_)
     score = None
@@ -179,7 +183,7 @@ def _fit_networks(model: AutoRec, specs: list[NetworkSpec], seeds: list[int],
 
         member.fit(fit_part.triple, model._offsets, epochs=model.epochs,
                    init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k], score=score,
-                   on_epoch_end=tagged,
+                   on_epoch_end=tagged, on_batch_end=on_batch_end,
                    checkpoint=None if session is None
                    else session.network("select", candidate, k))
         model.history_.extend(member.history)

@@ -136,6 +136,7 @@ class Member:
         score: Callable[[], float] | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         checkpoint: NetworkCheckpoint | None = None,
+        on_batch_end: Callable[[int, int], None] | None = None,
     ) -> TrainingRun:
         """Train a fresh network on ``ratings`` (``user_idx, item_idx, rating``, or a function
         returning them: then their memory is freed once the network's matrix is built, since
@@ -177,7 +178,8 @@ class Member:
                           device=self.device, seed=train_seed)
         run = train_with_early_stopping(trainer, epochs, score=score, patience=spec.patience,
                                         on_epoch_end=on_epoch_end, checkpoint=checkpoint,
-                                        reset=_zero_decoder if spec.residual else None)
+                                        reset=_zero_decoder if spec.residual else None,
+                                        on_batch_end=on_batch_end)
         self.net.eval()
         self.best_epoch = run.best_epoch
         self.history = run.history

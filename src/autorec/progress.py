@@ -439,6 +439,10 @@ class EpochProgress:
             self._line = line  # type: ignore[assignment]
         self._member: Any = None
         self._bar: Progress | None = None
+        self._batches: Progress | None = None
+        self._epoch_started = time.monotonic()
+        self._last_batch_line = self._epoch_started
+        self._mode: Mode = "off" if quiet else (mode or progress_mode(stream))
 
     def __call__(self, entry: dict[str, Any]) -> None:
         member = entry.get("member", 1)
@@ -458,7 +462,37 @@ class EpochProgress:
             self._bar.write(self._line(entry))
         self._bar.update(1, **{k: v for k, v in figures.items() if v is not None})
 
+    #: In ``"lines"`` mode, an epoch prints where it is every this many seconds.
+    BATCH_LINE_SECONDS = 30.0
+
+    def batch(self, done: int, total: int) -> None:
+        """A step of the epoch in progress ended (``done`` of ``total`` batches, the
+        ``on_batch_end`` callback of :meth:`AutoRec.fit`): a bar over the batches on a
+        terminal; in plain lines, one line every :attr:`BATCH_LINE_SECONDS` of a long epoch
+        (100 million ratings take minutes an epoch), none for short ones."""
+        now = time.monotonic()
+        if done <= 1:
+            self._epoch_started = self._last_batch_line = now
+        if self._mode == "bar":
+            if self._batches is None or done <= 1:
+                if self._batches is not None:
+                    self._batches.close()
+                self._batches = Progress(total, f"{self.label}epoch", unit="batches",
+                                         interval=None, leave=False, **self._options)
+            self._batches.update(done - self._batches.n)
+            if done >= total:
+                self._batches.close()
+                self._batches = None
+        elif self._mode == "lines" and now - self._last_batch_line >= self.BATCH_LINE_SECONDS:
+            self._last_batch_line = now
+            print(f"{self.label}  ... {done}/{total} batches of the epoch, "
+                  f"{now - self._epoch_started:.0f}s", file=self._options["out"] or sys.stdout,
+                  flush=True)
+
     def close(self) -> None:
+        if self._batches is not None:
+            self._batches.close()
+            self._batches = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None

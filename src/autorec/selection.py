@@ -160,6 +160,7 @@ def train_with_early_stopping(
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
     checkpoint: NetworkCheckpoint | None = None,
     reset: Callable[[torch.nn.Module], None] | None = None,
+    on_batch_end: Callable[[int, int], None] | None = None,
 ) -> TrainingRun:
     """Train up to ``max_epochs``, keeping the weights of the best validation epoch.
 
@@ -186,9 +187,12 @@ def train_with_early_stopping(
     reset
         Returns the network to its epoch-0 predictions without a copy of its initial weights
         (see :class:`EarlyStopping`); without it, the initial weights are copied.
+    on_batch_end
+        Called after every batch with (batches done, batches in the epoch).
     """
     if checkpoint is not None and checkpoint.finished is not None:  # checkpoints (issue 8)
         return checkpoint.restore_finished(trainer.net)
+    trainer.on_batch_end = on_batch_end
     history: list[dict[str, Any]] = []
     stopper = EarlyStopping(patience if patience is not None else max_epochs + 1)
     # the untrained weights: a fallback, not the patience anchor

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,6 +188,8 @@ class Trainer:
         self.generator = torch.Generator(device=device).manual_seed(
             self.world.rank_seed(dropout_seed))
         self.epoch = 0
+        #: called after each batch with (batches done, batches in the epoch), for progress
+        self.on_batch_end: Callable[[int, int], None] | None = None
 
     def _make_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         params = list(self.net.parameters())
@@ -272,18 +274,25 @@ class Trainer:
         try:
             if self.full_batch:
                 self._zero_grad()
-                for batch in self.batches(self.rows):
+                n_batches = -(-len(self.rows) // self.batch_size)
+                for done, batch in enumerate(self.batches(self.rows), start=1):
                     total += self._backward(batch)
+                    if self.on_batch_end is not None:
+                        self.on_batch_end(done, n_batches)
                 total = self._reduce(total)
                 self._check_finite(total)
                 self._step()
             else:
-                for batch in self.batches(self.rng.permutation(self.rows)):
+                n_batches = -(-len(self.rows) // self.batch_size)
+                for done, batch in enumerate(self.batches(self.rng.permutation(self.rows)),
+                                             start=1):
                     self._zero_grad()
                     loss = self._reduce(self._backward(batch))
                     self._check_finite(loss)
                     self._step()
                     total += loss
+                    if self.on_batch_end is not None:
+                        self.on_batch_end(done, n_batches)
         except (torch.OutOfMemoryError, MemoryError) as exc:
             raise _out_of_memory(exc) from None
         except RuntimeError as exc:

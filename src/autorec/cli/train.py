@@ -155,7 +155,7 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     started = time.perf_counter()
     with EpochProgress(model.epochs, networks=n_networks, label=label,
                        quiet=bool(args.quiet)) as show:
-        model.fit(split.train, eval_set=split.test, on_epoch_end=show,
+        model.fit(split.train, eval_set=split.test, on_epoch_end=show, on_batch_end=show.batch,
                   **_checkpointing(args, split, part, n_parts, label))
     wall = time.perf_counter() - started
     report = _evaluate(model, split.test)
