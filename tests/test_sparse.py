@@ -268,3 +268,29 @@ def test_decoder_without_bias() -> None:
     rows, cols = observed(matrix)
     full = hidden.detach() @ weight.detach().T
     torch.testing.assert_close(out.detach(), full[rows, cols], **TOL)
+
+
+def test_chunked_weight_gradients_equal_the_whole_batch_ones(monkeypatch):
+    """Gradients added into ``.grad`` a chunk of touched rows at a time (the bounded-memory
+    path used at Netflix shape) are bitwise those computed in one piece."""
+    import scipy.sparse as sp
+
+    from autorec import sparse as sparse_module
+
+    matrix = sp.random(40, 900, density=0.3, format="csr", random_state=3, dtype=np.float32)
+    matrix.sort_indices()
+    batch = sparse_module.SparseBatch.from_scipy(matrix)
+    grads = []
+    for chunk in (1 << 16, 7):
+        monkeypatch.setattr(sparse_module, "_GRAD_CHUNK_ROWS", chunk)
+        generator = torch.Generator().manual_seed(0)
+        encoder = torch.randn(900, 16, generator=generator, requires_grad=True)
+        decoder = torch.randn(900, 16, generator=generator, requires_grad=True)
+        bias = torch.zeros(16, requires_grad=True)
+        hidden = torch.sigmoid(sparse_module.sparse_linear(batch, encoder, bias))
+        out = sparse_module._SampledDecode.apply(batch, hidden, decoder, None, False)
+        ((out - batch.values) ** 2).sum().backward()
+        grads.append((encoder.grad.clone(), decoder.grad.clone()))
+    assert grads[0][0].abs().sum() > 0
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][1], grads[1][1])

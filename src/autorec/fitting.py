@@ -101,10 +101,8 @@ def fit_estimator(
     from .memory import check_training_memory  # memory check (issue 5)
 
     for spec in specs:
-        rows, n_rows, n_inputs = ((fit_part.column("item_idx"), n_items, n_users)
-                                  if spec.variant == "item"
-                                  else (fit_part.column("user_idx"), n_users, n_items))
-        check_training_memory(np.bincount(rows, minlength=n_rows), n_inputs,
+        check_training_memory(_row_counts(fit_part, spec.variant, n_users, n_items),
+                              n_items if spec.variant == "user" else n_users,
                               hidden=spec.hidden, batch_size=spec.batch_size,
                               variant=spec.variant, device=device)
 
@@ -212,7 +210,9 @@ def index_training_ratings(model: AutoRec, ratings: Ratings) -> Ratings:
         if len(present) == len(ids):
             maps.append((idx, ids))
         else:
-            lookup = np.full(len(ids), -1, dtype=np.int64)
+            # 32-bit where it fits: this is a copy of a whole column (0.4 GB at 100M ratings)
+            lookup = np.full(len(ids), -1,
+                             dtype=np.int32 if len(present) < 2**31 - 1 else np.int64)
             lookup[present] = np.arange(len(present))
             maps.append((lookup[idx], IdMap(ids.to_raw(present))))
     (user_idx, model.users_), (item_idx, model.items_) = maps
@@ -254,6 +254,13 @@ class _FitPart:
 
     def triple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.column("user_idx"), self.column("item_idx"), self.column("rating")
+
+
+def _row_counts(fit_part: _FitPart, variant: str, n_users: int, n_items: int) -> np.ndarray:
+    """Ratings per input row of a ``variant`` network (the copied column is freed on return)."""
+    if variant == "item":
+        return np.bincount(fit_part.column("item_idx"), minlength=n_items)
+    return np.bincount(fit_part.column("user_idx"), minlength=n_users)
 
 
 def _triple(ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
