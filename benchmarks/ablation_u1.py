@@ -34,7 +34,7 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
      {**REFERENCE, "validation": 0.05, "epochs": 200, "weight_decay": 0.0, "l2": 100.0,
       "baseline": "biases", "cold": "baseline"}),
     ("+ input dropout 0.25 (denoising), lazy Adam = the default", PRESETS["default"]),
-    ("+ I-AutoRec and U-AutoRec, 2 networks each, blended on validation",
+    ("+ I-AutoRec and U-AutoRec, 3 networks each, blended on validation",
      {**PRESETS["best"], "refit": False}),
     ("+ refit on all of u1.base for the chosen epochs = --preset best", PRESETS["best"]),
 ]

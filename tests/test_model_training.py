@@ -223,3 +223,21 @@ def test_dense_batches_give_the_sparse_values_and_gradients(decoder_bias: bool) 
         torch.testing.assert_close(grad, results[1][1][name], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="dense_batches"):
         AutoRecNet(13, hidden=6, sparse_grad=True, dense_batches=True)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_a_trained_model_keeps_no_gradient_buffers(optimizer):
+    """Training's gradient buffers (as large as the weights) are let go after fit."""
+    import pandas as pd
+
+    import autorec
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 60, 900), rng.integers(0, 40, 900)
+    frame = pd.DataFrame({"user_id": users, "item_id": items,
+                          "rating": rng.integers(1, 6, 900)}).drop_duplicates(
+                              ["user_id", "item_id"])
+    model = autorec.AutoRec(hidden=8, epochs=2, optimizer=optimizer, random_state=0)
+    model.fit(frame)
+    for parameter in model.members_[0].net.parameters():
+        assert parameter.grad is None

@@ -323,7 +323,8 @@ def test_random_files_read_alike(tmp_path, both) -> None:
 def test_large_arrays_keep_their_types(write_file, monkeypatch) -> None:
     monkeypatch.setenv(_arrow.MIN_BYTES_ENV, "0")
     ratings = read_ratings(write_file("r.csv", HEADER + "3000000000,1,4\n1,2,3\n"))
-    assert ratings.user_idx.dtype == np.int64 and ratings.item_idx.dtype == np.int64
+    # dense indices are int32 (the raw ids keep int64)
+    assert ratings.user_idx.dtype == np.int32 and ratings.item_idx.dtype == np.int32
     assert ratings.rating.dtype == np.float32
     assert ratings.users.raw_ids.tolist() == [3000000000, 1]
     assert ratings.users.raw_ids.dtype == np.int64

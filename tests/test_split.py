@@ -185,3 +185,22 @@ def test_split_errors_name_the_source(write_file) -> None:
         random_split(one)
     with pytest.raises(ValueError, match=r"one\.csv"):
         list(kfold_split(one, 3))
+
+
+def test_index_arrays_are_32_bit_through_reading_and_splitting(tmp_path):
+    """Dense indices are int32 whatever made them (half the memory at scale), and splits keep
+    them so; an int64 array given to Ratings is converted, not kept."""
+    from autorec.data.ratings import Ratings, index_dtype
+
+    path = tmp_path / "r.csv"
+    path.write_text("user_id,item_id,rating\n" + "".join(
+        f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(30) for i in range(0, 30, 3)))
+    ratings = read_ratings(path)
+    train, test = random_split(ratings, 0.2, random_state=0)
+    for part in (ratings, train, test):
+        assert part.user_idx.dtype == np.int32 and part.item_idx.dtype == np.int32
+    wide = Ratings(ratings.user_idx.astype(np.int64), ratings.item_idx.astype(np.int64),
+                   ratings.rating, ratings.users, ratings.items)
+    assert wide.user_idx.dtype == np.int32
+    assert np.array_equal(wide.user_idx, ratings.user_idx)
+    assert index_dtype(2**31 - 1) == np.int64 and index_dtype(10) == np.int32

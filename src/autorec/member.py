@@ -181,6 +181,10 @@ class Member:
                                         reset=_zero_decoder if spec.residual else None,
                                         on_batch_end=on_batch_end)
         self.net.eval()
+        # the gradient buffers training kept are as large as the weights (1.9 GB at Netflix
+        # shape); a trained member does not need them
+        self.net.zero_grad(set_to_none=True)
+        del trainer
         self.best_epoch = run.best_epoch
         self.history = run.history
         return run

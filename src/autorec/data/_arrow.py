@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .ids import IdMap, id_column
+from .ratings import index_dtype
 
 __all__ = ["BLOCK_BYTES", "MIN_BYTES", "MIN_BYTES_ENV", "PROGRESS_MIN_BYTES", "LoadProgress",
            "ReadColumns", "min_bytes", "read_columns", "report"]
@@ -291,18 +292,19 @@ class _IdColumn:
         self._add_texts(strings)
 
     def finish(self) -> tuple[np.ndarray, IdMap]:
-        """The dense index of every row (``int64``) and the id map."""
+        """The dense index of every row (:func:`~autorec.data.ratings.index_dtype`) and the
+        id map."""
         if self._integers is not None:
             values = np.concatenate(self._integers)
             self._integers = None
             codes, uniques = pd.factorize(values)
             del values
-            return codes.astype(np.int64, copy=False), IdMap(uniques)
+            return codes.astype(index_dtype(len(uniques)), copy=False), IdMap(uniques)
         self._unify()
-        codes = np.concatenate(self._codes).astype(np.int64)
+        codes = np.concatenate(self._codes)
         self._codes = []
         texts = pd.Series(self._texts.to_numpy(zero_copy_only=False), dtype=object)
-        return codes, IdMap(id_column(texts))
+        return codes.astype(index_dtype(len(texts)), copy=False), IdMap(id_column(texts))
 
     def _switch_to_text(self) -> None:
         import pyarrow as pa

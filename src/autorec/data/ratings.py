@@ -11,9 +11,15 @@ import scipy.sparse as sp
 
 from .ids import IdMap
 
-__all__ = ["Orientation", "Ratings"]
+__all__ = ["Orientation", "Ratings", "index_dtype"]
 
 Orientation = Literal["item", "user"]
+
+
+def index_dtype(n: int) -> type[np.signedinteger]:
+    """The dtype of dense indices into ``n`` ids: ``int32`` where it holds them, else
+    ``int64``."""
+    return np.int32 if n < 2**31 - 1 else np.int64
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,7 +34,9 @@ class Ratings:
     Attributes
     ----------
     user_idx, item_idx
-        ``int64`` arrays of dense indices into ``users`` and ``items``.
+        Arrays of dense indices into ``users`` and ``items``: ``int32`` (half the memory of
+        ``int64``: 0.8 GB saved at 100M ratings), ``int64`` for an id map of 2**31 ids or
+        more (:func:`index_dtype`). Other integer arrays given are converted.
     rating
         ``float32`` array of ratings.
     users, items
@@ -45,6 +53,11 @@ class Ratings:
     source: str = "<memory>"
 
     def __post_init__(self) -> None:
+        for name, ids in (("user_idx", self.users), ("item_idx", self.items)):
+            values = np.asarray(getattr(self, name))
+            wanted = index_dtype(len(ids))
+            if values.dtype != wanted:
+                object.__setattr__(self, name, values.astype(wanted))
         n = len(self.rating)
         if len(self.user_idx) != n or len(self.item_idx) != n:
             raise ValueError("user_idx, item_idx and rating must have the same length")

@@ -27,7 +27,7 @@ from ._duplicates import merge_repeats
 from ._source import COMPRESSED_SUFFIXES, read_source
 from ._text import read_text
 from .ids import IdMap, InvalidIdError, id_column
-from .ratings import Ratings
+from .ratings import Ratings, index_dtype
 
 __all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "LoadProgress", "as_ratings", "check_separator",
            "duplicate_error", "from_dataframe", "rating_values", "read_pairs", "read_ratings"]
@@ -123,7 +123,8 @@ def from_dataframe(
     user_idx, item_idx, rating = merge_repeats(user_idx, item_idx, rating, len(items),
                                                duplicates=duplicates, source=source,
                                                refuse=refuse)
-    return Ratings(user_idx.astype(np.int64, copy=False), item_idx.astype(np.int64, copy=False),
+    return Ratings(user_idx.astype(index_dtype(len(users)), copy=False),
+                   item_idx.astype(index_dtype(len(items)), copy=False),
                    rating.astype(np.float32, copy=False), users, items, source)
 
 
