@@ -24,6 +24,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,30 +48,64 @@ def main() -> int:
                    *shlex.split(args.args)]
         print("$", " ".join(command), flush=True)
         started = time.perf_counter()
-        lines = []
+        lines: list[str] = []
+        high = {"rss": 0, "after": "", "at": 0.0}
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, bufsize=1) as child:
             assert child.stdout is not None
+            watcher = threading.Thread(target=_watch_rss, args=(child, high, lines, started),
+                                       daemon=True)
+            watcher.start()
             for line in child.stdout:
-                stamped = f"[{time.perf_counter() - started:7.1f}s] {line.rstrip()}"
+                now, rss = time.perf_counter() - started, _rss(child.pid) / 1e9
+                stamped = f"[{now:7.1f}s {rss:5.2f} GB] {line.rstrip()}"
                 lines.append(stamped)
                 print(stamped, flush=True)
+        watcher.join()
         seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         if child.returncode != 0:
             print(f"autorec train failed with status {child.returncode}", file=sys.stderr)
             return 1
         metrics = json.loads((Path(folder) / "metrics.json").read_text())
-    below = metrics["validation_rmse"] < metrics["validation_mean_rmse"]
+    epoch_rmse = metrics["history"][-1]["validation_rmse"]
+    below = epoch_rmse < metrics["validation_mean_rmse"]
+    print(f"sampled RSS high {fmt_bytes(high['rss'])} at {high['at']:.0f} s, after: "
+          f"{high['after'][:100]}")
     print(f"wall {seconds:.0f} s, peak RSS {fmt_bytes(peak)} (limit {args.limit_gb:g} GB); "
-          f"validation RMSE {metrics['validation_rmse']:.4f} after {metrics['epochs']} epoch, "
+          f"validation RMSE {epoch_rmse:.4f} after {metrics['epochs']} epoch (kept: epoch "
+          f"{metrics['best_epoch']}, {metrics['validation_rmse']:.4f}; epoch 0 is the "
+          "baseline alone), "
           f"training-mean predictor {metrics['validation_mean_rmse']:.4f} "
           f"({'below' if below else 'NOT below'}); test RMSE {metrics['rmse']:.4f} "
           f"(mean predictor {metrics['test_mean_rmse']:.4f}); epoch "
           f"{metrics['history'][-1]['seconds']:.0f} s")
     write_json(args.out, args, {"command": command, "seconds": seconds,
-                                "peak_rss_bytes": peak, "lines": lines, "metrics": metrics})
+                                "peak_rss_bytes": peak, "sampled_rss_high": high,
+                                "lines": lines, "metrics": metrics})
     return 0 if below and peak < args.limit_gb * 1e9 else 1
+
+
+def _rss(pid: int) -> int:
+    """Resident bytes of process ``pid`` now (0 once it is gone)."""
+    try:
+        for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _watch_rss(child: subprocess.Popen, high: dict, lines: list[str], started: float) -> None:
+    """Sample the child's resident memory every 0.2 s; keep the highest and the progress
+    line printed before it (where in the run the peak falls)."""
+    while child.poll() is None:
+        rss = _rss(child.pid)
+        if rss > high["rss"]:
+            high.update(rss=rss, at=time.perf_counter() - started,
+                        after=lines[-1] if lines else "")
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ def one_thread():
 
 
 # -- the command line, killed for real ---------------------------------------------------------
-CLI_RUN = ["--hidden", "8", "--epochs", "40", "--patience", "40", "--validation", "0.1",
-           "--device", "cpu", "--seed", "3", "--quiet"]
+CLI_RUN = ["--no-refit", "--hidden", "8", "--epochs", "40", "--patience", "40",
+           "--validation", "0.1", "--device", "cpu", "--seed", "3", "--quiet"]
 
 
 def synthetic_csv(path: Path, n_users: int = 200, n_items: int = 100, density: float = 0.1,

@@ -221,8 +221,9 @@ def test_residual_network_starts_at_the_baseline(low_rank) -> None:
 
 # -- blending, l2 lists, refit ---------------------------------------------------------------------
 def test_blend_weights_are_least_squares_on_validation(low_rank) -> None:
+    # without the refit: the networks that were blended are the ones kept
     model = AutoRec(**{**SMALL, "variant": "both", "ensemble": 1, "validation": 0.2,
-                       "random_state": 1}).fit(low_rank)
+                       "random_state": 1, "refit": False}).fit(low_rank)
     assert len(model.members_) == 2 and len(model.blend_) == 3
     assert [m.spec.variant for m in model.members_] == ["item", "user"]
     # the validation part, with inputs from the fit part only, as the estimator scored it
@@ -264,8 +265,8 @@ def test_l2_list_keeps_the_value_best_on_validation(low_rank) -> None:
 
 def test_refit_trains_on_all_ratings_for_the_chosen_epochs(low_rank) -> None:
     params = {**SMALL, "validation": 0.2, "random_state": 0, "epochs": 6, "patience": 2}
-    plain = AutoRec(**params).fit(low_rank)
-    refit = AutoRec(**params, refit=True).fit(low_rank)
+    plain = AutoRec(**params, refit=False).fit(low_rank)
+    refit = AutoRec(**params).fit(low_rank)  # refit is the default
     assert refit.best_epoch_ == plain.best_epoch_
     member = refit.members_[0]
     assert member.matrix.nnz == len(low_rank)  # the refit network saw every rating

@@ -299,6 +299,10 @@ class Trainer:
             if "can't allocate memory" in str(exc) or "out of memory" in str(exc):
                 raise _out_of_memory(exc) from None
             raise
+        # gradient buffers are not needed between epochs (scoring, checkpoints, the
+        # networks kept after training): at Netflix shape they are 1.9 GB
+        for parameter in self.net.parameters():
+            parameter.grad = None
         self.epoch += 1
         stats = EpochStats(self.epoch, float(total) / max(self.n_ratings, 1),
                            time.perf_counter() - started)

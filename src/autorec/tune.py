@@ -127,7 +127,9 @@ def run_study(
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
 
     def objective(trial: Any) -> float:
-        params = {**base_params, **suggest(trial), "random_state": random_state}
+        # a trial is judged on validation, before any refit: refitting it would be wasted
+        params = {**base_params, **suggest(trial), "random_state": random_state,
+                  "refit": False}
 
         def report(entry: dict[str, Any]) -> None:
             value = entry.get("validation_rmse")

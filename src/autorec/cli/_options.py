@@ -139,7 +139,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     option("--patience", "epochs without a better validation RMSE before stopping",
            type=positive_int, metavar="N")
     option("--refit", "after choosing the epochs on validation, retrain on all training "
-           "ratings", action=argparse.BooleanOptionalAction)
+           "ratings (default; --no-refit keeps the networks trained without the validation "
+           "part)", action=argparse.BooleanOptionalAction)
     option("--cold", "prediction for pairs with an unseen user or item", choices=COLD_POLICIES)
     group.add_argument("--device", metavar="DEV",
                        help="auto (CUDA when available), cpu, cuda, cuda:N (default: auto)")
