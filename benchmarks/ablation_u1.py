@@ -33,10 +33,10 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
     ("+ baseline: learn deviations from mean + user + item biases",
      {**REFERENCE, "validation": 0.05, "epochs": 200, "weight_decay": 0.0, "l2": 100.0,
       "baseline": "biases", "cold": "baseline"}),
-    ("+ input dropout 0.25 (denoising), lazy Adam = the default", PRESETS["default"]),
-    ("+ I-AutoRec and U-AutoRec, 3 networks each, blended on validation",
-     {**PRESETS["best"], "refit": False}),
-    ("+ refit on all of u1.base for the chosen epochs = --preset best", PRESETS["best"]),
+    ("+ input dropout 0.25 (denoising), lazy Adam", {**PRESETS["default"], "refit": False}),
+    ("+ refit on all of u1.base for the chosen epochs = the default", PRESETS["default"]),
+    ("+ I-AutoRec and U-AutoRec, 3 networks each, blended on validation = --preset best",
+     PRESETS["best"]),
 ]
 
 

@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dense-epochs", type=int, default=None,
                         help="epochs of the dense model (default 25, 5 for ml-10m)")
     parser.add_argument("--params", default="{}", help="autorec parameters as JSON")
+    parser.add_argument("--dense-from", default=None, metavar="JSON",
+                        help="reuse the dense side of an earlier run's JSON (same shape and "
+                        "seed) instead of training it again")
     parser.add_argument("--full-fit", action="store_true",
                         help="let autorec's fit run to its end (early stopping, refit) instead "
                         "of stopping it at the first epoch that reaches the target")
@@ -143,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{data['source']}: {len(fit):,} ratings to fit, {len(val):,} to validate")
     if args.wait_quiet > 0:
         wait_for_quiet(args.wait_quiet)
-    dense = run_dense(fit, val, args)
+    if args.dense_from:  # the dense side of an earlier run on the same data and seed
+        earlier = json.loads(open(args.dense_from).read())
+        assert earlier["args"]["shape"] == args.shape and earlier["args"]["seed"] == args.seed
+        dense = earlier["results"]["dense"]
+        print(f"  dense side from {args.dense_from}: {len(dense)} epochs")
+    else:
+        dense = run_dense(fit, val, args)
     target = min(h["validation_rmse"] for h in dense)
     dense_at = first_at(dense, target)
     sparse = run_autorec(train, args, target)

@@ -269,6 +269,7 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
               if len(results) > 1 else "")
     chosen = (f"; best validation epoch {summary['best_epoch']} (validation RMSE "
               f"{summary['validation_rmse']:.4f})"
+              + (", then refitted on all training ratings" if template.refit else "")
               if len(results) == 1 and template.validation > 0 else "")
     print(f"{template.variant}-AutoRec on {description}: test RMSE {summary['rmse']:.4f}"
           f"{spread}, MAE {summary['mae']:.4f} over {summary['n_test']} ratings "
