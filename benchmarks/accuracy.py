@@ -492,11 +492,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reuse", default=None, metavar="FILE.json",
                         help="take runs of models not run now from an earlier output")
     parser.add_argument("--out", default="runs/accuracy.json", help="JSON results")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="run nothing: print the report of these JSONs of this script, "
+                        "merged (later files win)")
+    parser.add_argument("--relabel", nargs="+", metavar="FILE:OLD=NEW", default=[],
+                        help="with --merge: rename a model in one file")
     return parser.parse_args(argv)
+
+
+def merged_report(paths: list[str], relabel: list[str], args: argparse.Namespace) -> str:
+    """The report of several JSONs of this script; a later file's run replaces an earlier
+    one's for the same (data set, split, model). ``relabel`` entries ``FILE:OLD=NEW`` rename a
+    model in one file (runs recorded under an earlier default)."""
+    import json
+
+    renames: dict[str, dict[str, str]] = {}
+    for entry in relabel:
+        path, _, pair = entry.rpartition(":")
+        old, _, new = pair.partition("=")
+        renames.setdefault(path, {})[old] = new
+    merged: dict[str, Any] = {"datasets": {}}
+    for path in paths:
+        datasets = json.loads(Path(path).read_text())["results"]["datasets"]
+        for name, data in datasets.items():
+            for run in data["runs"]:
+                run["model"] = renames.get(path, {}).get(run["model"], run["model"])
+            if name not in merged["datasets"]:
+                merged["datasets"][name] = data
+                continue
+            old = merged["datasets"][name]
+            new_keys = {(r["split"], r["model"]) for r in data["runs"]}
+            old["runs"] = [r for r in old["runs"]
+                           if (r["split"], r["model"]) not in new_keys] + data["runs"]
+            for key, value in data["info"].items():
+                old["info"].setdefault(key, value)
+    return report(merged, args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        print(merged_report(args.merge, args.relabel, args))
+        return 0
     if args.threads is not None:
         import torch
 

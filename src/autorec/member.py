@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .memory import release_free_memory
 from .model import AutoRecNet
 from .selection import TrainingRun, train_with_early_stopping
 from .sparse import SparseBatch
@@ -164,6 +165,7 @@ class Member:
         # what the network trains on is in self.matrix and targets now: let the caller's
         # arrays go if it holds no other reference (at Netflix scale 1.7 GB)
         del ratings, user_idx, item_idx, rating, order
+        release_free_memory()  # the preparation's freed heap, before the weights are allocated
         generator = torch.Generator().manual_seed(init_seed)
         self.net = AutoRecNet(self.n_inputs, spec.hidden, spec.activation, spec.dropout,
                               decoder_bias=not spec.residual,

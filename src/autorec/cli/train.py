@@ -274,7 +274,8 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
     print(f"{template.variant}-AutoRec on {description}: test RMSE {summary['rmse']:.4f}"
           f"{spread}, MAE {summary['mae']:.4f} over {summary['n_test']} ratings "
           f"({summary['n_cold']} cold, predicted by --cold {template.cold}){chosen}; trained "
-          f"in {summary['train_seconds']:.1f}s on {summary['device']}")
+          f"in {summary['wall_seconds']:.1f}s on {summary['device']} ("
+          f"{summary['train_seconds']:.1f}s in training epochs)")
     k = args.k
     if f"ndcg@{k}" in results[0]:
         for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
