@@ -211,12 +211,19 @@ def seen_matrix(model: AutoRec) -> sp.csr_matrix:
 def _seen_of(model: AutoRec, ratings: Ratings | pd.DataFrame) -> sp.csr_matrix:
     """``ratings`` (raw ids) as a users x items pattern over the model's indices; pairs the
     model does not know are dropped."""
-    frame = ratings.to_dataframe() if isinstance(ratings, Ratings) else ratings
-    users = model.users_.to_index(frame["user_id"].to_numpy())
-    items = model.items_.to_index(frame["item_id"].to_numpy())
+    if isinstance(ratings, Ratings):
+        # through the ids' maps, not a raw id per rating: at 90M training ratings the raw-id
+        # round trip held several GB at once
+        user_of = model.users_.to_index(ratings.users.raw_ids).astype(np.int32)
+        item_of = model.items_.to_index(ratings.items.raw_ids).astype(np.int32)
+        users, items = user_of[ratings.user_idx], item_of[ratings.item_idx]
+    else:
+        users = model.users_.to_index(ratings["user_id"].to_numpy())
+        items = model.items_.to_index(ratings["item_id"].to_numpy())
     keep = (users >= 0) & (items >= 0)
-    return sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
-                          (users[keep], items[keep])),
+    if not keep.all():
+        users, items = users[keep], items[keep]
+    return sp.csr_matrix((np.ones(len(users), dtype=np.int8), (users, items)),
                          shape=(len(model.users_), len(model.items_)))
 
 
