@@ -458,3 +458,26 @@ def test_train_refuses_a_bad_save_target_before_training(capsys, tmp_path, ratin
                                 str(target), *FAST)
     assert_one_line_error(code, err, str(target))
     assert "epoch" not in stdout
+
+
+def test_ctrl_c_swallowed_during_imports_still_ends_130(monkeypatch, capsys):
+    """An interruption that code being imported catches (``except BaseException``) is not
+    lost: the command stops before doing anything and exits 130 with one line."""
+    import signal
+
+    from autorec.cli import main as main_module
+
+    real = main_module.build_parser
+
+    def swallowing() -> object:
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except BaseException:  # what a careless library does
+            pass
+        return real()
+
+    monkeypatch.setattr(main_module, "build_parser", swallowing)
+    before = signal.getsignal(signal.SIGINT)
+    assert main_module.main(["datasets"]) == 130
+    assert capsys.readouterr().err.strip() == "autorec: interrupted"
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is put back

@@ -96,7 +96,10 @@ FORMAT_VERSION = 1
 MANIFEST = "checkpoint.json"
 #: Files of ours that a manifest may name (anything else in the folder is left alone).
 _OURS = re.compile(r"(net|initial)-(select|refit)-c\d+-n\d+\.safetensors|"
-                   r"(train|best)-\d+\.safetensors|\.ckpt-.*\.tmp|\.checkpoint\.json\..*\.tmp")
+                   r"(train|best)-\d+\.safetensors|\.ckpt-.*\.tmp|\.checkpoint\.json\..*\.tmp|"
+                   r"\.tmp[A-Za-z0-9]{6}")
+#: Temporary files a killed writer can leave: ours, and safetensors' own (``.tmpXXXXXX``).
+_STALE = re.compile(r"\.ckpt-.*\.tmp|\.checkpoint\.json\..*\.tmp|\.tmp[A-Za-z0-9]{6}")
 _CHUNK = 1 << 22
 
 
@@ -178,6 +181,17 @@ def _file_digest(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files of a writer that was killed mid-write (never part of a
+    checkpoint: a file is renamed into place only once it is complete)."""
+    for path in folder.iterdir():
+        if _STALE.fullmatch(path.name) and path.is_file():
+            try:
+                path.unlink()
+            except OSError:
+                pass
 
 
 def _write_tensors(folder: Path, name: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -346,6 +360,7 @@ class Session:
             raise CheckpointError(f"checkpoint in {folder}: {problem}; resume with the same "
                                   "data and settings, or give another checkpoint folder")
         _verify_files(folder, manifest)
+        _remove_stale_temporaries(folder)
         log.info("resuming from the checkpoint in %s: %s", folder, manifest.get("position"))
         return cls(folder, current, manifest)
 

@@ -42,21 +42,54 @@ def build_parser() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    interrupted: list[int] = []
+    previous = _catch_sigint(interrupted)
     try:
-        return _run(argv)
+        status = _run(argv, interrupted)
+        if interrupted:  # a library swallowed the KeyboardInterrupt: still an interruption
+            raise KeyboardInterrupt
+        return status
     except KeyboardInterrupt:
         # of the processes of a data-parallel run (issue 8), rank 0 or the launcher says it
         if os.environ.get("RANK", "0") == "0" and not os.environ.get("AUTOREC_LAUNCHED_BY"):
             print("autorec: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, previous)
 
 
-def _run(argv: Sequence[str] | None) -> int:
+def _catch_sigint(interrupted: list[int]) -> Any:
+    """Make Ctrl-C raise KeyboardInterrupt as usual *and* leave a mark in ``interrupted``,
+    so that an interruption is not lost when code being imported catches every exception
+    (seen once in the test suite). Returns the handler it replaced (``None`` when it
+    could not install one: not the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # pragma: no cover - not the main interpreter
+        return None
+
+
+def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> int:
     import logging
 
     from ..exceptions import AutorecError, TrainingError
 
     parser = build_parser()
+    if interrupted:  # Ctrl-C during the imports above, swallowed on the way
+        raise KeyboardInterrupt
     args = parser.parse_args(argv)
     if args.command == "train":  # what `train --nproc N` starts N processes with (issue 8)
         args.argv = list(sys.argv[1:] if argv is None else argv)
