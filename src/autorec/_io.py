@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "current_umask"]
+__all__ = ["atomic_path", "atomic_write", "current_umask"]
 
 
 def atomic_write(
@@ -44,17 +44,31 @@ def atomic_write(
     OSError
         Writing failed (a full disk, no permission...); the error names ``path``.
     """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": encoding})
+                  ) as handle:
+            write(handle)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write in full; on leaving the block it is flushed
+    to disk, given the usual permissions and renamed to ``path``.
+
+    For writers that want a file name rather than an open file (safetensors' ``save_file``
+    streams tensors to disk). The temporary file is removed whatever goes wrong; an
+    ``OSError`` names ``path`` (see :func:`atomic_write`).
+    """
     path = Path(path)
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": encoding})
-                       ) as handle:
-            write(handle)
-            handle.flush()
+        os.close(fd)
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
         tmp = None
         _fsync_folder(path.parent)

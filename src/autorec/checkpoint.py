@@ -69,7 +69,6 @@ import logging
 import os
 import platform
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,7 +76,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._io import atomic_write, current_umask
+from ._io import atomic_path, atomic_write
 from .exceptions import CheckpointError
 from .selection import EarlyStopping, TrainingRun
 
@@ -96,10 +95,12 @@ FORMAT_VERSION = 1
 MANIFEST = "checkpoint.json"
 #: Files of ours that a manifest may name (anything else in the folder is left alone).
 _OURS = re.compile(r"(net|initial)-(select|refit)-c\d+-n\d+\.safetensors|"
-                   r"(train|best)-\d+\.safetensors|\.ckpt-.*\.tmp|\.checkpoint\.json\..*\.tmp|"
-                   r"\.tmp[A-Za-z0-9]{6}")
-#: Temporary files a killed writer can leave: ours, and safetensors' own (``.tmpXXXXXX``).
-_STALE = re.compile(r"\.ckpt-.*\.tmp|\.checkpoint\.json\..*\.tmp|\.tmp[A-Za-z0-9]{6}")
+                   r"(train|best)-\d+\.safetensors|\..*\.safetensors\..*\.tmp|\.ckpt-.*\.tmp|"
+                   r"\.checkpoint\.json\..*\.tmp|\.tmp[A-Za-z0-9]{6}")
+#: Temporary files a killed writer can leave: ours (``.ckpt-*`` from earlier versions), and
+#: safetensors' own (``.tmpXXXXXX``).
+_STALE = re.compile(r"\..*\.safetensors\..*\.tmp|\.ckpt-.*\.tmp|\.checkpoint\.json\..*\.tmp|"
+                    r"\.tmp[A-Za-z0-9]{6}")
 _CHUNK = 1 << 22
 
 
@@ -199,25 +200,11 @@ def _write_tensors(folder: Path, name: str, tensors: dict[str, torch.Tensor]) ->
     from safetensors.torch import save_file
 
     path = folder / name
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, tmp,
                   # one key: safetensors writes its metadata map in a random order
                   metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())
-        info = {"name": name, "size": os.path.getsize(tmp), "sha256": _file_digest(Path(tmp))}
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-    return info
+    return {"name": name, "size": path.stat().st_size, "sha256": _file_digest(path)}
 
 
 def _read_tensors(folder: Path, info: dict[str, Any]) -> dict[str, torch.Tensor]:
