@@ -9,15 +9,7 @@ from typing import Any
 
 import pytest
 
-from autorec.progress import (
-    EpochProgress,
-    LoadBar,
-    Progress,
-    epoch_line,
-    progress_mode,
-    task,
-    track,
-)
+from autorec.progress import EpochProgress, LoadBar, epoch_line, progress_mode
 
 
 class FakeTerminal(io.StringIO):
@@ -58,69 +50,42 @@ def test_mode_follows_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_plain_lines_when_not_a_terminal() -> None:
     err, out = io.StringIO(), io.StringIO()
-    with Progress(4, "loading", unit="chunks", stream=err, out=out, interval=0) as bar:
-        assert bar.mode == "lines"
-        for _ in range(4):
-            bar.update(1, rmse=0.91234)
-        bar.write("a line of its own")
-    lines = err.getvalue().splitlines()
-    assert lines[0].startswith("loading: 1/4 chunks (25%) in ")
-    assert lines[0].endswith(", rmse 0.9123")
-    assert lines[-1].startswith("loading: 4/4 chunks (100%) in ")
-    assert len(lines) == 4  # no repeated last line on close
-    assert "\r" not in err.getvalue() and "\x1b" not in err.getvalue()
-    assert out.getvalue() == "a line of its own\n"
-
-
-def test_plain_lines_are_throttled() -> None:
-    err = io.StringIO()
-    with Progress(1000, "reading", unit="rows", stream=err, interval=3600) as bar:
-        for _ in range(1000):
-            bar.update(1)
-    lines = err.getvalue().splitlines()
-    assert len(lines) == 1  # only the last one
-    assert lines[0].startswith("reading: done, 1000/1000 rows (100%) in ")
-
-
-def test_interval_none_prints_only_what_is_written() -> None:
-    err, out = io.StringIO(), io.StringIO()
-    with Progress(2, "x", stream=err, out=out, interval=None) as bar:
-        bar.update(2)
-        bar.write("hello")
-    assert err.getvalue() == "" and out.getvalue() == "hello\n"
+    with EpochProgress(2, stream=err, out=out) as show:
+        assert show.mode == "lines"
+        show(entry(1, eval_rmse=0.91234))
+        show.batch(1, 3)
+        show(entry(2))
+    assert out.getvalue().splitlines() == [
+        "epoch   1/2  train loss 0.5000  test RMSE 0.9123  0.25s",
+        "epoch   2/2  train loss 0.2500  0.25s"]
+    assert err.getvalue() == ""  # no bar, no carriage return, no escape sequence
 
 
 def test_quiet_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     err, out = FakeTerminal(), io.StringIO()
-    with Progress(3, "training", stream=err, out=out, quiet=True, interval=0) as bar:
-        assert bar.mode == "off"
-        bar.update(3, loss=0.1)
-        bar.write("epoch 1")
     with EpochProgress(2, quiet=True, stream=err, out=out) as show:
+        assert show.mode == "off"
+        show.batch(1, 2)
         show(entry(1))
         show(entry(2))
-    with task("loading", quiet=True, stream=err) as step:
-        step.done("10 ratings")
-    for _ in track(range(3), "x", quiet=True, stream=err, out=out):
-        pass
+    load = LoadBar(stream=err, quiet=True)
+    load(Report("reading", 100, 10))
+    load(Report("done", 1000, 100))
     assert err.getvalue() == "" and out.getvalue() == ""
-    with Progress(1, "evaluate", stream=err, out=out, quiet=True) as bar:
-        bar.write("u1  0.9012", always=True)  # a result, not progress
-    assert err.getvalue() == "" and out.getvalue() == "u1  0.9012\n"
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 
 
 def test_bar_on_a_terminal() -> None:
     err, out = FakeTerminal(), io.StringIO()
-    with Progress(3, "training", unit="epochs", stream=err, out=out) as bar:
-        assert bar.mode == "bar"
-        bar.update(1, loss=0.5)
-        bar.write("epoch 1 done")
-        bar.update(2)
+    with EpochProgress(3, stream=err, out=out) as show:
+        assert show.mode == "bar"
+        show.batch(1, 2)
+        show.batch(2, 2)
+        show(entry(1, eval_rmse=0.5))
     shown = err.getvalue()
-    assert "training" in shown and "3/3" in shown and "\r" in shown
-    assert out.getvalue() == "epoch 1 done\n"
+    assert "training" in shown and "epoch" in shown and "\r" in shown
+    assert out.getvalue() == "epoch   1/3  train loss 0.5000  test RMSE 0.5000  0.25s\n"
 
 
 def test_epoch_progress_lines() -> None:
@@ -142,52 +107,19 @@ def test_epoch_line_without_validation_or_test() -> None:
     assert epoch_line(entry(4), 25) == "epoch   4/25  train loss 0.1250  0.25s"
 
 
-def test_task_lines() -> None:
-    err = io.StringIO()
-    with task("loading ratings.csv", stream=err) as step:
-        step.done("100,000 ratings")
-    lines = err.getvalue().splitlines()
-    assert lines[0] == "loading ratings.csv..."
-    assert lines[1].startswith("loading ratings.csv: done in ")
-    assert lines[1].endswith(" (100,000 ratings)")
-    err = io.StringIO()
-    with pytest.raises(RuntimeError), task("loading bad.csv", stream=err):
-        raise RuntimeError("broken")
-    assert err.getvalue() == "loading bad.csv...\n"  # no "done" for a failed step
-
-
-def test_track_and_reader(tmp_path: Any) -> None:
-    err = io.StringIO()
-    assert list(track([1, 2, 3], "items", stream=err, interval=0)) == [1, 2, 3]
-    assert err.getvalue().splitlines()[-1].startswith("items: 3/3 it (100%)")
-    path = tmp_path / "data.bin"
-    path.write_bytes(b"x" * 10_000)
-    err = io.StringIO()
-    with open(path, "rb") as handle, Progress(10_000, "reading", unit="B", stream=err,
-                                                interval=0, unit_scale=True) as bar:
-        reader = bar.wrap_reader(handle)
-        while reader.read(4096):
-            pass
-        assert bar.n == 10_000
-        assert reader.name == str(path)
-
-
 def test_default_streams_are_the_process_ones(capsys: pytest.CaptureFixture[str]) -> None:
-    with Progress(1, "x", interval=0) as bar:  # pytest's captured streams are not terminals
-        bar.update(1)
-        bar.write("to stdout")
+    with EpochProgress(1) as show:  # pytest's captured streams are not terminals
+        show(entry(1))
     captured = capsys.readouterr()
-    assert captured.out == "to stdout\n"
-    assert captured.err.startswith("x: 1/1 it (100%)")
+    assert captured.out == "epoch   1/1  train loss 0.5000  0.25s\n"
+    assert captured.err == ""
 
 
-def test_bad_arguments() -> None:
+def test_bad_mode() -> None:
     with pytest.raises(ValueError, match="mode"):
-        Progress(mode="fancy")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="interval"):
-        Progress(interval=-1)
-    with pytest.raises(ValueError, match="total"):
-        Progress(total=-1)
+        EpochProgress(2, mode="fancy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode"):
+        LoadBar(mode="fancy")  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
@@ -258,12 +190,8 @@ def test_load_bar_on_a_terminal() -> None:
     assert shown.endswith("big.csv: done 1000/1000, 100 ratings\n")
 
 
-
 def test_fit_reports_batches_and_long_epochs_print_where_they_are(low_rank, monkeypatch) -> None:
-    import io
-
     from autorec import AutoRec
-    from autorec.progress import EpochProgress
 
     calls: list[tuple[int, int]] = []
     AutoRec(hidden=4, epochs=2, batch_size=8, validation=0.0, random_state=0,
