@@ -5,9 +5,8 @@ Writes a synthetic ``ratings.dat`` shaped like MovieLens-10M (``--users`` x ``--
 into ``--dir/ml-10m/`` unless it is already there, then times
 ``autorec.load_dataset("ml-10m", dir, download=False)`` in a fresh process and reports its
 wall time (with the first access's lazy import of pandas and pyarrow, as a user sees it, and
-that import's share), the CPU seconds of the load and the peak RSS of that process. Files of
-1 MiB or more are read block by block (pyarrow); ``AUTOREC_FAST_READ_MIN_BYTES=1000000000000``
-(any size above the file's) times the exact reader instead.
+that import's share), the CPU seconds of the load and the peak RSS of that process. Every
+text file is read block by block (pyarrow's CSV reader, the one reading path).
 
 Run::
 

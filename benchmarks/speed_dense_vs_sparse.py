@@ -127,9 +127,11 @@ def run_dense(train: Ratings, test: Ratings, args: argparse.Namespace) -> dict[s
             optimizer.step()
             total += loss.item()
         seconds = time.perf_counter() - started
-        other = watch.lap()["other_cores"]
+        lap = watch.lap()
+        other = lap["other_cores"]
         epochs.append({"epoch": epoch, "seconds": seconds,
-                       "train_loss": total / max(len(train), 1), "other_cores": other})
+                       "train_loss": total / max(len(train), 1), "other_cores": other,
+                       "cpu_seconds": lap["own_cores"] * lap["wall_seconds"]})
         print(f"  dense  epoch {epoch:>2}: {seconds:7.3f}s  (other processes: {other:.2f} "
               "cores)", flush=True)
     predicted = dense_predict(net, matrix, test)
@@ -139,6 +141,7 @@ def run_dense(train: Ratings, test: Ratings, args: argparse.Namespace) -> dict[s
         "epochs": epochs,
         "median_epoch_seconds": statistics.median(e["seconds"] for e in epochs),
         "min_epoch_seconds": min(e["seconds"] for e in epochs),
+        "median_epoch_cpu_seconds": statistics.median(e["cpu_seconds"] for e in epochs),
         "median_other_cores": statistics.median(e["other_cores"] for e in epochs),
         "test_rmse": autorec.rmse(truth, predicted),
         "test_rmse_clipped": autorec.rmse(truth, np.clip(predicted, 1.0, 5.0)),

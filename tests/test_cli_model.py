@@ -66,6 +66,7 @@ def test_predict_writes_predictions_and_flags_fallbacks(capsys, tmp_path, model_
     pairs.write_text("user_id,item_id,rating\nu1,3,4\nu2,5,1\nstranger,3,2\nu1,999,5\n"
                      "u3,007,1\n")
     out = tmp_path / "out" / "predictions.csv"
+    out.parent.mkdir()  # a file output's folder must exist (a typo makes no new folders)
     code, stdout, err = run_cli(capsys, "predict", "--model", model_dir, "--input", pairs,
                                 "--output", out)
     assert code == 0, err

@@ -71,6 +71,9 @@ def test_read_config_formats(tmp_path: Path, suffix: str) -> None:
     ("bad.json", "{\"hidden\": 3,\n}", "line 2"),
     ("bad.yaml", "hidden: 3\n", ".toml or .json"),
     ("nested.toml", "[model]\nhidden = 3\n", "flat"),
+    ("twice.json", '{"hidden": 3, "hidden": 4}', "setting 'hidden' is given twice"),
+    ("nan.json", '{"l2": [1.0, NaN]}', "setting 'l2' is not finite"),
+    ("nested.json", '{"l2": [[1.0]]}', "nested list"),
 ])
 def test_bad_config_files_one_line(tmp_path: Path, name: str, text: str, needle: str) -> None:
     path = tmp_path / name
@@ -133,3 +136,178 @@ def test_cli_diverging_run_exit_1_no_metrics(capsys, tmp_path: Path, ratings_csv
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and "diverged" in err and "--lr" in err
     assert not (out / "metrics.json").exists()
+
+
+# -- configuration files checked like the command line (issue 12) --------------------------
+def _run(capsys, *argv: object) -> tuple[int, str, str]:
+    """``autorec ARGV``: exit status, stdout, stderr (argparse errors exit through SystemExit)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _config(tmp_path: Path, settings: dict, suffix: str = ".json") -> Path:
+    path = tmp_path / f"settings{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(settings))
+    else:
+        path.write_text("".join(f"{key} = {json.dumps(value)}\n"
+                                for key, value in settings.items()))
+    return path
+
+
+@pytest.mark.parametrize(("settings", "needle"), [
+    ({"nproc": 0}, "setting 'nproc': expected a positive integer, got '0'"),
+    ({"nproc": "2"}, "setting 'nproc' must be an integer, got '2'"),
+    ({"nproc": 2.0}, "setting 'nproc' must be an integer, got 2.0"),
+    ({"resume": "no"}, "setting 'resume' must be true or false, got 'no'"),
+    ({"quiet": 1}, "setting 'quiet' must be true or false, got 1"),
+    ({"refit": "yes"}, "setting 'refit' must be true or false, got 'yes'"),
+    ({"out": 5}, "setting 'out' must be a string (a path), got 5"),
+    ({"plot": ["a.png"]}, "setting 'plot' must be a string (a path), got ['a.png']"),
+    ({"save": True}, "setting 'save' must be a string (a path), got True"),
+    ({"k": 0}, "setting 'k': expected a positive integer, got '0'"),
+    ({"hidden": "20"}, "setting 'hidden' must be an integer, got '20'"),
+    ({"hidden": True}, "setting 'hidden' must be an integer, got True"),
+    ({"lr": "fast"}, "setting 'lr' must be a number, got 'fast'"),
+    ({"lr": -1}, "setting 'lr': expected a number > 0, got '-1'"),
+    ({"test_ratio": 1.5}, "setting 'test_ratio': expected a number strictly between 0 and 1"),
+    ({"seed": -1}, "setting 'seed': expected an integer from 0"),
+    ({"l2": [1, "x"]}, "setting 'l2': expected a number, got 'x'"),
+    ({"variant": "items"}, "setting 'variant' must be one of item, user, both, got 'items'"),
+    ({"dataset": "ml-200k"}, "setting 'dataset' must be one of ml-100k"),
+    ({"split": 3}, "setting 'split' must be a string, got 3"),
+    ({"trials": 5}, "unknown setting 'trials' for autorec train (an option of autorec tune"),
+    ({"protocol": "paper"}, "unknown setting 'protocol' for autorec train (an option of "
+                            "autorec evaluate"),
+    ({"hiden": 20}, "unknown setting 'hiden' for autorec train (did you mean 'hidden'"),
+    ({"config": "other.toml"}, "a configuration file cannot name another one"),
+    ({"test-ratio": 0.2, "test_ratio": 0.3}, "setting 'test_ratio' is set twice"),
+    ({"preset": 3}, "unknown preset 3"),
+])
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_config_values_checked_like_flags(capsys, tmp_path: Path, ratings_csv: Path,
+                                          settings: dict, needle: str, suffix: str) -> None:
+    config = _config(tmp_path, settings, suffix)
+    out = tmp_path / "run"
+    code, stdout, err = _run(capsys, "train", "--data", ratings_csv, "--config", config,
+                             "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet",
+                             *(["--out", out] if "out" not in settings else []))
+    assert code == 2, (stdout, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert needle in err and str(config) in err
+    assert stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize(("command", "settings", "needle"), [
+    ("evaluate", {"repeats": "2"}, "setting 'repeats' must be an integer"),
+    ("evaluate", {"protocol": "bogus"}, "setting 'protocol' must be one of holdout"),
+    ("evaluate", {"save": "m"}, "unknown setting 'save' for autorec evaluate (an option of "
+                                "autorec train"),
+    ("evaluate", {"nproc": 2}, "(an option of autorec train"),
+    ("tune", {"trials": 0}, "setting 'trials': expected a positive integer"),
+    ("tune", {"study": 1}, "setting 'study' must be a string (a path)"),
+    ("tune", {"folds": 3}, "unknown setting 'folds' for autorec tune (an option of autorec "
+                           "train and autorec evaluate"),
+])
+def test_config_checked_against_the_command_run(capsys, tmp_path: Path, ratings_csv: Path,
+                                                command: str, settings: dict,
+                                                needle: str) -> None:
+    pytest.importorskip("optuna") if command == "tune" else None
+    config = _config(tmp_path, settings)
+    code, _, err = _run(capsys, command, "--data", ratings_csv, "--config", config,
+                        "--device", "cpu", "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert needle in err
+
+
+def test_config_dataset_is_honoured(capsys, tmp_path: Path) -> None:
+    """``dataset`` in a train config names the data trained on (it used to be replaced by the
+    default, ML-100K, before the file was read)."""
+    empty = tmp_path / "data"
+    empty.mkdir()
+    config = _config(tmp_path, {"dataset": "ml-latest-small", "download": False}, ".toml")
+    code, _, err = _run(capsys, "train", "--config", config, "--data-dir", empty,
+                        "--device", "cpu", "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "ml-latest-small" in err and "ml-100k" not in err
+
+
+def test_config_dataset_and_data_flag_conflict(capsys, tmp_path: Path, ratings_csv: Path
+                                               ) -> None:
+    config = _config(tmp_path, {"dataset": "ml-100k"})
+    code, _, err = _run(capsys, "train", "--data", ratings_csv, "--config", config)
+    assert code == 2 and "either --dataset or ratings files" in err
+
+
+def test_config_command_options_are_honoured(capsys, tmp_path: Path, ratings_csv: Path
+                                             ) -> None:
+    out = tmp_path / "run"
+    config = _config(tmp_path, {"k": 3, "out": str(out), "quiet": True, "hidden": 4,
+                                "epochs": 2, "device": "cpu", "l2": [1, 10],
+                                "refit": False}, ".toml")
+    code, _, err = _run(capsys, "train", "--data", ratings_csv, "--config", config)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "ndcg@3" in metrics and "ndcg@10" not in metrics  # k from the file, not 10
+    assert metrics["model_params"]["l2"] == [1.0, 10.0]
+    assert metrics["model_params"]["refit"] is False
+    # a flag beats the file for a command option too
+    code, _, err = _run(capsys, "train", "--data", ratings_csv, "--config", config, "--k", "4",
+                        "--out", tmp_path / "run2")
+    assert code == 0, err
+    assert "ndcg@4" in json.loads((tmp_path / "run2" / "metrics.json").read_text())
+
+
+# -- help texts and the summary line (issue 12, minor) ---------------------------------------
+def _help(capsys, command: str) -> str:
+    code, out, _ = _run(capsys, command, "--help")
+    assert code == 0
+    return " ".join(out.split())
+
+
+def test_evaluate_help_prints_one_percent_sign(capsys) -> None:
+    text = _help(capsys, "evaluate")
+    assert "95% confidence" in text and "%%" not in text
+
+
+def test_train_help_gives_the_refit_default_once(capsys) -> None:
+    text = _help(capsys, "train")
+    start = text.index("--refit, --no-refit")
+    refit = text[start:text.index("--cold {", start)]
+    assert refit.count("default") == 1, refit
+
+
+def test_help_shows_the_defaults_of_config_settable_options(capsys) -> None:
+    assert "(default: 10)" in _help(capsys, "train")
+    text = _help(capsys, "tune")
+    for shown in ("(default: 30)", "(default: autorec-study.db)", "(default: best.toml)",
+                  "(default: 5)", "(default: autorec)"):
+        assert shown in text
+    assert "None" not in text
+
+
+def test_summary_gives_every_network_its_best_epoch(capsys, tmp_path: Path,
+                                                    ratings_csv: Path) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = _run(capsys, "train", "--data", ratings_csv, "--variant", "both",
+                             "--ensemble", "2", "--hidden", "4", "--epochs", "3",
+                             "--validation", "0.2", "--device", "cpu", "--quiet",
+                             "--out", out)
+    assert code == 0, err
+    epochs = json.loads((out / "metrics.json").read_text())["best_epochs"]
+    assert len(epochs) == 4
+    shown = ", ".join(map(str, epochs))
+    assert f"best validation epochs {shown} (one per network)" in stdout
+    assert "best validation epoch " not in stdout
+
+
+def test_summary_gives_a_range_for_many_networks() -> None:
+    from autorec.cli.train import _best_epochs
+
+    assert _best_epochs([7]) == "best validation epoch 7"
+    assert _best_epochs([3, 9, 4, 5, 6, 7, 8, 9, 2, 5]) == \
+        "best validation epochs 2 to 9 over 10 networks"

@@ -155,18 +155,21 @@ def test_tune_resumes_and_writes_a_config_train_accepts(capsys, tmp_path: Path,
 def test_tune_never_scores_the_test_part(tmp_path: Path, ratings_csv: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("optuna")
-    from autorec import tune
+    from autorec import fitted, fitting, tune
 
+    # every trial fits through autorec.fitting.fit (what AutoRec.fit runs)
     seen: list[int] = []
-    original = AutoRec.fit
+    original = fitting.fit
 
-    def spy(self, ratings, **kwargs):
+    def spy(params, ratings, **kwargs):
         seen.append(len(ratings))
-        return original(self, ratings, **kwargs)
+        return original(params, ratings, **kwargs)
 
-    monkeypatch.setattr(AutoRec, "fit", spy)
+    monkeypatch.setattr(fitting, "fit", spy)
     evaluated: list[int] = []
     monkeypatch.setattr(AutoRec, "evaluate", lambda self, test: evaluated.append(1))
+    monkeypatch.setattr(fitted.FittedModel, "evaluate",
+                        lambda self, test: evaluated.append(1))
     assert main(["tune", "--data", str(ratings_csv), "--epochs", "2", "--trials", "2",
                  "--study", str(tmp_path / "s.db"), "--out", str(tmp_path / "b.toml"),
                  "--quiet"]) == 0

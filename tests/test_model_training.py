@@ -241,3 +241,92 @@ def test_a_trained_model_keeps_no_gradient_buffers(optimizer):
     model.fit(frame)
     for parameter in model.members_[0].net.parameters():
         assert parameter.grad is None
+
+
+# -- the L2 share folded into the update, the compiled lazy step, the auto choice ----------------
+def _trained_weights(matrix: sp.csr_matrix, optimizer: str, fold: bool, epochs: int = 2,
+                     l2: float = 50.0) -> list[torch.Tensor]:
+    net = AutoRecNet(matrix.shape[1], hidden=8, dropout=0.0, decoder_bias=False,
+                     sparse_grad=optimizer == "lazy_adam",
+                     generator=torch.Generator().manual_seed(1))
+    trainer = Trainer(net, matrix, optimizer=optimizer, lr=0.01, l2=l2, batch_size=7,
+                      input_dropout=0.2, device=CPU, seed=3)
+    assert trainer.fold_l2  # one process: folded by default
+    trainer.fold_l2 = fold
+    for _ in range(epochs):
+        trainer.train_epoch()
+    return [p.detach().clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_folded_l2_gives_the_explicit_penalty_update(low_rank, optimizer: str) -> None:
+    """The share of the penalty handed to the optimizer updates the weights as adding its
+    gradient first does (module docstring of autorec.train), and it does act."""
+    matrix = low_rank.to_csr("item")
+    explicit = _trained_weights(matrix, optimizer, fold=False)
+    folded = _trained_weights(matrix, optimizer, fold=True)
+    for a, b in zip(folded, explicit, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    unpenalised = _trained_weights(matrix, optimizer, fold=True, l2=0.0)
+    assert not torch.allclose(unpenalised[0], folded[0], rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not __import__("autorec._kernels")._kernels.available(),
+                    reason="numba not installed")
+def test_compiled_lazy_step_gives_the_torch_update(low_rank, monkeypatch) -> None:
+    """LazyAdam's in-place compiled row update against its gather / fused / scatter one."""
+    from autorec import optim, sparse
+
+    matrix = low_rank.to_csr("item")
+    runs = []
+    for threshold in (10**12, 0):
+        monkeypatch.setattr(optim, "COMPILED_MIN_VALUES", threshold)
+        monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", threshold)
+        runs.append(_trained_weights(matrix, "lazy_adam", fold=True, epochs=3))
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _csr_with_share(n_rows: int, n_cols: int, per_row: int, seed: int) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n_rows), per_row)
+    cols = np.concatenate([rng.choice(n_cols, per_row, replace=False) for _ in range(n_rows)])
+    return sp.csr_matrix((rng.integers(1, 6, len(rows)).astype(np.float32), (rows, cols)),
+                         shape=(n_rows, n_cols))
+
+
+def test_auto_picks_lazy_on_sparse_batches_and_adam_on_dense_ones(caplog) -> None:
+    from autorec.train import AUTO_DENSE_SHARE, choose_optimizer, touched_share
+
+    sparse_rows = _csr_with_share(600, 5000, 3, seed=0)     # a batch of 256 touches ~14 %
+    dense_rows = _csr_with_share(600, 300, 150, seed=1)     # every batch touches ~100 %
+    assert touched_share(sparse_rows, 256, 0) < 0.2
+    assert touched_share(dense_rows, 256, 0) > 0.99
+    with caplog.at_level("INFO", logger="autorec.train"):
+        assert choose_optimizer("auto", sparse_rows, 256, 0) == "lazy_adam"
+        assert choose_optimizer("auto", dense_rows, 256, 0) == "adam"
+    assert "optimizer auto: lazy_adam" in caplog.text and "optimizer auto: adam" in caplog.text
+    # explicit names are kept; settings that need dense gradients get adam
+    assert choose_optimizer("lazy_adam", dense_rows, 256, 0) == "lazy_adam"
+    assert choose_optimizer("adam", sparse_rows, 256, 0) == "adam"
+    assert choose_optimizer("auto", sparse_rows, 256, 0, weight_decay=1e-5) == "adam"
+    assert choose_optimizer("auto", sparse_rows, 256, 0, dense_batches=True) == "adam"
+    assert 0.0 < AUTO_DENSE_SHARE < 1.0
+
+
+def test_auto_is_the_default_and_resolved_per_network() -> None:
+    import pandas as pd
+
+    import autorec
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user_id": rng.integers(0, 3000, 2500),
+                          "item_id": rng.integers(0, 400, 2500),
+                          "rating": rng.integers(1, 6, 2500)}).drop_duplicates(
+                              ["user_id", "item_id"])
+    model = autorec.AutoRec(hidden=8, epochs=1, random_state=0)
+    assert model.optimizer == "auto"
+    model.fit(frame)
+    # 400 items in batches of 256 over ~2,500 users: a batch touches well under 90 %
+    assert model.members_[0].optimizer == "lazy_adam"
+    assert model.members_[0].net.sparse_grad

@@ -29,6 +29,17 @@ from autorec.persist import (
 FAST = {"hidden": 8, "epochs": 3, "batch_size": 16, "random_state": 0, "device": "cpu"}
 
 
+def write_info(folder: Path, info: dict) -> None:
+    """Write ``info`` as the folder's model.json with its checksum recomputed, the way an
+    editor who knows the format would: what is then refused is refused by the field checks
+    behind the checksum. The canonical form is written out here, not taken from autorec."""
+    content = {key: value for key, value in info.items() if key != "checksum"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    if info.get("format_version") != 1:
+        content["checksum"] = {"sha256": hashlib.sha256(canonical).hexdigest()}
+    (folder / JSON_FILE).write_text(json.dumps(content, indent=2))
+
+
 def all_pairs(model: AutoRec) -> tuple[np.ndarray, np.ndarray]:
     """Every known (user, item) pair plus a few cold ones."""
     users, items = np.meshgrid(model.users_.raw_ids.astype(object),
@@ -98,7 +109,11 @@ def test_folder_layout_and_json(saved: Path, models: dict[str, AutoRec]) -> None
     assert sorted(p.name for p in saved.iterdir()) == [JSON_FILE, WEIGHTS_FILE]
     info = json.loads((saved / JSON_FILE).read_text())
     weights = (saved / WEIGHTS_FILE).read_bytes()
-    assert info["format"] == "autorec-model" and info["format_version"] == 1
+    assert info["format"] == "autorec-model" and info["format_version"] == 2
+    # model.json's own content is covered too: the canonical form documented in info_digest
+    content = {key: value for key, value in info.items() if key != "checksum"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    assert info["checksum"] == {"sha256": hashlib.sha256(canonical).hexdigest()}
     assert info["weights"]["sha256"] == hashlib.sha256(weights).hexdigest()
     assert info["weights"]["bytes"] == len(weights)
     assert set(info["versions"]) >= {"autorec", "torch", "python"}
@@ -158,11 +173,11 @@ def test_malicious_pickle_where_the_weights_should_be(saved: Path, tmp_path: Pat
         weights.write_bytes(pickle.dumps(_Payload(marker)))
     else:
         torch.save({"encoder_weight": _Payload(marker)}, weights)
-    if checksum == "forged":  # an attacker who also rewrites the recorded checksum
+    if checksum == "forged":  # an attacker who also rewrites the recorded checksums
         info = json.loads((saved / JSON_FILE).read_text())
         data = weights.read_bytes()
         info["weights"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-        (saved / JSON_FILE).write_text(json.dumps(info))
+        write_info(saved, info)
     with pytest.raises(ModelFileError) as caught:
         load_model(saved)
     message = str(caught.value)
@@ -201,12 +216,13 @@ def test_truncated_json_refused(saved: Path) -> None:
         load_model(saved)
 
 
-@pytest.mark.parametrize("version, needle", [(2, "upgrade autorec"), (0, "not supported"),
-                                             ("1", "not supported")])
+@pytest.mark.parametrize("version, needle", [(3, "upgrade autorec"), (0, "not supported"),
+                                             ("1", "not supported"), (True, "not supported"),
+                                             (2.0, "not supported")])
 def test_other_format_versions_refused(saved: Path, version: object, needle: str) -> None:
     info = json.loads((saved / JSON_FILE).read_text())
     info["format_version"] = version
-    (saved / JSON_FILE).write_text(json.dumps(info))
+    write_info(saved, info)
     with pytest.raises(ModelFileError, match=needle):
         load_model(saved)
 
@@ -234,9 +250,210 @@ def test_arrays_that_do_not_fit_refused(saved: Path) -> None:
     (saved / WEIGHTS_FILE).write_bytes(data)
     info = json.loads((saved / JSON_FILE).read_text())
     info["weights"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    (saved / JSON_FILE).write_text(json.dumps(info))
+    write_info(saved, info)
     with pytest.raises(ModelFileError, match=r"'blend' has shape \(7,\), expected \(2,\)"):
         load_model(saved)
+
+
+# -- model.json: checksum and field checks (issue 12) ---------------------------------------
+MODEL_V1 = Path(__file__).parent / "data" / "model-v1"
+
+
+def _set(info: dict, dotted: str, value: object) -> None:
+    """``info[a][b][0]... = value`` for ``dotted`` = ``"a.b.0"``."""
+    *path, last = dotted.split(".")
+    target: object = info
+    for key in path:
+        target = target[int(key)] if isinstance(target, list) else target[key]  # type: ignore
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value  # type: ignore[index]
+
+
+@pytest.mark.parametrize("edit", [
+    {"cold": "midpoint", "params.cold": "midpoint"},  # a valid policy, both places agreeing
+    {"global_mean": 3.0},
+    {"rating_scale": [0.0, 10.0]},
+    {"members.0.scale": 2.0},
+    {"dataset": "ml-100k"},
+])
+def test_edited_model_json_refused_by_its_checksum(saved: Path, edit: dict) -> None:
+    info = json.loads((saved / JSON_FILE).read_text())
+    for dotted, value in edit.items():
+        _set(info, dotted, value)
+    (saved / JSON_FILE).write_text(json.dumps(info, indent=2))  # still valid JSON
+    for read in (load_model, read_model_info):
+        with pytest.raises(ModelFileError) as caught:
+            read(saved)
+        message = str(caught.value)
+        assert "checksum mismatch" in message and str(saved / JSON_FILE) in message
+        assert "\n" not in message
+
+
+def test_reformatted_model_json_still_loads(saved: Path) -> None:
+    info = json.loads((saved / JSON_FILE).read_text())
+    (saved / JSON_FILE).write_text(json.dumps(info, indent=None))  # same content, one line
+    load_model(saved)
+
+
+def test_model_json_without_its_checksum_refused(saved: Path) -> None:
+    info = json.loads((saved / JSON_FILE).read_text())
+    del info["checksum"]
+    (saved / JSON_FILE).write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match="field 'checksum' is missing"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    ({"global_mean": float("nan")}, "'global_mean' holds nan"),
+    ({"global_mean": float("inf")}, "'global_mean' holds inf"),
+    ({"members.0.scale": float("-inf")}, "'members[0].scale' holds -inf"),
+    ({"history.0.train_loss": float("nan")}, "'history[0].train_loss' holds nan"),
+    ({"global_mean": 9.0}, "'global_mean' is 9, outside the rating scale"),
+    ({"global_mean": "3.5"}, "'global_mean' must be a number, got '3.5'"),
+    ({"rating_scale": [5.0, 1.0]}, "'rating_scale' is reversed: low 5 > high 1"),
+    ({"rating_scale": [1.0]}, "'rating_scale' must hold 2 values"),
+    ({"rating_scale": [1.0, None]}, "'rating_scale[1]' must be a number, got null"),
+    ({"members.0.scale": 0}, "'members[0].scale' must be a number > 0, got 0"),
+    ({"members.0.scale": -1.5}, "'members[0].scale' must be a number > 0"),
+    ({"cold": "warm"}, "'cold' must be one of baseline, mean, midpoint, got 'warm'"),
+    ({"cold": "warm", "params.cold": "warm"}, "'params' is invalid: cold"),
+    ({"cold": "midpoint"}, "'cold' is 'midpoint' but params.cold is 'baseline'"),
+    ({"baseline": "median", "params.baseline": "median"}, "'params' is invalid: baseline"),
+    ({"baseline": "none", "params.baseline": "none"}, "'members[0].spec.residual'"),
+    ({"variant": "user", "params.variant": "user"}, "'members[0].spec.variant' is 'item'"),
+    ({"params.hidden": -3}, "'params' is invalid: hidden"),
+    ({"params.device": 3}, "'params.device' must be a string, got 3"),
+    ({"params.ensemble": 2}, "'members' holds 1 networks; params"),
+    ({"members": []}, "'members' holds 0 networks"),
+    ({"n_users": "40"}, "'n_users' must be an integer, got '40'"),
+    ({"n_users": True}, "'n_users' must be an integer, got true"),
+    ({"n_users": 0}, "'n_users' must be an integer >= 1"),
+    ({"n_users": 41}, "'members[0].n_inputs' is 40, the id maps give 41"),
+    ({"members.0.inputs_shape": [30, 41]}, "'members[0].inputs_shape' is [30, 41]"),
+    ({"members.0.decoder_bias": True}, "'members[0].decoder_bias' disagrees"),
+    ({"members.0.best_epoch": 1.5}, "'members[0].best_epoch' must be an integer, got 1.5"),
+    ({"members.0.best_epoch": -1}, "'members[0].best_epoch' must be an integer >= 0"),
+    ({"members.0.spec.hidden": 0}, "'members[0].spec.hidden' must be an integer >= 1"),
+    ({"members.0.spec.activation": "gelu2"}, "'members[0].spec.activation' must be one of"),
+    ({"members.0.spec.dropout": 1.0}, "'members[0].spec.dropout' must be in [0, 1)"),
+    ({"bias.reg_user": -1.0}, "'bias.reg_user' must be a number >= 0"),
+    ({"bias": {"mean": 3.0}}, "'bias.reg_user' is missing"),
+    ({"l2": -1.0}, "'l2' must be a number >= 0"),
+    ({"validation_rmse": "low"}, "'validation_rmse' must be a number, got 'low'"),
+    ({"users.storage": "pickle"}, "'users.storage' must be one of int64, text"),
+    ({"users.tensor": "items.ids"}, "'users.tensor' must be one of users.ids"),
+    ({"weights.sha256": "abc"}, "'weights.sha256' must be 64 hexadecimal digits"),
+    ({"weights.bytes": -1}, "'weights.bytes' must be an integer >= 0"),
+    ({"weights.file": "../other"}, "'weights.file' must be one of model.safetensors"),
+    ({"dataset": 5}, "'dataset' must be a string, got 5"),
+    ({"history": "none"}, "'history' must be a list, got 'none'"),
+    ({"versions": ["1"]}, "'versions' must be an object, got a list"),
+    ({"created": None}, "'created' must be a string, got null"),
+    ({"evil": 1}, "'evil' is not a field of a version-2 model.json"),
+    ({"members.0.spec.evil": 1}, "'members[0].spec.evil' is not a field"),
+])
+def test_bad_model_json_fields_refused(saved: Path, edit: dict, needle: str) -> None:
+    info = json.loads((saved / JSON_FILE).read_text())
+    for dotted, value in edit.items():
+        _set(info, dotted, value)
+    write_info(saved, info)
+    for read in (load_model, read_model_info):
+        with pytest.raises(ModelFileError) as caught:
+            read(saved)
+        message = str(caught.value)
+        assert message.startswith(f"{saved / JSON_FILE}: field '"), message
+        assert needle in message and "\n" not in message
+
+
+@pytest.mark.parametrize("missing", ["global_mean", "cold", "members", "weights", "n_items"])
+def test_missing_model_json_field_named(saved: Path, missing: str) -> None:
+    info = json.loads((saved / JSON_FILE).read_text())
+    del info[missing]
+    write_info(saved, info)
+    with pytest.raises(ModelFileError, match=f"field '{missing}' is missing"):
+        load_model(saved)
+
+
+def test_text_id_count_checked(models: dict[str, AutoRec], tmp_path: Path) -> None:
+    path = save_model(models["user-text-ids"], tmp_path / "m")
+    info = json.loads((path / JSON_FILE).read_text())
+    info["users"]["ids"].append("extra")
+    write_info(path, info)
+    with pytest.raises(ModelFileError, match=r"field 'users.ids' must hold \d+ values"):
+        load_model(path)
+
+
+def test_duplicate_keys_in_model_json_refused(saved: Path) -> None:
+    text = (saved / JSON_FILE).read_text()
+    (saved / JSON_FILE).write_text(text.replace('"cold": ', '"cold": "midpoint", "cold": ', 1))
+    with pytest.raises(ModelFileError, match="key 'cold' appears twice"):
+        load_model(saved)
+
+
+def test_non_finite_arrays_refused(saved: Path) -> None:
+    from safetensors.numpy import load, save
+
+    tensors = load((saved / WEIGHTS_FILE).read_bytes())
+    tensors["biases.user"][3] = np.nan
+    data = save(tensors, metadata={"format": "autorec-model/2"})
+    (saved / WEIGHTS_FILE).write_bytes(data)
+    info = json.loads((saved / JSON_FILE).read_text())
+    info["weights"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    write_info(saved, info)
+    with pytest.raises(ModelFileError, match=r"'biases\.user' holds NaN or infinite values"):
+        load_model(saved)
+
+
+def test_model_saved_before_model_json_had_a_checksum_loads(tmp_path: Path) -> None:
+    """tests/data/model-v1 was written by autorec before format version 2 (no checksum of
+    model.json): it loads, predicts what it predicted then, and saves again as version 2."""
+    assert read_model_info(MODEL_V1)["format_version"] == 1
+    expected = json.loads((MODEL_V1.parent / "model-v1-predictions.json").read_text())
+    model = load_model(MODEL_V1)
+    np.testing.assert_allclose(model.predict(expected["users"], expected["items"]),
+                               expected["predictions"], rtol=0, atol=1e-6)
+    again = save_model(model, tmp_path / "again")
+    assert read_model_info(again)["format_version"] == 2
+    assert (again / WEIGHTS_FILE).read_bytes() != b""
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    ({"global_mean": float("nan")}, "'global_mean' holds nan"),
+    ({"rating_scale": [5.0, 1.0]}, "'rating_scale' is reversed"),
+    ({"cold": "warm", "params.cold": "warm"}, "'params' is invalid: cold"),
+    ({"members.1.scale": 0.0}, "'members[1].scale' must be a number > 0"),
+    ({"checksum": {"sha256": "0" * 64}}, "'checksum' is not a field of a version-1"),
+])
+def test_version_1_fields_checked_without_a_checksum(tmp_path: Path, edit: dict,
+                                                     needle: str) -> None:
+    import shutil
+
+    folder = Path(shutil.copytree(MODEL_V1, tmp_path / "v1"))
+    info = json.loads((folder / JSON_FILE).read_text())
+    for dotted, value in edit.items():
+        _set(info, dotted, value)
+    (folder / JSON_FILE).write_text(json.dumps(info, indent=2))
+    with pytest.raises(ModelFileError) as caught:
+        load_model(folder)
+    assert needle in str(caught.value) and str(folder / JSON_FILE) in str(caught.value)
+
+
+def test_cli_names_the_bad_field(saved: Path, tmp_path: Path, capsys) -> None:
+    from autorec.cli.main import main
+
+    info = json.loads((saved / JSON_FILE).read_text())
+    info["rating_scale"] = [5.0, 1.0]
+    write_info(saved, info)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\n1,2\n")
+    code = main(["predict", "--model", str(saved), "--input", str(pairs), "--output",
+                 str(tmp_path / "out.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "'rating_scale' is reversed" in err and str(saved) in err
+    assert not (tmp_path / "out.csv").exists()
 
 
 # -- atomic saves -------------------------------------------------------------------------------
@@ -267,7 +484,7 @@ def test_save_refuses_to_replace_other_things(models: dict[str, AutoRec], tmp_pa
 
 def test_interrupted_save_keeps_the_old_model(models: dict[str, AutoRec], saved: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import autorec.persist as persist
+    import autorec.persist.folder as persist  # where the model files are written
 
     before = (saved / WEIGHTS_FILE).read_bytes()
     real = persist._write_file
@@ -287,7 +504,7 @@ def test_interrupted_save_keeps_the_old_model(models: dict[str, AutoRec], saved:
 def test_failure_while_swapping_puts_the_old_model_back(models: dict[str, AutoRec],
                                                         saved: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import autorec.persist as persist
+    import autorec.persist.folder as persist  # where the model files are written
 
     calls = []
     real = os.replace
@@ -313,13 +530,13 @@ def test_killed_save_leaves_no_loadable_half_model(models: dict[str, AutoRec],
     load either."""
     source = save_model(models["item"], tmp_path / "source")
     script = f"""
-import os, autorec.persist as persist
-model = persist.load_model({str(source)!r})
-real = persist._write_file
+import os, autorec, autorec.persist as persist, autorec.persist.folder as folder
+model = autorec.load_model({str(source)!r})
+real = folder._write_file
 def die(path, content):
     real(path, content[:len(content) // 2])
     os._exit(9)
-persist._write_file = die
+folder._write_file = die
 persist.save_model(model, {str(tmp_path / "target")!r})
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True)

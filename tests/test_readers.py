@@ -159,7 +159,8 @@ def test_duplicate_is_error_by_default(write_file) -> None:
     assert info.value.line == 5
     assert names_line(message, 5)  # the repeat
     assert "first at line 2" in message  # the first occurrence
-    assert "duplicates=" in message  # says how to accept repeats
+    assert "duplicates='last'" in message  # says how to accept repeats, in Python
+    assert "--duplicates last" in message  # and on the command line
     assert "\n" not in message
 
 
@@ -374,14 +375,19 @@ def test_integer_ids_stay_integers_across_middle_blank_lines_and_decimals(write_
 
 
 @pytest.mark.parametrize(
-    ("value", "ok"), [("1e39", False), ("-1e39", False), ("1e30", True), ("3.4e38", True)])
-def test_ratings_must_be_finite_as_float32(write_file, value, ok) -> None:
+    ("value", "ok"), [("1e39", False), ("-1e39", False), ("1e30", False), ("3.4e38", False),
+                      ("-3e38", False), ("1.9e19", False), ("1.8e19", True), ("-1e19", True)])
+def test_ratings_and_their_squares_must_be_finite_as_float32(write_file, value, ok) -> None:
     path = write_file("r.csv", HEADER + f"1,1,4\n2,1,{value}\n")
     if ok:
-        assert np.isfinite(read_ratings(path).rating).all()
+        rating = read_ratings(path).rating
+        assert np.isfinite(rating * rating).all()
         return
     error = error_of(path)
     assert error.line == 3 and error.field == "rating" and "float32" in str(error)
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": [1, 1], "rating": [4.0, float(value)]})
+    with pytest.raises(DataError, match=r"row 1, field 'rating': rating .* too large"):
+        from_dataframe(frame)
 
 
 def test_fewer_fields_than_the_header_is_an_error(write_file) -> None:

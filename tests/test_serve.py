@@ -142,7 +142,9 @@ def test_string_and_number_ids_are_one_id(server: BackgroundServer, model: AutoR
     got = payload["predictions"]
     assert got[0]["prediction"] == got[1]["prediction"] == got[2]["prediction"] == float(
         model.predict([100], [1000])[0])
-    assert [p["fallback"] for p in got] == [False, False, False, True, True]
+    # "100 " is 100: spaces around an id are dropped, as the command line and the readers do
+    assert [p["fallback"] for p in got] == [False, False, False, True, False]
+    assert got[4]["prediction"] == got[0]["prediction"] and got[4]["user"] == "100"
     assert got[1]["user"] == "100" and got[1]["item"] == "1000"  # echoed as sent
     # an integer beyond int64, and its text: unknown ids, not errors
     status, payload = call(server.url, "/predict", {"pairs": [[10**30, 1000],
@@ -343,6 +345,139 @@ def test_other_bad_requests(server: BackgroundServer) -> None:
     assert call(server.url, "/health")[0] == 200
 
 
+# -- edge cases of issue 12: text, content types, HEAD, duplicate keys, spaces, scale ---------
+def raw_call(url: str, method: str, path: str, body: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, headers) of one request sent exactly as given (no default headers)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        connection.close()
+
+
+SURROGATES = [
+    ("/predict", b'{"pairs": [["\\ud800", 1000]]}'),
+    ("/predict", b'{"pairs": [[100, "a\\udfff"]]}'),
+    ("/recommend", b'{"user": "\\ud800"}'),
+    ("/fold-in", b'{"ratings": {"\\ud800": 5}}'),
+    ("/fold-in", b'{"ratings": {"1000": 5}, "items": ["\\ud800"]}'),
+    ("/recommend", b'{"user": 100, "\\ud800": 1}'),
+]
+
+
+@pytest.mark.parametrize(("path", "raw"), SURROGATES, ids=[f"{p}:{r!r}" for p, r in SURROGATES])
+def test_lone_surrogates_get_422_not_500(server: BackgroundServer, path: str,
+                                         raw: bytes) -> None:
+    status, payload = call(server.url, path, raw=raw)
+    assert "surrogate" in assert_client_error(status, payload, 422)
+    assert call(server.url, "/health")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/predict", "/recommend", "/fold-in"])
+def test_non_utf8_bodies_get_422(server: BackgroundServer, path: str) -> None:
+    body = {"/predict": b'{"pairs": [["\xff", 1000]]}', "/recommend": b'{"user": "\xe9"}',
+            "/fold-in": b'{"ratings": {"\xff\xfe": 5}}'}[path]
+    status, payload = call(server.url, path, raw=body)
+    assert "UTF-8" in assert_client_error(status, payload, 422)
+
+
+def test_head_works_on_get_routes(server: BackgroundServer) -> None:
+    for path in ("/health", "/model"):
+        status, body, headers = raw_call(server.url, "HEAD", path)
+        assert status == 200 and body == b""
+        assert headers["content-type"] == "application/json"
+    assert raw_call(server.url, "HEAD", "/predict")[0] == 405
+
+
+@pytest.mark.parametrize("content_type", [None, "", "text/plain",
+                                          "application/x-www-form-urlencoded",
+                                          "application/json; charset=latin-1"])
+def test_a_post_without_a_json_content_type_gets_415(server: BackgroundServer,
+                                                     content_type: str | None) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    for path, body in (("/recommend", b'{"user": 100}'), ("/predict", b'{"pairs": [[1, 2]]}'),
+                       ("/fold-in", b'{"ratings": {"1000": 4}}')):
+        status, raw, _ = raw_call(server.url, "POST", path, body, headers)
+        assert status == 415, (path, status, raw)
+        detail = json.loads(raw)["detail"]
+        assert "application/json" in detail and "\n" not in detail
+    for fine in ("application/json", "application/json; charset=utf-8", "Application/JSON",
+                 "application/vnd.api+json"):
+        status, raw, _ = raw_call(server.url, "POST", "/recommend", b'{"user": 100}',
+                                  {"Content-Type": fine})
+        assert status == 200, (fine, raw)
+
+
+@pytest.mark.parametrize(("path", "raw", "key"), [
+    ("/recommend", b'{"user": 100, "user": 101}', "user"),
+    ("/recommend", b'{"user": 100, "n": 2, "n": 3}', "n"),
+    ("/fold-in", b'{"ratings": {"1000": 5, "1000": 1}}', "1000"),
+    ("/predict", b'{"pairs": [[100, 1000]], "pairs": [[101, 1001]]}', "pairs"),
+])
+def test_duplicate_json_keys_are_refused(server: BackgroundServer, path: str, raw: bytes,
+                                         key: str) -> None:
+    status, payload = call(server.url, path, raw=raw)
+    detail = assert_client_error(status, payload, 422)
+    assert f"'{key}'" in detail and "twice" in detail
+
+
+def test_spaces_around_ids_are_dropped_as_on_the_command_line(server: BackgroundServer,
+                                                              model: AutoRec) -> None:
+    status, payload = call(server.url, "/recommend", {"user": " 100\t", "n": 3})
+    assert status == 200 and payload["user"] == "100" and not payload["fallback"]
+    assert [e["item"] for e in payload["items"]] == model.recommend([100], n=3)[
+        "item_id"].tolist()
+    status, payload = call(server.url, "/fold-in", {"ratings": {" 1000 ": 5, "1001": 2}})
+    assert status == 200 and payload["n_ratings"] == 2 and payload["n_unknown"] == 0
+    # two keys that are one id once stripped: refused, as a repeated id is
+    status, payload = call(server.url, "/fold-in", {"ratings": {"1000": 5, " 1000": 1}})
+    assert "more than once" in assert_client_error(status, payload, 422)
+    status, payload = call(server.url, "/recommend", {"user": "  "})
+    assert "empty" in assert_client_error(status, payload, 422)
+
+
+@pytest.mark.parametrize("rating", [0, 6, -1e9, 5.01])
+def test_out_of_scale_fold_in_ratings_get_422(server: BackgroundServer, model: AutoRec,
+                                              rating: float) -> None:
+    status, payload = call(server.url, "/fold-in", {"ratings": {"1000": 4, "1001": rating}})
+    detail = assert_client_error(status, payload, 422)
+    assert "outside the model's rating scale 1 to 5" in detail
+    with pytest.raises(ValueError, match="outside the model's rating scale"):
+        model.fold_in_user({1000: 4, 1001: rating})  # the same refusal as the Python API
+
+
+def test_float_ids_are_refused_as_in_python(server: BackgroundServer, model: AutoRec) -> None:
+    status, payload = call(server.url, "/predict", {"pairs": [[100.0, 1000]]})
+    assert_client_error(status, payload, 422)
+    with pytest.raises(ValueError, match="floating-point"):
+        model.predict([100.0], [1000])
+
+
+def test_a_non_finite_prediction_is_an_error_not_null() -> None:
+    broken = AutoRec(hidden=4, epochs=1, random_state=0, device="cpu").fit(make_low_rank())
+    broken.biases_.item[:] = np.nan  # a model whose weights are not finite
+    with BackgroundServer(create_app(broken, warm=False)) as running:
+        for path, body in (("/predict", {"pairs": [[100, 1000]]}),
+                           ("/fold-in", {"ratings": {"1000": 4}})):
+            request = urllib.request.Request(running.url + path, data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(request, timeout=60)
+            assert caught.value.code == 500
+            raw = caught.value.read()
+            assert b"null" not in raw and b"NaN" not in raw
+            assert "not finite" in json.loads(raw)["detail"]
+
+
 # -- size limits -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_server(model: AutoRec) -> Iterator[BackgroundServer]:
@@ -461,7 +596,7 @@ def test_serve_command(model_dir: Path, model: AutoRec) -> None:
             [100], n=3)["item_id"].tolist()
         status, info = call(url, "/model")
         assert info["versions"]["trained_with"]["autorec"]
-        assert info["format_version"] == 1
+        assert info["format_version"] == 2
     finally:
         process.send_signal(signal.SIGINT)
         try:

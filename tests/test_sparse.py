@@ -10,6 +10,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from autorec import _kernels
+from autorec import sparse as sparse_module
 from autorec.model import AutoRecNet
 from autorec.sparse import SparseBatch, sampled_decode, slice_rows, sparse_linear
 
@@ -294,3 +296,79 @@ def test_chunked_weight_gradients_equal_the_whole_batch_ones(monkeypatch):
     assert grads[0][0].abs().sum() > 0
     assert torch.equal(grads[0][0], grads[1][0])
     assert torch.equal(grads[0][1], grads[1][1])
+
+
+# -- compiled kernels (autorec._kernels) against the torch kernels --------------------------------
+compiled = pytest.mark.skipif(not _kernels.available(), reason="numba not installed")
+
+
+def _both_paths(monkeypatch, matrix: sp.csr_matrix, sparse_grad: bool, hidden: int = 24,
+                bias: bool = True):
+    """Decoder outputs and every gradient of a tiny network, through the torch kernels and
+    through the compiled ones (the threshold lowered so that this small batch uses them)."""
+    results = []
+    for min_nnz in (10**12, 0):
+        monkeypatch.setattr(sparse_module, "COMPILED_MIN_NNZ", min_nnz)
+        gen = torch.Generator().manual_seed(5)
+        n = matrix.shape[1]
+        w_enc = torch.nn.Parameter(torch.randn(n, hidden, generator=gen))
+        b_enc = torch.nn.Parameter(torch.randn(hidden, generator=gen))
+        w_dec = torch.nn.Parameter(torch.randn(n, hidden, generator=gen))
+        b_dec = torch.nn.Parameter(torch.randn(n, generator=gen)) if bias else None
+        batch = SparseBatch.from_scipy(matrix)
+        code = torch.sigmoid(sparse_linear(batch, w_enc, b_enc, sparse_grad=sparse_grad))
+        out = sampled_decode(batch, code, w_dec, b_dec, sparse_grad=sparse_grad)
+        torch.sum((out - batch.values) ** 2).backward()
+        params = [w_enc, b_enc, w_dec] + ([b_dec] if bias else [])
+        results.append((out.detach(), [p.grad.to_dense() if p.grad.is_sparse else p.grad
+                                       for p in params],
+                        [p.grad.is_sparse for p in params]))
+    return results
+
+
+@compiled
+@pytest.mark.parametrize("sparse_grad", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_compiled_kernels_give_the_torch_values_and_gradients(monkeypatch, sparse_grad: bool,
+                                                              bias: bool) -> None:
+    matrix = random_csr(n_rows=40, n_cols=70, density=0.2, seed=4, empty_rows=(3,),
+                        empty_cols=(0, 9, 69))
+    (out_t, grads_t, sparse_t), (out_c, grads_c, sparse_c) = _both_paths(
+        monkeypatch, matrix, sparse_grad, bias=bias)
+    # same sums in another order: float32 rounding apart, not bitwise
+    torch.testing.assert_close(out_c, out_t, rtol=1e-5, atol=1e-4)
+    for grad_c, grad_t in zip(grads_c, grads_t, strict=True):
+        torch.testing.assert_close(grad_c, grad_t, rtol=1e-5, atol=1e-3)
+    assert sparse_c == sparse_t
+
+
+@compiled
+def test_compiled_kernels_add_into_kept_gradient_buffers(monkeypatch) -> None:
+    """A dense leaf's gradient is added into its ``.grad``, as autograd accumulates."""
+    monkeypatch.setattr(sparse_module, "COMPILED_MIN_NNZ", 0)
+    matrix = random_csr(n_rows=12, n_cols=20, density=0.4, seed=2)
+    batch = SparseBatch.from_scipy(matrix)
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(20, 6, generator=gen))
+    codes = torch.randn(12, 6, generator=gen)
+    grads = []
+    for _ in range(2):
+        torch.sum(sampled_decode(batch, codes, weight, None) ** 2).backward()
+        grads.append(weight.grad.clone())
+    torch.testing.assert_close(grads[1], 2 * grads[0], rtol=1e-6, atol=1e-6)
+
+
+@compiled
+def test_a_second_sparse_backward_adds_to_the_first(monkeypatch) -> None:
+    """The reused buffer of row-sparse gradients is not written over while a gradient holds
+    it: two backward passes before a step give twice the gradient."""
+    monkeypatch.setattr(sparse_module, "COMPILED_MIN_NNZ", 0)
+    matrix = random_csr(n_rows=12, n_cols=20, density=0.4, seed=2)
+    batch = SparseBatch.from_scipy(matrix)
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(20, 6, generator=gen))
+    codes = torch.randn(12, 6, generator=gen)
+    torch.sum(sampled_decode(batch, codes, weight, None, sparse_grad=True) ** 2).backward()
+    once = weight.grad.to_dense().clone()
+    torch.sum(sampled_decode(batch, codes, weight, None, sparse_grad=True) ** 2).backward()
+    torch.testing.assert_close(weight.grad.to_dense(), 2 * once, rtol=1e-6, atol=1e-6)

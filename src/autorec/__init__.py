@@ -1,11 +1,13 @@
 """autorec: AutoRec autoencoders for explicit rating prediction, trained with sparse kernels.
 
-The pipeline, module by module: :mod:`autorec.data` (load) -> :mod:`autorec.split` ->
-:mod:`autorec.model`, :mod:`autorec.sparse` and :mod:`autorec.optim` (the network, its kernels
-and its optimizer) -> :mod:`autorec.train` (one epoch at a time) and :mod:`autorec.selection`
-(validation, early stopping) -> :mod:`autorec.metrics` and :mod:`autorec.evaluate` ->
-:mod:`autorec.estimator` (fit / predict / evaluate on raw ids) -> :mod:`autorec.recommend`,
-:mod:`autorec.foldin`, :mod:`autorec.persist`, :mod:`autorec.serve` -> :mod:`autorec.cli`.
+The pipeline, floor by floor (ARCHITECTURE.md): :mod:`autorec.data` (load) ->
+:mod:`autorec.split` -> :mod:`autorec.model`, :mod:`autorec.sparse` and :mod:`autorec.optim`
+(the network, its kernels and its optimizer) -> :mod:`autorec.train` (one epoch at a time),
+:mod:`autorec.selection` (validation, early stopping) and :mod:`autorec.member` ->
+:mod:`autorec.fitted` (the fitted model) and :mod:`autorec.networks` (the rating networks
+behind :mod:`autorec.family`'s protocol) -> :mod:`autorec.fitting`, :mod:`autorec.recommend`,
+:mod:`autorec.foldin`, :mod:`autorec.persist`, :mod:`autorec.evaluate` -> :mod:`autorec.serve`
+-> :mod:`autorec.estimator` (scikit-learn's face) -> :mod:`autorec.cli`.
 
 ``import autorec`` is cheap: the names below are imported on first use (numpy, pandas and
 torch with them), so that the command line can start, and be interrupted, before the heavy
@@ -39,19 +41,20 @@ _EXPORTS: dict[str, str] = {
     "from_dataframe": ".data",
     "kfold_split": ".split",
     "load_dataset": ".data",
-    "load_model": ".persist",
+    "load_model": ".estimator",
     "mae": ".metrics",
     "random_split": ".split",
     "ranking_metrics": ".metrics",
     "ranking_report": ".recommend",
     "read_ratings": ".data",
     "rmse": ".metrics",
-    "save_model": ".persist",
+    "save_model": ".estimator",
 }
 _SUBMODULES = ("baseline", "checkpoint", "cli", "config", "data", "distributed", "estimator",
-               "evaluate", "exceptions", "foldin", "member", "memory", "metrics", "model", "optim",
-               "persist", "plots", "progress", "recommend", "selection", "serve", "sparse",
-               "split", "train", "tune")
+               "evaluate", "exceptions", "family", "fitted", "fitting", "foldin", "member",
+               "memory", "metrics", "model", "networks", "optim", "params", "persist", "plots",
+               "progress", "recommend", "selection", "serve", "sparse", "split", "train",
+               "tune")
 
 __all__ = [
     "AutoRec",
@@ -81,7 +84,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .data import IdMap, Ratings, from_dataframe, load_dataset, read_ratings
-    from .estimator import AutoRec
+    from .estimator import AutoRec, load_model, save_model
     from .exceptions import (
         AutorecError,
         DataError,
@@ -92,7 +95,6 @@ if TYPE_CHECKING:
         TrainingError,
     )
     from .metrics import mae, ranking_metrics, rmse
-    from .persist import load_model, save_model
     from .recommend import ranking_report
     from .split import align, canonical_split, kfold_split, random_split
 

@@ -1,19 +1,43 @@
-"""Output files written atomically: a reader sees the old file or the new one, never a part.
+"""Output files written atomically, and output paths checked before any work.
 
-Every file autorec writes (``metrics.json`` today; predictions and model files later) goes
-through :func:`atomic_write`.
+Every file autorec writes (``metrics.json``, predictions, plots, model and checkpoint files)
+goes through :func:`atomic_write` or :func:`atomic_path`: a reader sees the old file or the
+new one, never a part.
+
+Where writes go (the rules every command follows; :func:`check_output_file` and
+:func:`check_output_folder` check them before any work starts):
+
+* only regular files are written: a path that is a character or block device, a named pipe
+  or a socket is refused (the command line takes ``-`` for standard output where it makes
+  sense), and so is a folder where a file is meant;
+* symbolic links are written through: a link to a file has the file it points to replaced
+  (atomically), and the link stays; a link to a folder is used as that folder;
+* a file's folder must exist and be a writable folder (an output *folder* may be new: its
+  missing folders are made, under an existing writable one); writability is probed by
+  creating and removing a hidden temporary file, since ``os.access`` says yes to root even
+  on a read-only mount;
+* replacing a file keeps its permission bits; a new file gets ``0o666`` less the umask.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "current_umask"]
+__all__ = ["OutputPathError", "atomic_path", "atomic_write", "check_output_file",
+           "check_output_folder", "current_umask", "file_kind", "same_path",
+           "write_target"]
+
+
+class OutputPathError(ValueError):
+    """An output path that autorec will not write: a device, a pipe, a folder where a file is
+    meant, a missing or read-only folder. The message is one line naming the path."""
 
 
 def atomic_write(
@@ -35,12 +59,15 @@ def atomic_write(
     binary, encoding
         How the temporary file is opened.
 
-    The file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the
-    umask), its content is flushed to disk before the rename, and the temporary file is
-    removed whatever goes wrong.
+    A new file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less
+    the umask), a replaced one keeps its own; a symbolic link is written through; the
+    content is flushed to disk before the rename, and the temporary file is removed whatever
+    goes wrong.
 
     Raises
     ------
+    OutputPathError
+        ``path`` is a folder, a device, a named pipe or a socket (see :func:`atomic_path`).
     OSError
         Writing failed (a full disk, no permission...); the error names ``path``.
     """
@@ -57,18 +84,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     For writers that want a file name rather than an open file (safetensors' ``save_file``
     streams tensors to disk). The temporary file is removed whatever goes wrong; an
-    ``OSError`` names ``path`` (see :func:`atomic_write`).
+    ``OSError`` names ``path`` (see :func:`atomic_write`). A symbolic link is written
+    through (the file it points to is replaced; the link stays), and replacing a file keeps
+    its permission bits.
+
+    Raises
+    ------
+    OutputPathError
+        ``path`` is (or links to) something other than a regular file: a folder, a device, a
+        named pipe, a socket. Nothing is written.
+    OSError
+        Writing failed.
     """
-    path = Path(path)
+    given = Path(path)
+    path = write_target(given)
+    kind = file_kind(path)
+    if kind not in (None, "a regular file"):
+        raise OutputPathError(f"cannot write {given}: it is {kind}, not a regular file")
     tmp: str | None = None
     try:
+        mode = (stat.S_IMODE(os.stat(path).st_mode) if kind is not None
+                else 0o666 & ~current_umask())
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         yield Path(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = None
         _fsync_folder(path.parent)
@@ -106,3 +149,153 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# -- output paths, checked before any work ----------------------------------------------------
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is, links followed: ``"a regular file"``, ``"a folder"``, ``"a character
+    device"``, ``"a block device"``, ``"a named pipe (FIFO)"``, ``"a socket"``, ``"a special
+    file"``; ``None`` when nothing is there (or a link points nowhere)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a loop of symbolic links"
+        if exc.errno == errno.ENOTDIR:
+            return None
+        raise
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def write_target(path: str | os.PathLike[str]) -> Path:
+    """The path a write to ``path`` replaces: the file a symbolic link points to (followed to
+    the end), else ``path`` itself."""
+    path = Path(path)
+    if not path.is_symlink():
+        return path
+    return Path(os.path.realpath(path))
+
+
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name the same file or folder (hard links, symbolic links and
+    ``..`` included); paths that do not exist are compared once resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def is_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, links resolved."""
+    inner, outer = os.path.realpath(path), os.path.realpath(folder)
+    try:
+        return os.path.commonpath([inner, outer]) == outer
+    except ValueError:  # different drives
+        return False
+
+
+def check_output_file(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, a ``path`` that a file cannot be written to.
+
+    Accepted: a regular file (replaced), or a new name in an existing writable folder; a
+    symbolic link is checked (and later written) through.
+
+    Returns
+    -------
+    pathlib.Path
+        The path a write would replace (:func:`write_target`).
+
+    Raises
+    ------
+    OutputPathError
+        ``path`` is empty, a folder, a device, a named pipe, a socket; its folder does not
+        exist, is not a folder, or is not writable. The message names ``path``.
+    """
+    given = Path(path)
+    if not str(path).strip():
+        raise OutputPathError("an output needs a file name")
+    target = write_target(given)
+    kind = file_kind(target)
+    if kind == "a folder":
+        raise OutputPathError(f"{given} is a folder; give a file name")
+    if kind not in (None, "a regular file"):
+        raise OutputPathError(f"{given} is {kind}, not a regular file; not writing to it")
+    folder = target.parent
+    folder_kind = file_kind(folder)
+    if folder_kind is None:
+        raise OutputPathError(f"cannot write {given}: its folder {folder} does not exist")
+    if folder_kind != "a folder":
+        raise OutputPathError(f"cannot write {given}: {_nearest_non_folder(folder)} is not "
+                              "a folder")
+    _check_writable(folder, given)
+    return target
+
+
+def check_output_folder(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, a ``path`` that cannot become (or be) an output folder.
+
+    Accepted: an existing writable folder (a link to one is used as that folder), or a new
+    path whose nearest existing folder is writable (the missing ones are made when writing).
+    Nothing is created here.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder writes will go to (links followed).
+
+    Raises
+    ------
+    OutputPathError
+        ``path`` is empty or not a folder, sits under a file, or no folder on its way can be
+        written. The message names ``path``.
+    """
+    given = Path(path)
+    if not str(path).strip():
+        raise OutputPathError("an output needs a folder name")
+    target = write_target(given)
+    kind = file_kind(target)
+    if kind not in (None, "a folder"):
+        raise OutputPathError(f"{given} is {kind}, not a folder")
+    existing = target
+    while file_kind(existing) is None and existing != existing.parent:
+        existing = existing.parent
+    if file_kind(existing) != "a folder":
+        raise OutputPathError(f"cannot make the folder {given}: {existing} is not a folder")
+    _check_writable(existing, given)
+    return target
+
+
+def _nearest_non_folder(folder: Path) -> Path:
+    """The first path on the way to ``folder`` that exists and is not a folder."""
+    for part in reversed((folder, *folder.parents)):
+        kind = file_kind(part)
+        if kind is not None and kind != "a folder":
+            return part
+    return folder
+
+
+def _check_writable(folder: Path, given: Path) -> None:
+    """Refuse ``folder`` unless a file can be created in it: ``os.access`` first, then a
+    hidden file really created and removed (root passes ``os.access`` everywhere, a
+    read-only mount included)."""
+    where = "" if folder == given else f" (writing {given})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"the folder {folder} is not writable{where}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".autorec-probe-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OutputPathError(f"the folder {folder} is not writable{where}: "
+                              f"{exc.strerror or exc}") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)

@@ -76,13 +76,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._io import atomic_path, atomic_write
+from ._io import OutputPathError, atomic_path, atomic_write, check_output_folder
 from .exceptions import CheckpointError
 from .selection import EarlyStopping, TrainingRun
 
 if TYPE_CHECKING:
     from .data.ratings import Ratings
-    from .estimator import AutoRec
+    from .fitted import FittedModel
     from .train import Trainer
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CheckpointError", "NetworkCheckpoint",
@@ -116,22 +116,23 @@ def _hash_arrays(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(model: AutoRec, ratings: Ratings, eval_set: Ratings | None,
+def fingerprint(model: FittedModel, ratings: Ratings, eval_set: Ratings | None,
                 device: torch.device, context: dict[str, Any] | None) -> dict[str, Any]:
     """What a checkpoint must have been made with to be resumed by this fit.
 
-    ``ratings`` are the training ratings on ``model.users_`` / ``model.items_``.
+    ``model`` is the fit in progress (its parameters and id maps set); ``ratings`` are the
+    training ratings on ``model.users`` / ``model.items``.
     """
-    config = {k: v for k, v in model.get_params().items() if k != "device"}
+    config = {k: v for k, v in model.params.items() if k != "device"}
     config["device_type"] = device.type
-    data = {"n_ratings": len(ratings), "n_users": len(model.users_),
-            "n_items": len(model.items_),
+    data = {"n_ratings": len(ratings), "n_users": len(model.users),
+            "n_items": len(model.items),
             "sha256": _hash_arrays(ratings.user_idx, ratings.item_idx, ratings.rating,
-                                   model.users_.raw_ids, model.items_.raw_ids)}
+                                   model.users.raw_ids, model.items.raw_ids)}
     evaluation = None
     if eval_set is not None:
         evaluation = {"n_ratings": len(eval_set), "sha256": _hash_arrays(
-            model.users_.to_index(eval_set.user_ids), model.items_.to_index(eval_set.item_ids),
+            model.users.to_index(eval_set.user_ids), model.items.to_index(eval_set.item_ids),
             eval_set.rating)}
     return _plain({"data": data, "evaluation": evaluation, "config": config,
                    "context": context or {}})
@@ -291,11 +292,16 @@ def describe(folder: str | os.PathLike[str]) -> str | None:
 
 
 def check_folder(folder: str | os.PathLike[str], *, resume: bool) -> None:
-    """Fail early when ``folder`` cannot take checkpoints: it is not a folder, or (without
+    """Fail early when ``folder`` cannot take checkpoints: it is not a folder, sits under a
+    file, cannot be written (:func:`autorec._io.check_output_folder`), or (without
     ``resume``) it, or a ``fold-K`` folder in it, already holds a checkpoint."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} exists and is not a folder")
+    try:
+        check_output_folder(folder)
+    except OutputPathError as exc:
+        raise CheckpointError(f"checkpoint folder: {exc}") from None
     if not resume and folder.is_dir():
         for manifest in [folder / MANIFEST, *sorted(folder.glob(f"fold-*/{MANIFEST}"))]:
             if manifest.is_file():
@@ -320,13 +326,13 @@ class Session:
         self.sequence = int(manifest["sequence"]) if manifest else 0
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str], model: AutoRec, ratings: Ratings, *,
+    def open(cls, folder: str | os.PathLike[str], model: FittedModel, ratings: Ratings, *,
              eval_set: Ratings | None, device: torch.device, resume: bool,
              context: dict[str, Any] | None = None) -> Session:
         """Start checkpointing in ``folder``, or (``resume``) continue its checkpoint after
-        checking it (module docstring). ``model`` has its id maps set and ``ratings`` on
-        them."""
-        if model.random_state is None:
+        checking it (module docstring). ``model`` is the fit in progress (its parameters
+        and id maps set) and ``ratings`` are on its id maps."""
+        if model.params["random_state"] is None:
             raise ValueError("checkpoint_dir needs an integer random_state: resuming replays "
                              "the seeded validation split, initial weights and shuffling")
         folder = Path(folder)

@@ -57,7 +57,8 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        The file is missing, not valid TOML/JSON, or not a table of settings.
+        The file is missing, not valid TOML/JSON, or not a flat table of settings (a nested
+        table or list, a key given twice, a number that is not finite).
     """
     path = Path(path)
     if not path.is_file():
@@ -69,9 +70,11 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read ({exc})") from None
     if suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        except _DuplicateKey as exc:
+            raise ConfigError(f"{path}: setting {exc} is given twice") from None
     elif suffix == ".toml":
         try:
             import tomllib
@@ -89,9 +92,28 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
         if isinstance(value, dict):
             raise ConfigError(f"{path}: setting {key!r} is a table; settings are flat "
                               "(name = value)")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{path}: setting {key!r} is not finite")
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{path}: setting {key!r} is not finite")
+            if isinstance(item, dict | list):
+                raise ConfigError(f"{path}: setting {key!r} holds a nested "
+                                  f"{'table' if isinstance(item, dict) else 'list'}; "
+                                  "settings are flat (name = value or a list of values)")
     return data
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key appears twice (which one would win is not obvious)."""
+    table: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in table:
+            raise _DuplicateKey(repr(key))
+        table[key] = value
+    return table
 
 
 def resolve_params(
@@ -111,9 +133,9 @@ def resolve_params(
     ConfigError
         Unknown preset or parameter name (naming ``source`` for ``config``).
     """
-    from .estimator import AutoRec
+    from .params import DEFAULTS
 
-    valid = AutoRec().get_params()
+    valid = DEFAULTS
     params: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:

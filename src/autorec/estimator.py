@@ -1,44 +1,38 @@
-"""The user-facing AutoRec estimator: owns the id vocabularies, trains, predicts on raw ids.
+"""The user-facing AutoRec estimator: scikit-learn's face over a :class:`FittedModel`.
 
-The pieces it puts together: :mod:`autorec.baseline` (user and item biases),
-:mod:`autorec.selection` (validation carve-out, early stopping), :mod:`autorec.train` (one
-epoch at a time) and :mod:`autorec.model` (the network).
+:class:`AutoRec` holds its parameters (checked by :mod:`autorec.params`) and, once fitted,
+one :class:`~autorec.fitted.FittedModel` (``fitted_``) that :func:`autorec.fitting.fit`
+returned or :func:`autorec.persist.load_model` read; its learned attributes (``users_``,
+``biases_``, ``members_``...) are that object's parts. Prediction, recommendation, fold-in and
+saving are the lower modules' (:mod:`autorec.fitted`, :mod:`autorec.recommend`,
+:mod:`autorec.foldin`, :mod:`autorec.persist`), which never import this one.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import math
-import time
 from collections.abc import Callable, Iterable
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
+from . import fitting, foldin, persist
+from . import recommend as recommending
 from .data.ratings import Ratings
-from .data.readers import as_ratings
 from .exceptions import NotFittedError
+from .fitted import FittedModel
+from .fitting import EpochCallback
 from .member import NetworkSpec
-from .metrics import mae, rmse
-from .model import ACTIVATIONS
-from .train import OPTIMIZERS
+from .params import BASELINES, COLD_POLICIES, VARIANTS, network_specs, validate_params
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec"]
+__all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec", "load_model", "save_model"]
 
 log = logging.getLogger(__name__)
-
-VARIANTS: tuple[str, ...] = ("item", "user", "both")
-COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")
-BASELINES: tuple[str, ...] = ("biases", "none")
-EpochCallback = Callable[[dict[str, Any]], None]
 
 
 class AutoRec:
@@ -78,8 +72,10 @@ class AutoRec:
     batch_size
         Input vectors per step.
     optimizer
-        ``"adam"``, ``"lazy_adam"`` (updates only the weight rows a batch touches) or
-        ``"rprop"`` (full batch, as in the paper).
+        ``"auto"`` (one of the next two, chosen per network from the share of weight rows a
+        batch touches: :func:`autorec.train.choose_optimizer`), ``"adam"``, ``"lazy_adam"``
+        (updates only the weight rows a batch touches) or ``"rprop"`` (full batch, as in the
+        paper).
     baseline
         ``"biases"``: the network learns each rating's deviation from ``mu + b_u + b_i``
         (regularised global mean, user and item biases) and its decoder has no bias of its own;
@@ -174,7 +170,7 @@ class AutoRec:
         l2: float | list[float] = 100.0,
         epochs: int = 200,
         batch_size: int = 256,
-        optimizer: Literal["adam", "lazy_adam", "rprop"] = "lazy_adam",
+        optimizer: Literal["auto", "adam", "lazy_adam", "rprop"] = "auto",
         baseline: Literal["biases", "none"] = "biases",
         validation: float = 0.05,
         patience: int = 10,
@@ -245,7 +241,7 @@ class AutoRec:
         )
 
     def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "members_")
+        return self.__dict__.get("fitted_") is not None
 
     def _repr_html_(self) -> str | None:
         """The HTML repr of notebooks: scikit-learn's when it is installed, else none."""
@@ -263,44 +259,7 @@ class AutoRec:
         return f"AutoRec({', '.join(changed)})"
 
     def _validate_params(self) -> None:
-        _choice("variant", self.variant, VARIANTS)
-        _choice("cold", self.cold, COLD_POLICIES)
-        _choice("activation", self.activation, tuple(ACTIVATIONS))
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("baseline", self.baseline, BASELINES)
-        for name in ("ensemble", "hidden", "epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("dropout", "input_dropout", "validation"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int | float)
-                                               and 0.0 <= value < 1.0):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if not (_is_number(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        l2_values = self.l2 if isinstance(self.l2, list | tuple) else [self.l2]
-        if not l2_values or not all(_is_number(v) and v >= 0 for v in l2_values):
-            raise ValueError(f"l2 must be a number >= 0 or a list of them, got {self.l2!r}")
-        if len(l2_values) > 1 and not self.validation:
-            raise ValueError("l2 lists several values to choose from on validation: it needs "
-                             "validation > 0")
-        if self.weight_decay and self.optimizer != "adam":
-            raise ValueError(f"weight_decay is Adam's coupled L2 term (optimizer 'adam'); with "
-                             f"optimizer {self.optimizer!r} use l2")
-        for name in ("refit", "dense_batches", "tf32"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.dense_batches and self.optimizer == "lazy_adam":
-            raise ValueError("dense_batches gives dense gradients: use optimizer 'adam' or "
-                             "'rprop', not 'lazy_adam'")
-        if self.random_state is not None and (
-                isinstance(self.random_state, bool)
-                or not isinstance(self.random_state, int | np.integer) or self.random_state < 0):
-            raise ValueError(f"random_state must be an integer >= 0 or None, got "
-                             f"{self.random_state!r}")
+        validate_params(self.get_params())
 
     # -- training -----------------------------------------------------------------------------
     def fit(
@@ -349,85 +308,87 @@ class AutoRec:
         AutoRec
             ``self``.
         """
-        if self.tf32 and torch.cuda.is_available():
-            previous = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = True
-            try:
-                return self._fit(ratings, eval_set=eval_set, on_epoch_end=on_epoch_end,
-                                 checkpoint_dir=checkpoint_dir, resume=resume,
-                                 checkpoint_context=checkpoint_context,
-                                 on_batch_end=on_batch_end)
-            finally:
-                torch.backends.cuda.matmul.allow_tf32 = previous
-        return self._fit(ratings, eval_set=eval_set, on_epoch_end=on_epoch_end,
-                         checkpoint_dir=checkpoint_dir, resume=resume,
-                         checkpoint_context=checkpoint_context, on_batch_end=on_batch_end)
-
-    def _fit(self, ratings: Ratings | pd.DataFrame, **options: Any) -> AutoRec:
-        from .fitting import fit_estimator
-
-        return fit_estimator(self, ratings, **options)
+        self.fitted_ = fitting.fit(
+            self.get_params(), ratings, eval_set=eval_set, on_epoch_end=on_epoch_end,
+            checkpoint_dir=checkpoint_dir, resume=resume,
+            checkpoint_context=checkpoint_context, on_batch_end=on_batch_end)
+        return self
 
     def _network_specs(self) -> list[NetworkSpec]:
-        from .fitting import network_specs
+        return network_specs(self.get_params())
 
-        return network_specs(self)
+    # -- the fitted model and its parts, as learned attributes -------------------------------
+    def _fitted(self) -> FittedModel:
+        fitted = self.__dict__.get("fitted_")
+        if fitted is None:
+            raise NotFittedError("this AutoRec is not fitted yet; call fit() first")
+        return fitted
 
-    def _offsets(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """What the networks' outputs are added to: the baseline, or 0."""
-        if self.baseline == "biases":
-            return self.biases_.predict(user_idx, item_idx)
-        return np.zeros(len(user_idx))
+    def _check_fitted(self) -> None:
+        self._fitted()
+
+    def _part(self, name: str) -> Any:
+        fitted = self.__dict__.get("fitted_")
+        if fitted is None:  # not fitted: no learned attribute (hasattr is False)
+            raise AttributeError(name)
+        return fitted
+
+    users_ = property(lambda self: self._part("users_").users,
+                      lambda self, v: setattr(self._fitted(), "users", v),
+                      doc="Raw ids of the users seen in training (IdMap).")
+    items_ = property(lambda self: self._part("items_").items,
+                      lambda self, v: setattr(self._fitted(), "items", v),
+                      doc="Raw ids of the items seen in training (IdMap).")
+    global_mean_ = property(lambda self: self._part("global_mean_").global_mean,
+                            lambda self, v: setattr(self._fitted(), "global_mean", v))
+    rating_scale_ = property(lambda self: self._part("rating_scale_").rating_scale,
+                             lambda self, v: setattr(self._fitted(), "rating_scale", v))
+    biases_ = property(lambda self: self._part("biases_").biases,
+                       lambda self, v: setattr(self._fitted(), "biases", v))
+    members_ = property(lambda self: self._part("members_").members,
+                        lambda self, v: setattr(self._fitted(), "members", v))
+    blend_ = property(lambda self: self._part("blend_").blend,
+                      lambda self, v: setattr(self._fitted(), "blend", v))
+    history_ = property(lambda self: self._part("history_").history,
+                        lambda self, v: setattr(self._fitted(), "history", v))
+    validation_rmse_ = property(lambda self: self._part("validation_rmse_").validation_rmse,
+                                lambda self, v: setattr(self._fitted(), "validation_rmse", v))
+    device_ = property(lambda self: self._part("device_").device,
+                       lambda self, v: setattr(self._fitted(), "device", v))
+
+    @property
+    def l2_(self) -> float:
+        l2 = self._part("l2_").l2
+        if l2 is None:  # a loaded model that did not record it
+            raise AttributeError("l2_")
+        return l2
+
+    @l2_.setter
+    def l2_(self, value: float) -> None:
+        self._fitted().l2 = value
+
+    @property
+    def validation_mean_rmse_(self) -> float:
+        value = self._part("validation_mean_rmse_").validation_mean_rmse
+        if value is None:  # a loaded model: not saved
+            raise AttributeError("validation_mean_rmse_")
+        return value
 
     @property
     def best_epoch_(self) -> int:
-        self._check_fitted()
-        return self.members_[0].best_epoch
+        return self._fitted().best_epoch
 
     # -- prediction ---------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "members_"):
-            raise NotFittedError("this AutoRec is not fitted yet; call fit() first")
-
     def _to_index(self, user_ids: Any, item_ids: Any) -> tuple[np.ndarray, np.ndarray]:
-        user_idx = self.users_.to_index(user_ids)
-        item_idx = self.items_.to_index(item_ids)
-        if user_idx.shape != item_idx.shape:
-            raise ValueError(f"user_ids and item_ids differ in length: {len(user_idx)} vs "
-                             f"{len(item_idx)}")
-        return user_idx, item_idx
-
-    def cold_value(self) -> float:
-        """The prediction given to pairs with neither user nor item known."""
-        self._check_fitted()
-        if self.cold == "midpoint":
-            low, high = self.rating_scale_
-            return (low + high) / 2.0
-        if self.cold == "baseline":
-            return self.biases_.mean
-        return self.global_mean_
+        return self._fitted().to_index(user_ids, item_ids)
 
     def _predict_index(self, user_idx: np.ndarray, item_idx: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
-        """Predictions for index pairs (``-1`` = unknown) and the mask of cold pairs."""
-        cold = (user_idx < 0) | (item_idx < 0)
-        predicted = np.full(len(user_idx), self.cold_value(), dtype=np.float64)
-        if self.cold == "baseline" and cold.any():
-            predicted[cold] = self.biases_.predict(user_idx[cold], item_idx[cold])
-        warm = np.flatnonzero(~cold)
-        if len(warm):
-            predicted[warm] = self._blend(user_idx[warm], item_idx[warm])
-        low, high = self.rating_scale_
-        np.clip(predicted, low, high, out=predicted)
-        return predicted, cold
+        return self._fitted().predict_index(user_idx, item_idx)
 
-    def _blend(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
-        """Baseline (if any) plus the blended network outputs for known pairs, unclipped."""
-        out = self._offsets(user_idx, item_idx) + self.blend_[-1]
-        for weight, member in zip(self.blend_[:-1], self.members_, strict=False):
-            if weight != 0.0:
-                out += weight * member.reconstruct(user_idx, item_idx)
-        return out
+    def cold_value(self) -> float:
+        """The prediction given to pairs with neither user nor item known."""
+        return self._fitted().cold_value()
 
     def predict(
         self, user_ids: Iterable[Any], item_ids: Iterable[Any], *, return_cold: bool = False
@@ -437,7 +398,8 @@ class AutoRec:
         Parameters
         ----------
         user_ids, item_ids
-            Raw ids, pairwise.
+            Raw ids, pairwise (integers or text, compared by text: ``196`` and ``"196"`` are
+            one id, ``"196.0"`` another).
         return_cold
             Also return a boolean mask of the pairs that got the cold fallback.
 
@@ -446,10 +408,14 @@ class AutoRec:
         numpy.ndarray or (numpy.ndarray, numpy.ndarray)
             Predictions clipped to ``rating_scale_``; pairs with an unknown user or item get
             the ``cold`` fallback.
+
+        Raises
+        ------
+        ValueError
+            An id that is missing (``None``, NaN, empty text) or cannot be an id: a float,
+            even an integral one (``196.0`` is refused, not looked up as ``196``), a boolean...
         """
-        self._check_fitted()
-        predicted, cold = self._predict_index(*self._to_index(user_ids, item_ids))
-        return (predicted, cold) if return_cold else predicted
+        return self._fitted().predict(user_ids, item_ids, return_cold=return_cold)
 
     def evaluate(self, test: Ratings | pd.DataFrame) -> dict[str, float | int]:
         """RMSE and MAE over all ``test`` ratings, reconstructing from the training data.
@@ -460,33 +426,26 @@ class AutoRec:
             ``rmse``, ``mae``, ``n`` (test ratings), ``n_cold`` (pairs given the cold
             fallback), ``seconds``.
         """
-        self._check_fitted()
-        test = as_ratings(test)
-        started = time.perf_counter()
-        predicted, cold = self._predict_index(*self._to_index(test.user_ids, test.item_ids))
-        return {
-            "rmse": rmse(test.rating, predicted),
-            "mae": mae(test.rating, predicted),
-            "n": len(test),
-            "n_cold": int(cold.sum()),
-            "seconds": time.perf_counter() - started,
-        }
+        return self._fitted().evaluate(test)
 
     # -- persistence and recommendation (issue 7): see autorec.persist, autorec.recommend --
     def save(self, path: str | PathLike[str], *, dataset: str | None = None) -> Path:
         """Save the fitted model to the folder ``path`` (safetensors + JSON, no pickle;
         atomic). See :func:`autorec.persist.save_model`."""
-        from .persist import save_model
-
-        return save_model(self, path, dataset=dataset)
+        return persist.save_model(self, path, dataset=dataset)
 
     @classmethod
     def load(cls, path: str | PathLike[str], *, device: str | None = "cpu") -> AutoRec:
         """Load a model folder written by :meth:`save` onto ``device`` (default the CPU).
         See :func:`autorec.persist.load_model`."""
-        from .persist import load_model
+        return cls.from_fitted(persist.load_model(path, device=device))
 
-        return load_model(path, device=device)
+    @classmethod
+    def from_fitted(cls, fitted: FittedModel) -> AutoRec:
+        """An estimator holding ``fitted``, with the parameters it was fitted with."""
+        model = cls(**fitted.params)
+        model.fitted_ = fitted
+        return model
 
     def recommend(self, user_ids: Iterable[Any] | Any, n: int = 10, *,
                   exclude_seen: bool = True, items: Iterable[Any] | None = None
@@ -496,9 +455,8 @@ class AutoRec:
         baseline). Items rated in training are left out unless ``exclude_seen=False``.
         See :func:`autorec.recommend.recommend`; :func:`autorec.recommend.top_n` is the
         array API on dense indices."""
-        from .recommend import recommend
-
-        return recommend(self, user_ids, n, exclude_seen=exclude_seen, items=items)
+        return recommending.recommend(self._fitted(), user_ids, n, exclude_seen=exclude_seen,
+                                      items=items)
     # -- end of persistence and recommendation -----------------------------------------------
 
     # -- fold-in (issue 7): new users and items without retraining, see autorec.foldin -----
@@ -513,10 +471,8 @@ class AutoRec:
         rows (default ``l2_ / 2``). Returns a :class:`autorec.foldin.FoldIn`; see
         :func:`autorec.foldin.fold_in` for the method.
         """
-        from .foldin import fold_in
-
-        return fold_in(self, "user", ratings, new_id=user_id, n=n, exclude_rated=exclude_rated,
-                       add=add, reg=reg)
+        return foldin.fold_in(self._fitted(), "user", ratings, new_id=user_id, n=n,
+                              exclude_rated=exclude_rated, add=add, reg=reg)
 
     def fold_in_item(self, ratings: Any, add: bool = False, *, item_id: Any = None,
                      reg: float | None = None) -> Any:
@@ -525,17 +481,19 @@ class AutoRec:
         ``ratings``: ``{user_id: rating}``, a Series, a DataFrame (``user_id``, ``rating``) or
         ``(user_ids, ratings)``; otherwise as :meth:`fold_in_user`.
         """
-        from .foldin import fold_in
-
-        return fold_in(self, "item", ratings, new_id=item_id, n=None, add=add, reg=reg)
+        return foldin.fold_in(self._fitted(), "item", ratings, new_id=item_id, n=None, add=add,
+                              reg=reg)
     # -- end of fold-in ---------------------------------------------------------------------
 
 
-def _is_number(value: object) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, int | float | np.number)
-            and math.isfinite(float(value)))  # type: ignore[arg-type]
+def load_model(path: str | PathLike[str], *, device: str | torch.device | None = "cpu"
+               ) -> AutoRec:
+    """Load a model folder as an :class:`AutoRec` (:func:`autorec.persist.load_model` reads
+    it; see there for the checks)."""
+    return AutoRec.from_fitted(persist.load_model(path, device=device))
 
 
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+def save_model(model: AutoRec | FittedModel, path: str | PathLike[str], *,
+               dataset: str | None = None) -> Path:
+    """Save a fitted model to the folder ``path`` (:func:`autorec.persist.save_model`)."""
+    return persist.save_model(model, path, dataset=dataset)

@@ -1,47 +1,53 @@
-"""Fitting an :class:`~autorec.AutoRec`: the steps between its parameters and its networks.
+"""Fitting: the steps between the estimator's parameters and a :class:`FittedModel`.
 
-:func:`fit_estimator` is what :meth:`AutoRec.fit` runs: index the training ratings, hold out
-the validation part (:mod:`autorec.selection`), choose the bias penalties on it and fit the
+:func:`fit` is what :meth:`AutoRec.fit` runs: index the training ratings, hold out the
+validation part (:mod:`autorec.selection`), choose the bias penalties on it and fit the
 baseline (:mod:`autorec.baseline`), check the memory (:mod:`autorec.memory`), train one
-network per variant and seed (:class:`autorec.member.Member`) for each ``l2`` value and keep
-the best on validation, blend the networks by least squares on validation, and refit on all
-training ratings when asked. Checkpoints (:mod:`autorec.checkpoint`) and data-parallel runs
-(:mod:`autorec.distributed`) hook in here. The estimator stays a facade over the result.
+network per variant and seed (:class:`autorec.networks.RatingNetwork`) for each ``l2`` value
+and keep the best on validation, blend the networks by least squares on validation, and refit
+on all training ratings when asked. Checkpoints (:mod:`autorec.checkpoint`) and data-parallel
+runs (:mod:`autorec.distributed`) hook in here. It returns a
+:class:`~autorec.fitted.FittedModel`; the estimator stays a facade over it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .baseline import DEFAULT_BIAS_REGULARISATION, fit_biases, select_biases
 from .data.ids import IdMap
 from .data.ratings import Ratings
 from .data.readers import as_ratings
 from .distributed import pooled_errors, world
-from .member import Member, NetworkSpec
+from .fitted import FittedModel
+from .member import NetworkSpec
 from .metrics import rmse
+from .networks import RatingNetwork
+from .params import complete, network_specs, validate_params
 from .selection import validation_mask
 from .train import resolve_device, seed_streams
 
 if TYPE_CHECKING:
     from .checkpoint import Session
-    from .estimator import AutoRec, EpochCallback
 
-__all__ = ["fit_estimator", "index_training_ratings", "network_specs"]
+__all__ = ["EpochCallback", "fit", "index_training_ratings", "network_specs"]
 
 log = logging.getLogger(__name__)
 
+EpochCallback = Callable[[dict[str, Any]], None]
 
-def fit_estimator(
-    model: AutoRec,
+
+def fit(
+    params: Mapping[str, Any],
     ratings: Ratings | pd.DataFrame,
     *,
     eval_set: Ratings | pd.DataFrame | None = None,
@@ -50,15 +56,47 @@ def fit_estimator(
     resume: bool = False,
     checkpoint_context: dict[str, Any] | None = None,
     on_batch_end: Callable[[int, int], None] | None = None,
-) -> AutoRec:
-    """Fit ``model`` (:meth:`AutoRec.fit`; its docstring has the parameters)."""
-    model._validate_params()
+) -> FittedModel:
+    """Fit a model with the estimator parameters ``params`` (missing ones at their defaults)
+    on ``ratings``; :meth:`AutoRec.fit`'s docstring has the other parameters.
+
+    Returns
+    -------
+    FittedModel
+    """
+    params = complete(params)
+    validate_params(params)
+    options = dict(eval_set=eval_set, on_epoch_end=on_epoch_end,
+                   checkpoint_dir=checkpoint_dir, resume=resume,
+                   checkpoint_context=checkpoint_context, on_batch_end=on_batch_end)
+    if params["tf32"] and torch.cuda.is_available():
+        previous = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            return _fit(params, ratings, **options)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = previous
+    return _fit(params, ratings, **options)
+
+
+def _fit(
+    params: dict[str, Any],
+    ratings: Ratings | pd.DataFrame,
+    *,
+    eval_set: Ratings | pd.DataFrame | None,
+    on_epoch_end: EpochCallback | None,
+    checkpoint_dir: str | PathLike[str] | None,
+    resume: bool,
+    checkpoint_context: dict[str, Any] | None,
+    on_batch_end: Callable[[int, int], None] | None,
+) -> FittedModel:
     ratings = as_ratings(ratings)
     if len(ratings) == 0:
         raise ValueError("cannot fit on zero ratings")
-    device = resolve_device(model.device)
+    device = resolve_device(params["device"])
 
-    ratings = index_training_ratings(model, ratings)
+    ratings, users, items = index_training_ratings(ratings)
+    model = FittedModel(params=params, users=users, items=items, device=device)
     session = None
     if checkpoint_dir is not None and world().size > 1:  # data parallel (issue 8)
         raise ValueError("checkpoint_dir is not supported in a data-parallel fit (several "
@@ -69,34 +107,33 @@ def fit_estimator(
         session = Session.open(checkpoint_dir, model, ratings, device=device, resume=resume,
                                eval_set=None if eval_set is None else as_ratings(eval_set),
                                context=checkpoint_context)
-    specs = network_specs(model)
-    seeds = seed_streams(None if model.random_state is None else int(model.random_state),
-                         1 + 2 * len(specs))
-    model.global_mean_ = float(np.mean(ratings.rating, dtype=np.float64))
-    model.rating_scale_ = ratings.rating_scale()
-    model.device_ = device
+    specs = network_specs(params)
+    seed = params["random_state"]
+    seeds = seed_streams(None if seed is None else int(seed), 1 + 2 * len(specs))
+    model.global_mean = float(np.mean(ratings.rating, dtype=np.float64))
+    model.rating_scale = ratings.rating_scale()
     fit_part, val_part = _FitPart(ratings, None), None
-    if model.validation > 0:
-        held_out = validation_mask(len(ratings), model.validation, seeds[0])
+    if params["validation"] > 0:
+        held_out = validation_mask(len(ratings), params["validation"], seeds[0])
         fit_part, val_part = _FitPart(ratings, ~held_out), ratings.subset(held_out)
-    n_users, n_items = len(model.users_), len(model.items_)
+    n_users, n_items = len(users), len(items)
     log.info("training %s-AutoRec (%d network%s): %d ratings (%d to fit, %d to validate), "
              "%d users, %d items, device %s", model.variant, len(specs),
              "s" if len(specs) > 1 else "", len(ratings), len(fit_part),
              0 if val_part is None else len(val_part), n_users, n_items, device)
 
     bias_reg = DEFAULT_BIAS_REGULARISATION
-    model.validation_mean_rmse_ = math.nan
+    model.validation_mean_rmse = math.nan
     if val_part is not None:
-        model.validation_mean_rmse_ = rmse(
+        model.validation_mean_rmse = rmse(
             val_part.rating, np.full(len(val_part), np.mean(fit_part.column("rating"),
                                                             dtype=np.float64)))
         chosen = select_biases(fit_part.triple(), _triple(val_part), n_users, n_items,
-                               scale=model.rating_scale_)
+                               scale=model.rating_scale)
         bias_reg = (chosen.reg_user, chosen.reg_item)
         log.info("bias penalties chosen on validation: users %g, items %g", *bias_reg)
-    model.biases_ = fit_biases(*fit_part.triple(), n_users, n_items, reg_user=bias_reg[0],
-                               reg_item=bias_reg[1])
+    model.biases = fit_biases(*fit_part.triple(), n_users, n_items, reg_user=bias_reg[0],
+                              reg_item=bias_reg[1])
 
     from .memory import check_training_memory  # memory check (issue 5)
 
@@ -109,39 +146,40 @@ def fit_estimator(
     eval_pairs = None
     if eval_set is not None:
         eval_set = as_ratings(eval_set)
-        eval_pairs = (model._to_index(eval_set.user_ids, eval_set.item_ids), eval_set.rating)
+        eval_pairs = (model.to_index(eval_set.user_ids, eval_set.item_ids), eval_set.rating)
 
     def report(entry: dict[str, Any]) -> None:
         if eval_pairs is not None:
             (user_idx, item_idx), truth = eval_pairs
             # each process of a data-parallel run scores its part (autorec.distributed)
             entry["eval_rmse"], entry["eval_mae"] = pooled_errors(
-                truth, lambda part: model._predict_index(user_idx[part], item_idx[part])[0])
+                truth, lambda part: model.predict_index(user_idx[part], item_idx[part])[0])
         if on_epoch_end is not None:
             on_epoch_end(entry)
 
-    l2_values = list(model.l2) if isinstance(model.l2, list | tuple) else [model.l2]
-    chosen: tuple[float, list[Member], np.ndarray, list[dict[str, Any]], float] | None = None
+    l2_param = params["l2"]
+    l2_values = list(l2_param) if isinstance(l2_param, list | tuple) else [l2_param]
+    chosen: tuple[float, list[Any], np.ndarray, list[dict[str, Any]], float] | None = None
     for candidate, l2 in enumerate(l2_values):
         if len(l2_values) > 1:
             log.info("trying l2 = %g", l2)
         _fit_networks(model, [replace(spec, l2=l2) for spec in specs], seeds, fit_part,
                       val_part, report, session, candidate, on_batch_end)
-        if chosen is None or model.validation_rmse_ < chosen[4]:
-            chosen = (l2, model.members_, model.blend_, model.history_, model.validation_rmse_)
+        if chosen is None or model.validation_rmse < chosen[4]:
+            chosen = (l2, model.members, model.blend, model.history, model.validation_rmse)
     assert chosen is not None
-    model.l2_, model.members_, model.blend_, model.history_, model.validation_rmse_ = chosen
+    model.l2, model.members, model.blend, model.history, model.validation_rmse = chosen
     if len(l2_values) > 1:
-        log.info("l2 chosen on validation: %g (RMSE %.4f)", model.l2_, model.validation_rmse_)
+        log.info("l2 chosen on validation: %g (RMSE %.4f)", model.l2, model.validation_rmse)
 
-    if model.refit and val_part is not None:
-        model.biases_ = fit_biases(*_triple(ratings), n_users, n_items,
+    if params["refit"] and val_part is not None:
+        model.biases = fit_biases(*_triple(ratings), n_users, n_items,
                                   reg_user=bias_reg[0], reg_item=bias_reg[1])
-        for k, member in enumerate(model.members_):
+        for k, member in enumerate(model.members):
             log.info("refitting network %d on all %d training ratings for %d epochs", k + 1,
                      len(ratings), member.best_epoch)
             best_epoch, history = member.best_epoch, member.history
-            member.fit(_triple(ratings), model._offsets, epochs=member.best_epoch,
+            member.fit(_triple(ratings), model.offsets, epochs=member.best_epoch,
                        on_batch_end=on_batch_end,
                        init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
                        checkpoint=None if session is None
@@ -149,57 +187,58 @@ def fit_estimator(
             member.best_epoch, member.history = best_epoch, history
     else:
         # predict from every training rating, the validation part included
-        for member in model.members_:
+        for member in model.members:
             member.set_inputs(*_triple(ratings))
     if session is not None:
         session.finish()
     return model
 
-def _fit_networks(model: AutoRec, specs: list[NetworkSpec], seeds: list[int],
+def _fit_networks(model: FittedModel, specs: list[NetworkSpec], seeds: list[int],
                   fit_part: _FitPart, val_part: Ratings | None, report: EpochCallback,
                   session: Session | None = None, candidate: int = 0,
                   on_batch_end: Callable[[int, int], None] | None = None) -> None:
     """Train one network per spec on ``fit_part`` and blend them on ``val_part``."""
-    n_users, n_items = len(model.users_), len(model.items_)
+    n_users, n_items = len(model.users), len(model.items)
     score = None
     if val_part is not None:
         val_user, val_item, val_truth = val_part.user_idx, val_part.item_idx, val_part.rating
         # each process of a data-parallel run scores its part; all get the same RMSE
-        score = lambda: pooled_errors(val_truth, lambda part: model._predict_index(  # noqa: E731
+        score = lambda: pooled_errors(val_truth, lambda part: model.predict_index(  # noqa: E731
             val_user[part], val_item[part])[0])[0]
-    model.members_ = []
-    model.history_ = []
+    assert model.device is not None
+    model.members = []
+    model.history = []
     val_outputs = []
     for k, spec in enumerate(specs):
-        member = Member(spec, n_users, n_items, model.device_)
-        model.members_.append(member)
-        model.blend_ = np.array([0.0] * k + [1.0, 0.0])  # this member alone while it trains
+        member = RatingNetwork(spec, n_users, n_items, model.device)
+        model.members.append(member)
+        model.blend = np.array([0.0] * k + [1.0, 0.0])  # this member alone while it trains
 
         def tagged(entry: dict[str, Any], k: int = k) -> None:
             entry["member"] = k + 1
             report(entry)
 
-        member.fit(fit_part.triple, model._offsets, epochs=model.epochs,
+        member.fit(fit_part.triple, model.offsets, epochs=model.params["epochs"],
                    init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k], score=score,
                    on_epoch_end=tagged, on_batch_end=on_batch_end,
                    checkpoint=None if session is None
                    else session.network("select", candidate, k))
-        model.history_.extend(member.history)
+        model.history.extend(member.history)
         if val_part is not None:
             val_outputs.append(member.reconstruct(val_part.user_idx, val_part.item_idx))
 
-    model.blend_ = np.array([1.0 / len(specs)] * len(specs) + [0.0])
-    model.validation_rmse_ = math.nan
+    model.blend = np.array([1.0 / len(specs)] * len(specs) + [0.0])
+    model.validation_rmse = math.nan
     if val_part is not None:
-        target = val_part.rating - model._offsets(val_part.user_idx, val_part.item_idx)
+        target = val_part.rating - model.offsets(val_part.user_idx, val_part.item_idx)
         if len(specs) > 1:
-            model.blend_ = _least_squares_blend(np.stack(val_outputs, axis=1), target)
+            model.blend = _least_squares_blend(np.stack(val_outputs, axis=1), target)
         assert score is not None
-        model.validation_rmse_ = score()
+        model.validation_rmse = score()
 
 
-def index_training_ratings(model: AutoRec, ratings: Ratings) -> Ratings:
-    """Set ``users_``/``items_`` to the ids with a training rating; ``ratings`` on them.
+def index_training_ratings(ratings: Ratings) -> tuple[Ratings, IdMap, IdMap]:
+    """The ids with a training rating (users, items) and ``ratings`` on them.
 
     Ids keep their order; when every id of a map has a rating, the index arrays are used
     as they are (no copy: at 100M ratings each is 0.8 GB).
@@ -215,22 +254,8 @@ def index_training_ratings(model: AutoRec, ratings: Ratings) -> Ratings:
                              dtype=np.int32 if len(present) < 2**31 - 1 else np.int64)
             lookup[present] = np.arange(len(present))
             maps.append((lookup[idx], IdMap(ids.to_raw(present))))
-    (user_idx, model.users_), (item_idx, model.items_) = maps
-    return Ratings(user_idx, item_idx, ratings.rating, model.users_, model.items_,
-                   ratings.source)
-
-
-def network_specs(model: AutoRec) -> list[NetworkSpec]:
-    """One spec per network the parameters ask for: per variant, ``ensemble`` of them."""
-    variants = ("item", "user") if model.variant == "both" else (model.variant,)
-    return [
-        NetworkSpec(variant=variant, hidden=model.hidden, activation=model.activation,
-                    dropout=model.dropout, input_dropout=model.input_dropout, lr=model.lr,
-                    weight_decay=model.weight_decay, l2=0.0, batch_size=model.batch_size,
-                    optimizer=model.optimizer, residual=model.baseline == "biases",
-                    patience=model.patience, dense_batches=model.dense_batches)
-        for variant in variants for _ in range(model.ensemble)
-    ]
+    (user_idx, users), (item_idx, items) = maps
+    return Ratings(user_idx, item_idx, ratings.rating, users, items, ratings.source), users, items
 
 
 class _FitPart:

@@ -19,10 +19,10 @@ from .memory import release_free_memory
 from .model import AutoRecNet
 from .selection import TrainingRun, train_with_early_stopping
 from .sparse import SparseBatch
-from .train import Trainer
+from .train import Trainer, choose_optimizer
 
 if TYPE_CHECKING:
-    from .checkpoint import NetworkCheckpoint
+    from .selection import NetworkCheckpoint  # the protocol autorec.checkpoint implements
 
 __all__ = ["Member", "NetworkSpec", "orient"]
 
@@ -115,6 +115,8 @@ class Member:
         self.scale = 1.0
         self.best_epoch = 0
         self.history: list[dict[str, Any]] = []
+        #: the optimizer the network trained with (``spec.optimizer``, ``auto`` resolved)
+        self.optimizer: str | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -166,15 +168,18 @@ class Member:
         # arrays go if it holds no other reference (at Netflix scale 1.7 GB)
         del ratings, user_idx, item_idx, rating, order
         release_free_memory()  # the preparation's freed heap, before the weights are allocated
+        self.optimizer = optimizer = choose_optimizer(
+            spec.optimizer, self.matrix, spec.batch_size, train_seed,
+            weight_decay=spec.weight_decay, dense_batches=spec.dense_batches)
         generator = torch.Generator().manual_seed(init_seed)
         self.net = AutoRecNet(self.n_inputs, spec.hidden, spec.activation, spec.dropout,
                               decoder_bias=not spec.residual,
-                              sparse_grad=spec.optimizer == "lazy_adam",
+                              sparse_grad=optimizer == "lazy_adam",
                               dense_batches=spec.dense_batches, generator=generator)
         if spec.residual:
             # the untrained network adds nothing: epoch 0 predicts the baseline exactly
             torch.nn.init.zeros_(self.net.decoder_weight)
-        trainer = Trainer(self.net, self.matrix, targets=targets, optimizer=spec.optimizer,
+        trainer = Trainer(self.net, self.matrix, targets=targets, optimizer=optimizer,
                           lr=spec.lr, weight_decay=spec.weight_decay, l2=spec.l2,
                           batch_size=spec.batch_size, input_dropout=spec.input_dropout,
                           device=self.device, seed=train_seed)

@@ -7,6 +7,13 @@ to them, and scatters them back; rows a batch does not touch keep their weights 
 as in ``torch.optim.SparseAdam`` and TensorFlow's LazyAdam. Dense gradients (the encoder bias)
 get the ordinary update. Measured on CPU for a 70,000 x 500 weight with 50,000 rows touched,
 the gather-update-scatter step takes about a third of ``SparseAdam``'s time (BENCHMARKS.md).
+Where the compiled kernels run (:mod:`autorec._kernels`: CPU, at least
+:data:`COMPILED_MIN_VALUES` gradient values) the touched rows are updated in place in one
+pass instead, without the gather and the scatter.
+
+An L2 term per row can be folded into the update (:meth:`LazyAdam.set_row_decay`): the
+gradient of row ``j`` becomes ``grad[j] + decay[j] * weight[j]`` inside the step, which is what
+adding the penalty's gradient to the sparse gradient beforehand gives, without building it.
 """
 
 from __future__ import annotations
@@ -17,7 +24,13 @@ from typing import Any
 import torch
 from torch.optim.adam import adam
 
-__all__ = ["LazyAdam"]
+from . import _kernels
+
+__all__ = ["COMPILED_MIN_VALUES", "LazyAdam"]
+
+#: Gradient values (touched rows x hidden) from which a sparse step runs in the compiled
+#: kernel (ML-100K's 943 x 500 stay on torch's fused kernel and need no compilation).
+COMPILED_MIN_VALUES = 1 << 20
 
 
 class LazyAdam(torch.optim.Optimizer):
@@ -38,6 +51,13 @@ class LazyAdam(torch.optim.Optimizer):
             raise ValueError(f"lr must be > 0, got {lr!r}")
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
         self._fused: bool | None = None
+        self._row_decay: dict[torch.Tensor, torch.Tensor] = {}
+
+    def set_row_decay(self, param: torch.nn.Parameter, decay: torch.Tensor) -> None:
+        """Add ``decay[j] * param[row_j]`` to the gradient of each row ``row_j`` that
+        ``param``'s next sparse gradient holds (``decay`` aligned with those rows), in the next
+        :meth:`step` only: an L2 penalty's gradient, folded into the update."""
+        self._row_decay[param] = decay
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
@@ -61,7 +81,17 @@ class LazyAdam(torch.optim.Optimizer):
                         grad = grad.coalesce()
                     rows = grad._indices()[0]
                     values = grad._values()
+                    decay = self._row_decay.pop(param, None)
+                    if (values.numel() >= COMPILED_MIN_VALUES and param.device.type == "cpu"
+                            and param.dtype == torch.float32 and _kernels.available()):
+                        _kernels.adam_rows(param, state["exp_avg"], state["exp_avg_sq"], rows,
+                                           values, decay, lr=group["lr"], beta1=beta1,
+                                           beta2=beta2, eps=group["eps"],
+                                           step=int(state["step"]))
+                        continue
                     weight = param.index_select(0, rows)
+                    if decay is not None:
+                        values = values + decay.unsqueeze(1) * weight
                     exp_avg = state["exp_avg"].index_select(0, rows)
                     exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
                     self._update(weight, values, exp_avg, exp_avg_sq, step, group, beta1,
@@ -70,6 +100,7 @@ class LazyAdam(torch.optim.Optimizer):
                     state["exp_avg"].index_copy_(0, rows, exp_avg)
                     state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
                 else:
+                    self._row_decay.pop(param, None)
                     self._update(param, grad, state["exp_avg"], state["exp_avg_sq"], step,
                                  group, beta1, beta2)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -90,6 +91,26 @@ def _figure(width: float, height: float) -> Any:
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+def _wrap(text: str, width_inches: float, points: float) -> str:
+    """``text`` broken into lines that fit ``width_inches`` at a font of ``points`` (a
+    character is taken as 0.6 em wide: wide enough for digits and most letters); a word
+    longer than a line (a path) is broken too."""
+    per_line = max(10, int(width_inches * 72 / (0.6 * points)))
+    return "\n".join(textwrap.wrap(text, per_line, break_on_hyphens=False)) or text
+
+
+def _title(figure: Any, text: str) -> None:
+    """The figure's title, wrapped to its width (a long data path is never clipped), and the
+    figure made taller by the extra lines."""
+    points = 12.0  # matplotlib's "large", the default size of a figure title
+    width, height = figure.get_size_inches()
+    wrapped = _wrap(text, width - 0.4, points)
+    extra = wrapped.count("\n")
+    if extra:
+        figure.set_size_inches(width, height + extra * points * 1.3 / 72)
+    figure.suptitle(wrapped, fontsize=points)
 
 
 def _save(figure: Any, path: Path) -> Path:
@@ -191,7 +212,7 @@ def plot_training(
     for k in range(len(panels), rows * columns):  # empty cells of the last row
         axes[k // columns][k % columns].set_visible(False)
     if title:
-        figure.suptitle(title)
+        _title(figure, title)
     return _save(figure, path)
 
 
@@ -220,7 +241,7 @@ def _draw_panel(loss_axis: Any, name: str, entries: list[Mapping[str, Any]]) -> 
     if max(all_epochs) - min(all_epochs) <= 12:
         loss_axis.set_xticks(sorted(set(all_epochs)))
     if name:
-        loss_axis.set_title(name)
+        loss_axis.set_title(_wrap(name, 4.0, 12.0))  # a panel is 4.6 inches wide
     if lines:
         loss_axis.legend(lines, [line.get_label() for line in lines], loc="upper right",
                          fontsize=8)
@@ -322,6 +343,6 @@ def plot_predictions(
     box_axis.grid(True, alpha=0.3)
     rmse = float(np.sqrt(np.mean(errors ** 2)))
     mae = float(np.mean(np.abs(errors)))
-    figure.suptitle(title if title is not None
-                    else f"{len(truth):,} ratings: RMSE {rmse:.4f}, MAE {mae:.4f}")
+    _title(figure, title if title is not None
+           else f"{len(truth):,} ratings: RMSE {rmse:.4f}, MAE {mae:.4f}")
     return _save(figure, path)

@@ -33,19 +33,18 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from .data.ids import query_ids
 from .data.ratings import Ratings
+from .fitted import FittedModel, as_fitted
 from .metrics import ranking_metrics_from_hits
-
-if TYPE_CHECKING:
-    from .estimator import AutoRec
-    from .member import Member
+from .networks import clear_codes
 
 __all__ = ["clear_cache", "default_threshold", "ranking_report", "recommend", "score_matrix",
            "seen_matrix", "top_n"]
@@ -53,98 +52,39 @@ __all__ = ["clear_cache", "default_threshold", "ranking_report", "recommend", "s
 #: Scores held at once (users in a block x candidate items): 2**24 float32 values, 64 MiB.
 SCORE_BLOCK = 1 << 24
 
-#: network -> (what the codes were computed from, the codes); an entry whose network, weights
-#: or input matrix are no longer the same objects (or were changed in place) is recomputed.
-_codes_cache: weakref.WeakKeyDictionary[Member, tuple[tuple[Any, ...], torch.Tensor]] = (
-    weakref.WeakKeyDictionary())
-#: model -> (the input matrix it was derived from, users x items pattern)
-_seen_cache: weakref.WeakKeyDictionary[AutoRec, tuple[Any, sp.csr_matrix]] = (
+#: fitted model -> (the first network's input matrix it was derived from, users x items
+#: pattern)
+_seen_cache: weakref.WeakKeyDictionary[FittedModel, tuple[Any, sp.csr_matrix]] = (
     weakref.WeakKeyDictionary())
 
 
 def clear_cache() -> None:
     """Forget the cached item codes and seen-item matrices (they are rebuilt on demand; a
     network whose weights or inputs change is noticed without this)."""
-    _codes_cache.clear()
+    clear_codes()
     _seen_cache.clear()
 
 
 # -- scoring -----------------------------------------------------------------------------------
-def _row_codes(member: Member) -> torch.Tensor:
-    """Hidden codes of every input row of ``member`` (items for I-AutoRec), cached."""
-    assert member.net is not None and member.matrix is not None
-    net, matrix = member.net, member.matrix
-    signature = (net, matrix, net.encoder_weight, net.encoder_bias, matrix.shape, matrix.nnz,
-                 net.encoder_weight._version, net.encoder_bias._version,
-                 net.encoder_weight.device)
-    cached = _codes_cache.get(member)
-    if cached is not None and _same(cached[0], signature):
-        return cached[1]
-    codes = member.encode_rows(np.arange(matrix.shape[0]))
-    _codes_cache[member] = (signature, codes)
-    return codes
-
-
-def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
-    """The objects of the first four are the same, the other values equal."""
-    return all(a is b for a, b in zip(old[:4], new[:4], strict=True)) and old[4:] == new[4:]
-
-
-def _unclipped_block(model: AutoRec, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
+def _unclipped_block(model: FittedModel, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
     """Unclipped predictions (``float32``, ``len(users) x len(items)``) for known users and
-    items.
-
-    The terms that depend on the user alone (global mean, user bias, intercept, an I-AutoRec
-    decoder bias) and on the item alone (item bias, a U-AutoRec decoder bias) are summed in
-    float64 and added once; each network then adds its product in place (``addmm``), with its
-    blend weight and scale folded into the smaller factor.
-    """
-    device = model.members_[0].device
-    row = np.full(len(users), float(model.blend_[-1]))
-    column = np.zeros(len(items))
-    if model.baseline == "biases":
-        biases = model.biases_
-        row += biases.mean + biases.user[users]
-        column += biases.item[items]
-    users_t = torch.from_numpy(users).to(device)
-    items_t = torch.from_numpy(items).to(device)
-    products = []
-    with torch.no_grad():
-        for weight, member in zip(model.blend_[:-1], model.members_, strict=False):
-            net = member.net
-            assert net is not None
-            if weight == 0.0:
-                continue
-            factor = float(weight) * member.scale
-            if member.spec.variant == "item":  # rows are items: decoder rows are users
-                left = net.decoder_weight.index_select(0, users_t) * factor
-                right = _row_codes(member).index_select(0, items_t)
-                if net.decoder_bias is not None:
-                    row += factor * net.decoder_bias.index_select(0, users_t).double().cpu(
-                        ).numpy()
-            else:  # rows are users: decoder rows are items
-                left = member.encode_rows(users) * factor
-                right = net.decoder_weight.index_select(0, items_t)
-                if net.decoder_bias is not None:
-                    column += factor * net.decoder_bias.index_select(0, items_t).double(
-                        ).cpu().numpy()
-            products.append((left, right))
-        row_t = torch.from_numpy(row.astype(np.float32)).to(device)
-        column_t = torch.from_numpy(column.astype(np.float32)).to(device)
-        out = row_t[:, None] + column_t[None, :]
-        for left, right in products:
-            out.addmm_(left, right.T)
+    items: the offsets and the intercept (:meth:`FittedModel.block_offsets`), then each
+    network's weighted scores added in place (:meth:`ScoringNetwork.score_block`)."""
+    out = model.block_offsets(users, items)
+    for weight, member in zip(model.blend[:-1], model.members, strict=False):
+        if weight != 0.0:
+            member.score_block(users, items, out, float(weight))
     return out
 
 
-def score_matrix(model: AutoRec, user_idx: np.ndarray, item_idx: np.ndarray | None = None
+def score_matrix(model: Any, user_idx: np.ndarray, item_idx: np.ndarray | None = None
                  ) -> np.ndarray:
     """Predictions for every (user, item) pair of ``user_idx x item_idx`` as a dense array.
 
     Parameters
     ----------
     model
-        A fitted model.
+        A :class:`~autorec.fitted.FittedModel` or a fitted estimator.
     user_idx
         Dense user indices; ``-1`` for a user the model does not know (cold fallback).
     item_idx
@@ -156,10 +96,10 @@ def score_matrix(model: AutoRec, user_idx: np.ndarray, item_idx: np.ndarray | No
         ``len(user_idx) x len(item_idx)`` float64 predictions, clipped to the rating scale:
         ``model.predict`` on the same pairs, up to float32 rounding (about ``1e-6``).
     """
-    model._check_fitted()
+    model = as_fitted(model)
     users = np.asarray(user_idx, dtype=np.int64)
     items = _candidates(model, item_idx)
-    low, high = model.rating_scale_
+    low, high = model.rating_scale
     out = np.empty((len(users), len(items)), dtype=np.float64)
     known = users >= 0
     if (~known).any():
@@ -172,13 +112,13 @@ def score_matrix(model: AutoRec, user_idx: np.ndarray, item_idx: np.ndarray | No
     return out
 
 
-def _cold_scores(model: AutoRec, items: np.ndarray) -> np.ndarray:
+def _cold_scores(model: FittedModel, items: np.ndarray) -> np.ndarray:
     """What ``predict`` gives an unknown user with each of ``items``."""
-    return model._predict_index(np.full(len(items), -1, dtype=np.int64), items)[0]
+    return model.predict_index(np.full(len(items), -1, dtype=np.int64), items)[0]
 
 
-def _candidates(model: AutoRec, item_idx: np.ndarray | None) -> np.ndarray:
-    n_items = len(model.items_)
+def _candidates(model: FittedModel, item_idx: np.ndarray | None) -> np.ndarray:
+    n_items = len(model.items)
     if item_idx is None:
         return np.arange(n_items, dtype=np.int64)
     items = np.asarray(item_idx, dtype=np.int64)
@@ -192,44 +132,43 @@ def _block_rows(n_candidates: int) -> int:
 
 
 # -- seen items --------------------------------------------------------------------------------
-def seen_matrix(model: AutoRec) -> sp.csr_matrix:
+def seen_matrix(model: Any) -> sp.csr_matrix:
     """The model's training ratings as a users x items CSR pattern (the items each user rated,
-    which recommendations leave out by default). Cached per model."""
-    model._check_fitted()
-    member = model.members_[0]
-    assert member.matrix is not None
-    matrix = member.matrix
+    which recommendations leave out by default: :meth:`ScoringNetwork.seen` of the first
+    network). Cached per model, until that network's inputs change."""
+    model = as_fitted(model)
+    member = model.members[0]
+    key = getattr(member, "matrix", member)
     cached = _seen_cache.get(model)
-    if cached is not None and cached[0] is matrix:
+    if cached is not None and cached[0] is key:
         return cached[1]
-    seen = matrix.T.tocsr() if member.spec.variant == "item" else matrix.tocsr(copy=True)
-    seen.sort_indices()
-    _seen_cache[model] = (matrix, seen)
+    seen = member.seen()
+    _seen_cache[model] = (key, seen)
     return seen
 
 
-def _seen_of(model: AutoRec, ratings: Ratings | pd.DataFrame) -> sp.csr_matrix:
+def _seen_of(model: FittedModel, ratings: Ratings | pd.DataFrame) -> sp.csr_matrix:
     """``ratings`` (raw ids) as a users x items pattern over the model's indices; pairs the
     model does not know are dropped."""
     if isinstance(ratings, Ratings):
         # through the ids' maps, not a raw id per rating: at 90M training ratings the raw-id
         # round trip held several GB at once
-        user_of = model.users_.to_index(ratings.users.raw_ids).astype(np.int32)
-        item_of = model.items_.to_index(ratings.items.raw_ids).astype(np.int32)
+        user_of = model.users.to_index(ratings.users.raw_ids).astype(np.int32)
+        item_of = model.items.to_index(ratings.items.raw_ids).astype(np.int32)
         users, items = user_of[ratings.user_idx], item_of[ratings.item_idx]
     else:
-        users = model.users_.to_index(ratings["user_id"].to_numpy())
-        items = model.items_.to_index(ratings["item_id"].to_numpy())
+        users = model.users.to_index(ratings["user_id"].to_numpy())
+        items = model.items.to_index(ratings["item_id"].to_numpy())
     keep = (users >= 0) & (items >= 0)
     if not keep.all():
         users, items = users[keep], items[keep]
     return sp.csr_matrix((np.ones(len(users), dtype=np.int8), (users, items)),
-                         shape=(len(model.users_), len(model.items_)))
+                         shape=(len(model.users), len(model.items)))
 
 
 # -- top-N -------------------------------------------------------------------------------------
 def top_n(
-    model: AutoRec,
+    model: Any,
     user_idx: np.ndarray,
     n: int = 10,
     *,
@@ -242,7 +181,7 @@ def top_n(
     Parameters
     ----------
     model
-        A fitted model.
+        A :class:`~autorec.fitted.FittedModel` or a fitted estimator.
     user_idx
         Dense user indices; ``-1`` for a user the model does not know (fallback ranking, see
         the module docstring).
@@ -264,7 +203,7 @@ def top_n(
         ``model.predict`` for the same pairs, up to float32 rounding; items tied after clipping
         stay in the order of their unclipped scores.
     """
-    model._check_fitted()
+    model = as_fitted(model)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
@@ -275,17 +214,18 @@ def top_n(
     k = min(n, len(items))
     if k == 0 or len(users) == 0:
         return out_items, out_scores
-    low, high = model.rating_scale_
+    low, high = model.rating_scale
     if exclude_seen and seen is None:
         seen = seen_matrix(model)
     position = None
     if exclude_seen and item_idx is not None:  # item index -> column among the candidates
-        position = np.full(len(model.items_), -1, dtype=np.int64)
+        position = np.full(len(model.items), -1, dtype=np.int64)
         position[items] = np.arange(len(items))
 
     unknown = np.flatnonzero(users < 0)
     if len(unknown):
-        key = model.biases_.predict(np.full(len(items), -1, dtype=np.int64), items)
+        assert model.biases is not None
+        key = model.biases.predict(np.full(len(items), -1, dtype=np.int64), items)
         order = np.argsort(-key, kind="stable")[:k]
         out_items[unknown, :k] = items[order]
         out_scores[unknown, :k] = _cold_scores(model, items)[order]
@@ -319,7 +259,7 @@ def top_n(
 
 
 def recommend(
-    model: AutoRec,
+    model: Any,
     user_ids: Iterable[Any] | Any,
     n: int = 10,
     *,
@@ -331,11 +271,12 @@ def recommend(
     Parameters
     ----------
     model
-        A fitted model.
+        A :class:`~autorec.fitted.FittedModel` or a fitted estimator.
     user_ids
-        One raw user id or several; compared by text like every id.
+        One raw user id or several; compared by text like every id. A missing id (``None``,
+        NaN) or a value that cannot be an id (a float, even ``196.0``) raises ``ValueError``.
     n
-        Items per user.
+        Items per user; more than the candidate items lists them all.
     exclude_seen
         Leave out the items each user rated in training (default).
     items
@@ -350,19 +291,23 @@ def recommend(
         whose items are ranked by the baseline). Users in the order asked, best items first;
         a user with fewer than ``n`` candidates left has fewer rows.
     """
-    model._check_fitted()
+    model = as_fitted(model)
     if isinstance(user_ids, str | bytes) or not isinstance(user_ids, Iterable):
         user_ids = [user_ids]
     asked = list(user_ids)
-    user_idx = model.users_.to_index(asked)
+    user_idx = model.users.to_index(query_ids(asked, "user_ids"))
     item_idx = None
     if items is not None:
         wanted = list([items] if isinstance(items, str | bytes) else items)
-        item_idx = model.items_.to_index(wanted)
+        item_idx = model.items.to_index(query_ids(wanted, "items"))
         if (item_idx < 0).any():
             missing = [str(wanted[i]) for i in np.flatnonzero(item_idx < 0)[:5]]
             raise ValueError(f"items: {int((item_idx < 0).sum())} item id(s) the model does "
                              f"not know, e.g. {', '.join(missing)}")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    # more than there are candidates lists them all (top_n's arrays would have n columns)
+    n = min(int(n), len(model.items) if item_idx is None else max(len(item_idx), 1))
     picked, scores = top_n(model, user_idx, n, exclude_seen=exclude_seen, item_idx=item_idx)
     rows, ranks = np.nonzero(picked >= 0)
     user_column = np.empty(len(asked), dtype=object)
@@ -370,7 +315,7 @@ def recommend(
     return pd.DataFrame({
         "user_id": user_column[rows],
         "rank": ranks.astype(np.int64) + 1,
-        "item_id": model.items_.to_raw(picked[rows, ranks]),
+        "item_id": model.items.to_raw(picked[rows, ranks]),
         "score": scores[rows, ranks],
         "fallback": user_idx[rows] < 0,
     })
@@ -385,7 +330,7 @@ def default_threshold(rating_scale: tuple[float, float]) -> float:
 
 
 def ranking_report(
-    model: AutoRec,
+    model: Any,
     train: Ratings | pd.DataFrame | None,
     test: Ratings | pd.DataFrame,
     k: int = 10,
@@ -404,7 +349,7 @@ def ranking_report(
     Parameters
     ----------
     model
-        A fitted model.
+        A :class:`~autorec.fitted.FittedModel` or a fitted estimator.
     train
         The training ratings whose items are left out of each user's candidates; ``None``
         leaves out what the model was trained on.
@@ -431,14 +376,14 @@ def ranking_report(
         ``n_users_unknown`` (of them, users the model does not know), ``n_relevant``
         (relevant test ratings counted).
     """
-    model._check_fitted()
+    model = as_fitted(model)
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if threshold is None:
-        threshold = default_threshold(model.rating_scale_)
+        threshold = default_threshold(model.rating_scale)
     frame = test.to_dataframe() if isinstance(test, Ratings) else test
     rating = frame["rating"].to_numpy(dtype=np.float64)
-    items = model.items_.to_index(frame["item_id"].to_numpy())
+    items = model.items.to_index(frame["item_id"].to_numpy())
     relevant = (rating >= threshold) & (items >= 0)
     user_codes, user_raw = pd.factorize(frame["user_id"].to_numpy())
     user_codes, items = user_codes[relevant], items[relevant]
@@ -449,11 +394,11 @@ def ranking_report(
                                                                      replace=False))
         keep = np.isin(user_codes, present)
         user_codes, items = user_codes[keep], items[keep]
-    user_idx = model.users_.to_index(np.asarray(user_raw, dtype=object)[present])
+    user_idx = model.users.to_index(np.asarray(user_raw, dtype=object)[present])
     seen = None if train is None else _seen_of(model, train)
     picked, _ = top_n(model, user_idx, int(k), exclude_seen=True, seen=seen)
     row = np.searchsorted(present, user_codes)
-    n_items = len(model.items_)
+    n_items = len(model.items)
     relevant_keys = np.unique(row * n_items + items)
     n_relevant = np.bincount(relevant_keys // n_items, minlength=len(present))
     keys = np.arange(len(present))[:, None] * n_items + picked

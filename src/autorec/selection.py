@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,11 +20,8 @@ import torch
 from .data.ratings import Ratings
 from .train import Trainer
 
-if TYPE_CHECKING:
-    from .checkpoint import NetworkCheckpoint
-
-__all__ = ["EarlyStopping", "TrainingRun", "train_with_early_stopping", "validation_mask",
-           "validation_split"]
+__all__ = ["EarlyStopping", "NetworkCheckpoint", "TrainingRun", "train_with_early_stopping",
+           "validation_mask", "validation_split"]
 
 log = logging.getLogger(__name__)
 
@@ -231,3 +228,21 @@ def train_with_early_stopping(
     if checkpoint is not None:
         checkpoint.finish(trainer.net, run)
     return run
+
+
+class NetworkCheckpoint(Protocol):
+    """What :func:`train_with_early_stopping` asks of one network's checkpoint (implemented by
+    :class:`autorec.checkpoint.NetworkCheckpoint`, which sits above this module)."""
+
+    finished: dict[str, Any] | None
+    interrupted: dict[str, Any] | None
+
+    def restore_finished(self, net: torch.nn.Module) -> TrainingRun: ...
+
+    def restore(self, trainer: Trainer, stopper: EarlyStopping, initial: EarlyStopping
+                ) -> tuple[list[dict[str, Any]], bool]: ...
+
+    def save(self, trainer: Trainer, stopper: EarlyStopping, initial: EarlyStopping,
+             history: list[dict[str, Any]], stop: bool) -> None: ...
+
+    def finish(self, net: torch.nn.Module, run: TrainingRun) -> None: ...

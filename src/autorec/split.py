@@ -12,6 +12,7 @@ from os import PathLike
 
 import numpy as np
 
+from .data._duplicates import warn_shared_pairs
 from .data.builtin import dataset_path
 from .data.ids import IdMap, common_ids
 from .data.ratings import Ratings
@@ -79,6 +80,7 @@ def align(train: Ratings, test: Ratings) -> tuple[Ratings, Ratings]:
     Ids match by their text (:mod:`autorec.data.ids`): when one part stores a column as
     integers and the other as text (``"x9"`` or ``"02"`` in one file only), the integers
     become their canonical text, so that ``1`` of the one file is ``"1"`` of the other.
+    A test part that repeats (user, item) pairs of the training part gets a logged warning.
     """
     users = IdMap.from_values(np.concatenate(common_ids(train.user_ids, test.user_ids)))
     items = IdMap.from_values(np.concatenate(common_ids(train.item_ids, test.item_ids)))
@@ -87,7 +89,9 @@ def align(train: Ratings, test: Ratings) -> tuple[Ratings, Ratings]:
         return Ratings(users.to_index(part.user_ids), items.to_index(part.item_ids),
                        part.rating, users, items, part.source)
 
-    return reindex(train), reindex(test)
+    train, test = reindex(train), reindex(test)
+    warn_shared_pairs(train, test)
+    return train, test
 
 
 def canonical_split(

@@ -9,7 +9,12 @@ loss of the AutoRec paper and the reference chapter). Regularisation comes in tw
   batch size: a value means the same objective for minibatches and for a full batch. With
   the lazy optimizer, a weight row (one per user for I-AutoRec) carries its share when a
   batch touches it: the share of *its* ratings in the batch, again the whole penalty per
-  epoch.
+  epoch. In one process the share is folded into the optimizer's update instead of being
+  added to the gradients first (the same update, without a pass over every weight): Adam's
+  coupled ``weight_decay`` of the weights' parameter groups is set to the step's share
+  (``grad + share * W`` inside the fused kernel), and the lazy optimizer takes the share of
+  each touched row (:meth:`autorec.optim.LazyAdam.set_row_decay`). The objective is the same
+  in every case: ``sum of (r - r_hat)^2 + (l2 / 2) (||W_enc||^2 + ||W_dec||^2)`` per epoch.
 * ``weight_decay``: Adam's coupled L2 term, as the reference chapter uses it.
 
 The trainer exposes one epoch at a time; deciding when to stop is :mod:`autorec.selection`'s.
@@ -31,18 +36,71 @@ from . import distributed
 from .exceptions import ResourceError, TrainingError
 from .model import AutoRecNet
 from .optim import LazyAdam
-from .sparse import SparseBatch, slice_rows
+from .sparse import SparseBatch, release_row_buffers, slice_rows
 
 __all__ = ["OPTIMIZERS", "EpochStats", "Trainer", "resolve_device", "seed_streams"]
 
 log = logging.getLogger(__name__)
 
+#: ``auto`` (the default): ``lazy_adam`` or ``adam``, chosen once per fit from the share of
+#: input rows a batch touches (:func:`choose_optimizer`).
 #: ``adam``: Adam over minibatches, every weight updated each step (the reference).
 #: ``lazy_adam``: Adam over minibatches that updates only the weight rows a batch touches
 #: (:class:`autorec.optim.LazyAdam`); far cheaper per step when inputs are many and batches
 #: sparse.
 #: ``rprop``: full-batch resilient propagation, as the AutoRec paper trained.
-OPTIMIZERS: tuple[str, ...] = ("adam", "lazy_adam", "rprop")
+OPTIMIZERS: tuple[str, ...] = ("auto", "adam", "lazy_adam", "rprop")
+
+#: ``auto`` picks ``adam`` when a batch touches at least this share of the input rows on
+#: average, else ``lazy_adam`` (see :func:`choose_optimizer`).
+AUTO_DENSE_SHARE = 0.9
+
+#: Batches sampled by :func:`choose_optimizer`.
+_AUTO_SAMPLE_BATCHES = 16
+
+
+def touched_share(matrix: sp.csr_matrix, batch_size: int, seed: int,
+                  n_batches: int = _AUTO_SAMPLE_BATCHES) -> float:
+    """Mean share of the columns (input rows of the weights) that a batch of ``batch_size``
+    random non-empty rows of ``matrix`` touches, over ``n_batches`` sampled batches."""
+    indptr = np.asarray(matrix.indptr, dtype=np.int64)
+    rows = np.flatnonzero(np.diff(indptr) > 0)
+    n_cols = matrix.shape[1]
+    if len(rows) == 0 or n_cols == 0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(rows)
+    shares = []
+    for start in range(0, min(len(order), n_batches * batch_size), batch_size):
+        _, positions = slice_rows(indptr, order[start:start + batch_size])
+        shares.append(len(np.unique(matrix.indices[positions])) / n_cols)
+    return float(np.mean(shares))
+
+
+def choose_optimizer(name: str, matrix: sp.csr_matrix, batch_size: int, seed: int, *,
+                     weight_decay: float = 0.0, dense_batches: bool = False) -> str:
+    """The optimizer a network trains with: ``name`` itself unless it is ``auto``.
+
+    ``auto`` measures the share of input rows a batch touches (:func:`touched_share`, on a
+    sample of batches) and picks ``lazy_adam`` below :data:`AUTO_DENSE_SHARE` (it then
+    updates only those rows: what makes sparse sets fast), ``adam`` from it on (nearly every
+    row is touched anyway, and the fused dense update over whole tensors is cheaper than
+    updating rows one by one); ``adam`` also where the settings need dense gradients
+    (``weight_decay``, ``dense_batches``). The choice is logged.
+    """
+    if name != "auto":
+        return name
+    if weight_decay or dense_batches:
+        chosen, why = "adam", ("weight_decay is Adam's" if weight_decay
+                               else "dense_batches gives dense gradients")
+    else:
+        share = touched_share(matrix, batch_size, seed)
+        chosen = "adam" if share >= AUTO_DENSE_SHARE else "lazy_adam"
+        why = (f"a batch of {batch_size} rows touches {100 * share:.1f} % of the "
+               f"{matrix.shape[1]:,} input rows on average "
+               f"({'>=' if chosen == 'adam' else '<'} {100 * AUTO_DENSE_SHARE:.0f} %)")
+    log.info("optimizer auto: %s (%s)", chosen, why)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -89,12 +147,15 @@ def _adam(params: list[torch.nn.Parameter], lr: float, weight_decay: float
     """Adam, fused into one kernel per step where this torch build supports it.
 
     The fused kernel is about 10x faster on CPU than the per-tensor loop (BENCHMARKS.md) and
-    computes the same update.
+    computes the same update. One parameter group per parameter, in the network's order (so
+    a state dict numbers them as one group would): the trainer sets the weights' groups'
+    ``weight_decay`` at each step to fold the L2 penalty in.
     """
+    groups = [{"params": [param]} for param in params]
     try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):  # older torch, or a device without a fused kernel
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
 
 
 class Trainer:
@@ -150,9 +211,9 @@ class Trainer:
         device: torch.device,
         seed: int,
     ) -> None:
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
-                             f"{optimizer!r}")
+        if optimizer not in OPTIMIZERS[1:]:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS[1:])} (resolve "
+                             f"'auto' with choose_optimizer first), got {optimizer!r}")
         if (optimizer == "lazy_adam") != net.sparse_grad:
             raise ValueError("lazy_adam needs a network built with sparse_grad=True, and only it")
         if weight_decay and optimizer != "adam":
@@ -180,9 +241,13 @@ class Trainer:
         self._col_counts = torch.from_numpy(
             np.bincount(self.indices, minlength=self.n_cols).astype(np.float32)).to(device)
         self._weights = [net.encoder_weight, net.decoder_weight]
+        self.weight_decay = weight_decay
         self.optimizers = self._make_optimizers(lr, weight_decay)
         # data parallel (issue 8): the same shuffling everywhere, dropout masks per process
         self.world = distributed.world()
+        #: the L2 share goes into the optimizer's update (module docstring); several
+        #: processes add theirs to the gradients before summing them instead
+        self.fold_l2 = self.world.size == 1 and optimizer in ("adam", "lazy_adam")
         shuffle_seed, dropout_seed = seed_streams(seed, 2)
         self.rng = np.random.default_rng(shuffle_seed)
         self.generator = torch.Generator(device=device).manual_seed(
@@ -225,8 +290,32 @@ class Trainer:
         loss = torch.sum((predicted - batch.targets) ** 2)
         loss.backward()
         if self.l2 > 0.0:
-            self._penalise(batch)
+            if self.fold_l2:
+                self._fold_penalty(batch)
+            else:
+                self._penalise(batch)
         return loss.detach()
+
+    def _shares(self, batch: SparseBatch) -> torch.Tensor:
+        """The lazy penalty's share of each touched row: its ratings in the batch over all."""
+        assert batch.touched is not None and batch.t_crow is not None
+        in_batch = (batch.t_crow[1:] - batch.t_crow[:-1]).to(torch.float32)
+        return self.l2 * in_batch / self._col_counts[batch.touched]
+
+    def _fold_penalty(self, batch: SparseBatch) -> None:
+        """Hand this batch's share of the ``l2`` penalty to the optimizer (module docstring):
+        the same update as :meth:`_penalise` followed by the step."""
+        optimizer = self.optimizers[0]
+        if isinstance(optimizer, LazyAdam):
+            share = self._shares(batch)
+            for weight in self._weights:
+                optimizer.set_row_decay(weight, share)
+            return
+        share = self.l2 * batch.nnz / max(self.n_ratings, 1)
+        for group in optimizer.param_groups:
+            is_weight = any(param is weight for param in group["params"]
+                            for weight in self._weights)
+            group["weight_decay"] = self.weight_decay + (share if is_weight else 0.0)
 
     @torch.no_grad()
     def _penalise(self, batch: SparseBatch) -> None:
@@ -236,9 +325,7 @@ class Trainer:
             for weight in self._weights:
                 weight.grad.add_(weight, alpha=share)  # type: ignore[union-attr]
             return
-        assert batch.touched is not None and batch.t_crow is not None
-        in_batch = (batch.t_crow[1:] - batch.t_crow[:-1]).to(torch.float32)
-        share = (self.l2 * in_batch / self._col_counts[batch.touched]).unsqueeze(1)
+        share = self._shares(batch).unsqueeze(1)
         for weight in self._weights:
             grad = weight.grad
             assert grad is not None and grad.is_sparse
@@ -303,6 +390,7 @@ class Trainer:
         # networks kept after training): at Netflix shape they are 1.9 GB
         for parameter in self.net.parameters():
             parameter.grad = None
+        release_row_buffers(self.net.parameters())
         self.epoch += 1
         stats = EpochStats(self.epoch, float(total) / max(self.n_ratings, 1),
                            time.perf_counter() - started)

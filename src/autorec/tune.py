@@ -1,10 +1,16 @@
 """Hyperparameter search with Optuna, on validation only.
 
-Each trial fits :class:`~autorec.AutoRec` on the training ratings it is given; the estimator
+Each trial fits a model on the training ratings it is given (:func:`autorec.fitting.fit`, what
+:meth:`AutoRec.fit` runs); the fit
 holds out its own validation part, reports the validation RMSE after every epoch (Optuna
 prunes trials that fall behind the median) and the trial's value is the RMSE of the kept
 weights. The study lives in SQLite, so an interrupted search continues where it stopped.
 Optuna is an optional dependency (``pip install 'autorec[tune]'``).
+
+A study file is checked before anything is run or written (:func:`check_study`): it must be a
+sound SQLite file holding Optuna studies (or a new or empty file in an existing folder), and a
+study continued from it must minimise one value over the same search space with the same
+fixed settings; anything else is refused in one line rather than mixed with the new trials.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Collection, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -20,7 +27,8 @@ from typing import Any
 from .data.ratings import Ratings
 from .exceptions import AutorecError
 
-__all__ = ["SEARCH_SPACE", "best_config_toml", "require_optuna", "run_study", "suggest"]
+__all__ = ["SEARCH_SPACE", "best_config_toml", "check_study", "require_optuna", "run_study",
+           "search_space", "suggest"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,10 @@ SEARCH_SPACE: dict[str, tuple[str, Any]] = {
     "batch_size": ("categorical", [64, 128, 256, 512]),
 }
 
+#: The study's user attribute that records the fixed settings of an autorec search.
+_FIXED_ATTR = "autorec_fixed"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
 
 def require_optuna() -> Any:
     """Import Optuna, or raise a one-line error that says how to install it."""
@@ -47,10 +59,15 @@ def require_optuna() -> Any:
     return optuna
 
 
-def suggest(trial: Any) -> dict[str, Any]:
-    """Parameters for one trial, drawn from :data:`SEARCH_SPACE`."""
+def search_space(fixed: Collection[str] = ()) -> dict[str, tuple[str, Any]]:
+    """:data:`SEARCH_SPACE` without the parameters in ``fixed`` (set by the user)."""
+    return {name: entry for name, entry in SEARCH_SPACE.items() if name not in fixed}
+
+
+def suggest(trial: Any, space: Mapping[str, tuple[str, Any]] | None = None) -> dict[str, Any]:
+    """Parameters for one trial, drawn from ``space`` (default :data:`SEARCH_SPACE`)."""
     params: dict[str, Any] = {}
-    for name, (kind, domain) in SEARCH_SPACE.items():
+    for name, (kind, domain) in (SEARCH_SPACE if space is None else space).items():
         if kind == "categorical":
             params[name] = trial.suggest_categorical(name, domain)
         elif kind == "int_log":
@@ -60,6 +77,142 @@ def suggest(trial: Any) -> dict[str, Any]:
         else:
             params[name] = trial.suggest_float(name, *domain)
     return params
+
+
+def _distributions(space: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
+    """The Optuna distributions :func:`suggest` draws ``space`` from."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    out: dict[str, Any] = {}
+    for name, (kind, domain) in space.items():
+        if kind == "categorical":
+            out[name] = CategoricalDistribution(domain)
+        elif kind == "int_log":
+            out[name] = IntDistribution(*domain, log=True)
+        else:
+            out[name] = FloatDistribution(*domain, log=kind == "float_log")
+    return out
+
+
+def _check_study_file(path: Path) -> None:
+    """``path`` can hold an Optuna study: a new file in an existing folder, an empty file, or a
+    sound SQLite database that is empty or holds Optuna's tables. Read only; nothing written."""
+    if not path.exists():
+        parent = path.parent
+        if not parent.is_dir():
+            what = "is not a folder" if parent.exists() else "does not exist"
+            raise AutorecError(f"{path}: cannot create the study file: the folder {parent} "
+                               f"{what}")
+        return
+    if path.is_dir():
+        raise AutorecError(f"{path} is a folder, not a study file (give an SQLite file, "
+                           "e.g. autorec-study.db)")
+    if not path.is_file():
+        raise AutorecError(f"{path} is not a regular file; a study lives in an SQLite file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise AutorecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not head:
+        return  # an empty file: SQLite makes it a new database
+    if head != _SQLITE_MAGIC:
+        raise AutorecError(f"{path} is not an SQLite database, so not a study file; not "
+                           "writing to it")
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            status = connection.execute("PRAGMA quick_check").fetchone()
+            tables = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise AutorecError(f"{path}: damaged SQLite database ({exc}); not a usable study "
+                           "file") from None
+    if not status or status[0] != "ok":
+        raise AutorecError(f"{path}: damaged SQLite database ({status[0] if status else '?'}"
+                           "); not a usable study file")
+    if tables and not {"studies", "trials"} <= tables:
+        raise AutorecError(f"{path} is an SQLite database without Optuna's tables, not a "
+                           "study file; not writing to it")
+
+
+def _storage_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def check_study(storage: str | PathLike[str], study_name: str = "autorec", *,
+                fixed: Mapping[str, Any] | None = None) -> int:
+    """Check, before any work, that the study ``study_name`` in ``storage`` can be run or
+    continued; returns the finished (complete or pruned) trials it already holds (0 for a
+    new study). Nothing is written.
+
+    Parameters
+    ----------
+    storage
+        The SQLite file of the study.
+    study_name
+        Its name within the file.
+    fixed
+        The searched parameters the user fixed, with their values: the search runs over
+        :data:`SEARCH_SPACE` without them.
+
+    Raises
+    ------
+    AutorecError
+        ``storage`` is a folder, is in a missing folder, is not an SQLite file, is damaged, or
+        is an SQLite file of something else; the study maximises or has several objectives;
+        its trials were drawn over another search space or with other fixed settings.
+    """
+    optuna = require_optuna()
+    path = Path(storage)
+    _check_study_file(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    fixed = dict(fixed or {})
+    where = f"study {study_name!r} in {path}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=_storage_url(path))
+        trials = study.get_trials(deepcopy=False)
+        directions = study.directions
+        attrs = study.user_attrs
+    except KeyError:  # no such study in the file: a new one
+        return 0
+    except Exception as exc:  # sqlalchemy and Optuna storage errors: a damaged file
+        raise AutorecError(f"{path}: cannot be read as an Optuna study file "
+                           f"({_first_line(exc)})") from None
+    if len(directions) != 1 or directions[0] != optuna.study.StudyDirection.MINIMIZE:
+        what = ("has several objectives" if len(directions) != 1
+                else f"{directions[0].name.lower()}s its value")
+        raise AutorecError(f"{where} {what}; autorec minimises the validation RMSE: give "
+                           "another --study-name or --study file")
+    recorded = attrs.get(_FIXED_ATTR)
+    if recorded is not None and recorded != json.loads(json.dumps(fixed)):
+        raise AutorecError(f"{where} was run with fixed settings {_shown(recorded)}, not "
+                           f"{_shown(fixed)}: give another --study-name or --study file")
+    expected = _distributions(search_space(fixed))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for trial in trials:
+        for name, distribution in trial.distributions.items():
+            if name not in expected:
+                raise AutorecError(f"{where} searched {name!r}, which this search "
+                                   f"{'fixes' if name in fixed else 'does not'}: give another "
+                                   "--study-name or --study file")
+            if distribution != expected[name]:
+                raise AutorecError(f"{where} drew {name!r} from {distribution}, this search "
+                                   f"from {expected[name]}: give another --study-name or "
+                                   "--study file")
+        if trial.state in finished and set(trial.distributions) != set(expected):
+            missing = sorted(set(expected) - set(trial.distributions))
+            raise AutorecError(f"{where} did not search {', '.join(map(repr, missing))}, which "
+                               "this search does: give another --study-name or --study file")
+    return sum(1 for trial in trials if trial.state in finished)
 
 
 def run_study(
@@ -72,6 +225,7 @@ def run_study(
     timeout: float | None = None,
     random_state: int = 0,
     on_trial_end: Callable[[Any], None] | None = None,
+    fixed: Collection[str] = (),
 ) -> Any:
     """Run (or continue) a study until it holds ``n_trials`` finished trials.
 
@@ -86,7 +240,7 @@ def run_study(
         Finished (complete or pruned) trials the study should hold; trials already in the
         study count, so rerunning an interrupted search finishes it.
     storage
-        The SQLite file of the study.
+        The SQLite file of the study (checked first: :func:`check_study`).
     study_name
         Its name within the file.
     timeout
@@ -95,40 +249,52 @@ def run_study(
         Seed of the sampler and of every model.
     on_trial_end
         Called with each finished trial.
+    fixed
+        Searched parameters not to search: they keep their value in ``base_params`` (the
+        user set them).
 
     Returns
     -------
     optuna.Study
     """
     optuna = require_optuna()
-    from .estimator import AutoRec
+    from .fitting import fit
+    from .params import DEFAULTS
 
-    if not base_params.get("validation", AutoRec().validation):
+    if not base_params.get("validation", DEFAULTS["validation"]):
         raise AutorecError("tuning chooses on validation: validation must be above 0")
+    unknown = sorted(set(fixed) - set(SEARCH_SPACE))
+    if unknown:
+        raise AutorecError(f"fixed: {', '.join(unknown)} are not searched parameters")
+    missing = sorted(name for name in fixed if name not in base_params)
+    if missing:
+        raise AutorecError(f"fixed: {', '.join(missing)} have no value in base_params")
+    space = search_space(fixed)
+    if not space:
+        raise AutorecError("every searched parameter is fixed: nothing left to tune")
+    fixed_values = {name: base_params[name] for name in sorted(fixed)}
+    done = check_study(storage, study_name, fixed=fixed_values)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = f"sqlite:///{Path(storage).resolve()}"
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = 0
     try:
-        done = len(optuna.load_study(study_name=study_name, storage=url)
-                   .get_trials(deepcopy=False, states=finished))
-    except KeyError:  # a new study
-        pass
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=url,
-        load_if_exists=True,
-        direction="minimize",
-        # a resumed search draws on from where it stopped, not the same points again
-        sampler=optuna.samplers.TPESampler(seed=random_state + done),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5),
-    )
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=_storage_url(Path(storage)),
+            load_if_exists=True,
+            direction="minimize",
+            # a resumed search draws on from where it stopped, not the same points again
+            sampler=optuna.samplers.TPESampler(seed=random_state + done),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5),
+        )
+        if _FIXED_ATTR not in study.user_attrs:
+            study.set_user_attr(_FIXED_ATTR, json.loads(json.dumps(fixed_values)))
+    except Exception as exc:  # sqlalchemy and Optuna storage errors
+        raise AutorecError(f"{storage}: cannot open the study ({_first_line(exc)})") from None
     remaining = max(n_trials - done, 0)
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
 
     def objective(trial: Any) -> float:
         # a trial is judged on validation, before any refit: refitting it would be wasted
-        params = {**base_params, **suggest(trial), "random_state": random_state,
+        params = {**base_params, **suggest(trial, space), "random_state": random_state,
                   "refit": False}
 
         def report(entry: dict[str, Any]) -> None:
@@ -139,11 +305,11 @@ def run_study(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        model = AutoRec(**params).fit(train, on_epoch_end=report)
-        value = float(model.validation_rmse_)
+        model = fit(params, train, on_epoch_end=report)
+        value = float(model.validation_rmse)
         if not math.isfinite(value):
             raise optuna.TrialPruned()
-        trial.set_user_attr("best_epoch", model.best_epoch_)
+        trial.set_user_attr("best_epoch", model.best_epoch)
         return value
 
     callbacks = [lambda _study, trial: on_trial_end(trial)] if on_trial_end else None
@@ -173,3 +339,12 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))
+
+
+def _shown(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) if values else "(none)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -5,15 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import numbers
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from .._io import atomic_write
+from .._io import (
+    OutputPathError,
+    atomic_write,
+    check_output_file,
+    check_output_folder,
+    is_inside,
+    same_path,
+)
 
-__all__ = ["MAX_SEED", "OneLineParser", "fraction", "nonnegative_float", "output_dir",
-           "positive_float", "positive_int", "seed", "separator", "write_json_atomic"]
+__all__ = ["MAX_SEED", "STDOUT", "OneLineParser", "Outputs", "fraction", "nonnegative_float",
+           "output_dir", "positive_float", "positive_int", "seed", "separator",
+           "write_json_atomic"]
+
+#: What an output option takes to mean standard output (where the command supports it).
+STDOUT = "-"
 
 #: Seeds are 0 .. 2**32 - 1 (numpy's SeedSequence takes no negative seed).
 MAX_SEED = 2**32 - 1
@@ -105,30 +118,235 @@ def output_dir(text: str) -> Path:
     return Path(text)
 
 
-def check_output_dir(path: Path) -> None:
-    """Fail early (before any work) when ``path`` cannot become an output folder."""
-    for parent in (path, *path.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"--out {path}: {parent} exists and is not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"--out {path}: {parent} is not writable")
-            return
+@dataclass(frozen=True)
+class _Path:
+    option: str
+    path: Path
+    kind: str  # input-file, input-folder, file, folder, model, checkpoint
+    files: tuple[str, ...] = ()
+
+    @property
+    def written(self) -> list[Path]:
+        """The files this output writes (a file output: itself)."""
+        if self.kind == "file":
+            return [self.path]
+        return [self.path / name for name in self.files]
+
+    def __str__(self) -> str:
+        return f"{self.option} {self.path}"
+
+
+class Outputs:
+    """The output paths of one command, checked before any work starts.
+
+    Register the command's inputs first (:meth:`input`), then each output (:meth:`file`,
+    :meth:`folder`, :meth:`model`, :meth:`checkpoint`); each is checked at once and against
+    the paths registered before it. Every refusal is a ``ValueError`` whose one line names the
+    option and the path (the command line turns it into exit status 2). Refused:
+
+    * an output that is one of the inputs (the same file, through any link), or lies inside
+      the model folder being read;
+    * a device, a named pipe, a socket, or a folder where a file is meant (``-`` means
+      standard output, for the options that take it: ``stdout=True``); ``-`` elsewhere;
+    * a file whose folder does not exist (unless an output folder registered before it makes
+      that folder: ``--out DIR --plot DIR/curves.png``) or is not a folder; a folder under a
+      file; a folder that cannot be written (probed with a temporary file);
+    * two outputs that would write the same file; anything written inside the ``--save``
+      model folder other than the model itself and ``--out``'s ``metrics.json`` (the same
+      folder for ``--out`` and ``--save`` is fine: their files have different names); a
+      checkpoint folder that is the model folder, or inside it, or holds it.
+    """
+
+    def __init__(self) -> None:
+        self._paths: list[_Path] = []
+
+    def input(self, option: str, path: str | os.PathLike[str] | None, *,
+              folder: bool = False) -> None:
+        """An input of the command (a file, or with ``folder`` a folder it reads from)."""
+        if path is not None and str(path).strip() not in ("", STDOUT):
+            self._paths.append(_Path(option, Path(path), "input-folder" if folder
+                                     else "input-file"))
+
+    def file(self, option: str, path: str | os.PathLike[str] | None, *,
+             stdout: bool = False) -> Path | None:
+        """Check an output file; ``None`` when there is none, or it is ``-`` (standard
+        output, accepted only with ``stdout``)."""
+        if path is None:
+            return None
+        if str(path) == STDOUT:
+            if stdout:
+                return None
+            raise ValueError(f"{option} -: standard output is not supported here; give a "
+                             "file name (./- for a file named -)")
+        hint = f" (write {option} - for standard output)" if stdout else ""
+        folder = Path(path).parent
+        try:
+            made = [known.path for known in self._paths
+                    if known.kind in ("folder", "model", "checkpoint")]
+            if not folder.exists() and any(is_inside(folder, place) for place in made):
+                check_output_folder(folder)  # made by this command: --plot DIR/x.png --out DIR
+            else:
+                check_output_file(path)
+        except OutputPathError as exc:
+            raise ValueError(f"{option}: {exc}{hint if 'regular file' in str(exc) else ''}"
+                             ) from None
+        return self._add(_Path(option, Path(path), "file"))
+
+    def plot(self, option: str, path: str | os.PathLike[str] | None) -> Path | None:
+        """Check a figure's path: its format and matplotlib (:func:`autorec.plots.
+        check_plot_path`), then as any output file."""
+        if path is None:
+            return None
+        from ..plots import check_plot_path
+
+        if str(path) != STDOUT:
+            try:
+                check_plot_path(path)
+            except ValueError as exc:
+                raise ValueError(f"{option}: {exc}") from None
+        return self.file(option, path)
+
+    def folder(self, option: str, path: str | os.PathLike[str] | None,
+               files: tuple[str, ...]) -> Path | None:
+        """Check an output folder in which the command writes ``files`` (names)."""
+        if path is None:
+            return None
+        self._no_stdout(option, path)
+        try:
+            check_output_folder(path)
+            for name in files:
+                target = Path(path) / name
+                if target.exists() or target.is_symlink():
+                    check_output_file(target)
+        except OutputPathError as exc:
+            raise ValueError(f"{option}: {exc}") from None
+        return self._add(_Path(option, Path(path), "folder", files))
+
+    def model(self, option: str, path: str | os.PathLike[str] | None) -> Path | None:
+        """Check a model folder to save to (:func:`autorec.persist.check_save_path`)."""
+        from ..persist import JSON_FILE, WEIGHTS_FILE, check_save_path
+
+        if path is None:
+            return None
+        self._no_stdout(option, path)
+        try:
+            check_save_path(path)
+        except ValueError as exc:
+            raise ValueError(f"{option}: {exc}") from None
+        return self._add(_Path(option, Path(path), "model", (JSON_FILE, WEIGHTS_FILE)))
+
+    def checkpoint(self, option: str, path: str | os.PathLike[str] | None, *,
+                   resume: bool) -> Path | None:
+        """Check a checkpoint folder (:func:`autorec.checkpoint.check_folder`)."""
+        from ..checkpoint import check_folder
+
+        if path is None:
+            return None
+        self._no_stdout(option, path)
+        try:
+            check_folder(path, resume=resume)
+        except ValueError as exc:
+            raise ValueError(f"{option}: {exc}") from None
+        return self._add(_Path(option, Path(path), "checkpoint"))
+
+    @staticmethod
+    def _no_stdout(option: str, path: str | os.PathLike[str]) -> None:
+        if str(path) == STDOUT:
+            raise ValueError(f"{option} -: standard output is not supported here; give a "
+                             "folder (./- for a folder named -)")
+
+    def _add(self, new: _Path) -> Path:
+        for old in self._paths:
+            problem = _conflict(new, old) or _conflict(old, new)
+            if problem:
+                raise ValueError(problem)
+        self._paths.append(new)
+        return new.path
+
+
+def _conflict(out: _Path, other: _Path) -> str | None:
+    """Why output ``out`` cannot go with ``other`` (an input or an output); ``None`` if it
+    can. Called both ways round."""
+    if out.kind.startswith("input"):
+        return None
+    if other.kind == "input-file":
+        for path in [*out.written, out.path]:
+            if same_path(path, other.path):
+                return (f"{out.option} {out.path} would overwrite {other.option} {other.path}, "
+                        "an input of this command; give another path")
+    elif other.kind == "input-folder":
+        if is_inside(out.path, other.path):
+            return (f"{out.option} {out.path} is inside {other.option} {other.path}, which "
+                    "this command reads; write it somewhere else")
+    elif other.kind == "model" and out.kind != "model":
+        inside = is_inside(out.path, other.path)
+        if out.kind == "folder" and same_path(out.path, other.path):
+            inside = any(path.name in other.files for path in out.written)
+        if out.kind == "checkpoint" and (inside or is_inside(other.path, out.path)):
+            return (f"{out.option} {out.path} and the model folder {other.option} "
+                    f"{other.path} must be apart (neither the same folder nor one inside "
+                    "the other): a model folder holds only the model's files")
+        if inside:
+            return (f"{out.option} {out.path} would write inside the model folder "
+                    f"{other.option} {other.path}, which holds only the model's files and "
+                    "--out's metrics.json; give another path")
+    if not other.kind.startswith("input"):
+        for mine in out.written:
+            for theirs in other.written:
+                if same_path(mine, theirs):
+                    return (f"{out.option} {out.path} and {other.option} {other.path} would "
+                            f"both write {mine}; give different paths")
+    return None
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` as JSON to ``path`` atomically (see :func:`autorec._io.atomic_write`:
-    permissions follow the umask; an ``OSError`` names ``path``)."""
+    permissions follow the umask; an ``OSError`` names ``path``).
+
+    The file is strict JSON: a NaN or infinite number (a figure that does not apply, such as
+    the validation RMSE of a run without a validation part) is written as ``null``, never as
+    the ``NaN`` / ``Infinity`` that JSON readers refuse. The figures a run reports are checked
+    to be finite before (:func:`require_finite`): a run whose metrics are not finite fails."""
+    cleaned = _jsonable_tree(payload)
 
     def write(handle: IO[str]) -> None:
-        json.dump(payload, handle, indent=2, sort_keys=False, default=_jsonable)
+        json.dump(cleaned, handle, indent=2, sort_keys=False, allow_nan=False)
         handle.write("\n")
 
     atomic_write(path, write)
 
 
+def require_finite(figures: dict[str, Any]) -> None:
+    """Raise :class:`~autorec.exceptions.TrainingError` (exit status 1: valid input, failed
+    run) naming the first of ``figures`` (name -> number) that is not finite."""
+    from ..exceptions import TrainingError
+
+    for name, value in figures.items():
+        if isinstance(value, numbers.Real) and not math.isfinite(float(value)):
+            raise TrainingError(f"{name} is {float(value)}, not a finite number: the model's "
+                                "predictions are not finite (ratings too large for float32 "
+                                "arithmetic, or a diverged fit: lower --lr or raise --l2)")
+
+
+def _jsonable_tree(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays, paths and tuples made JSON values, and
+    non-finite floats made ``None``."""
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else str(_jsonable(key)): _jsonable_tree(item)
+                for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable_tree(item) for item in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return _jsonable_tree(_jsonable(value))
+
+
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    if hasattr(value, "item"):
         return value.item()
     if isinstance(value, Path):
         return str(value)

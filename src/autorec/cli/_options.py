@@ -4,12 +4,19 @@ presets and configuration files, resolved in one place.
 Every option that a configuration file may set is declared with ``default=None`` so that an
 explicit flag can be told apart from an unset one; :func:`resolve` then fills each from, in
 order, the flag, the ``--config`` file, the ``--preset``, and the defaults (the estimator's
-own for model settings, :data:`DEFAULTS` for the rest).
+own for model settings, :data:`DEFAULTS` and :data:`COMMAND_DEFAULTS` for the rest).
+
+A configuration file is checked like the command line: every key must be an option of the
+command being run (a key of another command is refused, naming the command that takes it),
+and every value must have the option's type (``true``/``false`` for switches, an integer where
+the flag takes one, a string for paths) and pass the flag's own check (``nproc = 0`` is refused
+as ``--nproc 0`` is).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +32,10 @@ from ..split import CANONICAL_SPLITS, align, canonical_split
 from ..train import OPTIMIZERS, resolve_device
 from ._common import nonnegative_float, positive_float, positive_int, separator, unit_interval
 
-__all__ = ["CANONICAL_SPLITS", "DEFAULTS", "DEFAULT_DATASET", "MODEL_OPTIONS",
-           "add_data_options", "add_model_options", "at_least_two", "build_model", "canonical",
-           "check_sources", "load_progress", "load_ratings", "read_file", "read_training_files",
-           "resolve"]
+__all__ = ["CANONICAL_SPLITS", "COMMAND_DEFAULTS", "DEFAULTS", "DEFAULT_DATASET",
+           "MODEL_OPTIONS", "add_data_options", "add_model_options", "at_least_two",
+           "build_model", "canonical", "check_sources", "load_progress", "load_ratings",
+           "read_file", "read_training_files", "resolve"]
 
 DEFAULT_DATASET = "ml-100k"
 
@@ -41,6 +48,15 @@ DEFAULTS: dict[str, Any] = {
     "test_ratio": 0.1,
     "folds": 5,
     "quiet": False,
+}
+
+#: Defaults of a command's own options that a configuration file may set (declared with
+#: ``default=None`` so that a flag can be told apart from an unset option).
+COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "train": {"k": 10},
+    "evaluate": {"protocol": "holdout", "repeats": 1, "k": 10},
+    "tune": {"trials": 30, "study": Path("autorec-study.db"), "study_name": "autorec",
+             "out": Path("best.toml"), "top": 5},
 }
 
 #: Model settings: option dest -> estimator parameter.
@@ -130,8 +146,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     option("--epochs", "most epochs (fewer with early stopping)", type=positive_int,
            metavar="N")
     option("--batch-size", "input vectors per step", type=positive_int, metavar="N")
-    option("--optimizer", "adam, lazy_adam (updates only the rows a batch touches) or rprop "
-           "(full batch)", choices=OPTIMIZERS)
+    option("--optimizer", "auto (lazy_adam or adam, from the share of rows a batch touches), "
+           "adam, lazy_adam (updates only the rows a batch touches) or rprop (full batch)",
+           choices=OPTIMIZERS)
     option("--baseline", "biases: learn deviations from mean + user + item biases; none: the "
            "ratings themselves", choices=BASELINES)
     option("--validation", "share of the training ratings held out to pick the epoch; 0 trains "
@@ -139,8 +156,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     option("--patience", "epochs without a better validation RMSE before stopping",
            type=positive_int, metavar="N")
     option("--refit", "after choosing the epochs on validation, retrain on all training "
-           "ratings (default; --no-refit keeps the networks trained without the validation "
-           "part)", action=argparse.BooleanOptionalAction)
+           "ratings; --no-refit keeps the networks trained without the validation part",
+           action=argparse.BooleanOptionalAction)
     option("--cold", "prediction for pairs with an unseen user or item", choices=COLD_POLICIES)
     group.add_argument("--device", metavar="DEV",
                        help="auto (CUDA when available), cpu, cuda, cuda:N (default: auto)")
@@ -150,35 +167,37 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
            action=argparse.BooleanOptionalAction)
 
 
-def resolve(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]:
+def resolve(args: argparse.Namespace, parser_error: Any,
+            chosen: set[str] | None = None) -> dict[str, Any]:
     """Fill unset options from ``--config``, ``--preset`` and the defaults; returns the
     estimator parameters (only those that differ from the estimator's defaults are needed,
-    but all that were set anywhere are returned)."""
+    but all that were set anywhere are returned).
+
+    ``chosen``, when given, receives the names of the estimator parameters that the user set
+    (by a flag or in the configuration file; not those of a preset). ``parser_error`` is the
+    command's ``parser.error``: the configuration file's keys are checked against that
+    parser's options.
+    """
     config: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
-        config = read_config(args.config)
-        config = {key.replace("-", "_"): value for key, value in config.items()}
-        known = set(vars(args)) - {"handler", "parser_error", "command", "config"}
-        for key in config:
-            if key not in known:
-                parser_error(f"{args.config}: unknown setting {key!r}")
+        config = _typed_config(args, parser_error)
     if config.get("preset") is not None and args.preset is None:
         args.preset = config["preset"]
-        if args.preset not in PRESETS:
-            parser_error(f"{args.config}: unknown preset {args.preset!r}; choose one of "
-                         f"{', '.join(PRESETS)}")
     for dest, value in config.items():
         if dest in MODEL_OPTIONS or dest == "preset":
             continue
         if getattr(args, dest) is None:
-            setattr(args, dest, _coerce(dest, value))
-    for dest, value in DEFAULTS.items():
+            setattr(args, dest, value)
+    command_defaults = COMMAND_DEFAULTS.get(getattr(args, "command", None) or "", {})
+    for dest, value in {**DEFAULTS, **command_defaults}.items():
         if hasattr(args, dest) and getattr(args, dest) is None:
             setattr(args, dest, value)
     explicit = {MODEL_OPTIONS[dest]: getattr(args, dest) for dest in MODEL_OPTIONS
                 if getattr(args, dest, None) is not None}
     from_file = {MODEL_OPTIONS[dest]: value for dest, value in config.items()
                  if dest in MODEL_OPTIONS}
+    if chosen is not None:
+        chosen.update(explicit, from_file)
     params = resolve_params(args.preset, from_file, explicit,
                             source=str(args.config) if args.config else "configuration")
     if params.get("device") == "auto":
@@ -192,11 +211,97 @@ def resolve(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]:
     return params
 
 
-def _coerce(dest: str, value: Any) -> Any:
-    """A value from a configuration file for a non-model option (paths stay paths)."""
-    if dest in ("data", "train", "test", "data_dir", "out", "plot", "items") and value is not None:
-        return Path(value)
-    return value
+#: The JSON/TOML type a configuration value must have, by the name of the option's argparse
+#: ``type`` (options without one, and those not listed, take a string).
+_INTEGER_TYPES = ("positive_int", "at_least_two", "seed")
+_NUMBER_TYPES = ("positive_float", "nonnegative_float", "fraction", "unit_interval")
+
+
+def _typed_config(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]:
+    """The ``--config`` file's settings, by option dest, each checked against the command's
+    own option: known to this command, of the right type, and passing the flag's check."""
+    path = args.config
+    command = getattr(args, "command", None) or "this command"
+    parser = getattr(parser_error, "__self__", None)
+    actions = ({action.dest: action for action in parser._actions}
+               if isinstance(parser, argparse.ArgumentParser) else {})
+    settable = {dest: action for dest, action in actions.items()
+                if dest not in (argparse.SUPPRESS, "help", "config")}
+    settings: dict[str, Any] = {}
+    for key, value in read_config(path).items():
+        dest = key.replace("-", "_")
+        where = f"{path}: setting {key!r}"
+        if dest in settings:
+            parser_error(f"{where} is set twice (with _ and with -)")
+        if dest == "preset":
+            if not isinstance(value, str) or value not in PRESETS:
+                parser_error(f"{path}: unknown preset {value!r}; choose one of "
+                             f"{', '.join(PRESETS)}")
+            settings[dest] = value
+            continue
+        if dest == "config":
+            parser_error(f"{where}: a configuration file cannot name another one")
+        action = settable.get(dest)
+        if action is None:
+            parser_error(f"{path}: unknown setting {key!r} for autorec {command}"
+                         f"{_elsewhere(dest, command, list(settable))}")
+        settings[dest] = _config_value(where, value, action, parser_error)
+    return settings
+
+
+def _config_value(where: str, value: Any, action: argparse.Action, parser_error: Any) -> Any:
+    """``value`` for ``action``'s option, converted and checked as the flag would be."""
+    if action.nargs == 0:  # a switch: --quiet, --resume, --refit/--no-refit...
+        if not isinstance(value, bool):
+            parser_error(f"{where} must be true or false, got {value!r}")
+        return value
+    kind = getattr(action.type, "__name__", "")
+    if action.type is l2_values:  # one penalty, a list of them, or "1,10" as on the command line
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, int | float | str) and not isinstance(v, bool)
+                                 for v in values):
+            parser_error(f"{where} must be a number or a list of numbers, got {value!r}")
+        try:
+            checked = [l2_values(v if isinstance(v, str) else repr(v)) for v in values]
+        except argparse.ArgumentTypeError as exc:
+            parser_error(f"{where}: {exc}")
+        flat = [v for item in checked for v in (item if isinstance(item, list) else [item])]
+        return flat[0] if len(flat) == 1 else flat
+    if kind in _INTEGER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            parser_error(f"{where} must be an integer, got {value!r}")
+    elif kind in _NUMBER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            parser_error(f"{where} must be a number, got {value!r}")
+    elif not isinstance(value, str):
+        what = " (a path)" if kind in ("Path", "output_dir") else ""
+        parser_error(f"{where} must be a string{what}, got {value!r}")
+    converted = value
+    if action.type is not None:
+        try:
+            converted = action.type(value if isinstance(value, str) else repr(value))
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            parser_error(f"{where}: {exc}")
+    if action.choices is not None and converted not in action.choices:
+        parser_error(f"{where} must be one of {', '.join(map(str, action.choices))}, got "
+                     f"{value!r}")
+    return converted
+
+
+#: Every command's parser by name, filled by :func:`autorec.cli.main.build_parser` (so that this
+#: module, below it, never imports it).
+COMMAND_PARSERS: dict[str, argparse.ArgumentParser] = {}
+
+
+def _elsewhere(dest: str, command: str, valid: list[str]) -> str:
+    """For an unknown setting: the other commands that take it, or the closest valid names."""
+    users = [name for name, parser in COMMAND_PARSERS.items()
+             if name != command and any(a.dest == dest for a in parser._actions)]
+    if users:
+        return (f" (an option of autorec {' and autorec '.join(users)}; autorec {command} "
+                "does not use it)")
+    close = difflib.get_close_matches(dest, valid, n=3)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def build_model(params: dict[str, Any], random_state: int) -> AutoRec:

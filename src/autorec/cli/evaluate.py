@@ -12,9 +12,18 @@ from typing import Any
 
 from .. import __version__
 from ..evaluate import PAPER_REPEATS, PROTOCOLS, score_split, splits, summarise
-from ._common import check_output_dir, fraction, output_dir, positive_int, seed, write_json_atomic
+from ._common import (
+    Outputs,
+    fraction,
+    output_dir,
+    positive_int,
+    require_finite,
+    seed,
+    write_json_atomic,
+)
 from ._options import (
     CANONICAL_SPLITS,
+    COMMAND_DEFAULTS,
     add_data_options,
     add_model_options,
     at_least_two,
@@ -31,20 +40,20 @@ def add_parser(subparsers: Any) -> None:
         "evaluate",
         help="score a configuration under a protocol (repeated splits, k-fold, canonical)",
         description="Train and score one configuration on every split of a protocol and report "
-        "per-split and mean RMSE/MAE with a 95%% confidence interval. Each model chooses its "
+        "per-split and mean RMSE/MAE with a 95% confidence interval. Each model chooses its "
         "epochs on a validation part of its own training ratings; test ratings are only "
         "scored.",
     )
     add_data_options(parser, files=False)
     protocol = parser.add_argument_group("protocol")
-    protocol.add_argument("--protocol", choices=PROTOCOLS, default="holdout",
+    protocol.add_argument("--protocol", choices=PROTOCOLS,
                           help=f"holdout: one random split (default); paper: random 90/10 "
                           f"split repeated {PAPER_REPEATS} times, seeds SEED..SEED+"
                           f"{PAPER_REPEATS - 1}; kfold: --folds folds; u1..u5, ua, ub: the "
                           "ML-100K canonical splits")
     protocol.add_argument("--folds", type=at_least_two, metavar="K",
                           help="folds of --protocol kfold (default: 5)")
-    protocol.add_argument("--repeats", type=positive_int, default=1, metavar="R",
+    protocol.add_argument("--repeats", type=positive_int, metavar="R",
                           help="repeat holdout, paper or kfold with seeds SEED..SEED+R-1 "
                           "(default: 1)")
     protocol.add_argument("--test-ratio", type=fraction, metavar="F",
@@ -52,10 +61,10 @@ def add_parser(subparsers: Any) -> None:
     protocol.add_argument("--seed", type=seed, metavar="N",
                           help="first seed of the splits and of the models (default: 0)")
     add_model_options(parser)
-    protocol.add_argument("--k", type=positive_int, default=10, metavar="K",
+    protocol.add_argument("--k", type=positive_int, metavar="K",
                           help="ranking metrics (precision, recall, NDCG, MAP, hit rate) at K; "
                           "relevant = rating in the upper quarter of the scale, 4+ on 1-5 "
-                          "(default: %(default)s)")
+                          f"(default: {COMMAND_DEFAULTS['evaluate']['k']})")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=output_dir, metavar="DIR", help="write DIR/results.json")
     output.add_argument("--plot", type=Path, metavar="FILE.png",
@@ -67,17 +76,18 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    params = resolve(args, args.parser_error)  # --config first: it may name the data
     check_sources(args, args.parser_error)
-    params = resolve(args, args.parser_error)
     template = build_model(params, args.seed)
     if args.protocol in CANONICAL_SPLITS and args.repeats != 1:
         args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
-    if args.out is not None:
-        check_output_dir(args.out)
+    outputs = Outputs()  # every output checked before any data is read (README: Bad input)
+    for option in ("data", "config"):
+        outputs.input(f"--{option}", getattr(args, option, None))
+    outputs.folder("--out", args.out, ("results.json",))
     if args.plot is not None:
-        from ..plots import check_plot_path
-
-        check_plot_path(args.plot)
+        outputs.plot("--plot", args.plot)
+        outputs.file("--plot", _scatter_path(args.plot))
 
     chosen = splits(
         args.protocol,
@@ -102,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
                            label=f"{split.label}: ", quiet=bool(args.quiet), line=None) as show:
             result = score_split(model, split, k=args.k, on_epoch_end=show,
                                  eval_set=split.test if args.plot is not None else None)
+        require_finite({f"{split.label}: test RMSE": result["rmse"],
+                        f"{split.label}: test MAE": result["mae"]})
         results.append(result)
         if args.plot is not None:
             curves[split.label] = model.history_
@@ -131,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         from ..plots import plot_predictions, plot_training
 
         plot_training(curves, args.plot, title=f"protocol {args.protocol} on {what}")
-        scatter = args.plot.with_name(f"{args.plot.stem}-predictions{args.plot.suffix}")
+        scatter = _scatter_path(args.plot)
         plot_predictions(np.concatenate(truth), np.concatenate(predicted), scatter)
         print(f"wrote {args.plot} and {scatter}")
 
@@ -154,3 +166,8 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(args.out / "results.json", payload)
         print(f"wrote {args.out / 'results.json'}")
     return 0
+
+
+def _scatter_path(plot: Path) -> Path:
+    """Where ``--plot FILE`` puts the predicted-against-true figure."""
+    return plot.with_name(f"{plot.stem}-predictions{plot.suffix}")

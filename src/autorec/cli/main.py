@@ -38,6 +38,10 @@ def build_parser() -> Any:
     recommend.add_parser(subparsers)
     datasets.add_parser(subparsers)
     serve.add_parser(subparsers)
+    from ._options import COMMAND_PARSERS  # for hints naming the other commands' options
+
+    COMMAND_PARSERS.clear()
+    COMMAND_PARSERS.update(subparsers.choices)
     return parser
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import IO, Any
 
-from ._common import separator
+from ._common import Outputs, separator
 
 
 def add_parser(subparsers: Any) -> None:
@@ -24,7 +25,8 @@ def add_parser(subparsers: Any) -> None:
                         help="pairs: CSV/TSV/'::'/Parquet with user_id and item_id columns "
                         "(others are ignored), perhaps compressed")
     parser.add_argument("--output", type=Path, required=True, metavar="FILE",
-                        help="predictions CSV, written atomically")
+                        help="predictions CSV, written atomically; - for standard output "
+                        "(the summary line then goes to standard error)")
     parser.add_argument("--sep", type=separator, metavar="SEP",
                         help="field separator of --input: one character, '::' or 'tab' "
                         "(default: from extension)")
@@ -50,13 +52,15 @@ def run(args: argparse.Namespace) -> int:
 
     from .._io import atomic_write
     from ..data.readers import read_pairs
-    from ..persist import load_model
+    from ..estimator import load_model
 
     columns = _columns(args.columns, args.parser_error)
     if str(args.output).strip() == "":
         args.parser_error("--output needs a file name")
-    if args.output.is_dir():
-        raise ValueError(f"--output {args.output} is a folder; give a file name")
+    outputs = Outputs()  # checked before the model is loaded (README: Bad input)
+    outputs.input("--model", args.model, folder=True)
+    outputs.input("--input", args.input)
+    output = outputs.file("--output", args.output, stdout=True)
     device = None if args.device == "auto" else args.device
     model = load_model(args.model, device=device)
     user_ids, item_ids = read_pairs(args.input, sep=args.sep, header=not args.no_header,
@@ -72,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
     def write(handle: IO[str]) -> None:
         frame.to_csv(handle, index=False, lineterminator="\n")
 
-    atomic_write(args.output, write)
-    print(f"wrote {len(frame)} predictions to {args.output} ({int(cold.sum())} fallback: user "
-          f"or item unknown to the model, predicted by its cold policy {model.cold!r})")
+    if output is None:
+        write(sys.stdout)
+        sys.stdout.flush()
+    else:
+        atomic_write(output, write)
+    print(f"wrote {len(frame)} predictions to {'standard output' if output is None else output}"
+          f" ({int(cold.sum())} fallback: user or item unknown to the model, predicted by its "
+          f"cold policy {model.cold!r})", file=sys.stdout if output is not None else sys.stderr)
     return 0

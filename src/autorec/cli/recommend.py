@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import IO, Any
 
-from ._common import positive_int
+from ._common import STDOUT, Outputs, positive_int
 
 
 def add_parser(subparsers: Any) -> None:
@@ -35,7 +36,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--include-seen", action="store_true",
                         help="also recommend items the user rated in training")
     parser.add_argument("--output", type=Path, metavar="FILE",
-                        help="also write a CSV: user_id,rank,item_id,score,title,fallback")
+                        help="also write a CSV: user_id,rank,item_id,score,title,fallback; - "
+                        "writes only that CSV, to standard output")
     parser.add_argument("--device", default="cpu", metavar="DEV",
                         help="cpu (default), cuda, cuda:N, or auto")
     parser.set_defaults(handler=run, parser_error=parser.error)
@@ -46,12 +48,16 @@ def run(args: argparse.Namespace) -> int:
 
     from .._io import atomic_write
     from ..data.items import ItemTitles, dataset_item_titles, read_item_titles
-    from ..persist import load_model, read_model_info
+    from ..estimator import load_model
+    from ..persist import read_model_info
 
-    if args.output is not None and args.output.is_dir():
-        raise ValueError(f"--output {args.output} is a folder; give a file name")
     if any(not user.strip() for user in args.user):
         args.parser_error("--user needs an id")
+    outputs = Outputs()  # checked before the model is loaded (README: Bad input)
+    outputs.input("--model", args.model, folder=True)
+    outputs.input("--items", args.items)
+    to_stdout = args.output is not None and str(args.output) == STDOUT
+    output = outputs.file("--output", args.output, stdout=True)
     device = None if args.device == "auto" else args.device
     model = load_model(args.model, device=device)
     titles: ItemTitles | None = None
@@ -61,12 +67,12 @@ def run(args: argparse.Namespace) -> int:
         dataset = read_model_info(args.model).get("dataset")
         titles = dataset_item_titles(dataset, args.data_dir) if isinstance(dataset, str) else None
 
-    users = [user.strip() for user in args.user]
+    users = list(dict.fromkeys(user.strip() for user in args.user))  # once each, in order
     table = model.recommend(users, n=args.n, exclude_seen=not args.include_seen)
     table["title"] = (titles.title_of(table["item_id"].to_numpy()) if titles is not None
                       else np.full(len(table), None, dtype=object))
     width = max([len(str(item)) for item in table["item_id"]] + [4])
-    for user in dict.fromkeys(users):
+    for user in [] if to_stdout else users:  # with --output -: the CSV only
         rows = table[table["user_id"] == user]
         if len(rows) and rows["fallback"].iloc[0]:
             note = " (unknown to the model: the items with the highest baseline, a fallback)"
@@ -76,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             note = ""
         print(f"user {user}{note}:")
         for row in rows.itertuples(index=False):
-            title = "" if row.title is None else f"  {row.title}"
+            # no title (an item missing from the file: None, or NaN once in the table): nothing
+            title = f"  {row.title}" if isinstance(row.title, str) and row.title else ""
             print(f"{row.rank:4d}  {row.item_id!s:>{width}}  {row.score:.4f}{title}")
 
     if args.output is not None:
@@ -86,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
         def write(handle: IO[str]) -> None:
             out.to_csv(handle, index=False, lineterminator="\n")
 
-        atomic_write(args.output, write)
-        print(f"wrote {len(out)} recommendations to {args.output}")
+        if output is None:
+            write(sys.stdout)
+            sys.stdout.flush()
+        else:
+            atomic_write(output, write)
+            print(f"wrote {len(out)} recommendations to {output}")
     return 0

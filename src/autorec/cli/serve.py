@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise AutorecError(f"serving needs FastAPI and uvicorn: {INSTALL_HINT}") from None
 
-    from ..persist import load_model, read_model_info
+    from ..estimator import load_model
+    from ..persist import read_model_info
     from ..serve import Limits, bind, create_app, url_of
     from ..serve import run as run_server
 

@@ -18,16 +18,18 @@ from ..data.ratings import Ratings
 from ..estimator import AutoRec
 from ..evaluate import Split, splits, summarise
 from ._common import (
-    check_output_dir,
+    Outputs,
     fraction,
     output_dir,
     positive_float,
     positive_int,
+    require_finite,
     seed,
     write_json_atomic,
 )
 from ._options import (
     CANONICAL_SPLITS,
+    COMMAND_DEFAULTS,
     add_data_options,
     add_model_options,
     at_least_two,
@@ -71,10 +73,10 @@ def add_parser(subparsers: Any) -> None:
     output.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="plot the training curves (train loss, validation and test RMSE "
                         "per epoch) to FILE (.png, .svg or .pdf; needs autorec[plot])")
-    output.add_argument("--k", type=positive_int, default=10, metavar="K",
+    output.add_argument("--k", type=positive_int, metavar="K",
                         help="ranking metrics (precision, recall, NDCG, MAP, hit rate) at K, "
                         "relevant = the upper quarter of the scale, 4+ on 1-5 (default: "
-                        "%(default)s)")
+                        f"{COMMAND_DEFAULTS['train']['k']})")
     output.add_argument("--quiet", action="store_const", const=True, default=None,
                         help="no progress (bars on a terminal, lines otherwise)")
     # checkpoints and exact resume (issue 8): autorec.checkpoint
@@ -159,6 +161,7 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
                   **_checkpointing(args, split, part, n_parts, label))
     wall = time.perf_counter() - started
     report = _evaluate(model, split.test)
+    require_finite({f"{label}test RMSE": report["rmse"], f"{label}test MAE": report["mae"]})
     ranking = {}
     if distributed.world().size == 1:  # top-N lists need the whole model on one process
         from ..recommend import ranking_report
@@ -196,25 +199,18 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
 
 
 def run(args: argparse.Namespace) -> int:
+    params = resolve(args, args.parser_error)  # --config first: it may name the data
     check_sources(args, args.parser_error)
-    params = resolve(args, args.parser_error)
     template = build_model(params, args.seed)  # every option checked before data is read
-    if args.out is not None:
-        check_output_dir(args.out)
-    if args.save is not None:
-        from ..persist import check_save_path
-
-        check_save_path(args.save)
-    if args.plot is not None:
-        from ..plots import check_plot_path
-
-        check_plot_path(args.plot)
     if args.resume and args.checkpoint_dir is None:
         args.parser_error("--resume needs --checkpoint-dir")
-    if args.checkpoint_dir is not None:
-        from ..checkpoint import check_folder
-
-        check_folder(args.checkpoint_dir, resume=bool(args.resume))
+    outputs = Outputs()  # every output checked before any data is read (README: Bad input)
+    for option in ("data", "train", "test", "config"):
+        outputs.input(f"--{option}", getattr(args, option, None))
+    outputs.model("--save", args.save)
+    outputs.folder("--out", args.out, ("metrics.json",))
+    outputs.plot("--plot", args.plot)
+    outputs.checkpoint("--checkpoint-dir", args.checkpoint_dir, resume=bool(args.resume))
 
     # data-parallel training (issue 8): launch the processes, or be one of them
     nproc = args.nproc or 1
@@ -267,7 +263,7 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
 
     spread = (f" (folds {summary['rmse_fold_mean']:.4f} +- {summary['rmse_fold_std']:.4f})"
               if len(results) > 1 else "")
-    chosen = (f"; best validation epoch {summary['best_epoch']} (validation RMSE "
+    chosen = (f"; {_best_epochs(summary['best_epochs'])} (validation RMSE "
               f"{summary['validation_rmse']:.4f})"
               + (", then refitted on all training ratings" if template.refit else "")
               if len(results) == 1 and template.validation > 0 else "")
@@ -316,6 +312,16 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
         write_json_atomic(args.out / "metrics.json", payload)
         print(f"wrote {args.out / 'metrics.json'}")
     return 0
+
+
+def _best_epochs(epochs: list[int]) -> str:
+    """The epochs each network chose on validation, for the summary line: all of them for a
+    few networks, their range for many."""
+    if len(epochs) == 1:
+        return f"best validation epoch {epochs[0]}"
+    if len(epochs) <= 8:
+        return f"best validation epochs {', '.join(map(str, epochs))} (one per network)"
+    return f"best validation epochs {min(epochs)} to {max(epochs)} over {len(epochs)} networks"
 
 
 def _evaluate(model: AutoRec, test: Ratings) -> dict[str, Any]:

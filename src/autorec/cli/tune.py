@@ -13,9 +13,10 @@ from typing import Any
 
 from ..data.ratings import Ratings
 from ..evaluate import splits
-from ._common import fraction, positive_float, positive_int, seed
+from ._common import Outputs, fraction, positive_float, positive_int, seed
 from ._options import (
     CANONICAL_SPLITS,
+    COMMAND_DEFAULTS,
     add_data_options,
     add_model_options,
     build_model,
@@ -25,6 +26,8 @@ from ._options import (
     resolve,
 )
 
+_TUNE = COMMAND_DEFAULTS["tune"]
+
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -33,7 +36,8 @@ def add_parser(subparsers: Any) -> None:
         description="Search AutoRec's settings with Optuna (TPE sampler, median pruning on the "
         "per-epoch validation RMSE). Trials see only the training part of the split and choose "
         "on a validation part of it. The study is kept in SQLite: running the same command "
-        "again continues an interrupted search. The best settings are written as TOML for "
+        "again continues an interrupted search. A searched setting that you give (as a flag "
+        "or in --config) is fixed, not searched. The best settings are written as TOML for "
         "--config.",
     )
     add_data_options(parser, files=False)
@@ -46,18 +50,20 @@ def add_parser(subparsers: Any) -> None:
                        help="seed of the split, the sampler and the models (default: 0)")
     add_model_options(parser)
     search = parser.add_argument_group("search")
-    search.add_argument("--trials", type=positive_int, default=30, metavar="N",
-                        help="finished trials the study should hold (default: %(default)s)")
+    search.add_argument("--trials", type=positive_int, metavar="N",
+                        help="finished trials the study should hold (default: "
+                        f"{_TUNE['trials']})")
     search.add_argument("--timeout", type=positive_float, metavar="S",
                         help="stop starting trials after S seconds")
-    search.add_argument("--study", type=Path, default=Path("autorec-study.db"), metavar="FILE",
-                        help="SQLite file of the study (default: %(default)s)")
-    search.add_argument("--study-name", default="autorec", metavar="NAME",
-                        help="name of the study in that file (default: %(default)s)")
-    search.add_argument("--out", type=Path, default=Path("best.toml"), metavar="FILE",
-                        help="where to write the best settings (default: %(default)s)")
-    search.add_argument("--top", type=positive_int, default=5, metavar="N",
-                        help="trials to list at the end (default: %(default)s)")
+    search.add_argument("--study", type=Path, metavar="FILE",
+                        help=f"SQLite file of the study (default: {_TUNE['study']})")
+    search.add_argument("--study-name", metavar="NAME",
+                        help=f"name of the study in that file (default: "
+                        f"{_TUNE['study_name']})")
+    search.add_argument("--out", type=Path, metavar="FILE",
+                        help=f"where to write the best settings (default: {_TUNE['out']})")
+    search.add_argument("--top", type=positive_int, metavar="N",
+                        help=f"trials to list at the end (default: {_TUNE['top']})")
     search.add_argument("--quiet", action="store_const", const=True, default=None,
                         help="no line per trial")
     parser.set_defaults(handler=run, parser_error=parser.error)
@@ -65,15 +71,27 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write
-    from ..tune import best_config_toml, require_optuna, run_study
+    from ..tune import SEARCH_SPACE, best_config_toml, check_study, require_optuna, run_study
 
     require_optuna()
+    chosen: set[str] = set()
+    params = resolve(args, args.parser_error, chosen)  # --config first: it may name the data
     check_sources(args, args.parser_error)
-    params = resolve(args, args.parser_error)
     params.pop("random_state", None)
+    # a searched parameter the user set (flag or --config) is fixed, not searched
+    fixed = {name: params[name] for name in SEARCH_SPACE if name in chosen}
+    if len(fixed) == len(SEARCH_SPACE):
+        args.parser_error(f"every searched setting is fixed ({', '.join(SEARCH_SPACE)}): "
+                          "nothing left to tune")
     build_model(params, args.seed)  # checks every fixed setting before any data is read
     if args.out.suffix.lower() != ".toml":
         args.parser_error(f"--out {args.out}: the best settings are written as TOML (.toml)")
+    outputs = Outputs()  # every output checked before any data is read (README: Bad input)
+    for option in ("data", "config"):
+        outputs.input(f"--{option}", getattr(args, option, None))
+    outputs.file("--study", args.study)  # read and written: an SQLite file, never a device
+    outputs.file("--out", args.out)
+    check_study(args.study, args.study_name, fixed=fixed)  # before any data is read
 
     split = args.split or "random"
     if split in CANONICAL_SPLITS:
@@ -85,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
                             test_ratio=args.test_ratio)).train
         what = f"{name}, training part of a random {1 - args.test_ratio:g} split"
     print(f"tuning on {what}: {len(train)} ratings; study {args.study_name!r} in {args.study}")
+    if fixed:
+        print("fixed by your settings, not searched: "
+              + ", ".join(f"{name}={_short(value)}" for name, value in fixed.items()))
 
     def show(trial: Any) -> None:
         if args.quiet:
@@ -95,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     study = run_study(train, base_params=params, n_trials=args.trials, storage=args.study,
                       study_name=args.study_name, timeout=args.timeout,
-                      random_state=args.seed, on_trial_end=show)
+                      random_state=args.seed, on_trial_end=show, fixed=tuple(fixed))
     complete = [t for t in study.trials if t.value is not None]
     if not complete:
         print("no trial finished")

@@ -1,9 +1,9 @@
 """Repeated (user, item) pairs: found by sorting a compact key, then refused or merged.
 
-Both readers (the exact one behind :func:`autorec.data.from_dataframe` and the block reader
-for large files) hand their dense indices here, so that a repeat is reported, or merged, the
-same way whichever path read the file. The cost is one ``int64`` key per rating, sorted in
-place; the rows of repeated pairs alone (usually few) go through pandas.
+The text reader and :func:`autorec.data.from_dataframe` hand their dense indices here, so that
+a repeat is reported, or merged, the same way whatever the source; a test part that repeats
+pairs of its training part is reported here too. The cost is one ``int64`` key per rating,
+sorted in place; the rows of repeated pairs alone (usually few) go through pandas.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-__all__ = ["merge_repeats", "pair_keys"]
+from .ratings import Ratings
+
+__all__ = ["merge_repeats", "pair_keys", "warn_shared_pairs"]
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +73,19 @@ def merge_repeats(
     keep = np.ones(len(rating), dtype=bool)
     keep[rows[later]] = False
     return user_idx[keep], item_idx[keep], rating[keep]
+
+
+def warn_shared_pairs(train: Ratings, test: Ratings) -> int:
+    """Log a warning when ratings of ``test`` are of (user, item) pairs that ``train`` holds
+    too (both on the same id maps, as :func:`autorec.split.align` makes them): a test
+    error on them measures what was memorised. Returns how many there are."""
+    known = pair_keys(train.user_idx, train.item_idx, len(train.items))
+    known.sort()
+    keys = pair_keys(test.user_idx, test.item_idx, len(train.items))
+    found = np.searchsorted(known, keys)
+    shared = int((known[np.minimum(found, len(known) - 1)] == keys).sum()) if len(known) else 0
+    if shared:
+        log.warning("%s: %d of its %d ratings are of (user, item) pairs that the training "
+                    "data %s also holds; their test error measures memory, not prediction",
+                    test.source, shared, len(test), train.source)
+    return shared

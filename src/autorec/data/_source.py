@@ -9,20 +9,32 @@ name decides the format.
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import io
 import lzma
 import zipfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from ..exceptions import DataError
 
-__all__ = ["COMPRESSED_SUFFIXES", "Payload", "compression_hint", "read_source"]
+__all__ = [
+    "COMPRESSED_SUFFIXES",
+    "Payload",
+    "compression_hint",
+    "decode_error",
+    "line_end",
+    "read_head",
+    "read_source",
+]
 
 _DECOMPRESS = {".gz": ("gzip", gzip.decompress), ".bz2": ("bzip2", bz2.decompress),
                ".xz": ("xz", lzma.decompress)}
 COMPRESSED_SUFFIXES: tuple[str, ...] = (*_DECOMPRESS, ".zip")
+_HEAD_BYTES = 1 << 16
+_BOM = b"\xef\xbb\xbf"
 _MAGIC = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\xfd7zXZ\x00": ".xz", b"PK\x03\x04": ".zip"}
 
 
@@ -87,3 +99,55 @@ def _read_zip(raw: bytes, path: Path) -> tuple[Payload, str]:
             RuntimeError) as exc:  # RuntimeError: encrypted member
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"not a valid zip file ({detail})", source=path) from None
+
+
+# -- the first lines of a text file ---------------------------------------------------------
+def line_end(data: bytes) -> int:
+    """Where the line after the first one starts (``len(data)`` without a line end)."""
+    ends = [k for k in (data.find(b"\n"), data.find(b"\r")) if k >= 0]
+    if not ends:
+        return len(data)
+    end = min(ends)
+    return end + (2 if data[end:end + 2] == b"\r\n" else 1)
+
+
+def read_head(raw: BinaryIO, sep: str, source: str) -> tuple[bytes, int, list[str]]:
+    """The bytes from the first non-blank line on (at least that whole line), how many blank
+    lines came before it, and its fields."""
+    data = raw.read(_HEAD_BYTES)
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError("is UTF-16 text; save it as UTF-8", source=source)
+    skipped = 0
+    while True:
+        end = line_end(data)
+        if (end == len(data) or data[end - 1:end + 1] == b"\r") and (more := raw.read(
+                _HEAD_BYTES)):
+            data += more  # the line, or its "\r\n", goes on
+            continue
+        if data[:end].strip() or not data:
+            break
+        data, skipped = data[end:], skipped + 1
+    if not data.strip():
+        raise DataError("empty file", source=source)
+    line = data[:line_end(data)].rstrip(b"\r\n")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise decode_error(line, exc.start, skipped + 1, source) from None
+    if sep == "::":
+        text, sep = text.replace("::", "\t"), "\t"
+    try:
+        fields = next(csv.reader([text], delimiter=sep, strict=False), [])
+    except csv.Error:
+        fields = text.split(sep)
+    return data, skipped, fields
+
+
+def decode_error(data: bytes, position: int, first_line: int, source: str) -> DataError:
+    """The error for the byte at ``position`` of ``data`` (which starts on ``first_line``)."""
+    line = first_line + data.count(b"\n", 0, position) + data.count(b"\r", 0, position) \
+        - data.count(b"\r\n", 0, position)
+    return DataError(f"not UTF-8 text (byte 0x{data[position]:02x}); save the file as "
+                     f"UTF-8{compression_hint(data)}", source=source, line=line)

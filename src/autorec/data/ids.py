@@ -13,6 +13,9 @@ this module, so that the same text is the same id everywhere:
 * :meth:`IdMap.to_index` compares a query id with the map's ids by text: an integer map
   finds ``12`` for ``"12"`` but nothing for ``"012"``, ``"+12"`` or ``12.0``; a text map finds
   ``"12"`` for ``12``.
+* :func:`query_ids` validates the ids of a lookup (``predict``, ``recommend``, fold-in) as
+  :func:`id_column` validates a column: a float (even ``196.0``), a boolean, ``None``, NaN
+  or empty text is refused with ``ValueError``, never looked up as an unknown id.
 * :func:`common_ids` brings id arrays of two sources to one storage type (the integer side
   becomes text when the other side is text), as :func:`autorec.split.align` needs.
 """
@@ -26,7 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["INTEGER_ID", "IdMap", "InvalidIdError", "common_ids", "id_column", "ids_as_text"]
+__all__ = ["INTEGER_ID", "IdMap", "InvalidIdError", "common_ids", "id_column", "ids_as_text",
+           "query_ids"]
 
 #: A canonical integer id: what ``str(int(text)) == text`` accepts (``-0`` excluded).
 INTEGER_ID = re.compile(r"0|-?[1-9][0-9]*")
@@ -336,3 +340,37 @@ def _text_keys(query: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _is_iterable(value: object) -> bool:
     return isinstance(value, Iterable) and not isinstance(value, str | bytes)
+
+
+def query_ids(values: Any, name: str) -> np.ndarray:
+    """The ids of a lookup (one id or several), validated as :func:`id_column` validates a
+    column, text kept as text.
+
+    Parameters
+    ----------
+    values
+        One raw id (text, bytes or an integer) or an iterable of them.
+    name
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` or text (object) ids, one per value.
+
+    Raises
+    ------
+    ValueError
+        A value that cannot be an id (a float, even an integral one such as ``196.0``: ids
+        are compared by text and ``196.0`` is not ``196``; a boolean, a list...) or a missing
+        id (``None``, NaN, empty text), naming ``name`` and the position.
+    """
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        values = [values]
+    try:
+        return id_column(values, integers=False).to_numpy()
+    except InvalidIdError as exc:
+        problem = exc.problem.replace("; store ids as integers or text",
+                                      ", not an id (ids are integers or text, compared by "
+                                      "text: 5.0 is not 5)")
+        raise ValueError(f"{name}: {problem} (position {exc.position})") from None

@@ -3,8 +3,9 @@
 Every problem in the input raises :class:`~autorec.exceptions.DataError` naming the source,
 the line (1-based, as a text editor counts them, header included) and the field.
 
-Ids go through :func:`autorec.data.ids.id_column` whatever the source (an id is its text);
-ratings through :func:`rating_values` (numbers only, finite as ``float32``).
+Text files are read by one path (:mod:`._csv`, pyarrow's CSV reader, block by block),
+Parquet files by pandas; ids go through :func:`autorec.data.ids.id_column` whatever the
+source (an id is its text), ratings through :func:`autorec.data.values.rating_values`.
 """
 
 from __future__ import annotations
@@ -13,24 +14,23 @@ import io
 import logging
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import BinaryIO, Literal, NoReturn
 
 import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
-from ._arrow import PROGRESS_MIN_BYTES, LoadProgress, ReadColumns, min_bytes, read_columns, report
+from ._csv import LoadProgress, TextColumns, read_text, report
 from ._duplicates import merge_repeats
 from ._source import COMPRESSED_SUFFIXES, read_source
-from ._text import read_text
 from .ids import IdMap, InvalidIdError, id_column
 from .ratings import Ratings, index_dtype
+from .values import InvalidRatingError, rating_values, show
 
 __all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "LoadProgress", "as_ratings", "check_separator",
-           "duplicate_error", "from_dataframe", "rating_values", "read_pairs", "read_ratings"]
+           "duplicate_error", "from_dataframe", "read_pairs", "read_ratings"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ DUPLICATE_POLICIES: tuple[str, ...] = ("error", "last", "mean")
 DEFAULT_COLUMNS: tuple[str, str, str] = ("user_id", "item_id", "rating")
 #: Names accepted for a tab separator besides the character itself.
 TAB_NAMES: tuple[str, ...] = ("tab", "\\t")
+#: Files at least this large report their progress (smaller ones take a second or two).
+PROGRESS_MIN_BYTES = 64 << 20
+_PARQUET = (".parquet", ".pq")
 
 
 def from_dataframe(
@@ -47,7 +50,6 @@ def from_dataframe(
     columns: Sequence[str] = DEFAULT_COLUMNS,
     duplicates: DuplicatePolicy = "error",
     source: str = "<DataFrame>",
-    line_numbers: np.ndarray | None = None,
 ) -> Ratings:
     """Validate a DataFrame of ratings and build :class:`Ratings` from it.
 
@@ -61,10 +63,7 @@ def from_dataframe(
         What to do with several ratings of the same (user, item) pair: ``"error"`` (default)
         raises, ``"last"`` keeps the last one, ``"mean"`` keeps their mean.
     source
-        Name used in error messages.
-    line_numbers
-        The line in ``source`` of each row, for error messages; without it, errors name the
-        0-based row position.
+        Name used in error messages, which name the 0-based row.
 
     Returns
     -------
@@ -77,19 +76,12 @@ def from_dataframe(
     ------
     DataError
         A column is missing, an id is missing or is not an integer or text (a float, a list,
-        a date...), a rating is not a number or not finite as ``float32``, there is no
-        rating at all, or a (user, item) pair repeats with ``duplicates="error"``.
+        a date...), a rating is not a number, not finite, or too large for its square to be
+        finite as ``float32``, there is no rating at all, or a (user, item) pair repeats with
+        ``duplicates="error"``.
     """
-    if duplicates not in DUPLICATE_POLICIES:
-        raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
-    if len(columns) != 3:
-        raise ValueError(f"columns must name the user, item and rating columns, got {columns!r}")
+    _check_options(duplicates, columns, 3)
     user_col, item_col, rating_col = columns
-    unit = "line" if line_numbers is not None else "row"
-
-    def where(position: int) -> int:
-        return int(line_numbers[position]) if line_numbers is not None else position
-
     for col in columns:
         if col not in frame.columns:
             present = ", ".join(repr(str(name)) for name in frame.columns)
@@ -106,10 +98,13 @@ def from_dataframe(
         try:
             ids[col] = id_column(frame[col])
         except InvalidIdError as exc:
-            raise DataError(exc.problem, source=source, line=where(exc.position), field=col,
-                            unit=unit) from None
-    rating = rating_values(frame[rating_col], source=source, field=rating_col,
-                           line_numbers=line_numbers)
+            raise DataError(exc.problem, source=source, line=exc.position, field=col,
+                            unit="row") from None
+    try:
+        rating = rating_values(frame[rating_col])
+    except InvalidRatingError as exc:
+        raise DataError(exc.problem, source=source, line=exc.position, field=rating_col,
+                        unit="row") from None
 
     user_idx, user_ids = pd.factorize(ids[user_col])
     item_idx, item_ids = pd.factorize(ids[item_col])
@@ -117,8 +112,7 @@ def from_dataframe(
 
     def refuse(position: int, first: int) -> NoReturn:
         raise duplicate_error(ids[user_col].iloc[position], ids[item_col].iloc[position],
-                              source=source, line=where(position), first=where(first),
-                              unit=unit)
+                              source=source, line=position, first=first, unit="row")
 
     user_idx, item_idx, rating = merge_repeats(user_idx, item_idx, rating, len(items),
                                                duplicates=duplicates, source=source,
@@ -131,105 +125,12 @@ def from_dataframe(
 def duplicate_error(user: object, item: object, *, source: str, line: int, first: int,
                     unit: str = "line") -> DataError:
     """The error for a repeated (user, item) pair at ``line``, first seen at ``first``; the
-    ids are shown as stored (integers plain, text quoted)."""
+    ids are shown as stored (integers plain, text quoted). The hint gives both spellings of
+    the option: ``duplicates='last'`` in Python, ``--duplicates last`` on the command line."""
     return DataError(
-        f"duplicate rating of user {_show(user)} for item {_show(item)} (first at {unit} "
-        f"{first}); use duplicates='last' or 'mean' to accept repeats",
-        source=source, line=line, unit=unit)
-
-
-def rating_values(
-    values: pd.Series,
-    *,
-    source: str = "<DataFrame>",
-    field: str = "rating",
-    line_numbers: np.ndarray | None = None,
-) -> np.ndarray:
-    """A rating column as ``float32``, checked: the one place that decides what a rating is.
-
-    Accepted: numeric columns (integers, floats, nullable or Arrow-backed numbers) and text
-    or object columns holding numbers or numeric text (``"4"``, ``" 3.5"``, ``"-2e1"``).
-    Refused with :class:`DataError`: booleans, dates, durations, complex numbers, lists,
-    dicts and other non-numbers, missing values, and values that are not finite once
-    stored as ``float32`` (``1e39`` overflows to infinity).
-    """
-    unit = "line" if line_numbers is not None else "row"
-
-    def fail(problem: str, position: int | None = None) -> DataError:
-        line = None if position is None else (
-            int(line_numbers[position]) if line_numbers is not None else position)
-        return DataError(problem, source=source, line=line, field=field, unit=unit)
-
-    dtype = values.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        values, dtype = values.astype(object), np.dtype(object)
-    if pd.api.types.is_bool_dtype(dtype):
-        raise fail("ratings are booleans (True/False), not numbers; convert them to 0/1 "
-                   "if that is what they mean")
-    if pd.api.types.is_complex_dtype(dtype):
-        raise fail("ratings are complex numbers")
-    if pd.api.types.is_numeric_dtype(dtype):
-        rating = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
-        kind = pd.api.types.infer_dtype(values, skipna=True)
-        if kind not in ("string", "floating", "integer", "mixed-integer-float", "empty"):
-            for position, value in enumerate(values.to_numpy(dtype=object)):
-                if not _is_number_like(value):
-                    raise fail(f"rating {_show(value)} is {_kind(value)}, not a number",
-                               position)
-        rating = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64,
-                                                                  na_value=np.nan)
-    else:
-        raise fail(f"ratings must be numbers, got a column of {dtype} values")
-
-    with np.errstate(over="ignore", invalid="ignore"):
-        stored = rating.astype(np.float32)
-    bad = ~np.isfinite(stored)
-    if bad.any():
-        position = int(bad.argmax())
-        raw = values.iloc[position]
-        if _is_missing(raw):
-            problem = "missing rating"
-        elif np.isfinite(rating[position]):
-            problem = (f"rating {_show(raw)} is too large for float32 (largest finite value "
-                       "3.4e38)")
-        else:
-            problem = f"rating {_show(raw)} is not a finite number"
-        raise fail(problem, position)
-    return stored
-
-
-def _is_number_like(value: Any) -> bool:
-    if isinstance(value, bool | np.bool_):
-        return False
-    if value is None or isinstance(value, str | int | float | Decimal | np.integer | np.floating):
-        return True
-    return _is_missing(value)
-
-
-def _is_missing(value: Any) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):  # lists, arrays: "truth value is ambiguous"
-        return False
-
-
-def _kind(value: object) -> str:
-    """``"a list"``, ``"a dict"``...: what a value that is not a number is."""
-    if isinstance(value, list | tuple | np.ndarray):  # Parquet lists arrive as arrays
-        return "a list"
-    name = type(value).__name__
-    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
-
-
-def _show(value: object) -> str:
-    """A value as written in the source: strings quoted, numbers plain (no numpy repr), one
-    short line whatever the value."""
-    if isinstance(value, np.generic | np.ndarray):
-        value = value.tolist()
-    text = repr(value) if isinstance(value, str) else str(value)
-    text = " ".join(text.split()) if not isinstance(value, str) else text
-    return text if len(text) <= 60 else text[:57] + "..."
+        f"duplicate rating of user {show(user)} for item {show(item)} (first at {unit} "
+        f"{first}); to accept repeats, use duplicates='last' or 'mean' (on the command line: "
+        "--duplicates last or mean)", source=source, line=line, unit=unit)
 
 
 def check_separator(sep: str | None) -> str | None:
@@ -284,16 +185,12 @@ def read_ratings(
         Policy for repeated (user, item) pairs; see :func:`from_dataframe`.
     progress
         Called with a :class:`LoadProgress` (``str()`` of it is a one-line report) about
-        every tenth of a file of 64 MB or more read block by block, and at each later stage.
+        every tenth of a text file of 64 MB or more, and at each later stage.
 
     Notes
     -----
-    Uncompressed text files of 1 MiB or more (``AUTOREC_FAST_READ_MIN_BYTES`` sets the
-    size; ``0`` for every file) are streamed through pyarrow's multithreaded CSV parser,
-    keeping about 12 bytes per rating besides the result. Whenever that reader meets
-    anything unusual (quotes, blank lines, a malformed row, a bad id or rating), the file
-    is read again the exact way, which names the line; results and messages are the same
-    either way.
+    Text files are streamed through pyarrow's multithreaded CSV parser, block by block,
+    keeping about 12 bytes per rating besides the result (:mod:`autorec.data._csv`).
 
     Raises
     ------
@@ -304,37 +201,19 @@ def read_ratings(
     ValueError
         ``sep`` cannot be a separator.
     """
-    path = Path(path)
-    try:
-        sep = check_separator(sep)
-    except ValueError as exc:
-        raise ValueError(f"sep {exc}") from None
-    if not path.exists():
-        raise DataError("no such file", source=path)
-    if not path.is_file():
-        raise DataError("not a file", source=path)
-    if duplicates not in DUPLICATE_POLICIES:
-        raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
-    if len(columns) != 3:
-        raise ValueError(f"columns must name the user, item and rating columns, got {columns!r}")
-    size = path.stat().st_size
-    if path.suffix.lower() not in (*COMPRESSED_SUFFIXES, ".parquet", ".pq") and \
-            size >= min_bytes():
-        started = time.perf_counter()
-        shown = progress if size >= PROGRESS_MIN_BYTES else None
-        read = read_columns(path, sep=sep if sep is not None else _guess_separator(path.name),
-                            header=header, names=names, columns=columns, progress=shown,
-                            started=started)
-        if read is not None:
-            return _checked_ratings(read, duplicates, str(path), shown, started)
-    payload, name = read_source(path)
-    if Path(name).suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(payload.take(), path, columns, duplicates)
-    frame, line_numbers = read_text(
-        payload, sep=sep if sep is not None else _guess_separator(name), header=header,
-        names=names, columns=columns, source=str(path))
-    return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path),
-                          line_numbers=line_numbers)
+    path, sep = _check_path(path, sep)
+    _check_options(duplicates, columns, 3)
+    started = time.perf_counter()
+    open_raw, name, size = _open(path)
+    if Path(name).suffix.lower() in _PARQUET:
+        return from_dataframe(_read_parquet(open_raw, path), columns=columns,
+                              duplicates=duplicates, source=str(path))
+    source = str(path)
+    shown = progress if size >= PROGRESS_MIN_BYTES else None
+    read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=names,
+                     columns=columns, source=source, total=size, progress=shown,
+                     started=started)
+    return _checked_ratings(read, duplicates, source, size, shown, started)
 
 
 def read_pairs(
@@ -362,33 +241,15 @@ def read_pairs(
         The file is missing, empty, has no pair, lacks a column, or holds a bad id; the
         message names the file, line and field.
     """
-    path = Path(path)
-    try:
-        sep = check_separator(sep)
-    except ValueError as exc:
-        raise ValueError(f"sep {exc}") from None
-    if len(columns) != 2:
-        raise ValueError(f"columns must name the user and item columns, got {columns!r}")
-    if not path.exists():
-        raise DataError("no such file", source=path)
-    if not path.is_file():
-        raise DataError("not a file", source=path)
-    payload, name = read_source(path)
-    line_numbers: np.ndarray | None = None
-    if Path(name).suffix.lower() in (".parquet", ".pq"):
-        try:
-            frame = pd.read_parquet(io.BytesIO(payload.take()))
-        except ImportError as exc:
-            raise DataError("reading Parquet needs pyarrow: pip install 'autorec[parquet]'",
-                            source=path) from exc
-        except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-            raise DataError(f"not a readable Parquet file ({type(exc).__name__})",
-                            source=path) from None
-    else:
-        frame, line_numbers = read_text(
-            payload, sep=sep if sep is not None else _guess_separator(name), header=header,
-            names=None, columns=columns, source=str(path))
-    unit = "line" if line_numbers is not None else "row"
+    path, sep = _check_path(path, sep)
+    _check_options("error", columns, 2)
+    open_raw, name, size = _open(path)
+    if Path(name).suffix.lower() not in _PARQUET:
+        read = read_text(open_raw, sep=sep or _guess_separator(name), header=header,
+                         names=None, columns=columns, source=str(path), total=size)
+        return tuple(pd.Series(ids.to_raw(idx)) for idx, ids in zip(read.idx, read.maps,
+                                                                    strict=True))
+    frame = _read_parquet(open_raw, path)
     for col in columns:
         if col not in frame.columns:
             present = ", ".join(repr(str(c)) for c in frame.columns)
@@ -401,47 +262,80 @@ def read_pairs(
         try:
             ids.append(id_column(frame[col]))
         except InvalidIdError as exc:
-            line = (int(line_numbers[exc.position]) if line_numbers is not None
-                    else exc.position)
-            raise DataError(exc.problem, source=path, line=line, field=col, unit=unit) from None
+            raise DataError(exc.problem, source=path, line=exc.position, field=col,
+                            unit="row") from None
     return ids[0], ids[1]
 
 
-def _checked_ratings(read: ReadColumns, duplicates: DuplicatePolicy, source: str,
+def _check_path(path: str | PathLike[str], sep: str | None) -> tuple[Path, str | None]:
+    path = Path(path)
+    try:
+        sep = check_separator(sep)
+    except ValueError as exc:
+        raise ValueError(f"sep {exc}") from None
+    if not path.exists():
+        raise DataError("no such file", source=path)
+    if not path.is_file():
+        raise DataError("not a file", source=path)
+    return path, sep
+
+
+def _check_options(duplicates: str, columns: Sequence[str], n: int) -> None:
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
+    if len(columns) != n:
+        what = "user, item and rating" if n == 3 else "user and item"
+        raise ValueError(f"columns must name the {what} columns, got {columns!r}")
+
+
+def _open(path: Path) -> tuple[Callable[[], BinaryIO], str, int]:
+    """A function that opens the (decompressed) bytes of ``path``, the name that decides
+    their format, and their size."""
+    if path.suffix.lower() in COMPRESSED_SUFFIXES:
+        payload, name = read_source(path)
+        data = payload.take()
+        return (lambda: io.BytesIO(data)), name, len(data)
+
+    def open_file() -> BinaryIO:
+        try:
+            return open(path, "rb")  # closed by the reader
+        except OSError as exc:
+            raise DataError(f"cannot be read ({exc.strerror or exc})", source=path) from None
+
+    open_file().close()
+    return open_file, path.name, path.stat().st_size
+
+
+def _checked_ratings(read: TextColumns, duplicates: DuplicatePolicy, source: str, total: int,
                      progress: Callable[[LoadProgress], None] | None,
                      started: float) -> Ratings:
-    """Ratings from the block reader's columns, repeated pairs refused or merged."""
-    n_read = len(read.rating)
-    total = Path(source).stat().st_size
-    report(progress, source, "checking", total, n_read, started)
+    """Ratings from the text reader's columns, repeated pairs refused or merged."""
+    (user_idx, item_idx), (users, items), rating = read.idx, read.maps, read.rating
+    assert rating is not None
+    report(progress, source, "checking", total, len(rating), started)
 
     def refuse(position: int, first: int) -> NoReturn:
-        raise duplicate_error(read.users.raw_ids[read.user_idx[position]],
-                              read.items.raw_ids[read.item_idx[position]], source=source,
-                              line=read.first_line + position, first=read.first_line + first)
+        line, first_line = read.lines([position, first])
+        raise duplicate_error(users.raw_ids[user_idx[position]],
+                              items.raw_ids[item_idx[position]], source=source, line=line,
+                              first=first_line)
 
-    user_idx, item_idx, rating = merge_repeats(read.user_idx, read.item_idx, read.rating,
-                                               len(read.items), duplicates=duplicates,
-                                               source=source, refuse=refuse)
-    ratings = Ratings(user_idx, item_idx, rating, read.users, read.items, source)
+    user_idx, item_idx, rating = merge_repeats(user_idx, item_idx, rating, len(items),
+                                               duplicates=duplicates, source=source,
+                                               refuse=refuse)
+    ratings = Ratings(user_idx, item_idx, rating, users, items, source)
     report(progress, source, "done", total, len(ratings), started)
-    log.info("%s: %d ratings read block by block in %.1fs", source, len(ratings),
-             time.perf_counter() - started)
+    log.info("%s: %d ratings read in %.1fs", source, len(ratings), time.perf_counter() - started)
     return ratings
 
 
-def _read_parquet(data: bytes, path: Path, columns: Sequence[str],
-                  duplicates: DuplicatePolicy) -> Ratings:
+def _read_parquet(open_raw: Callable[[], BinaryIO], path: Path) -> pd.DataFrame:
     try:
-        frame = pd.read_parquet(io.BytesIO(data))
-    except ImportError as exc:
-        raise DataError(
-            "reading Parquet needs pyarrow: pip install 'autorec[parquet]'", source=path
-        ) from exc
+        with open_raw() as raw:
+            return pd.read_parquet(raw)
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-        problem = f"not a readable Parquet file ({type(exc).__name__})"
-        raise DataError(problem, source=path) from None
-    return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
+        raise DataError(f"not a readable Parquet file ({type(exc).__name__})",
+                        source=path) from None
 
 
 def _guess_separator(name: str) -> str:

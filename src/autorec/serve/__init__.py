@@ -10,7 +10,7 @@ Example
 -------
 ::
 
-    from autorec.persist import load_model
+    from autorec import load_model
     from autorec.serve import BackgroundServer, create_app
 
     app = create_app(load_model("models/ml-100k"))

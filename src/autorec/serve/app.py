@@ -25,16 +25,22 @@ Predictions are the library's, unchanged: the same float64 values ``model.predic
 (JSON numbers carry a float64 exactly). Errors are JSON ``{"detail": "one line"}``; a request
 that fails validation also gets ``"errors"`` (``loc``, ``msg``, ``type`` of each problem):
 
-* 422: malformed JSON, a missing or unknown field, a value of the wrong type (no coercion),
-  an id that is neither a string nor an integer, a rating that is not a finite float32
-  number, ``n`` out of ``1..max_n``, an empty list;
+* 422: malformed JSON, a body that is not UTF-8 text, a key repeated in one JSON object
+  (``{"user": 1, "user": 2}``: the Python API would not take it either), text holding a lone
+  surrogate (``"\ud800"``), a missing or unknown field, a value of the wrong type (no
+  coercion), an id that is neither a string nor an integer (``196.0`` is refused), a rating
+  that is not a finite number or is outside the model's rating scale, ``n`` out of
+  ``1..max_n``, an empty list;
 * 413: a body over ``max_body_bytes`` (refused before it is parsed), more pairs, ratings or
   items than the limits allow;
-* 415: a body sent with a Content-Type that is not JSON;
+* 415: a POST without a Content-Type, or with one that is not JSON (``application/json`` or
+  ``application/*+json``, UTF-8);
 * 400: a body FastAPI cannot parse at all (JSON nested too deep);
-* 404 / 405: an unknown path or method.
+* 404 / 405: an unknown path or method (``HEAD`` works wherever ``GET`` does).
 
-A bad request never gets a 500. The model is called under one lock: requests are answered
+A bad request never gets a 500. An answer never holds NaN or infinity: a model whose
+prediction is not finite (its weights are broken) gets a 500 with a one-line ``detail``,
+never a ``null`` in place of a number. The model is called under one lock: requests are answered
 concurrently, the model computes one at a time (it uses every core for one request; this
 also keeps its caches consistent).
 """
@@ -47,14 +53,19 @@ import math
 import platform
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from ..fitted import FittedModel, as_fitted
+from ..foldin import fold_in as fold_in_model
+from ..recommend import recommend as recommend_items
+from ..recommend import seen_matrix
+from .limits import RequestLimits, _safe
 from .schemas import (
     TOO_LARGE,
     FoldInRequest,
@@ -66,36 +77,22 @@ from .schemas import (
     PredictResponse,
     RecommendRequest,
     RecommendResponse,
-    reset_limits,
-    use_limits,
 )
-
-if TYPE_CHECKING:
-    from ..estimator import AutoRec
 
 __all__ = ["RequestLimits", "create_app", "model_metadata"]
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
-#: Bytes of an over-large body read (and dropped) before the 413 is sent, so that the client
-#: finishes sending and reads the answer; beyond this the connection is just closed.
-_DRAIN_LIMIT = 64 << 20
-
-
-def create_app(model: AutoRec, *, info: dict[str, Any] | None = None,
+def create_app(model: Any, *, info: dict[str, Any] | None = None,
                limits: Limits | None = None, warm: bool = True) -> FastAPI:
     """The HTTP app serving ``model``.
 
     Parameters
     ----------
     model
-        A fitted :class:`~autorec.estimator.AutoRec` (e.g. from
-        :func:`autorec.persist.load_model`). The app never changes it.
+        A :class:`~autorec.fitted.FittedModel` (e.g. from :func:`autorec.persist.load_model`)
+        or a fitted estimator holding one. The app never changes it.
     info
         The model folder's ``model.json`` (:func:`autorec.persist.read_model_info`): adds the
         versions it was trained with, its creation time and data set to ``GET /model``.
@@ -113,7 +110,7 @@ def create_app(model: AutoRec, *, info: dict[str, Any] | None = None,
     """
     from .. import __version__
 
-    model._check_fitted()
+    given, model = model, as_fitted(model)
     limits = limits or Limits()
     lock = threading.Lock()
     started = time.monotonic()
@@ -129,9 +126,10 @@ def create_app(model: AutoRec, *, info: dict[str, Any] | None = None,
         "get its cold-start fallback, flagged `fallback: true`. Bad requests get a 4xx "
         "with a one-line `detail`.",
     )
-    app.state.model = model
+    app.state.model = given
     app.state.limits = limits
-    app.add_middleware(RequestLimits, limits=limits)
+    app.add_middleware(RequestLimits, limits=limits,
+                       json_paths=frozenset({"/predict", "/recommend", "/fold-in"}))
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
 
     if warm:
@@ -145,6 +143,7 @@ def create_app(model: AutoRec, *, info: dict[str, Any] | None = None,
         items = [pair[1] for pair in body.pairs]
         with lock, _unprocessable():
             predicted, cold = model.predict(users, items, return_cold=True)
+        _check_finite(predicted, "prediction")
         return {
             "predictions": [
                 {"user": user, "item": item, "prediction": value, "fallback": flag}
@@ -157,8 +156,10 @@ def create_app(model: AutoRec, *, info: dict[str, Any] | None = None,
               summary="the top-n items for one user")
     def recommend(body: RecommendRequest) -> dict[str, Any]:
         with lock, _unprocessable():
-            table = model.recommend([body.user], n=body.n, exclude_seen=body.exclude_seen)
-            known = bool(model.users_.to_index([body.user])[0] >= 0)
+            table = recommend_items(model, [body.user], n=body.n,
+                                    exclude_seen=body.exclude_seen)
+            known = bool(model.users.to_index([body.user])[0] >= 0)
+        _check_finite(table["score"].to_numpy(), "score")
         return {"user": body.user, "fallback": not known,
                 "items": _recommendations(table)}
 
@@ -166,10 +167,12 @@ def create_app(model: AutoRec, *, info: dict[str, Any] | None = None,
               summary="recommendations and predictions for a new user, from its ratings")
     def fold_in(body: FoldInRequest) -> dict[str, Any]:
         with lock, _unprocessable():
-            result = model.fold_in_user(body.ratings, n=body.n,
-                                        exclude_rated=body.exclude_rated)
+            result = fold_in_model(model, "user", body.ratings, n=body.n,
+                                   exclude_rated=body.exclude_rated)
             predictions = _fold_in_predictions(model, result, body.items)
         assert result.recommendations is not None
+        _check_finite(np.array([result.bias] + [p["prediction"] for p in predictions]
+                               + result.recommendations["score"].tolist()), "prediction")
         return {"fallback": result.n_ratings == 0, "n_ratings": result.n_ratings,
                 "n_unknown": result.n_unknown, "bias": result.bias,
                 "recommendations": _recommendations(result.recommendations),
@@ -184,6 +187,10 @@ def create_app(model: AutoRec, *, info: dict[str, Any] | None = None,
     async def describe() -> dict[str, Any]:
         return metadata
 
+    # HEAD wherever GET works (the headers of the GET answer, no body); not in the schema
+    app.head("/health", include_in_schema=False)(health)
+    app.head("/model", include_in_schema=False)(describe)
+
     return app
 
 
@@ -197,13 +204,23 @@ def _unprocessable() -> Iterator[None]:
         raise HTTPException(status_code=422, detail=_one_line(exc)) from exc
 
 
+def _check_finite(values: np.ndarray, what: str) -> None:
+    """A 500 (the model is broken, not the request) rather than NaN answered as ``null``."""
+    bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+    if bad.any():
+        log.error("the model gave %d non-finite %s(s): are its weights finite?",
+                  int(bad.sum()), what)
+        raise HTTPException(status_code=500, detail=f"the model gave a non-finite {what} "
+                            f"({int(bad.sum())} of {len(bad)}): its weights are not finite")
+
+
 def _recommendations(table: Any) -> list[dict[str, Any]]:
     return [{"rank": rank, "item": _plain(item), "score": score}
             for rank, item, score in zip(table["rank"].tolist(), table["item_id"].tolist(),
                                          table["score"].tolist(), strict=True)]
 
 
-def _fold_in_predictions(model: AutoRec, result: Any, items: list[Any] | None
+def _fold_in_predictions(model: FittedModel, result: Any, items: list[Any] | None
                          ) -> list[dict[str, Any]]:
     """Predictions of the folded-in user for ``items`` (``None``: every known item). An item
     the model does not know gets what ``predict`` would give the user once added: the cold
@@ -213,12 +230,13 @@ def _fold_in_predictions(model: AutoRec, result: Any, items: list[Any] | None
         return [{"item": _plain(item), "prediction": value, "fallback": False}
                 for item, value in zip(result.scores.index.tolist(), scores.tolist(),
                                        strict=True)]
-    index = model.items_.to_index(items)
+    index = model.items.to_index(items)
     if model.cold == "baseline":
-        unknown = float(model.biases_.mean + result.bias)
+        assert model.biases is not None
+        unknown = float(model.biases.mean + result.bias)
     else:
         unknown = float(model.cold_value())
-    low, high = model.rating_scale_
+    low, high = model.rating_scale
     unknown = float(np.clip(unknown, low, high))
     return [{"item": item, "prediction": float(scores[i]) if i >= 0 else unknown,
              "fallback": bool(i < 0)}
@@ -230,14 +248,14 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _warm_up(model: AutoRec) -> None:
+def _warm_up(model: FittedModel) -> None:
     started = time.perf_counter()
-    if len(model.users_):
-        model.recommend([model.users_.raw_ids[0]], n=1)
+    if len(model.users):
+        recommend_items(model, [model.users.raw_ids[0]], n=1)
     log.info("recommendation caches computed in %.2f s", time.perf_counter() - started)
 
 
-def model_metadata(model: AutoRec, info: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``GET /model`` answers (without ``limits``), JSON-ready (``NaN`` as ``null``)."""
     import fastapi
     import pydantic
@@ -245,30 +263,28 @@ def model_metadata(model: AutoRec, info: dict[str, Any] | None = None) -> dict[s
 
     from .. import __version__
 
+    model = as_fitted(model)
     info = info or {}
     networks = []
-    for weight, member in zip(model.blend_[:-1], model.members_, strict=True):
-        spec = member.spec
-        networks.append({"variant": spec.variant, "hidden": spec.hidden,
-                         "activation": spec.activation, "best_epoch": member.best_epoch,
+    for weight, member in zip(model.blend[:-1], model.members, strict=True):
+        networks.append({**member.describe(), "best_epoch": member.best_epoch,
                          "blend_weight": float(weight)})
-    matrix = model.members_[0].matrix
     metadata = {
         "variant": model.variant,
-        "n_users": len(model.users_),
-        "n_items": len(model.items_),
-        "n_ratings": int(matrix.nnz) if matrix is not None else 0,
-        "rating_scale": [float(v) for v in model.rating_scale_],
-        "global_mean": float(model.global_mean_),
+        "n_users": len(model.users),
+        "n_items": len(model.items),
+        "n_ratings": int(seen_matrix(model).nnz),
+        "rating_scale": [float(v) for v in model.rating_scale],
+        "global_mean": float(model.global_mean),
         "cold": model.cold,
         "baseline": model.baseline,
-        "l2": float(model.l2_) if hasattr(model, "l2_") else None,
-        "validation_rmse": float(getattr(model, "validation_rmse_", math.nan)),
-        "params": model.get_params(),
+        "l2": None if model.l2 is None else float(model.l2),
+        "validation_rmse": float(model.validation_rmse),
+        "params": dict(model.params),
         "networks": networks,
-        "id_types": {"users": _id_type(model.users_.raw_ids),
-                     "items": _id_type(model.items_.raw_ids)},
-        "device": str(model.device_) if hasattr(model, "device_") else None,
+        "id_types": {"users": _id_type(model.users.raw_ids),
+                     "items": _id_type(model.items.raw_ids)},
+        "device": None if model.device is None else str(model.device),
         "dataset": info.get("dataset"),
         "created": info.get("created"),
         "format_version": info.get("format_version"),
@@ -309,9 +325,9 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     # an unknown field first: it usually explains the missing one beside it
     errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
     status = 413 if any(e.get("type") == TOO_LARGE for e in errors) else 422
-    problems = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-                 "type": str(e.get("type", ""))} for e in errors[:20]]
-    detail = _describe_error(errors[0]) if errors else "invalid request"
+    problems = [{"loc": [_safe(p) for p in e.get("loc", ())], "msg": _safe(e.get("msg", "")),
+                 "type": _safe(e.get("type", ""))} for e in errors[:20]]
+    detail = _safe(_describe_error(errors[0])) if errors else "invalid request"
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return JSONResponse({"detail": detail, "errors": problems}, status_code=status)
@@ -338,98 +354,3 @@ def _describe_error(error: dict[str, Any]) -> str:
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-# -- request size -------------------------------------------------------------------------------
-class RequestLimits:
-    """ASGI middleware: the app's :class:`Limits` for the request models, and a request body
-    over ``limits.max_body_bytes`` refused (413) before the app sees it.
-
-    A ``Content-Length`` over the limit is refused at once (the body is read and dropped, up
-    to 64 MiB, so that the client reads the answer); a body without one (chunked) is counted
-    while it is read. The body is read here and handed to the app whole.
-    """
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 limits: Limits) -> None:
-        self.app = app
-        self.limits = limits
-        self.max_bytes = limits.max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        token = use_limits(self.limits)
-        try:
-            await self._limited(scope, receive, send)
-        finally:
-            reset_limits(token)
-
-    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        declared = None
-        for name, value in scope.get("headers", ()):
-            if name.lower() == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _reply(send, 400, "invalid Content-Length header")
-                    return
-        if declared is not None and declared > self.max_bytes:
-            await _drain(receive, declared)
-            await _reply(send, 413, self._message(declared))
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                if message.get("more_body", False):
-                    await _drain(receive, _DRAIN_LIMIT)
-                await _reply(send, 413, self._message(None))
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    def _message(self, size: int | None) -> str:
-        got = f", got {size} bytes" if size is not None else ""
-        return f"request body too large: at most {self.max_bytes} bytes{got}"
-
-
-async def _drain(receive: Receive, limit: int) -> None:
-    """Read and drop the rest of a refused body (up to ``_DRAIN_LIMIT`` bytes)."""
-    seen = 0
-    while seen <= min(limit, _DRAIN_LIMIT):
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        seen += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
-
-
-async def _reply(send: Send, status: int, detail: str) -> None:
-    import json
-
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})

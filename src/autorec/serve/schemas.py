@@ -1,10 +1,13 @@
 """The request and response bodies of the HTTP service (pydantic models), and its limits.
 
 Ids are raw ids as in the training data, sent as JSON strings or integers: ``196`` and
-``"196"`` are the same id, ``"0196"`` and ``196.0`` are not (ids are compared by their text,
-as :class:`autorec.data.ids.IdMap` compares them; a float is never an id). Ids in responses
-are the model's own: JSON integers when every training id of that column was a canonical
-integer, strings otherwise; the ids a request names are echoed as sent.
+``"196"`` are the same id, ``"0196"`` is another, and ``196.0`` is refused (ids are compared by
+their text, as :class:`autorec.data.ids.IdMap` compares them; a float is never an id, as in
+the Python API). Spaces and tabs around a text id are dropped, as the command line and the
+file readers drop them (``" 196 "`` is ``196``); an empty id and text that is not Unicode (a
+lone surrogate such as ``"\ud800"``) are refused. Ids in responses are the model's own: JSON
+integers when every training id of that column was a canonical integer, strings otherwise;
+the ids a request names are echoed as sent, without the surrounding spaces.
 
 Every request body refuses unknown fields and values of the wrong type (no coercion: ``"10"``
 is not a number of items, ``1`` is not ``true``), non-finite ratings, empty lists and sizes
@@ -31,15 +34,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-__all__ = ["FLOAT32_MAX", "TOO_LARGE", "FoldInRequest", "FoldInResponse", "HealthResponse",
-           "Id", "Limits", "ModelResponse", "PredictRequest", "PredictResponse", "Prediction",
-           "RecommendRequest", "RecommendResponse", "Recommendation", "current_limits",
-           "reset_limits", "use_limits"]
+__all__ = ["FLOAT32_MAX", "ID_SPACE", "TOO_LARGE", "FoldInRequest", "FoldInResponse",
+           "HealthResponse", "Id", "Limits", "ModelResponse", "PredictRequest",
+           "PredictResponse", "Prediction", "RecommendRequest", "RecommendResponse",
+           "Recommendation", "current_limits", "is_unicode", "reset_limits", "use_limits"]
 
 #: Largest rating magnitude the model can store (float32).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: The pydantic error type of a list over its limit (answered with 413).
 TOO_LARGE = "too_large"
+#: What is stripped from around a text id (as the file readers and the command line strip).
+ID_SPACE = " \t"
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Limits:
 
 
 # The limits the request models check: those of the app answering the request (its
-# middleware sets them for the request's context, autorec.serve.app.RequestLimits); outside a
+# middleware sets them for the request's context, autorec.serve.limits.RequestLimits); outside a
 # request, the defaults.
 _limits: ContextVar[Limits] = ContextVar("autorec_serve_limits", default=Limits())  # noqa: B039 (frozen)
 
@@ -121,12 +126,25 @@ def _check_id(value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise _fail("invalid_id", f"an id is a JSON string or integer, got {_describe(value)}")
     if isinstance(value, str):
-        if not value.strip():
+        value = value.strip(ID_SPACE)
+        if not value:
             raise _fail("invalid_id", "an id cannot be empty")
         limit = current_limits().max_id_length
         if len(value) > limit:
             raise _fail("invalid_id", f"an id has at most {limit} characters, got {len(value)}")
+        if not is_unicode(value):
+            raise _fail("invalid_id", f"an id is Unicode text, got {_describe(value)} (a lone "
+                                      "surrogate)")
     return value
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (no lone surrogate such as ``"\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _ID_SCHEMA: dict[str, Any] = {
@@ -201,6 +219,19 @@ def _sized(what: str, limit_name: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def _distinct_keys(value: Any) -> Any:
+    """Refuse two keys that name one id once stripped (``"50"`` and ``" 50"``): the second
+    would silently replace the first."""
+    if isinstance(value, dict):
+        seen: set[str] = set()
+        for key in value:
+            text = key.strip(ID_SPACE) if isinstance(key, str) else key
+            if text in seen:
+                raise _fail("duplicate_id", f"item {text!r} is rated more than once")
+            seen.add(text)
+    return value
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -264,7 +295,8 @@ class RecommendResponse(_Response):
 class FoldInRequest(_Request):
     """A new user, from its ratings: recommendations and predictions without retraining."""
 
-    ratings: Annotated[dict[Id, Rating], _sized("rating", "max_ratings")] = Field(
+    ratings: Annotated[dict[Id, Rating], _sized("rating", "max_ratings"),
+                       BeforeValidator(_distinct_keys)] = Field(
         description="{item: rating} (JSON object keys are text: \"242\" is item 242); items "
                     "the model does not know are ignored and counted")
     n: N = 10

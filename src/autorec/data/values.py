@@ -1,0 +1,108 @@
+"""What a rating is: the one place that decides, for every source (text files, Parquet,
+DataFrames).
+
+Accepted: numeric columns (integers, floats, nullable or Arrow-backed numbers) and text or
+object columns holding numbers or numeric text (``"4"``, ``" 3.5"``, ``"-2e1"``). Refused:
+booleans, dates, durations, complex numbers, lists, dicts and other non-numbers, missing
+values, values that are not finite, and values whose square is not finite as ``float32``
+(beyond about 1.8e19: training squares every error), so that a loss or an RMSE is never
+infinite or NaN because of the data.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["LARGEST_RATING", "InvalidRatingError", "rating_values", "show"]
+
+#: The largest rating magnitude accepted: its square is finite as ``float32``.
+LARGEST_RATING = float(np.sqrt(np.finfo(np.float32).max, dtype=np.float32))
+
+
+class InvalidRatingError(ValueError):
+    """A rating column that is not numbers, or a bad rating at ``position`` (0-based; ``None``
+    for the whole column)."""
+
+    def __init__(self, problem: str, position: int | None = None) -> None:
+        super().__init__(problem if position is None else f"{problem} (position {position})")
+        self.problem = problem
+        self.position = position
+
+
+def rating_values(values: pd.Series) -> np.ndarray:
+    """A rating column as ``float32``, checked (see the module docstring); raises
+    :class:`InvalidRatingError` naming the first bad value and its position."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        values, dtype = values.astype(object), np.dtype(object)
+    if pd.api.types.is_bool_dtype(dtype):
+        raise InvalidRatingError("ratings are booleans (True/False), not numbers; convert "
+                                 "them to 0/1 if that is what they mean")
+    if pd.api.types.is_complex_dtype(dtype):
+        raise InvalidRatingError("ratings are complex numbers")
+    if pd.api.types.is_numeric_dtype(dtype):
+        rating = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind not in ("string", "floating", "integer", "mixed-integer-float", "empty"):
+            for position, value in enumerate(values.to_numpy(dtype=object)):
+                if not _is_number_like(value):
+                    raise InvalidRatingError(
+                        f"rating {show(value)} is {_kind(value)}, not a number", position)
+        rating = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64,
+                                                                  na_value=np.nan)
+    else:
+        raise InvalidRatingError(f"ratings must be numbers, got a column of {dtype} values")
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        stored = rating.astype(np.float32)
+        bad = ~np.isfinite(stored * stored)
+    if bad.any():
+        position = int(bad.argmax())
+        raw = values.iloc[position]
+        if _is_missing(raw):
+            problem = "missing rating"
+        elif np.isfinite(rating[position]):
+            problem = (f"rating {show(raw)} is too large: its square overflows float32 "
+                       f"(ratings must be within ±{LARGEST_RATING:.2g})")
+        else:
+            problem = f"rating {show(raw)} is not a finite number"
+        raise InvalidRatingError(problem, position)
+    return stored
+
+
+def _is_number_like(value: Any) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    if value is None or isinstance(value, str | int | float | Decimal | np.integer | np.floating):
+        return True
+    return _is_missing(value)
+
+
+def _is_missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists, arrays: "truth value is ambiguous"
+        return False
+
+
+def _kind(value: object) -> str:
+    """``"a list"``, ``"a dict"``...: what a value that is not a number is."""
+    if isinstance(value, list | tuple | np.ndarray):  # Parquet lists arrive as arrays
+        return "a list"
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def show(value: object) -> str:
+    """A value as written in the source: strings quoted, numbers plain (no numpy repr), one
+    short line whatever the value."""
+    if isinstance(value, np.generic | np.ndarray):
+        value = value.tolist()
+    text = repr(value) if isinstance(value, str) else str(value)
+    text = " ".join(text.split()) if not isinstance(value, str) else text
+    return text if len(text) <= 60 else text[:57] + "..."

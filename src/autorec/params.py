@@ -1,0 +1,125 @@
+"""The estimator's parameters as plain data: names, defaults, choices and their checks.
+
+:class:`~autorec.estimator.AutoRec` takes these as constructor arguments (its signature and
+:data:`DEFAULTS` agree; a test holds them together); everything below the estimator
+(:mod:`autorec.fitting`, :mod:`autorec.persist`, :mod:`autorec.checkpoint`,
+:mod:`autorec.config`, :mod:`autorec.tune`) reads them from a ``dict`` through this module and
+never needs the estimator itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .member import NetworkSpec
+from .model import ACTIVATIONS
+from .train import OPTIMIZERS
+
+__all__ = ["BASELINES", "COLD_POLICIES", "DEFAULTS", "PARAM_NAMES", "VARIANTS", "complete",
+           "network_specs", "validate_params"]
+
+VARIANTS: tuple[str, ...] = ("item", "user", "both")
+COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")
+BASELINES: tuple[str, ...] = ("biases", "none")
+
+#: Every parameter of :class:`~autorec.estimator.AutoRec` with its default, in signature order.
+DEFAULTS: dict[str, Any] = {
+    "variant": "item",
+    "ensemble": 1,
+    "hidden": 500,
+    "activation": "sigmoid",
+    "dropout": 0.05,
+    "input_dropout": 0.25,
+    "lr": 0.002,
+    "weight_decay": 0.0,
+    "l2": 100.0,
+    "epochs": 200,
+    "batch_size": 256,
+    "optimizer": "auto",
+    "baseline": "biases",
+    "validation": 0.05,
+    "patience": 10,
+    "refit": True,
+    "cold": "baseline",
+    "random_state": None,
+    "device": None,
+    "dense_batches": False,
+    "tf32": False,
+}
+PARAM_NAMES: tuple[str, ...] = tuple(DEFAULTS)
+
+
+def complete(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` over :data:`DEFAULTS`: every parameter, known names only."""
+    return {name: params.get(name, default) for name, default in DEFAULTS.items()}
+
+
+def validate_params(params: Mapping[str, Any]) -> None:
+    """Check every parameter (``params`` over :data:`DEFAULTS`); ``ValueError`` names the
+    first bad one."""
+    p = complete(params)
+    _choice("variant", p["variant"], VARIANTS)
+    _choice("cold", p["cold"], COLD_POLICIES)
+    _choice("activation", p["activation"], tuple(ACTIVATIONS))
+    _choice("optimizer", p["optimizer"], OPTIMIZERS)
+    _choice("baseline", p["baseline"], BASELINES)
+    for name in ("ensemble", "hidden", "epochs", "batch_size", "patience"):
+        value = p[name]
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name in ("dropout", "input_dropout", "validation"):
+        value = p[name]
+        if isinstance(value, bool) or not (isinstance(value, int | float)
+                                           and 0.0 <= value < 1.0):
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    if not (_is_number(p["lr"]) and p["lr"] > 0):
+        raise ValueError(f"lr must be a positive number, got {p['lr']!r}")
+    if not (_is_number(p["weight_decay"]) and p["weight_decay"] >= 0):
+        raise ValueError(f"weight_decay must be a number >= 0, got {p['weight_decay']!r}")
+    l2_values = p["l2"] if isinstance(p["l2"], list | tuple) else [p["l2"]]
+    if not l2_values or not all(_is_number(v) and v >= 0 for v in l2_values):
+        raise ValueError(f"l2 must be a number >= 0 or a list of them, got {p['l2']!r}")
+    if len(l2_values) > 1 and not p["validation"]:
+        raise ValueError("l2 lists several values to choose from on validation: it needs "
+                         "validation > 0")
+    if p["weight_decay"] and p["optimizer"] not in ("adam", "auto"):
+        raise ValueError(f"weight_decay is Adam's coupled L2 term (optimizer 'adam'); with "
+                         f"optimizer {p['optimizer']!r} use l2")
+    for name in ("refit", "dense_batches", "tf32"):
+        if not isinstance(p[name], bool):
+            raise ValueError(f"{name} must be True or False, got {p[name]!r}")
+    if p["dense_batches"] and p["optimizer"] == "lazy_adam":
+        raise ValueError("dense_batches gives dense gradients: use optimizer 'adam' or "
+                         "'rprop', not 'lazy_adam'")
+    seed = p["random_state"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
+                             or seed < 0):
+        raise ValueError(f"random_state must be an integer >= 0 or None, got {seed!r}")
+
+
+def network_specs(params: Mapping[str, Any]) -> list[NetworkSpec]:
+    """One spec per network the parameters ask for: per variant, ``ensemble`` of them."""
+    p = complete(params)
+    variants = ("item", "user") if p["variant"] == "both" else (p["variant"],)
+    return [
+        NetworkSpec(variant=variant, hidden=p["hidden"], activation=p["activation"],
+                    dropout=p["dropout"], input_dropout=p["input_dropout"], lr=p["lr"],
+                    weight_decay=p["weight_decay"], l2=0.0, batch_size=p["batch_size"],
+                    optimizer=p["optimizer"], residual=p["baseline"] == "biases",
+                    patience=p["patience"], dense_batches=p["dense_batches"])
+        for variant in variants for _ in range(p["ensemble"])
+    ]
+
+
+def _is_number(value: object) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, int | float | np.number)
+            and math.isfinite(float(value)))  # type: ignore[arg-type]
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

@@ -1,0 +1,334 @@
+"""A fitted model as arrays and JSON, and back: :func:`save_model` and :func:`load_model`.
+
+Each network goes through its family's protocol (:class:`autorec.family.ScoringNetwork`:
+``to_arrays`` and ``params`` out, ``from_arrays`` in), under the tensor prefix ``member.K.``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+
+from .. import networks  # noqa: F401  (registers the rating networks' family)
+from ..baseline import Biases
+from ..data.ids import IdMap
+from ..exceptions import ModelFileError, NotFittedError
+from ..family import family_of
+from ..fitted import FittedModel, as_fitted
+from ..params import PARAM_NAMES, complete
+from .fields import info_digest, read_model_info
+from .folder import check_save_path, write_model_files
+from .names import _CHUNK, FORMAT, FORMAT_VERSION, JSON_FILE, WEIGHTS_FILE, _first_line
+
+__all__ = ["load_model", "save_model"]
+
+log = logging.getLogger(__name__)
+
+
+def save_model(model: Any, path: str | os.PathLike[str], *,
+               dataset: str | None = None) -> Path:
+    """Write a fitted model to the folder ``path`` (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    model
+        A :class:`~autorec.fitted.FittedModel`, or a fitted estimator holding one.
+    path
+        The model folder to create, or to write into when it is empty or holds only
+        autorec's files (see the module docstring; nothing else in it is touched). Missing
+        parent folders are made; a link to a folder is followed.
+    dataset
+        Name of the builtin data set the model was trained on (``"ml-100k"``...), recorded so
+        that ``autorec recommend`` can show its titles; ``None`` when trained on a file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    NotFittedError
+        ``model`` is not fitted.
+    ModelFileError
+        ``path`` is not a folder, cannot be written, or holds anything but an autorec
+        model's files (:func:`check_save_path`); nothing is written.
+    OSError
+        Writing failed (a full disk, no permission); the folder holds the old model.
+    """
+    try:
+        fitted = as_fitted(model)
+    except NotFittedError:
+        raise NotFittedError(f"this {type(model).__name__} is not fitted yet; call fit() "
+                             "before save()") from None
+    target = check_save_path(path)
+    tensors, info = _export(fitted)
+    if dataset is not None:
+        info["dataset"] = str(dataset)
+    from safetensors.numpy import save as encode
+
+    # one metadata key: safetensors writes a metadata map in a random order, and a re-saved
+    # model must give the same bytes
+    weights = encode(tensors, metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
+    info["weights"] = {"file": WEIGHTS_FILE, "bytes": len(weights),
+                       "sha256": hashlib.sha256(weights).hexdigest()}
+    info = _clean_json(info)
+    info["checksum"] = {"sha256": info_digest(info)}  # model.json's own content (version 2)
+    text = json.dumps(info, indent=2, allow_nan=False) + "\n"
+
+    write_model_files(target, weights, text.encode("utf-8"))
+    log.info("saved model to %s (%d bytes of arrays)", target, len(weights))
+    return Path(path)
+
+
+def _export(model: FittedModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The model's arrays (for safetensors) and everything else (for JSON)."""
+    import autorec
+
+    biases = model.biases
+    assert biases is not None
+    tensors: dict[str, np.ndarray] = {
+        "biases.user": np.asarray(biases.user, dtype=np.float64),
+        "biases.item": np.asarray(biases.item, dtype=np.float64),
+        "blend": np.asarray(model.blend, dtype=np.float64),
+    }
+    members = []
+    for k, member in enumerate(model.members):  # each network through its family's protocol
+        for name, value in member.to_arrays().items():
+            tensors[f"member.{k}.{name}"] = value
+        members.append(member.params)
+    info: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"autorec": autorec.__version__, "torch": torch.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "params": dict(model.params),
+        "variant": model.variant,
+        "baseline": model.baseline,
+        "cold": model.cold,
+        "rating_scale": [float(v) for v in model.rating_scale],
+        "global_mean": float(model.global_mean),
+        "bias": {"mean": float(biases.mean), "reg_user": float(biases.reg_user),
+                 "reg_item": float(biases.reg_item)},
+        "l2": None if model.l2 is None else float(model.l2),
+        "validation_rmse": float(model.validation_rmse),
+        "n_users": len(model.users),
+        "n_items": len(model.items),
+        "users": _export_ids(model.users, "users", tensors),
+        "items": _export_ids(model.items, "items", tensors),
+        "members": members,
+        "history": model.history,
+        "dataset": None,
+    }
+    return tensors, info
+
+
+def _export_ids(ids: IdMap, name: str, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+    raw = ids.raw_ids
+    if raw.dtype.kind in "iu":
+        tensors[f"{name}.ids"] = raw.astype(np.int64)
+        return {"storage": "int64", "tensor": f"{name}.ids"}
+    return {"storage": "text", "ids": [str(value) for value in raw.tolist()]}
+
+
+def _clean_json(value: Any) -> Any:
+    """``value`` with numpy scalars made plain and NaN/infinity written as ``null``."""
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot save a {type(value).__name__} in {JSON_FILE}")
+
+
+def load_model(path: str | os.PathLike[str], *, device: str | torch.device | None = "cpu"
+               ) -> FittedModel:
+    """Load a model folder written by :func:`save_model`.
+
+    Parameters
+    ----------
+    path
+        The model folder.
+    device
+        Where the networks go: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"``, or ``None`` for
+        CUDA when available.
+
+    Returns
+    -------
+    FittedModel
+        A fitted model that predicts exactly (bitwise) what the saved one did on the same
+        device; its ``params`` are the saved ones (those this autorec knows) and its
+        ``device`` is ``device``. :func:`autorec.load_model` and :meth:`AutoRec.load` wrap
+        it in an estimator.
+
+    Raises
+    ------
+    ModelFileError
+        Not a model folder; a missing, truncated or tampered ``model.safetensors``; an
+        edited ``model.json`` (checksum); an unsupported format version; a field of the wrong
+        type or out of range (see :func:`read_model_info`); arrays whose names, shapes or
+        types do not fit the model, or that hold NaN or infinite values. Nothing in the folder
+        is ever unpickled or executed.
+    ValueError
+        ``device`` is not a device, or CUDA was asked for and is not available.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as decode
+
+    from ..train import resolve_device
+
+    info = read_model_info(path)  # every field checked
+    target = resolve_device(device)
+    folder = Path(path)
+    weights_path = folder / WEIGHTS_FILE
+    data = _read_weights(weights_path, info["weights"])
+    try:
+        tensors = decode(data)
+    except SafetensorError as exc:
+        raise ModelFileError(f"{weights_path}: not a readable safetensors file "
+                             f"({_first_line(exc)})") from None
+    del data
+    arrays = _Arrays(tensors, weights_path)
+
+    n_users, n_items = info["n_users"], info["n_items"]
+    try:
+        users = _import_ids(info["users"], arrays, n_users, "users", folder)
+        items = _import_ids(info["items"], arrays, n_items, "items", folder)
+        low, high = info["rating_scale"]
+        bias = info["bias"]
+        biases = Biases(float(bias["mean"]),
+                        arrays.get("biases.user", (n_users,), np.float64),
+                        arrays.get("biases.item", (n_items,), np.float64),
+                        float(bias["reg_user"]), float(bias["reg_item"]))
+        validation = info["validation_rmse"]
+        family = family_of("autorec")  # the one family a version-1 or -2 folder holds
+        members = [family.from_arrays(arrays.under(f"member.{k}."), entry, n_users=n_users,
+                                      n_items=n_items, device=target)
+                   for k, entry in enumerate(info["members"])]
+        model = FittedModel(
+            params=complete({name: value for name, value in info["params"].items()
+                             if name in PARAM_NAMES}),
+            users=users, items=items, global_mean=float(info["global_mean"]),
+            rating_scale=(float(low), float(high)), biases=biases, members=members,
+            blend=arrays.get("blend", (len(members) + 1,), np.float64),
+            l2=None if info["l2"] is None else float(info["l2"]),
+            history=list(info["history"]),
+            validation_rmse=math.nan if validation is None else float(validation),
+            device=target)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a safety net: all checked
+        what = f"missing {exc}" if isinstance(exc, KeyError) else _first_line(exc)
+        raise ModelFileError(f"{folder / JSON_FILE}: malformed ({what})") from None
+    extra = arrays.unused()
+    if extra:
+        raise ModelFileError(f"{weights_path}: unexpected arrays {', '.join(extra[:5])}")
+    log.info("loaded model from %s onto %s", folder, target)
+    return model
+
+
+def _read_weights(path: Path, recorded: dict[str, Any]) -> bytes:
+    """The bytes of ``model.safetensors``, checked against the size and SHA-256 in the JSON
+    (whose types :func:`read_model_info` has checked)."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing (a model folder holds {JSON_FILE} and "
+                             f"{WEIGHTS_FILE})")
+    expected_size = recorded["bytes"]
+    expected_hash = recorded["sha256"]
+    size = path.stat().st_size
+    if size != expected_size:
+        kind = "truncated" if size < expected_size else "longer than recorded"
+        raise ModelFileError(f"{path}: {kind} ({size} bytes, {expected_size} recorded); "
+                             "the file is damaged or was replaced")
+    digest = hashlib.sha256()
+    chunks = []
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+                chunks.append(chunk)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if digest.hexdigest() != expected_hash.lower():
+        raise ModelFileError(f"{path}: SHA-256 checksum mismatch (the file was modified or "
+                             f"replaced since it was saved); refusing to load it")
+    return b"".join(chunks)
+
+
+class _Arrays:
+    """The decoded tensors, handed out with their shape, dtype and finiteness checked."""
+
+    def __init__(self, tensors: dict[str, np.ndarray], source: Path) -> None:
+        self._tensors = tensors
+        self._source = source
+        self._used: set[str] = set()
+
+    def get(self, name: str, shape: tuple[int, ...] | None = None,
+            dtype: type | None = None) -> np.ndarray:
+        if name not in self._tensors:
+            raise ModelFileError(f"{self._source}: array {name!r} is missing")
+        value = self._tensors[name]
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ModelFileError(f"{self._source}: array {name!r} has shape "
+                                 f"{tuple(value.shape)}, expected {tuple(shape)}")
+        if dtype is not None and value.dtype != dtype:
+            raise ModelFileError(f"{self._source}: array {name!r} is {value.dtype}, "
+                                 f"expected {np.dtype(dtype)}")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ModelFileError(f"{self._source}: array {name!r} holds NaN or infinite "
+                                 "values")
+        self._used.add(name)
+        return np.array(value, copy=True)  # writable, owned by the model
+
+    def unused(self) -> list[str]:
+        return sorted(set(self._tensors) - self._used)
+
+    def invalid(self, name: str, problem: str) -> NoReturn:
+        raise ModelFileError(f"{self._source}: {name} {problem}")
+
+    def under(self, prefix: str) -> _Prefixed:
+        """The arrays whose names start with ``prefix``, by the rest of their name (what a
+        network's ``from_arrays`` reads: :class:`autorec.family.ArraySource`)."""
+        return _Prefixed(self, prefix)
+
+
+class _Prefixed:
+    def __init__(self, arrays: _Arrays, prefix: str) -> None:
+        self._arrays = arrays
+        self._prefix = prefix
+
+    def get(self, name: str, shape: tuple[int, ...] | None = None,
+            dtype: type | None = None) -> np.ndarray:
+        return self._arrays.get(self._prefix + name, shape, dtype)
+
+    def invalid(self, name: str, problem: str) -> NoReturn:
+        self._arrays.invalid(self._prefix + name, problem)
+
+
+def _import_ids(entry: dict[str, Any], arrays: _Arrays, n: int, name: str,
+                folder: Path) -> IdMap:
+    """An id map (``entry``'s storage and length already checked by :func:`_check_info`)."""
+    raw: Any = (arrays.get(str(entry["tensor"]), (n,), np.int64)
+                if entry["storage"] == "int64" else entry["ids"])
+    try:
+        return IdMap(raw)
+    except ValueError as exc:
+        raise ModelFileError(f"{folder / JSON_FILE}: {name} ids: {_first_line(exc)}") from None

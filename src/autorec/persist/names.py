@@ -1,0 +1,29 @@
+"""The names of a model folder's format: its files, its format name and versions."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "JSON_FILE", "METRICS_FILE", "READ_VERSIONS",
+           "WEIGHTS_FILE"]
+
+FORMAT = "autorec-model"
+#: The version this autorec writes. Raise it whenever a change makes old readers misread new
+#: files (a new required key, a renamed tensor). Version 2 added ``checksum`` to model.json.
+FORMAT_VERSION = 2
+#: The versions this autorec reads (1: before model.json had a checksum of its own).
+READ_VERSIONS = (1, 2)
+WEIGHTS_FILE = "model.safetensors"
+JSON_FILE = "model.json"
+_CHUNK = 1 << 20
+#: ``autorec train --out`` writes it; it may share a model folder (its name cannot collide).
+METRICS_FILE = "metrics.json"
+#: autorec's temporary files in a model folder: ``atomic_path``'s ``.NAME.XXXXXXXX.tmp`` and
+#: the weights kept while ``model.json`` is switched (``.NAME.XXXXXXXX.old``).
+_TEMPORARY = re.compile(r"\.(model\.json|model\.safetensors|metrics\.json)\.[a-z0-9_]+\."
+                        r"(tmp|old)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

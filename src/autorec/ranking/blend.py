@@ -1,0 +1,110 @@
+"""A convex blend of ranking scores, each standardised per user, with weights chosen on a
+validation part by NDCG@k.
+
+Each component's scores of a user are standardised over the items that user may be offered
+(the modelled items the user has not rated): ``(s - mean) / std``. The blend is
+``sum_c w_c z_c`` with ``w_c >= 0`` and ``sum_c w_c = 1``; :func:`choose_weights` tries every
+point of a grid on that simplex (step ``1 / resolution``) and keeps the one with the best
+validation NDCG@k (ties: the first point, in an order that favours fewer components). Items
+that some component cannot score (``-inf``, e.g. outside EASE's item limit) are left out of
+every list.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..metrics import ranking_metrics_from_hits
+
+__all__ = ["blend_scores", "choose_weights", "simplex_grid", "standardise"]
+
+
+def standardise(scores: np.ndarray, seen: sp.csr_matrix | None = None) -> np.ndarray:
+    """Per-row ``(s - mean) / std``, the mean and spread taken over the finite scores of the
+    items not in ``seen`` (the user's candidates); non-finite scores become ``-inf``. A row
+    with no spread gets ``s - mean``."""
+    out = np.array(scores, dtype=np.float64)
+    finite = np.isfinite(out)
+    counted = finite.copy()
+    if seen is not None and seen.nnz:
+        seen = sp.csr_matrix(seen)
+        rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
+        counted[rows, seen.indices] = False
+    count = np.maximum(counted.sum(axis=1, keepdims=True), 1)
+    filled = np.where(finite, out, 0.0)
+    mean = np.where(counted, filled, 0.0).sum(axis=1, keepdims=True) / count
+    var = (np.where(counted, filled - mean, 0.0) ** 2).sum(axis=1, keepdims=True) / count
+    std = np.sqrt(var)
+    std[std == 0] = 1.0
+    z = (filled - mean) / std
+    z[~finite] = -np.inf
+    return z.astype(np.float32)
+
+
+def blend_scores(standardised: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """``sum_c w_c z_c`` (components with weight 0 still mask their ``-inf`` items)."""
+    out = np.zeros_like(standardised[0], dtype=np.float32)
+    for z, w in zip(standardised, weights, strict=True):
+        out += np.where(np.isfinite(z), np.float32(w) * np.nan_to_num(z, neginf=0.0), -np.inf
+                        ).astype(np.float32)
+    return out
+
+
+def simplex_grid(n_components: int, resolution: int = 10) -> list[tuple[float, ...]]:
+    """Every weight vector with entries in ``{0, 1/r, ..., 1}`` summing to 1, those with fewer
+    non-zero weights first (so that a tie keeps the simpler blend)."""
+    points = [tuple(c / resolution for c in combo)
+              for combo in itertools.product(range(resolution + 1), repeat=n_components)
+              if sum(combo) == resolution]
+    return sorted(points, key=lambda p: (sum(w > 0 for w in p), [-w for w in p]))
+
+
+def _ndcg(scores: np.ndarray, seen: sp.csr_matrix | None, relevant: sp.csr_matrix,
+          k: int) -> float:
+    from .protocol import top_k
+
+    picked = top_k(scores, seen, k)
+    rel = sp.csr_matrix(relevant)
+    hits = np.zeros(picked.shape, dtype=bool)
+    for row in range(len(picked)):  # rows are few (validation users); lists are short
+        wanted = rel.indices[rel.indptr[row]:rel.indptr[row + 1]]
+        hits[row] = np.isin(picked[row], wanted) & (picked[row] >= 0)
+    return float(ranking_metrics_from_hits(hits, np.diff(rel.indptr), k)[f"ndcg@{k}"])
+
+
+def choose_weights(standardised: Sequence[np.ndarray], seen: sp.csr_matrix | None,
+                   relevant: sp.csr_matrix, k: int = 10, resolution: int = 10
+                   ) -> tuple[tuple[float, ...], float, list[tuple[tuple[float, ...], float]]]:
+    """The simplex point with the best NDCG@k on validation.
+
+    Parameters
+    ----------
+    standardised
+        Per component, ``n_users x n_items`` standardised scores of the validation users
+        (:func:`standardise`).
+    seen
+        ``n_users x n_items`` pattern of each user's fit-part items (left out of the lists).
+    relevant
+        ``n_users x n_items`` pattern of each validation user's relevant held-out items
+        (every user has at least one).
+    k, resolution
+        Cut-off; grid step ``1 / resolution``.
+
+    Returns
+    -------
+    weights, ndcg, tried
+        The best weights, their validation NDCG@k, and every (weights, NDCG@k) tried.
+    """
+    tried = []
+    best: tuple[tuple[float, ...], float] | None = None
+    for point in simplex_grid(len(standardised), resolution):
+        value = _ndcg(blend_scores(standardised, point), seen, relevant, k)
+        tried.append((point, value))
+        if best is None or value > best[1] + 1e-12:
+            best = (point, value)
+    assert best is not None
+    return best[0], best[1], tried

@@ -1,0 +1,240 @@
+"""``autorec tune --study``: study files checked before any work, studies that cannot be
+continued refused in one line, and searched settings the user gives kept fixed (issue 12)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autorec.cli.main import main
+from autorec.exceptions import AutorecError
+
+optuna = pytest.importorskip("optuna")
+
+from autorec.tune import SEARCH_SPACE, check_study, run_study, suggest  # noqa: E402
+
+QUICK = ("--hidden", "8", "--epochs", "2", "--device", "cpu", "--quiet")
+
+
+@pytest.fixture
+def ratings_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(3)
+    lines = ["user_id,item_id,rating"]
+    for u in range(30):
+        for i in range(20):
+            if rng.random() < 0.45:
+                lines.append(f"{u},{i},{rng.integers(1, 6)}")
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run(capsys, *argv: object) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def _study(path: Path, *, direction: str = "minimize", space: dict | None = None,
+           name: str = "autorec", n: int = 2) -> None:
+    """A study in ``path`` with ``n`` finished trials drawn over ``space`` (no training)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{path}",
+                                direction=direction)
+    study.optimize(lambda trial: float(len(suggest(trial, space))), n_trials=n)
+
+
+def _tune(capsys, ratings_csv: Path, tmp_path: Path, study: Path, *extra: object
+          ) -> tuple[int, str, str]:
+    return _run(capsys, "tune", "--data", ratings_csv, "--study", study, "--trials", "2",
+                "--out", tmp_path / "best.toml", *QUICK, *extra)
+
+
+# -- study files -------------------------------------------------------------------------------
+def test_not_an_sqlite_file_refused(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    study = tmp_path / "study.db"
+    study.write_bytes(b"these are my notes, not a database\n" * 50)
+    before = study.read_bytes()
+    code, out, err = _tune(capsys, ratings_csv, tmp_path, study)
+    _one_line_error(code, err, str(study), "not an SQLite database")
+    assert study.read_bytes() == before and out == ""
+    assert not (tmp_path / "best.toml").exists()
+
+
+def test_truncated_study_file_refused(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    whole = tmp_path / "whole.db"
+    _study(whole, n=3)
+    data = whole.read_bytes()
+    study = tmp_path / "study.db"
+    study.write_bytes(data[:len(data) // 2])
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study)
+    _one_line_error(code, err, str(study), "damaged SQLite database")
+
+
+def test_damaged_study_file_refused(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    study = tmp_path / "study.db"
+    _study(study, n=3)
+    data = bytearray(study.read_bytes())
+    data[100:4096 * 3] = b"\x00" * (4096 * 3 - 100)  # the schema pages zeroed, header kept
+    study.write_bytes(bytes(data))
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study)
+    _one_line_error(code, err, str(study))
+    assert "sqlalchemy" not in err.lower()
+
+
+def test_study_that_is_a_folder_refused(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, folder)
+    _one_line_error(code, err, str(folder), "folder")
+    assert list(folder.iterdir()) == []
+
+
+def test_study_in_a_missing_folder_refused(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    study = tmp_path / "no" / "such" / "study.db"
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study)
+    _one_line_error(code, err, str(study), "does not exist")
+    assert not (tmp_path / "no").exists()
+
+
+def test_other_sqlite_database_refused_untouched(capsys, tmp_path: Path,
+                                                 ratings_csv: Path) -> None:
+    study = tmp_path / "photos.db"
+    with sqlite3.connect(study) as connection:
+        connection.execute("CREATE TABLE photos (name TEXT)")
+        connection.execute("INSERT INTO photos VALUES ('holiday.jpg')")
+    connection.close()
+    before = study.read_bytes()
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study)
+    _one_line_error(code, err, str(study), "without Optuna's tables")
+    assert study.read_bytes() == before
+
+
+def test_library_refuses_the_same_files(tmp_path: Path) -> None:
+    (tmp_path / "junk.db").write_bytes(b"junk" * 100)
+    (tmp_path / "folder.db").mkdir()
+    for path, needle in [(tmp_path / "junk.db", "not an SQLite database"),
+                         (tmp_path / "folder.db", "is a folder"),
+                         (tmp_path / "missing" / "s.db", "does not exist")]:
+        with pytest.raises(AutorecError, match=needle):
+            check_study(path)
+    assert check_study(tmp_path / "new.db") == 0 and not (tmp_path / "new.db").exists()
+    (tmp_path / "empty.db").touch()
+    assert check_study(tmp_path / "empty.db") == 0
+
+
+# -- studies that cannot be continued ------------------------------------------------------------
+def test_maximising_study_refused(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    study = tmp_path / "study.db"
+    _study(study, direction="maximize")
+    before = study.read_bytes()
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study)
+    _one_line_error(code, err, "study 'autorec'", "maximizes its value", "--study-name")
+    assert study.read_bytes() == before
+    assert not (tmp_path / "best.toml").exists()
+    with pytest.raises(AutorecError, match="maximizes"):
+        check_study(study)
+
+
+def test_multi_objective_study_refused(tmp_path: Path) -> None:
+    study = tmp_path / "study.db"
+    optuna.create_study(study_name="autorec", storage=f"sqlite:///{study}",
+                        directions=["minimize", "minimize"])
+    with pytest.raises(AutorecError, match="several objectives"):
+        check_study(study)
+
+
+def test_study_over_another_search_space_refused(capsys, tmp_path: Path,
+                                                 ratings_csv: Path) -> None:
+    study = tmp_path / "study.db"
+    _study(study, space={**SEARCH_SPACE, "hidden": ("int_log", (8, 16))})
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study)
+    _one_line_error(code, err, "study 'autorec'", "'hidden'", "--study-name")
+    _study(study, space={"momentum": ("float", (0.0, 1.0))}, name="other")
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study, "--study-name", "other")
+    _one_line_error(code, err, "study 'other'", "'momentum'")
+
+
+def test_same_space_under_another_name_is_a_new_study(tmp_path: Path) -> None:
+    study = tmp_path / "study.db"
+    _study(study, direction="maximize", name="theirs")
+    assert check_study(study, "autorec") == 0  # another name in the same file: new study
+    _study(study, name="mine", n=3)
+    assert check_study(study, "mine") == 3
+
+
+# -- searched settings the user gives are fixed ---------------------------------------------
+def test_hidden_given_is_fixed_not_searched(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    study = tmp_path / "study.db"
+    code, out, err = _tune(capsys, ratings_csv, tmp_path, study)  # --hidden 8 (QUICK)
+    assert code == 0, err
+    assert "fixed by your settings, not searched: hidden=8" in out
+    loaded = optuna.load_study(study_name="autorec", storage=f"sqlite:///{study}")
+    assert len(loaded.trials) == 2
+    assert all("hidden" not in trial.params for trial in loaded.trials)
+    assert all("lr" in trial.params for trial in loaded.trials)  # the rest is searched
+    best = (tmp_path / "best.toml").read_text()
+    assert "\nhidden = 8\n" in best
+
+    # continuing the study with hidden searched, or fixed to another value, is refused
+    code, _, err = _run(capsys, "tune", "--data", ratings_csv, "--study", study, "--trials",
+                        "3", "--out", tmp_path / "b2.toml", "--epochs", "2", "--device", "cpu",
+                        "--quiet")
+    _one_line_error(code, err, "fixed settings hidden=8")
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study, "--hidden", "16")
+    _one_line_error(code, err, "hidden=8", "hidden=16")
+    # the same fixed value continues it
+    code, out, err = _run(capsys, "tune", "--data", ratings_csv, "--study", study, "--trials",
+                          "3", "--out", tmp_path / "b3.toml", *QUICK)
+    assert code == 0, err
+    assert len(optuna.load_study(study_name="autorec",
+                                 storage=f"sqlite:///{study}").trials) == 3
+
+
+def test_config_file_settings_are_fixed_too(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    config = tmp_path / "fixed.toml"
+    config.write_text('activation = "tanh"\nvariant = "user"\n')
+    code, out, err = _tune(capsys, ratings_csv, tmp_path, tmp_path / "s.db", "--config",
+                           config)
+    assert code == 0, err
+    assert "not searched: variant=user, hidden=8, activation=tanh" in out
+    best = (tmp_path / "best.toml").read_text()
+    assert 'activation = "tanh"' in best and 'variant = "user"' in best
+
+
+def test_a_preset_does_not_fix_the_search(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    code, out, err = _run(capsys, "tune", "--data", ratings_csv, "--study", tmp_path / "s.db",
+                          "--trials", "1", "--out", tmp_path / "best.toml", "--preset",
+                          "reference", "--epochs", "2", "--validation", "0.1", "--device",
+                          "cpu", "--quiet")
+    assert code == 0, err
+    assert "fixed by your settings" not in out
+
+
+def test_run_study_fixed_parameters(tmp_path: Path, low_rank) -> None:
+    base = {"hidden": 8, "epochs": 2, "validation": 0.1, "device": "cpu", "variant": "item",
+            "activation": "sigmoid", "dropout": 0.0, "input_dropout": 0.0, "l2": 1.0,
+            "lr": 0.001, "batch_size": 64}
+    with pytest.raises(AutorecError, match="nothing left to tune"):
+        run_study(low_rank, base_params=base, n_trials=1, storage=tmp_path / "s.db",
+                  fixed=tuple(SEARCH_SPACE))
+    with pytest.raises(AutorecError, match="not searched parameters"):
+        run_study(low_rank, base_params=base, n_trials=1, storage=tmp_path / "s.db",
+                  fixed=("epochs",))
+    study = run_study(low_rank, base_params=base, n_trials=1, storage=tmp_path / "s.db",
+                      fixed=("hidden", "variant"))
+    assert set(study.trials[0].params) == set(SEARCH_SPACE) - {"hidden", "variant"}
+    assert study.user_attrs["autorec_fixed"] == {"hidden": 8, "variant": "item"}
