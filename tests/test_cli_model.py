@@ -158,13 +158,15 @@ def test_recommend_prints_rank_item_score_title(capsys, tmp_path, model_dir, mod
     assert lines[5].startswith("user stranger (unknown to the model")
     expected = model.recommend(["u1"], n=4)
     for line, row in zip(lines[1:5], expected.itertuples(), strict=True):
-        rank, item, score, title = line.split(maxsplit=3)
+        rank, item, score, rating, title = line.split(maxsplit=4)
         assert (int(rank), item, title) == (row.rank, str(row.item_id),
                                             f"Film {row.item_id}, the")
         assert float(score) == pytest.approx(row.score, abs=1e-4)
+        assert float(rating) == pytest.approx(row.predicted_rating, abs=0.005)
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["user_id", "rank", "item_id", "score", "title", "fallback"]
+    assert list(rows[0]) == ["user_id", "rank", "item_id", "score", "predicted_rating", "title",
+                             "fallback"]
     assert len(rows) == 8 and rows[0]["title"] == f"Film {expected['item_id'][0]}, the"
     assert [r["fallback"] for r in rows] == ["false"] * 4 + ["true"] * 4
     rated = set(read_ratings(ratings_file).to_dataframe().query("user_id == 'u1'")["item_id"])
@@ -193,7 +195,7 @@ def test_recommend_without_titles(capsys, model_dir):
     code, stdout, _ = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u2",
                               "--n", "2")
     assert code == 0
-    assert [len(line.split()) for line in stdout.splitlines()[1:]] == [3, 3]
+    assert [len(line.split()) for line in stdout.splitlines()[1:]] == [4, 4]
 
 
 def test_recommend_bad_items_file_writes_nothing(capsys, tmp_path, model_dir):

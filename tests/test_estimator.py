@@ -33,7 +33,7 @@ def test_get_set_params_round_trip() -> None:
     assert set(params) == {"variant", "ensemble", "hidden", "activation", "dropout",
                            "input_dropout", "lr", "weight_decay", "l2", "epochs", "batch_size",
                            "optimizer", "baseline", "validation", "patience", "refit", "cold",
-                           "random_state", "device", "dense_batches", "tf32"}
+                           "random_state", "device", "dense_batches", "tf32", "ranking"}
 
     other = AutoRec()
     assert other.set_params(**params) is other

@@ -328,7 +328,10 @@ def test_bad_arguments() -> None:
 
 # -- recommendations ----------------------------------------------------------------------------
 def test_recommendations_rank_unrated_items_by_score() -> None:
+    """Without a ranking model (``ranking="none"``) the list is by predicted rating; with one:
+    tests/test_ranking_integration.py."""
     model = fitted("user", "biases")
+    model.ranking_ = None
     rated = {1000: 5.0, 1001: 4.0, 1002: 1.0}
     result = model.fold_in_user(rated, n=7, user_id="u-new")
     top = result.recommendations
@@ -340,6 +343,7 @@ def test_recommendations_rank_unrated_items_by_score() -> None:
     unrated = result.scores.drop(list(rated))
     assert top["score"].iloc[0] == unrated.max()
     np.testing.assert_array_equal(top["score"], result.scores.loc[top["item_id"]].to_numpy())
+    np.testing.assert_array_equal(top["predicted_rating"], top["score"])
     everything = model.fold_in_user(rated, n=1000, exclude_rated=False)
     assert len(everything.recommendations) == len(model.items_)
     assert everything.recommendations["user_id"].isna().all()  # no id given

@@ -217,9 +217,10 @@ def test_recommend_prints_no_nan_for_missing_titles(model_dir: Path, model: Auto
     assert code == 0, err
     lines = out.splitlines()[1:4]
     assert "nan" not in out.lower()
-    assert lines[0].endswith("  " + f"{model.recommend([100], n=1)['score'].iloc[0]:.4f}")
+    best = model.recommend([100], n=1).iloc[0]  # ranking score, then the predicted rating
+    assert lines[0].endswith(f"  {best['score']:.4f}  {best['predicted_rating']:.2f}")
     assert lines[1].endswith("  Second")
-    assert lines[2] == lines[2].rstrip() and len(lines[2].split()) == 3
+    assert lines[2] == lines[2].rstrip() and len(lines[2].split()) == 4
 
 
 def test_recommend_n_larger_than_the_catalogue(model_dir: Path, model: AutoRec,

@@ -287,6 +287,51 @@ def test_compiled_lazy_step_gives_the_torch_update(low_rank, monkeypatch) -> Non
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(not __import__("autorec._kernels")._kernels.available(),
+                    reason="numba not installed")
+def test_compiled_epoch_hands_torch_threads_to_the_kernels(low_rank, monkeypatch) -> None:
+    """During an epoch of compiled kernels torch runs one thread and the kernels get torch's
+    count (torch's spinning workers would otherwise share the cores with them); torch's
+    count is restored afterwards, also when the epoch fails."""
+    from autorec import _kernels, sparse
+
+    monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        matrix = low_rank.to_csr("item")
+        net = AutoRecNet(matrix.shape[1], hidden=8, generator=torch.Generator().manual_seed(1))
+        trainer = Trainer(net, matrix, optimizer="adam", lr=0.01, l2=1.0, batch_size=7,
+                          device=CPU, seed=3)
+        seen = []
+
+        def on_batch_end(done: int, total: int) -> None:
+            numba = _kernels._numba().numba
+            seen.append((torch.get_num_threads(), _kernels._threads(_kernels._numba()),
+                         numba.config.NUMBA_NUM_THREADS))
+
+        trainer.on_batch_end = on_batch_end
+        trainer.train_epoch()
+        assert seen and all(t == 1 and k == min(2, most) for t, k, most in seen)
+        assert torch.get_num_threads() == 2
+
+        def fail(done: int, total: int) -> None:
+            raise KeyboardInterrupt
+
+        trainer.on_batch_end = fail
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train_epoch()
+        assert torch.get_num_threads() == 2
+        # without the compiled kernels torch keeps its threads
+        monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", 10**12)
+        seen.clear()
+        trainer.on_batch_end = on_batch_end
+        trainer.train_epoch()
+        assert all(t == 2 for t, _, _ in seen)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _csr_with_share(n_rows: int, n_cols: int, per_row: int, seed: int) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(n_rows), per_row)

@@ -277,7 +277,8 @@ def test_dash_writes_csv_to_standard_output(capsys, tmp_path, model_dir, pairs, 
                              "--n", "3", "--output", "-")
     assert code == 0, err
     lines = out.splitlines()  # the CSV alone, without the listing for people
-    assert lines[0] == "user_id,rank,item_id,score,title,fallback" and len(lines) == 4
+    assert lines[0] == "user_id,rank,item_id,score,predicted_rating,title,fallback"
+    assert len(lines) == 4
     assert all(line.startswith("u1,") for line in lines[1:])
     assert not (tmp_path / "-").exists()
 

@@ -109,7 +109,7 @@ def test_folder_layout_and_json(saved: Path, models: dict[str, AutoRec]) -> None
     assert sorted(p.name for p in saved.iterdir()) == [JSON_FILE, WEIGHTS_FILE]
     info = json.loads((saved / JSON_FILE).read_text())
     weights = (saved / WEIGHTS_FILE).read_bytes()
-    assert info["format"] == "autorec-model" and info["format_version"] == 2
+    assert info["format"] == "autorec-model" and info["format_version"] == 3
     # model.json's own content is covered too: the canonical form documented in info_digest
     content = {key: value for key, value in info.items() if key != "checksum"}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
@@ -216,9 +216,9 @@ def test_truncated_json_refused(saved: Path) -> None:
         load_model(saved)
 
 
-@pytest.mark.parametrize("version, needle", [(3, "upgrade autorec"), (0, "not supported"),
+@pytest.mark.parametrize("version, needle", [(4, "upgrade autorec"), (0, "not supported"),
                                              ("1", "not supported"), (True, "not supported"),
-                                             (2.0, "not supported")])
+                                             (3.0, "not supported")])
 def test_other_format_versions_refused(saved: Path, version: object, needle: str) -> None:
     info = json.loads((saved / JSON_FILE).read_text())
     info["format_version"] = version
@@ -351,7 +351,7 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     ({"history": "none"}, "'history' must be a list, got 'none'"),
     ({"versions": ["1"]}, "'versions' must be an object, got a list"),
     ({"created": None}, "'created' must be a string, got null"),
-    ({"evil": 1}, "'evil' is not a field of a version-2 model.json"),
+    ({"evil": 1}, "'evil' is not a field of a version-3 model.json"),
     ({"members.0.spec.evil": 1}, "'members[0].spec.evil' is not a field"),
 ])
 def test_bad_model_json_fields_refused(saved: Path, edit: dict, needle: str) -> None:
@@ -408,14 +408,16 @@ def test_non_finite_arrays_refused(saved: Path) -> None:
 
 def test_model_saved_before_model_json_had_a_checksum_loads(tmp_path: Path) -> None:
     """tests/data/model-v1 was written by autorec before format version 2 (no checksum of
-    model.json): it loads, predicts what it predicted then, and saves again as version 2."""
+    model.json): it loads, predicts what it predicted then (no ranking model: its lists are by
+    predicted rating), and saves again as version 3."""
     assert read_model_info(MODEL_V1)["format_version"] == 1
     expected = json.loads((MODEL_V1.parent / "model-v1-predictions.json").read_text())
     model = load_model(MODEL_V1)
     np.testing.assert_allclose(model.predict(expected["users"], expected["items"]),
                                expected["predictions"], rtol=0, atol=1e-6)
     again = save_model(model, tmp_path / "again")
-    assert read_model_info(again)["format_version"] == 2
+    assert model.ranking is None and read_model_info(again)["ranking"] is None
+    assert read_model_info(again)["format_version"] == 3
     assert (again / WEIGHTS_FILE).read_bytes() != b""
 
 

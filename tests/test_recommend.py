@@ -13,7 +13,10 @@ from autorec import AutoRec, Ratings, random_split, ranking_metrics, ranking_rep
 from autorec.metrics import ranking_metrics_from_hits
 from autorec.recommend import default_threshold, score_matrix, seen_matrix, top_n
 
-FAST = {"hidden": 8, "epochs": 3, "batch_size": 16, "random_state": 0, "device": "cpu"}
+# lists by predicted rating (the rating networks' path, checked against predict and brute
+# force); the ranking model's lists: tests/test_ranking_integration.py
+FAST = {"hidden": 8, "epochs": 3, "batch_size": 16, "random_state": 0, "device": "cpu",
+        "ranking": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +235,8 @@ def test_ranking_report_samples_users_beyond_max_users(low_rank) -> None:
     from autorec.recommend import ranking_report
 
     train, test = random_split(low_rank, 0.3, random_state=0)
-    model = AutoRec(hidden=8, epochs=2, validation=0.0, random_state=0, device="cpu").fit(train)
+    model = AutoRec(hidden=8, epochs=2, validation=0.0, random_state=0, device="cpu",
+                    ranking="none").fit(train)
     full = ranking_report(model, train, test, k=5, max_users=None)
     sampled = ranking_report(model, train, test, k=5, max_users=10)
     assert sampled["n_users"] == 10 and sampled["n_test_users"] == full["n_users"] > 10

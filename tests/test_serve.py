@@ -596,7 +596,7 @@ def test_serve_command(model_dir: Path, model: AutoRec) -> None:
             [100], n=3)["item_id"].tolist()
         status, info = call(url, "/model")
         assert info["versions"]["trained_with"]["autorec"]
-        assert info["format_version"] == 2
+        assert info["format_version"] == 3
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -25,17 +25,20 @@ rounding, not bitwise. The kernels are compiled on first use and cached on disk
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["adam_rows", "available", "decoder_backward", "sddmm", "spmm", "weight_grad"]
+__all__ = ["adam_rows", "available", "decoder_backward", "sddmm", "spmm",
+           "torch_threads_handed_over", "weight_grad"]
 
 
 @functools.cache
@@ -56,41 +59,67 @@ def available() -> bool:
 
 
 def _compile(numba: Any) -> Any:
-    # Numba's own thread pool, not OpenMP: a second OpenMP runtime beside torch's spins
-    # between calls and halved the speed of both on 2 cores (BENCHMARKS.md). It takes one
-    # parallel call at a time, which _LOCK ensures. Only before Numba's first parallel call.
+    # Numba's own thread pool, not OpenMP: Numba's OpenMP layer loads the system's libgomp
+    # (it names the file libgomp.so.1.0.0), a second runtime beside torch's, whose spinning
+    # workers halved the speed of both on 2 cores (BENCHMARKS.md). torch's own workers are
+    # kept from spinning by torch_threads_handed_over. The pool takes one parallel call at a
+    # time, which _LOCK ensures. Only before Numba's first parallel call.
     if os.environ.get("NUMBA_THREADING_LAYER") is None:
         numba.config.THREADING_LAYER = "workqueue"
     njit = numba.njit
     prange = numba.prange
     options = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
 
+    # Each loop over a column's ratings takes them two at a time: the touched weight row (or
+    # gradient row) is then loaded and stored once per pair instead of once per rating (about
+    # 10-20 % faster at ML-1M shape). Arrays are indexed in 2-D rather than through row
+    # views, which cost Numba a reference count per rating.
+
     @njit(**options)
     def spmm_t(t_crow, t_col, vals_t, touched, weight, bounds, parts):  # pragma: no cover
         hidden = weight.shape[1]
         for t in prange(len(bounds) - 1):
-            acc = parts[t]
-            acc[:] = 0.0
+            parts[t] = 0.0
             for j in range(bounds[t], bounds[t + 1]):
-                w = weight[touched[j]]
-                for p in range(t_crow[j], t_crow[j + 1]):
-                    a = acc[t_col[p]]
-                    v = vals_t[p]
+                u = touched[j]
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    v0, v1 = vals_t[p], vals_t[p + 1]
                     for h in range(hidden):
-                        a[h] += v * w[h]
+                        w = weight[u, h]
+                        parts[t, i0, h] += v0 * w
+                        parts[t, i1, h] += v1 * w
+                    p += 2
+                if p < end:
+                    i0, v0 = t_col[p], vals_t[p]
+                    for h in range(hidden):
+                        parts[t, i0, h] += v0 * weight[u, h]
 
     @njit(**options)
     def sddmm_t(t_crow, t_col, t_perm, touched, codes, weight, bounds, out):  # pragma: no cover
         hidden = weight.shape[1]
         for t in prange(len(bounds) - 1):
             for j in range(bounds[t], bounds[t + 1]):
-                w = weight[touched[j]]
-                for p in range(t_crow[j], t_crow[j + 1]):
-                    c = codes[t_col[p]]
-                    s = np.float32(0.0)
+                u = touched[j]
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    s0 = np.float32(0.0)
+                    s1 = np.float32(0.0)
                     for h in range(hidden):
-                        s += c[h] * w[h]
-                    out[t_perm[p]] = s
+                        w = weight[u, h]
+                        s0 += codes[i0, h] * w
+                        s1 += codes[i1, h] * w
+                    out[t_perm[p]] = s0
+                    out[t_perm[p + 1]] = s1
+                    p += 2
+                if p < end:
+                    i0 = t_col[p]
+                    s0 = np.float32(0.0)
+                    for h in range(hidden):
+                        s0 += codes[i0, h] * weight[u, h]
+                    out[t_perm[p]] = s0
 
     @njit(**options)
     def grad_rows_t(t_crow, t_col, vals_t, dense, bounds, out, out_rows,
@@ -98,35 +127,47 @@ def _compile(numba: Any) -> Any:
         hidden = dense.shape[1]
         for t in prange(len(bounds) - 1):
             for j in range(bounds[t], bounds[t + 1]):
-                r = out[out_rows[j]]
+                o = out_rows[j]
                 if not accumulate:
-                    r[:] = 0.0
-                for p in range(t_crow[j], t_crow[j + 1]):
-                    g = dense[t_col[p]]
-                    v = vals_t[p]
+                    out[o] = 0.0
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    v0, v1 = vals_t[p], vals_t[p + 1]
                     for h in range(hidden):
-                        r[h] += v * g[h]
+                        out[o, h] += v0 * dense[i0, h] + v1 * dense[i1, h]
+                    p += 2
+                if p < end:
+                    i0, v0 = t_col[p], vals_t[p]
+                    for h in range(hidden):
+                        out[o, h] += v0 * dense[i0, h]
 
     @njit(**options)
     def dec_backward_t(t_crow, t_col, grad_t, touched, codes, weight, bounds, out, out_rows,
                        accumulate, parts):  # pragma: no cover
         hidden = weight.shape[1]
         for t in prange(len(bounds) - 1):
-            acc = parts[t]
-            acc[:] = 0.0
+            parts[t] = 0.0
             for j in range(bounds[t], bounds[t + 1]):
-                w = weight[touched[j]]
-                r = out[out_rows[j]]
+                u = touched[j]
+                o = out_rows[j]
                 if not accumulate:
-                    r[:] = 0.0
-                for p in range(t_crow[j], t_crow[j + 1]):
-                    i = t_col[p]
-                    g = grad_t[p]
-                    c = codes[i]
-                    a = acc[i]
+                    out[o] = 0.0
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    g0, g1 = grad_t[p], grad_t[p + 1]
                     for h in range(hidden):
-                        r[h] += g * c[h]
-                        a[h] += g * w[h]
+                        w = weight[u, h]
+                        out[o, h] += g0 * codes[i0, h] + g1 * codes[i1, h]
+                        parts[t, i0, h] += g0 * w
+                        parts[t, i1, h] += g1 * w
+                    p += 2
+                if p < end:
+                    i0, g0 = t_col[p], grad_t[p]
+                    for h in range(hidden):
+                        out[o, h] += g0 * codes[i0, h]
+                        parts[t, i0, h] += g0 * weight[u, h]
 
     @njit(**options)
     def adam_t(weight, exp_avg, exp_avg_sq, rows, grad, decay, beta1, beta2, step_size,
@@ -162,11 +203,45 @@ def _compile(numba: Any) -> Any:
     return kernels
 
 
+#: Threads the kernels use while :func:`torch_threads_handed_over` is active (torch's count
+#: before it set torch to one thread); ``None`` outside it.
+_HANDED_OVER: int | None = None
+
+
 def _threads(kernels: Any) -> int:
     """Numba's thread count for the next call: torch's (which the user may have set)."""
-    n = max(1, min(torch.get_num_threads(), kernels.numba.config.NUMBA_NUM_THREADS))
+    wanted = _HANDED_OVER if _HANDED_OVER is not None else torch.get_num_threads()
+    n = max(1, min(wanted, kernels.numba.config.NUMBA_NUM_THREADS))
     kernels.numba.set_num_threads(n)
     return n
+
+
+@contextlib.contextmanager
+def torch_threads_handed_over() -> Iterator[None]:
+    """Run torch's operations on one thread and give the kernels torch's thread count.
+
+    torch's OpenMP workers spin for milliseconds after each parallel operation, and the
+    kernels' own thread pool then shares the cores with them: on 2 cores an epoch of compiled
+    kernels took more time with two threads than with one (BENCHMARKS.md, issue 15). Inside
+    this block torch starts no parallel region (its operations in a training step are small
+    element-wise ones or memory-bound), so the kernels have the cores. Torch's count is
+    restored on leaving; it is a process-wide setting, so another thread's torch operations
+    run on one thread meanwhile. Does nothing without the kernels or with one thread.
+    """
+    global _HANDED_OVER
+    threads = torch.get_num_threads()
+    if threads <= 1 or _HANDED_OVER is not None or not available():
+        yield
+        return
+    with _LOCK:
+        _HANDED_OVER = threads
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _HANDED_OVER = None
+            torch.set_num_threads(threads)
 
 
 def _locked(fn: Any) -> Any:

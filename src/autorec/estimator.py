@@ -107,6 +107,14 @@ class AutoRec:
     tf32
         Let CUDA matrix products use TF32 (10-bit mantissa inputs, float32 accumulation)
         while fitting; no effect on the CPU.
+    ranking
+        The ranking model fitted beside the rating networks, which orders ``recommend``'s
+        lists (and fold-in's and the server's) and never changes a predicted rating:
+        ``"auto"`` (default) EASE on the rating-weighted rows blended with the networks'
+        predicted ratings (Mult-DAE instead of EASE past 20,000 rated items), ``"ease"`` or
+        ``"vae"`` (Mult-DAE) alone, ``"blend"`` all three, ``"none"`` (lists by predicted
+        rating, as before). Its choices (EASE's input weighting and lambda, the blend
+        weights) are made on the validation part by NDCG@10 (:mod:`autorec.ranking`).
 
     Attributes
     ----------
@@ -138,6 +146,9 @@ class AutoRec:
         The trained networks.
     blend_ : numpy.ndarray
         Weight of each network's output, then the intercept.
+    ranking_ : FittedRanking or None
+        The ranking model (``None`` with ``ranking="none"`` or a model folder saved without
+        one).
 
     Notes
     -----
@@ -180,6 +191,7 @@ class AutoRec:
         device: str | None = None,
         dense_batches: bool = False,
         tf32: bool = False,
+        ranking: Literal["auto", "ease", "vae", "blend", "none"] = "auto",
     ) -> None:
         self.variant = variant
         self.ensemble = ensemble
@@ -202,6 +214,7 @@ class AutoRec:
         self.device = device
         self.dense_batches = dense_batches
         self.tf32 = tf32
+        self.ranking = ranking
 
     # -- scikit-learn parameter protocol -------------------------------------------------------
     @classmethod
@@ -349,6 +362,8 @@ class AutoRec:
                         lambda self, v: setattr(self._fitted(), "members", v))
     blend_ = property(lambda self: self._part("blend_").blend,
                       lambda self, v: setattr(self._fitted(), "blend", v))
+    ranking_ = property(lambda self: self._part("ranking_").ranking,
+                        lambda self, v: setattr(self._fitted(), "ranking", v))
     history_ = property(lambda self: self._part("history_").history,
                         lambda self, v: setattr(self._fitted(), "history", v))
     validation_rmse_ = property(lambda self: self._part("validation_rmse_").validation_rmse,

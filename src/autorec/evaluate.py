@@ -100,7 +100,8 @@ def score_split(model: Any, split: Split, *, k: int | None = None,
                 **fit_options: Any) -> dict[str, Any]:
     """Fit ``model`` on ``split.train`` and score it on ``split.test``.
 
-    With ``k``, the ranking metrics at ``k`` (:func:`autorec.recommend.ranking_report`) are
+    With ``k``, the ranking metrics at ``k`` (:func:`autorec.recommend.ranking_report`) of the
+    model's lists (its ranking model's, or by predicted rating with ``ranking="none"``) are
     added, the user's training items left out of their candidates.
     """
     started = time.perf_counter()
@@ -142,12 +143,17 @@ def confidence_interval(values: list[float] | np.ndarray, level: float = 0.95
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean RMSE and MAE over splits with a 95 % interval, and pooled over all test ratings."""
+    """Mean RMSE and MAE over splits with a 95 % interval, and pooled over all test ratings;
+    the mean of each ranking metric (``mean_ndcg@10``...) with its 95 % interval
+    (``ci95_ndcg@10``)."""
     rmses = np.array([r["rmse"] for r in results])
     maes = np.array([r["mae"] for r in results])
     n_test = sum(r["n_test"] for r in results)
-    ranking = {f"mean_{key}": float(np.mean([r[key] for r in results]))
-               for key in results[0] if "@" in key}
+    ranking: dict[str, Any] = {}
+    for key in (key for key in results[0] if "@" in key):  # the ranking model's lists
+        values = [r[key] for r in results]
+        ranking[f"mean_{key}"] = float(np.mean(values))
+        ranking[f"ci95_{key}"] = list(confidence_interval(values))
     return {
         **ranking,
         "n_splits": len(results),

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["FAMILIES", "ArraySource", "ScoringNetwork", "family_of"]
+__all__ = ["FAMILIES", "ArraySource", "RankingScorer", "ScoringNetwork", "family_of"]
 
 
 class ArraySource(Protocol):
@@ -71,8 +71,9 @@ class ScoringNetwork(Protocol):
         ...
 
     def seen(self) -> sp.csr_matrix:
-        """The users x items pattern of the training ratings it reads (what recommendations
-        leave out by default)."""
+        """The users x items training ratings it reads, values the ratings (its pattern is
+        what recommendations leave out by default; the rows are what a ranking model scores
+        a known user from)."""
         ...
 
     def fold_in(self, side: str, index: np.ndarray, values: np.ndarray, targets: np.ndarray,
@@ -109,6 +110,61 @@ class ScoringNetwork(Protocol):
     def from_arrays(cls, arrays: ArraySource, params: dict[str, Any], *, n_users: int,
                     n_items: int, device: torch.device) -> ScoringNetwork:
         """Rebuild a network that :meth:`to_arrays` and :attr:`params` described."""
+        ...
+
+
+@runtime_checkable
+class RankingScorer(Protocol):
+    """A ranking model beside the rating networks (:attr:`FittedModel.ranking
+    <autorec.fitted.FittedModel>`): it orders a user's candidate items for top-N lists, and
+    never changes a predicted rating.
+
+    :mod:`autorec.recommend` (``recommend``, ``ranking_report``), :mod:`autorec.foldin` and
+    :mod:`autorec.serve` rank through :meth:`score_rows` when a fitted model holds one, and by
+    the predicted rating when it holds none; :mod:`autorec.persist` saves it through
+    :meth:`to_arrays` / :attr:`params` and rebuilds it with :meth:`from_arrays` of the class
+    registered in :data:`FAMILIES` under :attr:`family`.
+
+    Attributes
+    ----------
+    family
+        The name it is registered under in :data:`FAMILIES`.
+    n_items
+        Items it was fitted over (the fitted model's item indices; items added later by
+        fold-in are never in its lists).
+    needs_predictions
+        Whether :meth:`score_rows` needs the rating networks' predicted ratings.
+    """
+
+    family: str
+    n_items: int
+    needs_predictions: bool
+
+    def score_rows(self, rows: sp.csr_matrix, predictions: np.ndarray | None) -> np.ndarray:
+        """Ranking scores (``float32``, ``rows.shape[0] x rows.shape[1]``, higher is better;
+        ``-inf`` for an item it cannot rank) of users given by their rating rows (users x
+        items, values the ratings: training rows, or a newcomer's ratings), with their
+        predicted ratings of every item (``float32`` or ``float64``, same shape) when
+        :attr:`needs_predictions`."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """A few JSON-able facts for people (``GET /model``, ``autorec train``)."""
+        ...
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Its arrays, for a model folder (names without a prefix)."""
+        ...
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Everything else needed to rebuild it, JSON-able."""
+        ...
+
+    @classmethod
+    def from_arrays(cls, arrays: ArraySource, params: dict[str, Any], *, n_users: int,
+                    n_items: int, device: torch.device) -> RankingScorer:
+        """Rebuild a ranking model that :meth:`to_arrays` and :attr:`params` described."""
         ...
 
 

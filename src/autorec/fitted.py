@@ -65,7 +65,9 @@ class FittedModel:
     device
         Where the networks live.
     ranking
-        A ranking model beside the rating networks (none yet; see :mod:`autorec.family`).
+        The ranking model beside the rating networks (:class:`autorec.family.RankingScorer`),
+        which orders top-N lists and never enters a prediction; ``None`` without one
+        (``ranking="none"``, or a model folder saved before ranking models).
     """
 
     params: dict[str, Any]

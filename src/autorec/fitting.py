@@ -172,6 +172,10 @@ def _fit(
     if len(l2_values) > 1:
         log.info("l2 chosen on validation: %g (RMSE %.4f)", model.l2, model.validation_rmse)
 
+    if params["ranking"] != "none":  # before the refit: the networks know the fit part only
+        model.ranking = fit_ranking_model(model, ratings, held_out if val_part is not None
+                                          else None, seeds[0])
+
     if params["refit"] and val_part is not None:
         model.biases = fit_biases(*_triple(ratings), n_users, n_items,
                                   reg_user=bias_reg[0], reg_item=bias_reg[1])
@@ -192,6 +196,58 @@ def _fit(
     if session is not None:
         session.finish()
     return model
+
+def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray | None,
+                      seed: int) -> Any:
+    """The ranking model (:mod:`autorec.ranking`) that ``model.params["ranking"]`` asks for,
+    fitted on ``ratings`` (the training ratings over the model's indices).
+
+    Its choices (EASE's input weighting and lambda, Mult-DAE's epoch, the blend weights) are
+    made by NDCG@10 on the validation part ``held_out`` that the rating networks were selected
+    on, while ``model``'s networks are still those fitted on the rest: they score the
+    validation users for the blend, so no network is fitted for the ranking model. EASE is
+    then refitted on every training rating. Without a validation part (``validation=0``) the
+    ranking model carves its own 10 % and leaves the rating networks out of the blend.
+    Deterministic: every process of a data-parallel run fits the same one.
+    """
+    from .ranking.ease import EASE_ITEM_LIMIT
+    from .ranking.scorer import FittedRanking
+    from .ranking.select import fit_ranking
+    from .recommend import score_matrix
+
+    choice = model.params["ranking"]
+    n_rated = int(np.count_nonzero(np.bincount(ratings.item_idx, minlength=len(model.items))))
+    small = n_rated <= EASE_ITEM_LIMIT
+    if choice == "ease":
+        components = ["ease"]
+    elif choice == "vae":
+        components = ["vae"]
+    else:  # auto: the cheapest that beats EASE (BENCHMARKS.md); blend: everything
+        components = ["ease"] if small else ["vae"]
+        if choice == "blend" and small:
+            components.append("vae")
+        if not small:
+            log.info("ranking: %d rated items > the EASE limit %d; the ranking model is "
+                     "Mult-DAE", n_rated, EASE_ITEM_LIMIT)
+        if held_out is not None:
+            components.append("rating")
+    split = None if held_out is None else (ratings.subset(~held_out), ratings.subset(held_out))
+
+    def scorer(_: Ratings) -> Callable[[np.ndarray], np.ndarray]:
+        # the networks fitted on the fit part, as they are now (before the refit)
+        return lambda users: score_matrix(model, users).astype(np.float32)
+
+    ranking, report = fit_ranking(ratings, components=components,
+                                  rating_scorer=scorer if "rating" in components else None,
+                                  split=split, random_state=int(seed) % (2**31 - 1))
+    report = {key: value for key, value in report.items() if key != "blend"} | {
+        "blend": {key: value for key, value in report.get("blend", {}).items()
+                  if key != "tried"}}
+    log.info("ranking model (%s) fitted in %.1fs: %s", choice, report["seconds"],
+             ", ".join(f"{name} {w:g}" for name, w in zip(ranking.components, ranking.weights,
+                                                          strict=True)))
+    return FittedRanking(ranking, len(model.items), report)
+
 
 def _fit_networks(model: FittedModel, specs: list[NetworkSpec], seeds: list[int],
                   fit_part: _FitPart, val_part: Ratings | None, report: EpochCallback,

@@ -53,7 +53,7 @@ Example
 A new user of a model trained on MovieLens-100K, from three ratings::
 
     result = model.fold_in_user({50: 5, 172: 4, 181: 5}, n=5)
-    result.recommendations      # user_id, rank, item_id, score, fallback: the top 5 unrated
+    result.recommendations      # user_id, rank, item_id, score, predicted_rating, fallback
     result.scores[[1, 2, 3]]    # predicted ratings of items 1, 2, 3
     model.fold_in_user({50: 5, 172: 4, 181: 5}, add=True, user_id=944)  # ids are integers
     model.recommend([944])      # now a user like any other
@@ -68,6 +68,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from . import newcomer
 from .fitted import FittedModel, as_fitted
@@ -84,7 +85,8 @@ Side = Literal["user", "item"]
 #: network's units (ratings, or rating deviations over their standard deviation).
 DEFAULT_REG = 1.0
 #: Columns of :attr:`FoldIn.recommendations` (as ``recommend`` returns them).
-RECOMMENDATION_COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "fallback")
+RECOMMENDATION_COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score",
+                                           "predicted_rating", "fallback")
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,15 @@ class FoldIn:
         a new item), clipped to the rating scale; indexed by raw id (``item_id`` /
         ``user_id``) in the model's index order.
     recommendations
-        For a new user with ``n`` given: the top ``n`` items by unclipped score (ties in index
-        order), without the items it rated unless ``exclude_rated=False``; the columns of
+        For a new user with ``n`` given: the top ``n`` items, without the items it rated
+        unless ``exclude_rated=False``, ranked by the model's ranking model scoring the new
+        user's row (:attr:`FittedModel.ranking <autorec.fitted.FittedModel>`) or, for a model
+        without one, by unclipped predicted rating (ties in index order); the columns of
         :func:`autorec.recommend.recommend`: ``user_id``, ``rank`` (1-based), ``item_id``,
-        ``score`` (clipped, as in ``scores``) and ``fallback`` (``True`` when no rating was
-        usable: the items are then ranked by the baseline ``mu + b_i``, as ``recommend``
-        ranks a user it does not know). ``None`` for a new item.
+        ``score`` (the ranking score, or the clipped predicted rating), ``predicted_rating``
+        (as in ``scores``) and ``fallback`` (``True`` when no rating was usable: the items
+        are then ranked by the baseline ``mu + b_i`` and scored by their predicted rating,
+        as ``recommend`` ranks a user it does not know). ``None`` for a new item.
     bias
         The newcomer's baseline bias (0 when it rated nothing known).
     n_ratings
@@ -268,10 +273,26 @@ def fold_in(
             scores += weight * output
     unclipped = scores.copy()
     np.clip(scores, *model.rating_scale, out=scores)
+    ranked = None
+    if side == "user" and n is not None and model.ranking is not None:
+        ranked = _ranking_scores(model, index, values, scores)
     if add:
         _add(model, side, new_id, index, bias, grown)
-    return _result(model, side, new_id, scores, unclipped, index, bias, len(index), n_unknown,
-                   reg, add, n, exclude_rated)
+    return _result(model, side, new_id, scores, unclipped if ranked is None else ranked,
+                   index, bias, len(index), n_unknown, reg, add, n, exclude_rated,
+                   ranked is not None)
+
+
+def _ranking_scores(model: FittedModel, index: np.ndarray, values: np.ndarray,
+                    predicted: np.ndarray) -> np.ndarray:
+    """The ranking model's scores of a new user's row (its ratings of known items), with its
+    predicted ratings when the ranking model blends them (``-inf``: an item it cannot rank)."""
+    assert model.ranking is not None
+    n_items = len(model.items)
+    row = sp.csr_matrix((values.astype(np.float32), index.astype(np.int64),
+                         np.array([0, len(index)])), shape=(1, n_items))
+    wanted = predicted[None, :] if model.ranking.needs_predictions else None
+    return np.asarray(model.ranking.score_rows(row, wanted)[0], dtype=np.float64)
 
 
 # -- adding the newcomer ------------------------------------------------------------------------
@@ -292,9 +313,10 @@ def _add(model: FittedModel, side: str, new_id: Any, index: np.ndarray, bias: fl
 # -- output -------------------------------------------------------------------------------------
 def _result(model: FittedModel, side: str, new_id: Any, scores: np.ndarray, key: np.ndarray,
             rated: np.ndarray, bias: float, n_ratings: int, n_unknown: int, reg: float,
-            added: bool, n: int | None, exclude_rated: bool) -> FoldIn:
-    """The result; recommendations ranked by ``key`` (the unclipped scores, so that items
-    above the top of the scale keep their order, as :mod:`autorec.recommend` ranks)."""
+            added: bool, n: int | None, exclude_rated: bool, ranked: bool = False) -> FoldIn:
+    """The result; recommendations ranked by ``key``: the ranking model's scores
+    (``ranked``), else the unclipped scores (so that items above the top of the scale keep
+    their order, as :mod:`autorec.recommend` ranks)."""
     other_map, name = (model.items, "item_id") if side == "user" else (model.users, "user_id")
     series = pd.Series(scores, index=pd.Index(other_map.raw_ids, name=name), name="score")
     recommendations = None
@@ -302,13 +324,16 @@ def _result(model: FittedModel, side: str, new_id: Any, scores: np.ndarray, key:
         candidates = np.ones(len(scores), dtype=bool)
         if exclude_rated:
             candidates[rated] = False
+        if ranked:  # items the ranking model cannot rank are left out, as recommend does
+            candidates &= np.isfinite(key)
         pool = np.flatnonzero(candidates)
         top = pool[np.argsort(-key[pool], kind="stable")[:n]]
         recommendations = pd.DataFrame({
             "user_id": pd.Series([new_id] * len(top), dtype=object),
             "rank": np.arange(1, len(top) + 1, dtype=np.int64),
             "item_id": other_map.to_raw(top),
-            "score": scores[top],
+            "score": key[top] if ranked else scores[top],
+            "predicted_rating": scores[top],
             "fallback": np.full(len(top), n_ratings == 0),
         }, columns=list(RECOMMENDATION_COLUMNS))
     return FoldIn(side=side, id=new_id, scores=series, recommendations=recommendations,

@@ -105,6 +105,8 @@ class RatingNetwork(Member):
         assert matrix is not None
         seen = matrix.T.tocsr() if self.spec.variant == "item" else matrix.tocsr(copy=True)
         seen.sort_indices()
+        if self.scale != 1.0:  # the inputs are ratings / scale
+            seen.data = (seen.data.astype(np.float64) * self.scale).astype(np.float32)
         return seen
 
     # -- fold-in (the method: autorec.foldin) ---------------------------------------------------

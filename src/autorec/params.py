@@ -19,12 +19,18 @@ from .member import NetworkSpec
 from .model import ACTIVATIONS
 from .train import OPTIMIZERS
 
-__all__ = ["BASELINES", "COLD_POLICIES", "DEFAULTS", "PARAM_NAMES", "VARIANTS", "complete",
+__all__ = ["BASELINES", "COLD_POLICIES", "DEFAULTS", "PARAM_NAMES", "RANKINGS", "VARIANTS",
+           "complete",
            "network_specs", "validate_params"]
 
 VARIANTS: tuple[str, ...] = ("item", "user", "both")
 COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")
 BASELINES: tuple[str, ...] = ("biases", "none")
+#: The ranking model fitted beside the rating networks (:mod:`autorec.ranking`): ``"auto"``
+#: EASE (Mult-DAE past :data:`autorec.ranking.EASE_ITEM_LIMIT` rated items) blended with the
+#: rating networks' predictions, ``"ease"`` / ``"vae"`` one model alone, ``"blend"`` every
+#: component, ``"none"`` no ranking model (lists ranked by predicted rating).
+RANKINGS: tuple[str, ...] = ("auto", "ease", "vae", "blend", "none")
 
 #: Every parameter of :class:`~autorec.estimator.AutoRec` with its default, in signature order.
 DEFAULTS: dict[str, Any] = {
@@ -49,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "device": None,
     "dense_batches": False,
     "tf32": False,
+    "ranking": "auto",
 }
 PARAM_NAMES: tuple[str, ...] = tuple(DEFAULTS)
 
@@ -67,6 +74,7 @@ def validate_params(params: Mapping[str, Any]) -> None:
     _choice("activation", p["activation"], tuple(ACTIVATIONS))
     _choice("optimizer", p["optimizer"], OPTIMIZERS)
     _choice("baseline", p["baseline"], BASELINES)
+    _choice("ranking", p["ranking"], RANKINGS)
     for name in ("ensemble", "hidden", "epochs", "batch_size", "patience"):
         value = p[name]
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:

@@ -15,6 +15,11 @@ Blocks are computed in ``float32`` (the networks' precision), so that a score ag
 ``model.predict`` for the same pair to about ``1e-6`` (float32 rounding; the products sum in
 another order), not bitwise.
 
+When the model holds a ranking model (:attr:`FittedModel.ranking
+<autorec.fitted.FittedModel>`), a known user's items are ranked by it instead, from the user's
+training ratings (:func:`rating_rows`) and, when it blends them, the predicted ratings of the
+block; the predicted rating of each recommended item is reported beside its ranking score.
+
 Items a user rated in training get ``-inf`` before :func:`torch.topk` (``exclude_seen``).
 Items are ranked by the *unclipped* score (so that items above the top of the scale keep
 their order) and reported with the clipped score, which equals ``model.predict`` for the same
@@ -46,8 +51,8 @@ from .fitted import FittedModel, as_fitted
 from .metrics import ranking_metrics_from_hits
 from .networks import clear_codes
 
-__all__ = ["clear_cache", "default_threshold", "ranking_report", "recommend", "score_matrix",
-           "seen_matrix", "top_n"]
+__all__ = ["clear_cache", "default_threshold", "ranking_report", "rating_rows", "recommend",
+           "score_matrix", "seen_matrix", "top_n"]
 
 #: Scores held at once (users in a block x candidate items): 2**24 float32 values, 64 MiB.
 SCORE_BLOCK = 1 << 24
@@ -175,8 +180,13 @@ def top_n(
     exclude_seen: bool = True,
     item_idx: np.ndarray | None = None,
     seen: sp.csr_matrix | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    with_predictions: bool = False,
+) -> tuple[np.ndarray, ...]:
     """The ``n`` best items for each user, on dense indices (the low-level API).
+
+    A known user's items are ranked by the model's ranking model (:attr:`FittedModel.ranking
+    <autorec.fitted.FittedModel>`, :class:`autorec.family.RankingScorer`) from the user's
+    training ratings, when the model holds one, and by predicted rating otherwise.
 
     Parameters
     ----------
@@ -194,14 +204,18 @@ def top_n(
     seen
         Users x items pattern of the items to leave out, over the model's indices (default:
         the training ratings, :func:`seen_matrix`).
+    with_predictions
+        Also return the predicted ratings of the items picked.
 
     Returns
     -------
-    item_idx, scores : numpy.ndarray
+    item_idx, scores[, predictions] : numpy.ndarray
         ``len(user_idx) x n``: item indices (``-1`` where a user has fewer than ``n``
-        candidates left) and their predictions, best first (``NaN`` for padding). Scores are
-        ``model.predict`` for the same pairs, up to float32 rounding; items tied after clipping
-        stay in the order of their unclipped scores.
+        candidates left) and their scores, best first (``NaN`` for padding): the ranking
+        model's score (``float32`` precision), or without one (and for a user the model does
+        not know) the predicted rating. Predictions are ``model.predict`` for the same pairs,
+        up to float32 rounding; without a ranking model items tied after clipping stay in the
+        order of their unclipped scores.
     """
     model = as_fitted(model)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
@@ -211,9 +225,12 @@ def top_n(
     n = int(n)
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float64)
+    out_predicted = out_scores.copy()
+    done = (out_items, out_scores, out_predicted) if with_predictions else (out_items,
+                                                                             out_scores)
     k = min(n, len(items))
     if k == 0 or len(users) == 0:
-        return out_items, out_scores
+        return done
     low, high = model.rating_scale
     if exclude_seen and seen is None:
         seen = seen_matrix(model)
@@ -228,14 +245,21 @@ def top_n(
         key = model.biases.predict(np.full(len(items), -1, dtype=np.int64), items)
         order = np.argsort(-key, kind="stable")[:k]
         out_items[unknown, :k] = items[order]
-        out_scores[unknown, :k] = _cold_scores(model, items)[order]
+        out_scores[unknown, :k] = out_predicted[unknown, :k] = _cold_scores(model, items)[order]
 
     known = np.flatnonzero(users >= 0)
-    rows_per_block = _block_rows(len(items))
+    ranking = model.ranking
+    rows_per_block = _block_rows(len(model.items) if ranking is not None else len(items))
+    if ranking is not None:  # the ranking model holds a few float64 copies of its block
+        rows_per_block = max(1, rows_per_block // 4)
     for start in range(0, len(known), rows_per_block):
         rows = known[start:start + rows_per_block]
         block_users = users[rows]
-        scores = _unclipped_block(model, block_users, items)
+        if ranking is None:
+            scores = _unclipped_block(model, block_users, items)
+            predicted = None
+        else:
+            scores, predicted = _ranking_block(model, ranking, block_users, items)
         if exclude_seen:
             assert seen is not None
             sub = seen[block_users]
@@ -254,8 +278,41 @@ def top_n(
         valid = np.isfinite(values_np)
         picked = np.where(valid, items[columns_np], -1)
         out_items[rows, :k] = picked
-        out_scores[rows, :k] = np.where(valid, np.clip(values_np, low, high), np.nan)
-    return out_items, out_scores
+        if predicted is None:
+            out_scores[rows, :k] = np.where(valid, np.clip(values_np, low, high), np.nan)
+            out_predicted[rows, :k] = out_scores[rows, :k]
+        else:
+            out_scores[rows, :k] = np.where(valid, values_np, np.nan)
+            chosen = np.take_along_axis(predicted, columns_np, axis=1)
+            out_predicted[rows, :k] = np.where(valid, chosen, np.nan)
+    return done
+
+
+def rating_rows(model: Any) -> sp.csr_matrix:
+    """The model's training ratings as a users x items CSR (values the ratings; what a ranking
+    model scores a known user from): :meth:`ScoringNetwork.seen` of the first network,
+    cached as :func:`seen_matrix`."""
+    return seen_matrix(model)
+
+
+def _ranking_block(model: FittedModel, ranking: Any, users: np.ndarray, items: np.ndarray
+                   ) -> tuple[torch.Tensor, np.ndarray]:
+    """The ranking model's scores of ``users x items`` (a float32 tensor on the networks'
+    device) and the predicted ratings of the same pairs (float64, clipped)."""
+    low, high = model.rating_scale
+    every = np.arange(len(model.items), dtype=np.int64)
+    wide = ranking.needs_predictions
+    predicted_t = _unclipped_block(model, users, every if wide else items).clamp_(low, high)
+    predicted = predicted_t.cpu().numpy()
+    rows = rating_rows(model)[users]
+    key = ranking.score_rows(rows, predicted if wide else None)
+    if len(items) != len(every) or not np.array_equal(items, every):
+        key = key[:, items]
+        if wide:
+            predicted = predicted[:, items]
+    device = predicted_t.device
+    return (torch.from_numpy(np.ascontiguousarray(key, dtype=np.float32)).to(device),
+            predicted.astype(np.float64))
 
 
 def recommend(
@@ -286,10 +343,12 @@ def recommend(
     Returns
     -------
     pandas.DataFrame
-        Columns ``user_id`` (as asked), ``rank`` (1 = best), ``item_id``, ``score`` (the
-        predicted rating) and ``fallback`` (``True`` for a user the model does not know,
-        whose items are ranked by the baseline). Users in the order asked, best items first;
-        a user with fewer than ``n`` candidates left has fewer rows.
+        Columns ``user_id`` (as asked), ``rank`` (1 = best), ``item_id``, ``score`` (what
+        the list is ranked by: the ranking model's score, or the predicted rating for a model
+        without one), ``predicted_rating`` (``model.predict`` for the pair) and ``fallback``
+        (``True`` for a user the model does not know, whose items are ranked by the baseline
+        and scored by their predicted rating). Users in the order asked, best items first; a
+        user with fewer than ``n`` candidates left has fewer rows.
     """
     model = as_fitted(model)
     if isinstance(user_ids, str | bytes) or not isinstance(user_ids, Iterable):
@@ -308,7 +367,8 @@ def recommend(
         raise ValueError(f"n must be a positive integer, got {n!r}")
     # more than there are candidates lists them all (top_n's arrays would have n columns)
     n = min(int(n), len(model.items) if item_idx is None else max(len(item_idx), 1))
-    picked, scores = top_n(model, user_idx, n, exclude_seen=exclude_seen, item_idx=item_idx)
+    picked, scores, predicted = top_n(model, user_idx, n, exclude_seen=exclude_seen,
+                                      item_idx=item_idx, with_predictions=True)
     rows, ranks = np.nonzero(picked >= 0)
     user_column = np.empty(len(asked), dtype=object)
     user_column[:] = asked
@@ -317,6 +377,7 @@ def recommend(
         "rank": ranks.astype(np.int64) + 1,
         "item_id": model.items.to_raw(picked[rows, ranks]),
         "score": scores[rows, ranks],
+        "predicted_rating": predicted[rows, ranks],
         "fallback": user_idx[rows] < 0,
     })
 
@@ -338,7 +399,8 @@ def ranking_report(
     max_users: int | None = 10_000,
     random_state: int = 0,
 ) -> dict[str, Any]:
-    """Precision, recall, NDCG, MAP and hit rate at ``k`` of the model's top-``k`` lists.
+    """Precision, recall, NDCG, MAP and hit rate at ``k`` of the model's top-``k`` lists (its
+    ranking model's, when it holds one; by predicted rating otherwise).
 
     For every test user with at least one relevant test item (rating ``>= threshold``, on an
     item the model knows), the model recommends ``k`` items, leaving out the user's training
@@ -396,7 +458,7 @@ def ranking_report(
         user_codes, items = user_codes[keep], items[keep]
     user_idx = model.users.to_index(np.asarray(user_raw, dtype=object)[present])
     seen = None if train is None else _seen_of(model, train)
-    picked, _ = top_n(model, user_idx, int(k), exclude_seen=True, seen=seen)
+    picked = top_n(model, user_idx, int(k), exclude_seen=True, seen=seen)[0]
     row = np.searchsorted(present, user_codes)
     n_items = len(model.items)
     relevant_keys = np.unique(row * n_items + items)

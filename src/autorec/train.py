@@ -22,6 +22,7 @@ The trainer exposes one epoch at a time; deciding when to stop is :mod:`autorec.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -32,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from . import distributed
+from . import _kernels, distributed, sparse
 from .exceptions import ResourceError, TrainingError
 from .model import AutoRecNet
 from .optim import LazyAdam
@@ -358,6 +359,34 @@ class Trainer:
         self.net.train()
         started = time.perf_counter()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        with (_kernels.torch_threads_handed_over() if self._compiled_batches()
+              else contextlib.nullcontext()):
+            total = self._epoch(total)
+        # gradient buffers are not needed between epochs (scoring, checkpoints, the
+        # networks kept after training): at Netflix shape they are 1.9 GB
+        for parameter in self.net.parameters():
+            parameter.grad = None
+        release_row_buffers(self.net.parameters())
+        self.epoch += 1
+        stats = EpochStats(self.epoch, float(total) / max(self.n_ratings, 1),
+                           time.perf_counter() - started)
+        log.debug("epoch %d: train loss %.4f (%.2fs)", stats.epoch, stats.train_loss,
+                  stats.seconds)
+        return stats
+
+    def _compiled_batches(self) -> bool:
+        """Whether this trainer's batches mostly run in the compiled kernels (CPU, float32,
+        batches of :data:`autorec.sparse.COMPILED_MIN_NNZ` ratings on average): torch's
+        threads are then handed over to them for the epoch
+        (:func:`autorec._kernels.torch_threads_handed_over`)."""
+        n_batches = max(1, -(-len(self.rows) // self.batch_size))
+        return (self.device.type == "cpu" and not self.net.dense_batches
+                and self.net.encoder_weight.dtype == torch.float32
+                and self.n_ratings / n_batches >= sparse.COMPILED_MIN_NNZ
+                and _kernels.available())
+
+    def _epoch(self, total: torch.Tensor) -> torch.Tensor:
+        """The batches of one epoch and their steps; returns ``total`` plus their losses."""
         try:
             if self.full_batch:
                 self._zero_grad()
@@ -386,17 +415,7 @@ class Trainer:
             if "can't allocate memory" in str(exc) or "out of memory" in str(exc):
                 raise _out_of_memory(exc) from None
             raise
-        # gradient buffers are not needed between epochs (scoring, checkpoints, the
-        # networks kept after training): at Netflix shape they are 1.9 GB
-        for parameter in self.net.parameters():
-            parameter.grad = None
-        release_row_buffers(self.net.parameters())
-        self.epoch += 1
-        stats = EpochStats(self.epoch, float(total) / max(self.n_ratings, 1),
-                           time.perf_counter() - started)
-        log.debug("epoch %d: train loss %.4f (%.2fs)", stats.epoch, stats.train_loss,
-                  stats.seconds)
-        return stats
+        return total
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         value = float(loss)

@@ -293,9 +293,10 @@ def run_study(
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
 
     def objective(trial: Any) -> float:
-        # a trial is judged on validation, before any refit: refitting it would be wasted
+        # a trial is judged on validation RMSE, before any refit: refitting it (or fitting a
+        # ranking model, which never changes a prediction) would be wasted
         params = {**base_params, **suggest(trial, space), "random_state": random_state,
-                  "refit": False}
+                  "refit": False, "ranking": "none"}
 
         def report(entry: dict[str, Any]) -> None:
             value = entry.get("validation_rmse")

@@ -28,6 +28,7 @@ from ..data.ratings import Ratings
 from ..data.readers import DUPLICATE_POLICIES, LoadProgress
 from ..estimator import BASELINES, COLD_POLICIES, VARIANTS, AutoRec
 from ..model import ACTIVATIONS
+from ..params import RANKINGS
 from ..split import CANONICAL_SPLITS, align, canonical_split
 from ..train import OPTIMIZERS, resolve_device
 from ._common import nonnegative_float, positive_float, positive_int, separator, unit_interval
@@ -64,7 +65,7 @@ MODEL_OPTIONS: dict[str, str] = {
     name: name for name in (
         "variant", "ensemble", "hidden", "activation", "dropout", "input_dropout", "lr",
         "weight_decay", "l2", "epochs", "batch_size", "optimizer", "baseline", "validation",
-        "patience", "refit", "cold", "device", "dense_batches", "tf32",
+        "patience", "refit", "cold", "device", "dense_batches", "tf32", "ranking",
     )
 }
 
@@ -165,6 +166,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
            "--optimizer adam or rprop)", action=argparse.BooleanOptionalAction)
     option("--tf32", "let CUDA matrix products use TF32 while training",
            action=argparse.BooleanOptionalAction)
+    option("--ranking", "the ranking model that orders recommend's lists (never predict): "
+           "auto (EASE blended with the rating network, chosen on validation), ease, vae "
+           "(Mult-DAE), blend (all three) or none (rank by predicted rating)",
+           choices=RANKINGS)
 
 
 def resolve(args: argparse.Namespace, parser_error: Any,

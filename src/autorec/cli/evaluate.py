@@ -98,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
     what = args.dataset if args.data is None else str(args.data)
     print(f"{template.variant}-AutoRec, protocol {args.protocol} on {what}"
           f"{f', preset {args.preset}' if args.preset else ''}")
+    ndcg = f"ndcg@{args.k}"
     print(f"{'split':<22} {'RMSE':>8} {'MAE':>8} {'valid.':>8} {'test':>7} {'cold':>6} "
-          f"{'epochs':>8} {'seconds':>8}")
+          f"{'epochs':>8} {'seconds':>8} {f'NDCG@{args.k}':>8}")
     from ..progress import EpochProgress
 
     results = []
@@ -124,14 +125,20 @@ def run(args: argparse.Namespace) -> int:
                       if not math.isnan(result["validation_rmse"]) else f"{'-':>8}")
         print(f"{split.label:<22} {result['rmse']:8.4f} {result['mae']:8.4f} {validation} "
               f"{result['n_test']:7d} {result['n_cold']:6d} {epochs:>8} "
-              f"{result['fit_seconds']:8.1f}", flush=True)
+              f"{result['fit_seconds']:8.1f} {result[ndcg]:8.4f}", flush=True)
     summary = summarise(results)
     low, high = summary["ci95_rmse"]
     interval = (f", 95% CI [{low:.4f}, {high:.4f}]" if not math.isnan(low) else "")
     print(f"{'mean':<22} {summary['mean_rmse']:8.4f} {summary['mean_mae']:8.4f}")
     k = args.k
-    print(f"ranking at {k} (mean over splits): "
+    ndcg_low, ndcg_high = summary[f"ci95_ndcg@{k}"]
+    ndcg_interval = (f" (95% CI [{ndcg_low:.4f}, {ndcg_high:.4f}])"
+                     if not math.isnan(ndcg_low) else "")
+    which = ("by predicted rating" if template.ranking == "none"
+             else f"of the ranking model ({template.ranking})")
+    print(f"ranking at {k} {which}, mean over splits: "
           + ", ".join(f"{name} {summary[f'mean_{name}@{k}']:.4f}"
+                      + (ndcg_interval if name == "ndcg" else "")
                       for name in ("precision", "recall", "ndcg", "map", "hit_rate")))
     print(f"mean RMSE {summary['mean_rmse']:.4f}{interval} over {summary['n_splits']} "
           f"split{'s' if summary['n_splits'] > 1 else ''}; MAE {summary['mean_mae']:.4f}; "

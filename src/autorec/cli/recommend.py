@@ -14,9 +14,11 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "recommend",
         help="top-N items for users, from a saved model",
-        description="Recommend the N items with the highest predicted rating to each user, "
-        "leaving out the items the user rated in training (unless --include-seen). Prints one "
-        "line per item: rank, item id, predicted rating and title. A user the model does not "
+        description="Recommend N items to each user, ranked by the model's ranking model "
+        "(by predicted rating for a model trained with --ranking none or saved before "
+        "ranking models), leaving out the items the user rated in training (unless "
+        "--include-seen). Prints one line per item: rank, item id, ranking score, predicted "
+        "rating and title. A user the model does not "
         "know gets the items with the highest baseline (mean plus item bias), marked as a "
         "fallback. Titles come from --items FILE, or from the model's builtin data set when "
         "its item file is found locally (--data-dir, $AUTOREC_DATA_DIR, the download cache).",
@@ -36,7 +38,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--include-seen", action="store_true",
                         help="also recommend items the user rated in training")
     parser.add_argument("--output", type=Path, metavar="FILE",
-                        help="also write a CSV: user_id,rank,item_id,score,title,fallback; - "
+                        help="also write a CSV: user_id,rank,item_id,score,predicted_rating,"
+                        "title,fallback; - "
                         "writes only that CSV, to standard output")
     parser.add_argument("--device", default="cpu", metavar="DEV",
                         help="cpu (default), cuda, cuda:N, or auto")
@@ -84,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
         for row in rows.itertuples(index=False):
             # no title (an item missing from the file: None, or NaN once in the table): nothing
             title = f"  {row.title}" if isinstance(row.title, str) and row.title else ""
-            print(f"{row.rank:4d}  {row.item_id!s:>{width}}  {row.score:.4f}{title}")
+            print(f"{row.rank:4d}  {row.item_id!s:>{width}}  {row.score:.4f}  "
+                  f"{row.predicted_rating:.2f}{title}")
 
     if args.output is not None:
-        out = table[["user_id", "rank", "item_id", "score", "title", "fallback"]].copy()
+        out = table[["user_id", "rank", "item_id", "score", "predicted_rating", "title",
+                     "fallback"]].copy()
         out["fallback"] = np.where(out["fallback"], "true", "false")
 
         def write(handle: IO[str]) -> None:

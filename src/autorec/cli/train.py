@@ -188,6 +188,9 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
         "bias_regularisation": [model.biases_.reg_user, model.biases_.reg_item],
         "blend": model.blend_.tolist(),
         "train_seconds": sum(entry["seconds"] for entry in model.history_),
+        "ranking_model": _ranking_summary(model),
+        "ranking_seconds": (model.ranking_.report.get("seconds", 0.0)
+                            if model.ranking_ is not None else 0.0),
         "wall_seconds": wall,
         "n_users": len(model.users_),
         "n_items": len(model.items_),
@@ -277,7 +280,10 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
         for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
             key = f"{name}@{k}"
             summary[key] = float(np.mean([r[key] for r in results]))
-        print(f"ranking at {k}" + (" (mean over folds)" if len(results) > 1 else "") + ": "
+        which = (f"of {results[0]['ranking_model']}" if results[0].get("ranking_model")
+                 else "by predicted rating (--ranking none)")
+        print(f"ranking at {k} {which}"
+              + (" (mean over folds)" if len(results) > 1 else "") + ": "
               + ", ".join(f"{name} {summary[f'{name}@{k}']:.4f}"
                           for name in ("precision", "recall", "ndcg", "map", "hit_rate")))
     if args.save is not None and distributed.world().is_main:
@@ -342,3 +348,15 @@ def _torch_version() -> str:
     import torch
 
     return str(torch.__version__)
+
+
+def _ranking_summary(model: AutoRec) -> str | None:
+    """``"ranking model ease 0.8 + rating 0.2"``: the ranking model's components and blend
+    weights (``None`` without one)."""
+    ranking = model.ranking_
+    if ranking is None:
+        return None
+    described = ranking.describe()
+    parts = [f"{name} {entry['weight']:g}" for name, entry in described.items()
+             if isinstance(entry, dict) and entry.get("weight", 0) > 0]
+    return "ranking model " + " + ".join(parts)

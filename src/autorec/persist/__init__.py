@@ -14,7 +14,10 @@ A saved model is a folder of two files:
       users for I-AutoRec), divided by its ``scale``;
     * ``biases.user``, ``biases.item`` (``float64``): the baseline's offsets;
     * ``blend`` (``float64``): one weight per network, then the intercept;
-    * ``users.ids``, ``items.ids`` (``int64``): the raw ids, when they are integers.
+    * ``users.ids``, ``items.ids`` (``int64``): the raw ids, when they are integers;
+    * ``ranking.*`` (format 3, when the model has a ranking model): its arrays
+      (:class:`autorec.ranking.scorer.FittedRanking`: ``ranking.popularity``,
+      ``ranking.ease.weights``, ``ranking.ease.items``...).
 
 ``model.json``
     Everything else, readable by people and other tools: ``format`` (``"autorec-model"``),
@@ -22,7 +25,10 @@ A saved model is a folder of two files:
     ``params``, ``variant``, ``rating_scale``, ``global_mean``, ``cold``, ``baseline``,
     ``bias`` (global mean and penalties), ``l2``, ``validation_rmse``, the id maps (text ids
     as JSON strings; integer ids point at their tensor), each network's ``spec``, ``scale``,
-    ``best_epoch`` and ``history``, the model's ``history``, an optional ``dataset`` name,
+    ``best_epoch`` and ``history``, ``ranking`` (format 3: ``null``, or the ranking model's
+    ``family``, ``model`` (components, their input weightings and parameters, blend weights,
+    rating scale), ``n_items``, ``report`` (what validation chose) and ``arrays`` (each
+    array's shape and dtype)), the model's ``history``, an optional ``dataset`` name,
     ``weights``: the size and SHA-256 of ``model.safetensors``, and ``checksum``: the SHA-256
     of this file's own content (every other key, in the canonical form of
     :func:`info_digest`). Numbers that are not finite (a ``NaN`` validation RMSE without a
@@ -34,9 +40,10 @@ the recorded one (tampered, or replaced by something else, such as a pickle), a
 ``model.json`` whose content does not match its ``checksum`` (edited), a format version this
 autorec does not read, a field that is missing, of the wrong type, out of range (``NaN``, a
 reversed rating scale, a scale of 0, an unknown ``cold`` policy...) or at odds with the
-others (naming the field: ``members[0].scale``), and arrays whose names, shapes or types do
-not fit the model or that hold ``NaN`` or infinite values. Format version 1 (written before
-``checksum`` existed) still loads, with the same field checks.
+others (naming the field: ``members[0].scale``, ``ranking.model.weights[0]``), and arrays
+whose names, shapes or types do not fit the model or that hold ``NaN`` or infinite values.
+Format version 1 (written before ``checksum`` existed) and 2 (before the ranking model) still
+load, with the same field checks, and without a ranking model.
 
 Saving never deletes anything but autorec's own model files, and never leaves a part:
 

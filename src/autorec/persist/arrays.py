@@ -26,6 +26,7 @@ from ..exceptions import ModelFileError, NotFittedError
 from ..family import family_of
 from ..fitted import FittedModel, as_fitted
 from ..params import PARAM_NAMES, complete
+from ..ranking import scorer  # noqa: F401  (registers the ranking models' family)
 from .fields import info_digest, read_model_info
 from .folder import check_save_path, write_model_files
 from .names import _CHUNK, FORMAT, FORMAT_VERSION, JSON_FILE, WEIGHTS_FILE, _first_line
@@ -107,6 +108,11 @@ def _export(model: FittedModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         for name, value in member.to_arrays().items():
             tensors[f"member.{k}.{name}"] = value
         members.append(member.params)
+    ranking = None
+    if model.ranking is not None:  # through the ranking family's protocol, under ranking.
+        for name, value in model.ranking.to_arrays().items():
+            tensors[f"ranking.{name}"] = value
+        ranking = {"family": model.ranking.family, **model.ranking.params}
     info: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -128,6 +134,7 @@ def _export(model: FittedModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "users": _export_ids(model.users, "users", tensors),
         "items": _export_ids(model.items, "items", tensors),
         "members": members,
+        "ranking": ranking,
         "history": model.history,
         "dataset": None,
     }
@@ -223,6 +230,12 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device | Non
         members = [family.from_arrays(arrays.under(f"member.{k}."), entry, n_users=n_users,
                                       n_items=n_items, device=target)
                    for k, entry in enumerate(info["members"])]
+        ranking = None
+        if info.get("ranking") is not None:  # version 3; older folders hold none
+            entry = info["ranking"]
+            ranking = family_of(entry["family"]).from_arrays(
+                arrays.under("ranking."), {k: v for k, v in entry.items() if k != "family"},
+                n_users=n_users, n_items=n_items, device=target)
         model = FittedModel(
             params=complete({name: value for name, value in info["params"].items()
                              if name in PARAM_NAMES}),
@@ -232,7 +245,7 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device | Non
             l2=None if info["l2"] is None else float(info["l2"]),
             history=list(info["history"]),
             validation_rmse=math.nan if validation is None else float(validation),
-            device=target)
+            device=target, ranking=ranking)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:  # a safety net: all checked

@@ -222,7 +222,11 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
     f.finite_everywhere(info, "")
     for key in _INFO_KEYS:
         f.get(info, key)
-    expected = set(_INFO_KEYS) | ({"checksum"} if info["format_version"] >= 2 else set())
+    version = info["format_version"]
+    if version >= 3:
+        f.get(info, "ranking")
+    expected = (set(_INFO_KEYS) | ({"checksum"} if version >= 2 else set())
+                | ({"ranking"} if version >= 3 else set()))
     unknown = sorted(set(info) - expected)
     if unknown:
         f.fail(unknown[0], f"is not a field of a version-{info['format_version']} "
@@ -286,6 +290,9 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
     if len(str(digest)) != 64 or any(c not in "0123456789abcdefABCDEF" for c in str(digest)):
         f.fail("weights.sha256", "must be 64 hexadecimal digits")
 
+    if info.get("ranking") is not None:
+        _check_ranking(f, f.table(info["ranking"], "ranking"), sizes["items"], (low, high))
+
     members = f.items(info["members"], "members")
     variants = ("item", "user") if template["variant"] == "both" else (template["variant"],)
     specs = [variant for variant in variants for _ in range(template["ensemble"])]
@@ -321,6 +328,63 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
         unknown = sorted(set(entry) - {*_MEMBER_KEYS, "sparse_grad"})
         if unknown:
             f.fail(at + unknown[0], "is not a field of a network's entry")
+
+
+_RANKING_KEYS = ("family", "model", "n_items", "report", "arrays")
+_RANKING_KINDS = ("ease", "vae", "rating")
+
+
+def _check_ranking(f: _Fields, entry: dict[str, Any], n_items: int,
+                   scale: tuple[float, float]) -> None:
+    """The ``ranking`` entry of a version-3 model.json (:class:`autorec.ranking.scorer.
+    FittedRanking`'s params): its family, components, weights and arrays."""
+    from ..family import FAMILIES
+    from ..ranking.protocol import WEIGHTINGS
+
+    for key in _RANKING_KEYS:
+        f.get(entry, key, "ranking.")
+    unknown = sorted(set(entry) - set(_RANKING_KEYS))
+    if unknown:
+        f.fail("ranking." + unknown[0], "is not a field of a ranking model's entry")
+    f.text(entry["family"], "ranking.family", tuple(sorted(FAMILIES)))
+    if f.integer(entry["n_items"], "ranking.n_items", minimum=1) != n_items:
+        f.fail("ranking.n_items", f"is {entry['n_items']}, the id maps give {n_items}")
+    f.table(entry["report"], "ranking.report")
+    model = f.table(entry["model"], "ranking.model")
+    for key in ("rating_scale", "components", "weights"):
+        f.get(model, key, "ranking.model.")
+    recorded = [f.number(v, f"ranking.model.rating_scale[{k}]") for k, v in
+                enumerate(f.items(model["rating_scale"], "ranking.model.rating_scale", 2))]
+    if tuple(recorded) != tuple(scale):
+        f.fail("ranking.model.rating_scale", f"is {recorded}, the model's is {list(scale)}")
+    components = f.items(model["components"], "ranking.model.components")
+    if not components:
+        f.fail("ranking.model.components", "is empty")
+    weights = f.items(model["weights"], "ranking.model.weights", len(components))
+    for k, value in enumerate(weights):
+        f.number(value, f"ranking.model.weights[{k}]", minimum=0.0)
+    names = set()
+    for k, component in enumerate(components):
+        at = f"ranking.model.components[{k}]."
+        f.table(component, at.rstrip("."))
+        name = f.text(f.get(component, "name", at), at + "name")
+        if name in names:
+            f.fail(at + "name", f"repeats {name!r}")
+        names.add(name)
+        kind = f.text(f.get(component, "kind", at), at + "kind", _RANKING_KINDS)
+        f.text(f.get(component, "weighting", at), at + "weighting", WEIGHTINGS)
+        params = f.get(component, "params", at)
+        if kind == "rating":
+            if params is not None:
+                f.fail(at + "params", "must be null for the rating networks' component")
+        else:
+            f.table(params, at + "params")
+    for name, spec in f.table(entry["arrays"], "ranking.arrays").items():
+        at = f"ranking.arrays.{name}."
+        f.table(spec, at.rstrip("."))
+        for j, v in enumerate(f.items(f.get(spec, "shape", at), at + "shape")):
+            f.integer(v, f"{at}shape[{j}]", minimum=0)
+        f.text(f.get(spec, "dtype", at), at + "dtype", ("float32", "float64", "int64"))
 
 
 def _check_spec(f: _Fields, spec: dict[str, Any], at: str, variant: str, residual: bool,

@@ -9,10 +9,12 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "JSON_FILE", "METRICS_FILE", "READ_VERSIO
 
 FORMAT = "autorec-model"
 #: The version this autorec writes. Raise it whenever a change makes old readers misread new
-#: files (a new required key, a renamed tensor). Version 2 added ``checksum`` to model.json.
-FORMAT_VERSION = 2
-#: The versions this autorec reads (1: before model.json had a checksum of its own).
-READ_VERSIONS = (1, 2)
+#: files (a new required key, a renamed tensor). Version 2 added ``checksum`` to model.json;
+#: version 3 the ranking model (``ranking`` in model.json, ``ranking.*`` arrays).
+FORMAT_VERSION = 3
+#: The versions this autorec reads (1: before model.json had a checksum of its own; 1 and 2:
+#: before the ranking model, loaded without one).
+READ_VERSIONS = (1, 2, 3)
 WEIGHTS_FILE = "model.safetensors"
 JSON_FILE = "model.json"
 _CHUNK = 1 << 20

@@ -8,6 +8,9 @@
 * :mod:`~autorec.ranking.select`: :func:`fit_ranking` chooses and fits the default ranking
   model on the training ratings alone; :class:`RankingModel` scores users' rows and saves as
   arrays.
+* :mod:`~autorec.ranking.scorer`: :class:`FittedRanking`, a ranking model as a fitted model's
+  ``ranking`` (:class:`autorec.family.RankingScorer`, the ``"ranking"`` family), which
+  :func:`autorec.fitting.fit` fits beside the rating networks (``ranking="auto"``).
 
 Every model has ``fit``, ``score(rows) -> n x n_items float32``, ``params``, ``to_arrays`` and
 ``from_arrays``.

@@ -247,6 +247,7 @@ def fit_ranking(
     rating_scorer: Callable[[Ratings], RatingScorer] | None = None,
     components: Sequence[str] | None = None,
     validation: float = 0.1,
+    split: tuple[Ratings, Ratings] | None = None,
     k: int = 10,
     item_limit: int = EASE_ITEM_LIMIT,
     weightings: Sequence[str] = ("binary", "rating"),
@@ -264,14 +265,20 @@ def fit_ranking(
         The training ratings (unique pairs).
     rating_scorer
         ``ratings -> scorer``: fits the rating model on ``ratings`` (the fit part) and
-        returns ``user indices -> predicted ratings`` over ``train``'s indices; ``None``
-        leaves the rating network out of the blend.
+        returns ``user indices -> predicted ratings`` over ``train``'s indices (a caller that
+        already holds a rating model fitted on the fit part of ``split`` returns its scorer
+        without fitting anything); ``None`` leaves the rating network out of the blend.
     components
         Which of ``"ease"``, ``"vae"``, ``"rating"`` to consider (default: EASE when the
         rated items are at most ``item_limit``, else the VAE; and ``"rating"`` when a
         ``rating_scorer`` is given).
     validation
-        Share of ``train`` held out for the choices.
+        Share of ``train`` held out for the choices (unless ``split`` is given).
+    split
+        ``(fit, validation)``: a partition of ``train`` (same indices) to make the choices
+        on, instead of carving one (:func:`autorec.fitting.fit` passes the validation part
+        its rating networks were selected on, so that the rating network fitted on the fit
+        part scores the validation part and no extra network is fitted).
     k
         NDCG cut-off of the choices.
     item_limit
@@ -310,7 +317,8 @@ def fit_ranking(
             raise ValueError(f"components must be among 'ease', 'vae', 'rating', got {name!r}")
     if "rating" in components and rating_scorer is None:
         raise ValueError("the 'rating' component needs a rating_scorer")
-    fit, val = validation_split(train, validation, random_state)
+    fit, val = (validation_split(train, validation, random_state) if split is None
+                else split)
     fit_seen = implicit_matrix(fit, "binary", scale)
     val = _validation_users(val, fit_seen, threshold, max_validation_users, random_state)
     report: dict[str, Any] = {"components": components, "n_validation_users":
@@ -324,12 +332,13 @@ def fit_ranking(
     val_scorers: list[Callable[[np.ndarray], np.ndarray]] = []
     if "ease" in components:
         t0 = time.perf_counter()
+        cap = item_limit if n_rated_items > item_limit else None
         weighting, lam, value, ease_fit = _tune_ease(fit, val, fit_seen, scale, weightings,
-                                                     lams, k, report)
+                                                     lams, k, report, cap)
         fit_matrix = implicit_matrix(fit, weighting, scale)
         val_scorers.append(lambda u, m=ease_fit, x=fit_matrix: m.score(x[u]))
         full = implicit_matrix(train, weighting, scale)  # refit on every training rating
-        ease = EASE(lam).fit(full)
+        ease = EASE(lam, cap).fit(full)
         fitted["ease"] = ("ease", weighting, ease)
         report["ease"] = {"weighting": weighting, "lam": lam, "validation_ndcg": value,
                           "seconds": time.perf_counter() - t0}
@@ -352,7 +361,11 @@ def fit_ranking(
         assert rating_scorer is not None
         t0 = time.perf_counter()
         scorer = rating_scorer(fit)
-        val_scorers.append(lambda u, s=scorer: np.where(np.isnan(s(u)), -np.inf, s(u)))
+        def rating_scores(u: np.ndarray, s: RatingScorer = scorer) -> np.ndarray:
+            raw = np.asarray(s(u), dtype=np.float32)
+            return np.where(np.isnan(raw), -np.inf, raw)
+
+        val_scorers.append(rating_scores)
         fitted["rating"] = ("rating", "rating", None)
         report["rating"] = {"validation_ndcg": validation_ndcg(val_scorers[-1]),
                             "seconds": time.perf_counter() - t0}

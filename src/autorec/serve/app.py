@@ -8,7 +8,9 @@ Endpoints (the OpenAPI schema is at ``/openapi.json``, browsable at ``/docs``):
     ``fallback`` marks a pair with a user or item the model does not know.
 ``POST /recommend``
     ``{"user": ID, "n": 10, "exclude_seen": true}`` -> ``{"user", "fallback", "items":
-    [{"rank", "item", "score"}, ...]}``: :meth:`AutoRec.recommend` for one user.
+    [{"rank", "item", "score", "predicted_rating"}, ...]}``: :meth:`AutoRec.recommend` for
+    one user (``score``: the ranking model's, by which the list is ranked; the predicted
+    rating beside it).
 ``POST /fold-in``
     ``{"ratings": {item: rating, ...}, "n": 10, "exclude_rated": true, "items": null}`` ->
     ``{"fallback", "n_ratings", "n_unknown", "bias", "recommendations": [...],
@@ -159,7 +161,7 @@ def create_app(model: Any, *, info: dict[str, Any] | None = None,
             table = recommend_items(model, [body.user], n=body.n,
                                     exclude_seen=body.exclude_seen)
             known = bool(model.users.to_index([body.user])[0] >= 0)
-        _check_finite(table["score"].to_numpy(), "score")
+        _check_finite(table[["score", "predicted_rating"]].to_numpy().ravel(), "score")
         return {"user": body.user, "fallback": not known,
                 "items": _recommendations(table)}
 
@@ -172,7 +174,9 @@ def create_app(model: Any, *, info: dict[str, Any] | None = None,
             predictions = _fold_in_predictions(model, result, body.items)
         assert result.recommendations is not None
         _check_finite(np.array([result.bias] + [p["prediction"] for p in predictions]
-                               + result.recommendations["score"].tolist()), "prediction")
+                               + result.recommendations["score"].tolist()
+                               + result.recommendations["predicted_rating"].tolist()),
+                      "prediction")
         return {"fallback": result.n_ratings == 0, "n_ratings": result.n_ratings,
                 "n_unknown": result.n_unknown, "bias": result.bias,
                 "recommendations": _recommendations(result.recommendations),
@@ -215,9 +219,12 @@ def _check_finite(values: np.ndarray, what: str) -> None:
 
 
 def _recommendations(table: Any) -> list[dict[str, Any]]:
-    return [{"rank": rank, "item": _plain(item), "score": score}
-            for rank, item, score in zip(table["rank"].tolist(), table["item_id"].tolist(),
-                                         table["score"].tolist(), strict=True)]
+    return [{"rank": rank, "item": _plain(item), "score": score, "predicted_rating": rating}
+            for rank, item, score, rating in zip(table["rank"].tolist(),
+                                                 table["item_id"].tolist(),
+                                                 table["score"].tolist(),
+                                                 table["predicted_rating"].tolist(),
+                                                 strict=True)]
 
 
 def _fold_in_predictions(model: FittedModel, result: Any, items: list[Any] | None
@@ -282,6 +289,7 @@ def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, 
         "validation_rmse": float(model.validation_rmse),
         "params": dict(model.params),
         "networks": networks,
+        "ranking": None if model.ranking is None else model.ranking.describe(),
         "id_types": {"users": _id_type(model.users.raw_ids),
                      "items": _id_type(model.items.raw_ids)},
         "device": None if model.device is None else str(model.device),

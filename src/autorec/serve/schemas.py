@@ -280,7 +280,11 @@ class RecommendRequest(_Request):
 class Recommendation(_Response):
     rank: int = Field(description="1 = best")
     item: Any = Field(description="the item id (the model's own)")
-    score: float = Field(description="the predicted rating")
+    score: float = Field(description="what the list is ranked by: the ranking model's score "
+                                     "(the predicted rating for a model without one, and for "
+                                     "an unknown user)")
+    predicted_rating: float = Field(description="the predicted rating of the pair (what "
+                                                "/predict gives)")
 
 
 class RecommendResponse(_Response):
