@@ -290,7 +290,7 @@ def test_compiled_lazy_step_gives_the_torch_update(low_rank, monkeypatch) -> Non
 @pytest.mark.skipif(not __import__("autorec._kernels")._kernels.available(),
                     reason="numba not installed")
 def test_compiled_epoch_hands_torch_threads_to_the_kernels(low_rank, monkeypatch) -> None:
-    """During an epoch of compiled kernels torch runs one thread and the kernels get torch's
+    """During a lazy epoch of compiled kernels torch runs one thread and the kernels get torch's
     count (torch's spinning workers would otherwise share the cores with them); torch's
     count is restored afterwards, also when the epoch fails."""
     from autorec import _kernels, sparse
@@ -300,8 +300,9 @@ def test_compiled_epoch_hands_torch_threads_to_the_kernels(low_rank, monkeypatch
     torch.set_num_threads(2)
     try:
         matrix = low_rank.to_csr("item")
-        net = AutoRecNet(matrix.shape[1], hidden=8, generator=torch.Generator().manual_seed(1))
-        trainer = Trainer(net, matrix, optimizer="adam", lr=0.01, l2=1.0, batch_size=7,
+        net = AutoRecNet(matrix.shape[1], hidden=8, sparse_grad=True,
+                         generator=torch.Generator().manual_seed(1))
+        trainer = Trainer(net, matrix, optimizer="lazy_adam", lr=0.01, l2=1.0, batch_size=7,
                           device=CPU, seed=3)
         seen = []
 

@@ -375,12 +375,15 @@ class Trainer:
         return stats
 
     def _compiled_batches(self) -> bool:
-        """Whether this trainer's batches mostly run in the compiled kernels (CPU, float32,
-        batches of :data:`autorec.sparse.COMPILED_MIN_NNZ` ratings on average): torch's
-        threads are then handed over to them for the epoch
-        (:func:`autorec._kernels.torch_threads_handed_over`)."""
+        """Whether this trainer's steps mostly run in the compiled kernels (CPU, float32,
+        ``lazy_adam``, batches of :data:`autorec.sparse.COMPILED_MIN_NNZ` ratings on
+        average): torch's threads are then handed over to them for the epoch
+        (:func:`autorec._kernels.torch_threads_handed_over`). Not with ``adam``: its fused
+        step over whole tensors gains more from torch's threads than the kernels lose to
+        their spinning (ML-1M shape, 2 threads: 0.42 s an epoch against 0.50 s handed over;
+        ML-10M shape, lazy: 6.2 s against 5.6 s; BENCHMARKS.md)."""
         n_batches = max(1, -(-len(self.rows) // self.batch_size))
-        return (self.device.type == "cpu" and not self.net.dense_batches
+        return (self.device.type == "cpu" and self.optimizer_name == "lazy_adam"
                 and self.net.encoder_weight.dtype == torch.float32
                 and self.n_ratings / n_batches >= sparse.COMPILED_MIN_NNZ
                 and _kernels.available())
