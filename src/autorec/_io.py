@@ -114,7 +114,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = None
-        _fsync_folder(path.parent)
+        fsync_folder(path.parent)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
@@ -137,7 +137,7 @@ def current_umask() -> int:
     return mask
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make the rename itself durable (where folders can be opened)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -149,6 +149,21 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object holding one key twice; ``args[0]`` is the key."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` refusing a key given twice in one object
+    (JSON readers disagree on which copy wins), with :class:`DuplicateKeyError`."""
+    table: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in table:
+            raise DuplicateKeyError(key)
+        table[key] = value
+    return table
 
 
 # -- output paths, checked before any work ----------------------------------------------------

@@ -15,6 +15,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from ._io import DuplicateKeyError, unique_keys
 from .exceptions import AutorecError
 
 __all__ = ["PAPER_L2_GRID", "PRESETS", "ConfigError", "read_config", "resolve_params"]
@@ -70,11 +71,11 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read ({exc})") from None
     if suffix == ".json":
         try:
-            data = json.loads(text, object_pairs_hook=_unique_keys)
+            data = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
-        except _DuplicateKey as exc:
-            raise ConfigError(f"{path}: setting {exc} is given twice") from None
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"{path}: setting {exc.args[0]!r} is given twice") from None
     elif suffix == ".toml":
         try:
             import tomllib
@@ -102,18 +103,6 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
     return data
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object, refused when a key appears twice (which one would win is not obvious)."""
-    table: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in table:
-            raise _DuplicateKey(repr(key))
-        table[key] = value
-    return table
 
 
 def resolve_params(

@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .._io import DuplicateKeyError, unique_keys
 from ..exceptions import ModelFileError
 from ..params import BASELINES, COLD_POLICIES, PARAM_NAMES, VARIANTS, complete, validate_params
 from .names import FORMAT, FORMAT_VERSION, JSON_FILE, READ_VERSIONS, WEIGHTS_FILE, _first_line
@@ -54,7 +55,7 @@ def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"{folder} is not an autorec model folder (no {JSON_FILE})")
     try:
         text = json_path.read_bytes().decode("utf-8")
-        info = json.loads(text, object_pairs_hook=_unique_keys)
+        info = json.loads(text, object_pairs_hook=unique_keys)
     except OSError as exc:
         raise ModelFileError(f"{json_path}: cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
@@ -62,8 +63,9 @@ def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{json_path}: not valid JSON (line {exc.lineno}: {exc.msg}); "
                              "truncated or not an autorec model") from None
-    except _DuplicateKey as exc:
-        raise ModelFileError(f"{json_path}: {exc}; not a model.json autorec wrote") from None
+    except DuplicateKeyError as exc:
+        raise ModelFileError(f"{json_path}: key {exc.args[0]!r} appears twice in one object; "
+                             "not a model.json autorec wrote") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ModelFileError(f"{json_path}: not an autorec model (no \"format\": \"{FORMAT}\")")
     version = info.get("format_version")
@@ -102,18 +104,6 @@ def info_digest(info: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object, refused when a key appears twice (JSON readers disagree on which wins)."""
-    table: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in table:
-            raise _DuplicateKey(f"key {key!r} appears twice in one object")
-        table[key] = value
-    return table
 
 
 #: The top-level keys of ``model.json`` (``checksum`` from version 2 on).

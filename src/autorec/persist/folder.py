@@ -11,7 +11,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .._io import OutputPathError, atomic_path, check_output_folder, current_umask
+from .._io import (
+    OutputPathError,
+    atomic_path,
+    check_output_folder,
+    current_umask,
+    fsync_folder,
+)
 from ..exceptions import ModelFileError
 from .names import _CHUNK, _TEMPORARY, FORMAT, JSON_FILE, METRICS_FILE, WEIGHTS_FILE
 
@@ -121,10 +127,10 @@ def _save_new(target: Path, weights: bytes, text: bytes) -> None:
         _write_file(tmp / WEIGHTS_FILE, weights)
         _write_file(tmp / JSON_FILE, text)
         os.chmod(tmp, 0o777 & ~current_umask())
-        _fsync_folder(tmp)
+        fsync_folder(tmp)
         os.rename(tmp, target)  # fails if a non-empty folder appeared there meanwhile
         tmp = None
-        _fsync_folder(target.parent)
+        fsync_folder(target.parent)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:  # also on Ctrl-C: no temporary folder left
@@ -173,14 +179,3 @@ def _write_file(path: Path, content: bytes) -> None:
         os.fchmod(handle.fileno(), 0o666 & ~current_umask())
 
 
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

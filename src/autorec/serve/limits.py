@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from .._io import DuplicateKeyError, unique_keys
 from .schemas import Limits, is_unicode, reset_limits, use_limits
 
 __all__ = ["RequestLimits"]
@@ -133,10 +134,6 @@ async def _reply(send: Send, status: int, detail: str, *, close: bool = True) ->
     await send({"type": "http.response.body", "body": body})
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
 def _json_body_problem(scope: Scope, body: bytes) -> tuple[int, str | None]:
     """``(status, one-line problem)`` of a JSON endpoint's request, ``(0, None)`` when FastAPI
     may parse it."""
@@ -161,19 +158,9 @@ def _json_body_problem(scope: Scope, body: bytes) -> tuple[int, str | None]:
     except UnicodeDecodeError as exc:
         return 422, f"the body is not valid JSON: not UTF-8 text (byte {exc.start})"
 
-    def distinct(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
-        if len(result) < len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
-                if key in seen:
-                    raise _DuplicateKey(key)
-                seen.add(key)
-        return result
-
     try:
-        parsed = json.loads(text, object_pairs_hook=distinct)
-    except _DuplicateKey as exc:
+        parsed = json.loads(text, object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
         key = _safe(repr(exc.args[0]))
         return 422, f"the key {key} appears twice in one JSON object of the body"
     except (ValueError, RecursionError):  # malformed or too deep: FastAPI's own answer
