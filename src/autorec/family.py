@@ -35,8 +35,32 @@ class ArraySource(Protocol):
     def invalid(self, name: str, problem: str) -> NoReturn: ...
 
 
+class Stored(Protocol):
+    """What a model folder asks of any family: its arrays and settings out, and back in."""
+
+    def describe(self) -> dict[str, Any]:
+        """A few JSON-able facts for people (``GET /model``, ``autorec train``): its kind and
+        size."""
+        ...
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Its arrays, for a model folder (names without a prefix)."""
+        ...
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Everything else needed to rebuild it, JSON-able."""
+        ...
+
+    @classmethod
+    def from_arrays(cls, arrays: ArraySource, params: dict[str, Any], *, n_users: int,
+                    n_items: int, device: torch.device) -> Stored:
+        """Rebuild what :meth:`to_arrays` and :attr:`params` described."""
+        ...
+
+
 @runtime_checkable
-class ScoringNetwork(Protocol):
+class ScoringNetwork(Stored, Protocol):
     """One trained network of a fitted model, as the layers above it use it.
 
     Attributes
@@ -93,28 +117,10 @@ class ScoringNetwork(Protocol):
         every earlier score stays as it was."""
         ...
 
-    def describe(self) -> dict[str, Any]:
-        """A few JSON-able facts for people (``GET /model``): its kind and size."""
-        ...
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Its arrays, for a model folder (names without a prefix)."""
-        ...
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """Everything else needed to rebuild it, JSON-able."""
-        ...
-
-    @classmethod
-    def from_arrays(cls, arrays: ArraySource, params: dict[str, Any], *, n_users: int,
-                    n_items: int, device: torch.device) -> ScoringNetwork:
-        """Rebuild a network that :meth:`to_arrays` and :attr:`params` described."""
-        ...
 
 
 @runtime_checkable
-class RankingScorer(Protocol):
+class RankingScorer(Stored, Protocol):
     """A ranking model beside the rating networks (:attr:`FittedModel.ranking
     <autorec.fitted.FittedModel>`): it orders a user's candidate items for top-N lists, and
     never changes a predicted rating.
@@ -148,24 +154,6 @@ class RankingScorer(Protocol):
         :attr:`needs_predictions`."""
         ...
 
-    def describe(self) -> dict[str, Any]:
-        """A few JSON-able facts for people (``GET /model``, ``autorec train``)."""
-        ...
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Its arrays, for a model folder (names without a prefix)."""
-        ...
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """Everything else needed to rebuild it, JSON-able."""
-        ...
-
-    @classmethod
-    def from_arrays(cls, arrays: ArraySource, params: dict[str, Any], *, n_users: int,
-                    n_items: int, device: torch.device) -> RankingScorer:
-        """Rebuild a ranking model that :meth:`to_arrays` and :attr:`params` described."""
-        ...
 
 
 #: Network families by name: the class :mod:`autorec.persist` rebuilds a saved network with.
