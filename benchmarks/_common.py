@@ -21,6 +21,26 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The shared data sets: name -> file under --data-dir (None: the builtin ML-100K loader).
+DATASETS: dict[str, str | None] = {
+    "ml-100k": None,
+    "filmtrust": "filmtrust/ratings.csv",
+    "ciaodvd": "ciaodvd/ratings.csv",
+    "jester5k": "jester5k/ratings.csv.gz",
+    "epinions-tang": "epinions-tang/ratings.csv.gz",
+}
+
+
+def load(name: str, data_dir: str) -> Any:
+    """A shared data set (:data:`DATASETS`) as ``autorec.Ratings``, repeated (user, item) pairs
+    merged into their mean rating."""
+    import autorec
+
+    relative = DATASETS[name]
+    if relative is None:
+        return autorec.load_dataset(name, data_dir, download=False)
+    return autorec.read_ratings(Path(data_dir) / relative, duplicates="mean")
 GB = 1e9
 GIB = float(1 << 30)
 

@@ -75,29 +75,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import CpuWatch, default_data_dir, write_json
+from _common import DATASETS, CpuWatch, default_data_dir, load, write_json
 
 import autorec
 from autorec.config import PRESETS
 
 # -- data ---------------------------------------------------------------------------------------
-# name -> file under --data-dir (None: the builtin ML-100K loader)
-DATASETS: dict[str, str | None] = {
-    "ml-100k": None,
-    "filmtrust": "filmtrust/ratings.csv",
-    "ciaodvd": "ciaodvd/ratings.csv",
-    "jester5k": "jester5k/ratings.csv.gz",
-    "epinions-tang": "epinions-tang/ratings.csv.gz",
-}
 CANONICAL = "ml-100k"  # the data set that also gets u1 and the chapter split
-
-
-def load(name: str, data_dir: str) -> autorec.Ratings:
-    """The data set with repeated (user, item) pairs merged into their mean rating."""
-    relative = DATASETS[name]
-    if relative is None:
-        return autorec.load_dataset(name, data_dir, download=False)
-    return autorec.read_ratings(Path(data_dir) / relative, duplicates="mean")
 
 
 def splits_for(name: str, ratings: autorec.Ratings, seeds: list[int], chapter_seeds: list[int],

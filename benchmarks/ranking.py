@@ -48,11 +48,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import CpuWatch, default_data_dir, write_json
+from _common import DATASETS, CpuWatch, default_data_dir, load, write_json
 
 import autorec
 from autorec.ranking.ease import EASE, EASE_ITEM_LIMIT
@@ -61,24 +60,10 @@ from autorec.ranking.select import EASE_LAMBDAS, _tune_ease, _validation_users, 
 from autorec.recommend import score_matrix
 from autorec.selection import validation_split
 
-DATASETS: dict[str, str | None] = {
-    "ml-100k": None,
-    "filmtrust": "filmtrust/ratings.csv",
-    "ciaodvd": "ciaodvd/ratings.csv",
-    "jester5k": "jester5k/ratings.csv.gz",
-    "epinions-tang": "epinions-tang/ratings.csv.gz",
-}
 MODELS = ("popular", "EASE", "autorec default (integrated)", "rating network's own lists",
           "Mult-DAE", "standalone blend")
 DEFAULT_MODELS = MODELS[:4]
 METRICS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10")
-
-
-def load(name: str, data_dir: str) -> autorec.Ratings:
-    relative = DATASETS[name]
-    if relative is None:
-        return autorec.load_dataset(name, data_dir, download=False)
-    return autorec.read_ratings(Path(data_dir) / relative, duplicates="mean")
 
 
 def splits_for(name: str, ratings: autorec.Ratings, seeds: list[int], data_dir: str
