@@ -308,11 +308,11 @@ def test_cli_refusals_are_one_line_exit_2(tmp_path, capsys):
 def test_resume_removes_a_killed_writers_temporary_files(tmp_path):
     """A writer killed mid-write leaves a temporary file (ours, or safetensors' own
     ``.tmpXXXXXX``); resuming deletes it and leaves everything else alone."""
-    from autorec.checkpoint import _remove_stale_temporaries
+    from autorec.checkpoint.manifest import remove_stale_temporaries
 
     for name in (".tmpAb12Cd", ".ckpt-x1y2.tmp", ".checkpoint.json.z9.tmp", "notes.txt",
                  "net-select-c1-n1.safetensors"):
         (tmp_path / name).write_text("x")
-    _remove_stale_temporaries(tmp_path)
+    remove_stale_temporaries(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net-select-c1-n1.safetensors",
                                                           "notes.txt"]

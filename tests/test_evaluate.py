@@ -1,5 +1,5 @@
-"""Evaluation protocols (splits, intervals, cold counting) and the ``autorec evaluate`` and
-``autorec tune`` commands."""
+"""Evaluation protocols (splits, intervals, cold counting), the ranking report, and the
+``autorec evaluate`` and ``autorec tune`` commands."""
 
 from __future__ import annotations
 
@@ -9,14 +9,25 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
-from autorec import AutoRec
+from autorec import AutoRec, Ratings, random_split, ranking_metrics
 from autorec.cli.main import main
-from autorec.evaluate import PAPER_REPEATS, confidence_interval, splits, summarise
+from autorec.evaluate import (
+    PAPER_REPEATS,
+    confidence_interval,
+    default_threshold,
+    ranking_report,
+    splits,
+    summarise,
+)
 
 FAST = ["--hidden", "8", "--epochs", "3", "--device", "cpu", "--quiet"]
+#: lists by predicted rating (the ranking model's lists: tests/test_ranking_integration.py)
+RANKED_FAST = {"hidden": 8, "epochs": 3, "batch_size": 16, "random_state": 0, "device": "cpu",
+               "ranking": "none"}
 
 
 @pytest.fixture
@@ -196,3 +207,52 @@ def test_evaluate_plot(capsys, tmp_path: Path, ratings_csv: Path) -> None:
     assert code == 0, capsys.readouterr().err
     for path in (plot, tmp_path / "eval-predictions.png"):
         assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_default_threshold_is_the_upper_part_of_the_scale() -> None:
+    assert default_threshold((1.0, 5.0)) == 4.0
+    assert default_threshold((-10.0, 10.0)) == 5.0
+
+
+def test_ranking_report_matches_lists_from_recommend(low_rank: Ratings) -> None:
+    train, test = random_split(low_rank, test_ratio=0.3, random_state=1)
+    model = AutoRec(variant="item", validation=0.0, **RANKED_FAST).fit(train)
+    report = ranking_report(model, train, test, k=5)
+    assert report == ranking_report(model, None, test, k=5)  # the model's own training items
+
+    frame = test.to_dataframe()
+    frame = frame[(frame["rating"] >= 4.0) & frame["item_id"].isin(model.items_.raw_ids)]
+    users = list(pd.unique(frame["user_id"]))
+    table = model.recommend(users, n=5)
+    recommended = [list(table[table["user_id"] == u]["item_id"]) for u in users]
+    relevant = [set(frame[frame["user_id"] == u]["item_id"]) for u in users]
+    expected = ranking_metrics(recommended, relevant, k=5)
+    for key, value in expected.items():
+        assert report[key] == pytest.approx(value), key
+    assert report["n_users"] == len(users) > 0
+    assert report["threshold"] == 4.0 and report["k"] == 5
+    assert report["n_relevant"] == len(frame)
+    assert all(0.0 <= report[f"{m}@5"] <= 1.0 for m in ("precision", "recall", "ndcg", "map",
+                                                         "hit_rate"))
+
+
+def test_ranking_report_counts_unknown_users_with_the_fallback(low_rank: Ratings) -> None:
+    model = AutoRec(variant="item", validation=0.0, **RANKED_FAST).fit(low_rank)
+    popular = model.recommend(["stranger"], n=3)["item_id"].tolist()
+    test = pd.DataFrame({"user_id": ["stranger", "stranger"], "item_id": [popular[1], 99999],
+                         "rating": [5.0, 5.0]})
+    report = ranking_report(model, None, test, k=3)
+    assert report["n_users"] == 1 and report["n_users_unknown"] == 1
+    assert report["n_relevant"] == 1  # the unknown item cannot be recommended: not counted
+    assert report["hit_rate@3"] == 1.0 and report["recall@3"] == 1.0
+    assert report["ndcg@3"] == pytest.approx(1 / math.log2(3))
+
+
+def test_ranking_report_samples_users_beyond_max_users(low_rank) -> None:
+    train, test = random_split(low_rank, 0.3, random_state=0)
+    model = AutoRec(hidden=8, epochs=2, validation=0.0, random_state=0, device="cpu",
+                    ranking="none").fit(train)
+    full = ranking_report(model, train, test, k=5, max_users=None)
+    sampled = ranking_report(model, train, test, k=5, max_users=10)
+    assert sampled["n_users"] == 10 and sampled["n_test_users"] == full["n_users"] > 10
+    assert ranking_report(model, train, test, k=5, max_users=10) == sampled  # seeded

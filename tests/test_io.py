@@ -5,10 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
-from autorec._io import atomic_write, current_umask
+from autorec._io import atomic_write, current_umask, json_ready
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
@@ -51,3 +52,14 @@ def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch) ->
     with pytest.raises(RuntimeError):
         atomic_write(path, broken)
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_json_ready_gives_plain_json_values() -> None:
+    """One cleaner for metrics.json, model.json and the server's responses: numpy values made
+    Python's, tuples lists, paths and keys text, NaN and infinities null."""
+    import numpy as np
+
+    value = {"a": (np.float32(1.5), np.arange(2)), 3: float("nan"), "p": Path("x") / "y",
+             np.int64(4): [float("inf"), True, None, "s"]}
+    assert json_ready(value) == {"a": [1.5, [0, 1]], "3": None, "p": str(Path("x") / "y"),
+                                 "4": [None, True, None, "s"]}

@@ -367,6 +367,17 @@ def test_bad_model_json_fields_refused(saved: Path, edit: dict, needle: str) -> 
         assert needle in message and "\n" not in message
 
 
+def test_the_spec_table_checks_every_network_spec_field() -> None:
+    """model.json's table of a network's ``spec`` (``dense_batches`` optional) and
+    :class:`NetworkSpec` name the same fields."""
+    from dataclasses import fields
+
+    from autorec.member import NetworkSpec
+    from autorec.persist.fields import _SPEC
+
+    assert [*_SPEC, "dense_batches"] == [field.name for field in fields(NetworkSpec)]
+
+
 @pytest.mark.parametrize("missing", ["global_mean", "cold", "members", "weights", "n_items"])
 def test_missing_model_json_field_named(saved: Path, missing: str) -> None:
     info = json.loads((saved / JSON_FILE).read_text())

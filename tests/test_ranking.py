@@ -10,8 +10,9 @@ import autorec
 from autorec.data.ids import IdMap
 from autorec.ranking.blend import choose_weights, simplex_grid, standardise
 from autorec.ranking.ease import EASE, ease_weights
+from autorec.ranking.model import RankingModel, weight_rows
 from autorec.ranking.protocol import evaluate_scores, implicit_matrix, top_k
-from autorec.ranking.select import RankingModel, fit_ranking, weight_rows
+from autorec.ranking.select import fit_ranking
 from autorec.ranking.vae import MultVAE
 
 

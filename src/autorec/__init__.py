@@ -45,7 +45,7 @@ _EXPORTS: dict[str, str] = {
     "mae": ".metrics",
     "random_split": ".split",
     "ranking_metrics": ".metrics",
-    "ranking_report": ".recommend",
+    "ranking_report": ".evaluate",
     "read_ratings": ".data",
     "rmse": ".metrics",
     "save_model": ".estimator",
@@ -85,6 +85,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .data import IdMap, Ratings, from_dataframe, load_dataset, read_ratings
     from .estimator import AutoRec, load_model, save_model
+    from .evaluate import ranking_report
     from .exceptions import (
         AutorecError,
         DataError,
@@ -95,7 +96,6 @@ if TYPE_CHECKING:
         TrainingError,
     )
     from .metrics import mae, ranking_metrics, rmse
-    from .recommend import ranking_report
     from .split import align, canonical_split, kfold_split, random_split
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import stat
 import tempfile
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["OutputPathError", "atomic_path", "atomic_write", "check_output_file",
-           "check_output_folder", "current_umask", "file_kind", "same_path",
+           "check_output_folder", "current_umask", "file_kind", "json_ready", "same_path",
            "write_target"]
 
 
@@ -164,6 +165,22 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise DuplicateKeyError(key)
         table[key] = value
     return table
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as plain JSON values, for a file or a response that other JSON readers take:
+    numpy scalars and arrays as Python's, tuples as lists, paths and keys as text, and NaN and
+    infinities as ``null`` (standard JSON has neither)."""
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else str(json_ready(key)): json_ready(item)
+                for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays (numpy is not imported here)
+        return json_ready(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return str(value) if isinstance(value, Path) else value
 
 
 # -- output paths, checked before any work ----------------------------------------------------

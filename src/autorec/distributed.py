@@ -61,7 +61,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .exceptions import TrainingError
+from .exceptions import TrainingError, first_line
 from .metrics import mae, rmse
 
 __all__ = ["DEFAULT_TIMEOUT", "LAUNCHER_ENV", "DistributedError", "World", "launched",
@@ -83,9 +83,6 @@ class DistributedError(TrainingError):
     out), or could not form their group. Exit status 1, like any failed run on valid input."""
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ class World:
     def _lost(self, exc: BaseException) -> DistributedError:
         return DistributedError(
             f"rank {self.rank} of {self.size} lost contact with the other processes (a process "
-            f"died, or a collective timed out): {_first_line(exc)}")
+            f"died, or a collective timed out): {first_line(exc, 200)}")
 
     def reduce_gradients(self, params: Sequence[torch.nn.Parameter], loss: torch.Tensor
                          ) -> torch.Tensor:
@@ -307,7 +304,7 @@ def process_group(device: str | None, timeout: float = DEFAULT_TIMEOUT) -> Itera
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
     except (RuntimeError, ValueError) as exc:
         raise DistributedError(f"rank {os.environ.get('RANK', '?')} could not join the "
-                               f"process group ({backend}): {_first_line(exc)}") from None
+                               f"process group ({backend}): {first_line(exc, 200)}") from None
     group = world()
     log.info("rank %d of %d joined the process group (%s)", group.rank, group.size, backend)
     _exit_with_launcher()

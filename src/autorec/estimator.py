@@ -1,41 +1,36 @@
 """The user-facing AutoRec estimator: scikit-learn's face over a :class:`FittedModel`.
 
-:class:`AutoRec` holds its parameters (checked by :mod:`autorec.params`) and, once fitted,
-one :class:`~autorec.fitted.FittedModel` (``fitted_``) that :func:`autorec.fitting.fit`
-returned or :func:`autorec.persist.load_model` read; its learned attributes (``users_``,
-``biases_``, ``members_``...) are that object's parts. Prediction, recommendation, fold-in and
-saving are the lower modules' (:mod:`autorec.fitted`, :mod:`autorec.recommend`,
-:mod:`autorec.foldin`, :mod:`autorec.persist`), which never import this one.
+:class:`AutoRec` holds its parameters (checked by :mod:`autorec.params`) and ``fit``; once
+fitted, it holds one :class:`~autorec.fitted.FittedModel` (``fitted_``) that
+:func:`autorec.fitting.fit` returned or :func:`autorec.persist.load_model` read. Its learned
+attributes (``users_``, ``biases_``, ``members_``...) and prediction, recommendation, fold-in
+and saving come from :class:`autorec.predictor.FittedPredictor`, which hands them to the lower
+modules; none of them imports this one.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import torch
 
-from . import fitting, foldin, persist
-from . import recommend as recommending
+from . import fitting, persist
 from .data.ratings import Ratings
-from .exceptions import NotFittedError
 from .fitted import FittedModel
 from .fitting import EpochCallback
 from .member import NetworkSpec
-from .params import BASELINES, COLD_POLICIES, VARIANTS, network_specs, validate_params
+from .params import BASELINES, COLD_POLICIES, DEFAULTS, VARIANTS, network_specs, validate_params
+from .predictor import FittedPredictor
 
 __all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec", "load_model", "save_model"]
 
-log = logging.getLogger(__name__)
 
-
-class AutoRec:
+class AutoRec(FittedPredictor):
     """AutoRec rating predictor (Sedhain et al., WWW 2015), scikit-learn style.
 
     Parameters
@@ -111,7 +106,7 @@ class AutoRec:
         The ranking model fitted beside the rating networks, which orders ``recommend``'s
         lists (and fold-in's and the server's) and never changes a predicted rating:
         ``"auto"`` (default) EASE on the rating-weighted rows blended with the networks'
-        predicted ratings (Mult-DAE instead of EASE past 20,000 rated items), ``"ease"`` or
+        predicted ratings (EASE over the 20,000 most-rated items past that many), ``"ease"`` or
         ``"vae"`` (Mult-DAE) alone, ``"blend"`` all three, ``"none"`` (lists by predicted
         rating, as before). Its choices (EASE's input weighting and lambda, the blend
         weights) are made on the validation part by NDCG@10 (:mod:`autorec.ranking`).
@@ -193,28 +188,9 @@ class AutoRec:
         tf32: bool = False,
         ranking: Literal["auto", "ease", "vae", "blend", "none"] = "auto",
     ) -> None:
-        self.variant = variant
-        self.ensemble = ensemble
-        self.hidden = hidden
-        self.activation = activation
-        self.dropout = dropout
-        self.input_dropout = input_dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.l2 = l2
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.baseline = baseline
-        self.validation = validation
-        self.patience = patience
-        self.refit = refit
-        self.cold = cold
-        self.random_state = random_state
-        self.device = device
-        self.dense_batches = dense_batches
-        self.tf32 = tf32
-        self.ranking = ranking
+        arguments = locals()
+        for name in DEFAULTS:  # the signature's parameters, in order (tests/test_architecture)
+            setattr(self, name, arguments[name])
 
     # -- scikit-learn parameter protocol -------------------------------------------------------
     @classmethod
@@ -263,7 +239,6 @@ class AutoRec:
         except ImportError:
             return None
         return estimator_html_repr(self)
-    # -- end of scikit-learn tooling ------------------------------------------------------------
 
     def __repr__(self) -> str:
         defaults = {name: p.default for name, p in
@@ -329,176 +304,6 @@ class AutoRec:
 
     def _network_specs(self) -> list[NetworkSpec]:
         return network_specs(self.get_params())
-
-    # -- the fitted model and its parts, as learned attributes -------------------------------
-    def _fitted(self) -> FittedModel:
-        fitted = self.__dict__.get("fitted_")
-        if fitted is None:
-            raise NotFittedError("this AutoRec is not fitted yet; call fit() first")
-        return fitted
-
-    def _check_fitted(self) -> None:
-        self._fitted()
-
-    def _part(self, name: str) -> Any:
-        fitted = self.__dict__.get("fitted_")
-        if fitted is None:  # not fitted: no learned attribute (hasattr is False)
-            raise AttributeError(name)
-        return fitted
-
-    users_ = property(lambda self: self._part("users_").users,
-                      lambda self, v: setattr(self._fitted(), "users", v),
-                      doc="Raw ids of the users seen in training (IdMap).")
-    items_ = property(lambda self: self._part("items_").items,
-                      lambda self, v: setattr(self._fitted(), "items", v),
-                      doc="Raw ids of the items seen in training (IdMap).")
-    global_mean_ = property(lambda self: self._part("global_mean_").global_mean,
-                            lambda self, v: setattr(self._fitted(), "global_mean", v))
-    rating_scale_ = property(lambda self: self._part("rating_scale_").rating_scale,
-                             lambda self, v: setattr(self._fitted(), "rating_scale", v))
-    biases_ = property(lambda self: self._part("biases_").biases,
-                       lambda self, v: setattr(self._fitted(), "biases", v))
-    members_ = property(lambda self: self._part("members_").members,
-                        lambda self, v: setattr(self._fitted(), "members", v))
-    blend_ = property(lambda self: self._part("blend_").blend,
-                      lambda self, v: setattr(self._fitted(), "blend", v))
-    ranking_ = property(lambda self: self._part("ranking_").ranking,
-                        lambda self, v: setattr(self._fitted(), "ranking", v))
-    history_ = property(lambda self: self._part("history_").history,
-                        lambda self, v: setattr(self._fitted(), "history", v))
-    validation_rmse_ = property(lambda self: self._part("validation_rmse_").validation_rmse,
-                                lambda self, v: setattr(self._fitted(), "validation_rmse", v))
-    device_ = property(lambda self: self._part("device_").device,
-                       lambda self, v: setattr(self._fitted(), "device", v))
-
-    @property
-    def l2_(self) -> float:
-        l2 = self._part("l2_").l2
-        if l2 is None:  # a loaded model that did not record it
-            raise AttributeError("l2_")
-        return l2
-
-    @l2_.setter
-    def l2_(self, value: float) -> None:
-        self._fitted().l2 = value
-
-    @property
-    def validation_mean_rmse_(self) -> float:
-        value = self._part("validation_mean_rmse_").validation_mean_rmse
-        if value is None:  # a loaded model: not saved
-            raise AttributeError("validation_mean_rmse_")
-        return value
-
-    @property
-    def best_epoch_(self) -> int:
-        return self._fitted().best_epoch
-
-    # -- prediction ---------------------------------------------------------------------------
-    def _to_index(self, user_ids: Any, item_ids: Any) -> tuple[np.ndarray, np.ndarray]:
-        return self._fitted().to_index(user_ids, item_ids)
-
-    def _predict_index(self, user_idx: np.ndarray, item_idx: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        return self._fitted().predict_index(user_idx, item_idx)
-
-    def cold_value(self) -> float:
-        """The prediction given to pairs with neither user nor item known."""
-        return self._fitted().cold_value()
-
-    def predict(
-        self, user_ids: Iterable[Any], item_ids: Iterable[Any], *, return_cold: bool = False
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Predicted ratings for pairs of raw ids.
-
-        Parameters
-        ----------
-        user_ids, item_ids
-            Raw ids, pairwise (integers or text, compared by text: ``196`` and ``"196"`` are
-            one id, ``"196.0"`` another).
-        return_cold
-            Also return a boolean mask of the pairs that got the cold fallback.
-
-        Returns
-        -------
-        numpy.ndarray or (numpy.ndarray, numpy.ndarray)
-            Predictions clipped to ``rating_scale_``; pairs with an unknown user or item get
-            the ``cold`` fallback.
-
-        Raises
-        ------
-        ValueError
-            An id that is missing (``None``, NaN, empty text) or cannot be an id: a float,
-            even an integral one (``196.0`` is refused, not looked up as ``196``), a boolean...
-        """
-        return self._fitted().predict(user_ids, item_ids, return_cold=return_cold)
-
-    def evaluate(self, test: Ratings | pd.DataFrame) -> dict[str, float | int]:
-        """RMSE and MAE over all ``test`` ratings, reconstructing from the training data.
-
-        Returns
-        -------
-        dict
-            ``rmse``, ``mae``, ``n`` (test ratings), ``n_cold`` (pairs given the cold
-            fallback), ``seconds``.
-        """
-        return self._fitted().evaluate(test)
-
-    # -- persistence and recommendation (issue 7): see autorec.persist, autorec.recommend --
-    def save(self, path: str | PathLike[str], *, dataset: str | None = None) -> Path:
-        """Save the fitted model to the folder ``path`` (safetensors + JSON, no pickle;
-        atomic). See :func:`autorec.persist.save_model`."""
-        return persist.save_model(self, path, dataset=dataset)
-
-    @classmethod
-    def load(cls, path: str | PathLike[str], *, device: str | None = "cpu") -> AutoRec:
-        """Load a model folder written by :meth:`save` onto ``device`` (default the CPU).
-        See :func:`autorec.persist.load_model`."""
-        return cls.from_fitted(persist.load_model(path, device=device))
-
-    @classmethod
-    def from_fitted(cls, fitted: FittedModel) -> AutoRec:
-        """An estimator holding ``fitted``, with the parameters it was fitted with."""
-        model = cls(**fitted.params)
-        model.fitted_ = fitted
-        return model
-
-    def recommend(self, user_ids: Iterable[Any] | Any, n: int = 10, *,
-                  exclude_seen: bool = True, items: Iterable[Any] | None = None
-                  ) -> pd.DataFrame:
-        """Top-``n`` items for each raw user id: a DataFrame with ``user_id``, ``rank``,
-        ``item_id``, ``score`` and ``fallback`` (an unknown user: items ranked by the
-        baseline). Items rated in training are left out unless ``exclude_seen=False``.
-        See :func:`autorec.recommend.recommend`; :func:`autorec.recommend.top_n` is the
-        array API on dense indices."""
-        return recommending.recommend(self._fitted(), user_ids, n, exclude_seen=exclude_seen,
-                                      items=items)
-    # -- end of persistence and recommendation -----------------------------------------------
-
-    # -- fold-in (issue 7): new users and items without retraining, see autorec.foldin -----
-    def fold_in_user(self, ratings: Any, n: int | None = 10, add: bool = False, *,
-                     user_id: Any = None, exclude_rated: bool = True,
-                     reg: float | None = None) -> Any:
-        """Scores and top-``n`` recommendations for a new user, from its ratings of known items.
-
-        ``ratings``: ``{item_id: rating}``, a Series, a DataFrame (``item_id``, ``rating``) or
-        ``(item_ids, ratings)``; unknown items are ignored and counted. ``add=True`` adds the
-        user (``user_id``, new) to the model. ``reg``: ridge penalty of the fitted decoder
-        rows (default ``l2_ / 2``). Returns a :class:`autorec.foldin.FoldIn`; see
-        :func:`autorec.foldin.fold_in` for the method.
-        """
-        return foldin.fold_in(self._fitted(), "user", ratings, new_id=user_id, n=n,
-                              exclude_rated=exclude_rated, add=add, reg=reg)
-
-    def fold_in_item(self, ratings: Any, add: bool = False, *, item_id: Any = None,
-                     reg: float | None = None) -> Any:
-        """Scores of every known user for a new item, from its ratings by known users.
-
-        ``ratings``: ``{user_id: rating}``, a Series, a DataFrame (``user_id``, ``rating``) or
-        ``(user_ids, ratings)``; otherwise as :meth:`fold_in_user`.
-        """
-        return foldin.fold_in(self._fitted(), "item", ratings, new_id=item_id, n=None, add=add,
-                              reg=reg)
-    # -- end of fold-in ---------------------------------------------------------------------
 
 
 def load_model(path: str | PathLike[str], *, device: str | torch.device | None = "cpu"

@@ -9,7 +9,14 @@ from __future__ import annotations
 from os import PathLike
 
 __all__ = ["AutorecError", "CheckpointError", "DataError", "DatasetUnavailableError",
-           "ModelFileError", "NotFittedError", "ResourceError", "TrainingError"]
+           "ModelFileError", "NotFittedError", "ResourceError", "TrainingError", "first_line"]
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of ``exc``'s message (at most ``limit`` characters), or its type's name
+    when it has none: how a one-line error message quotes the error behind it."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 class AutorecError(ValueError):

@@ -46,13 +46,10 @@ import scipy.sparse as sp
 import torch
 
 from .data.ids import query_ids
-from .data.ratings import Ratings
 from .fitted import FittedModel, as_fitted
-from .metrics import ranking_metrics_from_hits
 from .networks import clear_codes
 
-__all__ = ["clear_cache", "default_threshold", "ranking_report", "rating_rows", "recommend",
-           "score_matrix", "seen_matrix", "top_n"]
+__all__ = ["clear_cache", "rating_rows", "recommend", "score_matrix", "seen_matrix", "top_n"]
 
 #: Scores held at once (users in a block x candidate items): 2**24 float32 values, 64 MiB.
 SCORE_BLOCK = 1 << 24
@@ -132,6 +129,13 @@ def _candidates(model: FittedModel, item_idx: np.ndarray | None) -> np.ndarray:
     return items
 
 
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an ``int``; ``ValueError`` naming ``name`` unless it is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def _block_rows(n_candidates: int) -> int:
     return max(1, SCORE_BLOCK // max(n_candidates, 1))
 
@@ -150,25 +154,6 @@ def seen_matrix(model: Any) -> sp.csr_matrix:
     seen = member.seen()
     _seen_cache[model] = (key, seen)
     return seen
-
-
-def _seen_of(model: FittedModel, ratings: Ratings | pd.DataFrame) -> sp.csr_matrix:
-    """``ratings`` (raw ids) as a users x items pattern over the model's indices; pairs the
-    model does not know are dropped."""
-    if isinstance(ratings, Ratings):
-        # through the ids' maps, not a raw id per rating: at 90M training ratings the raw-id
-        # round trip held several GB at once
-        user_of = model.users.to_index(ratings.users.raw_ids).astype(np.int32)
-        item_of = model.items.to_index(ratings.items.raw_ids).astype(np.int32)
-        users, items = user_of[ratings.user_idx], item_of[ratings.item_idx]
-    else:
-        users = model.users.to_index(ratings["user_id"].to_numpy())
-        items = model.items.to_index(ratings["item_id"].to_numpy())
-    keep = (users >= 0) & (items >= 0)
-    if not keep.all():
-        users, items = users[keep], items[keep]
-    return sp.csr_matrix((np.ones(len(users), dtype=np.int8), (users, items)),
-                         shape=(len(model.users), len(model.items)))
 
 
 # -- top-N -------------------------------------------------------------------------------------
@@ -218,11 +203,9 @@ def top_n(
         order of their unclipped scores.
     """
     model = as_fitted(model)
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = positive_int(n, "n")
     users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
     items = _candidates(model, item_idx)
-    n = int(n)
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float64)
     out_predicted = out_scores.copy()
@@ -363,10 +346,8 @@ def recommend(
             missing = [str(wanted[i]) for i in np.flatnonzero(item_idx < 0)[:5]]
             raise ValueError(f"items: {int((item_idx < 0).sum())} item id(s) the model does "
                              f"not know, e.g. {', '.join(missing)}")
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
     # more than there are candidates lists them all (top_n's arrays would have n columns)
-    n = min(int(n), len(model.items) if item_idx is None else max(len(item_idx), 1))
+    n = min(positive_int(n, "n"), len(model.items) if item_idx is None else max(len(item_idx), 1))
     picked, scores, predicted = top_n(model, user_idx, n, exclude_seen=exclude_seen,
                                       item_idx=item_idx, with_predictions=True)
     rows, ranks = np.nonzero(picked >= 0)
@@ -380,97 +361,3 @@ def recommend(
         "predicted_rating": predicted[rows, ranks],
         "fallback": user_idx[rows] < 0,
     })
-
-
-# -- ranking evaluation ------------------------------------------------------------------------
-def default_threshold(rating_scale: tuple[float, float]) -> float:
-    """The default relevance threshold: the upper quarter of the scale, ``low + 0.75 (high -
-    low)`` (4 on a 1-5 scale)."""
-    low, high = rating_scale
-    return low + 0.75 * (high - low)
-
-
-def ranking_report(
-    model: Any,
-    train: Ratings | pd.DataFrame | None,
-    test: Ratings | pd.DataFrame,
-    k: int = 10,
-    threshold: float | None = None,
-    max_users: int | None = 10_000,
-    random_state: int = 0,
-) -> dict[str, Any]:
-    """Precision, recall, NDCG, MAP and hit rate at ``k`` of the model's top-``k`` lists (its
-    ranking model's, when it holds one; by predicted rating otherwise).
-
-    For every test user with at least one relevant test item (rating ``>= threshold``, on an
-    item the model knows), the model recommends ``k`` items, leaving out the user's training
-    items, and the list is scored against the relevant test items (see
-    :func:`autorec.metrics.ranking_metrics` for the conventions). Users the model does not
-    know get the fallback list and count like the others.
-
-    Parameters
-    ----------
-    model
-        A :class:`~autorec.fitted.FittedModel` or a fitted estimator.
-    train
-        The training ratings whose items are left out of each user's candidates; ``None``
-        leaves out what the model was trained on.
-    test
-        Test ratings (raw ids).
-    k
-        List length.
-    threshold
-        Smallest relevant rating; default :func:`default_threshold` of the model's rating
-        scale (4 on 1-5).
-    max_users
-        Score at most this many test users, a seeded random sample of them when there are
-        more (``None``: all). Scoring every item for every user costs users x items x hidden
-        operations: seconds for 10,000 users, hours for all of Netflix's 480,000.
-    random_state
-        Seed of that sample.
-
-    Returns
-    -------
-    dict
-        ``precision@k``, ``recall@k``, ``ndcg@k``, ``map@k``, ``hit_rate@k`` (means over the
-        users scored), ``k``, ``threshold``, ``n_users`` (users scored), ``n_test_users``
-        (test users with a relevant item, of whom at most ``max_users`` were scored),
-        ``n_users_unknown`` (of them, users the model does not know), ``n_relevant``
-        (relevant test ratings counted).
-    """
-    model = as_fitted(model)
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    if threshold is None:
-        threshold = default_threshold(model.rating_scale)
-    frame = test.to_dataframe() if isinstance(test, Ratings) else test
-    rating = frame["rating"].to_numpy(dtype=np.float64)
-    items = model.items.to_index(frame["item_id"].to_numpy())
-    relevant = (rating >= threshold) & (items >= 0)
-    user_codes, user_raw = pd.factorize(frame["user_id"].to_numpy())
-    user_codes, items = user_codes[relevant], items[relevant]
-    present = np.unique(user_codes)
-    n_test_users = len(present)
-    if max_users is not None and len(present) > max_users:
-        present = np.sort(np.random.default_rng(random_state).choice(present, max_users,
-                                                                     replace=False))
-        keep = np.isin(user_codes, present)
-        user_codes, items = user_codes[keep], items[keep]
-    user_idx = model.users.to_index(np.asarray(user_raw, dtype=object)[present])
-    seen = None if train is None else _seen_of(model, train)
-    picked = top_n(model, user_idx, int(k), exclude_seen=True, seen=seen)[0]
-    row = np.searchsorted(present, user_codes)
-    n_items = len(model.items)
-    relevant_keys = np.unique(row * n_items + items)
-    n_relevant = np.bincount(relevant_keys // n_items, minlength=len(present))
-    keys = np.arange(len(present))[:, None] * n_items + picked
-    hits = (picked >= 0) & np.isin(keys, relevant_keys)
-    figures = ranking_metrics_from_hits(hits, n_relevant, int(k))
-    return {
-        **figures,
-        "k": int(k),
-        "threshold": float(threshold),
-        "n_users_unknown": int((user_idx < 0).sum()),
-        "n_relevant": len(relevant_keys),
-        "n_test_users": int(n_test_users),
-    }

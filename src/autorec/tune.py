@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.ratings import Ratings
-from .exceptions import AutorecError
+from .exceptions import AutorecError, first_line
 
 __all__ = ["SEARCH_SPACE", "best_config_toml", "check_study", "require_optuna", "run_study",
            "search_space", "suggest"]
@@ -186,7 +186,7 @@ def check_study(storage: str | PathLike[str], study_name: str = "autorec", *,
         return 0
     except Exception as exc:  # sqlalchemy and Optuna storage errors: a damaged file
         raise AutorecError(f"{path}: cannot be read as an Optuna study file "
-                           f"({_first_line(exc)})") from None
+                           f"({first_line(exc)})") from None
     if len(directions) != 1 or directions[0] != optuna.study.StudyDirection.MINIMIZE:
         what = ("has several objectives" if len(directions) != 1
                 else f"{directions[0].name.lower()}s its value")
@@ -288,7 +288,7 @@ def run_study(
         if _FIXED_ATTR not in study.user_attrs:
             study.set_user_attr(_FIXED_ATTR, json.loads(json.dumps(fixed_values)))
     except Exception as exc:  # sqlalchemy and Optuna storage errors
-        raise AutorecError(f"{storage}: cannot open the study ({_first_line(exc)})") from None
+        raise AutorecError(f"{storage}: cannot open the study ({first_line(exc)})") from None
     remaining = max(n_trials - done, 0)
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
 
@@ -346,6 +346,3 @@ def _shown(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items()) if values else "(none)"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

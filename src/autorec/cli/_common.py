@@ -8,6 +8,7 @@ import math
 import numbers
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -18,12 +19,13 @@ from .._io import (
     check_output_file,
     check_output_folder,
     is_inside,
+    json_ready,
     same_path,
 )
 
-__all__ = ["MAX_SEED", "STDOUT", "OneLineParser", "Outputs", "fraction", "nonnegative_float",
-           "output_dir", "positive_float", "positive_int", "seed", "separator",
-           "write_json_atomic"]
+__all__ = ["MAX_SEED", "STDOUT", "OneLineParser", "Outputs", "fraction", "integer_type",
+           "nonnegative_float", "number_type", "output_dir", "positive_float", "positive_int",
+           "seed", "separator", "unit_interval", "write_csv", "write_json_atomic"]
 
 #: What an output option takes to mean standard output (where the command supports it).
 STDOUT = "-"
@@ -39,66 +41,47 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def integer_type(expected: str, ok: Callable[[int], bool]) -> Callable[[str], int]:
+    """An option type: an integer for which ``ok`` holds, else "expected EXPECTED"."""
+
+    def parse(text: str) -> int:
+        try:
+            value: int | None = int(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+def number_type(expected: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
+    """An option type: a finite number for which ``ok`` holds, else "expected EXPECTED"."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number strictly between 0 and 1."""
-    value = _number(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, "
-                                         f"got {text!r}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1)."""
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def seed(text: str) -> int:
-    """A seed: an integer from 0 to :data:`MAX_SEED`."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
-    return value
+positive_int = integer_type("a positive integer", lambda value: value >= 1)
+#: A seed: an integer from 0 to :data:`MAX_SEED`.
+seed = integer_type(f"an integer from 0 to {MAX_SEED}", lambda value: 0 <= value <= MAX_SEED)
+positive_float = number_type("a number > 0", lambda value: value > 0)
+nonnegative_float = number_type("a number >= 0", lambda value: value >= 0)
+#: A number strictly between 0 and 1.
+fraction = number_type("a number strictly between 0 and 1", lambda value: 0 < value < 1)
+#: A number in [0, 1).
+unit_interval = number_type("a number in [0, 1)", lambda value: 0 <= value < 1)
 
 
 def separator(text: str) -> str:
@@ -209,51 +192,45 @@ class Outputs:
     def folder(self, option: str, path: str | os.PathLike[str] | None,
                files: tuple[str, ...]) -> Path | None:
         """Check an output folder in which the command writes ``files`` (names)."""
-        if path is None:
-            return None
-        self._no_stdout(option, path)
-        try:
-            check_output_folder(path)
+
+        def check(folder: str | os.PathLike[str]) -> None:
+            check_output_folder(folder)
             for name in files:
-                target = Path(path) / name
+                target = Path(folder) / name
                 if target.exists() or target.is_symlink():
                     check_output_file(target)
-        except OutputPathError as exc:
-            raise ValueError(f"{option}: {exc}") from None
-        return self._add(_Path(option, Path(path), "folder", files))
+
+        return self._folder(option, path, "folder", check, files)
 
     def model(self, option: str, path: str | os.PathLike[str] | None) -> Path | None:
         """Check a model folder to save to (:func:`autorec.persist.check_save_path`)."""
         from ..persist import JSON_FILE, WEIGHTS_FILE, check_save_path
 
-        if path is None:
-            return None
-        self._no_stdout(option, path)
-        try:
-            check_save_path(path)
-        except ValueError as exc:
-            raise ValueError(f"{option}: {exc}") from None
-        return self._add(_Path(option, Path(path), "model", (JSON_FILE, WEIGHTS_FILE)))
+        return self._folder(option, path, "model", check_save_path, (JSON_FILE, WEIGHTS_FILE))
 
     def checkpoint(self, option: str, path: str | os.PathLike[str] | None, *,
                    resume: bool) -> Path | None:
         """Check a checkpoint folder (:func:`autorec.checkpoint.check_folder`)."""
         from ..checkpoint import check_folder
 
+        return self._folder(option, path, "checkpoint",
+                            lambda folder: check_folder(folder, resume=resume))
+
+    def _folder(self, option: str, path: str | os.PathLike[str] | None, kind: str,
+                check: Callable[[str | os.PathLike[str]], Any], files: tuple[str, ...] = ()
+                ) -> Path | None:
+        """An output folder of ``kind``: not standard output, passing ``check`` (its
+        ``ValueError`` named by ``option``), apart from the paths registered before."""
         if path is None:
             return None
-        self._no_stdout(option, path)
-        try:
-            check_folder(path, resume=resume)
-        except ValueError as exc:
-            raise ValueError(f"{option}: {exc}") from None
-        return self._add(_Path(option, Path(path), "checkpoint"))
-
-    @staticmethod
-    def _no_stdout(option: str, path: str | os.PathLike[str]) -> None:
         if str(path) == STDOUT:
             raise ValueError(f"{option} -: standard output is not supported here; give a "
                              "folder (./- for a folder named -)")
+        try:
+            check(path)
+        except ValueError as exc:
+            raise ValueError(f"{option}: {exc}") from None
+        return self._add(_Path(option, Path(path), kind, files))
 
     def _add(self, new: _Path) -> Path:
         for old in self._paths:
@@ -299,6 +276,20 @@ def _conflict(out: _Path, other: _Path) -> str | None:
     return None
 
 
+def write_csv(frame: Any, output: Path | None) -> None:
+    """``frame`` (a DataFrame) as CSV with ``\n`` line ends: to ``output`` atomically, or
+    with ``None`` to standard output."""
+
+    def write(handle: IO[str]) -> None:
+        frame.to_csv(handle, index=False, lineterminator="\n")
+
+    if output is None:
+        write(sys.stdout)
+        sys.stdout.flush()
+    else:
+        atomic_write(output, write)
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` as JSON to ``path`` atomically (see :func:`autorec._io.atomic_write`:
     permissions follow the umask; an ``OSError`` names ``path``).
@@ -307,7 +298,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     the validation RMSE of a run without a validation part) is written as ``null``, never as
     the ``NaN`` / ``Infinity`` that JSON readers refuse. The figures a run reports are checked
     to be finite before (:func:`require_finite`): a run whose metrics are not finite fails."""
-    cleaned = _jsonable_tree(payload)
+    cleaned = json_ready(payload)
 
     def write(handle: IO[str]) -> None:
         json.dump(cleaned, handle, indent=2, sort_keys=False, allow_nan=False)
@@ -328,30 +319,3 @@ def require_finite(figures: dict[str, Any]) -> None:
                                 "arithmetic, or a diverged fit: lower --lr or raise --l2)")
 
 
-def _jsonable_tree(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays, paths and tuples made JSON values, and
-    non-finite floats made ``None``."""
-    if isinstance(value, dict):
-        return {key if isinstance(key, str) else str(_jsonable(key)): _jsonable_tree(item)
-                for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable_tree(item) for item in value]
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return _jsonable_tree(_jsonable(value))
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def eprint(message: str) -> None:
-    print(message, file=sys.stderr)

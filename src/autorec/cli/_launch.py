@@ -22,6 +22,7 @@ from ..distributed import (
     launched,
     wants_cuda,
 )
+from ..exceptions import first_line
 
 __all__ = ["MAX_PROCESSES_PER_CORE", "check_cpu_processes", "launch", "report_error"]
 
@@ -58,11 +59,6 @@ def check_cpu_processes(nproc: int, cores: int | None = None) -> str | None:
                 f"{'s' if cores > 1 else ''} here: they share the cores (no speed-up) and "
                 "each holds the model and the data")
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def report_error(line: str, exc: BaseException) -> None:
@@ -148,7 +144,7 @@ def launch(nproc: int, argv: Sequence[str], *, device: str | None = None,
         return 128 + int(exc.sigval)
     except Exception as exc:  # rendezvous or start-up failures of the agent itself
         print(f"autorec {command}: error: could not run {nproc} processes: "
-              f"{_first_line(exc)}", file=sys.stderr)
+              f"{first_line(exc, 200)}", file=sys.stderr)
         return 1
     finally:
         quiet()

@@ -31,7 +31,15 @@ from ..model import ACTIVATIONS
 from ..params import RANKINGS
 from ..split import CANONICAL_SPLITS, align, canonical_split
 from ..train import OPTIMIZERS, resolve_device
-from ._common import nonnegative_float, positive_float, positive_int, separator, unit_interval
+from ._common import (
+    fraction,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    seed,
+    separator,
+    unit_interval,
+)
 
 __all__ = ["CANONICAL_SPLITS", "COMMAND_DEFAULTS", "DEFAULTS", "DEFAULT_DATASET",
            "MODEL_OPTIONS", "add_data_options", "add_model_options", "at_least_two",
@@ -216,10 +224,10 @@ def resolve(args: argparse.Namespace, parser_error: Any,
     return params
 
 
-#: The JSON/TOML type a configuration value must have, by the name of the option's argparse
-#: ``type`` (options without one, and those not listed, take a string).
-_INTEGER_TYPES = ("positive_int", "at_least_two", "seed")
-_NUMBER_TYPES = ("positive_float", "nonnegative_float", "fraction", "unit_interval")
+#: The JSON/TOML type a configuration value must have, by the option's argparse ``type``
+#: (options without one, and those not listed, take a string).
+_INTEGER_TYPES = (positive_int, at_least_two, seed)
+_NUMBER_TYPES = (positive_float, nonnegative_float, fraction, unit_interval)
 
 
 def _typed_config(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]:
@@ -272,10 +280,10 @@ def _config_value(where: str, value: Any, action: argparse.Action, parser_error:
             parser_error(f"{where}: {exc}")
         flat = [v for item in checked for v in (item if isinstance(item, list) else [item])]
         return flat[0] if len(flat) == 1 else flat
-    if kind in _INTEGER_TYPES:
+    if action.type in _INTEGER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int):
             parser_error(f"{where} must be an integer, got {value!r}")
-    elif kind in _NUMBER_TYPES:
+    elif action.type in _NUMBER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int | float):
             parser_error(f"{where} must be a number, got {value!r}")
     elif not isinstance(value, str):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ._common import Outputs, separator
+from ._common import Outputs, separator, write_csv
 
 
 def add_parser(subparsers: Any) -> None:
@@ -50,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from .._io import atomic_write
     from ..data.readers import read_pairs
     from ..estimator import load_model
 
@@ -73,14 +72,7 @@ def run(args: argparse.Namespace) -> int:
         "fallback": np.where(cold, "true", "false"),
     })
 
-    def write(handle: IO[str]) -> None:
-        frame.to_csv(handle, index=False, lineterminator="\n")
-
-    if output is None:
-        write(sys.stdout)
-        sys.stdout.flush()
-    else:
-        atomic_write(output, write)
+    write_csv(frame, output)
     print(f"wrote {len(frame)} predictions to {'standard output' if output is None else output}"
           f" ({int(cold.sum())} fallback: user or item unknown to the model, predicted by its "
           f"cold policy {model.cold!r})", file=sys.stdout if output is not None else sys.stderr)

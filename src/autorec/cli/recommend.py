@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ._common import STDOUT, Outputs, positive_int
+from ._common import STDOUT, Outputs, positive_int, write_csv
 
 
 def add_parser(subparsers: Any) -> None:
@@ -49,7 +48,6 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .._io import atomic_write
     from ..data.items import ItemTitles, dataset_item_titles, read_item_titles
     from ..estimator import load_model
     from ..persist import read_model_info
@@ -95,13 +93,7 @@ def run(args: argparse.Namespace) -> int:
                      "fallback"]].copy()
         out["fallback"] = np.where(out["fallback"], "true", "false")
 
-        def write(handle: IO[str]) -> None:
-            out.to_csv(handle, index=False, lineterminator="\n")
-
-        if output is None:
-            write(sys.stdout)
-            sys.stdout.flush()
-        else:
-            atomic_write(output, write)
+        write_csv(out, output)
+        if output is not None:
             print(f"wrote {len(out)} recommendations to {output}")
     return 0

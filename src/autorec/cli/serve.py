@@ -6,21 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import positive_int
+from ._common import integer_type, positive_int
 
 #: What to run when FastAPI or uvicorn is missing.
 INSTALL_HINT = "pip install 'autorec[serve]'"
 
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535 (0: any free port), "
-                                         f"got {text!r}")
-    return value
+_port = integer_type("a port from 0 to 65535 (0: any free port)", lambda value: 0 <= value <= 65535)
 
 
 def add_parser(subparsers: Any) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from .. import __version__, distributed
 from ..data.ratings import Ratings
 from ..estimator import AutoRec
-from ..evaluate import Split, splits, summarise
+from ..evaluate import Split, ranking_report, splits, summarise
 from ._common import (
     Outputs,
     fraction,
@@ -164,8 +164,6 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     require_finite({f"{label}test RMSE": report["rmse"], f"{label}test MAE": report["mae"]})
     ranking = {}
     if distributed.world().size == 1:  # top-N lists need the whole model on one process
-        from ..recommend import ranking_report
-
         ranking = ranking_report(model, split.train, split.test, k=args.k)
     if args.save is not None and part == n_parts and distributed.world().is_main:
         model.save(args.save, dataset=args.dataset)

@@ -20,16 +20,17 @@ import numpy as np
 import torch
 
 from .. import networks  # noqa: F401  (registers the rating networks' family)
+from .._io import json_ready
 from ..baseline import Biases
 from ..data.ids import IdMap
-from ..exceptions import ModelFileError, NotFittedError
+from ..exceptions import ModelFileError, NotFittedError, first_line
 from ..family import family_of
 from ..fitted import FittedModel, as_fitted
 from ..params import PARAM_NAMES, complete
 from ..ranking import scorer  # noqa: F401  (registers the ranking models' family)
 from .fields import info_digest, read_model_info
 from .folder import check_save_path, write_model_files
-from .names import _CHUNK, FORMAT, FORMAT_VERSION, JSON_FILE, WEIGHTS_FILE, _first_line
+from .names import _CHUNK, FORMAT, FORMAT_VERSION, JSON_FILE, WEIGHTS_FILE
 
 __all__ = ["load_model", "save_model"]
 
@@ -83,7 +84,7 @@ def save_model(model: Any, path: str | os.PathLike[str], *,
     weights = encode(tensors, metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
     info["weights"] = {"file": WEIGHTS_FILE, "bytes": len(weights),
                        "sha256": hashlib.sha256(weights).hexdigest()}
-    info = _clean_json(info)
+    info = json_ready(info)
     info["checksum"] = {"sha256": info_digest(info)}  # model.json's own content (version 2)
     text = json.dumps(info, indent=2, allow_nan=False) + "\n"
 
@@ -149,23 +150,6 @@ def _export_ids(ids: IdMap, name: str, tensors: dict[str, np.ndarray]) -> dict[s
     return {"storage": "text", "ids": [str(value) for value in raw.tolist()]}
 
 
-def _clean_json(value: Any) -> Any:
-    """``value`` with numpy scalars made plain and NaN/infinity written as ``null``."""
-    if isinstance(value, dict):
-        return {str(k): _clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean_json(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    raise TypeError(f"cannot save a {type(value).__name__} in {JSON_FILE}")
-
-
 def load_model(path: str | os.PathLike[str], *, device: str | torch.device | None = "cpu"
                ) -> FittedModel:
     """Load a model folder written by :func:`save_model`.
@@ -211,7 +195,7 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device | Non
         tensors = decode(data)
     except SafetensorError as exc:
         raise ModelFileError(f"{weights_path}: not a readable safetensors file "
-                             f"({_first_line(exc)})") from None
+                             f"({first_line(exc)})") from None
     del data
     arrays = _Arrays(tensors, weights_path)
 
@@ -249,7 +233,7 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device | Non
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:  # a safety net: all checked
-        what = f"missing {exc}" if isinstance(exc, KeyError) else _first_line(exc)
+        what = f"missing {exc}" if isinstance(exc, KeyError) else first_line(exc)
         raise ModelFileError(f"{folder / JSON_FILE}: malformed ({what})") from None
     extra = arrays.unused()
     if extra:
@@ -344,4 +328,4 @@ def _import_ids(entry: dict[str, Any], arrays: _Arrays, n: int, name: str,
     try:
         return IdMap(raw)
     except ValueError as exc:
-        raise ModelFileError(f"{folder / JSON_FILE}: {name} ids: {_first_line(exc)}") from None
+        raise ModelFileError(f"{folder / JSON_FILE}: {name} ids: {first_line(exc)}") from None

@@ -25,7 +25,3 @@ METRICS_FILE = "metrics.json"
 _TEMPORARY = re.compile(r"\.(model\.json|model\.safetensors|metrics\.json)\.[a-z0-9_]+\."
                         r"(tmp|old)")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -19,8 +19,9 @@ Every model has ``fit``, ``score(rows) -> n x n_items float32``, ``params``, ``t
 from __future__ import annotations
 
 from .ease import EASE, EASE_ITEM_LIMIT
+from .model import RankingModel
 from .protocol import evaluate_scores, implicit_matrix
-from .select import RankingModel, fit_ranking
+from .select import fit_ranking
 from .vae import MultVAE
 
 __all__ = ["EASE", "EASE_ITEM_LIMIT", "MultVAE", "RankingModel", "evaluate_scores",

@@ -5,7 +5,7 @@ each user rated (the implicit pattern), optionally weighted by the rating. A mod
 batch of users' rows at once and returns a dense ``n_batch x n_items`` float32 array.
 
 :func:`evaluate_scores` scores ranked lists with the protocol of
-:func:`autorec.recommend.ranking_report`: a held-out rating is relevant when it is at least
+:func:`autorec.evaluate.ranking_report`: a held-out rating is relevant when it is at least
 ``threshold`` (default ``low + 0.75 (high - low)`` of the training scale) on an item that has a
 training rating; each user's training items are left out of the candidates, and so are items
 without any training rating; users with at least one relevant held-out item count, each once
@@ -40,8 +40,8 @@ WEIGHTINGS: tuple[str, ...] = ("binary", "rating", "positive")
 
 
 def relevance_threshold(rating_scale: tuple[float, float]) -> float:
-    """``low + 0.75 (high - low)``: the upper quarter of the scale (4 on 1-5), as
-    :func:`autorec.recommend.default_threshold`."""
+    """``low + 0.75 (high - low)``: the upper quarter of the scale (4 on 1-5), the default
+    relevance threshold of :func:`autorec.evaluate.ranking_report` too."""
     low, high = rating_scale
     return low + 0.75 * (high - low)
 

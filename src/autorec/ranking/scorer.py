@@ -1,4 +1,4 @@
-"""A :class:`~autorec.ranking.select.RankingModel` as the fitted model's ranking model
+"""A :class:`~autorec.ranking.model.RankingModel` as the fitted model's ranking model
 (:class:`autorec.family.RankingScorer`): what :mod:`autorec.recommend`, :mod:`autorec.foldin`,
 :mod:`autorec.persist` and :mod:`autorec.serve` use, registered as the ``"ranking"`` family.
 
@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from ..family import FAMILIES, ArraySource
-from .select import RankingModel
+from .model import RankingModel
 
 __all__ = ["FittedRanking"]
 

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import platform
 import threading
 import time
@@ -63,6 +62,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from .._io import json_ready
 from ..fitted import FittedModel, as_fitted
 from ..foldin import fold_in as fold_in_model
 from ..recommend import recommend as recommend_items
@@ -303,23 +303,11 @@ def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, 
                         "pydantic": pydantic.VERSION, "python": platform.python_version()},
         },
     }
-    return _json_ready(metadata)
+    return json_ready(metadata)
 
 
 def _id_type(raw_ids: np.ndarray) -> str:
     return "integer" if raw_ids.dtype.kind in "iu" else "text"
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # -- errors -------------------------------------------------------------------------------------

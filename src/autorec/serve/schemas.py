@@ -232,16 +232,14 @@ def _distinct_keys(value: Any) -> Any:
     return value
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(BaseModel):
+    """Request and response bodies: unknown fields are refused."""
 
-
-class _Response(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 # -- /predict -----------------------------------------------------------------------------------
-class PredictRequest(_Request):
+class PredictRequest(_Strict):
     """Predicted ratings for (user, item) pairs."""
 
     pairs: Annotated[list[Pair], _sized("pair", "max_pairs")] = Field(
@@ -251,7 +249,7 @@ class PredictRequest(_Request):
         "examples": [{"pairs": [[196, 242], ["186", "302"], ["new-user", 1]]}]})
 
 
-class Prediction(_Response):
+class Prediction(_Strict):
     user: Any = Field(description="the user id, as sent")
     item: Any = Field(description="the item id, as sent")
     prediction: float = Field(description="the predicted rating, clipped to the training scale")
@@ -259,13 +257,13 @@ class Prediction(_Response):
                                        "model: the prediction is its cold-start fallback")
 
 
-class PredictResponse(_Response):
+class PredictResponse(_Strict):
     predictions: list[Prediction] = Field(description="one per pair, in the order sent")
     n_fallback: int = Field(description="pairs given the cold-start fallback")
 
 
 # -- /recommend ---------------------------------------------------------------------------------
-class RecommendRequest(_Request):
+class RecommendRequest(_Strict):
     """The top-n items for one user."""
 
     user: Id
@@ -277,7 +275,7 @@ class RecommendRequest(_Request):
         "examples": [{"user": 196, "n": 10, "exclude_seen": True}]})
 
 
-class Recommendation(_Response):
+class Recommendation(_Strict):
     rank: int = Field(description="1 = best")
     item: Any = Field(description="the item id (the model's own)")
     score: float = Field(description="what the list is ranked by: the ranking model's score "
@@ -287,7 +285,7 @@ class Recommendation(_Response):
                                                 "/predict gives)")
 
 
-class RecommendResponse(_Response):
+class RecommendResponse(_Strict):
     user: Any = Field(description="the user id, as sent")
     fallback: bool = Field(description="true when the model does not know the user: the items "
                                        "are ranked by the baseline (mean plus item bias)")
@@ -296,7 +294,7 @@ class RecommendResponse(_Response):
 
 
 # -- /fold-in -----------------------------------------------------------------------------------
-class FoldInRequest(_Request):
+class FoldInRequest(_Strict):
     """A new user, from its ratings: recommendations and predictions without retraining."""
 
     ratings: Annotated[dict[Id, Rating], _sized("rating", "max_ratings"),
@@ -314,14 +312,14 @@ class FoldInRequest(_Request):
         "examples": [{"ratings": {"50": 5, "172": 4, "181": 5}, "n": 5}]})
 
 
-class FoldInPrediction(_Response):
+class FoldInPrediction(_Strict):
     item: Any = Field(description="the item id (as sent, or the model's own)")
     prediction: float = Field(description="the predicted rating, clipped to the training scale")
     fallback: bool = Field(description="true for an item the model does not know (its "
                                        "cold-start fallback for this user)")
 
 
-class FoldInResponse(_Response):
+class FoldInResponse(_Strict):
     fallback: bool = Field(description="true when no rating named an item the model knows: "
                                        "the scores are the cold-start fallback")
     n_ratings: int = Field(description="ratings used (of items the model knows)")
@@ -332,7 +330,7 @@ class FoldInResponse(_Response):
 
 
 # -- /health, /model ----------------------------------------------------------------------------
-class HealthResponse(_Response):
+class HealthResponse(_Strict):
     status: str = Field(description="\"ok\"")
     uptime_seconds: float
 
