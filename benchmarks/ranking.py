@@ -9,7 +9,9 @@ split. Every model sees the same training part; the test part is only scored. Ro
 ``EASE``
     EASE on the binary pattern (the issue's peer), lambda chosen on a validation part of the
     training ratings (10 %, seeded) by NDCG@10, then refitted on all of them. Past
-    ``--ease-items`` rated items, EASE models only that many of the most-rated ones.
+    ``--ease-items`` rated items, EASE models only that many of the most-rated ones; with
+    ``--peer-select-items``, lambda is chosen with EASE over that many (Epinions: each value
+    of lambda at 20,000 items is minutes of inversion).
 ``autorec default (integrated)``
     ``autorec.AutoRec(random_state=seed)`` fitted on the training part, as ``autorec train``
     fits it: the rating network and, beside it, the default ranking model
@@ -90,22 +92,28 @@ def rating_scorer_of(model: autorec.AutoRec, ratings: autorec.Ratings
     return score
 
 
-def ease_peer(train: autorec.Ratings, seed: int, max_items: int) -> tuple[EASE, dict[str, Any]]:
+def ease_peer(train: autorec.Ratings, seed: int, max_items: int, select_items: int | None = None
+              ) -> tuple[EASE, dict[str, Any]]:
     """EASE on the binary pattern, lambda chosen on a validation part of ``train`` (the walk
-    of :func:`autorec.ranking.select.fit_ranking`), refitted on all of ``train``."""
+    of :func:`autorec.ranking.select.fit_ranking`) with EASE over ``max_items`` (or, with
+    ``select_items``, over that many) most-rated items, refitted on all of ``train``."""
     scale = train.rating_scale()
     fit, val = validation_split(train, 0.1, seed)
     fit_seen = implicit_matrix(fit, "binary", scale)
     val = _validation_users(val, fit_seen, relevance_threshold(scale), 5_000, seed)
     report: dict[str, Any] = {}
+    n_rated = len(np.unique(fit.item_idx))
+    subset = select_items if select_items is not None and n_rated > select_items else None
     _, lam, _, _ = _tune_ease(fit, val, fit_seen, scale, ["binary"], EASE_LAMBDAS, 10, report,
-                              max_items)
+                              subset or (max_items if n_rated > max_items else None))
     model = EASE(lam, max_items).fit(implicit_matrix(train, "binary", scale))
-    return model, {"lam": lam, "validation_ndcg": report["ease_validation"]["binary"]}
+    return model, {"lam": lam, "validation_ndcg": report["ease_validation"]["binary"],
+                   "selection_items": subset}
 
 
 def run_split(name: str, split: str, train: autorec.Ratings, test: autorec.Ratings, seed: int,
-              models: list[str], ease_items: int) -> dict[str, Any]:
+              models: list[str], ease_items: int, peer_select_items: int | None = None
+              ) -> dict[str, Any]:
     scale = train.rating_scale()
     seen = implicit_matrix(train, "binary", scale)
     rows = train.to_csr("user")
@@ -122,17 +130,19 @@ def run_split(name: str, split: str, train: autorec.Ratings, test: autorec.Ratin
         popularity = np.bincount(train.item_idx, minlength=train.n_items).astype(np.float32)
         record("popular", lambda u: np.tile(popularity, (len(u), 1)), 0.0)
     if "EASE" in models:
-        t0 = time.perf_counter()
-        ease, info = ease_peer(train, seed, ease_items)
+        t0, c0 = time.perf_counter(), time.process_time()
+        ease, info = ease_peer(train, seed, ease_items, peer_select_items)
         record("EASE", lambda u: ease.score(seen[u]), time.perf_counter() - t0, **info,
+               fit_cpu_seconds=time.process_time() - c0,
                n_items_modelled=len(ease.items_))
         del ease
     network = None
     if {"autorec default (integrated)", "rating network's own lists",
             "standalone blend"} & set(models):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         network = autorec.AutoRec(random_state=seed).fit(train)
         network_seconds = time.perf_counter() - t0
+        network_cpu = time.process_time() - c0
         full_scorer = rating_scorer_of(network, train)
         ranking = network.fitted_.ranking
         for row in ("autorec default (integrated)", "rating network's own lists"):
@@ -144,9 +154,12 @@ def run_split(name: str, split: str, train: autorec.Ratings, test: autorec.Ratin
             if ranking is not None and row.startswith("autorec default"):
                 extra = {"ranking_seconds": ranking.report.get("seconds"),
                          "ranking": ranking.describe(),
+                         "ranking_choice": {key: ranking.report.get(key) for key in
+                                            ("ease", "ease_validation", "rating", "blend")},
                          "train_seconds": sum(e["seconds"] for e in network.history_)}
             out[row] = {**{m: report[m] for m in METRICS}, "n_users": report["n_users"],
-                        "fit_seconds": network_seconds, "via": "autorec.ranking_report",
+                        "fit_seconds": network_seconds, "fit_cpu_seconds": network_cpu,
+                        "via": "autorec.ranking_report",
                         "test_rmse": network.evaluate(test)["rmse"], **extra}
             print(f"  {name} {split} {row}: ndcg@10 {report['ndcg@10']:.4f} "
                   f"({network_seconds:.1f}s)", flush=True)
@@ -205,6 +218,9 @@ def main() -> None:
                         choices=list(MODELS))
     parser.add_argument("--ease-items", type=int, default=EASE_ITEM_LIMIT,
                         help="most items EASE models (the most-rated ones)")
+    parser.add_argument("--peer-select-items", type=int, default=None,
+                        help="choose the EASE peer's lambda with EASE over this many most-rated "
+                        "items (default: over all it models)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if os.path.exists(args.out) and not os.path.isfile(args.out):
@@ -221,7 +237,7 @@ def main() -> None:
                 continue
             seed = int(split[4:]) if split.startswith("seed") else 0
             results[name][split] = run_split(name, split, train, test, seed, args.models,
-                                             args.ease_items)
+                                             args.ease_items, args.peer_select_items)
             write_json(args.out, args, {"datasets": results, "cpu": watch.lap(),
                                         "seconds": time.perf_counter() - started})
         print(table(name, results[name], args.models), flush=True)

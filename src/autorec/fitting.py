@@ -222,13 +222,10 @@ def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray
         components = ["ease"]
     elif choice == "vae":
         components = ["vae"]
-    else:  # auto: the cheapest that beats EASE (BENCHMARKS.md); blend: everything
-        components = ["ease"] if small else ["vae"]
+    else:  # auto: EASE (past the limit on the most-rated items) blended with the networks
+        components = ["ease"]  # (BENCHMARKS.md, "Ranking"); blend: Mult-DAE too
         if choice == "blend" and small:
             components.append("vae")
-        if not small:
-            log.info("ranking: %d rated items > the EASE limit %d; the ranking model is "
-                     "Mult-DAE", n_rated, EASE_ITEM_LIMIT)
         if held_out is not None:
             components.append("rating")
     split = None if held_out is None else (ratings.subset(~held_out), ratings.subset(held_out))

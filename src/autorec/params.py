@@ -27,7 +27,7 @@ VARIANTS: tuple[str, ...] = ("item", "user", "both")
 COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")
 BASELINES: tuple[str, ...] = ("biases", "none")
 #: The ranking model fitted beside the rating networks (:mod:`autorec.ranking`): ``"auto"``
-#: EASE (Mult-DAE past :data:`autorec.ranking.EASE_ITEM_LIMIT` rated items) blended with the
+#: EASE (over the most-rated :data:`autorec.ranking.EASE_ITEM_LIMIT` items) blended with the
 #: rating networks' predictions, ``"ease"`` / ``"vae"`` one model alone, ``"blend"`` every
 #: component, ``"none"`` no ranking model (lists ranked by predicted rating).
 RANKINGS: tuple[str, ...] = ("auto", "ease", "vae", "blend", "none")

@@ -5,22 +5,24 @@ Each component's scores of a user are standardised over the items that user may 
 (the modelled items the user has not rated): ``(s - mean) / std``. The blend is
 ``sum_c w_c z_c`` with ``w_c >= 0`` and ``sum_c w_c = 1``; :func:`choose_weights` tries every
 point of a grid on that simplex (step ``1 / resolution``) and keeps the one with the best
-validation NDCG@k (ties: the first point, in an order that favours fewer components). Items
-that some component cannot score (``-inf``, e.g. outside EASE's item limit) are left out of
-every list.
+validation NDCG@k (ties: the first point, in an order that favours fewer components);
+:func:`choose_weights_in_blocks` does it a block of validation users at a time. Items that
+some component cannot score (``-inf``, e.g. outside EASE's item limit) are left out of every
+list.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..metrics import ranking_metrics_from_hits
 
-__all__ = ["blend_scores", "choose_weights", "simplex_grid", "standardise"]
+__all__ = ["blend_scores", "choose_weights", "choose_weights_in_blocks", "simplex_grid",
+           "standardise"]
 
 
 def standardise(scores: np.ndarray, seen: sp.csr_matrix | None = None) -> np.ndarray:
@@ -63,17 +65,55 @@ def simplex_grid(n_components: int, resolution: int = 10) -> list[tuple[float, .
     return sorted(points, key=lambda p: (sum(w > 0 for w in p), [-w for w in p]))
 
 
-def _ndcg(scores: np.ndarray, seen: sp.csr_matrix | None, relevant: sp.csr_matrix,
-          k: int) -> float:
-    from .protocol import top_k
-
-    picked = top_k(scores, seen, k)
-    rel = sp.csr_matrix(relevant)
+def _hits(picked: np.ndarray, relevant: sp.csr_matrix, columns: np.ndarray | None
+          ) -> np.ndarray:
+    """``picked[r, j]`` (a column, ``-1`` for none) is one of row ``r``'s relevant items
+    (``relevant``'s columns are the items; ``columns`` maps a picked column to its item)."""
+    items = picked if columns is None else np.where(picked >= 0, columns[picked], -1)
     hits = np.zeros(picked.shape, dtype=bool)
     for row in range(len(picked)):  # rows are few (validation users); lists are short
-        wanted = rel.indices[rel.indptr[row]:rel.indptr[row + 1]]
-        hits[row] = np.isin(picked[row], wanted) & (picked[row] >= 0)
-    return float(ranking_metrics_from_hits(hits, np.diff(rel.indptr), k)[f"ndcg@{k}"])
+        wanted = relevant.indices[relevant.indptr[row]:relevant.indptr[row + 1]]
+        hits[row] = np.isin(items[row], wanted) & (items[row] >= 0)
+    return hits
+
+
+#: One block of validation users for :func:`choose_weights_in_blocks`: per component their
+#: standardised scores over some columns, the pattern of their fit-part items over the same
+#: columns, their relevant held-out items over *all* items, and the item of each column
+#: (``None``: the columns are the items).
+Block = tuple[Sequence[np.ndarray], sp.csr_matrix | None, sp.csr_matrix, np.ndarray | None]
+
+
+def choose_weights_in_blocks(blocks: Iterable[Block], n_components: int, k: int = 10,
+                             resolution: int = 10
+                             ) -> tuple[tuple[float, ...], float,
+                                        list[tuple[tuple[float, ...], float]]]:
+    """:func:`choose_weights` over the validation users a block at a time: every grid point
+    ranks a block before the next block is made, so that only one block's scores are held
+    (never validation users x items at once)."""
+    from .protocol import top_k
+
+    grid = simplex_grid(n_components, resolution)
+    hits: list[list[np.ndarray]] = [[] for _ in grid]
+    n_relevant: list[np.ndarray] = []
+    for parts, seen, relevant, columns in blocks:
+        relevant = sp.csr_matrix(relevant)
+        n_relevant.append(np.diff(relevant.indptr))
+        for at, point in enumerate(grid):
+            picked = top_k(blend_scores(parts, point), seen, k)
+            hits[at].append(_hits(picked, relevant, columns))
+    counts = np.concatenate(n_relevant) if n_relevant else np.zeros(0, dtype=np.int64)
+    tried = []
+    best: tuple[tuple[float, ...], float] | None = None
+    for at, point in enumerate(grid):
+        block_hits = (np.concatenate(hits[at]) if hits[at]
+                      else np.zeros((0, k), dtype=bool))
+        value = float(ranking_metrics_from_hits(block_hits, counts, k)[f"ndcg@{k}"])
+        tried.append((point, value))
+        if best is None or value > best[1] + 1e-12:
+            best = (point, value)
+    assert best is not None
+    return best[0], best[1], tried
 
 
 def choose_weights(standardised: Sequence[np.ndarray], seen: sp.csr_matrix | None,
@@ -99,12 +139,5 @@ def choose_weights(standardised: Sequence[np.ndarray], seen: sp.csr_matrix | Non
     weights, ndcg, tried
         The best weights, their validation NDCG@k, and every (weights, NDCG@k) tried.
     """
-    tried = []
-    best: tuple[tuple[float, ...], float] | None = None
-    for point in simplex_grid(len(standardised), resolution):
-        value = _ndcg(blend_scores(standardised, point), seen, relevant, k)
-        tried.append((point, value))
-        if best is None or value > best[1] + 1e-12:
-            best = (point, value)
-    assert best is not None
-    return best[0], best[1], tried
+    return choose_weights_in_blocks([(standardised, seen, relevant, None)],
+                                    len(standardised), k, resolution)

@@ -11,7 +11,7 @@ its inverse, computed in place): 1.3 GB in float32 at Netflix's 17,770 items. Se
 :data:`EASE_ITEM_LIMIT` and BENCHMARKS.md ("Ranking") for the measured cost.
 
 Only the items with at least one training rating are modelled (the others can never be
-recommended, as in :func:`autorec.recommend.ranking_report`); with ``max_items`` only that many
+recommended, as in :func:`autorec.evaluate.ranking_report`); with ``max_items`` only that many
 of the most-rated ones.
 """
 
@@ -30,9 +30,11 @@ __all__ = ["EASE", "EASE_ITEM_LIMIT", "ease_weights"]
 
 log = logging.getLogger(__name__)
 
-#: Most items EASE models by default: 20,000 items hold two 1.6 GB float32 matrices at the
-#: peak and invert in minutes on 2 cores (BENCHMARKS.md, "Ranking"); past it the default
-#: ranking model is the autoencoder (:mod:`autorec.ranking.vae`).
+#: Most items EASE models by default: 20,000 items hold one 1.6 GB float32 matrix (the
+#: inversion is in place) and invert in a few minutes on 2 cores (BENCHMARKS.md, "Ranking";
+#: Netflix's 17,770: 1.26 GB, 147 s). Past it the default ranking model is EASE over the
+#: 20,000 most-rated items (:func:`autorec.ranking.select.fit_ranking`, with a log line);
+#: the others are not recommended.
 EASE_ITEM_LIMIT = 20_000
 
 

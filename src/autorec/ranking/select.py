@@ -8,13 +8,18 @@ the rest (the fit part) and scores the validation part with the protocol of
 
 * EASE: the input weighting (``binary`` or ``rating``) and ``lambda`` (a walk along
   :data:`EASE_LAMBDAS` from 250 towards the better neighbour until it stops improving); then
-  refitted on all training ratings. Left out, with a log line, when the training ratings
-  have more rated items than ``item_limit`` (:data:`autorec.ranking.ease.EASE_ITEM_LIMIT`).
+  refitted on all training ratings. Past :data:`SELECT_ITEMS` rated items these two choices
+  are made with EASE over that many of the most-rated items (each value of lambda is then an
+  inversion of that size, not of the catalogue's); EASE is then inverted at full size on the
+  fit part once, for the blend (only when there is one), and once on all training ratings.
+  Past ``item_limit`` (:data:`autorec.ranking.ease.EASE_ITEM_LIMIT`) rated items EASE
+  models only that many of the most-rated, with a log line; the others are not recommended.
 * Mult-VAE (:mod:`autorec.ranking.vae`): the epoch. Not refitted: it scores users by
   encoding their full training rows.
 * The rating network's predicted ratings, when a ``rating_scorer`` is given (the caller
   fits its rating model on the fit part and returns a scorer).
-* The blend (:mod:`autorec.ranking.blend`): convex weights on the standardised scores.
+* The blend (:mod:`autorec.ranking.blend`): convex weights on the standardised scores,
+  chosen a block of validation users at a time.
 
 The result is a :class:`RankingModel`: ``score(rows)`` for a batch of users' rating rows,
 ``to_arrays`` / ``params`` / ``from_arrays`` for saving.
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,12 +37,13 @@ import scipy.sparse as sp
 
 from ..data.ratings import Ratings
 from ..selection import validation_split
-from .blend import blend_scores, choose_weights, standardise
+from .blend import Block, choose_weights_in_blocks, standardise
 from .ease import EASE, EASE_ITEM_LIMIT, gram_matrix, modelled_items
-from .protocol import WEIGHTINGS, evaluate_scores, implicit_matrix, relevance_threshold
+from .model import RankingModel
+from .protocol import SCORE_BLOCK, evaluate_scores, implicit_matrix, relevance_threshold
 from .vae import MultVAE
 
-__all__ = ["EASE_LAMBDAS", "RankingModel", "fit_ranking", "weight_rows"]
+__all__ = ["EASE_LAMBDAS", "SELECT_ITEMS", "fit_ranking"]
 
 log = logging.getLogger(__name__)
 
@@ -45,140 +51,13 @@ log = logging.getLogger(__name__)
 EASE_LAMBDAS: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 250.0, 500.0, 1000.0, 3000.0,
                                    10000.0)
 
+#: Most items EASE's input weighting and lambda are chosen on: past it, on the most-rated ones
+#: only, and EASE is inverted at full size only with the chosen lambda (BENCHMARKS.md,
+#: "Ranking").
+SELECT_ITEMS = 5_000
+
 #: ``user indices -> len(users) x n_items`` predicted ratings (``nan`` or ``-inf`` where none).
 RatingScorer = Callable[[np.ndarray], np.ndarray]
-
-
-def weight_rows(rows: sp.csr_matrix, weighting: str, rating_scale: tuple[float, float]
-                ) -> sp.csr_matrix:
-    """Users' rating rows (values = ratings) as a model's input rows (see
-    :data:`autorec.ranking.protocol.Weighting`)."""
-    rows = sp.csr_matrix(rows, dtype=np.float32, copy=True)
-    low, high = rating_scale
-    if weighting == "binary":
-        rows.data[:] = 1.0
-    elif weighting == "rating":
-        rows.data /= np.float32(max(abs(high), 1e-9))
-        rows.data[rows.data < 0] = 0.0
-    elif weighting == "positive":
-        rows.data = (rows.data >= relevance_threshold((low, high))).astype(np.float32)
-    else:
-        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
-    rows.eliminate_zeros()
-    return rows
-
-
-class RankingModel:
-    """A fitted ranking model: components, their input weightings, blend weights.
-
-    Parameters
-    ----------
-    components
-        ``name -> (kind, weighting, model)``; ``kind`` is ``"ease"``, ``"vae"`` or
-        ``"rating"`` (the rating network's predictions, given at scoring time; ``model`` is
-        ``None``).
-    weights
-        Blend weight of each component (same order).
-    rating_scale
-        The training scale (for the weightings).
-    popularity
-        Training ratings per item: the ranking of a user with an empty row.
-    """
-
-    def __init__(self, components: dict[str, tuple[str, str, EASE | MultVAE | None]],
-                 weights: Sequence[float], rating_scale: tuple[float, float],
-                 popularity: np.ndarray) -> None:
-        self.components = components
-        self.weights = tuple(float(w) for w in weights)
-        self.rating_scale = (float(rating_scale[0]), float(rating_scale[1]))
-        self.popularity = np.asarray(popularity, dtype=np.float32)
-        if len(self.weights) != len(components):
-            raise ValueError("one weight per component")
-
-    @property
-    def needs_rating_scores(self) -> bool:
-        """Whether :meth:`score` needs the rating network's predictions."""
-        return any(kind == "rating" and w > 0 for (kind, _, _), w in
-                   zip(self.components.values(), self.weights, strict=True))
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """Everything but the arrays (JSON values)."""
-        return {
-            "rating_scale": list(self.rating_scale),
-            "components": [{"name": name, "kind": kind, "weighting": weighting,
-                            "params": None if model is None else model.params}
-                           for name, (kind, weighting, model) in self.components.items()],
-            "weights": list(self.weights),
-        }
-
-    def score(self, rows: sp.csr_matrix, rating_scores: np.ndarray | None = None) -> np.ndarray:
-        """Blended scores of a batch of users (``n x n_items`` float32, higher is better).
-
-        Parameters
-        ----------
-        rows
-            ``n x n_items`` CSR of the users' ratings (values = ratings): their training
-            rows, or a new user's ratings (fold-in). The rated items are not masked here.
-        rating_scores
-            ``n x n_items`` predicted ratings of the rating network, needed when its blend
-            weight is not 0.
-
-        Items no component with a positive weight can score get ``-inf``. A user with an
-        empty row gets the items by training popularity.
-        """
-        rows = sp.csr_matrix(rows)
-        parts, weights = [], []
-        for (kind, weighting, model), w in zip(self.components.values(), self.weights,
-                                               strict=True):
-            if w <= 0:
-                continue
-            if kind == "rating":
-                if rating_scores is None:
-                    raise ValueError("rating_scores are needed: the blend weighs the rating "
-                                     "network's predictions")
-                raw = np.where(np.isnan(rating_scores), -np.inf, rating_scores)
-            else:
-                assert model is not None
-                raw = model.score(weight_rows(rows, weighting, self.rating_scale))
-            parts.append(standardise(raw, rows))
-            weights.append(w)
-        out = blend_scores(parts, weights)
-        empty = np.diff(rows.indptr) == 0
-        if empty.any():
-            out[empty] = standardise(self.popularity[None, :])[0]
-        return out
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Named arrays (``<component>.<array>``, ``popularity``) for safetensors."""
-        arrays = {"popularity": self.popularity}
-        for name, (_, _, model) in self.components.items():
-            if model is not None:
-                arrays.update({f"{name}.{key}": value for key, value in
-                               model.to_arrays().items()})
-        return arrays
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]
-                    ) -> RankingModel:
-        """Rebuild from :meth:`to_arrays` and :attr:`params`."""
-        components: dict[str, tuple[str, str, EASE | MultVAE | None]] = {}
-        for entry in params["components"]:
-            name, kind = entry["name"], entry["kind"]
-            own = {key[len(name) + 1:]: value for key, value in arrays.items()
-                   if key.startswith(f"{name}.")}
-            model: EASE | MultVAE | None
-            if kind == "ease":
-                model = EASE.from_arrays(own, entry["params"])
-            elif kind == "vae":
-                model = MultVAE.from_arrays(own, entry["params"])
-            elif kind == "rating":
-                model = None
-            else:
-                raise ValueError(f"unknown ranking component kind {kind!r}")
-            components[name] = (kind, entry["weighting"], model)
-        return cls(components, params["weights"], tuple(params["rating_scale"]),
-                   arrays["popularity"])
 
 
 def _validation_users(val: Ratings, fit_matrix: sp.csr_matrix, threshold: float,
@@ -241,6 +120,37 @@ def _tune_ease(fit: Ratings, val: Ratings, fit_seen: sp.csr_matrix, scale: tuple
     return best
 
 
+def _blend_blocks(scorers: Sequence[tuple[Callable[[np.ndarray], np.ndarray],
+                                          np.ndarray | None]],
+                  val: Ratings, fit_seen: sp.csr_matrix, threshold: float
+                  ) -> Iterator[Block]:
+    """The validation users' standardised scores a block of users at a time, over the items
+    every scorer models that have a fit-part rating (as :meth:`RankingModel.score` offers
+    them), for :func:`~autorec.ranking.blend.choose_weights_in_blocks`."""
+    n_items = fit_seen.shape[1]
+    offered = np.asarray(fit_seen.getnnz(axis=0) > 0)
+    for _, items in scorers:
+        if items is not None:
+            own = np.zeros(n_items, dtype=bool)
+            own[items] = True
+            offered &= own
+    columns = np.flatnonzero(offered)
+    users = np.unique(val.user_idx)
+    relevant_mask = (val.rating >= threshold) & np.asarray(
+        fit_seen.getnnz(axis=0) > 0)[val.item_idx]
+    rel = sp.csr_matrix((np.ones(int(relevant_mask.sum()), dtype=np.float32),
+                         (np.searchsorted(users, val.user_idx[relevant_mask]),
+                          val.item_idx[relevant_mask])), shape=(len(users), n_items))
+    # a block's scores are n_items wide while a scorer makes them: SCORE_BLOCK values each
+    step = max(1, SCORE_BLOCK // max(n_items, 1))
+    for start in range(0, len(users), step):
+        batch = users[start:start + step]
+        seen = fit_seen[batch][:, columns]
+        parts = [standardise(np.asarray(score(batch), dtype=np.float32)[:, columns], seen)
+                 for score, _ in scorers]
+        yield parts, seen, rel[start:start + step], columns
+
+
 def fit_ranking(
     train: Ratings,
     *,
@@ -250,6 +160,7 @@ def fit_ranking(
     split: tuple[Ratings, Ratings] | None = None,
     k: int = 10,
     item_limit: int = EASE_ITEM_LIMIT,
+    select_items: int | None = SELECT_ITEMS,
     weightings: Sequence[str] = ("binary", "rating"),
     lams: Sequence[float] = EASE_LAMBDAS,
     vae_params: dict[str, Any] | None = None,
@@ -282,7 +193,13 @@ def fit_ranking(
     k
         NDCG cut-off of the choices.
     item_limit
-        Most rated items EASE is fitted on by default.
+        Most items EASE models (the most-rated ones; the others are not recommended).
+    select_items
+        With more rated items than this, EASE's input weighting and lambda are chosen with
+        EASE over this many of the most-rated items (the validation lists ranked among
+        those); EASE is then fitted at full size (up to ``item_limit``) with the chosen
+        lambda: on the fit part for the blend weights (when there is a blend), and on all
+        training ratings. ``None``: choose at full size.
     weightings, lams
         EASE's input weightings and values of lambda to choose from.
     vae_params
@@ -300,17 +217,17 @@ def fit_ranking(
         The fitted :class:`RankingModel` and what was chosen (validation NDCG of every
         candidate, blend weights, seconds).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     scale = train.rating_scale()
     threshold = relevance_threshold(scale)
     n_rated_items = int(np.count_nonzero(np.bincount(train.item_idx, minlength=train.n_items)))
     if components is None:
-        components = ["ease"] if n_rated_items <= item_limit else ["vae"]
-        if n_rated_items > item_limit:
-            log.info("ranking: %d rated items > the EASE limit %d; the ranking model is "
-                     "Mult-VAE", n_rated_items, item_limit)
+        components = ["ease"]
         if rating_scorer is not None:
             components.append("rating")
+    if "ease" in components and n_rated_items > item_limit:
+        log.info("ranking: %d rated items > the EASE limit %d; EASE models the %d most-rated "
+                 "(the others are not recommended)", n_rated_items, item_limit, item_limit)
     components = list(components)
     for name in components:
         if name not in ("ease", "vae", "rating"):
@@ -329,19 +246,37 @@ def fit_ranking(
                                max_users=None)[f"ndcg@{k}"]
 
     fitted: dict[str, tuple[str, str, EASE | MultVAE | None]] = {}
-    val_scorers: list[Callable[[np.ndarray], np.ndarray]] = []
+    # each validation scorer, with the items it models (None: every item)
+    val_scorers: list[tuple[Callable[[np.ndarray], np.ndarray], np.ndarray | None]] = []
     if "ease" in components:
         t0 = time.perf_counter()
         cap = item_limit if n_rated_items > item_limit else None
+        subset = (select_items if select_items is not None and n_rated_items > select_items
+                  and (cap is None or select_items < cap) else cap)
+        if subset is not None and subset != cap:
+            log.info("EASE: input weighting and lambda chosen on the %d most-rated of %d rated "
+                     "items", subset, n_rated_items)
         weighting, lam, value, ease_fit = _tune_ease(fit, val, fit_seen, scale, weightings,
-                                                     lams, k, report, cap)
+                                                     lams, k, report, subset)
+        selection_seconds = time.perf_counter() - t0
+        selection_cpu = time.process_time() - cpu_started
         fit_matrix = implicit_matrix(fit, weighting, scale)
-        val_scorers.append(lambda u, m=ease_fit, x=fit_matrix: m.score(x[u]))
-        full = implicit_matrix(train, weighting, scale)  # refit on every training rating
-        ease = EASE(lam, cap).fit(full)
-        fitted["ease"] = ("ease", weighting, ease)
+        if subset != cap and len(components) > 1:
+            # the blend is chosen over the items it will rank: the network's standardised
+            # scores can lift items past the selection subset that EASE scores near zero
+            del ease_fit
+            ease_fit = EASE(lam, cap).fit(fit_matrix)
+        val_scorers.append((lambda u, m=ease_fit, x=fit_matrix: m.score(x[u]), ease_fit.items_))
+        fitted["ease"] = ("ease", weighting, None)  # refitted once the blend is chosen
+        ease_choice = (weighting, lam, cap)
         report["ease"] = {"weighting": weighting, "lam": lam, "validation_ndcg": value,
+                          "selection_items": subset or n_rated_items,
+                          "selection_seconds": selection_seconds,
+                          "selection_cpu_seconds": selection_cpu,
                           "seconds": time.perf_counter() - t0}
+        log.info("EASE: %s rows, lambda %g (validation NDCG@%d %.4f on %d items, %.1fs)",
+                 weighting, lam, k, value, subset or n_rated_items, selection_seconds)
+        del ease_fit
     if "vae" in components:
         t0 = time.perf_counter()
         options = {"hidden": 0, "latent": 200, "variational": False, "epochs": 100,
@@ -351,7 +286,7 @@ def fit_ranking(
         fit_matrix = implicit_matrix(fit, weighting, scale)
         vae = MultVAE(**options).fit(
             fit_matrix, validation=lambda m: validation_ndcg(lambda u: m.score(fit_matrix[u])))
-        val_scorers.append(lambda u, m=vae, x=fit_matrix: m.score(x[u]))
+        val_scorers.append((lambda u, m=vae, x=fit_matrix: m.score(x[u]), vae.items_))
         fitted["vae"] = ("vae", weighting, vae)
         report["vae"] = {"weighting": weighting, "best_epoch": vae.best_epoch_,
                          "validation_ndcg": max((h.get("validation_ndcg", -1.0)
@@ -365,33 +300,35 @@ def fit_ranking(
             raw = np.asarray(s(u), dtype=np.float32)
             return np.where(np.isnan(raw), -np.inf, raw)
 
-        val_scorers.append(rating_scores)
+        val_scorers.append((rating_scores, None))
         fitted["rating"] = ("rating", "rating", None)
-        report["rating"] = {"validation_ndcg": validation_ndcg(val_scorers[-1]),
+        report["rating"] = {"validation_ndcg": validation_ndcg(rating_scores),
                             "seconds": time.perf_counter() - t0}
     if len(val_scorers) == 1:
         weights: tuple[float, ...] = (1.0,)
         report["blend"] = {"weights": [1.0]}
     else:
-        users = np.unique(val.user_idx)
-        relevant_mask = (val.rating >= threshold) & np.asarray(
-            fit_seen.getnnz(axis=0) > 0)[val.item_idx]
-        rel = sp.csr_matrix((np.ones(int(relevant_mask.sum()), dtype=np.float32),
-                             (np.searchsorted(users, val.user_idx[relevant_mask]),
-                              val.item_idx[relevant_mask])),
-                            shape=(len(users), train.n_items))
-        seen = fit_seen[users]
-        candidates = np.asarray(fit_seen.getnnz(axis=0) > 0)
-        parts = []
-        for scorer in val_scorers:
-            raw = np.array(scorer(users), dtype=np.float32)
-            raw[:, ~candidates] = -np.inf
-            parts.append(standardise(raw, seen))
-        weights, value, tried = choose_weights(parts, seen, rel, k, resolution)
+        t0 = time.perf_counter()
+        weights, value, tried = choose_weights_in_blocks(
+            _blend_blocks(val_scorers, val, fit_seen, threshold), len(val_scorers), k,
+            resolution)
         report["blend"] = {"weights": list(weights), "validation_ndcg": value,
-                           "tried": [[list(p), v] for p, v in tried]}
+                           "tried": [[list(p), v] for p, v in tried],
+                           "seconds": time.perf_counter() - t0}
+    if "ease" in components:  # refit on every training rating (a full-size inversion)
+        t0 = time.perf_counter()
+        val_scorers.clear()  # lets the fit part's EASE go before the refit's is made
+        weighting, lam, cap = ease_choice
+        ease = EASE(lam, cap).fit(implicit_matrix(train, weighting, scale))
+        fitted["ease"] = ("ease", weighting, ease)
+        report["ease"]["n_items"] = len(ease.items_)
+        report["ease"]["refit_seconds"] = time.perf_counter() - t0
+        report["ease"]["seconds"] += report["ease"]["refit_seconds"]
+        log.info("EASE refitted on all training ratings over %d items (%.1fs)",
+                 len(ease.items_), report["ease"]["refit_seconds"])
     popularity = np.bincount(train.item_idx, minlength=train.n_items).astype(np.float32)
     model = RankingModel(fitted, weights, scale, popularity)
     report["seconds"] = time.perf_counter() - started
+    report["cpu_seconds"] = time.process_time() - cpu_started  # this process, all threads
     log.info("ranking model: %s", {name: w for name, w in zip(fitted, weights, strict=True)})
     return model, report

@@ -1,0 +1,181 @@
+"""Choosing the ranking model cheaply at large catalogues (autorec.ranking.select, blend):
+EASE's choices on the most-rated items, EASE past its item limit, the blend a block at a
+time."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import autorec
+from autorec.data.ids import IdMap
+from autorec.ranking import protocol, select
+from autorec.ranking.blend import choose_weights, choose_weights_in_blocks, standardise
+from autorec.ranking.ease import EASE
+from autorec.ranking.model import RankingModel
+from autorec.ranking.protocol import evaluate_scores, implicit_matrix
+from autorec.ranking.select import fit_ranking
+from autorec.selection import validation_split
+
+
+def _skewed(n_users: int = 300, n_items: int = 80, seed: int = 0) -> autorec.Ratings:
+    """Four taste groups of items, skewed popularity (item 0 the most rated), ratings 1..5
+    (4-5 within a user's group)."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.7
+    groups = rng.integers(0, 4, n_items)
+    users, items, values = [], [], []
+    for u in range(n_users):
+        own = groups == u % 4
+        chosen = np.flatnonzero(rng.random(n_items) < np.clip(
+            0.5 * popularity * np.where(own, 3.0, 0.4), 0, 0.95))
+        users += [u] * len(chosen)
+        items += list(chosen)
+        values += list(np.where(own[chosen], rng.integers(4, 6, len(chosen)),
+                                rng.integers(1, 4, len(chosen))).astype(float))
+    return autorec.Ratings(np.asarray(users), np.asarray(items), np.asarray(values),
+                           IdMap(np.arange(n_users)), IdMap(np.arange(n_items)))
+
+
+def _item_means(part: autorec.Ratings):
+    means = (np.bincount(part.item_idx, part.rating, minlength=part.n_items)
+             / np.maximum(np.bincount(part.item_idx, minlength=part.n_items), 1))
+    return lambda users: np.tile(means.astype(np.float32), (len(users), 1))
+
+
+def test_choices_on_the_most_rated_items_then_one_full_size_fit() -> None:
+    ratings = _skewed()
+    n_rated = len(np.unique(ratings.item_idx))
+    counts = np.bincount(ratings.item_idx, minlength=ratings.n_items)
+    model, report = fit_ranking(ratings, components=["ease"], select_items=30, random_state=0)
+    chosen = report["ease"]
+    assert chosen["selection_items"] == 30 and chosen["n_items"] == n_rated
+    # every value of lambda was scored with EASE over the 30 most-rated items of the fit part
+    fit, val = validation_split(ratings, 0.1, 0)
+    x = implicit_matrix(fit, chosen["weighting"], ratings.rating_scale())
+    head = EASE(chosen["lam"], max_items=30).fit(x)
+    assert len(head.items_) == 30
+    assert set(np.flatnonzero(np.bincount(fit.item_idx, minlength=ratings.n_items)
+                              >= np.sort(np.bincount(fit.item_idx))[-30])) >= set(head.items_)
+    value = evaluate_scores(lambda u: head.score(x[u]), implicit_matrix(fit, "binary"), val,
+                            rating_scale=ratings.rating_scale(), max_users=None)["ndcg@10"]
+    assert chosen["validation_ndcg"] == pytest.approx(value)
+    # ... and the one fit is at full size, on every training rating
+    ease = model.components["ease"][2]
+    assert ease.weights_.shape == (n_rated, n_rated)
+    np.testing.assert_array_equal(ease.items_, np.flatnonzero(counts > 0))
+    full = implicit_matrix(ratings, chosen["weighting"], ratings.rating_scale())
+    np.testing.assert_allclose(ease.weights_, EASE(chosen["lam"]).fit(full).weights_)
+    assert np.isfinite(model.score(ratings.to_csr("user")[:2])[:, counts > 0]).all()
+
+
+def test_below_the_selection_size_the_choices_are_made_at_full_size() -> None:
+    ratings = _skewed(seed=1)
+    n_rated = len(np.unique(ratings.item_idx))
+    _, at_size = fit_ranking(ratings, components=["ease"], select_items=n_rated,
+                             random_state=0)
+    _, unlimited = fit_ranking(ratings, components=["ease"], select_items=None, random_state=0)
+    assert at_size["ease_validation"] == unlimited["ease_validation"]
+    assert at_size["ease"]["selection_items"] == n_rated
+
+
+def test_past_the_item_limit_the_default_is_ease_on_the_most_rated_items(caplog) -> None:
+    ratings = _skewed(seed=2)
+    counts = np.bincount(ratings.item_idx, minlength=ratings.n_items)
+    with caplog.at_level(logging.INFO, logger="autorec.ranking.select"):
+        model, report = fit_ranking(ratings, rating_scorer=_item_means, item_limit=25,
+                                    random_state=0)
+    assert report["components"] == ["ease", "rating"]
+    assert "EASE models the 25 most-rated" in caplog.text
+    ease = model.components["ease"][2]
+    assert len(ease.items_) == 25 and counts[ease.items_].min() >= np.sort(counts)[-25]
+    # items past the limit are never offered, whatever the blend weights
+    rows = ratings.to_csr("user")[:4]
+    scores = model.score(rows, np.ones((4, ratings.n_items), dtype=np.float32))
+    outside = np.setdiff1d(np.arange(ratings.n_items), ease.items_)
+    assert np.isneginf(scores[:, outside]).all()
+    assert np.isfinite(scores[:, ease.items_]).all()
+
+
+def test_a_zero_weight_item_model_still_bounds_the_offered_items() -> None:
+    ratings = _skewed(seed=3)
+    x = implicit_matrix(ratings, "binary")
+    ease = EASE(100.0, max_items=20).fit(x)
+    model = RankingModel({"ease": ("ease", "binary", ease), "rating": ("rating", "rating", None)},
+                         (0.0, 1.0), ratings.rating_scale(),
+                         np.bincount(ratings.item_idx, minlength=ratings.n_items))
+    rows = ratings.to_csr("user")[:3]
+    predicted = np.random.default_rng(0).random((3, ratings.n_items)).astype(np.float32)
+    scores = model.score(rows, predicted)
+    outside = np.setdiff1d(np.arange(ratings.n_items), ease.items_)
+    assert np.isneginf(scores[:, outside]).all()
+    # the network's scores standardised over the offered items the user has not rated
+    raw = np.full_like(predicted, -np.inf)
+    raw[:, ease.items_] = predicted[:, ease.items_]
+    np.testing.assert_allclose(scores, standardise(raw, rows), rtol=1e-5, atol=1e-5)
+
+
+def test_blend_weights_chosen_a_block_at_a_time_as_all_at_once() -> None:
+    rng = np.random.default_rng(0)
+    n_users, n_items = 40, 30
+    parts = [standardise(rng.normal(size=(n_users, n_items))) for _ in range(2)]
+    seen = sp.random(n_users, n_items, density=0.2, format="csr", random_state=1)
+    relevant = sp.random(n_users, n_items, density=0.15, format="csr", random_state=2)
+    relevant = relevant + sp.csr_matrix((np.ones(n_users), (np.arange(n_users),
+                                         rng.integers(0, n_items, n_users))),
+                                        shape=(n_users, n_items))
+    relevant = (relevant - relevant.multiply(seen) > 0).astype(np.float32).tocsr()
+    whole = choose_weights(parts, seen, relevant, k=5, resolution=4)
+    columns = np.arange(n_items)
+    blocks = [([p[s:s + 7] for p in parts], seen[s:s + 7], relevant[s:s + 7], columns)
+              for s in range(0, n_users, 7)]
+    in_blocks = choose_weights_in_blocks(iter(blocks), 2, k=5, resolution=4)
+    assert in_blocks[0] == whole[0]
+    np.testing.assert_allclose([v for _, v in in_blocks[2]], [v for _, v in whole[2]])
+
+
+def test_the_blend_choice_scores_validation_users_a_block_at_a_time(monkeypatch) -> None:
+    ratings = _skewed(n_users=200, n_items=40, seed=4)
+    batches: list[int] = []
+
+    def scorer(part: autorec.Ratings):
+        score = _item_means(part)
+
+        def counted(users: np.ndarray) -> np.ndarray:
+            batches.append(len(users))
+            return score(users)
+
+        return counted
+
+    for module in (select, protocol):  # 8 users x 40 items at a time
+        monkeypatch.setattr(module, "SCORE_BLOCK", 40 * 8)
+    _, report = fit_ranking(ratings, rating_scorer=scorer, random_state=0)
+    assert report["n_validation_users"] > 8
+    assert batches and max(batches) <= 8
+
+
+def test_blend_weights_are_chosen_with_ease_at_full_size() -> None:
+    ratings = _skewed(seed=5)
+    n_rated = len(np.unique(ratings.item_idx))
+    _, report = fit_ranking(ratings, rating_scorer=_item_means, select_items=30,
+                            random_state=0)
+    chosen = report["ease"]
+    assert chosen["selection_items"] == 30 and chosen["n_items"] == n_rated
+    # the blend's "EASE alone" point ranks with EASE over every item of the fit part, not the
+    # 30 it was tuned on
+    fit, val = validation_split(ratings, 0.1, 0)
+    x = implicit_matrix(fit, chosen["weighting"], ratings.rating_scale())
+    scale = ratings.rating_scale()
+    seen = implicit_matrix(fit, "binary")
+    full = EASE(chosen["lam"]).fit(x)
+    head = EASE(chosen["lam"], max_items=30).fit(x)
+    at = {tuple(point): value for point, value in report["blend"]["tried"]}
+    expected = evaluate_scores(lambda u: full.score(x[u]), seen, val, rating_scale=scale,
+                               max_users=None)["ndcg@10"]
+    other = evaluate_scores(lambda u: head.score(x[u]), seen, val, rating_scale=scale,
+                            max_users=None)["ndcg@10"]
+    assert expected != pytest.approx(other)
+    assert at[(1.0, 0.0)] == pytest.approx(expected)
