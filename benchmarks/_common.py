@@ -269,6 +269,8 @@ def make_synthetic(
     rank: int = 8,
     user_sigma: float = 1.0,
     item_sigma: float = 1.5,
+    interaction: float = 0.6,
+    noise: float = 0.6,
     chunk: int = 1 << 20,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A synthetic explicit-ratings set shaped like MovieLens, from ``default_rng(seed)``.
@@ -281,9 +283,12 @@ def make_synthetic(
     * There are exactly ``n_ratings`` distinct (user, item) pairs: pairs are drawn in rounds,
       de-duplicated on the flat key ``user * n_items + item``, and the last round is thinned
       at random to hit the count. Nothing of size ``n_users * n_items`` is ever allocated.
-    * Ratings are integers 1..5: ``round(3.3 + b_u + b_i + 0.6 * <p_u, q_i> + noise)``
+    * Ratings are integers 1..5: ``round(3.3 + b_u + b_i + interaction * <p_u, q_i> + e)``
       clipped, with rank-``rank`` unit-variance factors, item biases that grow with popularity and
-      Gaussian noise (sd 0.6).
+      Gaussian noise ``e`` (sd ``noise``). The defaults (``interaction`` 0.6, ``noise`` 0.6) are
+      the ones every figure in BENCHMARKS.md was measured with unless it says otherwise; with
+      them the user and item biases explain most of what can be learnt, so a benchmark about
+      the network's accuracy (``netflix_scale.py``) raises ``interaction`` and lowers ``noise``.
 
     Returns
     -------
@@ -342,8 +347,9 @@ def make_synthetic(
         u = user[start:start + chunk]
         i = item[start:start + chunk]
         score = (3.3 + user_b[u] + item_b[i]
-                 + 0.6 * np.einsum("kr,kr->k", user_f[u], item_f[i], dtype=np.float64)
-                 + rng.normal(0.0, 0.6, len(u)))
+                 + interaction * np.einsum("kr,kr->k", user_f[u], item_f[i],
+                                           dtype=np.float64)
+                 + rng.normal(0.0, noise, len(u)))
         rating[start:start + chunk] = np.clip(np.rint(score), 1, 5)
     return user, item, rating
 

@@ -3,16 +3,21 @@
 Writes a synthetic ``user_id,item_id,rating`` CSV shaped like the Netflix Prize data
 (``--users`` 480,189 x ``--items`` 17,770, ``--ratings`` 100,480,507 integer ratings 1-5 from
 the planted low-rank model of ``_common.make_synthetic``, seed ``--seed``, random row order,
-ids 1-based) to ``--path`` unless it is already there (about 1.3 GB; outside the repository),
+ids 1-based) to ``--path`` unless it is already there (about 1.4 GB; outside the repository),
 then loads it with ``autorec.read_ratings`` in a fresh process, ``--repeat`` times, and
 reports each load's wall seconds, CPU seconds and peak RSS, with the reader's progress lines
 on stderr.
+
+The planted model's interaction term is ``--interaction`` 1.0 and its noise ``--noise`` 0.4
+(``make_synthetic``'s defaults, 0.6 and 0.6, leave too little for a network to learn beyond
+the user and item biases: BENCHMARKS.md, issue 15); the default ``--path`` names them, so a
+file written with other settings is never taken for this one.
 
 Run::
 
     python benchmarks/netflix_scale.py                         # writes the file once (minutes)
     python benchmarks/netflix_scale.py --repeat 3
-    rm /tmp/autorec-bench/netflix/ratings.csv                   # 1.3 GB
+    rm /tmp/autorec-bench/netflix/ratings-i1-n0.4.csv           # 1.4 GB
 """
 
 from __future__ import annotations
@@ -48,13 +53,19 @@ print(json.dumps({"seconds": finished - imported, "import_seconds": imported - s
 """
 
 
+def default_path(interaction: float, noise: float) -> str:
+    """Where the CSV of these settings is written unless ``--path`` says otherwise."""
+    return f"/tmp/autorec-bench/netflix/ratings-i{interaction:g}-n{noise:g}.csv"
+
+
 def write_file(path: Path, args: argparse.Namespace) -> dict[str, float]:
     """Generate the ratings and write them as CSV (atomically); seconds and memory spent."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     started = time.perf_counter()
-    user, item, rating = make_synthetic(args.users, args.items, args.ratings, args.seed)
+    user, item, rating = make_synthetic(args.users, args.items, args.ratings, args.seed,
+                                        interaction=args.interaction, noise=args.noise)
     generated = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -89,12 +100,20 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=17_770)
     parser.add_argument("--ratings", type=int, default=100_480_507)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--path", default="/tmp/autorec-bench/netflix/ratings.csv",
-                        help="the CSV to write (once) and load; never inside the repository")
+    parser.add_argument("--interaction", type=float, default=1.0,
+                        help="weight of the planted rank-8 term (make_synthetic)")
+    parser.add_argument("--noise", type=float, default=0.4,
+                        help="sd of the planted model's Gaussian noise (make_synthetic)")
+    parser.add_argument("--path", default=None,
+                        help="the CSV to write (once) and load; never inside the repository "
+                        "(default: /tmp/autorec-bench/netflix/ratings-iI-nN.csv, I and N the "
+                        "two options above)")
     parser.add_argument("--repeat", type=int, default=1, help="loads, each in a new process")
     parser.add_argument("--out", default="/tmp/autorec-bench/netflix_scale.json")
     args = parser.parse_args()
 
+    if args.path is None:
+        args.path = default_path(args.interaction, args.noise)
     path = Path(args.path).resolve()
     if path.is_relative_to(REPO_ROOT):
         parser.error(f"--path {path} is inside the repository; give one outside it")

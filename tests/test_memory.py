@@ -130,6 +130,7 @@ def test_allocation_failure_during_training_is_one_line(capsys, monkeypatch, tmp
                            "800000000 bytes. Error code 12 (Cannot allocate memory)")
 
     monkeypatch.setattr(Trainer, "_backward", exhausted)
+    monkeypatch.setattr(Trainer, "_backward_and_step", exhausted)  # one process's path
     data = tmp_path / "r.csv"
     data.write_text("user_id,item_id,rating\n" + "".join(
         f"{u},{i},{(u + i) % 5 + 1}\n" for u in range(12) for i in range(8) if (u * i) % 3))

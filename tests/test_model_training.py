@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -140,19 +141,22 @@ def _rows_fed(trainer: Trainer) -> tuple[list[int], Counter]:
     sizes: list[int] = []
     seen: Counter = Counter()
 
-    def hook(_module, args, _output) -> None:
-        batch: SparseBatch = args[0]
-        sizes.append(batch.n_rows)
-        crow = batch.crow.tolist()
-        for r in range(batch.n_rows):
-            span = slice(crow[r], crow[r + 1])
-            seen[(tuple(batch.col[span].tolist()), tuple(batch.values[span].tolist()))] += 1
+    built = trainer.batches
 
-    handle = trainer.net.register_forward_hook(hook)
+    def batches(rows: np.ndarray) -> Iterator[SparseBatch]:
+        for batch in built(rows):  # the epoch's batches, as the trainer builds and trains on them
+            sizes.append(batch.n_rows)
+            crow = batch.crow.tolist()
+            for r in range(batch.n_rows):
+                span = slice(crow[r], crow[r + 1])
+                seen[(tuple(batch.col[span].tolist()), tuple(batch.values[span].tolist()))] += 1
+            yield batch
+
+    trainer.batches = batches  # type: ignore[method-assign]
     try:
         trainer.train_epoch()
     finally:
-        handle.remove()
+        del trainer.batches
     return sizes, seen
 
 
@@ -285,6 +289,58 @@ def test_compiled_lazy_step_gives_the_torch_update(low_rank, monkeypatch) -> Non
         runs.append(_trained_weights(matrix, "lazy_adam", fold=True, epochs=3))
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_split_step_is_the_same_update_with_one_gradient_buffer(low_rank, monkeypatch,
+                                                                 optimizer: str,
+                                                                 compiled: bool) -> None:
+    """On one process the decoder is stepped before the encoder's gradient is computed, so
+    the two weights never hold gradients (or row buffers) at the same time (issue 15: the
+    Netflix-shape peak memory); the weights come out bit for bit as with one step after the
+    whole backward pass."""
+    from autorec import _kernels, optim, sparse
+
+    if compiled and not _kernels.available():
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", 0 if compiled else 10**12)
+    monkeypatch.setattr(optim, "COMPILED_MIN_VALUES", 0 if compiled else 10**12)
+    matrix = low_rank.to_csr("item")
+    runs = []
+    for split in (False, True):
+        net = AutoRecNet(matrix.shape[1], hidden=8, sparse_grad=optimizer == "lazy_adam",
+                         decoder_bias=False, generator=torch.Generator().manual_seed(1))
+        trainer = Trainer(net, matrix, targets=matrix.data - 3.0, optimizer=optimizer,
+                          lr=0.01, l2=1.0, batch_size=7, input_dropout=0.25, device=CPU,
+                          seed=3)
+        assert trainer.split_step  # the default on one process
+        trainer.split_step = split
+        weights = (net.encoder_weight, net.decoder_weight)
+        seen: list[tuple[list[str], int]] = []
+        step = trainer.optimizers[0].step
+
+        def spy(*args, step=step, net=net, weights=weights, seen=seen):
+            with_grad = sorted(n for n, p in net.named_parameters() if p.grad is not None)
+            buffers = {id(sparse._ROW_BUFFERS[id(w)]) for w in weights
+                       if id(w) in sparse._ROW_BUFFERS}
+            seen.append((with_grad, len(buffers)))
+            return step(*args)
+
+        trainer.optimizers[0].step = spy
+        for _ in range(2):
+            trainer.train_epoch()
+        runs.append([p.detach().clone() for p in net.parameters()])
+        if split:
+            assert seen and [names for names, _ in seen] == [
+                ["decoder_weight"], ["encoder_bias", "encoder_weight"]] * (len(seen) // 2)
+        else:
+            assert all(names == ["decoder_weight", "encoder_bias", "encoder_weight"]
+                       for names, _ in seen)
+        if optimizer == "lazy_adam" and compiled:  # the touched rows' reusable buffers
+            assert max(n for _, n in seen) == (1 if split else 2)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.skipif(not __import__("autorec._kernels")._kernels.available(),

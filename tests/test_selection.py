@@ -216,7 +216,7 @@ def test_residual_network_starts_at_the_baseline(low_rank) -> None:
     with torch.no_grad():
         member.net.decoder_weight.zero_()
     users, items = low_rank.user_ids, low_rank.item_ids
-    user_idx, item_idx = model._to_index(users, items)
+    user_idx, item_idx = model.fitted_.to_index(users, items)
     expected = np.clip(model.biases_.predict(user_idx, item_idx) + model.blend_[-1],
                        *model.rating_scale_)
     np.testing.assert_allclose(model.predict(users, items), expected, atol=1e-12)

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import _kernels
 from .memory import release_free_memory
 from .model import AutoRecNet
 from .selection import TrainingRun, train_with_early_stopping
@@ -201,10 +202,14 @@ class Member:
         assert self.net is not None and self.matrix is not None
         self.net.eval()
         codes = torch.empty((len(rows), self.spec.hidden), device=self.device)
+        # with its transpose a chunk is encoded by the compiled kernel where it applies
+        # (autorec.sparse): at ML-10M shape 4-6x less CPU than torch's CSR product
+        transpose = self.device.type == "cpu" and _kernels.available()
         with torch.no_grad():
             for start in range(0, len(rows), _ENCODE_ROWS):
                 chunk = rows[start:start + _ENCODE_ROWS]
-                batch = SparseBatch.from_scipy(self.matrix[chunk], self.device, transpose=False)
+                batch = SparseBatch.from_scipy(self.matrix[chunk], self.device,
+                                               transpose=transpose)
                 codes[start:start + len(chunk)] = self.net.encode(batch)
         return codes
 

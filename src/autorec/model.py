@@ -132,12 +132,22 @@ class AutoRecNet(nn.Module):
         reconstruction targets stay complete, so the network learns to predict a rating from
         the others (a denoising autoencoder).
         """
+        return self.decode_batch(batch, self.code(batch, generator, input_dropout))
+
+    def code(self, batch: SparseBatch, generator: torch.Generator | None = None,
+             input_dropout: float = 0.0) -> Tensor:
+        """The hidden code :meth:`forward` decodes (``n_rows x hidden``): the input dropout,
+        then :meth:`encode`; with the same draws from ``generator`` as :meth:`forward`."""
         encoded = batch
         if self.training and input_dropout > 0.0:
             keep = torch.rand(batch.nnz, generator=generator, device=batch.values.device)
             encoded = batch.with_values(batch.values * (keep >= input_dropout)
                                         / (1.0 - input_dropout))
-        hidden = self.encode(encoded, generator)
+        return self.encode(encoded, generator)
+
+    def decode_batch(self, batch: SparseBatch, hidden: Tensor) -> Tensor:
+        """The reconstructions at the observed positions of ``batch`` (CSR order) from the
+        rows' codes ``hidden``: the second half of :meth:`forward`."""
         if self.dense_batches:
             full = hidden @ self.decoder_weight.t()
             if self.decoder_bias is not None:

@@ -199,7 +199,7 @@ def train_with_early_stopping(
         history, stop = checkpoint.restore(trainer, stopper, initial)
     elif score is not None:
         initial.update(0, score(), trainer.net)
-        log.debug("epoch 0: validation RMSE %.4f", initial.best_score)
+        log.info("epoch 0 (the untrained network): validation RMSE %.4f", initial.best_score)
     for _ in range(0 if stop else max_epochs - len(history)):
         stopper.hold()
         initial.hold()

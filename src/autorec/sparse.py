@@ -42,8 +42,8 @@ from torch import Tensor
 
 from . import _kernels
 
-__all__ = ["SparseBatch", "release_row_buffers", "sampled_decode", "slice_rows",
-           "sparse_linear"]
+__all__ = ["SparseBatch", "release_row_buffers", "sampled_decode", "share_row_buffer",
+           "slice_rows", "sparse_linear"]
 
 
 def slice_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,9 +285,32 @@ def _row_buffer(weight: Tensor, n_rows: int) -> np.ndarray | None:
     if buffer is None or buffer.shape[0] < n_rows or buffer.shape[1] != hidden:
         if key not in _ROW_BUFFERS:
             weakref.finalize(weight, _ROW_BUFFERS.pop, key, None)
+        old = buffer
         buffer = np.empty((max(n_rows, weight.shape[0] // 2), hidden), dtype=np.float32)
+        # weights sharing the old buffer (share_row_buffer) share the new one instead
+        for other, shared in list(_ROW_BUFFERS.items()):
+            if old is not None and shared is old:
+                _ROW_BUFFERS[other] = buffer
         _ROW_BUFFERS[key] = buffer
     return buffer[:n_rows]
+
+
+def share_row_buffer(weights: Any) -> None:
+    """Give ``weights`` one reusable gradient buffer (:func:`_row_buffer`) between them, the
+    largest of theirs: for weights whose row-sparse gradients never exist at the same time
+    (the trainer steps the decoder before the encoder's gradient is computed). A weight's
+    buffer is only handed out while that weight has no gradient; the caller makes sure the
+    others have none either."""
+    weights = list(weights)
+    present = [_ROW_BUFFERS[id(w)] for w in weights if id(w) in _ROW_BUFFERS]
+    if not present:
+        return
+    largest = max(present, key=len)
+    for weight in weights:
+        key = id(weight)
+        if key not in _ROW_BUFFERS:
+            weakref.finalize(weight, _ROW_BUFFERS.pop, key, None)
+        _ROW_BUFFERS[key] = largest
 
 
 def release_row_buffers(weights: Any) -> None:
