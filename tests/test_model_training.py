@@ -398,13 +398,13 @@ def _csr_with_share(n_rows: int, n_cols: int, per_row: int, seed: int) -> sp.csr
 
 
 def test_auto_picks_lazy_on_sparse_batches_and_adam_on_dense_ones(caplog) -> None:
-    from autorec.train import AUTO_DENSE_SHARE, choose_optimizer, touched_share
+    from autorec.optim import AUTO_DENSE_SHARE, choose_optimizer, touched_share
 
     sparse_rows = _csr_with_share(600, 5000, 3, seed=0)     # a batch of 256 touches ~14 %
     dense_rows = _csr_with_share(600, 300, 150, seed=1)     # every batch touches ~100 %
     assert touched_share(sparse_rows, 256, 0) < 0.2
     assert touched_share(dense_rows, 256, 0) > 0.99
-    with caplog.at_level("INFO", logger="autorec.train"):
+    with caplog.at_level("INFO", logger="autorec.optim"):
         assert choose_optimizer("auto", sparse_rows, 256, 0) == "lazy_adam"
         assert choose_optimizer("auto", dense_rows, 256, 0) == "adam"
     assert "optimizer auto: lazy_adam" in caplog.text and "optimizer auto: adam" in caplog.text

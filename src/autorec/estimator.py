@@ -68,7 +68,7 @@ class AutoRec(FittedPredictor):
         Input vectors per step.
     optimizer
         ``"auto"`` (one of the next two, chosen per network from the share of weight rows a
-        batch touches: :func:`autorec.train.choose_optimizer`), ``"adam"``, ``"lazy_adam"``
+        batch touches: :func:`autorec.optim.choose_optimizer`), ``"adam"``, ``"lazy_adam"``
         (updates only the weight rows a batch touches) or ``"rprop"`` (full batch, as in the
         paper).
     baseline

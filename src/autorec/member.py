@@ -18,9 +18,10 @@ import torch
 from . import _kernels
 from .memory import release_free_memory
 from .model import AutoRecNet
+from .optim import choose_optimizer
 from .selection import TrainingRun, train_with_early_stopping
 from .sparse import SparseBatch
-from .train import Trainer, choose_optimizer
+from .train import Trainer
 
 if TYPE_CHECKING:
     from .selection import NetworkCheckpoint  # the protocol autorec.checkpoint implements

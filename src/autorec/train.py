@@ -37,7 +37,7 @@ from . import _kernels, distributed, sparse
 from .exceptions import ResourceError, TrainingError
 from .memory import release_free_memory
 from .model import AutoRecNet
-from .optim import LazyAdam
+from .optim import LazyAdam, fused_adam
 from .sparse import SparseBatch, release_row_buffers, slice_rows
 
 __all__ = ["OPTIMIZERS", "EpochStats", "Trainer", "resolve_device", "seed_streams"]
@@ -52,58 +52,6 @@ log = logging.getLogger(__name__)
 #: sparse.
 #: ``rprop``: full-batch resilient propagation, as the AutoRec paper trained.
 OPTIMIZERS: tuple[str, ...] = ("auto", "adam", "lazy_adam", "rprop")
-
-#: ``auto`` picks ``adam`` when a batch touches at least this share of the input rows on
-#: average, else ``lazy_adam`` (see :func:`choose_optimizer`).
-AUTO_DENSE_SHARE = 0.9
-
-#: Batches sampled by :func:`choose_optimizer`.
-_AUTO_SAMPLE_BATCHES = 16
-
-
-def touched_share(matrix: sp.csr_matrix, batch_size: int, seed: int,
-                  n_batches: int = _AUTO_SAMPLE_BATCHES) -> float:
-    """Mean share of the columns (input rows of the weights) that a batch of ``batch_size``
-    random non-empty rows of ``matrix`` touches, over ``n_batches`` sampled batches."""
-    indptr = np.asarray(matrix.indptr, dtype=np.int64)
-    rows = np.flatnonzero(np.diff(indptr) > 0)
-    n_cols = matrix.shape[1]
-    if len(rows) == 0 or n_cols == 0:
-        return 0.0
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(rows)
-    shares = []
-    for start in range(0, min(len(order), n_batches * batch_size), batch_size):
-        _, positions = slice_rows(indptr, order[start:start + batch_size])
-        shares.append(len(np.unique(matrix.indices[positions])) / n_cols)
-    return float(np.mean(shares))
-
-
-def choose_optimizer(name: str, matrix: sp.csr_matrix, batch_size: int, seed: int, *,
-                     weight_decay: float = 0.0, dense_batches: bool = False) -> str:
-    """The optimizer a network trains with: ``name`` itself unless it is ``auto``.
-
-    ``auto`` measures the share of input rows a batch touches (:func:`touched_share`, on a
-    sample of batches) and picks ``lazy_adam`` below :data:`AUTO_DENSE_SHARE` (it then
-    updates only those rows: what makes sparse sets fast), ``adam`` from it on (nearly every
-    row is touched anyway, and the fused dense update over whole tensors is cheaper than
-    updating rows one by one); ``adam`` also where the settings need dense gradients
-    (``weight_decay``, ``dense_batches``). The choice is logged.
-    """
-    if name != "auto":
-        return name
-    if weight_decay or dense_batches:
-        chosen, why = "adam", ("weight_decay is Adam's" if weight_decay
-                               else "dense_batches gives dense gradients")
-    else:
-        share = touched_share(matrix, batch_size, seed)
-        chosen = "adam" if share >= AUTO_DENSE_SHARE else "lazy_adam"
-        why = (f"a batch of {batch_size} rows touches {100 * share:.1f} % of the "
-               f"{matrix.shape[1]:,} input rows on average "
-               f"({'>=' if chosen == 'adam' else '<'} {100 * AUTO_DENSE_SHARE:.0f} %)")
-    log.info("optimizer auto: %s (%s)", chosen, why)
-    return chosen
-
 
 @dataclass(frozen=True)
 class EpochStats:
@@ -142,22 +90,6 @@ def seed_streams(random_state: int | None, n: int) -> list[int]:
     """``n`` independent 63-bit seeds derived from one ``random_state``."""
     sequence = np.random.SeedSequence(random_state)
     return [int(s.generate_state(2, np.uint64)[0] >> np.uint64(1)) for s in sequence.spawn(n)]
-
-
-def _adam(params: list[torch.nn.Parameter], lr: float, weight_decay: float
-          ) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where this torch build supports it.
-
-    The fused kernel is about 10x faster on CPU than the per-tensor loop (BENCHMARKS.md) and
-    computes the same update. One parameter group per parameter, in the network's order (so
-    a state dict numbers them as one group would): the trainer sets the weights' groups'
-    ``weight_decay`` at each step to fold the L2 penalty in.
-    """
-    groups = [{"params": [param]} for param in params]
-    try:
-        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without a fused kernel
-        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
 
 
 class Trainer:
@@ -265,7 +197,7 @@ class Trainer:
     def _make_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         params = list(self.net.parameters())
         if self.optimizer_name == "adam":
-            return [_adam(params, lr, weight_decay)]
+            return [fused_adam(params, lr, weight_decay)]
         if self.optimizer_name == "rprop":
             return [torch.optim.Rprop(params, lr=lr)]
         return [LazyAdam(params, lr=lr)]
