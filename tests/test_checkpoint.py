@@ -174,6 +174,23 @@ def test_resume_anywhere_is_exact(tmp_path, monkeypatch, ratings, uninterrupted,
     assert len(seen) < len(uninterrupted.epochs_trained)  # only the epochs left
 
 
+def test_best_weights_held_in_a_file_give_the_same_model_and_resume(
+        tmp_path, monkeypatch, ratings, uninterrupted):
+    """Every best-weights copy in a temporary file (autorec.selection.SPILL_BYTES = 0): the
+    checkpoints save them from there, a resumed run reads them back, and the model is the
+    one of the uninterrupted in-memory run, bit for bit."""
+    from autorec import selection
+
+    monkeypatch.setattr(selection, "SPILL_BYTES", 0)
+    with monkeypatch.context() as patch:
+        kill_after(patch, "l2 value 1, network 1, epoch 2")
+        with pytest.raises(Killed):
+            AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path)
+    model = AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path, resume=True)
+    assert np.array_equal(predictions(model, ratings), predictions(uninterrupted, ratings))
+    assert model.validation_rmse_ == uninterrupted.validation_rmse_
+
+
 def test_killed_after_early_stopping_decided_before_the_network_was_recorded(
         tmp_path, monkeypatch, ratings, uninterrupted):
     """The last checkpoint of network 1 says 'stop'; resuming trains it no further."""

@@ -378,3 +378,25 @@ def test_fold_in_on_cuda_matches_cpu(tmp_path) -> None:
     users, items = cpu.users_.raw_ids, cpu.items_.raw_ids
     pairs = (np.repeat(users, len(items)), np.tile(items, len(users)))
     np.testing.assert_allclose(gpu.predict(*pairs), cpu.predict(*pairs), atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["item", "user"])
+def test_cached_codes_follow_added_newcomers(variant: str) -> None:
+    """A prediction over most rows keeps every row's codes for the next one (the member's
+    cache); adding a newcomer on either side invalidates them: the model that cached predicts
+    what a model that never did predicts, newcomers included."""
+    warm, cold = fitted(variant), fitted(variant)
+    ratings = _ratings()
+    member = warm.members_[0]
+    member._codes = cold.members_[0]._codes = None
+    first = warm.predict(ratings.user_ids, ratings.item_ids)
+    assert member._codes is not None  # every row's codes are kept
+    np.testing.assert_allclose(warm.predict(ratings.user_ids, ratings.item_ids), first,
+                               rtol=0, atol=0)
+    for model in (warm, cold):
+        model.fold_in_user({1000: 5.0, 1007: 2.0, 1011: 4.0}, add=True, user_id=7000)
+        model.fold_in_item({100: 1.0, 105: 4.0}, add=True, item_id=5000)
+    users = np.concatenate([ratings.user_ids, [7000] * 40, ratings.user_ids[:40]])
+    items = np.concatenate([ratings.item_ids, ratings.item_ids[:40], [5000] * 40])
+    cold.members_[0]._codes = None
+    np.testing.assert_allclose(warm.predict(users, items), cold.predict(users, items), **CLOSE)

@@ -313,6 +313,40 @@ def test_best_weights_copied_only_when_the_module_trains_on() -> None:
     assert torch.equal(net.weight, before)
 
 
+def test_a_large_best_copy_is_held_in_a_file_and_read_back_in_place() -> None:
+    """Past ``spill_bytes`` the copy lives in a temporary file, not in ``best_state``; restore
+    writes it into the module's own tensors (same storage) with every value, and state()
+    returns equal tensors (what a checkpoint saves)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Linear(5, 3).double())
+    stopper = EarlyStopping(patience=5, spill_bytes=0)
+    stopper.update(1, 1.0, net)
+    stopper.hold()
+    assert stopper.best_state is None and stopper._spilled is not None
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    pointers = {k: v.data_ptr() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.mul_(-3.0).add_(1.0)
+    held = stopper.state()
+    assert all(torch.equal(held[k], before[k]) and held[k].dtype == before[k].dtype
+               for k in before)
+    stopper.restore(net)
+    after = net.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert {k: v.data_ptr() for k, v in after.items()} == pointers
+    stopper.update(2, 0.5, net)  # a new best: the file goes
+    assert stopper._spilled is None
+
+
+def test_a_small_best_copy_stays_in_memory() -> None:
+    net = torch.nn.Linear(3, 2)
+    stopper = EarlyStopping(patience=5)  # 32 bytes, far below SPILL_BYTES
+    stopper.update(1, 1.0, net)
+    stopper.hold()
+    assert stopper.best_state is not None and stopper._spilled is None
+
+
 def test_reset_replaces_the_copy_of_the_initial_weights() -> None:
     net = torch.nn.Linear(3, 2)
     calls = []

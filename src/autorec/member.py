@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["Member", "NetworkSpec", "orient"]
 
 _ENCODE_ROWS = 1024
+#: the codes of every input row are kept (for the next request on the same weights) up to
+#: this size: a training epoch's validation and test scoring then encode once, not twice
+_CODES_CACHE_BYTES = 256 * 2**20
 _DECODE_PAIRS = 1 << 16
 
 
@@ -119,6 +122,8 @@ class Member:
         self.history: list[dict[str, Any]] = []
         #: the optimizer the network trained with (``spec.optimizer``, ``auto`` resolved)
         self.optimizer: str | None = None
+        self._trainer: Trainer | None = None  # while fit runs: its epoch stamps the weights
+        self._codes: tuple[tuple[Any, ...], torch.Tensor] | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -127,6 +132,7 @@ class Member:
 
     def set_inputs(self, user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray) -> None:
         """The ratings predictions are reconstructed from."""
+        self._codes = None
         self.matrix = orient(user_idx, item_idx, np.asarray(rating) / self.scale,
                              self.spec.variant, self.n_users, self.n_items)[0]
 
@@ -155,6 +161,7 @@ class Member:
         kept. ``checkpoint`` restores or checkpoints this network (:mod:`autorec.checkpoint`).
         """
         spec = self.spec
+        self._codes = None
         if callable(ratings):
             ratings = ratings()
         user_idx, item_idx, rating = ratings
@@ -185,10 +192,15 @@ class Member:
                           lr=spec.lr, weight_decay=spec.weight_decay, l2=spec.l2,
                           batch_size=spec.batch_size, input_dropout=spec.input_dropout,
                           device=self.device, seed=train_seed)
-        run = train_with_early_stopping(trainer, epochs, score=score, patience=spec.patience,
-                                        on_epoch_end=on_epoch_end, checkpoint=checkpoint,
-                                        reset=_zero_decoder if spec.residual else None,
-                                        on_batch_end=on_batch_end)
+        self._trainer = trainer
+        try:
+            run = train_with_early_stopping(trainer, epochs, score=score,
+                                            patience=spec.patience, on_epoch_end=on_epoch_end,
+                                            checkpoint=checkpoint,
+                                            reset=_zero_decoder if spec.residual else None,
+                                            on_batch_end=on_batch_end)
+        finally:
+            self._trainer, self._codes = None, None
         self.net.eval()
         # the gradient buffers training kept are as large as the weights (1.9 GB at Netflix
         # shape); a trained member does not need them
@@ -214,6 +226,26 @@ class Member:
                 codes[start:start + len(chunk)] = self.net.encode(batch)
         return codes
 
+    def _codes_of(self, unique_rows: np.ndarray) -> torch.Tensor:
+        """:meth:`encode_rows` of sorted distinct rows, through a cache of every row's codes
+        for requests that cover at least half the rows: valid while the matrix, the encoder's
+        parameters (objects: fold-in replaces them) and, during fit, the trainer's epoch are
+        the same (weights change only in an epoch, or when fit puts the best ones back, after
+        which the cache is dropped)."""
+        assert self.net is not None and self.matrix is not None
+        key = (self.matrix, self.net.encoder_weight, self.net.encoder_bias,
+               None if self._trainer is None else self._trainer.epoch)
+        cached = self._codes
+        if cached is not None and all(a is b if not isinstance(a, int) else a == b
+                                      for a, b in zip(cached[0], key, strict=True)):
+            return cached[1][torch.from_numpy(unique_rows).to(cached[1].device)]
+        n_rows = self.matrix.shape[0]
+        if 2 * len(unique_rows) < n_rows or n_rows * self.spec.hidden * 4 > _CODES_CACHE_BYTES:
+            return self.encode_rows(unique_rows)
+        every = self.encode_rows(np.arange(n_rows))
+        self._codes = (key, every)
+        return every[torch.from_numpy(unique_rows).to(every.device)]
+
     def reconstruct(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """The network's output for known (user, item) index pairs, unclipped (without the
         baseline for a residual member)."""
@@ -223,7 +255,7 @@ class Member:
         else:
             rows, outputs = user_idx, item_idx
         unique_rows, position = np.unique(rows, return_inverse=True)
-        codes = self.encode_rows(unique_rows)
+        codes = self._codes_of(unique_rows)
         position_t = torch.from_numpy(position.astype(np.int64)).to(self.device)
         outputs_t = torch.from_numpy(np.asarray(outputs, dtype=np.int64)).to(self.device)
         result = np.empty(len(rows), dtype=np.float64)

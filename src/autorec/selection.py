@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -64,6 +65,67 @@ def validation_mask(n: int, fraction: float, random_state: int | None) -> np.nda
     return held_out
 
 
+#: a best-weights copy at least this large is kept in a temporary file, not in memory
+#: (:class:`EarlyStopping`; at Netflix shape the copy is 1.9 GB)
+SPILL_BYTES = 256 * 2**20
+
+
+class _SpilledState:
+    """A state dict's tensors written one after another to an anonymous temporary file
+    (deleted when closed), read back straight into a module's own tensors."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        self.file = tempfile.TemporaryFile(prefix="autorec-best-")
+        self.layout: list[tuple[str, int, torch.Size, torch.dtype]] = []
+        try:
+            for name, tensor in state.items():
+                flat = tensor.detach().cpu().contiguous().reshape(-1)
+                self.layout.append((name, self.file.tell(), tensor.shape, tensor.dtype))
+                self.file.write(memoryview(flat.view(torch.uint8).numpy()))
+            self.file.flush()
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _read_into(self, offset: int, target: torch.Tensor) -> None:
+        view = memoryview(target.reshape(-1).view(torch.uint8).numpy())
+        self.file.seek(offset)
+        done = 0
+        while done < len(view):
+            count = self.file.readinto(view[done:])
+            if not count:
+                raise OSError(f"the best weights' temporary file ended early ({self.file.name})")
+            done += count
+
+    def load(self) -> dict[str, torch.Tensor]:
+        """The tensors, read into new CPU tensors."""
+        state = {}
+        for name, offset, shape, dtype in self.layout:
+            state[name] = torch.empty(shape, dtype=dtype)
+            self._read_into(offset, state[name])
+        return state
+
+    def copy_into(self, module: torch.nn.Module) -> None:
+        """Put the tensors back into ``module`` (in place where a tensor is a contiguous CPU
+        one: no second copy of the weights, even for a moment)."""
+        own = module.state_dict()
+        if set(own) != {name for name, *_ in self.layout}:
+            raise ValueError("the held weights do not fit this module")
+        with torch.no_grad():
+            for name, offset, shape, dtype in self.layout:
+                target = own[name]
+                if (target.device.type == "cpu" and target.is_contiguous()
+                        and target.shape == shape and target.dtype == dtype):
+                    self._read_into(offset, target)
+                else:
+                    value = torch.empty(shape, dtype=dtype)
+                    self._read_into(offset, value)
+                    target.copy_(value)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 @dataclass
 class EarlyStopping:
     """Track the best validation score and decide when to stop.
@@ -77,13 +139,18 @@ class EarlyStopping:
     reset
         Puts a module back to the predictions of its best state without a copy of its weights
         (a residual network's epoch 0: zero decoder weights); then no copy is ever made.
+    spill_bytes
+        A copy of at least this many bytes goes to a temporary file instead of memory
+        (:data:`SPILL_BYTES`; ``None``: always in memory).
 
     Notes
     -----
     The best weights are copied only when the module is about to change (:meth:`hold`,
     called before each epoch): while the best epoch is the last one, they are the module's
     own, so a run whose last epoch is its best never holds a second copy of its weights (at
-    Netflix scale a copy is 1.9 GB).
+    Netflix scale a copy is 1.9 GB). A copy of ``spill_bytes`` or more is written to an
+    anonymous temporary file and read back into the module by :meth:`restore` (a disk that
+    cannot take it leaves the copy in memory, with a warning).
     """
 
     patience: int
@@ -92,6 +159,8 @@ class EarlyStopping:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     reset: Callable[[torch.nn.Module], None] | None = field(default=None, repr=False)
+    spill_bytes: int | None = field(default_factory=lambda: SPILL_BYTES)
+    _spilled: _SpilledState | None = field(default=None, repr=False)
     _current: torch.nn.Module | None = field(default=None, repr=False)
 
     def update(self, epoch: int, score: float, module: torch.nn.Module) -> bool:
@@ -99,29 +168,50 @@ class EarlyStopping:
         the best so far. Returns whether training should stop."""
         if score < self.best_score - self.min_delta:
             self.best_score, self.best_epoch = score, epoch
-            self.best_state, self._current = None, module
+            self._drop()
+            self._current = module
         return epoch - self.best_epoch >= self.patience
 
     def hold(self) -> None:
         """Copy the best weights out of the module before it trains on (see Notes)."""
         if self._current is not None:
             if self.reset is None:
-                self.best_state = {k: v.detach().clone()
-                                   for k, v in self._current.state_dict().items()}
+                state = self._current.state_dict()
+                size = sum(v.numel() * v.element_size() for v in state.values())
+                if self.spill_bytes is not None and size >= self.spill_bytes:
+                    try:
+                        self._spilled = _SpilledState(state)
+                        log.info("best weights (%.2f GB) held in a temporary file",
+                                 size / 1e9)
+                    except OSError as exc:
+                        log.warning("could not hold the best weights in a temporary file "
+                                    "(%s); keeping them in memory", exc)
+                if self._spilled is None:
+                    self.best_state = {k: v.detach().clone() for k, v in state.items()}
             self._current = None
+
+    def _drop(self) -> None:
+        self.best_state = None
+        if self._spilled is not None:
+            self._spilled.close()
+            self._spilled = None
 
     def state(self) -> dict[str, torch.Tensor] | None:
         """The best weights (the module's own while they are its present ones), or ``None``
         when they are not kept (``reset``, or nothing recorded)."""
         if self._current is not None:
             return self._current.state_dict()
+        if self._spilled is not None:
+            return self._spilled.load()
         return self.best_state
 
     def restore(self, module: torch.nn.Module) -> None:
         """Put the best weights back into ``module``."""
         if self._current is module:
             return
-        if self.best_state is not None:
+        if self._spilled is not None:
+            self._spilled.copy_into(module)
+        elif self.best_state is not None:
             module.load_state_dict(self.best_state)
         elif self.reset is not None:
             self.reset(module)

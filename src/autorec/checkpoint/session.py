@@ -198,11 +198,13 @@ class NetworkCheckpoint:
             optimizers.append(saved)
         tensors["dropout_generator"] = trainer.generator.get_state()
         files = {"train": write_tensors(folder, session.next_name("train"), tensors)}
-        initial_state, best_state = initial.state(), stopper.state()
-        if initial_state is not None and self._initial is None:
+        initial_state = initial.state() if self._initial is None else None
+        if initial_state is not None:
             self._initial = write_tensors(folder, f"initial-{self.tag}.safetensors",
                                            _net_tensors(initial_state))
-        if best_state is not None and stopper.best_epoch != self._best_epoch:
+        # read only when it changed: a large copy is held in a file (autorec.selection)
+        best_state = stopper.state() if stopper.best_epoch != self._best_epoch else None
+        if best_state is not None:
             self._best = write_tensors(folder, session.next_name("best"),
                                         _net_tensors(best_state))
             self._best_epoch = stopper.best_epoch
