@@ -133,7 +133,7 @@ def test_blend_weights_chosen_a_block_at_a_time_as_all_at_once() -> None:
     blocks = [([p[s:s + 7] for p in parts], seen[s:s + 7], relevant[s:s + 7], columns)
               for s in range(0, n_users, 7)]
     in_blocks = choose_weights_in_blocks(iter(blocks), 2, k=5, resolution=4)
-    assert in_blocks[0] == whole[0]
+    assert in_blocks[0] == whole[0] and in_blocks[1] == pytest.approx(whole[1])
     np.testing.assert_allclose([v for _, v in in_blocks[2]], [v for _, v in whole[2]])
 
 
@@ -179,3 +179,41 @@ def test_blend_weights_are_chosen_with_ease_at_full_size() -> None:
                             max_users=None)["ndcg@10"]
     assert expected != pytest.approx(other)
     assert at[(1.0, 0.0)] == pytest.approx(expected)
+
+
+def _two_components(n_users: int, gainers: int) -> tuple[list[np.ndarray], sp.csr_matrix]:
+    """Both components put each user's relevant item (column 0) first, except for
+    ``gainers`` users, where each puts a different wrong item first and any mix of them puts
+    the relevant one first (k = 1)."""
+    first = np.tile(np.array([2.0, 0.0, -2.0], dtype=np.float32), (n_users, 1))
+    second = first.copy()
+    first[:gainers] = [1.0, 1.1, -2.1]
+    second[:gainers] = [1.0, -2.1, 1.1]
+    relevant = sp.csr_matrix((np.ones(n_users), (np.arange(n_users), np.zeros(n_users, int))),
+                             shape=(n_users, 3))
+    return [first, second], relevant
+
+
+@pytest.mark.parametrize(("gainers", "kept"), [(1, False), (10, True)])
+def test_a_blend_is_kept_only_beyond_a_paired_standard_error(gainers: int, kept: bool) -> None:
+    """One user of 50 helped by the blend is a gain of one paired standard error: below the
+    1.5 asked for, so the best single component is used; ten users (3.5 errors) keep it."""
+    parts, relevant = _two_components(50, gainers)
+    weights, value, tried, gate = choose_weights_in_blocks(
+        [(parts, None, relevant, None)], 2, k=1, resolution=10, standard_errors=1.5)
+    best = max(v for _, v in tried)
+    assert best == pytest.approx(1.0) and gate is not None
+    assert gate["gain"] == pytest.approx(gainers / 50)
+    assert gate["standard_error"] == pytest.approx(
+        np.std([1.0] * gainers + [0.0] * (50 - gainers), ddof=1) / np.sqrt(50))
+    assert gate["kept"] is kept
+    if kept:
+        assert sum(w > 0 for w in weights) == 2 and value == pytest.approx(1.0)
+    else:
+        assert weights == (1.0, 0.0) and value == pytest.approx(1 - gainers / 50)
+
+
+def test_no_gate_when_a_single_component_is_best() -> None:
+    parts, relevant = _two_components(20, 0)
+    weights, value, _, gate = choose_weights_in_blocks([(parts, None, relevant, None)], 2, k=1)
+    assert weights == (1.0, 0.0) and value == pytest.approx(1.0) and gate is None

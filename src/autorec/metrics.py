@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["RANKING_METRICS", "mae", "ranking_metrics", "ranking_metrics_from_hits", "rmse"]
+__all__ = ["RANKING_METRICS", "mae", "ndcg_per_user", "ranking_metrics",
+           "ranking_metrics_from_hits", "rmse"]
 
 #: Names of the ranking metrics, as they appear (with ``@k``) in the reports.
 RANKING_METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "hit_rate")
@@ -49,6 +50,23 @@ def rmse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 def mae(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean absolute error, ``mean(|y_pred - y_true|)``."""
     return float(np.mean(np.abs(_errors(y_true, y_pred))))
+
+
+def _ndcg(hit: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
+    """Per-user NDCG@k of ``hit`` (``k`` columns) for users with ``relevant > 0``."""
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    return (hit @ discount) / np.cumsum(discount)[np.minimum(k, relevant) - 1]
+
+
+def ndcg_per_user(hits: ArrayLike, n_relevant: ArrayLike, k: int) -> np.ndarray:
+    """NDCG@k of each user with at least one relevant item (the values whose mean
+    :func:`ranking_metrics_from_hits` reports; ``hits`` at least ``k`` wide)."""
+    hit = np.asarray(hits, dtype=bool)[:, :k]
+    if hit.shape[1] < k:  # a shorter list: the missing positions are misses
+        hit = np.pad(hit, ((0, 0), (0, k - hit.shape[1])))
+    relevant = np.asarray(n_relevant, dtype=np.int64)
+    scored = relevant > 0
+    return _ndcg(hit[scored], relevant[scored], k)
 
 
 def ranking_metrics_from_hits(hits: ArrayLike, n_relevant: ArrayLike, k: int | None = None
@@ -93,12 +111,10 @@ def ranking_metrics_from_hits(hits: ArrayLike, n_relevant: ArrayLike, k: int | N
     if not len(relevant):
         return {**dict.fromkeys(names, float("nan")), "n_users": 0}
     n_hits = hit.sum(axis=1)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = hit @ discount
-    ideal = np.cumsum(discount)[np.minimum(k, relevant) - 1]
     precision_at = np.cumsum(hit, axis=1) / np.arange(1, k + 1)
     average_precision = (precision_at * hit).sum(axis=1) / np.minimum(k, relevant)
-    values = (n_hits / k, n_hits / relevant, dcg / ideal, average_precision, n_hits > 0)
+    values = (n_hits / k, n_hits / relevant, _ndcg(hit, relevant, k), average_precision,
+              n_hits > 0)
     return {**{name: float(np.mean(v)) for name, v in zip(names, values, strict=True)},
             "n_users": len(relevant)}
 

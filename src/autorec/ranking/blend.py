@@ -6,7 +6,11 @@ Each component's scores of a user are standardised over the items that user may 
 ``sum_c w_c z_c`` with ``w_c >= 0`` and ``sum_c w_c = 1``; :func:`choose_weights` tries every
 point of a grid on that simplex (step ``1 / resolution``) and keeps the one with the best
 validation NDCG@k (ties: the first point, in an order that favours fewer components);
-:func:`choose_weights_in_blocks` does it a block of validation users at a time. Items that
+:func:`choose_weights_in_blocks` does it a block of validation users at a time. A blend of
+several components is kept only when its validation gain over the best single component is
+beyond the per-user noise: more than :data:`BLEND_STANDARD_ERRORS` paired standard errors of
+the users' NDCG differences (the one-standard-error rule: the simpler model unless the data
+say otherwise); else that single component is used. Items that
 some component cannot score (``-inf``, e.g. outside EASE's item limit) are left out of every
 list.
 """
@@ -15,14 +19,19 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..metrics import ranking_metrics_from_hits
+from ..metrics import ndcg_per_user
 
-__all__ = ["blend_scores", "choose_weights", "choose_weights_in_blocks", "simplex_grid",
-           "standardise"]
+__all__ = ["BLEND_STANDARD_ERRORS", "blend_scores", "choose_weights",
+           "choose_weights_in_blocks", "simplex_grid", "standardise"]
+
+#: A blend must beat the best single component on validation by more than this many paired
+#: standard errors of the per-user NDCG@k differences (see the module docstring).
+BLEND_STANDARD_ERRORS = 1.0
 
 
 def standardise(scores: np.ndarray, seen: sp.csr_matrix | None = None) -> np.ndarray:
@@ -85,12 +94,16 @@ Block = tuple[Sequence[np.ndarray], sp.csr_matrix | None, sp.csr_matrix, np.ndar
 
 
 def choose_weights_in_blocks(blocks: Iterable[Block], n_components: int, k: int = 10,
-                             resolution: int = 10
+                             resolution: int = 10,
+                             standard_errors: float = BLEND_STANDARD_ERRORS
                              ) -> tuple[tuple[float, ...], float,
-                                        list[tuple[tuple[float, ...], float]]]:
+                                        list[tuple[tuple[float, ...], float]],
+                                        dict[str, Any] | None]:
     """:func:`choose_weights` over the validation users a block at a time: every grid point
     ranks a block before the next block is made, so that only one block's scores are held
-    (never validation users x items at once)."""
+    (never validation users x items at once). The fourth value describes the gate between
+    the best blend and the best single component (``None`` when a single component is best
+    anyway): the blend, its gain, the gain's paired standard error, whether it was kept."""
     from .protocol import top_k
 
     grid = simplex_grid(n_components, resolution)
@@ -103,17 +116,29 @@ def choose_weights_in_blocks(blocks: Iterable[Block], n_components: int, k: int 
             picked = top_k(blend_scores(parts, point), seen, k)
             hits[at].append(_hits(picked, relevant, columns))
     counts = np.concatenate(n_relevant) if n_relevant else np.zeros(0, dtype=np.int64)
-    tried = []
-    best: tuple[tuple[float, ...], float] | None = None
-    for at, point in enumerate(grid):
-        block_hits = (np.concatenate(hits[at]) if hits[at]
-                      else np.zeros((0, k), dtype=bool))
-        value = float(ranking_metrics_from_hits(block_hits, counts, k)[f"ndcg@{k}"])
-        tried.append((point, value))
-        if best is None or value > best[1] + 1e-12:
-            best = (point, value)
-    assert best is not None
-    return best[0], best[1], tried
+    per_user = [ndcg_per_user(np.concatenate(h) if h else np.zeros((0, k), dtype=bool),
+                              counts, k) for h in hits]
+    means = [float(np.mean(v)) if len(v) else float("nan") for v in per_user]
+    tried = list(zip(grid, means, strict=True))
+    best = pick = 0
+    for at, value in enumerate(means):
+        if value > means[best] + 1e-12:
+            best = at
+    gate = None
+    if sum(w > 0 for w in grid[best]) > 1:
+        single = max((at for at, p in enumerate(grid) if sum(w > 0 for w in p) == 1),
+                     key=lambda at: (means[at], -at))
+        difference = per_user[best] - per_user[single]
+        error = (float(np.std(difference, ddof=1) / np.sqrt(len(difference)))
+                 if len(difference) > 1 else float("inf"))
+        gain = float(np.mean(difference))
+        kept = gain > standard_errors * error
+        pick = best if kept else single
+        gate = {"blend": list(grid[best]), "single": list(grid[single]), "gain": gain,
+                "standard_error": error, "standard_errors": standard_errors, "kept": kept}
+    else:
+        pick = best
+    return grid[pick], means[pick], tried, gate
 
 
 def choose_weights(standardised: Sequence[np.ndarray], seen: sp.csr_matrix | None,
@@ -140,4 +165,4 @@ def choose_weights(standardised: Sequence[np.ndarray], seen: sp.csr_matrix | Non
         The best weights, their validation NDCG@k, and every (weights, NDCG@k) tried.
     """
     return choose_weights_in_blocks([(standardised, seen, relevant, None)],
-                                    len(standardised), k, resolution)
+                                    len(standardised), k, resolution)[:3]

@@ -309,10 +309,14 @@ def fit_ranking(
         report["blend"] = {"weights": [1.0]}
     else:
         t0 = time.perf_counter()
-        weights, value, tried = choose_weights_in_blocks(
+        weights, value, tried, gate = choose_weights_in_blocks(
             _blend_blocks(val_scorers, val, fit_seen, threshold), len(val_scorers), k,
             resolution)
-        report["blend"] = {"weights": list(weights), "validation_ndcg": value,
+        if gate is not None:
+            log.info("blend %s: validation NDCG@%d gain %.4f over %s alone, paired standard "
+                     "error %.4f: %s", gate["blend"], k, gate["gain"], gate["single"],
+                     gate["standard_error"], "kept" if gate["kept"] else "not kept")
+        report["blend"] = {"weights": list(weights), "validation_ndcg": value, "gate": gate,
                            "tried": [[list(p), v] for p, v in tried],
                            "seconds": time.perf_counter() - t0}
     if "ease" in components:  # refit on every training rating (a full-size inversion)
