@@ -13,7 +13,8 @@ loss of the AutoRec paper and the reference chapter). Regularisation comes in tw
   added to the gradients first (the same update, without a pass over every weight): Adam's
   coupled ``weight_decay`` of the weights' parameter groups is set to the step's share
   (``grad + share * W`` inside the fused kernel), and the lazy optimizer takes the share of
-  each touched row (:meth:`autorec.optim.LazyAdam.set_row_decay`). The objective is the same
+  each touched row (:meth:`autorec.optim.LazyAdam.set_row_decay`; :mod:`autorec.penalty`
+  computes the shares). The objective is the same
   in every case: ``sum of (r - r_hat)^2 + (l2 / 2) (||W_enc||^2 + ||W_dec||^2)`` per epoch.
 * ``weight_decay``: Adam's coupled L2 term, as the reference chapter uses it.
 
@@ -38,6 +39,7 @@ from .exceptions import ResourceError, TrainingError
 from .memory import release_free_memory
 from .model import AutoRecNet
 from .optim import LazyAdam, fused_adam
+from .penalty import L2Share
 from .sparse import SparseBatch, release_row_buffers, slice_rows
 
 __all__ = ["OPTIMIZERS", "EpochStats", "Trainer", "resolve_device", "seed_streams"]
@@ -171,11 +173,8 @@ class Trainer:
         self.l2 = l2
         self.rows = np.flatnonzero(np.diff(self.indptr) > 0)
         self.n_ratings = int(matrix.nnz)
-        # ratings per column (per input and per output): the lazy penalty's denominators
-        self._col_counts = torch.from_numpy(
-            np.bincount(self.indices, minlength=self.n_cols).astype(np.float32)).to(device)
-        self._weights = [net.encoder_weight, net.decoder_weight]
-        self.weight_decay = weight_decay
+        self.penalty = L2Share(l2, [net.encoder_weight, net.decoder_weight], self.indices,
+                               self.n_cols, weight_decay, device)
         self.optimizers = self._make_optimizers(lr, weight_decay)
         # data parallel (issue 8): the same shuffling everywhere, dropout masks per process
         self.world = distributed.world()
@@ -234,45 +233,13 @@ class Trainer:
                 self._penalise(batch)
         return loss.detach()
 
-    def _shares(self, batch: SparseBatch) -> torch.Tensor:
-        """The lazy penalty's share of each touched row: its ratings in the batch over all."""
-        assert batch.touched is not None and batch.t_crow is not None
-        in_batch = (batch.t_crow[1:] - batch.t_crow[:-1]).to(torch.float32)
-        return self.l2 * in_batch / self._col_counts[batch.touched]
-
     def _fold_penalty(self, batch: SparseBatch) -> None:
-        """Hand this batch's share of the ``l2`` penalty to the optimizer (module docstring):
-        the same update as :meth:`_penalise` followed by the step."""
-        optimizer = self.optimizers[0]
-        if isinstance(optimizer, LazyAdam):
-            share = self._shares(batch)
-            for weight in self._weights:
-                optimizer.set_row_decay(weight, share)
-            return
-        share = self.l2 * batch.nnz / max(self.n_ratings, 1)
-        for group in optimizer.param_groups:
-            is_weight = any(param is weight for param in group["params"]
-                            for weight in self._weights)
-            group["weight_decay"] = self.weight_decay + (share if is_weight else 0.0)
+        """Hand this batch's share of the ``l2`` penalty to the optimizer (module docstring)."""
+        self.penalty.fold(self.optimizers[0], batch)
 
-    @torch.no_grad()
     def _penalise(self, batch: SparseBatch) -> None:
         """Add this batch's share of the ``l2`` penalty's gradient (module docstring)."""
-        if self.optimizer_name != "lazy_adam":
-            share = self.l2 * batch.nnz / max(self.n_ratings, 1)
-            for weight in self._weights:
-                weight.grad.add_(weight, alpha=share)  # type: ignore[union-attr]
-            return
-        share = self._shares(batch).unsqueeze(1)
-        for weight in self._weights:
-            grad = weight.grad
-            assert grad is not None and grad.is_sparse
-            if not grad.is_coalesced():
-                grad = grad.coalesce()
-            rows = grad._indices()[0]  # batch.touched, as sparse.py builds it
-            values = grad._values() + share * weight.index_select(0, rows)
-            weight.grad = torch.sparse_coo_tensor(grad._indices(), values, weight.shape,
-                                                  is_coalesced=True, check_invariants=False)
+        self.penalty.add(batch, lazy=self.optimizer_name == "lazy_adam")
 
     def _backward_and_step(self, batch: SparseBatch) -> torch.Tensor:
         """One batch's backward pass and step, the decoder first: the same gradients and
