@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from autorec import _kernels
+from autorec import member as member_module
 from autorec import sparse as sparse_module
 from autorec.model import AutoRecNet
 from autorec.sparse import SparseBatch, sampled_decode, slice_rows, sparse_linear
@@ -372,3 +373,28 @@ def test_a_second_sparse_backward_adds_to_the_first(monkeypatch) -> None:
     once = weight.grad.to_dense().clone()
     torch.sum(sampled_decode(batch, codes, weight, None, sparse_grad=True) ** 2).backward()
     torch.testing.assert_close(weight.grad.to_dense(), 2 * once, rtol=1e-6, atol=1e-6)
+
+
+@compiled
+@pytest.mark.parametrize("variant", ["item", "user"])
+def test_compiled_pair_scoring_gives_torchs_reconstructions(monkeypatch, variant: str) -> None:
+    """Past ``_KERNEL_PAIRS`` a member scores pairs with the compiled kernel, grouped by
+    output: the same values as torch's gathers, to float32 rounding, in the pairs' order
+    (repeated pairs and both orientations included)."""
+    from conftest import make_low_rank
+
+    from autorec import AutoRec
+
+    ratings = make_low_rank()
+    model = AutoRec(variant=variant, hidden=12, epochs=3, validation=0.0, random_state=0,
+                    device="cpu", baseline="none").fit(ratings)
+    member = model.members_[0]
+    rng = np.random.default_rng(0)
+    user_idx = rng.integers(0, ratings.n_users, 5000)
+    item_idx = rng.integers(0, ratings.n_items, 5000)
+    monkeypatch.setattr(member_module, "_KERNEL_PAIRS", 10**9)
+    by_torch = member.reconstruct(user_idx, item_idx)
+    monkeypatch.setattr(member_module, "_KERNEL_PAIRS", 1)
+    by_kernel = member.reconstruct(user_idx, item_idx)
+    np.testing.assert_allclose(by_kernel, by_torch, rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(by_kernel, np.zeros_like(by_kernel))

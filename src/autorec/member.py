@@ -33,6 +33,9 @@ _ENCODE_ROWS = 1024
 #: this size: a training epoch's validation and test scoring then encode once, not twice
 _CODES_CACHE_BYTES = 256 * 2**20
 _DECODE_PAIRS = 1 << 16
+#: from this many pairs on, a CPU member scores them with the compiled kernel (grouped by
+#: output); fewer stay on torch's gathers (ML-100K's validation and test sets, bit for bit)
+_KERNEL_PAIRS = 1 << 18
 
 
 def _zero_decoder(net: torch.nn.Module) -> None:
@@ -256,6 +259,15 @@ class Member:
             rows, outputs = user_idx, item_idx
         unique_rows, position = np.unique(rows, return_inverse=True)
         codes = self._codes_of(unique_rows)
+        if (self.device.type == "cpu" and len(rows) >= _KERNEL_PAIRS and _kernels.available()
+                and codes.dtype == torch.float32):
+            # grouped by output, each decoder row read once (autorec._kernels.score_pairs)
+            net = self.net
+            values = _kernels.score_pairs(codes, net.decoder_weight, position,
+                                          np.asarray(outputs, dtype=np.int64))
+            if net.decoder_bias is not None:
+                values += net.decoder_bias.detach().numpy()[outputs]
+            return values.astype(np.float64) * self.scale
         position_t = torch.from_numpy(position.astype(np.int64)).to(self.device)
         outputs_t = torch.from_numpy(np.asarray(outputs, dtype=np.int64)).to(self.device)
         result = np.empty(len(rows), dtype=np.float64)
