@@ -145,9 +145,8 @@ def fsync_folder(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -213,9 +212,7 @@ def write_target(path: str | os.PathLike[str]) -> Path:
     """The path a write to ``path`` replaces: the file a symbolic link points to (followed to
     the end), else ``path`` itself."""
     path = Path(path)
-    if not path.is_symlink():
-        return path
-    return Path(os.path.realpath(path))
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

@@ -103,8 +103,6 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
     return data
 
 
-
-
 def resolve_params(
     preset: str | None = None,
     config: Mapping[str, Any] | None = None,
@@ -122,9 +120,8 @@ def resolve_params(
     ConfigError
         Unknown preset or parameter name (naming ``source`` for ``config``).
     """
-    from .params import DEFAULTS
+    from .params import DEFAULTS as valid
 
-    valid = DEFAULTS
     params: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:

@@ -83,8 +83,6 @@ class DistributedError(TrainingError):
     out), or could not form their group. Exit status 1, like any failed run on valid input."""
 
 
-
-
 @dataclass(frozen=True)
 class World:
     """The processes of a run, as seen from one of them.
@@ -96,15 +94,12 @@ class World:
     ----------
     rank, size
         This process's global rank and the number of processes.
-    local_rank
-        Rank on this machine (the GPU index with nccl).
     backend
         ``"gloo"``, ``"nccl"``, or ``None`` for a single process.
     """
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
     backend: str | None = None
 
     @property
@@ -226,7 +221,6 @@ def world() -> World:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return _SINGLE
     return World(rank=dist.get_rank(), size=dist.get_world_size(),
-                 local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                  backend=str(dist.get_backend()))
 
 
@@ -273,12 +267,12 @@ def rank_device(device: str | None) -> str | None:
     available, for ``None``), else ``device`` unchanged."""
     if not launched() or not wants_cuda(device):
         return device
-    if device not in (None, "auto", "cuda") and local_world_size() > 1:
+    if device in (None, "auto", "cuda"):
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if local_world_size() > 1:
         raise ValueError(f"--device {device} names one GPU, but each of the "
                          f"{local_world_size()} processes on this machine takes the GPU of "
                          "its local rank: use --device cuda (or auto)")
-    if device in (None, "auto", "cuda"):
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return device
 
 

@@ -10,7 +10,6 @@ modules; none of them imports this one.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
@@ -192,22 +191,16 @@ class AutoRec(FittedPredictor):
         for name in DEFAULTS:  # the signature's parameters, in order (tests/test_architecture)
             setattr(self, name, arguments[name])
 
-    # -- scikit-learn parameter protocol -------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [name for name in signature.parameters if name != "self"]
-
+    # -- scikit-learn parameter protocol (DEFAULTS: the signature's names, in order) ----------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor parameters and their current values."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        return {name: getattr(self, name) for name in DEFAULTS}
 
     def set_params(self, **params: Any) -> AutoRec:
         """Set constructor parameters; unknown names raise ``ValueError``."""
-        valid = self._param_names()
         for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"unknown parameter {name!r}; valid: {', '.join(valid)}")
+            if name not in DEFAULTS:
+                raise ValueError(f"unknown parameter {name!r}; valid: {', '.join(DEFAULTS)}")
             setattr(self, name, value)
         return self
 
@@ -241,9 +234,7 @@ class AutoRec(FittedPredictor):
         return estimator_html_repr(self)
 
     def __repr__(self) -> str:
-        defaults = {name: p.default for name, p in
-                    inspect.signature(type(self).__init__).parameters.items() if name != "self"}
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults[k] != v]
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if DEFAULTS[k] != v]
         return f"AutoRec({', '.join(changed)})"
 
     def _validate_params(self) -> None:

@@ -117,9 +117,7 @@ def score_split(model: Any, split: Split, *, k: int | None = None,
     model.fit(split.train, **fit_options)
     fit_seconds = time.perf_counter() - started
     report = model.evaluate(split.test)
-    ranking = {}
-    if k is not None:
-        ranking = ranking_report(model, split.train, split.test, k=k)
+    ranking = {} if k is None else ranking_report(model, split.train, split.test, k=k)
     return {
         **ranking,
         "split": split.label,

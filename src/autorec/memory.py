@@ -199,15 +199,10 @@ def _read_kib(path: Path, key: str) -> int | None:
 
 
 def _read_int(path: Path) -> int | None:
+    """The integer a cgroup file holds; ``None`` for ``max`` (no limit) or none to read."""
     try:
-        text = path.read_text(encoding="ascii").strip()
-    except OSError:
-        return None
-    if text == "max":
-        return None
-    try:
-        return int(text)
-    except ValueError:
+        return int(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
         return None
 
 

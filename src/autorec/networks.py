@@ -25,7 +25,7 @@ from .member import Member, NetworkSpec
 from .model import AutoRecNet
 from .sparse import SparseBatch
 
-__all__ = ["NET_TENSORS", "RatingNetwork", "clear_codes", "ridge_row"]
+__all__ = ["NET_TENSORS", "RatingNetwork", "ridge_row"]
 
 #: A network's weight tensors, as saved (``decoder_bias`` only when it has one).
 NET_TENSORS = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
@@ -35,11 +35,6 @@ _DECODE_PAIRS = 1 << 16  # outputs decoded per step (as Member.reconstruct)
 #: or input matrix are no longer the same objects (or were changed in place) is recomputed.
 _codes_cache: weakref.WeakKeyDictionary[Member, tuple[tuple[Any, ...], torch.Tensor]] = (
     weakref.WeakKeyDictionary())
-
-
-def clear_codes() -> None:
-    """Forget the cached hidden codes (rebuilt on demand)."""
-    _codes_cache.clear()
 
 
 @dataclass(frozen=True)

@@ -129,10 +129,7 @@ def _save(figure: Any, path: Path) -> Path:
 def _panels(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]]
             ) -> list[tuple[str, list[Mapping[str, Any]]]]:
     """(title, entries) per network: grouped by ``member``, and by key for a mapping."""
-    if isinstance(history, Mapping):
-        groups = list(history.items())
-    else:
-        groups = [("", list(history))]
+    groups = list(history.items()) if isinstance(history, Mapping) else [("", list(history))]
     panels = []
     for name, entries in groups:
         entries = list(entries)
@@ -148,16 +145,12 @@ def _panels(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping
 
 
 def _series(entries: list[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    epochs, values = [], []
-    for entry in entries:
-        value = entry.get(key)
-        if value is None:
-            continue
-        value = float(value)
-        if math.isfinite(value):
-            epochs.append(int(entry["epoch"]))
-            values.append(value)
-    return np.asarray(epochs), np.asarray(values)
+    """The epochs with a finite ``key``, and its values."""
+    epochs = np.asarray([int(entry["epoch"]) for entry in entries])
+    values = np.asarray([math.nan if entry.get(key) is None else float(entry[key])
+                         for entry in entries])
+    keep = np.isfinite(values)
+    return epochs[keep], values[keep]
 
 
 def plot_training(
@@ -287,10 +280,8 @@ def plot_predictions(
     """
     path = Path(path)
     _format(path)
-    truth = np.asarray(list(y_true) if not isinstance(y_true, np.ndarray) else y_true,
-                       dtype=np.float64).reshape(-1)
-    predicted = np.asarray(list(y_pred) if not isinstance(y_pred, np.ndarray) else y_pred,
-                           dtype=np.float64).reshape(-1)
+    truth, predicted = (np.asarray(y if isinstance(y, np.ndarray) else list(y),
+                                   dtype=np.float64).reshape(-1) for y in (y_true, y_pred))
     if truth.shape != predicted.shape:
         raise ValueError(f"y_true and y_pred differ in length: {len(truth)} vs "
                          f"{len(predicted)}")
@@ -314,31 +305,23 @@ def plot_predictions(
                       color="#1f77b4")
         hist_axis.bar(levels + width / 2, counts_pred, width=width,
                       label="predicted (to the nearest rating)", color="#ff7f0e")
-        hist_axis.set_xticks(levels)
-        hist_axis.set_xticklabels([f"{v:g}" for v in levels])
+        box_axis.boxplot([predicted[truth == level] for level in levels], positions=levels,
+                         widths=0.6 * step, showfliers=False, manage_ticks=False)
+        for axis in (hist_axis, box_axis):
+            axis.set_xticks(levels)
+            axis.set_xticklabels([f"{v:g}" for v in levels])
     else:
         bins = np.linspace(low, high, 41) if high > low else np.array([low - 0.5, low + 0.5])
         hist_axis.hist(truth, bins=bins, alpha=0.55, label="true", color="#1f77b4")
         hist_axis.hist(predicted, bins=bins, alpha=0.55, label="predicted", color="#ff7f0e")
-    hist_axis.set_xlabel("rating")
-    hist_axis.set_ylabel("ratings")
-    hist_axis.set_title("distribution")
+        box_axis.hist2d(truth, predicted, bins=40, cmap="Blues")
+    hist_axis.set(xlabel="rating", ylabel="ratings", title="distribution")
     hist_axis.legend(fontsize=8)
     hist_axis.grid(True, alpha=0.3)
-    if len(levels) <= 20:
-        groups = [predicted[truth == level] for level in levels]
-        width = 0.6 * float(np.min(np.diff(levels))) if len(levels) > 1 else 0.6
-        box_axis.boxplot(groups, positions=levels, widths=width, showfliers=False,
-                         manage_ticks=False)
-        box_axis.set_xticks(levels)
-        box_axis.set_xticklabels([f"{v:g}" for v in levels])
-    else:
-        box_axis.hist2d(truth, predicted, bins=40, cmap="Blues")
     box_axis.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1,
                   label="prediction = truth")
-    box_axis.set_xlabel("true rating")
-    box_axis.set_ylabel("predicted rating")
-    box_axis.set_title("predictions by true rating")
+    box_axis.set(xlabel="true rating", ylabel="predicted rating",
+                 title="predictions by true rating")
     box_axis.legend(fontsize=8, loc="upper left")
     box_axis.grid(True, alpha=0.3)
     rmse = float(np.sqrt(np.mean(errors ** 2)))

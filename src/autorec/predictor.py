@@ -34,7 +34,7 @@ def _learned(name: str, doc: str | None = None, *, unset: bool = False) -> prope
     and with ``unset`` while it is ``None``: a loaded model that did not record it)."""
 
     def get(self: FittedPredictor) -> Any:
-        value = getattr(self._part(name + "_"), name)
+        value = getattr(self._fitted(name + "_"), name)
         if unset and value is None:
             raise AttributeError(name + "_")
         return value
@@ -52,16 +52,14 @@ class FittedPredictor:
 
     fitted_: FittedModel
 
-    def _fitted(self) -> FittedModel:
+    def _fitted(self, attribute: str | None = None) -> FittedModel:
+        """``fitted_``; before ``fit``, ``NotFittedError``, or for a learned ``attribute``
+        a plain ``AttributeError`` naming it (``hasattr`` is False)."""
         fitted = self.__dict__.get("fitted_")
         if fitted is None:
+            if attribute is not None:
+                raise AttributeError(attribute)
             raise NotFittedError("this AutoRec is not fitted yet; call fit() first")
-        return fitted
-
-    def _part(self, name: str) -> FittedModel:
-        fitted = self.__dict__.get("fitted_")
-        if fitted is None:  # not fitted: no learned attribute (hasattr is False)
-            raise AttributeError(name)
         return fitted
 
     users_ = _learned("users", "Raw ids of the users seen in training (IdMap).")

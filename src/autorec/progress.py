@@ -20,8 +20,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
-from types import TracebackType
 from typing import IO, Any, Literal
 
 from tqdm import tqdm
@@ -121,7 +119,7 @@ def epoch_line(entry: dict[str, Any], epochs: int, *, networks: int = 1, label: 
 class EpochProgress:
     """An ``on_epoch_end`` callback for :meth:`AutoRec.fit` (and :meth:`batch`, an
     ``on_batch_end`` one): on a terminal, a bar over each network's epochs and one over the
-    batches of the epoch; one line per epoch (:func:`epoch_line`, or ``line``) on ``out``
+    batches of the epoch; one line per epoch (:func:`epoch_line`) on ``out``
     (default standard output) unless quiet.
 
     Parameters
@@ -140,9 +138,8 @@ class EpochProgress:
         Where the lines go (default standard output).
     mode
         Force ``"bar"``, ``"lines"`` or ``"off"`` (default: :func:`progress_mode`).
-    line
-        Makes the line of an epoch from its history entry (default :func:`epoch_line`);
-        ``None`` for no lines, only the bar.
+    lines
+        Print the line of each epoch (:func:`epoch_line`); ``False`` for only the bars.
 
     Call :meth:`close` (or use it as a context manager) when ``fit`` returns.
 
@@ -157,17 +154,14 @@ class EpochProgress:
 
     def __init__(self, epochs: int, *, networks: int = 1, label: str = "", quiet: bool = False,
                  stream: IO[str] | None = None, out: IO[str] | None = None,
-                 mode: Mode | None = None,
-                 line: Callable[[dict[str, Any]], str] | Literal["default"] | None = "default"
-                 ) -> None:
+                 mode: Mode | None = None, lines: bool = True) -> None:
         self.epochs = epochs
         self.networks = networks
         self.label = label
         self.mode = progress_mode(stream, quiet=quiet, mode=mode)
         self._stream = stream
         self._out = out
-        self._line = ((lambda entry: epoch_line(entry, epochs, networks=networks, label=label))
-                      if line == "default" else line)
+        self._lines = lines
         self._member: Any = None
         self._bar: tqdm | None = None
         self._batches: tqdm | None = None
@@ -182,9 +176,10 @@ class EpochProgress:
             which = f"network {member}/{self.networks}" if self.networks > 1 else "training"
             self._bar = _bar(self.epochs, f"{self.label}{which}", " epochs", self._stream,
                              self.mode)
-        if self._line is not None and self.mode != "off":
+        if self._lines and self.mode != "off":
             out = self._out or sys.stdout
-            tqdm.write(self._line(entry), file=out)  # above the bars on a terminal
+            line = epoch_line(entry, self.epochs, networks=self.networks, label=self.label)
+            tqdm.write(line, file=out)  # above the bars on a terminal
             out.flush()
         figures = {"loss": entry.get("train_loss"), "val": entry.get("validation_rmse"),
                    "test": entry.get("eval_rmse")}
@@ -221,6 +216,5 @@ class EpochProgress:
     def __enter__(self) -> EpochProgress:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -47,9 +47,8 @@ import torch
 
 from .data.ids import query_ids
 from .fitted import FittedModel, as_fitted
-from .networks import clear_codes
 
-__all__ = ["clear_cache", "rating_rows", "recommend", "score_matrix", "seen_matrix", "top_n"]
+__all__ = ["rating_rows", "recommend", "score_matrix", "seen_matrix", "top_n"]
 
 #: Scores held at once (users in a block x candidate items): 2**24 float32 values, 64 MiB.
 SCORE_BLOCK = 1 << 24
@@ -58,13 +57,6 @@ SCORE_BLOCK = 1 << 24
 #: pattern)
 _seen_cache: weakref.WeakKeyDictionary[FittedModel, tuple[Any, sp.csr_matrix]] = (
     weakref.WeakKeyDictionary())
-
-
-def clear_cache() -> None:
-    """Forget the cached item codes and seen-item matrices (they are rebuilt on demand; a
-    network whose weights or inputs change is noticed without this)."""
-    clear_codes()
-    _seen_cache.clear()
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -271,11 +263,9 @@ def top_n(
     return done
 
 
-def rating_rows(model: Any) -> sp.csr_matrix:
-    """The model's training ratings as a users x items CSR (values the ratings; what a ranking
-    model scores a known user from): :meth:`ScoringNetwork.seen` of the first network,
-    cached as :func:`seen_matrix`."""
-    return seen_matrix(model)
+#: The model's training ratings as a users x items CSR (values the ratings; what a ranking
+#: model scores a known user from): :func:`seen_matrix` itself, cached with it.
+rating_rows = seen_matrix
 
 
 def _ranking_block(model: FittedModel, ranking: Any, users: np.ndarray, items: np.ndarray

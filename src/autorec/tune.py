@@ -72,10 +72,8 @@ def suggest(trial: Any, space: Mapping[str, tuple[str, Any]] | None = None) -> d
             params[name] = trial.suggest_categorical(name, domain)
         elif kind == "int_log":
             params[name] = trial.suggest_int(name, *domain, log=True)
-        elif kind == "float_log":
-            params[name] = trial.suggest_float(name, *domain, log=True)
         else:
-            params[name] = trial.suggest_float(name, *domain)
+            params[name] = trial.suggest_float(name, *domain, log=kind == "float_log")
     return params
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .. import __version__
 from .._io import OutputPathError, atomic_path, atomic_write, check_output_folder
 from ..exceptions import CheckpointError, first_line
 
@@ -124,10 +125,8 @@ def remove_stale_temporaries(folder: Path) -> None:
     checkpoint: a file is renamed into place only once it is complete)."""
     for path in folder.iterdir():
         if _STALE.fullmatch(path.name) and path.is_file():
-            try:
+            with contextlib.suppress(OSError):
                 path.unlink()
-            except OSError:
-                pass
 
 
 def write_tensors(folder: Path, name: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -166,7 +165,7 @@ def write_manifest(folder: Path, *, sequence: int, complete: bool, position: str
     body = _plain({
         "format": FORMAT, "format_version": FORMAT_VERSION, "sequence": sequence,
         "complete": complete, "position": position,
-        "autorec": _version(), "torch": torch.__version__, "numpy": np.__version__,
+        "autorec": __version__, "torch": torch.__version__, "numpy": np.__version__,
         "python": platform.python_version(),
         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": fingerprint, "networks": networks, "current": current,
@@ -178,12 +177,6 @@ def write_manifest(folder: Path, *, sequence: int, complete: bool, position: str
         if path.name not in keep and _OURS.fullmatch(path.name):
             with contextlib.suppress(OSError):
                 path.unlink()
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return str(__version__)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

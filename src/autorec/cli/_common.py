@@ -111,9 +111,7 @@ class _Path:
     @property
     def written(self) -> list[Path]:
         """The files this output writes (a file output: itself)."""
-        if self.kind == "file":
-            return [self.path]
-        return [self.path / name for name in self.files]
+        return [self.path] if self.kind == "file" else [self.path / n for n in self.files]
 
     def __str__(self) -> str:
         return f"{self.option} {self.path}"
@@ -317,5 +315,3 @@ def require_finite(figures: dict[str, Any]) -> None:
             raise TrainingError(f"{name} is {float(value)}, not a finite number: the model's "
                                 "predictions are not finite (ratings too large for float32 "
                                 "arithmetic, or a diverged fit: lower --lr or raise --l2)")
-
-

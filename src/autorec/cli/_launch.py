@@ -3,6 +3,7 @@ run's processes (issue 8); the process group itself is :mod:`autorec.distributed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -75,11 +76,8 @@ def report_error(line: str, exc: BaseException) -> None:
         return
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
-        try:
-            with open(error_file, "w", encoding="utf-8") as handle:
-                json.dump({"message": line, "timestamp": int(time.time())}, handle)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError), open(error_file, "w", encoding="utf-8") as handle:
+            json.dump({"message": line, "timestamp": int(time.time())}, handle)
     if os.environ.get(LAUNCHER_ENV):
         return
     if os.environ.get("RANK", "0") == "0" or isinstance(exc, DistributedError):

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     for split in chosen:
         model = build_model(params, split.seed)
         with EpochProgress(model.epochs, networks=len(model._network_specs()),
-                           label=f"{split.label}: ", quiet=bool(args.quiet), line=None) as show:
+                           label=f"{split.label}: ", quiet=bool(args.quiet), lines=False) as show:
             result = score_split(model, split, k=args.k, on_epoch_end=show,
                                  eval_set=split.test if args.plot is not None else None)
         require_finite({f"{split.label}: test RMSE": result["rmse"],

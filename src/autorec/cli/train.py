@@ -112,14 +112,10 @@ def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
         parts = canonical(args, split, f"--split {split}", args.parser_error)
         return [Split("", *parts, args.seed)], f"ml-100k split {split}"
     ratings, what = load_ratings(args)
-
-    def source() -> Ratings:
-        return ratings
-
     if split == "kfold":
-        return (list(splits("kfold", source, seed=args.seed, folds=args.folds)),
+        return (list(splits("kfold", lambda: ratings, seed=args.seed, folds=args.folds)),
                 f"{what}, {args.folds}-fold")
-    parts = list(splits("holdout", source, seed=args.seed, test_ratio=args.test_ratio))
+    parts = list(splits("holdout", lambda: ratings, seed=args.seed, test_ratio=args.test_ratio))
     return [Split("", parts[0].train, parts[0].test, args.seed)], (
         f"{what}, random {1 - args.test_ratio:g}/{args.test_ratio:g} split")
 
@@ -275,15 +271,14 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
           f"{summary['train_seconds']:.1f}s in training epochs)")
     k = args.k
     if f"ndcg@{k}" in results[0]:
-        for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
-            key = f"{name}@{k}"
-            summary[key] = float(np.mean([r[key] for r in results]))
+        names = ("precision", "recall", "ndcg", "map", "hit_rate")
+        for name in names:
+            summary[f"{name}@{k}"] = float(np.mean([r[f"{name}@{k}"] for r in results]))
         which = (f"of {results[0]['ranking_model']}" if results[0].get("ranking_model")
                  else "by predicted rating (--ranking none)")
         print(f"ranking at {k} {which}"
               + (" (mean over folds)" if len(results) > 1 else "") + ": "
-              + ", ".join(f"{name} {summary[f'{name}@{k}']:.4f}"
-                          for name in ("precision", "recall", "ndcg", "map", "hit_rate")))
+              + ", ".join(f"{name} {summary[f'{name}@{k}']:.4f}" for name in names))
     if args.save is not None and distributed.world().is_main:
         print(f"saved the model to {args.save}")
     if args.plot is not None and distributed.world().is_main:

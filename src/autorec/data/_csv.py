@@ -49,7 +49,7 @@ from ._source import decode_error, line_end, read_head
 from .ids import IdMap, InvalidIdError
 from .values import InvalidRatingError, rating_values
 
-__all__ = ["BLOCK_BYTES", "LoadProgress", "TextColumns", "read_text", "report"]
+__all__ = ["BLOCK_BYTES", "LoadProgress", "TextColumns", "check_columns", "read_text", "report"]
 
 #: Bytes per block handed to pyarrow's parser.
 BLOCK_BYTES = 4 << 20  # pyarrow reads up to 32 blocks ahead
@@ -146,17 +146,25 @@ def read_text(
             extra = [f"field_{k}" for k in range(len(columns) + 1, len(fields) + 1)]
             names = [*columns, *extra]
         names = list(names)
-        for col in columns:
-            if col not in names:
-                present = ", ".join(repr(name) for name in names)
-                hint = ("; is the field separator right? (--sep)" if len(names) == 1
-                        and any(c in names[0] for c in "\t;|,: ") else "")
-                raise DataError(f"missing column (columns present: {present}){hint}",
-                                source=source, field=col)
+        check_columns(names, columns, source)
         reader = _Reader(raw, head, sep, names, columns, source, skipped + 1 + header, total)
         return reader.run(progress, started, open_raw)
     finally:
         raw.close()
+
+
+def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | Path, *,
+                  hint: bool = True) -> None:
+    """Refuse a missing column, naming those present; with ``hint``, a lone column that holds
+    a separator asks whether ``--sep`` is right."""
+    names = [str(name) for name in present]
+    for col in columns:
+        if col not in present:
+            shown = ", ".join(repr(name) for name in names)
+            wrong_sep = hint and len(names) == 1 and any(c in names[0] for c in "\t;|,: ")
+            raise DataError(f"missing column (columns present: {shown})"
+                            f"{'; is the field separator right? (--sep)' if wrong_sep else ''}",
+                            source=source, field=col)
 
 
 class _Stream:
@@ -202,15 +210,6 @@ class _Stream:
 
     def tell(self) -> int:
         return self.position
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return False
 
     def close(self) -> None:
         self.closed = True
@@ -298,15 +297,16 @@ class _Reader:
         if not (self.dropped or self.stream.quoted):
             return [self.first_line + row for row in rows]
         wanted, found = set(rows), {}
-        for k, (line, _) in enumerate(self._records(skip_blank=True)):
+        for k, (line, _) in enumerate(self._records()):
             if k in wanted:
                 found[k] = line
                 if len(found) == len(wanted):
                     break
         return [found.get(row, 0) for row in rows]
 
-    def _records(self, *, skip_blank: bool) -> Iterator[tuple[int, list[str]]]:
-        """The diagnostic pass: the line and fields of every data record."""
+    def _records(self) -> Iterator[tuple[int, list[str]]]:
+        """The diagnostic pass: the line and fields of every data record that the parsing
+        pass kept (blank ones skipped)."""
         with self.open_raw() as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
             lines: Iterator[str] = itertools.islice(text, self.first_line - 1, None)
@@ -318,8 +318,7 @@ class _Reader:
             for fields in reader:
                 start, previous = previous + 1, self.first_line - 1 + reader.line_num
                 blank = not any(fields) and len(fields) in (0, expected)
-                if skip_blank and (blank or (len(fields) != expected
-                                             and not self.sep.join(fields).strip(_SPACE))):
+                if blank or (len(fields) != expected and not self.sep.join(fields).strip(_SPACE)):
                     continue  # dropped by the pass (all empty) or by _invalid_row
                 yield start, fields
 
@@ -331,7 +330,7 @@ class _Reader:
             data = data[len(_BOM):] if data.startswith(_BOM) else data
             return decode_error(data, self.stream.bad + self._data_start(data), 1, self.source)
         expected = len(self.names)
-        for line, fields in self._records(skip_blank=True):
+        for line, fields in self._records():
             if len(fields) != expected:
                 return DataError(f"expected {expected} fields, found {len(fields)}",
                                  source=self.source, line=line)

@@ -18,11 +18,11 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from ..exceptions import DataError
+from ..exceptions import DataError, first_line
 
 __all__ = [
     "COMPRESSED_SUFFIXES",
-    "Payload",
+    "check_file",
     "compression_hint",
     "decode_error",
     "line_end",
@@ -38,21 +38,15 @@ _BOM = b"\xef\xbb\xbf"
 _MAGIC = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\xfd7zXZ\x00": ".xz", b"PK\x03\x04": ".zip"}
 
 
-class Payload:
-    """Bytes handed over once: the reader that takes them holds the only reference, so a
-    transformed copy (line ends, separators) can replace them in memory."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
-
-    def take(self) -> bytes:
-        data, self._data = self._data, None
-        if data is None:
-            raise RuntimeError("payload already taken")
-        return data
+def check_file(path: Path) -> None:
+    """Refuse a ``path`` that does not exist or is not a file."""
+    if not path.exists():
+        raise DataError("no such file", source=path)
+    if not path.is_file():
+        raise DataError("not a file", source=path)
 
 
-def read_source(path: Path) -> tuple[Payload, str]:
+def read_source(path: Path) -> tuple[bytes, str]:
     """The (decompressed) bytes of ``path`` and the name that decides their format."""
     suffix = path.suffix.lower()
     try:
@@ -64,11 +58,10 @@ def read_source(path: Path) -> tuple[Payload, str]:
     if suffix in _DECOMPRESS:
         kind, decompress = _DECOMPRESS[suffix]
         try:
-            return Payload(decompress(raw)), path.stem
+            return decompress(raw), path.stem
         except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(f"not a valid {kind} file ({detail})", source=path) from None
-    return Payload(raw), path.name
+            raise DataError(f"not a valid {kind} file ({first_line(exc)})", source=path) from None
+    return raw, path.name
 
 
 def compression_hint(data: bytes) -> str:
@@ -80,7 +73,7 @@ def compression_hint(data: bytes) -> str:
     return ""
 
 
-def _read_zip(raw: bytes, path: Path) -> tuple[Payload, str]:
+def _read_zip(raw: bytes, path: Path) -> tuple[bytes, str]:
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             members = [info for info in archive.infolist() if not info.is_dir()
@@ -92,13 +85,12 @@ def _read_zip(raw: bytes, path: Path) -> tuple[Payload, str]:
                            f"holds {len(members)} files ({names}{more}); give a zip with one "
                            "ratings file, or unpack it and name the file")
                 raise DataError(problem, source=path)
-            return Payload(archive.read(members[0])), Path(members[0].filename).name
+            return archive.read(members[0]), Path(members[0].filename).name
     except DataError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error, NotImplementedError,
             RuntimeError) as exc:  # RuntimeError: encrypted member
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"not a valid zip file ({detail})", source=path) from None
+        raise DataError(f"not a valid zip file ({first_line(exc)})", source=path) from None
 
 
 # -- the first lines of a text file ---------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataError
-from ._source import read_source
+from ._source import check_file, read_source
 from .ids import IdMap, InvalidIdError, id_column
 
 __all__ = ["ITEM_LAYOUTS", "ItemTitles", "dataset_item_titles", "read_item_titles"]
@@ -93,12 +93,8 @@ def read_item_titles(path: str | PathLike[str], *, layout: str | None = None) ->
     path = Path(path)
     if layout is not None and layout not in ITEM_LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(ITEM_LAYOUTS)}, got {layout!r}")
-    if not path.exists():
-        raise DataError("no such file", source=path)
-    if not path.is_file():
-        raise DataError("not a file", source=path)
-    payload, name = read_source(path)
-    data = payload.take()
+    check_file(path)
+    data, name = read_source(path)
     if layout is None:
         suffix = Path(name).suffix.lower()
         layout = {".item": "u.item", ".dat": "movies.dat"}.get(suffix, "csv")
@@ -120,9 +116,7 @@ def read_item_titles(path: str | PathLike[str], *, layout: str | None = None) ->
         first = int(np.flatnonzero((column == column.iloc[k]).to_numpy())[0])
         raise DataError(f"item id {ids[k]!r} repeated (first at line {lines[first]})",
                         source=source, line=lines[k], field="item id")
-    array = np.empty(len(titles), dtype=object)
-    array[:] = titles
-    return ItemTitles(IdMap(column), array, source)
+    return ItemTitles(IdMap(column), np.array(titles, dtype=object), source)
 
 
 def dataset_item_titles(name: str, data_dir: str | PathLike[str] | None = None

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
-from ._csv import LoadProgress, TextColumns, read_text, report
+from ._csv import LoadProgress, TextColumns, check_columns, read_text, report
 from ._duplicates import merge_repeats
-from ._source import COMPRESSED_SUFFIXES, read_source
+from ._source import COMPRESSED_SUFFIXES, check_file, read_source
 from .ids import IdMap, InvalidIdError, id_column
 from .ratings import Ratings, index_dtype
 from .values import InvalidRatingError, rating_values, show
@@ -81,37 +81,23 @@ def from_dataframe(
         ``duplicates="error"``.
     """
     _check_options(duplicates, columns, 3)
-    user_col, item_col, rating_col = columns
-    for col in columns:
-        if col not in frame.columns:
-            present = ", ".join(repr(str(name)) for name in frame.columns)
-            hint = ""
-            if len(frame.columns) == 1 and any(c in str(frame.columns[0]) for c in "\t;|,: "):
-                hint = "; is the field separator right? (--sep)"
-            raise DataError(f"missing column (columns present: {present}){hint}",
-                            source=source, field=col)
+    rating_col = columns[2]
+    check_columns(frame.columns, columns, source)
     if len(frame) == 0:
         raise DataError("no ratings", source=source)
-
-    ids = {}
-    for col in (user_col, item_col):
-        try:
-            ids[col] = id_column(frame[col])
-        except InvalidIdError as exc:
-            raise DataError(exc.problem, source=source, line=exc.position, field=col,
-                            unit="row") from None
+    user_column, item_column = _id_columns(frame, columns[:2], source)
     try:
         rating = rating_values(frame[rating_col])
     except InvalidRatingError as exc:
         raise DataError(exc.problem, source=source, line=exc.position, field=rating_col,
                         unit="row") from None
 
-    user_idx, user_ids = pd.factorize(ids[user_col])
-    item_idx, item_ids = pd.factorize(ids[item_col])
+    user_idx, user_ids = pd.factorize(user_column)
+    item_idx, item_ids = pd.factorize(item_column)
     users, items = IdMap(user_ids), IdMap(item_ids)
 
     def refuse(position: int, first: int) -> NoReturn:
-        raise duplicate_error(ids[user_col].iloc[position], ids[item_col].iloc[position],
+        raise duplicate_error(user_column.iloc[position], item_column.iloc[position],
                               source=source, line=position, first=first, unit="row")
 
     user_idx, item_idx, rating = merge_repeats(user_idx, item_idx, rating, len(items),
@@ -250,21 +236,24 @@ def read_pairs(
         return tuple(pd.Series(ids.to_raw(idx)) for idx, ids in zip(read.idx, read.maps,
                                                                     strict=True))
     frame = _read_parquet(open_raw, path)
-    for col in columns:
-        if col not in frame.columns:
-            present = ", ".join(repr(str(c)) for c in frame.columns)
-            raise DataError(f"missing column (columns present: {present})", source=path,
-                            field=col)
+    check_columns(frame.columns, columns, path, hint=False)
     if len(frame) == 0:
         raise DataError("no pairs", source=path)
+    user_column, item_column = _id_columns(frame, columns, path)
+    return user_column, item_column
+
+
+def _id_columns(frame: pd.DataFrame, columns: Sequence[str], source: str | Path
+                ) -> list[pd.Series]:
+    """``columns`` of ``frame`` through :func:`id_column`; a bad id names its 0-based row."""
     ids = []
     for col in columns:
         try:
             ids.append(id_column(frame[col]))
         except InvalidIdError as exc:
-            raise DataError(exc.problem, source=path, line=exc.position, field=col,
+            raise DataError(exc.problem, source=source, line=exc.position, field=col,
                             unit="row") from None
-    return ids[0], ids[1]
+    return ids
 
 
 def _check_path(path: str | PathLike[str], sep: str | None) -> tuple[Path, str | None]:
@@ -273,10 +262,7 @@ def _check_path(path: str | PathLike[str], sep: str | None) -> tuple[Path, str |
         sep = check_separator(sep)
     except ValueError as exc:
         raise ValueError(f"sep {exc}") from None
-    if not path.exists():
-        raise DataError("no such file", source=path)
-    if not path.is_file():
-        raise DataError("not a file", source=path)
+    check_file(path)
     return path, sep
 
 
@@ -292,8 +278,7 @@ def _open(path: Path) -> tuple[Callable[[], BinaryIO], str, int]:
     """A function that opens the (decompressed) bytes of ``path``, the name that decides
     their format, and their size."""
     if path.suffix.lower() in COMPRESSED_SUFFIXES:
-        payload, name = read_source(path)
-        data = payload.take()
+        data, name = read_source(path)
         return (lambda: io.BytesIO(data)), name, len(data)
 
     def open_file() -> BinaryIO:
@@ -340,11 +325,8 @@ def _read_parquet(open_raw: Callable[[], BinaryIO], path: Path) -> pd.DataFrame:
 
 def _guess_separator(name: str) -> str:
     suffix = Path(name).suffix.lower()
-    if suffix in (".tsv", ".data", ".base", ".test", ".tab"):
-        return "\t"
-    if suffix == ".dat":
-        return "::"
-    return ","
+    return "\t" if suffix in (".tsv", ".data", ".base", ".test", ".tab") else (
+        "::" if suffix == ".dat" else ",")
 
 
 def as_ratings(data: Ratings | pd.DataFrame) -> Ratings:

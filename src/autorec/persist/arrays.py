@@ -271,15 +271,20 @@ def _read_weights(path: Path, recorded: dict[str, Any]) -> bytes:
 
 
 class _Arrays:
-    """The decoded tensors, handed out with their shape, dtype and finiteness checked."""
+    """The decoded tensors, handed out with their shape, dtype and finiteness checked; with
+    ``prefix``, the arrays whose names start with it, by the rest of their name (what a
+    network's ``from_arrays`` reads: :class:`autorec.family.ArraySource`)."""
 
-    def __init__(self, tensors: dict[str, np.ndarray], source: Path) -> None:
+    def __init__(self, tensors: dict[str, np.ndarray], source: Path, prefix: str = "",
+                 used: set[str] | None = None) -> None:
         self._tensors = tensors
         self._source = source
-        self._used: set[str] = set()
+        self._prefix = prefix
+        self._used: set[str] = set() if used is None else used
 
     def get(self, name: str, shape: tuple[int, ...] | None = None,
             dtype: type | None = None) -> np.ndarray:
+        name = self._prefix + name
         if name not in self._tensors:
             raise ModelFileError(f"{self._source}: array {name!r} is missing")
         value = self._tensors[name]
@@ -299,25 +304,11 @@ class _Arrays:
         return sorted(set(self._tensors) - self._used)
 
     def invalid(self, name: str, problem: str) -> NoReturn:
-        raise ModelFileError(f"{self._source}: {name} {problem}")
+        raise ModelFileError(f"{self._source}: {self._prefix}{name} {problem}")
 
-    def under(self, prefix: str) -> _Prefixed:
-        """The arrays whose names start with ``prefix``, by the rest of their name (what a
-        network's ``from_arrays`` reads: :class:`autorec.family.ArraySource`)."""
-        return _Prefixed(self, prefix)
-
-
-class _Prefixed:
-    def __init__(self, arrays: _Arrays, prefix: str) -> None:
-        self._arrays = arrays
-        self._prefix = prefix
-
-    def get(self, name: str, shape: tuple[int, ...] | None = None,
-            dtype: type | None = None) -> np.ndarray:
-        return self._arrays.get(self._prefix + name, shape, dtype)
-
-    def invalid(self, name: str, problem: str) -> NoReturn:
-        self._arrays.invalid(self._prefix + name, problem)
+    def under(self, prefix: str) -> _Arrays:
+        """The arrays under ``prefix`` (sharing what has been used)."""
+        return _Arrays(self._tensors, self._source, self._prefix + prefix, self._used)
 
 
 def _import_ids(entry: dict[str, Any], arrays: _Arrays, n: int, name: str,

@@ -63,6 +63,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .._io import json_ready
+from ..exceptions import first_line
 from ..fitted import FittedModel, as_fitted
 from ..foldin import fold_in as fold_in_model
 from ..recommend import recommend as recommend_items
@@ -205,7 +206,7 @@ def _unprocessable() -> Iterator[None]:
     try:
         yield
     except ValueError as exc:
-        raise HTTPException(status_code=422, detail=_one_line(exc)) from exc
+        raise HTTPException(status_code=422, detail=first_line(exc)) from exc
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:
@@ -272,10 +273,9 @@ def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, 
 
     model = as_fitted(model)
     info = info or {}
-    networks = []
-    for weight, member in zip(model.blend[:-1], model.members, strict=True):
-        networks.append({**member.describe(), "best_epoch": member.best_epoch,
-                         "blend_weight": float(weight)})
+    networks = [{**member.describe(), "best_epoch": member.best_epoch,
+                 "blend_weight": float(weight)}
+                for weight, member in zip(model.blend[:-1], model.members, strict=True)]
     metadata = {
         "variant": model.variant,
         "n_users": len(model.users),
@@ -345,8 +345,3 @@ def _describe_error(error: dict[str, Any]) -> str:
         return "the body must be a JSON object"
     message = str(error.get("msg", "invalid"))
     return f"{path or 'body'}: {message}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
