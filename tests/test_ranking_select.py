@@ -217,3 +217,11 @@ def test_no_gate_when_a_single_component_is_best() -> None:
     parts, relevant = _two_components(20, 0)
     weights, value, _, gate = choose_weights_in_blocks([(parts, None, relevant, None)], 2, k=1)
     assert weights == (1.0, 0.0) and value == pytest.approx(1.0) and gate is None
+
+
+def test_by_default_the_best_blend_is_kept_and_its_noise_reported() -> None:
+    parts, relevant = _two_components(50, 1)
+    weights, value, _, gate = choose_weights_in_blocks([(parts, None, relevant, None)], 2, k=1)
+    assert sum(w > 0 for w in weights) == 2 and value == pytest.approx(1.0)
+    assert gate is not None and gate["kept"] and gate["standard_errors"] == 0.0
+    assert gate["gain"] == pytest.approx(gate["standard_error"])  # one user of 50: 1 SE
