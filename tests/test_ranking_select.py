@@ -225,3 +225,20 @@ def test_by_default_the_best_blend_is_kept_and_its_noise_reported() -> None:
     assert sum(w > 0 for w in weights) == 2 and value == pytest.approx(1.0)
     assert gate is not None and gate["kept"] and gate["standard_errors"] == 0.0
     assert gate["gain"] == pytest.approx(gate["standard_error"])  # one user of 50: 1 SE
+
+
+def test_ease_choices_use_their_own_validation_part_when_a_split_is_given() -> None:
+    """The rating network's (small) validation part chooses only the blend: EASE's input
+    weighting and lambda are chosen on a ``validation`` carve-out of the training ratings, as
+    without a split, and the blend's EASE is the one fitted on the split's fit part."""
+    train = _skewed(n_users=300, n_items=80, seed=5)
+    network_split = validation_split(train, 0.05, 11)
+    alone = fit_ranking(train, components=["ease"], validation=0.1, random_state=3)[1]
+    with_split = fit_ranking(train, components=["ease"], validation=0.1, random_state=3,
+                             split=network_split)[1]
+    assert with_split["ease_validation"] == alone["ease_validation"]
+    assert (with_split["ease"]["weighting"], with_split["ease"]["lam"]) == (
+        alone["ease"]["weighting"], alone["ease"]["lam"])
+    on_split = fit_ranking(train, components=["ease"], validation=0.1, random_state=4,
+                           split=network_split)[1]
+    assert on_split["ease_validation"] != alone["ease_validation"]  # the seed's carve-out
