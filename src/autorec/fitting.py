@@ -202,10 +202,12 @@ def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray
     """The ranking model (:mod:`autorec.ranking`) that ``model.params["ranking"]`` asks for,
     fitted on ``ratings`` (the training ratings over the model's indices).
 
-    Its choices (EASE's input weighting and lambda, Mult-DAE's epoch, the blend weights) are
-    made by NDCG@10 on the validation part ``held_out`` that the rating networks were selected
-    on, while ``model``'s networks are still those fitted on the rest: they score the
-    validation users for the blend, so no network is fitted for the ranking model. EASE is
+    Its choices are made by NDCG@10 on validation parts of the training ratings: EASE's input
+    weighting and lambda on a 10 % carve-out of their own (:mod:`autorec.ranking.select`);
+    Mult-DAE's epoch and the blend weights on the validation part ``held_out`` that the
+    rating networks were selected on, while ``model``'s networks are still those fitted on
+    the rest: they score the validation users for the blend, so no network is fitted for
+    the ranking model. EASE is
     then refitted on every training rating. Without a validation part (``validation=0``) the
     ranking model carves its own 10 % and leaves the rating networks out of the blend.
     Deterministic: every process of a data-parallel run fits the same one.
