@@ -14,9 +14,9 @@ traffic (BENCHMARKS.md, "Kernel choices").
 * :func:`decoder_backward` -- both gradients of :func:`sddmm` in one pass over ``W``'s
   touched rows;
 * :func:`weight_grad` -- ``X^T @ G`` for the touched rows;
-* :func:`adam_rows` -- Adam on the touched rows, in place, with an L2 term per row;
-* :func:`score_pairs` -- :func:`sddmm` for any (code row, output) pairs: scoring a
-  validation or test set, each decoder row read once for all its pairs.
+* :func:`adam_rows` -- Adam on the touched rows, in place, with an L2 term per row.
+
+:func:`sddmm` also scores any (code row, output) pairs (`autorec.member.Member.reconstruct`).
 
 Each function takes and returns torch CPU tensors (shared memory with NumPy, no copies). They
 compute the same sums as the torch path in another order, so results agree to float32
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["adam_rows", "available", "decoder_backward", "score_pairs", "sddmm", "spmm",
+__all__ = ["adam_rows", "available", "decoder_backward", "sddmm", "spmm",
            "torch_threads_handed_over", "weight_grad"]
 
 
@@ -323,21 +323,6 @@ def sddmm(plan: Plan, codes: Tensor, weight: Tensor, nnz: int) -> Tensor:
     plan.kernels.sddmm_t(plan.t_crow, plan.t_col, plan.t_perm, plan.touched, _np(codes),
                          _np(weight), plan.bounds, out)
     return torch.from_numpy(out)
-
-
-def score_pairs(codes: Tensor, weight: Tensor, rows: np.ndarray, outputs: np.ndarray
-                ) -> np.ndarray:
-    """``codes[rows[k]] . weight[outputs[k]]`` for every pair ``k`` (float32): the pairs are
-    grouped by output (a stable sort), so that each of ``weight``'s rows is read once."""
-    order = np.argsort(outputs, kind="stable")
-    touched, counts = np.unique(outputs[order], return_counts=True)
-    t_crow = np.zeros(len(touched) + 1, dtype=np.int64)
-    np.cumsum(counts, out=t_crow[1:])
-    plan = Plan(torch.from_numpy(t_crow),
-                torch.from_numpy(np.ascontiguousarray(rows[order], dtype=np.int64)),
-                torch.from_numpy(order.astype(np.int64, copy=False)),
-                torch.from_numpy(touched.astype(np.int64, copy=False)))
-    return sddmm(plan, codes.contiguous(), weight.detach().contiguous(), len(rows)).numpy()
 
 
 @_locked

@@ -261,9 +261,9 @@ class Member:
         codes = self._codes_of(unique_rows)
         if (self.device.type == "cpu" and len(rows) >= _KERNEL_PAIRS and _kernels.available()
                 and codes.dtype == torch.float32):
-            # grouped by output, each decoder row read once (autorec._kernels.score_pairs)
+            # grouped by output, each decoder row read once (_score_pairs)
             net = self.net
-            values = _kernels.score_pairs(codes, net.decoder_weight, position,
+            values = _score_pairs(codes, net.decoder_weight, position,
                                           np.asarray(outputs, dtype=np.int64))
             if net.decoder_bias is not None:
                 values += net.decoder_bias.detach().numpy()[outputs]
@@ -278,3 +278,20 @@ class Member:
                                                outputs_t[start:stop])
                 result[start:stop] = values.double().cpu().numpy()
         return result * self.scale
+
+
+def _score_pairs(codes: torch.Tensor, weight: torch.Tensor, rows: np.ndarray,
+                 outputs: np.ndarray) -> np.ndarray:
+    """``codes[rows[k]] . weight[outputs[k]]`` for every pair ``k`` (float32), by the compiled
+    SDDMM kernel: the pairs are grouped by output (a stable sort), so that each of
+    ``weight``'s rows is read once for all its pairs."""
+    order = np.argsort(outputs, kind="stable")
+    touched, counts = np.unique(outputs[order], return_counts=True)
+    t_crow = np.zeros(len(touched) + 1, dtype=np.int64)
+    np.cumsum(counts, out=t_crow[1:])
+    plan = _kernels.Plan(torch.from_numpy(t_crow),
+                         torch.from_numpy(np.ascontiguousarray(rows[order], dtype=np.int64)),
+                         torch.from_numpy(order.astype(np.int64, copy=False)),
+                         torch.from_numpy(touched.astype(np.int64, copy=False)))
+    return _kernels.sddmm(plan, codes.contiguous(), weight.detach().contiguous(),
+                          len(rows)).numpy()
