@@ -236,11 +236,11 @@ class Member:
         the same (weights change only in an epoch, or when fit puts the best ones back, after
         which the cache is dropped)."""
         assert self.net is not None and self.matrix is not None
-        key = (self.matrix, self.net.encoder_weight, self.net.encoder_bias,
-               None if self._trainer is None else self._trainer.epoch)
+        objects = (self.matrix, self.net.encoder_weight, self.net.encoder_bias)
+        key = (objects, None if self._trainer is None else self._trainer.epoch)
         cached = self._codes
-        if cached is not None and all(a is b if not isinstance(a, int) else a == b
-                                      for a, b in zip(cached[0], key, strict=True)):
+        if (cached is not None and cached[0][1] == key[1]
+                and all(a is b for a, b in zip(cached[0][0], objects, strict=True))):
             return cached[1][torch.from_numpy(unique_rows).to(cached[1].device)]
         n_rows = self.matrix.shape[0]
         if 2 * len(unique_rows) < n_rows or n_rows * self.spec.hidden * 4 > _CODES_CACHE_BYTES:
@@ -264,7 +264,7 @@ class Member:
             # grouped by output, each decoder row read once (_score_pairs)
             net = self.net
             values = _score_pairs(codes, net.decoder_weight, position,
-                                          np.asarray(outputs, dtype=np.int64))
+                                  np.asarray(outputs, dtype=np.int64))
             if net.decoder_bias is not None:
                 values += net.decoder_bias.detach().numpy()[outputs]
             return values.astype(np.float64) * self.scale
