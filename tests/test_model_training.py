@@ -298,8 +298,8 @@ def test_split_step_is_the_same_update_with_one_gradient_buffer(low_rank, monkey
                                                                  compiled: bool) -> None:
     """On one process the decoder is stepped before the encoder's gradient is computed, so
     the two weights never hold gradients (or row buffers) at the same time (issue 15: the
-    Netflix-shape peak memory); the weights come out bit for bit as with one step after the
-    whole backward pass."""
+    Netflix-shape peak memory; lazy and compiled, neither holds one); the weights come out
+    bit for bit as with one step after the whole backward pass."""
     from autorec import _kernels, optim, sparse
 
     if compiled and not _kernels.available():
@@ -331,16 +331,66 @@ def test_split_step_is_the_same_update_with_one_gradient_buffer(low_rank, monkey
         for _ in range(2):
             trainer.train_epoch()
         runs.append([p.detach().clone() for p in net.parameters()])
+        # lazy and compiled, the weights' rows are stepped in the backward pass (no gradient)
+        stepped = optimizer == "lazy_adam" and compiled
         if split:
-            assert seen and [names for names, _ in seen] == [
-                ["decoder_weight"], ["encoder_bias", "encoder_weight"]] * (len(seen) // 2)
+            assert seen and [names for names, _ in seen] == (
+                [[], ["encoder_bias"]] if stepped
+                else [["decoder_weight"], ["encoder_bias", "encoder_weight"]]) * (len(seen) // 2)
         else:
             assert all(names == ["decoder_weight", "encoder_bias", "encoder_weight"]
                        for names, _ in seen)
-        if optimizer == "lazy_adam" and compiled:  # the touched rows' reusable buffers
-            assert max(n for _, n in seen) == (1 if split else 2)
+        if stepped:  # the touched rows' reusable buffers: none when stepped in blocks
+            assert max(n for _, n in seen) == (0 if split else 2)
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not __import__("autorec._kernels")._kernels.available(),
+                    reason="numba not installed")
+def test_rows_stepped_in_blocks_during_the_backward_pass_give_the_same_update(
+        low_rank, monkeypatch) -> None:
+    """Under lazy Adam with the compiled kernels each weight's rows are stepped a block at a
+    time as their gradient is computed (issue 15: no touched-rows gradient buffer): blocks of
+    3 rows (many per batch, each with its share of the L2 decay) give the weights of one step
+    after the whole gradient, to float32 rounding (the codes' gradient is summed per block),
+    and one block gives them bit for bit."""
+    from autorec import _kernels, optim, sparse
+
+    monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", 0)
+    monkeypatch.setattr(optim, "COMPILED_MIN_VALUES", 0)
+    matrix = low_rank.to_csr("item")
+    blocks: list[int] = []
+    stepped = _kernels.weight_grad_stepped
+
+    def counting(plan, values, dense, step, block_rows):
+        blocks.append(-(-len(plan.touched) // block_rows))
+        return stepped(plan, values, dense, step, block_rows)
+
+    monkeypatch.setattr(_kernels, "weight_grad_stepped", counting)
+
+    def trained(split: bool, block_rows: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(sparse, "STEP_BLOCK_ROWS", block_rows)
+        net = AutoRecNet(matrix.shape[1], hidden=8, sparse_grad=True,
+                         generator=torch.Generator().manual_seed(1))
+        trainer = Trainer(net, matrix, targets=matrix.data - 3.0, optimizer="lazy_adam",
+                          lr=0.01, l2=1.0, batch_size=7, input_dropout=0.25, device=CPU,
+                          seed=3)
+        trainer.split_step = split
+        for _ in range(2):
+            trainer.train_epoch()
+        return [p.detach().clone() for p in net.parameters()]
+
+    whole = trained(False, 10**9)
+    assert not blocks  # no row stepping without the split step
+    one_block = trained(True, 10**9)
+    assert blocks and set(blocks) == {1}
+    blocks.clear()
+    in_blocks = trained(True, 3)
+    assert min(blocks) > 1
+    for a, b, c in zip(whole, one_block, in_blocks, strict=True):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(not __import__("autorec._kernels")._kernels.available(),

@@ -139,6 +139,43 @@ class LazyAdam(torch.optim.Optimizer):
         :meth:`step` only: an L2 penalty's gradient, folded into the update."""
         self._row_decay[param] = decay
 
+    def _state(self, param: torch.nn.Parameter) -> dict[str, Any]:
+        state = self.state[param]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+            state["exp_avg"] = torch.zeros_like(param)
+            state["exp_avg_sq"] = torch.zeros_like(param)
+        return state
+
+    def row_stepper(self, param: torch.nn.Parameter) -> _kernels.BlockStep:
+        """This step's update of ``param`` (a CPU float32 weight; compiled kernels), taken a
+        block of rows at a time while its gradient is computed
+        (:func:`autorec.sparse.rows_stepped_in_backward`).
+
+        The function returned is called as ``f(start, rows, grad)`` with a block of the rows
+        that ``param``'s sparse gradient would hold (in that order, which the decay of
+        :meth:`set_row_decay` follows), their gradient rows, and the block's first position
+        among those rows. At its first call the step counter advances and the row decay is
+        taken; each call is the same arithmetic as :meth:`step` on those rows. A parameter
+        stepped this way has no gradient, so :meth:`step` leaves it alone.
+        """
+        group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
+        beta1, beta2 = group["betas"]
+        taken: dict[str, Any] = {}
+
+        def step_block(start: int, rows: torch.Tensor, grad: torch.Tensor) -> None:
+            if not taken:
+                taken["state"] = state = self._state(param)
+                state["step"] += 1
+                taken["decay"] = self._row_decay.pop(param, None)
+            state, decay = taken["state"], taken["decay"]
+            _kernels.adam_rows(param.detach(), state["exp_avg"], state["exp_avg_sq"], rows,
+                               grad, None if decay is None else decay[start:start + len(rows)],
+                               lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                               step=int(state["step"]))
+
+        return step_block
+
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         """One update of every parameter that has a gradient."""
@@ -148,11 +185,7 @@ class LazyAdam(torch.optim.Optimizer):
                 grad = param.grad
                 if grad is None:
                     continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
+                state = self._state(param)
                 # the functional update counts the step itself, on a copy of ours
                 step = state["step"].clone()
                 state["step"] += 1
@@ -162,7 +195,8 @@ class LazyAdam(torch.optim.Optimizer):
                     rows = grad._indices()[0]
                     values = grad._values()
                     decay = self._row_decay.pop(param, None)
-                    if (values.numel() >= COMPILED_MIN_VALUES and param.device.type == "cpu"
+                    if (values.numel() >= COMPILED_MIN_VALUES and param.dim() == 2
+                            and param.device.type == "cpu"
                             and param.dtype == torch.float32 and _kernels.available()):
                         _kernels.adam_rows(param, state["exp_avg"], state["exp_avg_sq"], rows,
                                            values, decay, lr=group["lr"], beta1=beta1,

@@ -14,7 +14,10 @@ of the touched inputs only (``k x hidden``). What happens to them depends on ``s
   steps by ``zero_grad(set_to_none=False)``), which is what autograd's accumulation would do,
   without allocating an ``n_in x hidden`` tensor per step (BENCHMARKS.md);
 * ``True``: they become a row-sparse COO gradient (set as the leaf's ``.grad``, like the dense
-  case), for an optimizer that updates only the touched rows (:class:`autorec.optim.LazyAdam`).
+  case), for an optimizer that updates only the touched rows (:class:`autorec.optim.LazyAdam`);
+  or, inside :func:`rows_stepped_in_backward` and in the compiled kernels, they are handed a
+  block of rows at a time to the weight's step (:meth:`autorec.optim.LazyAdam.row_stepper`)
+  and the weight gets no gradient: the touched rows' gradient is never held whole.
 
 Measured on CPU (see BENCHMARKS.md): ``torch.sparse.sampled_addmm`` with the decoder weight
 passed as a transposed *view* reads contiguous weight rows and beats both the dense decoder
@@ -30,7 +33,9 @@ there and need no compilation.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -40,8 +45,8 @@ from torch import Tensor
 from . import _kernels
 from .batch import SparseBatch, csr_tensor, slice_rows
 
-__all__ = ["SparseBatch", "release_row_buffers", "sampled_decode", "share_row_buffer",
-           "slice_rows", "sparse_linear"]
+__all__ = ["SparseBatch", "release_row_buffers", "rows_stepped_in_backward", "sampled_decode",
+           "share_row_buffer", "slice_rows", "sparse_linear"]
 
 
 def _row_grad(weight: Tensor, batch: SparseBatch, rows_grad: Tensor, sparse_grad: bool
@@ -167,6 +172,40 @@ def release_row_buffers(weights: Any) -> None:
         _ROW_BUFFERS.pop(id(weight), None)
 
 
+#: Touched rows per block when a weight's rows are stepped during the backward pass
+#: (:func:`rows_stepped_in_backward`): 16,384 x 500 float32 is a 33 MB gradient block.
+STEP_BLOCK_ROWS = 16_384
+
+#: The weights whose rows are stepped during the backward pass now, by ``id``, with their
+#: steps (:func:`rows_stepped_in_backward`).
+_ROW_STEPPERS: dict[int, _kernels.BlockStep] = {}
+
+
+@contextlib.contextmanager
+def rows_stepped_in_backward(steppers: Iterable[tuple[Tensor, _kernels.BlockStep]]
+                             ) -> Iterator[None]:
+    """Inside this block a backward pass that computes a listed weight's row-sparse gradient
+    in the compiled kernels hands it, a block of :data:`STEP_BLOCK_ROWS` touched rows at a
+    time, to the weight's ``step(start, rows, grad)`` (:meth:`autorec.optim.LazyAdam.row_stepper`),
+    and the weight gets no ``.grad``: the rows are updated as the gradient is computed. A
+    batch that the torch kernels take (too small, or no Numba) gives the weight its usual
+    sparse gradient, which the optimizer's ``step`` takes. The step must leave alone
+    whatever the rest of the backward pass reads: the decoder's rows are read for the codes'
+    gradient before their block is stepped, and the encoder's weights are never read."""
+    steppers = list(steppers)
+    for weight, step in steppers:
+        _ROW_STEPPERS[id(weight)] = step
+    try:
+        yield
+    finally:
+        for weight, _ in steppers:
+            _ROW_STEPPERS.pop(id(weight), None)
+
+
+def _row_stepper(weight: Tensor, sparse_grad: bool) -> _kernels.BlockStep | None:
+    return _ROW_STEPPERS.get(id(weight)) if sparse_grad else None
+
+
 def _compiled_grad(weight: Tensor, batch: SparseBatch, plan: _kernels.Plan,
                    compute: Any, sparse_grad: bool) -> tuple[Tensor | None, Any]:
     """Run ``compute(into, rows)`` (a compiled gradient kernel, see :mod:`autorec._kernels`)
@@ -203,7 +242,11 @@ class _SparseLinear(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         batch: SparseBatch = ctx.batch
         grad_weight = grad_bias = None
-        if ctx.needs_input_grad[1] and ctx.plan is not None:
+        step = _row_stepper(ctx.weight, ctx.sparse_grad)
+        if ctx.needs_input_grad[1] and ctx.plan is not None and step is not None:
+            _kernels.weight_grad_stepped(ctx.plan, batch.values, grad_out.contiguous(), step,
+                                         STEP_BLOCK_ROWS)
+        elif ctx.needs_input_grad[1] and ctx.plan is not None:
             plan, dense = ctx.plan, grad_out.contiguous()
             grad_weight, _ = _compiled_grad(
                 ctx.weight, batch, plan,
@@ -243,7 +286,15 @@ class _SampledDecode(torch.autograd.Function):
         hidden, weight = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         grad_hidden = grad_weight = grad_bias = None
-        if ctx.plan is not None and ctx.needs_input_grad[2]:
+        step = _row_stepper(weight, ctx.sparse_grad)
+        if ctx.plan is not None and ctx.needs_input_grad[2] and step is not None:
+            # the same pass, each block of decoder rows stepped once its gradient is known
+            grad_hidden = _kernels.decoder_backward_stepped(
+                ctx.plan, grad_out, hidden.detach().contiguous(), weight.detach(), step,
+                STEP_BLOCK_ROWS)
+            if not ctx.needs_input_grad[1]:
+                grad_hidden = None
+        elif ctx.plan is not None and ctx.needs_input_grad[2]:
             # one pass over the touched decoder rows gives both gradients
             plan, codes = ctx.plan, hidden.detach().contiguous()
             grad_weight, grad_hidden = _compiled_grad(
