@@ -27,9 +27,9 @@ import contextlib
 import logging
 import math
 import time
-from typing import Any
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
