@@ -14,10 +14,10 @@ traffic (BENCHMARKS.md, "Kernel choices").
 * :func:`decoder_backward` -- both gradients of :func:`sddmm` in one pass over ``W``'s
   touched rows;
 * :func:`weight_grad` -- ``X^T @ G`` for the touched rows;
-* :func:`adam_rows` -- Adam on the touched rows, in place, with an L2 term per row;
-* :func:`weight_grad_stepped`, :func:`decoder_backward_stepped` -- the two gradient kernels
-  a block of touched rows at a time, each block stepped as soon as it is computed (the
-  touched rows' whole gradient is never held).
+* :func:`adam_rows` -- Adam on the touched rows, in place, with an L2 term per row.
+
+Both gradient kernels can also hand the touched rows' gradient a block at a time to a step
+that updates those rows (``step=``), so that it is never held whole.
 
 :func:`sddmm` also scores any (code row, output) pairs (`autorec.member.Member.reconstruct`).
 
@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BlockStep", "adam_rows", "available", "decoder_backward", "decoder_backward_stepped",
-           "sddmm", "spmm", "torch_threads_handed_over", "weight_grad", "weight_grad_stepped"]
+__all__ = ["BlockStep", "adam_rows", "available", "decoder_backward", "sddmm", "spmm",
+           "torch_threads_handed_over", "weight_grad"]
 
 
 @functools.cache
@@ -55,157 +55,14 @@ def _numba() -> Any:
         import numba
     except ImportError:  # pragma: no cover - numba is a dependency; a broken install falls back
         return None
-    return _compile(numba)
+    from ._kernel_source import compile_kernels
+
+    return compile_kernels(numba)
 
 
 def available() -> bool:
     """Whether the compiled kernels can run (Numba importable, not turned off)."""
     return _numba() is not None
-
-
-def _compile(numba: Any) -> Any:
-    # Numba's own thread pool, not OpenMP: Numba's OpenMP layer loads the system's libgomp
-    # (it names the file libgomp.so.1.0.0), a second runtime beside torch's, whose spinning
-    # workers halved the speed of both on 2 cores (BENCHMARKS.md). torch's own workers are
-    # kept from spinning by torch_threads_handed_over. The pool takes one parallel call at a
-    # time, which _LOCK ensures. Only before Numba's first parallel call.
-    if os.environ.get("NUMBA_THREADING_LAYER") is None:
-        numba.config.THREADING_LAYER = "workqueue"
-    njit = numba.njit
-    prange = numba.prange
-    options = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
-
-    # Each loop over a column's ratings takes them two at a time: the touched weight row (or
-    # gradient row) is then loaded and stored once per pair instead of once per rating (about
-    # 10-20 % faster at ML-1M shape). Arrays are indexed in 2-D rather than through row
-    # views, which cost Numba a reference count per rating.
-
-    @njit(**options)
-    def spmm_t(t_crow, t_col, vals_t, touched, weight, bounds, parts):  # pragma: no cover
-        hidden = weight.shape[1]
-        for t in prange(len(bounds) - 1):
-            parts[t] = 0.0
-            for j in range(bounds[t], bounds[t + 1]):
-                u = touched[j]
-                p, end = t_crow[j], t_crow[j + 1]
-                while p + 1 < end:
-                    i0, i1 = t_col[p], t_col[p + 1]
-                    v0, v1 = vals_t[p], vals_t[p + 1]
-                    for h in range(hidden):
-                        w = weight[u, h]
-                        parts[t, i0, h] += v0 * w
-                        parts[t, i1, h] += v1 * w
-                    p += 2
-                if p < end:
-                    i0, v0 = t_col[p], vals_t[p]
-                    for h in range(hidden):
-                        parts[t, i0, h] += v0 * weight[u, h]
-
-    @njit(**options)
-    def sddmm_t(t_crow, t_col, t_perm, touched, codes, weight, bounds, out):  # pragma: no cover
-        hidden = weight.shape[1]
-        for t in prange(len(bounds) - 1):
-            for j in range(bounds[t], bounds[t + 1]):
-                u = touched[j]
-                p, end = t_crow[j], t_crow[j + 1]
-                while p + 1 < end:
-                    i0, i1 = t_col[p], t_col[p + 1]
-                    s0 = np.float32(0.0)
-                    s1 = np.float32(0.0)
-                    for h in range(hidden):
-                        w = weight[u, h]
-                        s0 += codes[i0, h] * w
-                        s1 += codes[i1, h] * w
-                    out[t_perm[p]] = s0
-                    out[t_perm[p + 1]] = s1
-                    p += 2
-                if p < end:
-                    i0 = t_col[p]
-                    s0 = np.float32(0.0)
-                    for h in range(hidden):
-                        s0 += codes[i0, h] * weight[u, h]
-                    out[t_perm[p]] = s0
-
-    @njit(**options)
-    def grad_rows_t(t_crow, t_col, vals_t, dense, bounds, out, out_rows,
-                    accumulate):  # pragma: no cover
-        hidden = dense.shape[1]
-        for t in prange(len(bounds) - 1):
-            for j in range(bounds[t], bounds[t + 1]):
-                o = out_rows[j]
-                if not accumulate:
-                    out[o] = 0.0
-                p, end = t_crow[j], t_crow[j + 1]
-                while p + 1 < end:
-                    i0, i1 = t_col[p], t_col[p + 1]
-                    v0, v1 = vals_t[p], vals_t[p + 1]
-                    for h in range(hidden):
-                        out[o, h] += v0 * dense[i0, h] + v1 * dense[i1, h]
-                    p += 2
-                if p < end:
-                    i0, v0 = t_col[p], vals_t[p]
-                    for h in range(hidden):
-                        out[o, h] += v0 * dense[i0, h]
-
-    @njit(**options)
-    def dec_backward_t(t_crow, t_col, grad_t, touched, codes, weight, bounds, out, out_rows,
-                       accumulate, parts):  # pragma: no cover
-        hidden = weight.shape[1]
-        for t in prange(len(bounds) - 1):
-            parts[t] = 0.0
-            for j in range(bounds[t], bounds[t + 1]):
-                u = touched[j]
-                o = out_rows[j]
-                if not accumulate:
-                    out[o] = 0.0
-                p, end = t_crow[j], t_crow[j + 1]
-                while p + 1 < end:
-                    i0, i1 = t_col[p], t_col[p + 1]
-                    g0, g1 = grad_t[p], grad_t[p + 1]
-                    for h in range(hidden):
-                        w = weight[u, h]
-                        out[o, h] += g0 * codes[i0, h] + g1 * codes[i1, h]
-                        parts[t, i0, h] += g0 * w
-                        parts[t, i1, h] += g1 * w
-                    p += 2
-                if p < end:
-                    i0, g0 = t_col[p], grad_t[p]
-                    for h in range(hidden):
-                        out[o, h] += g0 * codes[i0, h]
-                        parts[t, i0, h] += g0 * weight[u, h]
-
-    @njit(**options)
-    def adam_t(weight, exp_avg, exp_avg_sq, rows, grad, decay, beta1, beta2, step_size,
-               correction2_sqrt, eps, bounds):  # pragma: no cover
-        hidden = weight.shape[1]
-        one = np.float32(1.0)
-        for t in prange(len(bounds) - 1):
-            for j in range(bounds[t], bounds[t + 1]):
-                u = rows[j]
-                d = decay[j]
-                w = weight[u]
-                m = exp_avg[u]
-                v = exp_avg_sq[u]
-                g = grad[j]
-                for h in range(hidden):
-                    gh = g[h] + d * w[h]
-                    mh = beta1 * m[h] + (one - beta1) * gh
-                    vh = beta2 * v[h] + (one - beta2) * gh * gh
-                    m[h] = mh
-                    v[h] = vh
-                    w[h] -= step_size * mh / (np.sqrt(vh) / correction2_sqrt + eps)
-
-    class Kernels:
-        pass
-
-    kernels = Kernels()
-    kernels.numba = numba
-    kernels.spmm_t = spmm_t
-    kernels.sddmm_t = sddmm_t
-    kernels.grad_rows_t = grad_rows_t
-    kernels.dec_backward_t = dec_backward_t
-    kernels.adam_t = adam_t
-    return kernels
 
 
 #: Threads the kernels use while :func:`torch_threads_handed_over` is active (torch's count
@@ -328,119 +185,82 @@ def sddmm(plan: Plan, codes: Tensor, weight: Tensor, nnz: int) -> Tensor:
     return torch.from_numpy(out)
 
 
-def _rows_out(plan: Plan, hidden: int, rows: np.ndarray | None) -> np.ndarray:
-    shape = (len(plan.touched), hidden)
-    if rows is None:
-        return np.empty(shape, dtype=np.float32)
-    assert rows.shape == shape and rows.dtype == np.float32 and rows.flags.c_contiguous
-    return rows
+#: Called with each block of a weight's touched rows and their gradient rows as soon as they
+#: are computed: ``step(start, rows, grad)``, ``start`` the block's first position among the
+#: touched rows (:func:`weight_grad`).
+BlockStep = Callable[[int, Tensor, Tensor], None]
+
+
+def _targets(plan: Plan, hidden: int, into: Tensor | None, rows: np.ndarray | None,
+             step: BlockStep | None, block_rows: int) -> Iterator[tuple[Any, ...]]:
+    """Where a gradient kernel writes the touched rows' gradient, a block ``[a, b)`` of
+    touched columns at a time: ``(a, b, bounds, out, out_rows, accumulate)``. One block
+    (:attr:`Plan.bounds`) unless ``step`` is given: into a dense ``.grad`` (``into``), or a
+    ``touched x hidden`` array (``rows`` when given); with ``step``, blocks of
+    ``block_rows`` in one reused buffer."""
+    n = len(plan.touched)
+    if into is not None:
+        yield 0, n, plan.bounds, _np(into), plan.touched, True
+    elif step is None or n <= block_rows:
+        if rows is None:
+            rows = np.empty((n, hidden), dtype=np.float32)
+        assert rows.shape == (n, hidden) and rows.dtype == np.float32 and rows.flags.c_contiguous
+        yield 0, n, plan.bounds, rows, plan.compact, False
+    else:
+        buffer = np.empty((block_rows, hidden), dtype=np.float32)
+        for a in range(0, n, block_rows):
+            b = min(a + block_rows, n)
+            bounds = _bounds(plan.t_crow[a:b + 1] - plan.t_crow[a], len(plan.bounds) - 1)
+            yield a, b, bounds, buffer[:b - a], plan.compact, False
 
 
 @_locked
 def weight_grad(plan: Plan, values: Tensor, dense: Tensor, into: Tensor | None = None,
-                rows: np.ndarray | None = None) -> Tensor:
+                rows: np.ndarray | None = None, step: BlockStep | None = None,
+                block_rows: int = 0) -> Tensor | None:
     """``X^T @ dense`` at the touched rows: a ``touched x hidden`` tensor (written into
     ``rows`` when given), or, with ``into`` (the weight's dense ``.grad``), added into its
-    touched rows (``into`` is returned)."""
+    touched rows (``into`` is returned). With ``step``, computed ``block_rows`` touched rows
+    at a time, each block handed to ``step`` (which updates those weight rows) and then
+    overwritten, and ``None`` returned: the touched rows' gradient never exists whole (0.7 GB
+    at Netflix shape; a block of 16,384 rows is 33 MB)."""
     vals_t = np.ascontiguousarray(_np(values)[plan.t_perm])
     dense_np = _np(dense)
-    if into is None:
-        out = _rows_out(plan, dense_np.shape[1], rows)
-        plan.kernels.grad_rows_t(plan.t_crow, plan.t_col, vals_t, dense_np, plan.bounds, out,
-                                 plan.compact, False)
-        return torch.from_numpy(out)
-    plan.kernels.grad_rows_t(plan.t_crow, plan.t_col, vals_t, dense_np, plan.bounds, _np(into),
-                             plan.touched, True)
-    return into
-
-
-#: Called with each block of a weight's touched rows and their gradient rows as soon as they
-#: are computed: ``step(start, rows, grad)``, ``start`` the block's first position among the
-#: touched rows (see :func:`weight_grad_stepped`).
-BlockStep = Callable[[int, Tensor, Tensor], None]
-
-
-def _blocks(plan: Plan, block_rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """The touched columns ``[a, b)`` a block at a time, with each block's split between
-    threads (positions within the block); one block gives :attr:`Plan.bounds` itself."""
-    n = len(plan.touched)
-    if n <= block_rows:
-        yield 0, n, plan.bounds
-        return
-    for a in range(0, n, block_rows):
-        b = min(a + block_rows, n)
-        yield a, b, _bounds(plan.t_crow[a:b + 1] - plan.t_crow[a], len(plan.bounds) - 1)
-
-
-@_locked
-def weight_grad_stepped(plan: Plan, values: Tensor, dense: Tensor, step: BlockStep,
-                        block_rows: int) -> None:
-    """:func:`weight_grad` a block of ``block_rows`` touched rows at a time, each block
-    handed to ``step`` (which updates those weight rows) and then overwritten: the touched
-    rows' gradient never exists whole (0.7 GB at Netflix shape; one block of 16,384 rows
-    is 33 MB)."""
-    vals_t = np.ascontiguousarray(_np(values)[plan.t_perm])
-    dense_np = _np(dense)
-    buffer = np.empty((min(block_rows, len(plan.touched)), dense_np.shape[1]),
-                      dtype=np.float32)
-    for a, b, bounds in _blocks(plan, block_rows):
-        out = buffer[:b - a]
+    for a, b, bounds, out, out_rows, accumulate in _targets(plan, dense_np.shape[1], into,
+                                                            rows, step, block_rows):
         plan.kernels.grad_rows_t(plan.t_crow[a:b + 1], plan.t_col, vals_t, dense_np, bounds,
-                                 out, plan.compact, False)
-        step(a, torch.from_numpy(plan.touched[a:b]), torch.from_numpy(out))
-
-
-@_locked
-def decoder_backward_stepped(plan: Plan, grad_out: Tensor, codes: Tensor, weight: Tensor,
-                             step: BlockStep, block_rows: int) -> Tensor:
-    """:func:`decoder_backward` a block of ``block_rows`` touched rows at a time, each
-    block's weight gradient handed to ``step`` (as :func:`weight_grad_stepped`); returns the
-    codes' gradient. A block's rows are read for the codes' gradient before ``step`` updates
-    them, and no other block reads them, so every row enters it with its weights from
-    before the step."""
-    grad_t = np.ascontiguousarray(_np(grad_out)[plan.t_perm])
-    codes_np = _np(codes)
-    weight_np = _np(weight)
-    parts = plan.parts(codes_np.shape[0], codes_np.shape[1])
-    buffer = np.empty((min(block_rows, len(plan.touched)), codes_np.shape[1]),
-                      dtype=np.float32)
-    total: np.ndarray | None = None
-    for a, b, bounds in _blocks(plan, block_rows):
-        out = buffer[:b - a]
-        plan.kernels.dec_backward_t(plan.t_crow[a:b + 1], plan.t_col, grad_t,
-                                    plan.touched[a:b], codes_np, weight_np, bounds, out,
-                                    plan.compact, False, parts)
-        used = parts[:len(bounds) - 1]  # a block of one column runs on one thread
-        block = used.sum(axis=0) if len(used) > 1 else used[0].copy()
-        if total is None:
-            total = block
-        else:
-            total += block
-        step(a, torch.from_numpy(plan.touched[a:b]), torch.from_numpy(out))
-    assert total is not None
-    return torch.from_numpy(total)
+                                 out, out_rows, accumulate)
+        if step is not None:
+            step(a, torch.from_numpy(plan.touched[a:b]), torch.from_numpy(out))
+    return into if into is not None or step is not None else torch.from_numpy(out)
 
 
 @_locked
 def decoder_backward(plan: Plan, grad_out: Tensor, codes: Tensor, weight: Tensor,
-                     into: Tensor | None = None, rows: np.ndarray | None = None
-                     ) -> tuple[Tensor, Tensor]:
+                     into: Tensor | None = None, rows: np.ndarray | None = None,
+                     step: BlockStep | None = None, block_rows: int = 0
+                     ) -> tuple[Tensor | None, Tensor]:
     """Gradients of :func:`sddmm` for ``grad_out`` (CSR order): the weight's (as
-    :func:`weight_grad` gives it) and the codes' (``n_rows x hidden``)."""
+    :func:`weight_grad` gives it, ``step`` included) and the codes' (``n_rows x hidden``).
+    With ``step``, a block's weight rows are read for the codes' gradient before ``step``
+    updates them, and no other block reads them."""
     grad_t = np.ascontiguousarray(_np(grad_out)[plan.t_perm])
-    codes_np = _np(codes)
+    codes_np, weight_np = _np(codes), _np(weight)
     parts = plan.parts(codes_np.shape[0], codes_np.shape[1])
-    if into is None:
-        out = _rows_out(plan, codes_np.shape[1], rows)
-        plan.kernels.dec_backward_t(plan.t_crow, plan.t_col, grad_t, plan.touched, codes_np,
-                                    _np(weight), plan.bounds, out, plan.compact, False, parts)
-        rows = torch.from_numpy(out)
-    else:
-        plan.kernels.dec_backward_t(plan.t_crow, plan.t_col, grad_t, plan.touched, codes_np,
-                                    _np(weight), plan.bounds, _np(into), plan.touched, True,
-                                    parts)
-        rows = into
-    return rows, torch.from_numpy(parts.sum(axis=0) if len(parts) > 1 else parts[0])
+    total: np.ndarray | None = None
+    for a, b, bounds, out, out_rows, accumulate in _targets(plan, codes_np.shape[1], into,
+                                                            rows, step, block_rows):
+        plan.kernels.dec_backward_t(plan.t_crow[a:b + 1], plan.t_col, grad_t,
+                                    plan.touched[a:b], codes_np, weight_np, bounds, out,
+                                    out_rows, accumulate, parts)
+        used = parts[:len(bounds) - 1]  # a block of one column runs on one thread
+        block = used.sum(axis=0) if len(used) > 1 else used[0].copy()
+        total = block if total is None else np.add(total, block, out=total)
+        if step is not None:
+            step(a, torch.from_numpy(plan.touched[a:b]), torch.from_numpy(out))
+    assert total is not None
+    weight_rows = into if into is not None or step is not None else torch.from_numpy(out)
+    return weight_rows, torch.from_numpy(total)
 
 
 @_locked

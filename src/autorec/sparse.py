@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -182,24 +182,24 @@ _ROW_STEPPERS: dict[int, _kernels.BlockStep] = {}
 
 
 @contextlib.contextmanager
-def rows_stepped_in_backward(steppers: Iterable[tuple[Tensor, _kernels.BlockStep]]
-                             ) -> Iterator[None]:
-    """Inside this block a backward pass that computes a listed weight's row-sparse gradient
-    in the compiled kernels hands it, a block of :data:`STEP_BLOCK_ROWS` touched rows at a
-    time, to the weight's ``step(start, rows, grad)`` (:meth:`autorec.optim.LazyAdam.row_stepper`),
-    and the weight gets no ``.grad``: the rows are updated as the gradient is computed. A
-    batch that the torch kernels take (too small, or no Numba) gives the weight its usual
-    sparse gradient, which the optimizer's ``step`` takes. The step must leave alone
-    whatever the rest of the backward pass reads: the decoder's rows are read for the codes'
-    gradient before their block is stepped, and the encoder's weights are never read."""
-    steppers = list(steppers)
-    for weight, step in steppers:
-        _ROW_STEPPERS[id(weight)] = step
+def rows_stepped_in_backward(weight: Tensor, optimizer: Any) -> Iterator[None]:
+    """Inside this block a backward pass that computes ``weight``'s row-sparse gradient in
+    the compiled kernels hands it, a block of :data:`STEP_BLOCK_ROWS` touched rows at a
+    time, to ``optimizer``'s step of those rows (:meth:`autorec.optim.LazyAdam.row_stepper`),
+    and ``weight`` gets no ``.grad``: the rows are updated as the gradient is computed, and
+    the whole gradient is never held (0.7 GB at Netflix shape). A batch that the torch
+    kernels take (too small, no Numba, not the CPU) gives ``weight`` its usual sparse
+    gradient, for the optimizer's ``step``. Nothing else in the backward pass may read the
+    rows stepped: the decoder's rows are read for the codes' gradient before their block is
+    stepped, and the encoder's weights are never read. ``optimizer`` ``None`` does nothing."""
+    if optimizer is None:
+        yield
+        return
+    _ROW_STEPPERS[id(weight)] = optimizer.row_stepper(weight)
     try:
         yield
     finally:
-        for weight, _ in steppers:
-            _ROW_STEPPERS.pop(id(weight), None)
+        _ROW_STEPPERS.pop(id(weight), None)
 
 
 def _row_stepper(weight: Tensor, sparse_grad: bool) -> _kernels.BlockStep | None:
@@ -244,8 +244,8 @@ class _SparseLinear(torch.autograd.Function):
         grad_weight = grad_bias = None
         step = _row_stepper(ctx.weight, ctx.sparse_grad)
         if ctx.needs_input_grad[1] and ctx.plan is not None and step is not None:
-            _kernels.weight_grad_stepped(ctx.plan, batch.values, grad_out.contiguous(), step,
-                                         STEP_BLOCK_ROWS)
+            _kernels.weight_grad(ctx.plan, batch.values, grad_out.contiguous(), step=step,
+                                 block_rows=STEP_BLOCK_ROWS)
         elif ctx.needs_input_grad[1] and ctx.plan is not None:
             plan, dense = ctx.plan, grad_out.contiguous()
             grad_weight, _ = _compiled_grad(
@@ -289,9 +289,9 @@ class _SampledDecode(torch.autograd.Function):
         step = _row_stepper(weight, ctx.sparse_grad)
         if ctx.plan is not None and ctx.needs_input_grad[2] and step is not None:
             # the same pass, each block of decoder rows stepped once its gradient is known
-            grad_hidden = _kernels.decoder_backward_stepped(
-                ctx.plan, grad_out, hidden.detach().contiguous(), weight.detach(), step,
-                STEP_BLOCK_ROWS)
+            _, grad_hidden = _kernels.decoder_backward(
+                ctx.plan, grad_out, hidden.detach().contiguous(), weight.detach(), step=step,
+                block_rows=STEP_BLOCK_ROWS)
             if not ctx.needs_input_grad[1]:
                 grad_hidden = None
         elif ctx.plan is not None and ctx.needs_input_grad[2]:

@@ -29,7 +29,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -255,10 +254,8 @@ class Trainer:
         gradient from the second half, which needs only the code's gradient and the batch
         (never the decoder's weights); then the encoder is stepped. Each parameter has its
         own Adam state (and under ``adam`` its own group), so stepping them apart is the same
-        arithmetic as one step over all. Under ``lazy_adam`` with the compiled kernels there
-        is no buffer at all: each weight's rows are stepped a block at a time as their
-        gradient is computed (:meth:`_row_steppers`; the decoder's rows after they have
-        served the code's gradient).
+        arithmetic as one step over all. ``lazy_adam`` in the compiled kernels needs no buffer:
+        rows are stepped as computed (:func:`autorec.sparse.rows_stepped_in_backward`).
         """
         net = self.net
         dense = self.optimizer_name == "adam"
@@ -275,7 +272,8 @@ class Trainer:
         self._check_finite(loss.detach())
         if self.l2 > 0.0:
             self._fold_penalty(batch)  # depends on the batch only
-        with sparse.rows_stepped_in_backward(self._row_steppers(net.decoder_weight)):
+        lazy = self.optimizers[0] if not dense else None
+        with sparse.rows_stepped_in_backward(net.decoder_weight, lazy):
             loss.backward()
         loss = loss.detach()
         self._step()  # the decoder's parameters: the only ones with a gradient
@@ -286,21 +284,12 @@ class Trainer:
             net.encoder_weight.grad = buffer.zero_()
         elif not dense:
             sparse.share_row_buffer([net.decoder_weight, net.encoder_weight])
-        with sparse.rows_stepped_in_backward(self._row_steppers(net.encoder_weight)):
+        with sparse.rows_stepped_in_backward(net.encoder_weight, lazy):
             hidden.backward(cut.grad)
         self._step()  # the encoder's
         self._grad_buffer = net.encoder_weight.grad if dense else None
         net.encoder_weight.grad = net.encoder_bias.grad = None
         return loss
-
-    def _row_steppers(self, weight: torch.nn.Parameter) -> list[tuple[torch.Tensor, Any]]:
-        """``lazy_adam``: ``weight``'s rows stepped a block at a time as the compiled
-        kernels compute their gradient (:func:`autorec.sparse.rows_stepped_in_backward`), so
-        the touched rows' gradient is never held whole (0.7 GB at Netflix shape)."""
-        optimizer = self.optimizers[0]
-        if not isinstance(optimizer, LazyAdam) or weight.device.type != "cpu":
-            return []
-        return [(weight, optimizer.row_stepper(weight))]
 
     def _reduce(self, loss: torch.Tensor) -> torch.Tensor:
         """Gradients and ``loss`` summed over the processes of a data-parallel run (the

@@ -1,0 +1,162 @@
+"""The Numba source of the compiled CPU kernels that :mod:`autorec._kernels` calls.
+
+Each kernel walks a batch's compact transpose (one entry per touched column: its ratings'
+rows ``t_col`` and positions) split between threads by ``bounds``; see :mod:`autorec._kernels`
+for what each computes and for the thread hand-over.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["compile_kernels"]
+
+
+def compile_kernels(numba: Any) -> Any:
+    """The kernels compiled with ``numba`` (on first use; cached on disk), as attributes of
+    one object, with ``numba`` itself."""
+    # Numba's own thread pool, not OpenMP: Numba's OpenMP layer loads the system's libgomp
+    # (it names the file libgomp.so.1.0.0), a second runtime beside torch's, whose spinning
+    # workers halved the speed of both on 2 cores (BENCHMARKS.md). torch's own workers are
+    # kept from spinning by torch_threads_handed_over. The pool takes one parallel call at a
+    # time, which _LOCK ensures. Only before Numba's first parallel call.
+    if os.environ.get("NUMBA_THREADING_LAYER") is None:
+        numba.config.THREADING_LAYER = "workqueue"
+    njit = numba.njit
+    prange = numba.prange
+    options = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
+
+    # Each loop over a column's ratings takes them two at a time: the touched weight row (or
+    # gradient row) is then loaded and stored once per pair instead of once per rating (about
+    # 10-20 % faster at ML-1M shape). Arrays are indexed in 2-D rather than through row
+    # views, which cost Numba a reference count per rating.
+
+    @njit(**options)
+    def spmm_t(t_crow, t_col, vals_t, touched, weight, bounds, parts):  # pragma: no cover
+        hidden = weight.shape[1]
+        for t in prange(len(bounds) - 1):
+            parts[t] = 0.0
+            for j in range(bounds[t], bounds[t + 1]):
+                u = touched[j]
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    v0, v1 = vals_t[p], vals_t[p + 1]
+                    for h in range(hidden):
+                        w = weight[u, h]
+                        parts[t, i0, h] += v0 * w
+                        parts[t, i1, h] += v1 * w
+                    p += 2
+                if p < end:
+                    i0, v0 = t_col[p], vals_t[p]
+                    for h in range(hidden):
+                        parts[t, i0, h] += v0 * weight[u, h]
+
+    @njit(**options)
+    def sddmm_t(t_crow, t_col, t_perm, touched, codes, weight, bounds, out):  # pragma: no cover
+        hidden = weight.shape[1]
+        for t in prange(len(bounds) - 1):
+            for j in range(bounds[t], bounds[t + 1]):
+                u = touched[j]
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    s0 = np.float32(0.0)
+                    s1 = np.float32(0.0)
+                    for h in range(hidden):
+                        w = weight[u, h]
+                        s0 += codes[i0, h] * w
+                        s1 += codes[i1, h] * w
+                    out[t_perm[p]] = s0
+                    out[t_perm[p + 1]] = s1
+                    p += 2
+                if p < end:
+                    i0 = t_col[p]
+                    s0 = np.float32(0.0)
+                    for h in range(hidden):
+                        s0 += codes[i0, h] * weight[u, h]
+                    out[t_perm[p]] = s0
+
+    @njit(**options)
+    def grad_rows_t(t_crow, t_col, vals_t, dense, bounds, out, out_rows,
+                    accumulate):  # pragma: no cover
+        hidden = dense.shape[1]
+        for t in prange(len(bounds) - 1):
+            for j in range(bounds[t], bounds[t + 1]):
+                o = out_rows[j]
+                if not accumulate:
+                    out[o] = 0.0
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    v0, v1 = vals_t[p], vals_t[p + 1]
+                    for h in range(hidden):
+                        out[o, h] += v0 * dense[i0, h] + v1 * dense[i1, h]
+                    p += 2
+                if p < end:
+                    i0, v0 = t_col[p], vals_t[p]
+                    for h in range(hidden):
+                        out[o, h] += v0 * dense[i0, h]
+
+    @njit(**options)
+    def dec_backward_t(t_crow, t_col, grad_t, touched, codes, weight, bounds, out, out_rows,
+                       accumulate, parts):  # pragma: no cover
+        hidden = weight.shape[1]
+        for t in prange(len(bounds) - 1):
+            parts[t] = 0.0
+            for j in range(bounds[t], bounds[t + 1]):
+                u = touched[j]
+                o = out_rows[j]
+                if not accumulate:
+                    out[o] = 0.0
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    g0, g1 = grad_t[p], grad_t[p + 1]
+                    for h in range(hidden):
+                        w = weight[u, h]
+                        out[o, h] += g0 * codes[i0, h] + g1 * codes[i1, h]
+                        parts[t, i0, h] += g0 * w
+                        parts[t, i1, h] += g1 * w
+                    p += 2
+                if p < end:
+                    i0, g0 = t_col[p], grad_t[p]
+                    for h in range(hidden):
+                        out[o, h] += g0 * codes[i0, h]
+                        parts[t, i0, h] += g0 * weight[u, h]
+
+    @njit(**options)
+    def adam_t(weight, exp_avg, exp_avg_sq, rows, grad, decay, beta1, beta2, step_size,
+               correction2_sqrt, eps, bounds):  # pragma: no cover
+        hidden = weight.shape[1]
+        one = np.float32(1.0)
+        for t in prange(len(bounds) - 1):
+            for j in range(bounds[t], bounds[t + 1]):
+                u = rows[j]
+                d = decay[j]
+                w = weight[u]
+                m = exp_avg[u]
+                v = exp_avg_sq[u]
+                g = grad[j]
+                for h in range(hidden):
+                    gh = g[h] + d * w[h]
+                    mh = beta1 * m[h] + (one - beta1) * gh
+                    vh = beta2 * v[h] + (one - beta2) * gh * gh
+                    m[h] = mh
+                    v[h] = vh
+                    w[h] -= step_size * mh / (np.sqrt(vh) / correction2_sqrt + eps)
+
+    class Kernels:
+        pass
+
+    kernels = Kernels()
+    kernels.numba = numba
+    kernels.spmm_t = spmm_t
+    kernels.sddmm_t = sddmm_t
+    kernels.grad_rows_t = grad_rows_t
+    kernels.dec_backward_t = dec_backward_t
+    kernels.adam_t = adam_t
+    return kernels
