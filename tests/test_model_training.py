@@ -354,7 +354,7 @@ def test_rows_stepped_in_blocks_during_the_backward_pass_give_the_same_update(
     time as their gradient is computed (issue 15: no touched-rows gradient buffer): blocks of
     3 rows (many per batch, each with its share of the L2 decay) give the weights of one step
     after the whole gradient, to float32 rounding (the codes' gradient is summed per block),
-    and one block gives them bit for bit."""
+    and one block gives them bit for bit, as does ``STEP_BLOCK_ROWS = 0`` (turned off)."""
     from autorec import _kernels, optim, sparse
 
     monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", 0)
@@ -384,6 +384,9 @@ def test_rows_stepped_in_blocks_during_the_backward_pass_give_the_same_update(
 
     whole = trained(False, 10**9)
     assert not blocks  # no row stepping without the split step
+    for a, b in zip(whole, trained(True, 0), strict=True):  # 0: no row stepping either
+        assert torch.equal(a, b)
+    assert not blocks
     one_block = trained(True, 10**9)
     assert blocks and set(blocks) == {1}
     blocks.clear()

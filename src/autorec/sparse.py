@@ -173,7 +173,8 @@ def release_row_buffers(weights: Any) -> None:
 
 
 #: Touched rows per block when a weight's rows are stepped during the backward pass
-#: (:func:`rows_stepped_in_backward`): 16,384 x 500 float32 is a 33 MB gradient block.
+#: (:func:`rows_stepped_in_backward`): 16,384 x 500 float32 is a 33 MB gradient block;
+#: ``0`` turns that off (the touched rows' gradient, then the optimizer's step).
 STEP_BLOCK_ROWS = 16_384
 
 #: The weights whose rows are stepped during the backward pass now, by ``id``, with their
@@ -192,7 +193,7 @@ def rows_stepped_in_backward(weight: Tensor, optimizer: Any) -> Iterator[None]:
     gradient, for the optimizer's ``step``. Nothing else in the backward pass may read the
     rows stepped: the decoder's rows are read for the codes' gradient before their block is
     stepped, and the encoder's weights are never read. ``optimizer`` ``None`` does nothing."""
-    if optimizer is None:
+    if optimizer is None or STEP_BLOCK_ROWS <= 0:
         yield
         return
     _ROW_STEPPERS[id(weight)] = optimizer.row_stepper(weight)
