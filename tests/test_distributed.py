@@ -44,6 +44,27 @@ def test_single_process_world_is_the_identity():
                                                                    mae(truth, predicted))
 
 
+def test_errors_of_many_pairs_are_summed_a_chunk_at_a_time(monkeypatch):
+    """Past SCORE_CHUNK pairs one process predicts a chunk at a time (bounded temporaries at
+    Netflix shape): every pair once, in order, and the same RMSE and MAE to rounding."""
+    from autorec import distributed
+
+    monkeypatch.setattr(distributed, "SCORE_CHUNK", 4)
+    rng = np.random.default_rng(0)
+    truth, predicted = rng.uniform(1, 5, 10), rng.uniform(1, 5, 10)
+    asked: list[slice] = []
+
+    def predict(part: slice) -> np.ndarray:
+        asked.append(part)
+        return predicted[part]
+
+    got = pooled_errors(truth, predict)
+    assert [len(predicted[part]) for part in asked] == [4, 4, 2]
+    assert np.concatenate([predicted[part] for part in asked]).tolist() == predicted.tolist()
+    np.testing.assert_allclose(got, (rmse(truth, predicted), mae(truth, predicted)),
+                               rtol=1e-12)
+
+
 def test_shards_cover_each_batch_once_and_in_order():
     rows = np.arange(23)
     for size in (2, 3, 5):

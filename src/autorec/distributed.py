@@ -224,21 +224,36 @@ def world() -> World:
                  backend=str(dist.get_backend()))
 
 
+#: Pairs predicted at a time by :func:`pooled_errors` on one process: a prediction's
+#: temporaries (several float64 arrays per pair) are then bounded (at Netflix shape, 10M test
+#: pairs, several hundred MB); fewer pairs are predicted in one call, as before.
+SCORE_CHUNK = 1 << 21
+
+
 def pooled_errors(truth: np.ndarray, predict: Callable[[slice], np.ndarray]
                   ) -> tuple[float, float]:
     """RMSE and MAE over all of ``truth``; under torch.distributed each rank predicts only its
     part (``predict(part)`` gives the predictions for ``truth[part]``) and the sums of squared
     and absolute errors and the count are summed over the ranks.
 
-    On a single process this is exactly ``rmse`` and ``mae`` of ``predict(slice(None))``.
+    On a single process this is exactly ``rmse`` and ``mae`` of ``predict(slice(None))`` up
+    to :data:`SCORE_CHUNK` pairs; more are predicted that many at a time, their errors summed
+    in float64.
     """
     group = world()
-    if group.size == 1:
+    if group.size == 1 and len(truth) <= SCORE_CHUNK:
         predicted = predict(slice(None))
         return rmse(truth, predicted), mae(truth, predicted)
-    part = group.shard(len(truth))
-    errors = np.asarray(predict(part), dtype=np.float64) - np.asarray(truth[part], np.float64)
-    sse, sae, n = group.sum([np.square(errors).sum(), np.abs(errors).sum(), len(errors)])
+    sse = sae = 0.0
+    parts = ([slice(start, start + SCORE_CHUNK) for start in range(0, len(truth), SCORE_CHUNK)]
+             if group.size == 1 else [group.shard(len(truth))])
+    for part in parts:
+        errors = np.asarray(predict(part), dtype=np.float64) - np.asarray(truth[part], np.float64)
+        sse += float(np.square(errors).sum())
+        sae += float(np.abs(errors).sum())
+    n = len(truth)
+    if group.size > 1:
+        sse, sae, n = group.sum([sse, sae, len(errors)])
     if n == 0:
         raise ValueError("cannot score zero ratings")
     return math.sqrt(sse / n), sae / n
