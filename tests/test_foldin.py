@@ -380,6 +380,33 @@ def test_fold_in_on_cuda_matches_cpu(tmp_path) -> None:
     np.testing.assert_allclose(gpu.predict(*pairs), cpu.predict(*pairs), atol=1e-4)
 
 
+def test_rows_are_encoded_in_chunks_bounded_by_their_ratings(monkeypatch) -> None:
+    """Scoring encodes rows in chunks of at most _ENCODE_ROWS rows and _ENCODE_RATINGS
+    ratings (a few rows with many ratings made one chunk's transpose 1 GB at Netflix shape);
+    a row with more ratings than the bound is a chunk of its own. The codes do not depend on
+    the chunking."""
+    from autorec import member as member_module
+    from autorec.batch import SparseBatch
+
+    member = fitted("item").members_[0]
+    rows = np.arange(member.matrix.shape[0])[::-1].copy()
+    whole = member.encode_rows(rows)
+    sizes: list[int] = []
+    build = SparseBatch.from_scipy
+
+    def recording(matrix, *args, **kwargs):
+        sizes.append(matrix.nnz)
+        return build(matrix, *args, **kwargs)
+
+    monkeypatch.setattr(SparseBatch, "from_scipy", staticmethod(recording))
+    monkeypatch.setattr(member_module, "_ENCODE_RATINGS", 7)
+    chunked = member.encode_rows(rows)
+    counts = np.diff(member.matrix.indptr)[rows]
+    assert sum(sizes) == counts.sum() and len(sizes) > 1
+    assert all(size <= 7 or size in counts for size in sizes)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("variant", ["item", "user"])
 def test_cached_codes_follow_added_newcomers(variant: str) -> None:
     """A prediction over most rows keeps every row's codes for the next one (the member's

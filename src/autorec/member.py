@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Member", "NetworkSpec", "orient"]
 
+#: Rows, and ratings, at most per chunk when rows are encoded for scoring: a chunk's transpose
+#: (several int64 arrays per rating) stays bounded where a few rows hold many ratings (at
+#: Netflix shape 1,024 of the most-rated items hold tens of millions).
 _ENCODE_ROWS = 1024
+_ENCODE_RATINGS = 1 << 22
 #: the codes of every input row are kept (for the next request on the same weights) up to
 #: this size: a training epoch's validation and test scoring then encode once, not twice
 _CODES_CACHE_BYTES = 256 * 2**20
@@ -221,12 +225,17 @@ class Member:
         # with its transpose a chunk is encoded by the compiled kernel where it applies
         # (autorec.sparse): at ML-10M shape 4-6x less CPU than torch's CSR product
         transpose = self.device.type == "cpu" and _kernels.available()
+        counts = np.diff(self.matrix.indptr)[rows]
+        start = 0
         with torch.no_grad():
-            for start in range(0, len(rows), _ENCODE_ROWS):
-                chunk = rows[start:start + _ENCODE_ROWS]
-                batch = SparseBatch.from_scipy(self.matrix[chunk], self.device,
+            while start < len(rows):
+                stop = min(start + _ENCODE_ROWS, len(rows))
+                fits = np.searchsorted(np.cumsum(counts[start:stop]), _ENCODE_RATINGS, "right")
+                stop = start + max(1, int(fits))
+                batch = SparseBatch.from_scipy(self.matrix[rows[start:stop]], self.device,
                                                transpose=transpose)
-                codes[start:start + len(chunk)] = self.net.encode(batch)
+                codes[start:stop] = self.net.encode(batch)
+                start = stop
         return codes
 
     def _codes_of(self, unique_rows: np.ndarray) -> torch.Tensor:
