@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(median of epochs 2-), gradient buffer "
               f"{run['largest_gradient_buffer_bytes'] / 2**20:.0f} MiB, validation RMSE "
               f"{run['validation_rmse']:.5f}, {run['optimizer']}")
-    write_json(args.out, {"shape": args.shape, "threads": torch.get_num_threads(),
-                          "loadavg_end": os.getloadavg(), "runs": runs})
+    write_json(args.out, args, {"shape": args.shape, "threads": torch.get_num_threads(),
+                                "loadavg_end": os.getloadavg(), "runs": runs})
     return 0
 
 
