@@ -147,6 +147,17 @@ class LazyAdam(torch.optim.Optimizer):
             state["exp_avg_sq"] = torch.zeros_like(param)
         return state
 
+    @staticmethod
+    def _compiled_rows(param: torch.nn.Parameter, group: dict[str, Any], state: dict[str, Any],
+                       rows: torch.Tensor, grad: torch.Tensor, decay: torch.Tensor | None
+                       ) -> None:
+        """Adam on ``param``'s ``rows`` in the compiled kernel, ``state["step"]`` counting
+        this step."""
+        beta1, beta2 = group["betas"]
+        _kernels.adam_rows(param.detach(), state["exp_avg"], state["exp_avg_sq"], rows, grad,
+                           decay, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                           step=int(state["step"]))
+
     def row_stepper(self, param: torch.nn.Parameter) -> _kernels.BlockStep:
         """This step's update of ``param`` (a CPU float32 weight; compiled kernels), taken a
         block of rows at a time while its gradient is computed
@@ -160,7 +171,6 @@ class LazyAdam(torch.optim.Optimizer):
         stepped this way has no gradient, so :meth:`step` leaves it alone.
         """
         group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
-        beta1, beta2 = group["betas"]
         taken: dict[str, Any] = {}
 
         def step_block(start: int, rows: torch.Tensor, grad: torch.Tensor) -> None:
@@ -168,11 +178,9 @@ class LazyAdam(torch.optim.Optimizer):
                 taken["state"] = state = self._state(param)
                 state["step"] += 1
                 taken["decay"] = self._row_decay.pop(param, None)
-            state, decay = taken["state"], taken["decay"]
-            _kernels.adam_rows(param.detach(), state["exp_avg"], state["exp_avg_sq"], rows,
-                               grad, None if decay is None else decay[start:start + len(rows)],
-                               lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                               step=int(state["step"]))
+            decay = taken["decay"]
+            self._compiled_rows(param, group, taken["state"], rows, grad,
+                                None if decay is None else decay[start:start + len(rows)])
 
         return step_block
 
@@ -198,10 +206,7 @@ class LazyAdam(torch.optim.Optimizer):
                     if (values.numel() >= COMPILED_MIN_VALUES and param.dim() == 2
                             and param.device.type == "cpu"
                             and param.dtype == torch.float32 and _kernels.available()):
-                        _kernels.adam_rows(param, state["exp_avg"], state["exp_avg_sq"], rows,
-                                           values, decay, lr=group["lr"], beta1=beta1,
-                                           beta2=beta2, eps=group["eps"],
-                                           step=int(state["step"]))
+                        self._compiled_rows(param, group, state, rows, values, decay)
                         continue
                     weight = param.index_select(0, rows)
                     if decay is not None:
