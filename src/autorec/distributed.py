@@ -227,7 +227,7 @@ def world() -> World:
 #: Pairs predicted at a time by :func:`pooled_errors` on one process: a prediction's
 #: temporaries (several float64 arrays per pair) are then bounded (at Netflix shape, 10M test
 #: pairs, several hundred MB); fewer pairs are predicted in one call, as before.
-SCORE_CHUNK = 1 << 21
+SCORE_CHUNK = 1 << 19
 
 
 def pooled_errors(truth: np.ndarray, predict: Callable[[slice], np.ndarray]

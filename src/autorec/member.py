@@ -32,7 +32,7 @@ __all__ = ["Member", "NetworkSpec", "orient"]
 #: (several int64 arrays per rating) stays bounded where a few rows hold many ratings (at
 #: Netflix shape 1,024 of the most-rated items hold tens of millions).
 _ENCODE_ROWS = 1024
-_ENCODE_RATINGS = 1 << 22
+_ENCODE_RATINGS = 1 << 20
 #: the codes of every input row are kept (for the next request on the same weights) up to
 #: this size: a training epoch's validation and test scoring then encode once, not twice
 _CODES_CACHE_BYTES = 256 * 2**20
