@@ -443,6 +443,41 @@ def test_compiled_epoch_hands_torch_threads_to_the_kernels(low_rank, monkeypatch
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_a_trainer_of_large_batches_sends_its_smaller_last_batch_to_the_kernels_too(
+        low_rank, monkeypatch, optimizer: str) -> None:
+    """Where a trainer's batches hold COMPILED_MIN_NNZ ratings on average, every batch of its
+    epochs takes the compiled kernels, the smaller last one included; a trainer of smaller
+    batches leaves the choice to each batch's size."""
+    from autorec import _kernels, sparse
+
+    if not _kernels.available():
+        pytest.skip("numba not installed")
+    matrix = low_rank.to_csr("item")
+    batch_size = 7
+    sizes = [int(np.diff(matrix.indptr)[start:start + batch_size].sum())
+             for start in range(0, matrix.shape[0], batch_size)]
+    assert sizes[-1] < min(sizes[:-1])  # the last batch is the smallest
+    # a threshold between the last batch's size and the average
+    monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", (sizes[-1] + min(sizes[:-1])) // 2)
+    net = AutoRecNet(matrix.shape[1], hidden=8, sparse_grad=optimizer == "lazy_adam",
+                     generator=torch.Generator().manual_seed(1))
+    trainer = Trainer(net, matrix, optimizer=optimizer, lr=0.01, batch_size=batch_size,
+                      device=CPU, seed=3)
+    assert trainer.large_batches
+    batches = list(trainer.batches(trainer.rows))
+    assert batches[-1].nnz == sizes[-1]
+    assert all(sparse._plan(b, net.encoder_weight) is not None for b in batches)
+    # the same batch alone is judged by its size
+    alone = SparseBatch.from_scipy(matrix[trainer.rows[-len(batches[-1].crow) + 1:]])
+    assert alone.nnz == sizes[-1] and sparse._plan(alone, net.encoder_weight) is None
+    trainer.train_epoch()  # and trains
+    monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", 10**12)
+    assert not trainer.large_batches
+    assert all(sparse._plan(b, net.encoder_weight) is None
+               for b in trainer.batches(trainer.rows))
+
+
 def _csr_with_share(n_rows: int, n_cols: int, per_row: int, seed: int) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(n_rows), per_row)

@@ -57,6 +57,10 @@ class SparseBatch:
         Compact transpose (``k x n_rows``): row ``j`` lists the batch rows holding column
         ``touched[j]``; ``values[t_perm]`` lists the values in the transpose's order. ``None``
         for a batch built without it (enough for inference, which needs no weight gradients).
+    compiled
+        Whether the compiled CPU kernels take this batch where they can run: ``None`` decides
+        by its size (:data:`autorec.sparse.COMPILED_MIN_NNZ`); a trainer of batches that large
+        on average says ``True`` for all of them, its epoch's smaller last batch included.
     """
 
     crow: Tensor
@@ -69,6 +73,7 @@ class SparseBatch:
     t_crow: Tensor | None = None
     t_col: Tensor | None = None
     t_perm: Tensor | None = None
+    compiled: bool | None = None
 
     @classmethod
     def from_arrays(
@@ -81,6 +86,7 @@ class SparseBatch:
         *,
         target: np.ndarray | None = None,
         transpose: bool = True,
+        compiled: bool | None = None,
     ) -> SparseBatch:
         """Build a batch from CSR arrays whose column indices are sorted within each row."""
 
@@ -112,6 +118,7 @@ class SparseBatch:
             n_rows=n_rows,
             n_cols=n_cols,
             target=None if target is None else tensor(target, torch.float32),
+            compiled=compiled,
             **extra,
         )
 

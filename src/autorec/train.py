@@ -215,6 +215,7 @@ class Trainer:
                 indptr, self.indices[positions], self.values[positions], self.n_cols,
                 self.device,
                 target=None if self.targets is None else self.targets[positions],
+                compiled=self.large_batches or None,
             )
 
     def _zero_grad(self) -> None:
@@ -332,18 +333,24 @@ class Trainer:
                   stats.seconds)
         return stats
 
+    @property
+    def large_batches(self) -> bool:
+        """Whether this trainer's batches hold :data:`autorec.sparse.COMPILED_MIN_NNZ`
+        ratings on average: all of them then go to the compiled kernels where those run
+        (:attr:`autorec.sparse.SparseBatch.compiled`), the smaller last one included."""
+        n_batches = max(1, -(-len(self.rows) // self.batch_size))
+        return self.n_ratings / n_batches >= sparse.COMPILED_MIN_NNZ
+
     def _compiled_batches(self) -> bool:
         """Whether this trainer's steps mostly run in the compiled kernels (CPU, float32,
-        ``lazy_adam``, batches of :data:`autorec.sparse.COMPILED_MIN_NNZ` ratings on
-        average): torch's threads are then handed over to them for the epoch
-        (:func:`autorec._kernels.torch_threads_handed_over`). Not with ``adam``: its fused
-        step over whole tensors gains more from torch's threads than the kernels lose to
-        their spinning (ML-1M shape, 2 threads: 0.42 s an epoch against 0.50 s handed over;
-        ML-10M shape, lazy: 6.2 s against 5.6 s; BENCHMARKS.md)."""
-        n_batches = max(1, -(-len(self.rows) // self.batch_size))
+        ``lazy_adam``, :attr:`large_batches`): torch's threads are then handed over to them
+        for the epoch (:func:`autorec._kernels.torch_threads_handed_over`). Not with
+        ``adam``: its fused step over whole tensors gains more from torch's threads than the
+        kernels lose to their spinning (ML-1M shape, 2 threads: 0.42 s an epoch against 0.50
+        s handed over; ML-10M shape, lazy: 6.2 s against 5.6 s; BENCHMARKS.md; measured again
+        with the step itself in a compiled kernel: no better)."""
         return (self.device.type == "cpu" and self.optimizer_name == "lazy_adam"
-                and self.net.encoder_weight.dtype == torch.float32
-                and self.n_ratings / n_batches >= sparse.COMPILED_MIN_NNZ
+                and self.net.encoder_weight.dtype == torch.float32 and self.large_batches
                 and _kernels.available())
 
     def _epoch(self, total: torch.Tensor) -> torch.Tensor:
