@@ -342,13 +342,10 @@ class Trainer:
         return self.n_ratings / n_batches >= sparse.COMPILED_MIN_NNZ
 
     def _compiled_batches(self) -> bool:
-        """Whether this trainer's steps mostly run in the compiled kernels (CPU, float32,
-        ``lazy_adam``, :attr:`large_batches`): torch's threads are then handed over to them
-        for the epoch (:func:`autorec._kernels.torch_threads_handed_over`). Not with
-        ``adam``: its fused step over whole tensors gains more from torch's threads than the
-        kernels lose to their spinning (ML-1M shape, 2 threads: 0.42 s an epoch against 0.50
-        s handed over; ML-10M shape, lazy: 6.2 s against 5.6 s; BENCHMARKS.md; measured again
-        with the step itself in a compiled kernel: no better)."""
+        """Whether torch's threads are handed over to the compiled kernels for the epoch
+        (:func:`autorec._kernels.torch_threads_handed_over`): CPU, float32, ``lazy_adam``,
+        :attr:`large_batches`. Not with ``adam``, whose fused step over whole tensors gains
+        more from torch's threads than the kernels lose to their spinning (BENCHMARKS.md)."""
         return (self.device.type == "cpu" and self.optimizer_name == "lazy_adam"
                 and self.net.encoder_weight.dtype == torch.float32 and self.large_batches
                 and _kernels.available())
