@@ -148,6 +148,27 @@ def test_users_without_training_ratings_are_cold(low_rank: Ratings) -> None:
     assert result["n_cold"] == len(test) and result["n"] == len(test)
 
 
+
+def test_ids_without_training_ratings_change_nothing_but_the_id_maps(low_rank: Ratings) -> None:
+    """Fitting on ratings whose id maps hold users and items without a training rating (the
+    columns re-numbered on the fly, never held) gives the model of the same ratings on maps
+    of only the rated ids, default settings (validation, baseline, refit, ranking)."""
+    drop_user, drop_item = low_rank.user_idx == 3, low_rank.item_idx == 5
+    train = low_rank.subset(~(drop_user | drop_item))
+    users = np.unique(train.user_idx)
+    items = np.unique(train.item_idx)
+    assert len(users) < train.n_users and len(items) < train.n_items
+    compact = Ratings(np.searchsorted(users, train.user_idx),
+                      np.searchsorted(items, train.item_idx), train.rating,
+                      type(train.users)(train.users.to_raw(users)),
+                      type(train.items)(train.items.to_raw(items)))
+    params = {"hidden": 16, "epochs": 4, "random_state": 0, "device": "cpu"}
+    sparse_maps, dense_maps = AutoRec(**params).fit(train), AutoRec(**params).fit(compact)
+    assert list(sparse_maps.users_.raw_ids) == list(dense_maps.users_.raw_ids)
+    assert list(sparse_maps.items_.raw_ids) == list(dense_maps.items_.raw_ids)
+    np.testing.assert_array_equal(sparse_maps.predict(low_rank.user_ids, low_rank.item_ids),
+                                  dense_maps.predict(low_rank.user_ids, low_rank.item_ids))
+
 def test_same_seed_identical_different_seed_different(low_rank: Ratings) -> None:
     users, items = low_rank.user_ids, low_rank.item_ids
     params = {"hidden": 32, "epochs": 10, "dropout": 0.2}

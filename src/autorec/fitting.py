@@ -90,12 +90,13 @@ def _fit(
     checkpoint_context: dict[str, Any] | None,
     on_batch_end: Callable[[int, int], None] | None,
 ) -> FittedModel:
-    ratings = as_ratings(ratings)
-    if len(ratings) == 0:
+    original = as_ratings(ratings)
+    if len(original) == 0:
         raise ValueError("cannot fit on zero ratings")
     device = resolve_device(params["device"])
 
-    ratings, users, items = index_training_ratings(ratings)
+    training = _TrainingRatings(original)
+    users, items = training.users, training.items
     model = FittedModel(params=params, users=users, items=items, device=device)
     session = None
     if checkpoint_dir is not None and world().size > 1:  # data parallel (issue 8)
@@ -104,22 +105,23 @@ def _fit(
     if checkpoint_dir is not None:  # checkpoints and exact resume (issue 8)
         from .checkpoint import Session
 
-        session = Session.open(checkpoint_dir, model, ratings, device=device, resume=resume,
+        session = Session.open(checkpoint_dir, model, training.ratings(), device=device,
+                               resume=resume,
                                eval_set=None if eval_set is None else as_ratings(eval_set),
                                context=checkpoint_context)
     specs = network_specs(params)
     seed = params["random_state"]
     seeds = seed_streams(None if seed is None else int(seed), 1 + 2 * len(specs))
-    model.global_mean = float(np.mean(ratings.rating, dtype=np.float64))
-    model.rating_scale = ratings.rating_scale()
-    fit_part, val_part = _FitPart(ratings, None), None
+    model.global_mean = float(np.mean(original.rating, dtype=np.float64))
+    model.rating_scale = original.rating_scale()
+    fit_part, val_part = _FitPart(training, None), None
     if params["validation"] > 0:
-        held_out = validation_mask(len(ratings), params["validation"], seeds[0])
-        fit_part, val_part = _FitPart(ratings, ~held_out), ratings.subset(held_out)
+        held_out = validation_mask(len(original), params["validation"], seeds[0])
+        fit_part, val_part = _FitPart(training, ~held_out), _FitPart(training, held_out).ratings()
     n_users, n_items = len(users), len(items)
     log.info("training %s-AutoRec (%d network%s): %d ratings (%d to fit, %d to validate), "
              "%d users, %d items, device %s", model.variant, len(specs),
-             "s" if len(specs) > 1 else "", len(ratings), len(fit_part),
+             "s" if len(specs) > 1 else "", len(original), len(fit_part),
              0 if val_part is None else len(val_part), n_users, n_items, device)
 
     bias_reg = DEFAULT_BIAS_REGULARISATION
@@ -173,17 +175,18 @@ def _fit(
         log.info("l2 chosen on validation: %g (RMSE %.4f)", model.l2, model.validation_rmse)
 
     if params["ranking"] != "none":  # before the refit: the networks know the fit part only
-        model.ranking = fit_ranking_model(model, ratings, held_out if val_part is not None
-                                          else None, seeds[0])
+        model.ranking = fit_ranking_model(model, training.ratings(),
+                                          held_out if val_part is not None else None, seeds[0])
 
+    every = _FitPart(training, None)
     if params["refit"] and val_part is not None:
-        model.biases = fit_biases(*_triple(ratings), n_users, n_items,
+        model.biases = fit_biases(*every.triple(), n_users, n_items,
                                   reg_user=bias_reg[0], reg_item=bias_reg[1])
         for k, member in enumerate(model.members):
             log.info("refitting network %d on all %d training ratings for %d epochs", k + 1,
-                     len(ratings), member.best_epoch)
+                     len(original), member.best_epoch)
             best_epoch, history = member.best_epoch, member.history
-            member.fit(_triple(ratings), model.offsets, epochs=member.best_epoch,
+            member.fit(every.triple, model.offsets, epochs=member.best_epoch,
                        on_batch_end=on_batch_end,
                        init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
                        checkpoint=None if session is None
@@ -192,7 +195,7 @@ def _fit(
     else:
         # predict from every training rating, the validation part included
         for member in model.members:
-            member.set_inputs(*_triple(ratings))
+            member.set_inputs(*every.triple())
     if session is not None:
         session.finish()
     return model
@@ -292,25 +295,51 @@ def _fit_networks(model: FittedModel, specs: list[NetworkSpec], seeds: list[int]
         model.validation_rmse = score()
 
 
+class _TrainingRatings:
+    """The training ratings on the model's indices (:func:`index_training_ratings`), whose
+    re-numbered index columns are computed when asked for and never held: where some ids
+    have no training rating, such a column is a copy of the caller's (0.36 GB at Netflix
+    shape) that would otherwise sit beside it while the networks train."""
+
+    def __init__(self, original: Ratings) -> None:
+        self.original = original
+        self.lookups: dict[str, np.ndarray] = {}
+        maps = []
+        for name, ids in (("user_idx", original.users), ("item_idx", original.items)):
+            present = np.flatnonzero(np.bincount(getattr(original, name), minlength=len(ids)))
+            if len(present) == len(ids):
+                maps.append(ids)
+                continue
+            # 32-bit where it fits
+            lookup = np.full(len(ids), -1,
+                             dtype=np.int32 if len(present) < 2**31 - 1 else np.int64)
+            lookup[present] = np.arange(len(present))
+            self.lookups[name] = lookup
+            maps.append(IdMap(ids.to_raw(present)))
+        self.users, self.items = maps
+
+    def column(self, name: str, mask: np.ndarray | None = None) -> np.ndarray:
+        """Column ``name`` (at ``mask``), on the model's indices."""
+        values = getattr(self.original, name)
+        values = values if mask is None else values[mask]
+        lookup = self.lookups.get(name)
+        return values if lookup is None else lookup[values]
+
+    def ratings(self, mask: np.ndarray | None = None) -> Ratings:
+        """The ratings (at ``mask``) as :class:`Ratings` on the model's id maps."""
+        return Ratings(self.column("user_idx", mask), self.column("item_idx", mask),
+                       self.column("rating", mask), self.users, self.items,
+                       self.original.source)
+
+
 def index_training_ratings(ratings: Ratings) -> tuple[Ratings, IdMap, IdMap]:
     """The ids with a training rating (users, items) and ``ratings`` on them.
 
     Ids keep their order; when every id of a map has a rating, the index arrays are used
     as they are (no copy: at 100M ratings each is 0.8 GB).
     """
-    maps = []
-    for idx, ids in ((ratings.user_idx, ratings.users), (ratings.item_idx, ratings.items)):
-        present = np.flatnonzero(np.bincount(idx, minlength=len(ids)))
-        if len(present) == len(ids):
-            maps.append((idx, ids))
-        else:
-            # 32-bit where it fits: this is a copy of a whole column (0.4 GB at 100M ratings)
-            lookup = np.full(len(ids), -1,
-                             dtype=np.int32 if len(present) < 2**31 - 1 else np.int64)
-            lookup[present] = np.arange(len(present))
-            maps.append((lookup[idx], IdMap(ids.to_raw(present))))
-    (user_idx, users), (item_idx, items) = maps
-    return Ratings(user_idx, item_idx, ratings.rating, users, items, ratings.source), users, items
+    training = _TrainingRatings(ratings)
+    return training.ratings(), training.users, training.items
 
 
 class _FitPart:
@@ -320,20 +349,22 @@ class _FitPart:
     ratings (1.7 GB at Netflix scale), and a network keeps what it needs of them.
     """
 
-    def __init__(self, ratings: Ratings, mask: np.ndarray | None) -> None:
-        self.ratings = ratings
+    def __init__(self, training: _TrainingRatings, mask: np.ndarray | None) -> None:
+        self.training = training
         self.mask = mask
-        self.n = len(ratings) if mask is None else int(np.count_nonzero(mask))
+        self.n = len(training.original) if mask is None else int(np.count_nonzero(mask))
 
     def __len__(self) -> int:
         return self.n
 
     def column(self, name: str) -> np.ndarray:
-        values = getattr(self.ratings, name)
-        return values if self.mask is None else values[self.mask]
+        return self.training.column(name, self.mask)
 
     def triple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.column("user_idx"), self.column("item_idx"), self.column("rating")
+
+    def ratings(self) -> Ratings:
+        return self.training.ratings(self.mask)
 
 
 def _row_counts(fit_part: _FitPart, variant: str, n_users: int, n_items: int) -> np.ndarray:
