@@ -36,7 +36,9 @@ _ENCODE_RATINGS = 1 << 20
 #: the codes of every input row are kept (for the next request on the same weights) up to
 #: this size: a training epoch's validation and test scoring then encode once, not twice
 _CODES_CACHE_BYTES = 256 * 2**20
-_DECODE_PAIRS = 1 << 16
+#: pairs decoded at a time on torch's path (two ``pairs x hidden`` gathers: 33 MB each at 500
+#: hidden units; 2^16 made them the Netflix-shape run's peak, in the test set's last chunk)
+_DECODE_PAIRS = 1 << 14
 #: from this many pairs on, a CPU member scores them with the compiled kernel (grouped by
 #: output); fewer stay on torch's gathers (ML-100K's validation and test sets, bit for bit)
 _KERNEL_PAIRS = 1 << 18

@@ -29,7 +29,7 @@ __all__ = ["NET_TENSORS", "RatingNetwork", "ridge_row"]
 
 #: A network's weight tensors, as saved (``decoder_bias`` only when it has one).
 NET_TENSORS = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
-_DECODE_PAIRS = 1 << 16  # outputs decoded per step (as Member.reconstruct)
+_DECODE_PAIRS = 1 << 16  # outputs decoded per step for a newcomer
 
 #: network -> (what the codes were computed from, the codes); an entry whose network, weights
 #: or input matrix are no longer the same objects (or were changed in place) is recomputed.
