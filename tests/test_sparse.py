@@ -5,6 +5,8 @@ Kernels compute in float32, so comparisons use tolerances; the masking tests com
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -375,12 +377,9 @@ def test_a_second_sparse_backward_adds_to_the_first(monkeypatch) -> None:
     torch.testing.assert_close(weight.grad.to_dense(), 2 * once, rtol=1e-6, atol=1e-6)
 
 
-@compiled
-@pytest.mark.parametrize("variant", ["item", "user"])
-def test_compiled_pair_scoring_gives_torchs_reconstructions(monkeypatch, variant: str) -> None:
-    """Past ``_KERNEL_PAIRS`` a member scores pairs with the compiled kernel, grouped by
-    output: the same values as torch's gathers, to float32 rounding, in the pairs' order
-    (repeated pairs and both orientations included)."""
+def _member_and_pairs(variant: str, n_pairs: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """A small fitted network (no baseline, no validation) and ``n_pairs`` random
+    (user, item) index pairs, repeats included."""
     from conftest import make_low_rank
 
     from autorec import AutoRec
@@ -388,10 +387,18 @@ def test_compiled_pair_scoring_gives_torchs_reconstructions(monkeypatch, variant
     ratings = make_low_rank()
     model = AutoRec(variant=variant, hidden=12, epochs=3, validation=0.0, random_state=0,
                     device="cpu", baseline="none").fit(ratings)
-    member = model.members_[0]
     rng = np.random.default_rng(0)
-    user_idx = rng.integers(0, ratings.n_users, 5000)
-    item_idx = rng.integers(0, ratings.n_items, 5000)
+    return (model.members_[0], rng.integers(0, ratings.n_users, n_pairs),
+            rng.integers(0, ratings.n_items, n_pairs))
+
+
+@compiled
+@pytest.mark.parametrize("variant", ["item", "user"])
+def test_compiled_pair_scoring_gives_torchs_reconstructions(monkeypatch, variant: str) -> None:
+    """Past ``_KERNEL_PAIRS`` a member scores pairs with the compiled kernel, grouped by
+    output: the same values as torch's gathers, to float32 rounding, in the pairs' order
+    (repeated pairs and both orientations included)."""
+    member, user_idx, item_idx = _member_and_pairs(variant, 5000)
     monkeypatch.setattr(member_module, "_KERNEL_PAIRS", 10**9)
     by_torch = member.reconstruct(user_idx, item_idx)
     monkeypatch.setattr(member_module, "_KERNEL_PAIRS", 1)
@@ -404,17 +411,7 @@ def test_torch_pair_decoding_in_chunks_gives_the_same_values(monkeypatch) -> Non
     """Torch's path decodes ``_DECODE_PAIRS`` pairs at a time (its gathers bounded: they were
     the Netflix-shape run's peak); the chunking changes no value, and every pair is decoded
     once, in the pairs' order."""
-    from conftest import make_low_rank
-
-    from autorec import AutoRec
-
-    ratings = make_low_rank()
-    model = AutoRec(hidden=12, epochs=2, validation=0.0, random_state=0, device="cpu",
-                    baseline="none").fit(ratings)
-    member = model.members_[0]
-    rng = np.random.default_rng(1)
-    user_idx = rng.integers(0, ratings.n_users, 1000)
-    item_idx = rng.integers(0, ratings.n_items, 1000)
+    member, user_idx, item_idx = _member_and_pairs("item", 1000)
     monkeypatch.setattr(member_module, "_KERNEL_PAIRS", 10**9)
     whole = member.reconstruct(user_idx, item_idx)
     monkeypatch.setattr(member_module, "_DECODE_PAIRS", 7)  # 143 chunks, the last one short
