@@ -39,7 +39,7 @@ from .train import resolve_device, seed_streams
 if TYPE_CHECKING:
     from .checkpoint import Session
 
-__all__ = ["EpochCallback", "fit", "index_training_ratings", "network_specs"]
+__all__ = ["EpochCallback", "fit", "network_specs"]
 
 log = logging.getLogger(__name__)
 
@@ -296,10 +296,11 @@ def _fit_networks(model: FittedModel, specs: list[NetworkSpec], seeds: list[int]
 
 
 class _TrainingRatings:
-    """The training ratings on the model's indices (:func:`index_training_ratings`), whose
-    re-numbered index columns are computed when asked for and never held: where some ids
-    have no training rating, such a column is a copy of the caller's (0.36 GB at Netflix
-    shape) that would otherwise sit beside it while the networks train."""
+    """The training ratings on the model's id maps: the ids with a training rating, in their
+    order. Where every id of a map has one, its index column is the caller's (no copy: at
+    100M ratings each is 0.4-0.8 GB); otherwise the column is re-numbered when asked for and
+    never held, so no copy sits beside the caller's while the networks train (0.36 GB at
+    Netflix shape)."""
 
     def __init__(self, original: Ratings) -> None:
         self.original = original
@@ -330,16 +331,6 @@ class _TrainingRatings:
         return Ratings(self.column("user_idx", mask), self.column("item_idx", mask),
                        self.column("rating", mask), self.users, self.items,
                        self.original.source)
-
-
-def index_training_ratings(ratings: Ratings) -> tuple[Ratings, IdMap, IdMap]:
-    """The ids with a training rating (users, items) and ``ratings`` on them.
-
-    Ids keep their order; when every id of a map has a rating, the index arrays are used
-    as they are (no copy: at 100M ratings each is 0.8 GB).
-    """
-    training = _TrainingRatings(ratings)
-    return training.ratings(), training.users, training.items
 
 
 class _FitPart:

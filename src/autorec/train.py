@@ -209,13 +209,14 @@ class Trainer:
     def batches(self, rows: np.ndarray) -> Iterator[SparseBatch]:
         """Sparse batches of ``rows`` of the training matrix, in the given order (under
         torch.distributed, this process's part of each batch, perhaps empty)."""
+        compiled = self.large_batches or None
         for part in self.world.batches(rows, self.batch_size):
             indptr, positions = slice_rows(self.indptr, part)
             yield SparseBatch.from_arrays(
                 indptr, self.indices[positions], self.values[positions], self.n_cols,
                 self.device,
                 target=None if self.targets is None else self.targets[positions],
-                compiled=self.large_batches or None,
+                compiled=compiled,
             )
 
     def _zero_grad(self) -> None:
@@ -335,9 +336,8 @@ class Trainer:
 
     @property
     def large_batches(self) -> bool:
-        """Whether this trainer's batches hold :data:`autorec.sparse.COMPILED_MIN_NNZ`
-        ratings on average: all of them then go to the compiled kernels where those run
-        (:attr:`autorec.sparse.SparseBatch.compiled`), the smaller last one included."""
+        """Whether the batches hold :data:`autorec.sparse.COMPILED_MIN_NNZ` ratings on average:
+        all then go to the compiled kernels (:attr:`SparseBatch.compiled`), the last too."""
         n_batches = max(1, -(-len(self.rows) // self.batch_size))
         return self.n_ratings / n_batches >= sparse.COMPILED_MIN_NNZ
 
