@@ -1,12 +1,13 @@
-"""Lazy Adam's rows stepped a block at a time inside the backward pass, against the touched
-rows' whole gradient then the optimizer's step: seconds per epoch, the gradient buffer held,
-and the validation RMSE (the same model to float32 rounding).
+"""Lazy Adam's rows stepped inside the gradient kernels, against the touched rows' whole
+gradient then the optimizer's step: seconds per epoch, the gradient buffer held, and the
+validation RMSE (the same model to float32 rounding).
 
 The default model (``optimizer`` ``auto``, which picks ``lazy_adam`` at the ML-10M shape) is
 fitted twice on the same 90 % of a synthetic ML-10M-shaped set (``_common.make_synthetic``,
-seed 0), first with ``autorec.sparse.STEP_BLOCK_ROWS`` at its default (16,384 rows a block),
-then at ``0`` (no stepping in the backward pass: the whole gradient of the touched rows is
-computed into one reused buffer, then stepped), or in the order ``--order`` gives. The
+seed 0), first with ``autorec.sparse.STEP_IN_BACKWARD`` on (the default: each touched row
+stepped by Adam inside the gradient kernel as soon as its gradient is summed), then off (the
+whole gradient of the touched rows computed into one reused buffer, then stepped), or in the
+order ``--order`` gives. The
 buffer's size is read after every batch (``autorec.sparse._ROW_BUFFERS``).
 
     python benchmarks/row_steps.py                       # about 2 minutes on 2 cores
@@ -30,9 +31,8 @@ from autorec import sparse
 SHAPES = {"ml-1m": (6_040, 3_706, 1_000_209), "ml-10m": (69_878, 10_677, 10_000_054)}
 
 
-def fit_once(train: autorec.Ratings, epochs: int, block_rows: int, device: str
-             ) -> dict[str, Any]:
-    sparse.STEP_BLOCK_ROWS = block_rows
+def fit_once(train: autorec.Ratings, epochs: int, mode: str, device: str) -> dict[str, Any]:
+    sparse.STEP_IN_BACKWARD = mode == "on"
     watch = CpuWatch()
     seconds: list[float] = []
     cpu: list[float] = []
@@ -42,7 +42,7 @@ def fit_once(train: autorec.Ratings, epochs: int, block_rows: int, device: str
         lap = watch.lap()
         seconds.append(entry["seconds"])
         cpu.append(lap["own_cores"] * lap["wall_seconds"])
-        print(f"  block rows {block_rows}: epoch {entry['epoch']} {entry['seconds']:.2f}s "
+        print(f"  stepping in backward {mode}: epoch {entry['epoch']} {entry['seconds']:.2f}s "
               f"(other processes {lap['other_cores']:.2f} cores)", flush=True)
 
     def on_batch_end(done: int, total: int) -> None:
@@ -53,7 +53,7 @@ def fit_once(train: autorec.Ratings, epochs: int, block_rows: int, device: str
                             ranking="none", device=device)
     started = time.perf_counter()
     model.fit(train, on_epoch_end=on_epoch_end, on_batch_end=on_batch_end)
-    return {"block_rows": block_rows, "epoch_seconds": seconds,
+    return {"step_in_backward": mode, "epoch_seconds": seconds,
             "median_epoch_seconds": statistics.median(seconds[1:] or seconds),
             "epoch_cpu_seconds_with_scoring": cpu, "fit_seconds": time.perf_counter() - started,
             "optimizer": model.members_[0].optimizer,
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="ml-10m")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--order", type=int, nargs="+", default=[sparse.STEP_BLOCK_ROWS, 0],
-                        help="STEP_BLOCK_ROWS values, one fit each (default: 16384 0)")
+    parser.add_argument("--order", nargs="+", choices=["on", "off"], default=["on", "off"],
+                        help="STEP_IN_BACKWARD on or off, one fit each (default: on off)")
     add_machine_options(parser, wait_quiet=0.0)
     parser.add_argument("--out", default="/tmp/autorec-bench/row_steps.json")
     args = parser.parse_args(argv)
@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     train, _ = autorec.random_split(ratings, 0.1, random_state=0)
     print(f"{args.shape}: {len(train):,} training ratings, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()}", flush=True)
-    runs = [fit_once(train, args.epochs, block_rows, args.device) for block_rows in args.order]
+    runs = [fit_once(train, args.epochs, mode, args.device) for mode in args.order]
     for run in runs:
-        print(f"block rows {run['block_rows']:>6}: {run['median_epoch_seconds']:.2f} s/epoch "
+        print(f"stepping in backward {run['step_in_backward']:>3}: "
+              f"{run['median_epoch_seconds']:.2f} s/epoch "
               f"(median of epochs 2-), gradient buffer "
               f"{run['largest_gradient_buffer_bytes'] / 2**20:.0f} MiB, validation RMSE "
               f"{run['validation_rmse']:.5f}, {run['optimizer']}")

@@ -149,6 +149,79 @@ def compile_kernels(numba: Any) -> Any:
                     v[h] = vh
                     w[h] -= step_size * mh / (np.sqrt(vh) / correction2_sqrt + eps)
 
+    # The two gradient kernels again, each touched row's gradient summed into a row of
+    # scratch and Adam applied to that weight row at once (the arithmetic of adam_t): the
+    # gradient never leaves the cache, and no gradient array is written or read back.
+
+    @njit(**options)
+    def grad_rows_adam_t(t_crow, t_col, vals_t, touched, dense, bounds, weight, exp_avg,
+                         exp_avg_sq, decay, beta1, beta2, step_size, correction2_sqrt,
+                         eps):  # pragma: no cover
+        hidden = dense.shape[1]
+        one = np.float32(1.0)
+        for t in prange(len(bounds) - 1):
+            g = np.empty(hidden, dtype=np.float32)
+            for j in range(bounds[t], bounds[t + 1]):
+                g[:] = 0.0
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    v0, v1 = vals_t[p], vals_t[p + 1]
+                    for h in range(hidden):
+                        g[h] += v0 * dense[i0, h] + v1 * dense[i1, h]
+                    p += 2
+                if p < end:
+                    i0, v0 = t_col[p], vals_t[p]
+                    for h in range(hidden):
+                        g[h] += v0 * dense[i0, h]
+                u = touched[j]
+                d = decay[j]
+                for h in range(hidden):
+                    w = weight[u, h]
+                    gh = g[h] + d * w
+                    mh = beta1 * exp_avg[u, h] + (one - beta1) * gh
+                    vh = beta2 * exp_avg_sq[u, h] + (one - beta2) * gh * gh
+                    exp_avg[u, h] = mh
+                    exp_avg_sq[u, h] = vh
+                    weight[u, h] = w - step_size * mh / (np.sqrt(vh) / correction2_sqrt + eps)
+
+    @njit(**options)
+    def dec_backward_adam_t(t_crow, t_col, grad_t, touched, codes, bounds, parts, weight,
+                            exp_avg, exp_avg_sq, decay, beta1, beta2, step_size,
+                            correction2_sqrt, eps):  # pragma: no cover
+        hidden = weight.shape[1]
+        one = np.float32(1.0)
+        for t in prange(len(bounds) - 1):
+            parts[t] = 0.0
+            g = np.empty(hidden, dtype=np.float32)
+            for j in range(bounds[t], bounds[t + 1]):
+                u = touched[j]
+                g[:] = 0.0
+                p, end = t_crow[j], t_crow[j + 1]
+                while p + 1 < end:
+                    i0, i1 = t_col[p], t_col[p + 1]
+                    g0, g1 = grad_t[p], grad_t[p + 1]
+                    for h in range(hidden):
+                        w = weight[u, h]
+                        g[h] += g0 * codes[i0, h] + g1 * codes[i1, h]
+                        parts[t, i0, h] += g0 * w
+                        parts[t, i1, h] += g1 * w
+                    p += 2
+                if p < end:
+                    i0, g0 = t_col[p], grad_t[p]
+                    for h in range(hidden):
+                        g[h] += g0 * codes[i0, h]
+                        parts[t, i0, h] += g0 * weight[u, h]
+                d = decay[j]
+                for h in range(hidden):  # the row is read above before it is stepped here
+                    w = weight[u, h]
+                    gh = g[h] + d * w
+                    mh = beta1 * exp_avg[u, h] + (one - beta1) * gh
+                    vh = beta2 * exp_avg_sq[u, h] + (one - beta2) * gh * gh
+                    exp_avg[u, h] = mh
+                    exp_avg_sq[u, h] = vh
+                    weight[u, h] = w - step_size * mh / (np.sqrt(vh) / correction2_sqrt + eps)
+
     class Kernels:
         pass
 
@@ -159,4 +232,6 @@ def compile_kernels(numba: Any) -> Any:
     kernels.grad_rows_t = grad_rows_t
     kernels.dec_backward_t = dec_backward_t
     kernels.adam_t = adam_t
+    kernels.grad_rows_adam_t = grad_rows_adam_t
+    kernels.dec_backward_adam_t = dec_backward_adam_t
     return kernels

@@ -16,8 +16,9 @@ traffic (BENCHMARKS.md, "Kernel choices").
 * :func:`weight_grad` -- ``X^T @ G`` for the touched rows;
 * :func:`adam_rows` -- Adam on the touched rows, in place, with an L2 term per row.
 
-Both gradient kernels can also hand the touched rows' gradient a block at a time to a step
-that updates those rows (``step=``), so that it is never held whole.
+Both gradient kernels can also step each touched weight row with Adam as soon as its gradient
+is summed (``adam=``, :class:`RowAdam`): the touched rows' gradient is then never written to
+memory, let alone held whole.
 
 :func:`sddmm` also scores any (code row, output) pairs (`autorec.member.Member.reconstruct`).
 
@@ -35,14 +36,15 @@ import functools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BlockStep", "adam_rows", "available", "decoder_backward", "sddmm", "spmm",
+__all__ = ["RowAdam", "adam_rows", "available", "decoder_backward", "sddmm", "spmm",
            "torch_threads_handed_over", "weight_grad"]
 
 
@@ -185,101 +187,107 @@ def sddmm(plan: Plan, codes: Tensor, weight: Tensor, nnz: int) -> Tensor:
     return torch.from_numpy(out)
 
 
-#: Called with each block of a weight's touched rows and their gradient rows as soon as they
-#: are computed: ``step(start, rows, grad)``, ``start`` the block's first position among the
-#: touched rows (:func:`weight_grad`).
-BlockStep = Callable[[int, Tensor, Tensor], None]
+@dataclass(frozen=True)
+class RowAdam:
+    """One Adam step (as :class:`torch.optim.Adam`, ``step`` counting this one) of a weight's
+    rows, in place, with ``decay[j] * weight[row_j]`` added to the gradient of the ``j``-th
+    row stepped (``decay`` ``None``: nothing added). Given to a gradient kernel
+    (:func:`weight_grad`, :func:`decoder_backward`), it steps each touched row as soon as
+    that row's gradient is summed, the ``j``-th touched row with ``decay[j]``."""
+
+    weight: Tensor
+    exp_avg: Tensor
+    exp_avg_sq: Tensor
+    decay: Tensor | None
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    step: int
+
+    def arguments(self, n_rows: int) -> tuple[Any, ...]:
+        """The kernels' trailing arguments, from the weight to ``eps``."""
+        if self.decay is None:
+            decay = np.zeros(n_rows, dtype=np.float32)
+        else:
+            decay = np.ascontiguousarray(_np(self.decay), dtype=np.float32)
+        assert len(decay) == n_rows
+        f32 = np.float32
+        return (_np(self.weight), _np(self.exp_avg), _np(self.exp_avg_sq), decay,
+                f32(self.beta1), f32(self.beta2), f32(self.lr / (1.0 - self.beta1 ** self.step)),
+                f32(math.sqrt(1.0 - self.beta2 ** self.step)), f32(self.eps))
 
 
-def _targets(plan: Plan, hidden: int, into: Tensor | None, rows: np.ndarray | None,
-             step: BlockStep | None, block_rows: int) -> Iterator[tuple[Any, ...]]:
-    """Where a gradient kernel writes the touched rows' gradient, a block ``[a, b)`` of
-    touched columns at a time: ``(a, b, bounds, out, out_rows, accumulate)``. One block
-    (:attr:`Plan.bounds`) unless ``step`` is given: into a dense ``.grad`` (``into``), or a
-    ``touched x hidden`` array (``rows`` when given); with ``step``, blocks of
-    ``block_rows`` in one reused buffer."""
-    n = len(plan.touched)
+def _target(plan: Plan, hidden: int, into: Tensor | None, rows: np.ndarray | None
+            ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Where a gradient kernel writes the touched rows' gradient: ``(out, out_rows,
+    accumulate)``, into a dense ``.grad`` (``into``) or a ``touched x hidden`` array (``rows``
+    when given)."""
     if into is not None:
-        yield 0, n, plan.bounds, _np(into), plan.touched, True
-    elif step is None or n <= block_rows:
-        if rows is None:
-            rows = np.empty((n, hidden), dtype=np.float32)
-        assert rows.shape == (n, hidden) and rows.dtype == np.float32 and rows.flags.c_contiguous
-        yield 0, n, plan.bounds, rows, plan.compact, False
-    else:
-        buffer = np.empty((block_rows, hidden), dtype=np.float32)
-        for a in range(0, n, block_rows):
-            b = min(a + block_rows, n)
-            bounds = _bounds(plan.t_crow[a:b + 1] - plan.t_crow[a], len(plan.bounds) - 1)
-            yield a, b, bounds, buffer[:b - a], plan.compact, False
+        return _np(into), plan.touched, True
+    n = len(plan.touched)
+    if rows is None:
+        rows = np.empty((n, hidden), dtype=np.float32)
+    assert rows.shape == (n, hidden) and rows.dtype == np.float32 and rows.flags.c_contiguous
+    return rows, plan.compact, False
 
 
 @_locked
 def weight_grad(plan: Plan, values: Tensor, dense: Tensor, into: Tensor | None = None,
-                rows: np.ndarray | None = None, step: BlockStep | None = None,
-                block_rows: int = 0) -> Tensor | None:
+                rows: np.ndarray | None = None, adam: RowAdam | None = None) -> Tensor | None:
     """``X^T @ dense`` at the touched rows: a ``touched x hidden`` tensor (written into
     ``rows`` when given), or, with ``into`` (the weight's dense ``.grad``), added into its
-    touched rows (``into`` is returned). With ``step``, computed ``block_rows`` touched rows
-    at a time, each block handed to ``step`` (which updates those weight rows) and then
-    overwritten, and ``None`` returned: the touched rows' gradient never exists whole (0.7 GB
-    at Netflix shape; a block of 16,384 rows is 33 MB)."""
+    touched rows (``into`` is returned). With ``adam``, each touched row of the weight is
+    stepped as soon as its gradient is summed, and ``None`` returned: the gradient is never
+    held (0.7 GB at Netflix shape)."""
     vals_t = np.ascontiguousarray(_np(values)[plan.t_perm])
     dense_np = _np(dense)
-    for a, b, bounds, out, out_rows, accumulate in _targets(plan, dense_np.shape[1], into,
-                                                            rows, step, block_rows):
-        plan.kernels.grad_rows_t(plan.t_crow[a:b + 1], plan.t_col, vals_t, dense_np, bounds,
-                                 out, out_rows, accumulate)
-        if step is not None:
-            step(a, torch.from_numpy(plan.touched[a:b]), torch.from_numpy(out))
-    return into if into is not None or step is not None else torch.from_numpy(out)
+    if adam is not None:
+        plan.kernels.grad_rows_adam_t(plan.t_crow, plan.t_col, vals_t, plan.touched, dense_np,
+                                      plan.bounds, *adam.arguments(len(plan.touched)))
+        return None
+    out, out_rows, accumulate = _target(plan, dense_np.shape[1], into, rows)
+    plan.kernels.grad_rows_t(plan.t_crow, plan.t_col, vals_t, dense_np, plan.bounds, out,
+                             out_rows, accumulate)
+    return into if into is not None else torch.from_numpy(out)
 
 
 @_locked
 def decoder_backward(plan: Plan, grad_out: Tensor, codes: Tensor, weight: Tensor,
                      into: Tensor | None = None, rows: np.ndarray | None = None,
-                     step: BlockStep | None = None, block_rows: int = 0
-                     ) -> tuple[Tensor | None, Tensor]:
+                     adam: RowAdam | None = None) -> tuple[Tensor | None, Tensor]:
     """Gradients of :func:`sddmm` for ``grad_out`` (CSR order): the weight's (as
-    :func:`weight_grad` gives it, ``step`` included) and the codes' (``n_rows x hidden``).
-    With ``step``, a block's weight rows are read for the codes' gradient before ``step``
-    updates them, and no other block reads them."""
+    :func:`weight_grad` gives it, ``adam`` included) and the codes' (``n_rows x hidden``).
+    With ``adam`` (whose weight is ``weight``), each touched row is read for the codes'
+    gradient before it is stepped, and no other touched row reads it."""
     grad_t = np.ascontiguousarray(_np(grad_out)[plan.t_perm])
     codes_np, weight_np = _np(codes), _np(weight)
     parts = plan.parts(codes_np.shape[0], codes_np.shape[1])
-    total: np.ndarray | None = None
-    for a, b, bounds, out, out_rows, accumulate in _targets(plan, codes_np.shape[1], into,
-                                                            rows, step, block_rows):
-        plan.kernels.dec_backward_t(plan.t_crow[a:b + 1], plan.t_col, grad_t,
-                                    plan.touched[a:b], codes_np, weight_np, bounds, out,
-                                    out_rows, accumulate, parts)
-        used = parts[:len(bounds) - 1]  # a block of one column runs on one thread
-        block = used.sum(axis=0) if len(used) > 1 else used[0].copy()
-        total = block if total is None else np.add(total, block, out=total)
-        if step is not None:
-            step(a, torch.from_numpy(plan.touched[a:b]), torch.from_numpy(out))
-    assert total is not None
-    weight_rows = into if into is not None or step is not None else torch.from_numpy(out)
+    weight_rows: Tensor | None = None
+    if adam is not None:
+        assert adam.weight.data_ptr() == weight.data_ptr()
+        plan.kernels.dec_backward_adam_t(plan.t_crow, plan.t_col, grad_t, plan.touched,
+                                         codes_np, plan.bounds, parts,
+                                         *adam.arguments(len(plan.touched)))
+    else:
+        out, out_rows, accumulate = _target(plan, codes_np.shape[1], into, rows)
+        plan.kernels.dec_backward_t(plan.t_crow, plan.t_col, grad_t, plan.touched, codes_np,
+                                    weight_np, plan.bounds, out, out_rows, accumulate, parts)
+        weight_rows = into if into is not None else torch.from_numpy(out)
+    used = parts[:len(plan.bounds) - 1]
+    total = used.sum(axis=0) if len(used) > 1 else used[0].copy()
     return weight_rows, torch.from_numpy(total)
 
 
 @_locked
-def adam_rows(weight: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, rows: Tensor, grad: Tensor,
-              decay: Tensor | None, *, lr: float, beta1: float, beta2: float, eps: float,
-              step: int) -> None:
-    """Adam (as :class:`torch.optim.Adam`, ``step`` counting this one) on ``weight[rows]``
-    and its moments, in place, for the gradient rows ``grad`` plus ``decay[j] * weight[j]``."""
+def adam_rows(adam: RowAdam, rows: Tensor, grad: Tensor) -> None:
+    """``adam`` on ``adam.weight[rows]`` and its moments, in place, for the gradient rows
+    ``grad`` (the ``j``-th with ``adam.decay[j]``)."""
     kernels = _numba()
     assert kernels is not None
     threads = kernels.numba.get_num_threads()
     rows_np = _np(rows)
-    if decay is None:
-        decay_np = np.zeros(len(rows_np), dtype=np.float32)
-    else:
-        decay_np = np.ascontiguousarray(_np(decay), dtype=np.float32)
     bounds = np.linspace(0, len(rows_np), threads + 1).astype(np.int64)
-    f32 = np.float32
-    kernels.adam_t(_np(weight), _np(exp_avg), _np(exp_avg_sq), rows_np,
-                   np.ascontiguousarray(_np(grad)), decay_np, f32(beta1), f32(beta2),
-                   f32(lr / (1.0 - beta1 ** step)), f32(math.sqrt(1.0 - beta2 ** step)),
-                   f32(eps), bounds)
+    weight, exp_avg, exp_avg_sq, decay, *scalars = adam.arguments(len(rows_np))
+    kernels.adam_t(weight, exp_avg, exp_avg_sq, rows_np, np.ascontiguousarray(_np(grad)), decay,
+                   *scalars, bounds)

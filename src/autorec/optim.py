@@ -24,7 +24,7 @@ adding the penalty's gradient to the sparse gradient beforehand gives, without b
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -147,42 +147,34 @@ class LazyAdam(torch.optim.Optimizer):
             state["exp_avg_sq"] = torch.zeros_like(param)
         return state
 
-    @staticmethod
-    def _compiled_rows(param: torch.nn.Parameter, group: dict[str, Any], state: dict[str, Any],
-                       rows: torch.Tensor, grad: torch.Tensor, decay: torch.Tensor | None
-                       ) -> None:
-        """Adam on ``param``'s ``rows`` in the compiled kernel, ``state["step"]`` counting
+    def _row_adam(self, param: torch.nn.Parameter, group: dict[str, Any],
+                  state: dict[str, Any], decay: torch.Tensor | None) -> _kernels.RowAdam:
+        """The compiled kernels' Adam step of ``param``'s rows, ``state["step"]`` counting
         this step."""
         beta1, beta2 = group["betas"]
-        _kernels.adam_rows(param.detach(), state["exp_avg"], state["exp_avg_sq"], rows, grad,
-                           decay, lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                           step=int(state["step"]))
+        return _kernels.RowAdam(param.detach(), state["exp_avg"], state["exp_avg_sq"], decay,
+                                lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                                step=int(state["step"]))
 
-    def row_stepper(self, param: torch.nn.Parameter) -> _kernels.BlockStep:
-        """This step's update of ``param`` (a CPU float32 weight; compiled kernels), taken a
-        block of rows at a time while its gradient is computed
-        (:func:`autorec.sparse.rows_stepped_in_backward`).
+    def row_step(self, param: torch.nn.Parameter) -> Callable[[], _kernels.RowAdam]:
+        """A function that starts this step's update of ``param`` (a CPU float32 weight)
+        for a compiled gradient kernel, which steps each row as soon as its gradient is
+        summed (:func:`autorec.sparse.rows_stepped_in_backward`).
 
-        The function returned is called as ``f(start, rows, grad)`` with a block of the rows
-        that ``param``'s sparse gradient would hold (in that order, which the decay of
-        :meth:`set_row_decay` follows), their gradient rows, and the block's first position
-        among those rows. At its first call the step counter advances and the row decay is
-        taken; each call is the same arithmetic as :meth:`step` on those rows. A parameter
-        stepped this way has no gradient, so :meth:`step` leaves it alone.
+        Calling it advances the step counter and takes the row decay of
+        :meth:`set_row_decay` (aligned with the rows the sparse gradient would hold, the
+        order in which the kernel steps them); the kernel then does the arithmetic of
+        :meth:`step` on those rows. A parameter stepped this way has no gradient, so
+        :meth:`step` leaves it alone.
         """
         group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
-        taken: dict[str, Any] = {}
 
-        def step_block(start: int, rows: torch.Tensor, grad: torch.Tensor) -> None:
-            if not taken:
-                taken["state"] = state = self._state(param)
-                state["step"] += 1
-                taken["decay"] = self._row_decay.pop(param, None)
-            decay = taken["decay"]
-            self._compiled_rows(param, group, taken["state"], rows, grad,
-                                None if decay is None else decay[start:start + len(rows)])
+        def start() -> _kernels.RowAdam:
+            state = self._state(param)
+            state["step"] += 1
+            return self._row_adam(param, group, state, self._row_decay.pop(param, None))
 
-        return step_block
+        return start
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
@@ -206,7 +198,8 @@ class LazyAdam(torch.optim.Optimizer):
                     if (values.numel() >= COMPILED_MIN_VALUES and param.dim() == 2
                             and param.device.type == "cpu"
                             and param.dtype == torch.float32 and _kernels.available()):
-                        self._compiled_rows(param, group, state, rows, values, decay)
+                        _kernels.adam_rows(self._row_adam(param, group, state, decay), rows,
+                                           values)
                         continue
                     weight = param.index_select(0, rows)
                     if decay is not None:

@@ -15,9 +15,9 @@ of the touched inputs only (``k x hidden``). What happens to them depends on ``s
   without allocating an ``n_in x hidden`` tensor per step (BENCHMARKS.md);
 * ``True``: they become a row-sparse COO gradient (set as the leaf's ``.grad``, like the dense
   case), for an optimizer that updates only the touched rows (:class:`autorec.optim.LazyAdam`);
-  or, inside :func:`rows_stepped_in_backward` and in the compiled kernels, they are handed a
-  block of rows at a time to the weight's step (:meth:`autorec.optim.LazyAdam.row_stepper`)
-  and the weight gets no gradient: the touched rows' gradient is never held whole.
+  or, inside :func:`rows_stepped_in_backward` and in the compiled kernels, each touched row
+  is stepped by Adam as soon as its gradient is summed (:meth:`autorec.optim.LazyAdam.row_step`)
+  and the weight gets no gradient: the touched rows' gradient is never written out.
 
 Measured on CPU (see BENCHMARKS.md): ``torch.sparse.sampled_addmm`` with the decoder weight
 passed as a transposed *view* reads contiguous weight rows and beats both the dense decoder
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -176,39 +176,42 @@ def release_row_buffers(weights: Any) -> None:
         _ROW_BUFFERS.pop(id(weight), None)
 
 
-#: Touched rows per block when a weight's rows are stepped during the backward pass
-#: (:func:`rows_stepped_in_backward`): 16,384 x 500 float32 is a 33 MB gradient block;
-#: ``0`` turns that off (the touched rows' gradient, then the optimizer's step).
-STEP_BLOCK_ROWS = 16_384
+#: Whether a lazy weight's touched rows are stepped inside the backward pass
+#: (:func:`rows_stepped_in_backward`); ``False``: the touched rows' gradient, then the
+#: optimizer's step.
+STEP_IN_BACKWARD = True
 
-#: The weights whose rows are stepped during the backward pass now, by ``id``, with their
-#: steps (:func:`rows_stepped_in_backward`).
-_ROW_STEPPERS: dict[int, _kernels.BlockStep] = {}
+#: The weights whose rows are stepped during the backward pass now, by ``id``, each with the
+#: function that starts its step (:func:`rows_stepped_in_backward`).
+_ROW_STEPPERS: dict[int, Callable[[], _kernels.RowAdam]] = {}
 
 
 @contextlib.contextmanager
 def rows_stepped_in_backward(weight: Tensor, optimizer: Any) -> Iterator[None]:
     """Inside this block a backward pass that computes ``weight``'s row-sparse gradient in
-    the compiled kernels hands it, a block of :data:`STEP_BLOCK_ROWS` touched rows at a
-    time, to ``optimizer``'s step of those rows (:meth:`autorec.optim.LazyAdam.row_stepper`),
-    and ``weight`` gets no ``.grad``: the rows are updated as the gradient is computed, and
-    the whole gradient is never held (0.7 GB at Netflix shape). A batch that the torch
-    kernels take (too small, no Numba, not the CPU) gives ``weight`` its usual sparse
-    gradient, for the optimizer's ``step``. Nothing else in the backward pass may read the
-    rows stepped: the decoder's rows are read for the codes' gradient before their block is
-    stepped, and the encoder's weights are never read. ``optimizer`` ``None`` does nothing."""
-    if optimizer is None or STEP_BLOCK_ROWS <= 0:
+    the compiled kernels steps each touched row with ``optimizer``'s Adam as soon as that
+    row's gradient is summed (:meth:`autorec.optim.LazyAdam.row_step`,
+    :class:`autorec._kernels.RowAdam`), and ``weight`` gets no ``.grad``: the touched rows'
+    gradient is never written out (0.7 GB at Netflix shape). A batch that the torch kernels
+    take (too small, no Numba, not the CPU) gives ``weight`` its usual sparse gradient, for
+    the optimizer's ``step``. Nothing else in the backward pass may read the rows stepped:
+    a decoder row is read for the codes' gradient before it is stepped, and the encoder's
+    weights are never read. ``optimizer`` ``None`` does nothing."""
+    if optimizer is None or not STEP_IN_BACKWARD:
         yield
         return
-    _ROW_STEPPERS[id(weight)] = optimizer.row_stepper(weight)
+    _ROW_STEPPERS[id(weight)] = optimizer.row_step(weight)
     try:
         yield
     finally:
         _ROW_STEPPERS.pop(id(weight), None)
 
 
-def _row_stepper(weight: Tensor, sparse_grad: bool) -> _kernels.BlockStep | None:
-    return _ROW_STEPPERS.get(id(weight)) if sparse_grad else None
+def _row_step(weight: Tensor, sparse_grad: bool) -> _kernels.RowAdam | None:
+    """The step of ``weight``'s touched rows that its gradient kernel applies, if any (this
+    starts the step: call once, where the compiled kernels take the batch)."""
+    start = _ROW_STEPPERS.get(id(weight)) if sparse_grad else None
+    return start() if start is not None else None
 
 
 def _compiled_grad(weight: Tensor, batch: SparseBatch, plan: _kernels.Plan,
@@ -247,10 +250,10 @@ class _SparseLinear(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         batch: SparseBatch = ctx.batch
         grad_weight = grad_bias = None
-        step = _row_stepper(ctx.weight, ctx.sparse_grad)
-        if ctx.needs_input_grad[1] and ctx.plan is not None and step is not None:
-            _kernels.weight_grad(ctx.plan, batch.values, grad_out.contiguous(), step=step,
-                                 block_rows=STEP_BLOCK_ROWS)
+        adam = (_row_step(ctx.weight, ctx.sparse_grad)
+                if ctx.needs_input_grad[1] and ctx.plan is not None else None)
+        if adam is not None:
+            _kernels.weight_grad(ctx.plan, batch.values, grad_out.contiguous(), adam=adam)
         elif ctx.needs_input_grad[1] and ctx.plan is not None:
             plan, dense = ctx.plan, grad_out.contiguous()
             grad_weight, _ = _compiled_grad(
@@ -291,12 +294,12 @@ class _SampledDecode(torch.autograd.Function):
         hidden, weight = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         grad_hidden = grad_weight = grad_bias = None
-        step = _row_stepper(weight, ctx.sparse_grad)
-        if ctx.plan is not None and ctx.needs_input_grad[2] and step is not None:
-            # the same pass, each block of decoder rows stepped once its gradient is known
+        adam = (_row_step(weight, ctx.sparse_grad)
+                if ctx.plan is not None and ctx.needs_input_grad[2] else None)
+        if adam is not None:
+            # the same pass, each decoder row stepped once its gradient is known
             _, grad_hidden = _kernels.decoder_backward(
-                ctx.plan, grad_out, hidden.detach().contiguous(), weight.detach(), step=step,
-                block_rows=STEP_BLOCK_ROWS)
+                ctx.plan, grad_out, hidden.detach().contiguous(), weight.detach(), adam=adam)
             if not ctx.needs_input_grad[1]:
                 grad_hidden = None
         elif ctx.plan is not None and ctx.needs_input_grad[2]:
