@@ -149,7 +149,7 @@ def test_l2_share_follows_the_batch(low_rank) -> None:
     batch = next(trainer.batches(trainer.rows))
     for weight in (net.encoder_weight, net.decoder_weight):
         weight.grad = torch.zeros_like(weight)
-    trainer._penalise(batch)
+    trainer.penalty.add(batch, lazy=False)
     share = 4.0 * batch.nnz / matrix.nnz
     torch.testing.assert_close(net.encoder_weight.grad, share * net.encoder_weight.detach())
 

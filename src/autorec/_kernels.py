@@ -32,6 +32,7 @@ rounding, not bitwise. The kernels are compiled on first use and cached on disk
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import os
@@ -150,6 +151,18 @@ class Plan:
         self.bounds = _bounds(self.t_crow, self.threads)
         self.compact = np.arange(len(self.touched), dtype=np.int64)
 
+    def all_rows(self, n: int) -> Plan:
+        """This plan over all ``n`` columns, those the batch misses with no ratings: for a
+        step of every weight row (:attr:`RowAdam.all_rows`). The threads' shares count each
+        column as one rating more (its step)."""
+        plan = copy.copy(self)
+        counts = np.zeros(n, dtype=np.int64)
+        counts[self.touched] = np.diff(self.t_crow)
+        plan.t_crow = np.concatenate([[0], np.cumsum(counts)])
+        plan.touched = plan.compact = np.arange(n, dtype=np.int64)
+        plan.bounds = _bounds(plan.t_crow + np.arange(n + 1), self.threads)
+        return plan
+
     def parts(self, n_rows: int, hidden: int) -> np.ndarray:
         """Scratch for one ``n_rows x hidden`` block per thread, reused between calls (a fresh
         one costs page faults at every batch); only ever read inside this module."""
@@ -191,24 +204,27 @@ def sddmm(plan: Plan, codes: Tensor, weight: Tensor, nnz: int) -> Tensor:
 class RowAdam:
     """One Adam step (as :class:`torch.optim.Adam`, ``step`` counting this one) of a weight's
     rows, in place, with ``decay[j] * weight[row_j]`` added to the gradient of the ``j``-th
-    row stepped (``decay`` ``None``: nothing added). Given to a gradient kernel
-    (:func:`weight_grad`, :func:`decoder_backward`), it steps each touched row as soon as
-    that row's gradient is summed, the ``j``-th touched row with ``decay[j]``."""
+    row stepped (``decay`` ``None``: nothing added; a number: the same for every row). Given
+    to a gradient kernel (:func:`weight_grad`, :func:`decoder_backward`), it steps each
+    touched row as soon as that row's gradient is summed, the ``j``-th touched row with
+    ``decay[j]``; with ``all_rows``, every row of the weight (those the batch misses with a
+    zero gradient: dense Adam), over :meth:`Plan.all_rows`."""
 
     weight: Tensor
     exp_avg: Tensor
     exp_avg_sq: Tensor
-    decay: Tensor | None
+    decay: Tensor | float | None
     lr: float
     beta1: float
     beta2: float
     eps: float
     step: int
+    all_rows: bool = False
 
     def arguments(self, n_rows: int) -> tuple[Any, ...]:
         """The kernels' trailing arguments, from the weight to ``eps``."""
-        if self.decay is None:
-            decay = np.zeros(n_rows, dtype=np.float32)
+        if self.decay is None or isinstance(self.decay, float):
+            decay = np.full(n_rows, self.decay or 0.0, dtype=np.float32)
         else:
             decay = np.ascontiguousarray(_np(self.decay), dtype=np.float32)
         assert len(decay) == n_rows
@@ -243,6 +259,8 @@ def weight_grad(plan: Plan, values: Tensor, dense: Tensor, into: Tensor | None =
     vals_t = np.ascontiguousarray(_np(values)[plan.t_perm])
     dense_np = _np(dense)
     if adam is not None:
+        if adam.all_rows:
+            plan = plan.all_rows(adam.weight.shape[0])
         plan.kernels.grad_rows_adam_t(plan.t_crow, plan.t_col, vals_t, plan.touched, dense_np,
                                       plan.bounds, *adam.arguments(len(plan.touched)))
         return None
@@ -262,6 +280,8 @@ def decoder_backward(plan: Plan, grad_out: Tensor, codes: Tensor, weight: Tensor
     gradient before it is stepped, and no other touched row reads it."""
     grad_t = np.ascontiguousarray(_np(grad_out)[plan.t_perm])
     codes_np, weight_np = _np(codes), _np(weight)
+    if adam is not None and adam.all_rows:
+        plan = plan.all_rows(weight_np.shape[0])
     parts = plan.parts(codes_np.shape[0], codes_np.shape[1])
     weight_rows: Tensor | None = None
     if adam is not None:

@@ -36,7 +36,7 @@ from . import _kernels
 from .sparse import slice_rows
 
 __all__ = ["AUTO_DENSE_SHARE", "COMPILED_MIN_VALUES", "LazyAdam", "choose_optimizer", "fused_adam",
-           "touched_share"]
+           "row_step", "touched_share"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,41 @@ def fused_adam(params: list[torch.nn.Parameter], lr: float, weight_decay: float
         return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):  # older torch, or a device without a fused kernel
         return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+
+
+def row_step(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter
+             ) -> Callable[[], _kernels.RowAdam] | None:
+    """A function that starts this step's update of ``param`` (a CPU float32 weight) for a
+    compiled gradient kernel, which steps each row as soon as its gradient is summed
+    (:func:`autorec.sparse.rows_stepped_in_backward`); ``None`` where ``optimizer`` has none.
+
+    :class:`LazyAdam`: its touched rows (:meth:`LazyAdam.row_step`). :class:`torch.optim.Adam`
+    (not AMSGrad, not maximising): every row, with the group's ``weight_decay`` (coupled,
+    as torch's) and the parameter's state in ``optimizer.state`` (created as torch creates
+    it), so that the kernel's step is the optimizer's own to float32 rounding and a later
+    :meth:`~torch.optim.Adam.step` or checkpoint carries on from it.
+    """
+    if isinstance(optimizer, LazyAdam):
+        return optimizer.row_step(param)
+    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    if (type(optimizer) is not torch.optim.Adam or group["amsgrad"] or group["maximize"]
+            or isinstance(group["lr"], torch.Tensor)):
+        return None
+
+    def start() -> _kernels.RowAdam:
+        state = optimizer.state[param]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        return _kernels.RowAdam(param.detach(), state["exp_avg"], state["exp_avg_sq"],
+                                float(group["weight_decay"]), lr=group["lr"], beta1=beta1,
+                                beta2=beta2, eps=group["eps"], step=int(state["step"]),
+                                all_rows=True)
+
+    return start
 
 
 class LazyAdam(torch.optim.Optimizer):

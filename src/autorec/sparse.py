@@ -14,10 +14,11 @@ of the touched inputs only (``k x hidden``). What happens to them depends on ``s
   steps by ``zero_grad(set_to_none=False)``), which is what autograd's accumulation would do,
   without allocating an ``n_in x hidden`` tensor per step (BENCHMARKS.md);
 * ``True``: they become a row-sparse COO gradient (set as the leaf's ``.grad``, like the dense
-  case), for an optimizer that updates only the touched rows (:class:`autorec.optim.LazyAdam`);
-  or, inside :func:`rows_stepped_in_backward` and in the compiled kernels, each touched row
-  is stepped by Adam as soon as its gradient is summed (:meth:`autorec.optim.LazyAdam.row_step`)
-  and the weight gets no gradient: the touched rows' gradient is never written out.
+  case), for an optimizer that updates only the touched rows (:class:`autorec.optim.LazyAdam`).
+
+Inside :func:`rows_stepped_in_backward` and in the compiled kernels, either way, each row is
+stepped by Adam as soon as its gradient is summed (:func:`autorec.optim.row_step`: the touched
+rows under lazy Adam, every row under Adam) and the weight gets no gradient at all.
 
 Measured on CPU (see BENCHMARKS.md): ``torch.sparse.sampled_addmm`` with the decoder weight
 passed as a transposed *view* reads contiguous weight rows and beats both the dense decoder
@@ -187,31 +188,37 @@ _ROW_STEPPERS: dict[int, Callable[[], _kernels.RowAdam]] = {}
 
 
 @contextlib.contextmanager
-def rows_stepped_in_backward(weight: Tensor, optimizer: Any) -> Iterator[None]:
-    """Inside this block a backward pass that computes ``weight``'s row-sparse gradient in
-    the compiled kernels steps each touched row with ``optimizer``'s Adam as soon as that
-    row's gradient is summed (:meth:`autorec.optim.LazyAdam.row_step`,
-    :class:`autorec._kernels.RowAdam`), and ``weight`` gets no ``.grad``: the touched rows'
-    gradient is never written out (0.7 GB at Netflix shape). A batch that the torch kernels
-    take (too small, no Numba, not the CPU) gives ``weight`` its usual sparse gradient, for
-    the optimizer's ``step``. Nothing else in the backward pass may read the rows stepped:
-    a decoder row is read for the codes' gradient before it is stepped, and the encoder's
-    weights are never read. ``optimizer`` ``None`` does nothing."""
-    if optimizer is None or not STEP_IN_BACKWARD:
+def rows_stepped_in_backward(weight: Tensor,
+                             start: Callable[[], _kernels.RowAdam] | None) -> Iterator[None]:
+    """Inside this block a backward pass that computes ``weight``'s gradient in the compiled
+    kernels steps each of its rows with Adam as soon as that row's gradient is summed:
+    ``start()`` begins the step (:func:`autorec.optim.row_step`: the touched rows under lazy
+    Adam, every row under Adam), and ``weight`` gets no ``.grad``: its gradient is never
+    written out (0.7 GB of touched rows at Netflix shape). A batch that the torch kernels
+    take (too small, no Numba, not the CPU) gives ``weight`` its usual gradient, for the
+    optimizer's ``step``. Nothing else in the backward pass may read the rows stepped: a
+    decoder row is read for the codes' gradient before it is stepped, and the encoder's
+    weights are never read. ``start`` ``None`` (or :data:`STEP_IN_BACKWARD` off) does
+    nothing."""
+    if start is None or not STEP_IN_BACKWARD:
         yield
         return
-    _ROW_STEPPERS[id(weight)] = optimizer.row_step(weight)
+    _ROW_STEPPERS[id(weight)] = start
     try:
         yield
     finally:
         _ROW_STEPPERS.pop(id(weight), None)
 
 
-def _row_step(weight: Tensor, sparse_grad: bool) -> _kernels.RowAdam | None:
-    """The step of ``weight``'s touched rows that its gradient kernel applies, if any (this
-    starts the step: call once, where the compiled kernels take the batch)."""
-    start = _ROW_STEPPERS.get(id(weight)) if sparse_grad else None
-    return start() if start is not None else None
+def _row_step(weight: Tensor) -> _kernels.RowAdam | None:
+    """The step of ``weight``'s rows that its gradient kernel applies, if any (this starts
+    the step: call once, where the compiled kernels take the batch). A gradient buffer the
+    weight holds goes: the optimizer's own step must then leave the weight alone."""
+    start = _ROW_STEPPERS.get(id(weight))
+    if start is None:
+        return None
+    weight.grad = None
+    return start()
 
 
 def _compiled_grad(weight: Tensor, batch: SparseBatch, plan: _kernels.Plan,
@@ -250,7 +257,7 @@ class _SparseLinear(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         batch: SparseBatch = ctx.batch
         grad_weight = grad_bias = None
-        adam = (_row_step(ctx.weight, ctx.sparse_grad)
+        adam = (_row_step(ctx.weight)
                 if ctx.needs_input_grad[1] and ctx.plan is not None else None)
         if adam is not None:
             _kernels.weight_grad(ctx.plan, batch.values, grad_out.contiguous(), adam=adam)
@@ -294,7 +301,7 @@ class _SampledDecode(torch.autograd.Function):
         hidden, weight = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         grad_hidden = grad_weight = grad_bias = None
-        adam = (_row_step(weight, ctx.sparse_grad)
+        adam = (_row_step(weight)
                 if ctx.plan is not None and ctx.needs_input_grad[2] else None)
         if adam is not None:
             # the same pass, each decoder row stepped once its gradient is known

@@ -4,18 +4,11 @@ The loss of a batch is the sum of squared errors over its observed ratings only 
 loss of the AutoRec paper and the reference chapter). Regularisation comes in two forms:
 
 * ``l2``: the paper's penalty ``(l2 / 2) * (||W_enc||^2 + ||W_dec||^2)`` on the objective
-  ``sum over observed ratings of (r - r_hat)^2``. Each step carries the share of the penalty
-  that its ratings are of all ratings, so one epoch adds the whole penalty once, whatever the
-  batch size: a value means the same objective for minibatches and for a full batch. With
-  the lazy optimizer, a weight row (one per user for I-AutoRec) carries its share when a
-  batch touches it: the share of *its* ratings in the batch, again the whole penalty per
-  epoch. In one process the share is folded into the optimizer's update instead of being
-  added to the gradients first (the same update, without a pass over every weight): Adam's
-  coupled ``weight_decay`` of the weights' parameter groups is set to the step's share
-  (``grad + share * W`` inside the fused kernel), and the lazy optimizer takes the share of
-  each touched row (:meth:`autorec.optim.LazyAdam.set_row_decay`; :mod:`autorec.penalty`
-  computes the shares). The objective is the same
-  in every case: ``sum of (r - r_hat)^2 + (l2 / 2) (||W_enc||^2 + ||W_dec||^2)`` per epoch.
+  ``sum over observed ratings of (r - r_hat)^2``, one step's share at a time, so that one epoch
+  adds the whole penalty once whatever the batch size (:mod:`autorec.penalty`: the shares, a
+  lazily updated row carrying the share of its own ratings; in one process folded into the
+  optimizer's update instead of added to the gradients, the same update without a pass over
+  every weight).
 * ``weight_decay``: Adam's coupled L2 term, as the reference chapter uses it.
 
 The trainer exposes one epoch at a time; deciding when to stop is :mod:`autorec.selection`'s.
@@ -38,7 +31,7 @@ from . import _kernels, distributed, sparse
 from .exceptions import ResourceError, TrainingError
 from .memory import release_free_memory
 from .model import AutoRecNet
-from .optim import LazyAdam, fused_adam
+from .optim import LazyAdam, fused_adam, row_step
 from .penalty import L2Share
 from .sparse import SparseBatch, release_row_buffers, slice_rows
 
@@ -228,20 +221,11 @@ class Trainer:
         predicted = self.net(batch, self.generator, self.input_dropout)
         loss = torch.sum((predicted - batch.targets) ** 2)
         loss.backward()
-        if self.l2 > 0.0:
-            if self.fold_l2:
-                self._fold_penalty(batch)
-            else:
-                self._penalise(batch)
+        if self.l2 > 0.0 and self.fold_l2:  # this batch's share of the penalty (:mod:`penalty`)
+            self.penalty.fold(self.optimizers[0], batch)
+        elif self.l2 > 0.0:
+            self.penalty.add(batch, lazy=self.optimizer_name == "lazy_adam")
         return loss.detach()
-
-    def _fold_penalty(self, batch: SparseBatch) -> None:
-        """Hand this batch's share of the ``l2`` penalty to the optimizer (module docstring)."""
-        self.penalty.fold(self.optimizers[0], batch)
-
-    def _penalise(self, batch: SparseBatch) -> None:
-        """Add this batch's share of the ``l2`` penalty's gradient (module docstring)."""
-        self.penalty.add(batch, lazy=self.optimizer_name == "lazy_adam")
 
     def _backward_and_step(self, batch: SparseBatch) -> torch.Tensor:
         """One batch's backward pass and step, the decoder first: the same gradients and
@@ -256,26 +240,27 @@ class Trainer:
         gradient from the second half, which needs only the code's gradient and the batch
         (never the decoder's weights); then the encoder is stepped. Each parameter has its
         own Adam state (and under ``adam`` its own group), so stepping them apart is the same
-        arithmetic as one step over all. ``lazy_adam`` in the compiled kernels needs no buffer:
+        arithmetic as one step over all. In the compiled kernels the weights need no buffer:
         rows are stepped as computed (:func:`autorec.sparse.rows_stepped_in_backward`).
         """
         net = self.net
         dense = self.optimizer_name == "adam"
+        optimizer = self.optimizers[0]
         decoder = [net.decoder_weight] + ([net.decoder_bias] if net.decoder_bias is not None
                                           else [])
         for parameter in net.parameters():
             parameter.grad = None
         buffer, self._grad_buffer = self._grad_buffer, None
-        if dense and buffer is not None:
+        if dense and buffer is not None and not self._steps_in_kernels():
             net.decoder_weight.grad = buffer.zero_()
         hidden = net.code(batch, self.generator, self.input_dropout)
         cut = hidden.detach().requires_grad_()
         loss = torch.sum((net.decode_batch(batch, cut) - batch.targets) ** 2)
         self._check_finite(loss.detach())
         if self.l2 > 0.0:
-            self._fold_penalty(batch)  # depends on the batch only
-        lazy = self.optimizers[0] if not dense else None
-        with sparse.rows_stepped_in_backward(net.decoder_weight, lazy):
+            self.penalty.fold(optimizer, batch)  # depends on the batch only
+        with sparse.rows_stepped_in_backward(net.decoder_weight,
+                                             row_step(optimizer, net.decoder_weight)):
             loss.backward()
         loss = loss.detach()
         self._step()  # the decoder's parameters: the only ones with a gradient
@@ -286,7 +271,8 @@ class Trainer:
             net.encoder_weight.grad = buffer.zero_()
         elif not dense:
             sparse.share_row_buffer([net.decoder_weight, net.encoder_weight])
-        with sparse.rows_stepped_in_backward(net.encoder_weight, lazy):
+        with sparse.rows_stepped_in_backward(net.encoder_weight,
+                                             row_step(optimizer, net.encoder_weight)):
             hidden.backward(cut.grad)
         self._step()  # the encoder's
         self._grad_buffer = net.encoder_weight.grad if dense else None
@@ -343,12 +329,22 @@ class Trainer:
 
     def _compiled_batches(self) -> bool:
         """Whether torch's threads are handed over to the compiled kernels for the epoch
-        (:func:`autorec._kernels.torch_threads_handed_over`): CPU, float32, ``lazy_adam``,
-        :attr:`large_batches`. Not with ``adam``, whose fused step over whole tensors gains
-        more from torch's threads than the kernels lose to their spinning (BENCHMARKS.md)."""
-        return (self.device.type == "cpu" and self.optimizer_name == "lazy_adam"
-                and self.net.encoder_weight.dtype == torch.float32 and self.large_batches
-                and _kernels.available())
+        (:func:`autorec._kernels.torch_threads_handed_over`): every batch compiled, under
+        ``lazy_adam`` or with the weights stepped in the kernels; not for torch's fused
+        ``adam`` step over whole tensors, which gains more from torch's threads than the
+        kernels lose to their spinning (BENCHMARKS.md)."""
+        return self._all_compiled() and (self.optimizer_name == "lazy_adam"
+                                         or self._steps_in_kernels())
+
+    def _steps_in_kernels(self) -> bool:
+        """Whether every batch's weight rows are stepped in the compiled gradient kernels
+        (:func:`autorec.sparse.rows_stepped_in_backward`; :meth:`_backward_and_step`)."""
+        return self.split_step and sparse.STEP_IN_BACKWARD and self._all_compiled()
+
+    def _all_compiled(self) -> bool:
+        """Whether every batch goes to the compiled kernels: CPU float32 large batches."""
+        return (self.device.type == "cpu" and self.net.encoder_weight.dtype == torch.float32
+                and self.large_batches and _kernels.available())
 
     def _epoch(self, total: torch.Tensor) -> torch.Tensor:
         """The batches of one epoch and their steps; returns ``total`` plus their losses."""
