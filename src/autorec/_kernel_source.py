@@ -18,13 +18,17 @@ __all__ = ["compile_kernels"]
 def compile_kernels(numba: Any) -> Any:
     """The kernels compiled with ``numba`` (on first use; cached on disk), as attributes of
     one object, with ``numba`` itself."""
-    # Numba's own thread pool, not OpenMP: Numba's OpenMP layer loads the system's libgomp
-    # (it names the file libgomp.so.1.0.0), a second runtime beside torch's, whose spinning
-    # workers halved the speed of both on 2 cores (BENCHMARKS.md). torch's own workers are
-    # kept from spinning by torch_threads_handed_over. The pool takes one parallel call at a
-    # time, which _LOCK ensures. Only before Numba's first parallel call.
+    # Numba's OpenMP layer where the system has libgomp, else its own thread pool: the
+    # pool's idle workers sleep, and on a virtual machine a sleeping vCPU took about 2 ms to
+    # wake for each kernel call (an ML-1M-shape epoch ran its kernels at one thread's speed),
+    # while OpenMP's workers spin briefly between calls. The OpenMP layer loads the system's
+    # libgomp (it names the file libgomp.so.1.0.0), a second runtime beside torch's; their
+    # spinning workers do not meet in a training epoch, where torch is on one thread
+    # (torch_threads_handed_over). BENCHMARKS.md, issue 15. One parallel call at a time
+    # (_LOCK). Only before Numba's first parallel call; NUMBA_THREADING_LAYER wins.
     if os.environ.get("NUMBA_THREADING_LAYER") is None:
-        numba.config.THREADING_LAYER = "workqueue"
+        numba.config.THREADING_LAYER = "default"
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
     njit = numba.njit
     prange = numba.prange
     options = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
