@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections import Counter
 from collections.abc import Iterator
 
@@ -542,3 +543,38 @@ def test_auto_is_the_default_and_resolved_per_network() -> None:
     # 400 items in batches of 256 over ~2,500 users: a batch touches well under 90 %
     assert model.members_[0].optimizer == "lazy_adam"
     assert model.members_[0].net.sparse_grad
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not __import__("autorec._kernels")._kernels
+                    .available(), reason="needs os.fork and numba")
+def test_a_child_forked_after_the_kernels_ran_on_openmp_trains_on_torch_kernels(
+        low_rank, monkeypatch) -> None:
+    """GNU OpenMP cannot run in a process forked after it ran (Numba ends such a child): a
+    child forked after the kernels ran on Numba's OpenMP layer trains on torch's kernels
+    instead, and the parent keeps its kernels."""
+    import numba
+
+    from autorec import _kernels, sparse
+
+    monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", 0)
+    matrix = low_rank.to_csr("item")
+
+    def train() -> float:
+        net = AutoRecNet(matrix.shape[1], hidden=8, generator=torch.Generator().manual_seed(1))
+        trainer = Trainer(net, matrix, optimizer="adam", lr=0.01, l2=1.0, batch_size=7,
+                          device=CPU, seed=3)
+        return trainer.train_epoch().train_loss
+
+    train()  # the kernels run here
+    openmp = numba.threading_layer() == "omp"
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        code = 3
+        try:
+            torch.set_num_threads(1)
+            code = 0 if _kernels.available() != openmp and np.isfinite(train()) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _kernels.available()

@@ -36,6 +36,7 @@ import copy
 import functools
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,8 +65,31 @@ def _numba() -> Any:
 
 
 def available() -> bool:
-    """Whether the compiled kernels can run (Numba importable, not turned off)."""
-    return _numba() is not None
+    """Whether the compiled kernels can run (Numba importable, not turned off, not a child
+    forked after they ran on GNU OpenMP)."""
+    return not _FORKED_AFTER_OPENMP and _numba() is not None
+
+
+#: Set in a process forked after the kernels ran on Numba's OpenMP layer: GNU OpenMP cannot
+#: run in such a child (Numba would end it), so the child takes torch's kernels instead.
+_FORKED_AFTER_OPENMP = False
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED_AFTER_OPENMP
+    numba = sys.modules.get("numba")
+    if numba is None or _numba.cache_info().currsize == 0:
+        return
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel call yet: the child may start its own threads
+        return
+    if layer == "omp":
+        _FORKED_AFTER_OPENMP = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 #: Threads the kernels use while :func:`torch_threads_handed_over` is active (torch's count
