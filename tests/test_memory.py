@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -140,3 +143,34 @@ def test_allocation_failure_during_training_is_one_line(capsys, monkeypatch, tmp
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "ran out of memory" in err and "--hidden" in err
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+_TRIM_PROBE = """
+import sys
+from autorec.memory import _read_kib, release_free_memory
+from pathlib import Path
+
+def rss():
+    return _read_kib(Path("/proc/self/status"), "VmRSS:")
+
+# 200 MB of 64 KB blocks on the C heap, every tenth kept so that the freed ones sit below
+# live blocks (free() alone cannot hand them back)
+blocks = [bytearray(64 << 10) for _ in range(3200)]
+kept = blocks[::10]
+del blocks
+before = rss()
+release_free_memory(min_resident=before + (1 << 40))
+untrimmed = rss()
+release_free_memory(min_resident=before // 2)
+print(before, untrimmed, rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="malloc_trim is glibc's")
+def test_the_free_heap_goes_back_only_in_a_process_at_least_min_resident_large() -> None:
+    out = subprocess.run([sys.executable, "-c", _TRIM_PROBE], capture_output=True, text=True,
+                         check=True).stdout.split()
+    before, untrimmed, trimmed = (int(x) for x in out)
+    assert abs(untrimmed - before) < 20 << 20  # below min_resident: nothing returned
+    assert before - trimmed > 100 << 20  # above it: most of the 180 MB freed goes back

@@ -346,6 +346,34 @@ def test_compiled_kernels_give_the_torch_values_and_gradients(monkeypatch, spars
 
 
 @compiled
+def test_a_batch_plan_is_made_once_for_its_step_and_dropped_after_the_epoch(monkeypatch) -> None:
+    """The encoder (its batch with dropped-out values) and the decoder share one plan of the
+    batch's transpose, its all-rows form is made once, and both equal freshly made ones."""
+    monkeypatch.setattr(sparse_module, "COMPILED_MIN_NNZ", 0)
+    batch = SparseBatch.from_scipy(random_csr(n_rows=30, n_cols=50, density=0.2, seed=1))
+    other = SparseBatch.from_scipy(random_csr(n_rows=30, n_cols=50, density=0.2, seed=2))
+    weight = torch.zeros(50, 4)
+    plan = sparse_module._plan(batch, weight)
+    assert sparse_module._plan(batch.with_values(batch.values * 0.5), weight) is plan
+    assert plan.all_rows(50) is plan.all_rows(50)
+    fresh = _kernels.Plan(batch.t_crow, batch.t_col, batch.t_perm, batch.touched)
+    for name in ("t_crow", "t_col", "t_perm", "touched", "bounds"):
+        np.testing.assert_array_equal(getattr(plan.all_rows(50), name),
+                                      getattr(fresh.all_rows(50), name))
+    current = sparse_module._plan(other, weight)
+    assert current is not plan
+    threads = torch.get_num_threads()
+    if min(threads, _kernels._numba().numba.config.NUMBA_NUM_THREADS) > 1:
+        torch.set_num_threads(1)  # a plan splits the work for the threads it was made for
+        try:
+            assert sparse_module._plan(other, weight).threads == 1 != current.threads
+        finally:
+            torch.set_num_threads(threads)
+    sparse_module.release_row_buffers([weight])
+    assert _kernels._last_plan is None
+
+
+@compiled
 def test_compiled_kernels_add_into_kept_gradient_buffers(monkeypatch) -> None:
     """A dense leaf's gradient is added into its ``.grad``, as autograd accumulates."""
     monkeypatch.setattr(sparse_module, "COMPILED_MIN_NNZ", 0)

@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["RowAdam", "adam_rows", "available", "decoder_backward", "sddmm", "spmm",
-           "torch_threads_handed_over", "weight_grad"]
+__all__ = ["RowAdam", "adam_rows", "available", "decoder_backward", "forget_last_plan", "sddmm",
+           "spmm", "torch_threads_handed_over", "weight_grad"]
 
 
 @functools.cache
@@ -174,12 +174,28 @@ class Plan:
         self.touched = _np(touched)
         self.bounds = _bounds(self.t_crow, self.threads)
         self.compact = np.arange(len(self.touched), dtype=np.int64)
+        self.source = t_crow
+        self._over_all: dict[int, Plan] = {}
+
+    @classmethod
+    def of(cls, t_crow: Tensor, t_col: Tensor, t_perm: Tensor, touched: Tensor) -> Plan:
+        """The plan of a batch's transpose: the last one made, when it was made for the same
+        ``t_crow`` on as many threads (the encoder and the decoder of a step share it)."""
+        global _last_plan
+        last = _last_plan
+        if last is not None and last.source is t_crow and last.threads == _threads(last.kernels):
+            return last
+        _last_plan = cls(t_crow, t_col, t_perm, touched)
+        return _last_plan
 
     def all_rows(self, n: int) -> Plan:
         """This plan over all ``n`` columns, those the batch misses with no ratings: for a
         step of every weight row (:attr:`RowAdam.all_rows`). The threads' shares count each
-        column as one rating more (its step)."""
-        plan = copy.copy(self)
+        column as one rating more (its step). Made once per plan."""
+        if n in self._over_all:
+            return self._over_all[n]
+        plan = self._over_all[n] = copy.copy(self)
+        plan._over_all = {}
         counts = np.zeros(n, dtype=np.int64)
         counts[self.touched] = np.diff(self.t_crow)
         plan.t_crow = np.concatenate([[0], np.cumsum(counts)])
@@ -199,6 +215,16 @@ class Plan:
 
 
 _scratch = np.empty(0, dtype=np.float32)
+
+#: The plan :meth:`Plan.of` made last (a batch's transpose and its split; dropped by
+#: :func:`forget_last_plan` at the end of an epoch).
+_last_plan: Plan | None = None
+
+
+def forget_last_plan() -> None:
+    """Drop the plan :meth:`Plan.of` keeps for the next call."""
+    global _last_plan
+    _last_plan = None
 
 #: One kernel call at a time in a process (the work-queue thread pool and the scratch
 #: buffer are shared).

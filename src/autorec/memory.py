@@ -36,6 +36,10 @@ _PER_RATING = 48  # bytes per observed rating of a batch: value, column, transpo
 #                   permutation), prediction, residual and its gradient, scipy's positions
 _UNLIMITED = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 
+#: A training process at least this large returns its free heap pages at each epoch's start
+#: (:func:`release_free_memory`); a smaller one keeps them for the next epoch's allocations.
+EPOCH_TRIM_MIN_RESIDENT = 2 << 30
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:
@@ -147,13 +151,26 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
         f"{_gb(available)} is available ({limit}); try {_join(levers)}")
 
 
-def release_free_memory() -> None:
+def release_free_memory(min_resident: int = 0) -> None:
     """Return the C heap's free pages to the system (glibc's ``malloc_trim``; elsewhere
     nothing). Arrays under 32 MB live on that heap, and after reading or preparing a large
     data set its freed pages (hundreds of MB at 100M ratings) would otherwise stay counted in
-    the process's memory while the model is allocated beside them."""
+    the process's memory while the model is allocated beside them.
+
+    Parameters
+    ----------
+    min_resident
+        Trim only when the process's resident memory is at least this many bytes (where it
+        is not known: always). Pages returned are faulted back in by the next allocations:
+        at ML-1M shape trimming each epoch cost about 3,000 page faults and 20 ms of CPU an
+        epoch (BENCHMARKS.md, issue 15) for memory that no small run misses.
+    """
     if not sys.platform.startswith("linux"):
         return
+    if min_resident > 0:
+        resident = _read_kib(Path("/proc/self/status"), "VmRSS:")
+        if resident is not None and resident < min_resident:
+            return
     import ctypes
 
     try:

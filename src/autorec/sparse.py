@@ -120,7 +120,7 @@ def _plan(batch: SparseBatch, weight: Tensor) -> _kernels.Plan | None:
             or batch.touched is None or weight.device.type != "cpu"
             or weight.dtype != torch.float32 or not _kernels.available()):
         return None
-    return _kernels.Plan(batch.t_crow, batch.t_col, batch.t_perm, batch.touched)
+    return _kernels.Plan.of(batch.t_crow, batch.t_col, batch.t_perm, batch.touched)
 
 
 #: Per weight, the buffer its row-sparse gradient's values were last computed into: reused
@@ -171,8 +171,10 @@ def share_row_buffer(weights: Any) -> None:
 
 
 def release_row_buffers(weights: Any) -> None:
-    """Let go of the reused gradient buffers of ``weights`` (:func:`_row_buffer`): the trainer
-    does after each epoch, since they are as large as half the weights."""
+    """Let go of the reused gradient buffers of ``weights`` (:func:`_row_buffer`), and of the
+    last batch's kernel plan: the trainer does after each epoch, since the buffers are as
+    large as half the weights."""
+    _kernels.forget_last_plan()
     for weight in weights:
         _ROW_BUFFERS.pop(id(weight), None)
 

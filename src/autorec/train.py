@@ -29,7 +29,7 @@ import torch
 
 from . import _kernels, distributed, sparse
 from .exceptions import ResourceError, TrainingError
-from .memory import release_free_memory
+from .memory import EPOCH_TRIM_MIN_RESIDENT, release_free_memory
 from .model import AutoRecNet
 from .optim import LazyAdam, fused_adam, row_step
 from .penalty import L2Share
@@ -301,8 +301,9 @@ class Trainer:
         self.net.train()
         started = time.perf_counter()
         # the C heap's pages freed since the last epoch (scoring's temporaries, hundreds of
-        # MB at Netflix shape) go back before the gradient buffers are allocated
-        release_free_memory()
+        # MB at Netflix shape) go back before the gradient buffers are allocated, in a
+        # process large enough for them to matter
+        release_free_memory(min_resident=EPOCH_TRIM_MIN_RESIDENT)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         with (_kernels.torch_threads_handed_over() if self._compiled_batches()
               else contextlib.nullcontext()):
