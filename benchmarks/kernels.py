@@ -17,8 +17,10 @@ With ``--shape ml-1m|ml-10m`` it times instead one training batch of 256 random 
 the synthetic set of that shape (``_common.make_synthetic``, seed 0) through torch's kernels
 and through the compiled ones of ``autorec._kernels``: encoder SpMM, decoder SDDMM, the
 decoder's backward (weight rows and codes' gradient), the encoder's weight gradient, and the
-lazy Adam step of one weight (gather / fused / scatter against the in-place pass), with
-GFLOP/s of useful work (2 x ratings x hidden per product).
+lazy Adam step of one weight (gather / fused / scatter against the in-place pass), and the
+two gradient kernels with dense Adam's step inside (every row, as the default's ``adam``
+epochs run them) against that step alone over every row, with GFLOP/s of useful work (2 x
+ratings x hidden per product).
 
 Run::
 
@@ -128,8 +130,44 @@ def compare_compiled(args: argparse.Namespace) -> None:
         ms = timed(step, args.repeats, args.clock)
         results["lazy Adam step, one weight"][label] = ms
         print(f"  {'lazy Adam step, one weight':36s} {label:22s} {ms:9.2f} ms")
+    if plan is not None:
+        results["dense Adam steps inside the kernels"] = adam_in_kernels(
+            plan, batch, weight, codes, grad_out, args)
     write_json(args.out, args, results)
     print(f"wrote {args.out}")
+
+
+def adam_in_kernels(plan, batch, weight, codes, grad_out, args: argparse.Namespace
+                    ) -> dict[str, float]:
+    """The two gradient kernels with ``adam`` (every row of the weight stepped as its gradient
+    is summed, as the default's ``adam`` epochs run them) against Adam's step alone over every
+    row (a zero gradient): how much of a step is the sweep of the weight and its moments."""
+    from autorec import _kernels
+
+    n_rows = weight.shape[0]
+    state = [weight.clone(), torch.zeros_like(weight), torch.zeros_like(weight)]
+    adam = _kernels.RowAdam(*state, decay=1e-4, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                            step=10, all_rows=True)
+    every_row = torch.arange(n_rows)
+    zeros = torch.zeros_like(weight)
+    cases = {
+        "decoder backward with Adam": (4, lambda: _kernels.decoder_backward(
+            plan, grad_out, codes, state[0], adam=adam)),
+        "encoder weight gradient with Adam": (2, lambda: _kernels.weight_grad(
+            plan, batch.values, codes, adam=adam)),
+        "Adam alone, every row": (0, lambda: _kernels.adam_rows(adam, every_row, zeros)),
+    }
+    results = {}
+    for name, (flops, fn) in cases.items():
+        ms = results[name] = timed(fn, args.repeats, args.clock)
+        gflops = f"{flops * batch.nnz * args.hidden / ms / 1e6:7.1f} GFLOP/s" if flops else ""
+        print(f"  {name:36s} {'compiled, every row':22s} {ms:9.2f} ms {gflops}")
+    sweep = results["Adam alone, every row"]
+    moved = 6 * 4 * n_rows * args.hidden + 4 * n_rows * args.hidden  # 3 read + 3 written, grad
+    print(f"  Adam's sweep: {moved / sweep / 1e6:.1f} GB/s; the two kernels less one sweep "
+          f"each: {results['decoder backward with Adam'] - sweep:.2f} + "
+          f"{results['encoder weight gradient with Adam'] - sweep:.2f} ms")
+    return results
 
 
 def main() -> None:
