@@ -8,8 +8,13 @@ same script profiles the reference recipe and the default::
 
     python benchmarks/profile_epoch.py --shape ml-10m --params '{"optimizer": "adam"}'
     python benchmarks/profile_epoch.py --shape ml-10m            # the library defaults
+    python benchmarks/profile_epoch.py --shape ml-1m --epochs 4 --torch-profile
 
-Figures go to BENCHMARKS.md ("Where an epoch goes").
+``--torch-profile`` also runs the last epoch under ``torch.profiler`` (CPU) and prints its
+operations by self CPU time: the autograd functions of ``autorec.sparse`` hold the compiled
+kernels' calls, so their rows are the kernels plus their wrappers (the profiler slows that
+epoch, whose phases then count in the medians too). Figures go to BENCHMARKS.md ("Where an
+epoch goes").
 """
 
 from __future__ import annotations
@@ -127,6 +132,28 @@ def instrument(timer: PhaseTimer) -> None:
     member_module.train_with_early_stopping = fit_loop
 
 
+def profile_last_epoch(epochs: int, operations: list[dict[str, Any]]) -> None:
+    """Run epoch ``epochs`` under ``torch.profiler``; print its 25 costliest operations by
+    self CPU time and append every operation's totals to ``operations``."""
+    trainer_cls = train_module.Trainer
+    original_epoch = trainer_cls.train_epoch
+
+    def train_epoch(self: Any) -> Any:
+        if self.epoch != epochs - 1:
+            return original_epoch(self)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        with torch.profiler.profile(activities=activities) as profile:
+            stats = original_epoch(self)
+        averages = profile.key_averages()
+        print(averages.table(sort_by="self_cpu_time_total", row_limit=25,
+                             max_name_column_width=40))
+        operations.extend({"name": a.key, "calls": a.count, "self_cpu_ms": a.self_cpu_time_total
+                           / 1e3, "cpu_ms": a.cpu_time_total / 1e3} for a in averages)
+        return stats
+
+    trainer_cls.train_epoch = train_epoch  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="ml-10m",
@@ -138,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: time.perf_counter; cpu: time.process_time, the CPU seconds "
                              "of this process (all its threads), less sensitive to other load")
+    parser.add_argument("--torch-profile", action="store_true",
+                        help="profile the last epoch's operations with torch.profiler")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -154,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     timer = PhaseTimer(torch.device(args.device),
                        time.process_time if args.clock == "cpu" else time.perf_counter)
     instrument(timer)
+    operations: list[dict[str, Any]] = []
+    if args.torch_profile:
+        profile_last_epoch(args.epochs, operations)
     started = time.perf_counter()
     model = autorec.AutoRec(**params).fit(train)
     total = time.perf_counter() - started
@@ -167,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{model.validation_rmse_:.4f})")
     out = args.out or f"/tmp/autorec-bench/profile_{args.shape}.json"
     write_json(out, args, {"median_seconds": median, "epochs": timer.epochs,
-                           "fit_seconds": total, "validation_rmse": model.validation_rmse_})
+                           "fit_seconds": total, "validation_rmse": model.validation_rmse_,
+                           "last_epoch_operations": operations})
     return 0
 
 
