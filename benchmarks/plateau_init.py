@@ -9,8 +9,9 @@ ranking model) on a smaller set of that kind, and can change the initial weights
 what the plateau depends on:
 
 * ``--encoder-sd``: the encoder's initial normal sd (the library draws 0.01);
-* ``--decoder-sd``: the decoder's initial normal sd; the library starts a residual network's
-  decoder at zero (so that epoch 0 predicts the baseline exactly), and 0 keeps that.
+* ``--decoder-sd``: the decoder's initial normal sd, drawn as training starts; the library
+  starts a residual network's decoder at zero (so that epoch 0 predicts the baseline
+  exactly), and 0 keeps that.
 
 The library is not changed: the initial weights are redrawn after it draws them. Prints the
 validation RMSE of every epoch and the first epoch 0.01 below epoch 1's (the baseline's, as
@@ -32,8 +33,8 @@ import torch
 from _common import add_machine_options, make_synthetic, wait_for_quiet, write_json
 
 import autorec
-from autorec import member as member_module
 from autorec import model as model_module
+from autorec import train as train_module
 
 
 def redraw_initial_weights(encoder_sd: float | None, decoder_sd: float, seed: int) -> None:
@@ -48,23 +49,18 @@ def redraw_initial_weights(encoder_sd: float | None, decoder_sd: float, seed: in
 
     model_module.AutoRecNet.reset_parameters = reset_parameters  # type: ignore[method-assign]
     if decoder_sd > 0.0:
-        def decoder_start(net: Any) -> None:
+        # the member zeroes a residual network's decoder after building it: redraw it as
+        # training starts (early stopping's epoch-0 fallback stays the zero decoder, the
+        # baseline)
+        trainer_init = train_module.Trainer.__init__
+
+        def start_trainer(trainer: Any, net: Any, *args: Any, **kwargs: Any) -> None:
             with torch.no_grad():
                 net.decoder_weight.normal_(0.0, decoder_sd,
                                            generator=torch.Generator().manual_seed(seed))
+            trainer_init(trainer, net, *args, **kwargs)
 
-        zeros = torch.nn.init.zeros_
-
-        def zeros_or_decoder_start(tensor: torch.Tensor) -> torch.Tensor:
-            # the member zeroes a residual network's decoder weight (2-D) after building it
-            if tensor.dim() == 2:
-                with torch.no_grad():
-                    return tensor.normal_(0.0, decoder_sd,
-                                          generator=torch.Generator().manual_seed(seed))
-            return zeros(tensor)
-
-        member_module.torch.nn.init.zeros_ = zeros_or_decoder_start  # type: ignore[attr-defined]
-        member_module._zero_decoder = decoder_start  # early stopping's epoch-0 state
+        train_module.Trainer.__init__ = start_trainer  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> int:
