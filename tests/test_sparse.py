@@ -5,6 +5,8 @@ Kernels compute in float32, so comparisons use tolerances; the masking tests com
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -371,6 +373,29 @@ def test_a_batch_plan_is_made_once_for_its_step_and_dropped_after_the_epoch(monk
             torch.set_num_threads(threads)
     sparse_module.release_row_buffers([weight])
     assert _kernels._last_plan is None
+
+
+_THREADS_PROBE = """
+import torch
+torch.set_num_threads(1)
+from autorec import sparse
+from autorec.sparse import SparseBatch
+import scipy.sparse as sp
+sparse.COMPILED_MIN_NNZ = 0
+batch = SparseBatch.from_scipy(sp.random(30, 50, density=0.2, format="csr", random_state=1,
+                                         dtype="float32"))
+sparse.sparse_linear(batch, torch.ones(50, 4), torch.zeros(4))
+print(torch.get_num_threads())
+"""
+
+
+@compiled
+def test_the_first_kernel_call_leaves_torchs_thread_count_as_the_user_set_it() -> None:
+    """Starting Numba's OpenMP pool sets the OpenMP thread count torch shares to Numba's
+    maximum; a fresh process, as the pool starts once."""
+    out = subprocess.run([sys.executable, "-c", _THREADS_PROBE], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split()[-1] == "1"
 
 
 @compiled

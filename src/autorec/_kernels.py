@@ -99,9 +99,15 @@ _HANDED_OVER: int | None = None
 
 def _threads(kernels: Any) -> int:
     """Numba's thread count for the next call: torch's (which the user may have set)."""
-    wanted = _HANDED_OVER if _HANDED_OVER is not None else torch.get_num_threads()
+    torch_threads = torch.get_num_threads()
+    wanted = _HANDED_OVER if _HANDED_OVER is not None else torch_threads
     n = max(1, min(wanted, kernels.numba.config.NUMBA_NUM_THREADS))
     kernels.numba.set_num_threads(n)
+    if torch.get_num_threads() != torch_threads:
+        # starting Numba's OpenMP pool (first call) sets the OpenMP thread count, which
+        # torch shares, to Numba's maximum: the user's setting (OMP_NUM_THREADS=1,
+        # torch.set_num_threads) is put back
+        torch.set_num_threads(torch_threads)
     return n
 
 
