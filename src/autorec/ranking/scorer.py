@@ -31,7 +31,8 @@ class FittedRanking:
     model
         The fitted :class:`RankingModel`.
     n_items
-        Items of the fitted model it ranks (the width of its scores).
+        Items of the fitted model it ranks: the first ``n_items`` indices (items added to
+        the fitted model later, by fold-in, are never ranked; saved and loaded so).
     report
         What was chosen on validation (:func:`~autorec.ranking.select.fit_ranking`'s report,
         JSON-able; saved with the model).
@@ -89,9 +90,9 @@ class FittedRanking:
                     n_items: int, device: torch.device) -> FittedRanking:
         """The ranking model ``params`` describes (its fields checked by
         :mod:`autorec.persist`), its arrays read with the recorded shapes and dtypes."""
-        if int(params["n_items"]) != n_items:
-            arrays.invalid("ranking", f"ranks {params['n_items']} items; the model has "
-                           f"{n_items}")
+        ranked = int(params["n_items"])  # fewer than n_items: items added after its fit
+        if ranked > n_items:
+            arrays.invalid("ranking", f"ranks {ranked} items; the model has {n_items}")
         values = {}
         for name, entry in params["arrays"].items():
             dtype = _DTYPES.get(entry["dtype"])
@@ -99,17 +100,18 @@ class FittedRanking:
                 arrays.invalid(name, f"has dtype {entry['dtype']!r}, which a ranking model "
                                "does not use")
             values[name] = arrays.get(name, tuple(int(v) for v in entry["shape"]), dtype)
-        if values.get("popularity", np.empty(0)).shape != (n_items,):
-            arrays.invalid("popularity", f"must hold {n_items} values")
+        if values.get("popularity", np.empty(0)).shape != (ranked,):
+            arrays.invalid("popularity", f"must hold {ranked} values")
         try:
             model = RankingModel.from_arrays(values, params["model"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             arrays.invalid("ranking", f"does not describe a ranking model ({exc})")
         for name, (_, _, component) in model.components.items():
-            width = getattr(component, "n_items_", n_items)
-            if width != n_items:
-                arrays.invalid(f"{name}.n_items", f"is {width}; the model has {n_items} items")
-        return cls(model, n_items, params.get("report"))
+            width = getattr(component, "n_items_", ranked)
+            if width != ranked:
+                arrays.invalid(f"{name}.n_items", f"is {width}; the ranking model has "
+                               f"{ranked} items")
+        return cls(model, ranked, params.get("report"))
 
 
 FAMILIES[FittedRanking.family] = FittedRanking
