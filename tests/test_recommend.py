@@ -126,6 +126,22 @@ def test_candidate_items_and_unknown_candidates(models: dict[str, AutoRec]) -> N
                                -np.sort(-full, axis=1)[:, :3], atol=1e-6)
     with pytest.raises(ValueError, match="item id"):
         model.recommend(model.users_.raw_ids[:1], items=["no-such-item"])
+
+
+@pytest.mark.parametrize("name", ["item", "both-none"])
+def test_a_candidate_given_twice_is_one_candidate(models: dict[str, AutoRec], ratings: Ratings,
+                                                  name: str) -> None:
+    """A seen item given twice stays out of the list, and no item is listed twice (each copy
+    was a column of its own: one escaped exclude_seen and an unseen one came twice)."""
+    model = models[name]
+    user = model.users_.raw_ids[0]
+    rated = rated_items(ratings)[user]
+    seen = sorted(rated)[0]
+    unseen = sorted(set(model.items_.raw_ids) - rated)[:2]
+    table = model.recommend(user, n=5, items=[seen, unseen[0], seen, unseen[1], unseen[0]])
+    assert table["item_id"].tolist() == model.recommend(user, n=5, items=unseen)[
+        "item_id"].tolist()
+    assert sorted(table["item_id"]) == sorted(unseen)
     with pytest.raises(ValueError, match="n must be a positive integer"):
         model.recommend(model.users_.raw_ids[:1], n=0)
 

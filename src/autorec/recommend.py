@@ -118,7 +118,10 @@ def _candidates(model: FittedModel, item_idx: np.ndarray | None) -> np.ndarray:
     items = np.asarray(item_idx, dtype=np.int64)
     if items.ndim != 1 or (len(items) and (items.min() < 0 or items.max() >= n_items)):
         raise ValueError(f"item indices must be a 1-d array of indices in [0, {n_items})")
-    return items
+    # an item given twice is one candidate (it was listed twice, and a seen item given twice
+    # escaped exclude_seen); the first occurrence keeps its place
+    _, first = np.unique(items, return_index=True)
+    return items if len(first) == len(items) else items[np.sort(first)]
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -311,7 +314,7 @@ def recommend(
         Leave out the items each user rated in training (default).
     items
         Raw ids of the candidate items (default: every item the model knows); an id the
-        model does not know raises ``ValueError``.
+        model does not know raises ``ValueError``, an id given twice is one candidate.
 
     Returns
     -------
