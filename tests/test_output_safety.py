@@ -251,6 +251,28 @@ def test_devices_and_pipes_are_refused(capsys, tmp_path, model_dir, pairs):
     assert null_link.is_symlink()
 
 
+def test_a_stream_of_the_process_is_refused_and_the_redirected_file_kept(tmp_path, model_dir,
+                                                                        pairs):
+    """``--output /dev/stdout`` with standard output appended to a log (``>> log``): the path
+    leads through /proc/self/fd/1 to the log, which a write through it replaced whole (its
+    earlier lines lost). Refused, as /dev/fd/N and a link to /dev/stdout are; the log is
+    kept. A real process: the redirection is the point."""
+    log = tmp_path / "log.txt"
+    link = tmp_path / "out.csv"
+    link.symlink_to("/dev/stdout")
+    for output in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1", str(link)):
+        log.write_text("earlier line\n")
+        with log.open("a") as handle:
+            done = subprocess.run([sys.executable, "-m", "autorec", "predict", "--model",
+                                   str(model_dir), "--input", str(pairs), "--output", output],
+                                  stdout=handle, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert log.read_text() == "earlier line\n"
+        assert "a stream of this process" in done.stderr and "--output -" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert link.is_symlink()
+
+
 def test_the_library_never_replaces_a_pipe(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -25,6 +25,7 @@ import contextlib
 import errno
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -208,6 +209,31 @@ def file_kind(path: str | os.PathLike[str]) -> str | None:
     return "a special file"
 
 
+#: A process's open files as paths: ``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``...
+_STREAM = re.compile(r"/(dev/(stdin|stdout|stderr|fd/\d+)|proc/(self|thread-self|\d+)/fd/\d+)")
+
+
+def stream_alias(path: str | os.PathLike[str]) -> str | None:
+    """The ``/dev/std*``, ``/dev/fd/N`` or ``/proc/.../fd/N`` name that ``path`` is or
+    leads to through symbolic links, else ``None``. Such a path reaches whatever the stream
+    is open on: a write through it would replace the file a shell redirected to (``>> log``),
+    appended lines and all."""
+    current = os.path.abspath(path)
+    for _ in range(40):
+        if _STREAM.fullmatch(current):
+            return current
+        head, tail = os.path.split(current)
+        real_head = os.path.realpath(head)  # links in the folders on the way
+        if real_head != head and _STREAM.fullmatch(os.path.join(real_head, tail)):
+            return os.path.join(real_head, tail)
+        try:
+            link = os.readlink(current)
+        except OSError:
+            return None
+        current = os.path.normpath(os.path.join(head, link))
+    return None
+
+
 def write_target(path: str | os.PathLike[str]) -> Path:
     """The path a write to ``path`` replaces: the file a symbolic link points to (followed to
     the end), else ``path`` itself."""
@@ -247,12 +273,17 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     OutputPathError
-        ``path`` is empty, a folder, a device, a named pipe, a socket; its folder does not
+        ``path`` is empty, a folder, a device, a named pipe, a socket, a stream of this
+        process (``/dev/stdout``, ``/dev/fd/N``: :func:`stream_alias`); its folder does not
         exist, is not a folder, or is not writable. The message names ``path``.
     """
     given = Path(path)
     if not str(path).strip():
         raise OutputPathError("an output needs a file name")
+    stream = stream_alias(given)
+    if stream is not None:
+        raise OutputPathError(f"{given} is a stream of this process ({stream}), not a regular "
+                              "file; not writing to it")
     target = write_target(given)
     kind = file_kind(target)
     if kind == "a folder":
