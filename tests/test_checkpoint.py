@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -333,3 +334,33 @@ def test_resume_removes_a_killed_writers_temporary_files(tmp_path):
     remove_stale_temporaries(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net-select-c1-n1.safetensors",
                                                           "notes.txt"]
+
+
+def test_a_folder_holding_files_autorec_did_not_write_is_refused(tmp_path, ratings):
+    """A user's files in the checkpoint folder (named like a checkpoint's or not) make the fit
+    stop before training, and stay as they were: a new manifest deleted the files of ours
+    it does not name, a user's ``best-1.safetensors`` among them. A network file a fit killed
+    before its first manifest left (marked inside as ours) and a ``fold-K`` folder of the same
+    kind are accepted."""
+    from autorec.checkpoint.manifest import write_tensors
+
+    for name in ("best-1.safetensors", "train-7.safetensors", "notes.txt"):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_text("mine\n")
+        for resume in (False, True):
+            refused = re.escape(f"holds {name}, which autorec did not")
+            with pytest.raises(CheckpointError, match=refused):
+                AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=folder, resume=resume)
+        assert os.listdir(folder) == [name] and (folder / name).read_text() == "mine\n"
+    nested = tmp_path / "evaluate" / "fold-2"
+    nested.mkdir(parents=True)
+    (nested / "net-select-c1-n1.safetensors").write_text("mine\n")
+    refused = re.escape("holds fold-2/net-select-c1-n1.safetensors")
+    with pytest.raises(CheckpointError, match=refused):
+        AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path / "evaluate")
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    write_tensors(killed, "net-select-c1-n1.safetensors", {"w": torch.zeros(2)})
+    AutoRec(**{**SETTINGS, "epochs": 1}).fit(ratings, checkpoint_dir=killed)
+    assert (killed / "checkpoint.json").is_file()

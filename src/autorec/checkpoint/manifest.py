@@ -241,10 +241,44 @@ def describe(folder: str | os.PathLike[str]) -> str | None:
         return "an unreadable checkpoint"
 
 
+def _foreign(folder: Path) -> Path | None:
+    """The first entry of ``folder`` that shows autorec did not make it a checkpoint folder,
+    if any: a folder with a manifest is one (its files are its own); else only a killed
+    writer's temporaries and ``fold-K`` folders (:mod:`autorec.evaluate`'s) of the same kind
+    may be there."""
+    if (folder / MANIFEST).is_file():
+        return None
+    for path in sorted(folder.iterdir()):
+        if re.fullmatch(r"fold-\d+", path.name) and path.is_dir() and not path.is_symlink():
+            inner = _foreign(path)
+            if inner is not None:
+                return inner
+        elif not (path.is_file() and (_STALE.fullmatch(path.name) or _written_here(path))):
+            return path
+    return None
+
+
+def _written_here(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint's network file (named as one, and marked so inside by
+    :func:`write_tensors`): one a fit killed before its first manifest leaves."""
+    if not _OURS.fullmatch(path.name) or not path.name.endswith(".safetensors"):
+        return False
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "np") as handle:
+            marked = (handle.metadata() or {}).get("format", "")
+    except (SafetensorError, OSError, ValueError):
+        return False
+    return marked.startswith(f"{FORMAT}/")
+
+
 def check_folder(folder: str | os.PathLike[str], *, resume: bool) -> None:
     """Fail early when ``folder`` cannot take checkpoints: it is not a folder, sits under a
-    file, cannot be written (:func:`autorec._io.check_output_folder`), or (without
-    ``resume``) it, or a ``fold-K`` folder in it, already holds a checkpoint."""
+    file, cannot be written (:func:`autorec._io.check_output_folder`), holds files autorec
+    did not write there (:func:`_foreign`: the files of ours that a new manifest does not
+    name are deleted, so a user's ``best-1.safetensors`` was), or (without ``resume``) it, or
+    a ``fold-K`` folder in it, already holds a checkpoint."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} exists and is not a folder")
@@ -252,6 +286,12 @@ def check_folder(folder: str | os.PathLike[str], *, resume: bool) -> None:
         check_output_folder(folder)
     except OutputPathError as exc:
         raise CheckpointError(f"checkpoint folder: {exc}") from None
+    foreign = _foreign(folder) if folder.is_dir() else None
+    if foreign is not None:
+        raise CheckpointError(
+            f"checkpoint folder {folder} holds {foreign.relative_to(folder)}, which autorec "
+            "did not write there (its files would be written beside it, and a file named as "
+            "one of them replaced or deleted); give a new or empty folder")
     if not resume and folder.is_dir():
         for manifest in [folder / MANIFEST, *sorted(folder.glob(f"fold-*/{MANIFEST}"))]:
             if manifest.is_file():
