@@ -232,6 +232,34 @@ def test_recommend_output_equal_to_items_is_refused(capsys, tmp_path, model_dir)
     assert items.read_text() == "item_id,title\n1,One\n"
 
 
+def test_recommend_output_equal_to_the_data_sets_title_file_is_refused(capsys, tmp_path,
+                                                                       ml100k_dir):
+    """The titles of a builtin data set's model come from its item file in the data folder
+    (--data-dir or $AUTOREC_DATA_DIR): an input too, which --output replaced."""
+    data = tmp_path / "data"
+    (data / "ml-100k").mkdir(parents=True)
+    for name in ("u.data", "u.item"):
+        (data / "ml-100k" / name).write_bytes((ml100k_dir / "ml-100k" / name).read_bytes())
+    model = tmp_path / "model"
+    assert main(["train", "--dataset", "ml-100k", "--data-dir", str(data), "--epochs", "1",
+                 "--hidden", "4", "--ranking", "none", "--no-refit", "--validation", "0",
+                 "--quiet", "--device", "cpu", "--save", str(model)]) == 0
+    capsys.readouterr()
+    titles = data / "ml-100k" / "u.item"
+    before = titles.read_bytes()
+    code, out, err = run_cli(capsys, "recommend", "--model", model, "--user", "196",
+                             "--data-dir", data, "--output", titles)
+    assert_refused(code, out, err, "--output", "--data-dir", str(titles))
+    assert titles.read_bytes() == before
+    code, out, _ = run_cli(capsys, "recommend", "--model", model, "--user", "196",
+                           "--data-dir", data, "--n", "2", "--output", tmp_path / "top.csv")
+    assert code == 0, out
+    import pandas as pd
+
+    written = pd.read_csv(tmp_path / "top.csv")
+    assert len(written) == 2 and written["title"].notna().all()  # the titles are still read
+
+
 # -- devices, pipes, standard output -----------------------------------------------------------
 def test_devices_and_pipes_are_refused(capsys, tmp_path, model_dir, pairs):
     fifo = tmp_path / "pipe.csv"

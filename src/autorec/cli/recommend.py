@@ -48,7 +48,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..data.items import ItemTitles, dataset_item_titles, read_item_titles
+    from ..data.items import dataset_item_file, read_item_titles
     from ..estimator import load_model
     from ..persist import read_model_info
 
@@ -57,16 +57,17 @@ def run(args: argparse.Namespace) -> int:
     outputs = Outputs()  # checked before the model is loaded (README: Bad input)
     outputs.input("--model", args.model, folder=True)
     outputs.input("--items", args.items)
+    titles_file = args.items
+    if titles_file is None:  # the builtin data set's item file, an input as well
+        dataset = read_model_info(args.model).get("dataset")
+        if isinstance(dataset, str):
+            titles_file = dataset_item_file(dataset, args.data_dir)
+            outputs.input("--data-dir", titles_file)
     to_stdout = args.output is not None and str(args.output) == STDOUT
     output = outputs.file("--output", args.output, stdout=True)
     device = None if args.device == "auto" else args.device
     model = load_model(args.model, device=device)
-    titles: ItemTitles | None = None
-    if args.items is not None:
-        titles = read_item_titles(args.items)
-    else:
-        dataset = read_model_info(args.model).get("dataset")
-        titles = dataset_item_titles(dataset, args.data_dir) if isinstance(dataset, str) else None
+    titles = None if titles_file is None else read_item_titles(titles_file)
 
     users = list(dict.fromkeys(user.strip() for user in args.user))  # once each, in order
     table = model.recommend(users, n=args.n, exclude_seen=not args.include_seen)

@@ -119,10 +119,9 @@ def read_item_titles(path: str | PathLike[str], *, layout: str | None = None) ->
     return ItemTitles(IdMap(column), np.array(titles, dtype=object), source)
 
 
-def dataset_item_titles(name: str, data_dir: str | PathLike[str] | None = None
-                        ) -> ItemTitles | None:
-    """The titles of builtin data set ``name`` when its item file is there locally (looked up
-    like its ratings, see :func:`autorec.data.builtin.find_local_dir`; never downloads), else
+def dataset_item_file(name: str, data_dir: str | PathLike[str] | None = None) -> Path | None:
+    """The item file of builtin data set ``name`` when it is there locally (looked up like its
+    ratings, see :func:`autorec.data.builtin.find_local_dir`; never downloads), else
     ``None``."""
     from .builtin import DATASETS, find_local_dir
 
@@ -132,7 +131,15 @@ def dataset_item_titles(name: str, data_dir: str | PathLike[str] | None = None
     folder = find_local_dir(name, data_dir)
     if folder is None or not (folder / spec.items_file).is_file():
         return None
-    return read_item_titles(folder / spec.items_file)
+    return folder / spec.items_file
+
+
+def dataset_item_titles(name: str, data_dir: str | PathLike[str] | None = None
+                        ) -> ItemTitles | None:
+    """The titles of builtin data set ``name`` from its local item file
+    (:func:`dataset_item_file`), else ``None``."""
+    path = dataset_item_file(name, data_dir)
+    return None if path is None else read_item_titles(path)
 
 
 # -- parsing -------------------------------------------------------------------------------------
