@@ -310,6 +310,8 @@ BAD_REQUESTS = [
     ("/fold-in", b'{"ratings": {"1000": 4}, "n": 0}', "from 1 to"),
     ("/fold-in", b'{"ratings": {"": 4}}', "cannot be empty"),
     ("/fold-in", b'{"ratings": {"' + b"9" * 300 + b'": 4}}', "at most 256"),
+    ("/recommend", b'{"user": 1' + b"0" * 300 + b'}', "at most 256"),  # its text, as a string's
+    ("/predict", b'{"pairs": [[-' + b"9" * 256 + b', 1]]}', "at most 256"),
     ("/fold-in", b'{"ratings": {"1000": 4}, "items": []}', "at least one item"),
     ("/fold-in", b'{"ratings": {"1000": 4}, "items": [2.5]}', "string or integer"),
     ("/fold-in", b'{"ratings": {"1000": 4}, "add": true}', "add: unknown field"),
@@ -334,6 +336,9 @@ def test_other_bad_requests(server: BackgroundServer) -> None:
     # nested too deep for the JSON parser
     status, payload = call(server.url, "/predict", raw=b"[" * 100_000 + b"]" * 100_000)
     assert_client_error(status, payload)
+    # valid JSON that Python does not read (an integer of 4,300+ digits): was FastAPI's 400
+    status, payload = call(server.url, "/recommend", raw=b'{"user": 1' + b"0" * 5_000 + b"}")
+    assert "over 4,300 digits" in assert_client_error(status, payload, 422)
     # unknown path, wrong method
     status, payload = call(server.url, "/nothing")
     assert_client_error(status, payload, 404)

@@ -163,8 +163,10 @@ def _json_body_problem(scope: Scope, body: bytes) -> tuple[int, str | None]:
     except DuplicateKeyError as exc:
         key = _safe(repr(exc.args[0]))
         return 422, f"the key {key} appears twice in one JSON object of the body"
-    except (ValueError, RecursionError):  # malformed or too deep: FastAPI's own answer
+    except (json.JSONDecodeError, RecursionError):  # malformed or too deep: FastAPI's answer
         return 0, None
+    except ValueError:  # valid JSON Python will not read: an integer of 4,300+ digits
+        return 422, "the body is not readable JSON: it holds an integer of over 4,300 digits"
     if not _all_unicode(parsed):
         return 422, "the body holds text that is not Unicode (a lone surrogate such as " \
                     "\\ud800)"

@@ -125,11 +125,16 @@ def _check_id(value: Any) -> int | str:
     # bool is an int in Python: refused explicitly; a float is never an id (1.0 is not 1)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise _fail("invalid_id", f"an id is a JSON string or integer, got {_describe(value)}")
+    limit = current_limits().max_id_length
+    # an integer id is compared by its text, so its text has the same limit (a digit takes
+    # over 3.3 bits: past 4 bits a digit, surely too long, without writing it out)
+    if isinstance(value, int) and (value.bit_length() > 4 * limit or len(str(value)) > limit):
+        raise _fail("invalid_id", f"an id has at most {limit} characters, got an integer of "
+                                  f"{value.bit_length()} bits")
     if isinstance(value, str):
         value = value.strip(ID_SPACE)
         if not value:
             raise _fail("invalid_id", "an id cannot be empty")
-        limit = current_limits().max_id_length
         if len(value) > limit:
             raise _fail("invalid_id", f"an id has at most {limit} characters, got {len(value)}")
         if not is_unicode(value):
