@@ -54,13 +54,19 @@ class MultVAENet(nn.Module):
         self.variational = variational
         width = hidden or latent
         encoder_out = 2 * latent if variational else latent
+
+        def linear(n_in: int, n_out: int) -> nn.Linear:
+            # not initialised here (reset_parameters draws from a generator, or the weights
+            # are loaded): torch's own initialisation would draw from the global generator,
+            # which a fit leaves alone (README)
+            return nn.utils.skip_init(nn.Linear, n_in, n_out)
+
         if hidden:
-            self.encoder = nn.ModuleList([nn.Linear(n_items, hidden),
-                                          nn.Linear(hidden, encoder_out)])
-            self.decoder = nn.ModuleList([nn.Linear(latent, hidden), nn.Linear(hidden, n_items)])
+            self.encoder = nn.ModuleList([linear(n_items, hidden), linear(hidden, encoder_out)])
+            self.decoder = nn.ModuleList([linear(latent, hidden), linear(hidden, n_items)])
         else:
-            self.encoder = nn.ModuleList([nn.Linear(n_items, encoder_out)])
-            self.decoder = nn.ModuleList([nn.Linear(width, n_items)])
+            self.encoder = nn.ModuleList([linear(n_items, encoder_out)])
+            self.decoder = nn.ModuleList([linear(width, n_items)])
         self.latent = latent
 
     def reset_parameters(self, generator: torch.Generator) -> None:
