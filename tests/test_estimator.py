@@ -303,3 +303,31 @@ def test_a_fit_leaves_torchs_global_generator_alone(low_rank: Ratings, ranking: 
     torch.manual_seed(123)
     fast(random_state=0, hidden=8, epochs=2, ranking=ranking).fit(low_rank)
     assert torch.equal(torch.rand(4), expected)
+
+
+def test_numpy_numbers_are_parameters_like_python_ones(low_rank: Ratings) -> None:
+    """A parameter given as a numpy number is checked like a Python one (dropout, validation
+    as NumPy floats were refused as outside [0, 1) while lr was accepted), and repr never
+    raises (an array parameter made it fail with "truth value of an array is ambiguous")."""
+    params = {"dropout": np.float32(0.25), "validation": np.float64(0.2), "lr": np.float32(0.01)}
+    as_numpy = fast(random_state=0, hidden=8, epochs=2, ranking="none", **params)
+    as_python = fast(random_state=0, hidden=8, epochs=2, ranking="none",
+                     **{k: float(v) for k, v in params.items()})
+    users, items = low_rank.user_ids, low_rank.item_ids
+    np.testing.assert_allclose(as_numpy.fit(low_rank).predict(users, items),
+                               as_python.fit(low_rank).predict(users, items), rtol=0, atol=1e-5)
+    for bad in (np.float32(1.0), np.float64(np.nan), np.float32(-0.1)):
+        with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+            fast(dropout=bad).fit(low_rank)
+    shown = repr(AutoRec(l2=np.array([1.0, 10.0]), hidden=np.int64(7)))
+    assert "l2=array([ 1., 10.])" in shown and "hidden=np.int64(7)" in shown
+
+
+def test_one_rating_is_refused_with_the_reason() -> None:
+    """The validation part of one rating was empty, and the fit stopped in the RMSE of zero
+    ratings; now it names the cause (and fits with validation=0)."""
+    one = pd.DataFrame({"user_id": [1], "item_id": [1], "rating": [4.0]})
+    with pytest.raises(ValueError, match="need at least 2 training ratings to hold some out "
+                                         "for validation, got 1"):
+        AutoRec(hidden=4, epochs=1, device="cpu").fit(one)
+    AutoRec(hidden=4, epochs=1, device="cpu", validation=0, ranking="none").fit(one)

@@ -234,7 +234,7 @@ class AutoRec(FittedPredictor):
         return estimator_html_repr(self)
 
     def __repr__(self) -> str:
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if DEFAULTS[k] != v]
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if _differs(DEFAULTS[k], v)]
         return f"AutoRec({', '.join(changed)})"
 
     def _validate_params(self) -> None:
@@ -308,3 +308,12 @@ def save_model(model: AutoRec | FittedModel, path: str | PathLike[str], *,
                dataset: str | None = None) -> Path:
     """Save a fitted model to the folder ``path`` (:func:`autorec.persist.save_model`)."""
     return persist.save_model(model, path, dataset=dataset)
+
+
+def _differs(default: Any, value: Any) -> bool:
+    """Whether a parameter differs from its default, for ``repr`` (which never raises: an
+    array compares element by element, and is shown)."""
+    try:
+        return bool(default != value)
+    except (TypeError, ValueError):
+        return True

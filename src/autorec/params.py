@@ -81,8 +81,7 @@ def validate_params(params: Mapping[str, Any]) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     for name in ("dropout", "input_dropout", "validation"):
         value = p[name]
-        if isinstance(value, bool) or not (isinstance(value, int | float)
-                                           and 0.0 <= value < 1.0):
+        if not (_is_number(value) and 0.0 <= value < 1.0):  # numpy's numbers too, as lr
             raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     if not (_is_number(p["lr"]) and p["lr"] > 0):
         raise ValueError(f"lr must be a positive number, got {p['lr']!r}")
