@@ -149,6 +149,9 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         (["--columns", "a,b"], ["--columns"]),
         (["--data", "does-not-exist.csv"], ["does-not-exist.csv", "no such file"]),
         (["--device", "tpu"], ["tpu"]),
+        # a torch device type torch knows but autorec does not support: was a traceback
+        (["--data", "x.csv", "--device", "mps"], ["'mps'", "'cpu', 'cuda' or 'cuda:N'"]),
+        (["--data", "x.csv", "--device", "cuda:7"], ["'cuda:7'"]),
     ],
 )
 def test_bad_options_one_line_exit_2(capsys, tmp_path, args, needles):

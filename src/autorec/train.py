@@ -76,8 +76,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         device = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if device.type not in ("cpu", "cuda"):  # mps, xpu...: never tested, refused up front
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {str(device)!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} requested but this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
