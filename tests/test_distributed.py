@@ -95,6 +95,25 @@ def test_failure_line_names_the_killed_rank():
         "autorec train: error: data.csv, line 3: bad rating", 2)
 
 
+@pytest.mark.parametrize("command", [["evaluate", "--data", "x.csv"],
+                                     ["tune", "--data", "x.csv", "--trials", "1"],
+                                     ["predict", "--model", "m", "--input", "p.csv",
+                                      "--output", "o.csv"]])
+def test_other_commands_refuse_to_run_as_several_processes(capsys, monkeypatch, tmp_path,
+                                                          command):
+    """Under torchrun every process ran the whole of evaluate or tune (the table printed
+    twice; two tune processes opened one study, leaving a trial stuck RUNNING): refused."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE", raising=False)
+    assert main(command) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"autorec {command[0]}: error: runs in one process" in err
+    assert os.listdir(tmp_path) == []
+
+
 def test_nproc_refuses_checkpoints(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--data", str(tmp_path / "x.csv"), "--nproc", "2",

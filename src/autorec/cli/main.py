@@ -100,6 +100,11 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
+        from ..distributed import launched
+
+        if args.command != "train" and launched():  # each process would run it all
+            raise ValueError("runs in one process: of autorec's commands only train runs as "
+                             "several (torchrun, or train --nproc N)")
         return int(args.handler(args))
     except (AutorecError, ValueError, OSError) as exc:
         _report(args.command, exc)
