@@ -282,3 +282,15 @@ def test_train_flag_and_config_key_choose_the_ranking_model(capsys, tmp_path: Pa
     with pytest.raises(SystemExit) as exited:
         main([*common, "--ranking", "svd"])
     assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("ranking", ["auto", "ease", "blend"])
+def test_ratings_none_above_zero_fit_a_ranking_model(ratings: Ratings, ranking: str) -> None:
+    """On a scale with no rating above 0 (-10..-1 here) the rating weighting keeps no entry,
+    and EASE was asked to invert a 0 x 0 matrix: LAPACK printed to standard output and the
+    fit failed as bad input. Such an EASE models no item; the fit chooses what ranks."""
+    frame = ratings.to_dataframe()
+    frame["rating"] = -np.ceil(frame["rating"].to_numpy() * 2)  # -10..-2
+    model = AutoRec(**{**FAST, "ranking": ranking}).fit(frame)
+    lists = model.recommend(model.users_.raw_ids[:5], n=3)
+    assert len(lists) == 15 and lists["score"].notna().all()

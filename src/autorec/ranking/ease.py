@@ -71,6 +71,8 @@ def ease_weights(gram: np.ndarray, lam: float, dtype: type[np.floating] = np.flo
     work = gram if (overwrite and gram.dtype == dtype and gram.flags.c_contiguous) else (
         np.array(gram, dtype=dtype, order="C"))
     n = work.shape[0]
+    if n == 0:  # no item to model (a weighting that kept no rating): LAPACK refuses 0 x 0
+        return work
     work.flat[::n + 1] += dtype(lam)
     info = torch.empty((), dtype=torch.int32)
     tensor = torch.from_numpy(work)
