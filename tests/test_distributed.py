@@ -93,6 +93,14 @@ def test_failure_line_names_the_killed_rank():
             for r in (0, 1)}
     assert _describe_failure("train", same) == (
         "autorec train: error: data.csv, line 3: bad rating", 2)
+    # rank 0 wrote its error, then the agent stopped it (SIGTERM) on rank 1's exit: its
+    # recorded status counts, not the signal (about 3 runs in 8 of --nproc 2 exited 1)
+    line = "autorec train: error: data.csv, line 3: expected 3 fields, found 2"
+    stopped = {0: SimpleNamespace(exitcode=-15, pid=1, timestamp=5, message=line,
+                                  error_file_data={"message": line, "status": 2}),
+               1: SimpleNamespace(exitcode=2, pid=2, timestamp=5, message=line,
+                                  error_file_data={"message": line, "status": 2})}
+    assert _describe_failure("train", stopped) == (line, 2)
 
 
 @pytest.mark.parametrize("command", [["evaluate", "--data", "x.csv"],

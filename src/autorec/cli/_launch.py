@@ -62,8 +62,10 @@ def check_cpu_processes(nproc: int, cores: int | None = None) -> str | None:
     return None
 
 
-def report_error(line: str, exc: BaseException) -> None:
-    """Report a command's one-line error, once for the whole job.
+def report_error(line: str, exc: BaseException, status: int = 2) -> None:
+    """Report a command's one-line error, once for the whole job; ``status`` is the exit
+    status the process ends with (recorded for the launcher: it may stop this process before
+    it exits).
 
     A single process prints it. A worker of a data-parallel run also leaves it in torch
     elastic's error file (``TORCHELASTIC_ERROR_FILE``), where the launcher reads it; under
@@ -77,7 +79,8 @@ def report_error(line: str, exc: BaseException) -> None:
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
         with contextlib.suppress(OSError), open(error_file, "w", encoding="utf-8") as handle:
-            json.dump({"message": line, "timestamp": int(time.time())}, handle)
+            json.dump({"message": line, "timestamp": int(time.time()), "status": status},
+                      handle)
     if os.environ.get(LAUNCHER_ENV):
         return
     if os.environ.get("RANK", "0") == "0" or isinstance(exc, DistributedError):
@@ -201,7 +204,12 @@ def _describe_failure(command: str, failures: dict[int, Any]) -> tuple[str, int]
                 if str(getattr(f, "message", "")).startswith("autorec ")]
     if reported:
         _, rank, failure = min(reported, key=lambda item: item[:2])
+        # the status the worker was ending with: it may have been stopped (SIGTERM) after
+        # writing its error, when another worker's failure reached the agent first
+        status = (getattr(failure, "error_file_data", None) or {}).get("status")
         code = int(failure.exitcode)
+        if isinstance(status, int) and not isinstance(status, bool) and status > 0:
+            return str(failure.message), status
         return str(failure.message), code if code > 0 else 1
     rank, failure = ranked[0]
     code = int(failure.exitcode)

@@ -107,18 +107,18 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
                              "several (torchrun, or train --nproc N)")
         return int(args.handler(args))
     except (AutorecError, ValueError, OSError) as exc:
-        _report(args.command, exc)
+        _report(args.command, exc, 2)
         return 2
     except TrainingError as exc:  # valid input, failed run: not a usage error
-        _report(args.command, exc)
+        _report(args.command, exc, 1)
         return 1
 
 
-def _report(command: str, exc: BaseException) -> None:
+def _report(command: str, exc: BaseException, status: int) -> None:
     """One line on stderr; once per job in a data-parallel run (autorec.distributed)."""
     from ._launch import report_error
 
-    report_error(f"autorec {command}: error: {_one_line(exc)}", exc)
+    report_error(f"autorec {command}: error: {_one_line(exc)}", exc, status)
 
 
 def _one_line(exc: BaseException) -> str:
