@@ -103,6 +103,25 @@ def test_failure_line_names_the_killed_rank():
     assert _describe_failure("train", stopped) == (line, 2)
 
 
+def test_ranks_other_than_0_log_nothing_of_autorec(caplog, capsys):
+    """-v on several processes printed every log line twice: ``disabled`` on the "autorec"
+    logger silenced its own records only, not those of autorec.fitting and the rest."""
+    import logging
+
+    from autorec.distributed import quiet_unless_main
+
+    with caplog.at_level(logging.INFO):
+        with quiet_unless_main(World(rank=1, size=2, backend="gloo")):
+            logging.getLogger("autorec.fitting").info("from rank 1")
+            logging.getLogger("autorec").warning("from rank 1 too")
+            print("printed by rank 1")
+        logging.getLogger("autorec.fitting").info("after the block")
+        with quiet_unless_main(World(rank=0, size=2, backend="gloo")):
+            logging.getLogger("autorec.selection").info("from rank 0")
+    assert [r.getMessage() for r in caplog.records] == ["after the block", "from rank 0"]
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.parametrize("command", [["evaluate", "--data", "x.csv"],
                                      ["tune", "--data", "x.csv", "--trials", "1"],
                                      ["predict", "--model", "m", "--input", "p.csv",

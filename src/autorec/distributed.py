@@ -354,12 +354,16 @@ def quiet_unless_main(group: World) -> Iterator[None]:
     if group.is_main:
         yield
         return
+    # a level above every record: autorec.fitting & co. take it from here (``disabled``
+    # silenced only the records of the "autorec" logger itself, not its children's)
     logger = logging.getLogger("autorec")
-    stdout, disabled = sys.stdout, logger.disabled
+    stdout, level = sys.stdout, logger.level
     with open(os.devnull, "w") as devnull, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sys.stdout, logger.disabled = devnull, True
+        sys.stdout = devnull
+        logger.setLevel(logging.CRITICAL + 1)
         try:
             yield
         finally:
-            sys.stdout, logger.disabled = stdout, disabled
+            sys.stdout = stdout
+            logger.setLevel(level)
