@@ -247,6 +247,10 @@ def test_two_cpu_processes_match_one_on_ml100k(capsys, tmp_path, ml100k_dir):
     assert two["n_test"] == one["n_test"] == 10000 and two["n_cold"] == one["n_cold"]
     assert abs(two["rmse"] - one["rmse"]) < 0.005, (one["rmse"], two["rmse"])
     assert abs(two["validation_rmse"] - one["validation_rmse"]) < 0.005
+    # the ranking metrics too (they were left out of several processes' runs, unsaid)
+    assert done.stdout.count("ranking at 10") == 1
+    for key in ("precision@10", "ndcg@10", "hit_rate@10"):
+        assert key in two and abs(two[key] - one[key]) < 0.03, (key, one.get(key), two.get(key))
 
 
 def _children(pid: int) -> list[int]:

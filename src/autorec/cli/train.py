@@ -158,9 +158,9 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     wall = time.perf_counter() - started
     report = _evaluate(model, split.test)
     require_finite({f"{label}test RMSE": report["rmse"], f"{label}test MAE": report["mae"]})
-    ranking = {}
-    if distributed.world().size == 1:  # top-N lists need the whole model on one process
-        ranking = ranking_report(model, split.train, split.test, k=args.k)
+    # every process holds the whole fitted model: each makes the same lists (no collective
+    # on the way, so no process waits on rank 0 past the timeout), rank 0 reports them
+    ranking = ranking_report(model, split.train, split.test, k=args.k)
     if args.save is not None and part == n_parts and distributed.world().is_main:
         model.save(args.save, dataset=args.dataset)
     return {
