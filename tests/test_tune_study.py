@@ -238,3 +238,18 @@ def test_run_study_fixed_parameters(tmp_path: Path, low_rank) -> None:
                       fixed=("hidden", "variant"))
     assert set(study.trials[0].params) == set(SEARCH_SPACE) - {"hidden", "variant"}
     assert study.user_attrs["autorec_fixed"] == {"hidden": 8, "variant": "item"}
+
+
+def test_diverging_trials_are_pruned_and_the_search_ends_in_one_line(capsys, tmp_path: Path,
+                                                                     ratings_csv: Path) -> None:
+    """A trial whose loss diverges is pruned and the search goes on (it ended the search with
+    34 lines of Optuna's traceback); a search where no trial finished says so in one line,
+    exit status 1 (a failed run, not bad input), and writes no configuration."""
+    code, out, err = _tune(capsys, ratings_csv, tmp_path, tmp_path / "s.db", "--lr", "1e30")
+    assert code == 1, err
+    assert err.strip().splitlines() == ["autorec tune: error: no trial finished (2 pruned or "
+                                        "failed: one that diverges is pruned; lower --lr or "
+                                        "raise --l2)"], err
+    assert "Traceback" not in out + err and not (tmp_path / "best.toml").exists()
+    study = optuna.load_study(study_name="autorec", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]

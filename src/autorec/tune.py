@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.ratings import Ratings
-from .exceptions import AutorecError, first_line
+from .exceptions import AutorecError, TrainingError, first_line
 
 __all__ = ["SEARCH_SPACE", "best_config_toml", "check_study", "require_optuna", "run_study",
            "search_space", "suggest"]
@@ -272,7 +272,9 @@ def run_study(
         raise AutorecError("every searched parameter is fixed: nothing left to tune")
     fixed_values = {name: base_params[name] for name in sorted(fixed)}
     done = check_study(storage, study_name, fixed=fixed_values)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: Optuna's warning on a failed trial carries its traceback (Ctrl-C's included);
+    # the command line reports an error in one line
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         study = optuna.create_study(
             study_name=study_name,
@@ -304,7 +306,11 @@ def run_study(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        model = fit(params, train, on_epoch_end=report)
+        try:
+            model = fit(params, train, on_epoch_end=report)
+        except TrainingError as exc:  # these settings diverged: a bad trial, not a bad search
+            log.warning("trial %d diverged, pruned: %s", trial.number, first_line(exc))
+            raise optuna.TrialPruned() from None
         value = float(model.validation_rmse)
         if not math.isfinite(value):
             raise optuna.TrialPruned()

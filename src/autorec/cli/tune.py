@@ -8,6 +8,7 @@ configuration is written as TOML for ``--config``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
     study = run_study(train, base_params=params, n_trials=args.trials, storage=args.study,
                       study_name=args.study_name, timeout=args.timeout,
                       random_state=args.seed, on_trial_end=show, fixed=tuple(fixed))
-    complete = [t for t in study.trials if t.value is not None]
-    if not complete:
-        print("no trial finished")
+    # finished trials only: a pruned trial holds a value too (its last report)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:  # a failed search, not bad input: one line, status 1
+        print(f"autorec tune: error: no trial finished ({len(study.trials)} pruned or failed: "
+              "one that diverges is pruned; lower --lr or raise --l2)", file=sys.stderr)
         return 1
     print(f"top {min(args.top, len(complete))} of {len(study.trials)} trials by validation RMSE:")
     for trial in sorted(complete, key=lambda t: t.value)[:args.top]:
