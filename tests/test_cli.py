@@ -147,6 +147,8 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         (["--train", "x.csv"], ["--train and --test go together"]),
         (["--data", "x.csv", "--split", "u1"], ["--split u1"]),
         (["--columns", "a,b"], ["--columns"]),
+        (["--data", "x.csv", "--columns", "user_id,user_id,rating"],
+         ["--columns", "three different ones"]),
         (["--data", "does-not-exist.csv"], ["does-not-exist.csv", "no such file"]),
         (["--device", "tpu"], ["tpu"]),
         # a torch device type torch knows but autorec does not support: was a traceback
@@ -484,3 +486,23 @@ def test_ctrl_c_swallowed_during_imports_still_ends_130(monkeypatch, capsys):
     assert main_module.main(["datasets"]) == 130
     assert capsys.readouterr().err.strip() == "autorec: interrupted"
     assert signal.getsignal(signal.SIGINT) is before  # the handler is put back
+
+
+def test_columns_names_are_stripped_and_must_differ(capsys, tmp_path, ratings_csv):
+    """train's --columns took " item_id" (after ", ") as a name no header can have (predict's
+    stripped them); a column named twice was taken (predict used the user id as the item
+    id). Names are stripped everywhere, and must differ."""
+    model = tmp_path / "model"
+    code, _, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--columns",
+                           "user_id, item_id , rating", *FAST, "--ranking", "none",
+                           "--save", str(model))
+    assert code == 0, err
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\nu1,i1\n")
+    try:
+        code = main(["predict", "--model", str(model), "--input", str(pairs), "--columns",
+                     "user_id,user_id", "--output", str(tmp_path / "p.csv")])
+    except SystemExit as exc:
+        code = exc.code
+    assert_one_line_error(code, capsys.readouterr().err, "--columns", "two different ones")
+    assert not (tmp_path / "p.csv").exists()

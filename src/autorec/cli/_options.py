@@ -217,9 +217,12 @@ def resolve(args: argparse.Namespace, parser_error: Any,
         params["device"] = None
     if isinstance(params.get("l2"), str):
         params["l2"] = l2_values(params["l2"])
-    columns = str(args.columns).split(",")
+    columns = [name.strip() for name in str(args.columns).split(",")]  # as header names are
     if len(columns) != 3 or not all(columns):
         parser_error(f"--columns needs three names separated by commas, got {args.columns!r}")
+    if len(set(columns)) != 3:
+        parser_error(f"--columns names the user, item and rating columns, three different "
+                     f"ones, got {args.columns!r}")
     args.columns = tuple(columns)
     return params
 

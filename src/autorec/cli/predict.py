@@ -43,6 +43,9 @@ def _columns(text: str, parser_error: Any) -> tuple[str, str]:
     columns = text.split(",")
     if len(columns) != 2 or not all(c.strip() for c in columns):
         parser_error(f"--columns needs two names separated by a comma, got {text!r}")
+    if columns[0].strip() == columns[1].strip():
+        parser_error(f"--columns names the user and the item columns, two different ones, "
+                     f"got {text!r}")
     return columns[0].strip(), columns[1].strip()
 
 
