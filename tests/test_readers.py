@@ -107,6 +107,28 @@ def test_parquet(tmp_path: Path) -> None:
     assert triples(ratings) == [("u1", 10, 4.5), ("u2", 10, 3.0), ("u1", 11, 1.0)]
 
 
+@pytest.mark.parametrize("dtype", [object, "string"])
+def test_parquet_ids_are_stripped_as_text_files_ids(tmp_path: Path, dtype) -> None:
+    """A text file's " 2 " is user 2; a Parquet file's was a user of its own (and a pairs
+    file's " 2 " missed the model's user 2)."""
+    pytest.importorskip("pyarrow")
+    from autorec.data.readers import read_pairs
+
+    frame = pd.DataFrame({"user_id": pd.Series(["\t2 ", "3", " 3", "u 4 "], dtype=dtype),
+                          "item_id": pd.Series([" 1", "1", "2 ", "1"], dtype=dtype),
+                          "rating": [1.0, 3.0, 4.0, 5.0]})
+    path = tmp_path / "r.parquet"
+    frame.to_parquet(path)
+    assert triples(read_ratings(path)) == [("2", 1, 1.0), ("3", 1, 3.0), ("3", 2, 4.0),
+                                           ("u 4", 1, 5.0)]  # users are text: "u 4"
+    users, items = read_pairs(path)
+    assert list(map(str, users)) == ["2", "3", "3", "u 4"] and list(map(str, items)) == [
+        "1", "1", "2", "1"]
+    text = tmp_path / "r.csv"
+    text.write_text("user_id,item_id,rating\n\t2 , 1,1\n3,1,3\n 3,2 ,4\nu 4 ,1,5\n")
+    assert triples(read_ratings(text)) == triples(read_ratings(path))
+
+
 def test_parquet_errors_name_file(tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
     path = tmp_path / "bad.parquet"

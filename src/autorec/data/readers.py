@@ -192,8 +192,8 @@ def read_ratings(
     started = time.perf_counter()
     open_raw, name, size = _open(path)
     if Path(name).suffix.lower() in _PARQUET:
-        return from_dataframe(_read_parquet(open_raw, path), columns=columns,
-                              duplicates=duplicates, source=str(path))
+        frame = _stripped_ids(_read_parquet(open_raw, path), columns[:2])
+        return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
     source = str(path)
     shown = progress if size >= PROGRESS_MIN_BYTES else None
     read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=names,
@@ -239,7 +239,7 @@ def read_pairs(
     check_columns(frame.columns, columns, path, hint=False)
     if len(frame) == 0:
         raise DataError("no pairs", source=path)
-    user_column, item_column = _id_columns(frame, columns, path)
+    user_column, item_column = _id_columns(_stripped_ids(frame, columns), columns, path)
     return user_column, item_column
 
 
@@ -312,6 +312,21 @@ def _checked_ratings(read: TextColumns, duplicates: DuplicatePolicy, source: str
     report(progress, source, "done", total, len(ratings), started)
     log.info("%s: %d ratings read in %.1fs", source, len(ratings), time.perf_counter() - started)
     return ratings
+
+
+def _stripped_ids(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with the spaces and tabs around its text ids in ``columns`` dropped, as
+    the text readers drop them (``" 2 "`` and ``"2"`` are one id in every file)."""
+    frame = frame.copy(deep=False)
+    for col in columns:
+        column = frame[col] if col in frame.columns else None
+        if column is None:
+            continue
+        if isinstance(column.dtype, pd.StringDtype):
+            frame[col] = column.str.strip(" \t")
+        elif column.dtype == object:  # text among other values, each checked later
+            frame[col] = column.map(lambda v: v.strip(" \t") if isinstance(v, str) else v)
+    return frame
 
 
 def _read_parquet(open_raw: Callable[[], BinaryIO], path: Path) -> pd.DataFrame:
