@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from os import PathLike
@@ -26,6 +27,7 @@ from ._csv import LoadProgress, TextColumns, check_columns, read_text, report
 from ._duplicates import merge_repeats
 from ._source import COMPRESSED_SUFFIXES, check_file, read_source
 from .ids import IdMap, InvalidIdError, id_column
+from .netflix import is_netflix, read_netflix_frame
 from .ratings import Ratings, index_dtype
 from .values import InvalidRatingError, rating_values, show
 
@@ -195,6 +197,8 @@ def read_ratings(
         frame = _stripped_ids(_read_parquet(open_raw, path), columns[:2])
         return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
     source = str(path)
+    if is_netflix(_first_line(open_raw)):
+        return _netflix(open_raw, source, duplicates)
     shown = progress if size >= PROGRESS_MIN_BYTES else None
     read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=names,
                      columns=columns, source=source, total=size, progress=shown,
@@ -312,6 +316,30 @@ def _checked_ratings(read: TextColumns, duplicates: DuplicatePolicy, source: str
     report(progress, source, "done", total, len(ratings), started)
     log.info("%s: %d ratings read in %.1fs", source, len(ratings), time.perf_counter() - started)
     return ratings
+
+
+def _first_line(open_raw: Callable[[], BinaryIO]) -> bytes:
+    """The first non-blank line of the file's first 4 KiB (a byte order mark dropped)."""
+    with open_raw() as raw:
+        head = raw.read(4096).removeprefix(b"\xef\xbb\xbf")
+    return next((line for line in head.splitlines() if line.strip()), b"")
+
+
+def _netflix(open_raw: Callable[[], BinaryIO], source: str, duplicates: DuplicatePolicy
+             ) -> Ratings:
+    """A Netflix Prize file (:mod:`autorec.data.netflix`), its errors named by file line."""
+    frame, lines = read_netflix_frame(open_raw, source)
+    if len(frame) == 0:
+        raise DataError("no ratings", source=source)
+    try:
+        return from_dataframe(frame, duplicates=duplicates, source=source)
+    except DataError as exc:
+        if exc.line is None:
+            raise
+        problem = re.sub(r"\(first at row (\d+)\)",
+                         lambda m: f"(first at line {lines[int(m.group(1))]})", exc.problem)
+        raise DataError(problem, source=source, line=int(lines[exc.line]),
+                        field=exc.field) from None
 
 
 def _stripped_ids(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

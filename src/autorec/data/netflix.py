@@ -1,0 +1,141 @@
+"""The Netflix Prize's rating files: a block per movie, ``MOVIE:`` then ``CUSTOMER,RATING,DATE``.
+
+The prize's ``combined_data_1.txt`` .. ``combined_data_4.txt`` (and each
+``training_set/mv_NNNNNNN.txt``) hold, for each movie, a line ``123:`` and then one line per
+rating of that movie: ``customer id, rating, date`` (the date is ignored)::
+
+    1:
+    1488844,3,2005-09-06
+    822109,5,2005-05-13
+
+:func:`read_ratings <autorec.data.readers.read_ratings>` recognises the format by its first
+line and reads it here: pyarrow streams the file a block of lines at a time (one string per
+line, no quoting), the movie of each rating is the last ``MOVIE:`` line above it, customer
+and movie ids become integers (text where a customer id is not one) and ratings numbers,
+about 16 bytes per rating kept. The ratings then go through
+:func:`~autorec.data.readers.from_dataframe` (id maps, rating checks, repeated pairs), whose
+errors are given the file's line numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import DataError
+
+__all__ = ["is_netflix", "read_netflix_frame"]
+
+_HEADER = re.compile(rb"\s*\d+:\s*")
+COLUMNS = ("user_id", "item_id", "rating")
+
+
+def is_netflix(first_line: bytes) -> bool:
+    """Whether a file whose first non-blank line is ``first_line`` is in the prize's format
+    (``MOVIE:``, an integer and a colon)."""
+    return _HEADER.fullmatch(first_line) is not None
+
+
+def read_netflix_frame(open_raw: Callable[[], BinaryIO], source: str
+                       ) -> tuple[pd.DataFrame, np.ndarray]:
+    """The ratings of a Netflix Prize file as a ``user_id, item_id, rating`` DataFrame, and
+    the 1-based file line of each row.
+
+    Raises
+    ------
+    DataError
+        Text that is not UTF-8, a rating line before the first movie, a movie line that is
+        not an integer and a colon, or a line that is not ``customer,rating[,date]`` or
+        whose rating is not a number; named by file and line.
+    """
+    import pyarrow as pa
+    from pyarrow import csv
+
+    parts: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
+    state = {"movie": -1, "lines": 0}
+    with open_raw() as raw:
+        try:  # one column: every line whole (no field holds the byte 0x01)
+            reader = csv.open_csv(raw, read_options=csv.ReadOptions(
+                column_names=["line"], block_size=1 << 24),
+                parse_options=csv.ParseOptions(delimiter="\x01", quote_char=False,
+                                               newlines_in_values=False,
+                                               ignore_empty_lines=False),
+                convert_options=csv.ConvertOptions(column_types={"line": pa.string()}))
+            for batch in reader:
+                parts.append(_block(batch.column(0), state, source))
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise DataError(f"not a readable Netflix Prize file ({str(exc).splitlines()[0]})",
+                            source=source) from None
+    users = [part[0] for part in parts]
+    text = any(not isinstance(u, np.ndarray) or u.dtype.kind == "O" for u in users)
+    user = (np.concatenate([np.asarray(u, dtype=object) for u in users]) if text
+            else np.concatenate(users) if users else np.empty(0, dtype=np.int64))
+    frame = pd.DataFrame({
+        "user_id": user,
+        "item_id": np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64),
+        "rating": np.concatenate([p[2] for p in parts]) if parts else np.empty(0),
+    }, columns=list(COLUMNS))
+    lines = np.concatenate([p[3] for p in parts]) if parts else np.empty(0, dtype=np.int64)
+    return frame, lines
+
+
+def _block(column: Any, state: dict[str, int], source: str
+           ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """One block of lines: its ratings' customer ids, movie ids, ratings and file lines;
+    ``state`` carries the current movie and the lines read over to the next block."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lines = pc.utf8_trim(pc.fill_null(column, ""), " \t\r")
+    header = pc.ends_with(lines, ":").to_numpy(zero_copy_only=False)
+    blank = pc.equal(pc.binary_length(lines), 0).to_numpy(zero_copy_only=False)
+    number = state["lines"] + np.arange(1, len(header) + 1)
+    state["lines"] += len(header)
+
+    def fail(problem: str, at: int, field: str | None = None) -> DataError:
+        return DataError(problem, source=source, line=int(number[at]), field=field)
+
+    heads = np.flatnonzero(header)
+    movies = pc.utf8_rtrim(pc.filter(lines, pa.array(header)), ":")
+    try:
+        movie_ids = pc.cast(movies, pa.int64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        bad = np.flatnonzero(~pc.match_substring_regex(movies, r"^\d+$").to_numpy(
+            zero_copy_only=False))[0]
+        raise fail(f"{movies[int(bad)].as_py()!r}: a movie line is an integer id and a colon",
+                   int(heads[bad])) from None
+    # the movie of each line: the last header above it, or the one carried over
+    block = np.cumsum(header)
+    movie_of = np.concatenate([[state["movie"]], movie_ids])[block]
+    if len(movie_ids):
+        state["movie"] = int(movie_ids[-1])
+    rows = ~header & ~blank
+    early = np.flatnonzero(rows & (movie_of < 0))
+    if len(early):
+        raise fail("a rating before the first 'MOVIE:' line", int(early[0]))
+    at = np.flatnonzero(rows)
+    fields = pc.split_pattern(pc.filter(lines, pa.array(rows)), ",")
+    counts = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
+    wrong = np.flatnonzero((counts < 2) | (counts > 3))
+    if len(wrong):
+        raise fail(f"expected 'customer,rating,date' (3 fields), found {counts[wrong[0]]}",
+                   int(at[wrong[0]]))
+    customers = pc.utf8_trim(pc.list_element(fields, 0), " \t")
+    try:
+        user: Any = pc.cast(customers, pa.int64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:  # text ids: kept as text (compared by text, as everywhere)
+        user = customers.to_numpy(zero_copy_only=False)
+    rating_text = pc.utf8_trim(pc.list_element(fields, 1), " \t")
+    try:
+        rating = pc.cast(rating_text, pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        values = pd.to_numeric(pd.Series(rating_text.to_numpy(zero_copy_only=False)),
+                               errors="coerce")
+        bad = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise fail(f"{rating_text[bad].as_py()!r} is not a number", int(at[bad]),
+                   "rating") from None
+    return user, movie_of[rows], rating, number[rows]

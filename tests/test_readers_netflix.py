@@ -1,0 +1,98 @@
+"""The Netflix Prize's rating files (``MOVIE:`` blocks of ``customer,rating,date`` lines),
+recognised by their first line, read block by block, errors named by file line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+
+import numpy as np
+import pytest
+
+from autorec import read_ratings
+from autorec.cli.main import main
+from autorec.data import netflix
+from autorec.exceptions import DataError
+
+PRIZE = ("1:\n1488844,3,2005-09-06\n822109,5,2005-05-13\n885013,4,2005-10-19\n"
+         "2:\r\n2059652,4,2005-09-05\r\n1488844,2,2005-04-18\r\n\n"
+         "30:\n822109,1,2004-02-02\n")
+
+
+def triples(ratings) -> list[tuple]:
+    return list(zip(ratings.user_ids.tolist(), ratings.item_ids.tolist(),
+                    ratings.rating.tolist(), strict=True))
+
+
+def test_the_prize_format_is_read_as_movie_blocks(write_file) -> None:
+    expected = [(1488844, 1, 3.0), (822109, 1, 5.0), (885013, 1, 4.0), (2059652, 2, 4.0),
+                (1488844, 2, 2.0), (822109, 30, 1.0)]
+    path = write_file("combined_data_1.txt", PRIZE)
+    ratings = read_ratings(path)
+    assert triples(ratings) == expected
+    assert ratings.users.raw_ids.dtype.kind == "i" and ratings.items.raw_ids.dtype.kind == "i"
+    packed = path.with_suffix(".txt.gz")
+    packed.write_bytes(gzip.compress(PRIZE.encode()))
+    assert triples(read_ratings(packed)) == expected
+    assert triples(read_ratings(write_file("mv_0000001.txt", "\ufeff" + PRIZE))) == expected
+
+
+def test_blocks_carry_the_movie_over_and_text_customers_stay_text(write_file,
+                                                                   monkeypatch) -> None:
+    """A movie's ratings cut between two of pyarrow's blocks keep their movie; one customer
+    id that is not an integer makes the column text (ids compare by text)."""
+    from pyarrow import csv
+
+    opened = csv.open_csv
+
+    def small_blocks(raw, read_options, **kwargs):
+        read_options.block_size = 64
+        return opened(raw, read_options=read_options, **kwargs)
+
+    monkeypatch.setattr(csv, "open_csv", small_blocks)
+    lines = ["7:"] + [f"{u},{1 + u % 5},2005-01-01" for u in range(40)] + ["8:", "c-9,5"]
+    ratings = read_ratings(write_file("r.txt", "\n".join(lines) + "\n"))
+    assert triples(ratings)[:40] == [(str(u), 7, float(1 + u % 5)) for u in range(40)]
+    assert triples(ratings)[40] == ("c-9", 8, 5.0)
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("1:\n5,3,2005\n6,x,2005\n", 3, "'x' is not a number"),
+    ("1:\n5,3,2005\n\n6\n", 4, "found 1"),
+    ("1:\n5,3,2005,extra\n", 2, "found 4"),
+    ("1:\n5,3\nx2:\n", 3, "movie line"),
+    ("1:\n5,3\n2:\n5,4\n5,1\n", 5, "duplicate rating of user 5 for item 2 (first at line 4)"),
+    ("1:\n5,nan\n", 2, "missing rating"),
+    ("1:\n5,1e39\n", 2, ""),
+])
+def test_errors_name_the_file_line(write_file, text: str, line: int, words: str) -> None:
+    path = write_file("bad.txt", text)
+    with pytest.raises(DataError) as caught:
+        read_ratings(path)
+    message = str(caught.value)
+    assert str(path) in message and re.search(rf"\bline {line}\b", message), message
+    assert words in message and "\n" not in message
+
+
+def test_other_text_files_are_not_taken_for_the_prize_format() -> None:
+    assert netflix.is_netflix(b"123:") and netflix.is_netflix(b" 7: \r")
+    for line in (b"user_id,item_id,rating", b"1:2", b"a:", b"1::2::5", b":"):
+        assert not netflix.is_netflix(line)
+
+
+def test_train_reads_a_prize_file(capsys, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    blocks = []
+    for movie in range(1, 21):
+        users = rng.choice(60, 25, replace=False)
+        blocks.append(f"{movie}:\n" + "".join(f"{u},{rng.integers(1, 6)},2005-01-01\n"
+                                                for u in users))
+    path = tmp_path / "combined_data_1.txt"
+    path.write_text("".join(blocks))
+    assert main(["train", "--data", str(path), "--epochs", "2", "--hidden", "8", "--quiet",
+                 "--device", "cpu", "--ranking", "none", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "combined_data_1.txt, random 0.9/0.1 split: 450 train / 50 test" in out
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_test"] == 500
