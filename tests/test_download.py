@@ -98,3 +98,17 @@ def test_download_false_never_asks_the_server(mirror):
     with pytest.raises(DatasetUnavailableError, match="downloads are disabled"):
         load_dataset("ml-100k", download=False)
     assert requests == []
+
+
+@pytest.mark.parametrize("base", ["file:///tmp/mirror/", "mirror-folder/"])
+def test_a_mirror_pooch_cannot_fetch_is_named_so(monkeypatch, tmp_path, base):
+    """A file:// mirror or a bare path was reported as a checksum mismatch, though nothing
+    was fetched."""
+    monkeypatch.setenv("AUTOREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("AUTOREC_DATASETS_URL", base)
+    monkeypatch.delenv("AUTOREC_DATA_DIR", raising=False)
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("ml-1m", data_dir=tmp_path)
+    message = str(info.value)
+    assert "cannot be downloaded: pooch fetches http, https" in message, message
+    assert "SHA-256" not in message and "\n" not in message

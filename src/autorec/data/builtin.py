@@ -216,11 +216,15 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
     except zipfile.BadZipFile:
         reason = f"{spec.archive} from {spec.url} is not a readable zip archive"
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
-    except ValueError as exc:  # pooch's checksum mismatch
+    except ValueError as exc:  # pooch's checksum mismatch, or a URL it cannot fetch
         log.debug("download of %s failed", spec.url, exc_info=True)
-        reason = (f"the file from {spec.url} does not match its SHA-256 checksum "
-                  f"({'hash' if 'hash' in str(exc).lower() else type(exc).__name__}); "
-                  "it was not kept")
+        if "protocol" in str(exc).lower():  # file://, a bare path...: nothing was fetched
+            reason = (f"{spec.url} cannot be downloaded: pooch fetches http, https, ftp, "
+                      "sftp and doi addresses (AUTOREC_DATASETS_URL)")
+        else:
+            reason = (f"the file from {spec.url} does not match its SHA-256 checksum "
+                      f"({'hash' if 'hash' in str(exc).lower() else type(exc).__name__}); "
+                      "it was not kept")
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
     except Exception as exc:  # network errors come in many types; all mean "not available"
         log.debug("download of %s failed", spec.url, exc_info=True)
