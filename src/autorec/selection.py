@@ -303,7 +303,10 @@ def train_with_early_stopping(
         if on_epoch_end is not None:
             on_epoch_end(entry)
         history.append(entry)
-        log.info("epoch %s", entry)
+        log.info("epoch %d: %s", entry["epoch"], ", ".join(
+            f"{key.replace('_', ' ')} {value:.4f}" if isinstance(value, float)
+            else f"{key.replace('_', ' ')} {value}" for key, value in entry.items()
+            if key != "epoch"))
         if checkpoint is not None:
             checkpoint.save(trainer, stopper, initial, history, stop)
         if stop:
