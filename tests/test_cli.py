@@ -506,3 +506,20 @@ def test_columns_names_are_stripped_and_must_differ(capsys, tmp_path, ratings_cs
         code = exc.code
     assert_one_line_error(code, capsys.readouterr().err, "--columns", "two different ones")
     assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize(("source", "needle"), [
+    (["--data", "x.csv"], "needs --dataset ml-100k"),
+    (["--dataset", "ml-1m"], "exists only for ml-100k, not ml-1m"),
+])
+def test_evaluate_refuses_a_canonical_split_of_other_data_before_any_output(capsys, tmp_path,
+                                                                            source, needle):
+    """The table's header was printed before the refusal (the splits are made lazily)."""
+    try:
+        code = main(["evaluate", "--protocol", "u1", *source, "--epochs", "1",
+                     "--out", str(tmp_path / "out")])
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    assert_one_line_error(code, captured.err, "--protocol u1", needle)
+    assert captured.out == "" and not (tmp_path / "out").exists()

@@ -375,9 +375,15 @@ def load_progress(args: argparse.Namespace) -> Callable[[LoadProgress], None] | 
 def canonical(args: argparse.Namespace, name: str, option: str, parser_error: Any
               ) -> tuple[Ratings, Ratings]:
     """An ML-100K canonical split (``u1``..``u5``, ``ua``, ``ub``) asked for by ``option``."""
+    check_canonical(args, option, parser_error)
+    return canonical_split(name, args.data_dir, download=args.download)
+
+
+def check_canonical(args: argparse.Namespace, option: str, parser_error: Any) -> None:
+    """Refuse a canonical split asked for by ``option`` of another data source (before any
+    output: evaluate printed its table's header first)."""
     if args.data is not None or getattr(args, "train", None) is not None:
         parser_error(f"{option} is a canonical MovieLens-100K split; it needs --dataset "
                      "ml-100k")
     if args.dataset not in (None, "ml-100k"):
         parser_error(f"{option} exists only for ml-100k, not {args.dataset}")
-    return canonical_split(name, args.data_dir, download=args.download)

@@ -29,6 +29,7 @@ from ._options import (
     at_least_two,
     build_model,
     canonical,
+    check_canonical,
     check_sources,
     load_ratings,
     resolve,
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     template = build_model(params, args.seed)
     if args.protocol in CANONICAL_SPLITS and args.repeats != 1:
         args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
+    if args.protocol in CANONICAL_SPLITS:
+        check_canonical(args, f"--protocol {args.protocol}", args.parser_error)
     outputs = Outputs()  # every output checked before any data is read (README: Bad input)
     for option in ("data", "config"):
         outputs.input(f"--{option}", getattr(args, option, None))
