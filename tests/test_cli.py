@@ -149,6 +149,12 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         (["--columns", "a,b"], ["--columns"]),
         (["--data", "x.csv", "--columns", "user_id,user_id,rating"],
          ["--columns", "three different ones"]),
+        # split flags the split does not use were ignored without a word
+        (["--train", "a.csv", "--test", "b.csv", "--test-ratio", "0.5"],
+         ["--test-ratio", "--train/--test does not use it"]),
+        (["--data", "x.csv", "--split", "kfold", "--test-ratio", "0.3"],
+         ["--test-ratio", "--split kfold does not use it"]),
+        (["--data", "x.csv", "--folds", "3"], ["--folds", "--split kfold"]),
         (["--data", "does-not-exist.csv"], ["does-not-exist.csv", "no such file"]),
         (["--device", "tpu"], ["tpu"]),
         # a torch device type torch knows but autorec does not support: was a traceback
@@ -523,3 +529,19 @@ def test_evaluate_refuses_a_canonical_split_of_other_data_before_any_output(caps
     captured = capsys.readouterr()
     assert_one_line_error(code, captured.err, "--protocol u1", needle)
     assert captured.out == "" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--protocol", "paper", "--test-ratio", "0.5"], "--protocol paper does not use it"),
+    (["--protocol", "kfold", "--test-ratio", "0.5"], "--protocol kfold does not use it"),
+    (["--folds", "3"], "--folds is the number of folds of --protocol kfold"),
+])
+def test_evaluate_refuses_protocol_flags_it_would_ignore(capsys, tmp_path, args, needle):
+    """evaluate --protocol paper --test-ratio 0.5 used a 90/10 split, unsaid."""
+    try:
+        code = main(["evaluate", "--data", "x.csv", *args, "--out", str(tmp_path / "o")])
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    assert_one_line_error(code, captured.err, needle)
+    assert captured.out == ""

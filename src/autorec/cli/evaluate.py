@@ -77,6 +77,12 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    protocol = args.protocol or "holdout"  # the flags given, before --config fills in
+    if args.test_ratio is not None and protocol not in ("holdout",):
+        args.parser_error(f"--test-ratio sets the holdout protocol's test part; --protocol "
+                          f"{protocol} does not use it")
+    if args.folds is not None and protocol != "kfold":
+        args.parser_error("--folds is the number of folds of --protocol kfold")
     params = resolve(args, args.parser_error)  # --config first: it may name the data
     check_sources(args, args.parser_error)
     template = build_model(params, args.seed)

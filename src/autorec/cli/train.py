@@ -195,7 +195,19 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     }
 
 
+def _check_split_flags(args: argparse.Namespace) -> None:
+    """Refuse a split flag the chosen split does not use (it was ignored without a word)."""
+    split = "files" if args.train is not None else (args.split or "random")
+    if args.test_ratio is not None and split != "random":
+        args.parser_error(f"--test-ratio sets the random split's test part; "
+                          f"{'--train/--test' if split == 'files' else f'--split {split}'} "
+                          "does not use it")
+    if args.folds is not None and split != "kfold":
+        args.parser_error("--folds is the number of folds of --split kfold")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_split_flags(args)  # the flags given, before --config and the defaults fill in
     params = resolve(args, args.parser_error)  # --config first: it may name the data
     check_sources(args, args.parser_error)
     template = build_model(params, args.seed)  # every option checked before data is read
