@@ -253,3 +253,29 @@ def test_diverging_trials_are_pruned_and_the_search_ends_in_one_line(capsys, tmp
     assert "Traceback" not in out + err and not (tmp_path / "best.toml").exists()
     study = optuna.load_study(study_name="autorec", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+
+
+def test_a_study_continues_only_on_its_data_seed_and_settings(capsys, tmp_path: Path,
+                                                              ratings_csv: Path) -> None:
+    """A study run on other data, or with another seed or another setting not searched, was
+    continued without a word, its trials ranked with the new ones (an ML-100K trial among
+    another set's). Refused in one line; the same search continues."""
+    study = tmp_path / "s.db"
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study)
+    assert code == 0, err
+    other = tmp_path / "other.csv"
+    other.write_text(ratings_csv.read_text().replace(",5\n", ",4\n", 3))
+    for extra, needle in (
+            (("--data", other), "on other training ratings (same count)"),
+            (("--epochs", "3"), "with epochs 2 there, 3 here"),
+            (("--seed", "7"), "on other training ratings")):  # its split differs
+        args = ["tune", "--data", ratings_csv, "--study", study, "--trials", "3", "--out",
+                tmp_path / "best.toml", *QUICK, *extra]
+        if extra[0] == "--data":
+            args[2] = other
+            args = args[:-2]
+        code, _, err = _run(capsys, *args)
+        _one_line_error(code, err, str(study), needle, "give another --study-name")
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study, "--trials", "3")
+    assert code == 0, err
+    assert len(optuna.load_study(study_name="autorec", storage=f"sqlite:///{study}").trials) == 3

@@ -15,6 +15,7 @@ fixed settings; anything else is refused in one line rather than mixed with the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -23,6 +24,8 @@ from collections.abc import Callable, Collection, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .data.ratings import Ratings
 from .exceptions import AutorecError, TrainingError, first_line
@@ -46,6 +49,8 @@ SEARCH_SPACE: dict[str, tuple[str, Any]] = {
 
 #: The study's user attribute that records the fixed settings of an autorec search.
 _FIXED_ATTR = "autorec_fixed"
+#: The study's user attribute recording its data, seed and settings not searched.
+_CONTEXT_ATTR = "autorec_context"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -287,8 +292,19 @@ def run_study(
         )
         if _FIXED_ATTR not in study.user_attrs:
             study.set_user_attr(_FIXED_ATTR, json.loads(json.dumps(fixed_values)))
+        recorded = study.user_attrs.get(_CONTEXT_ATTR)
     except Exception as exc:  # sqlalchemy and Optuna storage errors
         raise AutorecError(f"{storage}: cannot open the study ({first_line(exc)})") from None
+    # the data and the settings not searched: a study's trials compare only among themselves
+    context = {"data": _fingerprint(train), "seed": int(random_state), "settings": {
+        name: value for name, value in json.loads(json.dumps(base_params, default=str)).items()
+        if name not in SEARCH_SPACE and name not in ("device", "random_state")}}
+    if recorded is None:  # a new study (or one from before this record): kept from now on
+        study.set_user_attr(_CONTEXT_ATTR, context)
+    elif recorded != context:
+        raise AutorecError(f"study {study_name!r} in {storage} was run "
+                           f"{_difference(recorded, context)}: its trials would be compared "
+                           "with these; give another --study-name or --study file")
     remaining = max(n_trials - done, 0)
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
 
@@ -322,6 +338,33 @@ def run_study(
         study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
                        catch=())
     return study
+
+
+def _fingerprint(ratings: Ratings) -> dict[str, Any]:
+    """The training ratings' count and the SHA-256 of their ids and values."""
+    digest = hashlib.sha256()
+    for array in (ratings.user_ids, ratings.item_ids, ratings.rating):
+        array = np.asarray(array)
+        if array.dtype == object:
+            array = np.frombuffer("\0".join(map(str, array.tolist())).encode(), dtype=np.uint8)
+        digest.update(f"{array.dtype.str}:{array.shape}|".encode())
+        digest.update(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data)
+    return {"ratings": len(ratings), "sha256": digest.hexdigest()}
+
+
+def _difference(there: dict[str, Any], here: dict[str, Any]) -> str:
+    """How a study's recorded context differs from this search's, in a few words."""
+    if there.get("data") != here["data"]:
+        counts = (there.get("data") or {}).get("ratings"), here["data"]["ratings"]
+        return (f"on other training ratings ({counts[0]} there, {counts[1]} here)"
+                if counts[0] != counts[1] else "on other training ratings (same count)")
+    if there.get("seed") != here["seed"]:
+        return f"with --seed {there.get('seed')}, not {here['seed']}"
+    old, new = there.get("settings") or {}, here["settings"]
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            return f"with {name} {old.get(name)!r} there, {new.get(name)!r} here"
+    return "in another way"
 
 
 def best_config_toml(base_params: dict[str, Any], study: Any) -> str:
