@@ -27,10 +27,13 @@ of a byte that is not UTF-8, a second pass over the file with Python's :mod:`csv
 from __future__ import annotations
 
 import codecs
+import collections
+import contextlib
 import csv
 import functools
 import io
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -180,13 +183,20 @@ class _Stream:
         self.quoted = False
         self.bad: int | None = None
         self.closed = False
+        self.stopped = False  # set on an error: the rest reads as empty (held_on_error)
+        self.ended = threading.Event()  # set once a read gave the end (or the stop)
 
     def read(self, size: int = -1) -> bytes:
+        if self.stopped:
+            self.ended.set()
+            return b""
         if self._head:  # the bytes read to find the header, in pieces of the size asked
             size = len(self._head) if size < 0 else size
             chunk, self._head = self._head[:size], self._head[size:]
         else:
             chunk = self._raw.read(size)
+        if not chunk:
+            self.ended.set()  # pyarrow reads no more
         buffered = len(self._decoder.getstate()[0])
         try:
             if not chunk:
@@ -213,6 +223,34 @@ class _Stream:
 
     def close(self) -> None:
         self.closed = True
+
+
+#: The Python file objects of pyarrow readers stopped by an error (the last few): see
+#: :func:`held_on_error`.
+_HELD: collections.deque[Any] = collections.deque(maxlen=16)
+
+
+@contextlib.contextmanager
+def held_on_error(objects: list[Any], stream: _Stream | None = None) -> Iterator[None]:
+    """On an error mid-file, keep ``objects`` (the ``pyarrow.PythonFile`` a reader reads,
+    and the reader, appended once made) referenced from Python until the process ends.
+
+    A pyarrow reader stopped by an error drops its last references to the Python file and to
+    the bytes it read from it later, in one of its threads, when its read-ahead completes;
+    releasing them takes the GIL, and if the interpreter is shutting down by then, Python
+    ends that thread in a way that aborts the process ("terminate called without an active
+    exception", status 134: about 1 bad input in 10 on busy cores). Held here, the last
+    release is the interpreter's own. With ``stream``, the rest of it reads as empty, and a
+    read in flight (a thread inside Python) is given up to half a second to end.
+    """
+    try:
+        yield
+    except BaseException:
+        _HELD.append(list(objects))
+        if stream is not None:  # a read in flight ends; the next one sees the end
+            stream.stopped = True
+            stream.ended.wait(0.5)  # at once where the file was read to its end
+        raise
 
 
 # -- the one pass ----------------------------------------------------------------------------
@@ -247,38 +285,41 @@ class _Reader:
         ratings: list[np.ndarray] = []
         rows = blocks = reported = 0
         total = self.total
-        try:
-            reader = pacsv.open_csv(pa.PythonFile(self.stream, mode="r"),
-                                    read_options=read_options, parse_options=parse_options,
-                                    convert_options=convert_options)
-            for batch in reader:
-                if any(batch.column(k).null_count for k in used):
-                    blank = functools.reduce(pc.and_, [pc.is_null(c) for c in batch.columns])
-                    if pc.any(blank).as_py():
-                        batch = batch.filter(pc.invert(blank))
-                        self.dropped = True
-                field = ""
-                try:
-                    for column, k in zip(ids, used, strict=False):
-                        field = self.names[k]
-                        column.add(batch.column(k), rows)
-                    if len(used) == 3:
-                        field = self.columns[2]
-                        ratings.append(_ratings(batch.column(used[2])))
-                except (InvalidIdError, InvalidRatingError) as exc:
-                    line = self.lines([rows + exc.position])[0]
-                    raise DataError(exc.problem, source=self.source, line=line,
-                                    field=field) from None
-                rows += batch.num_rows
-                blocks += 1
-                parsed = min(blocks * BLOCK_BYTES, total)  # a block is a little under it
-                if progress is not None and parsed >= reported + total / 10:
-                    reported = parsed
-                    progress(LoadProgress(self.source, "reading", parsed, total, rows,
-                                          time.perf_counter() - started))
-        except (pa.ArrowException, OSError) as exc:
-            if self.stream.bad is not None or "Empty CSV file" not in str(exc):
-                raise self._parse_error(exc) from None
+        handle = pa.PythonFile(self.stream, mode="r")
+        with held_on_error(held := [handle], self.stream):
+            try:
+                reader = pacsv.open_csv(handle, read_options=read_options,
+                                        parse_options=parse_options,
+                                        convert_options=convert_options)
+                held.append(reader)
+                for batch in reader:
+                    if any(batch.column(k).null_count for k in used):
+                        blank = functools.reduce(pc.and_, [pc.is_null(c) for c in batch.columns])
+                        if pc.any(blank).as_py():
+                            batch = batch.filter(pc.invert(blank))
+                            self.dropped = True
+                    field = ""
+                    try:
+                        for column, k in zip(ids, used, strict=False):
+                            field = self.names[k]
+                            column.add(batch.column(k), rows)
+                        if len(used) == 3:
+                            field = self.columns[2]
+                            ratings.append(_ratings(batch.column(used[2])))
+                    except (InvalidIdError, InvalidRatingError) as exc:
+                        line = self.lines([rows + exc.position])[0]
+                        raise DataError(exc.problem, source=self.source, line=line,
+                                        field=field) from None
+                    rows += batch.num_rows
+                    blocks += 1
+                    parsed = min(blocks * BLOCK_BYTES, total)  # a block is a little under it
+                    if progress is not None and parsed >= reported + total / 10:
+                        reported = parsed
+                        progress(LoadProgress(self.source, "reading", parsed, total, rows,
+                                              time.perf_counter() - started))
+            except (pa.ArrowException, OSError) as exc:
+                if self.stream.bad is not None or "Empty CSV file" not in str(exc):
+                    raise self._parse_error(exc) from None
         if progress is not None and reported < total:  # the last block was a short one
             progress(LoadProgress(self.source, "reading", total, total, rows,
                                   time.perf_counter() - started))

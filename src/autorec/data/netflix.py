@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
+from ._csv import held_on_error
 
 __all__ = ["is_netflix", "read_netflix_frame"]
 
@@ -57,14 +58,15 @@ def read_netflix_frame(open_raw: Callable[[], BinaryIO], source: str
 
     parts: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
     state = {"movie": -1, "lines": 0}
-    with open_raw() as raw:
+    with open_raw() as raw, held_on_error(held := [pa.PythonFile(raw, mode="r")]):
         try:  # one column: every line whole (no field holds the byte 0x01)
-            reader = csv.open_csv(raw, read_options=csv.ReadOptions(
+            reader = csv.open_csv(held[0], read_options=csv.ReadOptions(
                 column_names=["line"], block_size=1 << 24),
                 parse_options=csv.ParseOptions(delimiter="\x01", quote_char=False,
                                                newlines_in_values=False,
                                                ignore_empty_lines=False),
                 convert_options=csv.ConvertOptions(column_types={"line": pa.string()}))
+            held.append(reader)
             for batch in reader:
                 parts.append(_block(batch.column(0), state, source))
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
