@@ -457,6 +457,26 @@ def test_plot_inside_the_model_folder_is_refused(capsys, tmp_path, ratings_file)
     assert_refused(code, out, err, "--plot", "--save", str(save))
 
 
+@pytest.mark.parametrize(("command", "folder_option"), [("train", "--out"),
+                                                       ("train", "--save"),
+                                                       ("evaluate", "--out")])
+def test_a_file_output_on_a_folder_outputs_path_is_refused(capsys, tmp_path, ratings_file,
+                                                           command, folder_option):
+    """--out X --plot X trained in full, wrote the figure to the file X, then failed
+    writing X/metrics.json (the figure left behind). Refused before any work, as is a
+    folder output under a file output's path."""
+    pytest.importorskip("matplotlib")
+    same = tmp_path / "o1"
+    code, out, err = run_cli(capsys, command, "--data", ratings_file, folder_option, same,
+                             "--plot", same, *FAST)
+    assert_refused(code, out, err, "--plot", folder_option,
+                   "model folder" if folder_option == "--save" else "a folder this command")
+    code, out, err = run_cli(capsys, command, "--data", ratings_file, folder_option,
+                             tmp_path / "p.png" / "sub", "--plot", tmp_path / "p.png", *FAST)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert os.listdir(tmp_path) == []
+
+
 def test_out_over_the_data_file_is_refused(capsys, tmp_path, ratings_file):
     folder = tmp_path / "d"
     folder.mkdir()

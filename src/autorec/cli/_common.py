@@ -265,6 +265,10 @@ def _conflict(out: _Path, other: _Path) -> str | None:
             return (f"{out.option} {out.path} would write inside the model folder "
                     f"{other.option} {other.path}, which holds only the model's files and "
                     "--out's metrics.json; give another path")
+    if out.kind == "file" and other.kind in ("folder", "model", "checkpoint") and (
+            same_path(out.path, other.path) or is_inside(other.path, out.path)):
+        return (f"{out.option} {out.path} is a file, and {other.option} {other.path} a folder "
+                "this command writes in; give different paths")
     if not other.kind.startswith("input"):
         for mine in out.written:
             for theirs in other.written:
