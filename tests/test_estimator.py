@@ -331,3 +331,24 @@ def test_one_rating_is_refused_with_the_reason() -> None:
                                          "for validation, got 1"):
         AutoRec(hidden=4, epochs=1, device="cpu").fit(one)
     AutoRec(hidden=4, epochs=1, device="cpu", validation=0, ranking="none").fit(one)
+
+
+def test_the_refit_keeps_the_update_its_epochs_were_chosen_with(low_rank: Ratings,
+                                                                monkeypatch) -> None:
+    """optimizer 'auto' was decided again on the refit's larger matrix: the epochs chosen
+    for lazy Adam were trained with dense Adam (on data near the 90 % share), and the model
+    recorded that one. The refit takes the selection's choice."""
+    from autorec import member as member_module
+
+    chosen = iter(["lazy_adam", "adam", "adam"])
+    asked: list[str] = []
+
+    def choose(name, *args, **kwargs):
+        asked.append(name)
+        return next(chosen)
+
+    monkeypatch.setattr(member_module, "choose_optimizer", choose)
+    model = fast(random_state=0, hidden=8, epochs=3, refit=True, ranking="none",
+                 optimizer="auto", weight_decay=0.0, validation=0.2).fit(low_rank)
+    assert asked == ["auto"]  # the selection's network only
+    assert [m.optimizer for m in model.members_] == ["lazy_adam"]

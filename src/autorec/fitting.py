@@ -190,7 +190,7 @@ def _fit(
                      len(original), member.best_epoch)
             best_epoch, history = member.best_epoch, member.history
             member.fit(every.triple, model.offsets, epochs=member.best_epoch,
-                       on_batch_end=on_batch_end,
+                       on_batch_end=on_batch_end, optimizer=member.optimizer,  # as chosen
                        init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
                        checkpoint=None if session is None
                        else session.network("refit", 0, k))

@@ -157,6 +157,7 @@ class Member:
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         checkpoint: NetworkCheckpoint | None = None,
         on_batch_end: Callable[[int, int], None] | None = None,
+        optimizer: str | None = None,
     ) -> TrainingRun:
         """Train a fresh network on ``ratings`` (``user_idx, item_idx, rating``, or a function
         returning them: then their memory is freed once the network's matrix is built, since
@@ -168,6 +169,8 @@ class Member:
         back), so that its penalty and learning rate mean the same on any rating scale.
         ``score`` rates the current weights on validation data; the best epoch's weights are
         kept. ``checkpoint`` restores or checkpoints this network (:mod:`autorec.checkpoint`).
+        ``optimizer`` (resolved, not ``"auto"``) is used instead of the spec's choice: the
+        refit keeps the update its epochs were chosen with.
         """
         spec = self.spec
         self._codes = None
@@ -186,7 +189,7 @@ class Member:
         # arrays go if it holds no other reference (at Netflix scale 1.7 GB)
         del ratings, user_idx, item_idx, rating, order
         release_free_memory()  # the preparation's freed heap, before the weights are allocated
-        self.optimizer = optimizer = choose_optimizer(
+        self.optimizer = optimizer = optimizer or choose_optimizer(
             spec.optimizer, self.matrix, spec.batch_size, train_seed,
             weight_decay=spec.weight_decay, dense_batches=spec.dense_batches)
         generator = torch.Generator().manual_seed(init_seed)
