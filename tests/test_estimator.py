@@ -352,3 +352,24 @@ def test_the_refit_keeps_the_update_its_epochs_were_chosen_with(low_rank: Rating
                  optimizer="auto", weight_decay=0.0, validation=0.2).fit(low_rank)
     assert asked == ["auto"]  # the selection's network only
     assert [m.optimizer for m in model.members_] == ["lazy_adam"]
+
+
+def test_torchs_default_dtype_changes_nothing(low_rank: Ratings) -> None:
+    """With torch.set_default_dtype(torch.float64) in the user's session, fit failed
+    ("expected scalar type Double but found Float"), and so did predict and recommend of a
+    loaded model: weights, codes and masks took the default dtype, batches are float32."""
+    users, items = low_rank.user_ids, low_rank.item_ids
+    params = {"random_state": 0, "hidden": 8, "epochs": 3, "dropout": 0.2,
+              "ranking": "blend", "validation": 0.2}
+    expected = fast(**params).fit(low_rank)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = fast(**params).fit(low_rank)
+        predicted = model.predict(users, items)
+        lists = model.recommend(model.users_.raw_ids[:5], n=3)
+    finally:
+        torch.set_default_dtype(before)
+    np.testing.assert_array_equal(predicted, expected.predict(users, items))
+    assert lists["item_id"].tolist() == expected.recommend(
+        expected.users_.raw_ids[:5], n=3)["item_id"].tolist()

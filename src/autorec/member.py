@@ -226,7 +226,8 @@ class Member:
         """Hidden codes (``len(rows) x hidden``) of input rows of the member's matrix."""
         assert self.net is not None and self.matrix is not None
         self.net.eval()
-        codes = torch.empty((len(rows), self.spec.hidden), device=self.device)
+        codes = torch.empty((len(rows), self.spec.hidden), dtype=torch.float32,
+                            device=self.device)
         # with its transpose a chunk is encoded by the compiled kernel where it applies
         # (autorec.sparse): at ML-10M shape 4-6x less CPU than torch's CSR product
         transpose = self.device.type == "cpu" and _kernels.available()

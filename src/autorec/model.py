@@ -10,6 +10,9 @@ from torch import Tensor, nn
 
 from .sparse import SparseBatch, sampled_decode, sparse_linear
 
+#: Every weight and mask is float32, whatever torch's default dtype (batches are float32).
+_FLOAT = torch.float32
+
 __all__ = ["ACTIVATIONS", "AutoRecNet"]
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -90,10 +93,11 @@ class AutoRecNet(nn.Module):
             raise ValueError("dense_batches gives dense gradients: not with sparse_grad")
         self.sparse_grad = sparse_grad
         self.dense_batches = dense_batches
-        self.encoder_weight = nn.Parameter(torch.empty(n_inputs, hidden))
-        self.encoder_bias = nn.Parameter(torch.empty(hidden))
-        self.decoder_weight = nn.Parameter(torch.empty(n_inputs, hidden))
-        self.decoder_bias = nn.Parameter(torch.empty(n_inputs)) if decoder_bias else None
+        self.encoder_weight = nn.Parameter(torch.empty(n_inputs, hidden, dtype=_FLOAT))
+        self.encoder_bias = nn.Parameter(torch.empty(hidden, dtype=_FLOAT))
+        self.decoder_weight = nn.Parameter(torch.empty(n_inputs, hidden, dtype=_FLOAT))
+        self.decoder_bias = (nn.Parameter(torch.empty(n_inputs, dtype=_FLOAT)) if decoder_bias
+                             else None)
         self.reset_parameters(generator)
 
     @torch.no_grad()
@@ -119,7 +123,8 @@ class AutoRecNet(nn.Module):
                                 sparse_grad=self.sparse_grad)
         hidden = ACTIVATIONS[self.activation](pre)
         if self.training and self.dropout > 0.0:
-            keep = torch.rand(hidden.shape, generator=generator, device=hidden.device)
+            keep = torch.rand(hidden.shape, generator=generator, device=hidden.device,
+                              dtype=_FLOAT)
             hidden = hidden * (keep >= self.dropout) / (1.0 - self.dropout)
         return hidden
 
@@ -140,7 +145,8 @@ class AutoRecNet(nn.Module):
         then :meth:`encode`; with the same draws from ``generator`` as :meth:`forward`."""
         encoded = batch
         if self.training and input_dropout > 0.0:
-            keep = torch.rand(batch.nnz, generator=generator, device=batch.values.device)
+            keep = torch.rand(batch.nnz, generator=generator, device=batch.values.device,
+                              dtype=_FLOAT)
             encoded = batch.with_values(batch.values * (keep >= input_dropout)
                                         / (1.0 - input_dropout))
         return self.encode(encoded, generator)

@@ -59,7 +59,7 @@ class MultVAENet(nn.Module):
             # not initialised here (reset_parameters draws from a generator, or the weights
             # are loaded): torch's own initialisation would draw from the global generator,
             # which a fit leaves alone (README)
-            return nn.utils.skip_init(nn.Linear, n_in, n_out)
+            return nn.utils.skip_init(nn.Linear, n_in, n_out, dtype=torch.float32)
 
         if hidden:
             self.encoder = nn.ModuleList([linear(n_items, hidden), linear(hidden, encoder_out)])
@@ -256,12 +256,12 @@ class MultVAE:
               generator: torch.Generator) -> torch.Tensor:
         x = _normalise(batch)
         if self.dropout > 0:
-            keep = torch.rand(x.shape, generator=generator) >= self.dropout
+            keep = torch.rand(x.shape, generator=generator, dtype=x.dtype) >= self.dropout
             x = x * keep / (1.0 - self.dropout)
         mu, logvar = net.encode(x)
         if logvar is not None:
             std = torch.exp(0.5 * logvar)
-            z = mu + std * torch.randn(std.shape, generator=generator)
+            z = mu + std * torch.randn(std.shape, generator=generator, dtype=std.dtype)
         else:
             z = mu
         log_probs = torch.log_softmax(net.decode(z), dim=1)
