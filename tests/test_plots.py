@@ -175,3 +175,47 @@ def test_without_matplotlib_says_how_to_install(tmp_path: Path,
         assert "\n" not in message
         assert "pip install 'autorec[plot]'" in message
     assert not list(tmp_path.iterdir())
+
+
+def _legend_and_marks(entries: list[dict[str, Any]], kept: int | None) -> tuple[list[str],
+                                                                                   list[float]]:
+    """The legend texts of one drawn panel and the x of its vertical marks."""
+    from matplotlib.figure import Figure
+
+    from autorec.plots import _draw_panel
+
+    axis = Figure().subplots()
+    _draw_panel(axis, "", entries, kept)
+    texts = [t.get_text() for t in axis.get_legend().get_texts()]
+    rmse_axis = next(a for a in axis.figure.axes if a is not axis)
+    marks = [float(line.get_xdata()[0]) for line in rmse_axis.get_lines()
+             if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]]
+    return texts, marks
+
+
+def test_the_kept_epoch_is_marked_even_when_it_is_the_untrained_network() -> None:
+    # the history has epochs 1..6 and its least validation RMSE at epoch 3; the model kept
+    # epoch 0 (its untrained network scored better): that, not epoch 3, must be marked
+    texts, marks = _legend_and_marks(history(), kept=0)
+    assert marks == [0.0]
+    assert any("kept: epoch 0" in text for text in texts)
+    assert not any("epoch 3" in text for text in texts)
+    texts, marks = _legend_and_marks(history(), kept=5)  # the kept one, whatever plotted least
+    assert marks == [5.0] and any("best 0.9400, epoch 5" in text for text in texts)
+    texts, marks = _legend_and_marks(history(), kept=None)  # unknown: the least plotted
+    assert marks == [3.0] and any("best 0.9000, epoch 3" in text for text in texts)
+
+
+def test_best_epochs_go_to_their_panels(tmp_path: Path) -> None:
+    from autorec.plots import _panels
+
+    panels = _panels({"fold-1": history(2), "fold-2": history(2)},
+                     {"fold-1": [0, 4], "fold-2": [2, 3]})
+    assert [(name, kept) for name, _, kept in panels] == [
+        ("fold-1, network 1", 0), ("fold-1, network 2", 4),
+        ("fold-2, network 1", 2), ("fold-2, network 2", 3)]
+    assert [kept for *_, kept in _panels(history(2), [1, 6])] == [1, 6]
+    assert [kept for *_, kept in _panels(history(2))] == [None, None]
+    from autorec.plots import plot_training
+
+    png_size(plot_training(history(2), tmp_path / "kept.png", best_epochs=[0, 4]))

@@ -126,13 +126,17 @@ def _save(figure: Any, path: Path) -> Path:
 
 
 # -- training curves ---------------------------------------------------------------------------
-def _panels(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]]
-            ) -> list[tuple[str, list[Mapping[str, Any]]]]:
-    """(title, entries) per network: grouped by ``member``, and by key for a mapping."""
+def _panels(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]],
+            best_epochs: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+            ) -> list[tuple[str, list[Mapping[str, Any]], int | None]]:
+    """(title, entries, kept epoch or None) per network: grouped by ``member``, and by key for
+    a mapping."""
     groups = list(history.items()) if isinstance(history, Mapping) else [("", list(history))]
     panels = []
     for name, entries in groups:
         entries = list(entries)
+        kept = (best_epochs.get(name) if isinstance(best_epochs, Mapping)
+                else best_epochs)
         members = sorted({int(e.get("member", 1)) for e in entries})
         for member in members:
             own = sorted((e for e in entries if int(e.get("member", 1)) == member),
@@ -140,7 +144,9 @@ def _panels(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping
             parts = [str(name)] if name else []
             if len(members) > 1:
                 parts.append(f"network {member}")
-            panels.append((", ".join(parts), own))
+            panels.append((", ".join(parts), own,
+                           int(kept[member - 1]) if kept is not None and member <= len(kept)
+                           else None))
     return panels
 
 
@@ -158,6 +164,7 @@ def plot_training(
     path: str | os.PathLike[str],
     *,
     title: str | None = None,
+    best_epochs: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
 ) -> Path:
     """Training curves: train loss, validation RMSE and test RMSE per epoch.
 
@@ -173,6 +180,12 @@ def plot_training(
         The image file (``.png``, ``.svg`` or ``.pdf``), replaced atomically.
     title
         Above the figure.
+    best_epochs
+        The epoch whose weights each network kept, in network order
+        (``[m.best_epoch for m in model.members_]``, ``metrics.json["best_epochs"]``); a
+        mapping ``{label: best_epochs}`` goes with a mapping ``history``. It is marked instead
+        of the plotted epoch of least validation RMSE, which is not the kept one when the
+        untrained network (epoch 0, which has no history entry) scored best.
 
     Returns
     -------
@@ -182,8 +195,8 @@ def plot_training(
     Each network gets a panel: the training loss (the MSE over the observed training ratings
     while training, in the network's units: with ``baseline="biases"`` the residuals over
     their standard deviation) on the left axis, the validation and test RMSE (in ratings) on
-    the right one; the epoch of the best validation RMSE is marked (and named in the
-    legend). Panels are laid out four to a row.
+    the right one; the kept epoch (``best_epochs``; without it, the epoch of the least
+    validation RMSE) is marked and named in the legend. Panels are laid out four to a row.
 
     Raises
     ------
@@ -192,16 +205,17 @@ def plot_training(
     """
     path = Path(path)
     _format(path)
-    panels = [(name, entries) for name, entries in _panels(history) if entries]
+    panels = [(name, entries, kept) for name, entries, kept in _panels(history, best_epochs)
+              if entries]
     if not panels:
         raise AutorecError("nothing to plot: the training history has no epoch")
     columns = min(len(panels), _MAX_COLUMNS)
     rows = math.ceil(len(panels) / columns)
     figure = _figure(4.6 * columns + 0.6, 3.4 * rows + (0.4 if title else 0.0))
     axes = figure.subplots(rows, columns, squeeze=False)
-    for k, (name, entries) in enumerate(panels):
+    for k, (name, entries, kept) in enumerate(panels):
         loss_axis = axes[k // columns][k % columns]
-        _draw_panel(loss_axis, name, entries)
+        _draw_panel(loss_axis, name, entries, kept)
     for k in range(len(panels), rows * columns):  # empty cells of the last row
         axes[k // columns][k % columns].set_visible(False)
     if title:
@@ -209,7 +223,8 @@ def plot_training(
     return _save(figure, path)
 
 
-def _draw_panel(loss_axis: Any, name: str, entries: list[Mapping[str, Any]]) -> None:
+def _draw_panel(loss_axis: Any, name: str, entries: list[Mapping[str, Any]],
+                kept: int | None = None) -> None:
     lines = []
     epochs, loss = _series(entries, "train_loss")
     if len(epochs):
@@ -220,17 +235,16 @@ def _draw_panel(loss_axis: Any, name: str, entries: list[Mapping[str, Any]]) -> 
     loss_axis.grid(True, alpha=0.3)
     rmse_axis = loss_axis.twinx()
     rmse_axis.set_ylabel("RMSE")
+    marked: list[int] = []
     for key in ("validation_rmse", "eval_rmse"):
         epochs, values = _series(entries, key)
         if not len(epochs):
             continue
         label = _LABELS[key]
         if key == "validation_rmse":
-            best = int(np.argmin(values))
-            rmse_axis.axvline(epochs[best], color=_COLOURS[key], linestyle=":", alpha=0.7)
-            label += f" (best {values[best]:.4f}, epoch {epochs[best]})"
+            label += _mark_kept(rmse_axis, epochs, values, kept, marked)
         lines += rmse_axis.plot(epochs, values, color=_COLOURS[key], marker=".", label=label)
-    all_epochs = [int(e["epoch"]) for e in entries]
+    all_epochs = [int(e["epoch"]) for e in entries] + marked
     if max(all_epochs) - min(all_epochs) <= 12:
         loss_axis.set_xticks(sorted(set(all_epochs)))
     if name:
@@ -238,6 +252,19 @@ def _draw_panel(loss_axis: Any, name: str, entries: list[Mapping[str, Any]]) -> 
     if lines:
         loss_axis.legend(lines, [line.get_label() for line in lines], loc="upper right",
                          fontsize=8)
+
+
+def _mark_kept(axis: Any, epochs: np.ndarray, values: np.ndarray, kept: int | None,
+               marked: list[int]) -> str:
+    """Mark the kept epoch (the least validation RMSE plotted when ``kept`` is unknown), add
+    it to ``marked`` and return its legend text."""
+    if kept is None or (kept != 0 and kept not in epochs):
+        kept = int(epochs[int(np.argmin(values))])
+    marked.append(kept)
+    axis.axvline(kept, color=_COLOURS["validation_rmse"], linestyle=":", alpha=0.7)
+    if kept == 0:
+        return " (kept: epoch 0, the untrained network)"
+    return f" (best {values[list(epochs).index(kept)]:.4f}, epoch {kept})"
 
 
 # -- predicted against true ratings --------------------------------------------------------------

@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = []
     curves: dict[str, Any] = {}
+    kept: dict[str, list[int]] = {}
     truth: list[Any] = []
     predicted: list[Any] = []
     for split in chosen:
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(result)
         if args.plot is not None:
             curves[split.label] = model.history_
+            kept[split.label] = result["best_epochs"]
             truth.append(split.test.rating)
             predicted.append(model.predict(split.test.user_ids, split.test.item_ids))
         epochs = ",".join(str(e) for e in result["best_epochs"])
@@ -158,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
 
         from ..plots import plot_predictions, plot_training
 
-        plot_training(curves, args.plot, title=f"protocol {args.protocol} on {what}")
+        plot_training(curves, args.plot, title=f"protocol {args.protocol} on {what}",
+                      best_epochs=kept)
         scatter = _scatter_path(args.plot)
         plot_predictions(np.concatenate(truth), np.concatenate(predicted), scatter)
         print(f"wrote {args.plot} and {scatter}")

@@ -299,7 +299,11 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
         curves = ({split.label: result["history"]
                    for split, result in zip(parts, results, strict=True)}
                   if len(results) > 1 else results[0]["history"])
-        plot_training(curves, args.plot, title=f"{template.variant}-AutoRec on {description}")
+        kept = ({split.label: result["best_epochs"]
+                 for split, result in zip(parts, results, strict=True)}
+                if len(results) > 1 else results[0]["best_epochs"])
+        plot_training(curves, args.plot, title=f"{template.variant}-AutoRec on {description}",
+                      best_epochs=kept)
         print(f"wrote {args.plot}")
 
     if args.out is not None and distributed.world().is_main:
