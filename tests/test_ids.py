@@ -160,3 +160,12 @@ def test_common_ids_turn_integers_into_text_next_to_text() -> None:
     ints, texts = np.array([1, 2]), np.array(["1", "x9"], dtype=object)
     assert [a.tolist() for a in common_ids(ints, texts)] == [["1", "2"], ["1", "x9"]]
     assert [a.dtype.kind for a in common_ids(ints, np.array([3]))] == ["i", "i"]
+
+
+def test_an_id_map_iterates_over_its_raw_ids_in_index_order() -> None:
+    integers = IdMap.from_values([12, 7, 12, 3])
+    assert list(integers) == [12, 7, 3]
+    assert all(type(raw) is int for raw in integers)  # Python ints, not numpy scalars
+    texts = IdMap.from_values(["b", "a"])
+    assert list(texts) == ["b", "a"]
+    assert list(integers.to_index(list(integers))) == [0, 1, 2]

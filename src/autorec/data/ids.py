@@ -23,7 +23,7 @@ this module, so that the same text is the same id everywhere:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -165,6 +165,10 @@ class IdMap:
 
     def __contains__(self, raw_id: object) -> bool:
         return bool(self.to_index([raw_id])[0] >= 0)
+
+    def __iter__(self) -> Iterator[Any]:
+        """The raw ids in index order, as Python ints or text (``list(model.items_)``)."""
+        return iter(self._index.tolist())
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, IdMap) and self._index.equals(other._index)
