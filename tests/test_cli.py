@@ -242,7 +242,8 @@ def test_canonical_split_and_user_variant(capsys, tmp_path, ml100k_dir, split):
 def test_kfold_pools_every_rating_once(capsys, tmp_path, ratings_csv):
     out = tmp_path / "kfold"
     code, stdout, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--split", "kfold",
-                                "--folds", "3", "--out", str(out), *FAST)
+                                "--folds", "3", "--out", str(out), *FAST,
+                                "--epochs", "30", "--patience", "1")
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     n_ratings = len(ratings_csv.read_text().split()) - 1
@@ -253,6 +254,9 @@ def test_kfold_pools_every_rating_once(capsys, tmp_path, ratings_csv):
     assert metrics["rmse"] == pytest.approx(pooled)
     assert min(f["rmse"] for f in folds) <= metrics["rmse"] <= max(f["rmse"] for f in folds)
     assert stdout.count("fold ") >= 3
+    # the top level's epochs are the most any fold ran, not the --epochs cap
+    assert metrics["epochs"] == max(f["epochs_run"] for f in folds)
+    assert metrics["rmse_fold_mean"] == pytest.approx(np.mean([f["rmse"] for f in folds]))
 
 
 def test_kfold_needs_two_folds(capsys):

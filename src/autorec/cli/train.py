@@ -267,6 +267,7 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
             "n_test": pooled["n_test"], "n_cold": pooled["n_cold"],
             "train_seconds": sum(r["train_seconds"] for r in results),
             "wall_seconds": sum(r["wall_seconds"] for r in results),
+            "epochs_run": max(r["epochs_run"] for r in results),
             "device": results[0]["device"],
         }
 
