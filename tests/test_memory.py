@@ -174,3 +174,25 @@ def test_the_free_heap_goes_back_only_in_a_process_at_least_min_resident_large()
     before, untrimmed, trimmed = (int(x) for x in out)
     assert abs(untrimmed - before) < 20 << 20  # below min_resident: nothing returned
     assert before - trimmed > 100 << 20  # above it: most of the 180 MB freed goes back
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"),
+    RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    MemoryError(),
+])
+def test_running_out_of_memory_while_training_says_what_to_change(error) -> None:
+    with pytest.raises(ResourceError, match=r"ran out of memory while training .*--hidden"):
+        with memory.memory_errors_as_resource_error():
+            raise error
+
+
+def test_other_runtime_errors_pass_through_the_memory_translation() -> None:
+    import torch
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        with memory.memory_errors_as_resource_error():
+            raise RuntimeError("shape mismatch")
+    with pytest.raises(ResourceError):
+        with memory.memory_errors_as_resource_error():
+            raise torch.OutOfMemoryError("CUDA error")

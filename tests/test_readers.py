@@ -598,16 +598,16 @@ def test_a_reader_stopped_by_an_error_is_held_and_its_stream_ended(write_file) -
     are held to the end of the process and the rest of the stream reads as empty: released
     later in a pyarrow thread while the interpreter shut down, they aborted the process
     (status 134, about 1 bad input in 10 on busy cores)."""
-    from autorec.data import _csv
+    from autorec.data import _csv, _source
 
-    before = len(_csv._HELD)
+    before = len(_source._HELD)
     path = write_file("bad.csv", "user_id,item_id,rating\n1,1,5\n,2,4\n")
     with pytest.raises(DataError, match="line 3"):
         read_ratings(path)
-    assert len(_csv._HELD) == before + 1 or len(_csv._HELD) == _csv._HELD.maxlen
-    handle, reader = _csv._HELD[-1]
+    assert len(_source._HELD) == before + 1 or len(_source._HELD) == _source._HELD.maxlen
+    handle, reader = _source._HELD[-1]
     assert isinstance(handle, pa.PythonFile) and reader is not None
     stream = _csv._Stream(io.BytesIO(b"a,b\n"), b"", False)
-    with pytest.raises(KeyError), _csv.held_on_error([], stream):
+    with pytest.raises(KeyError), _source.held_on_error([], stream):
         raise KeyError("x")
     assert stream.stopped and stream.read(10) == b"" and stream.ended.is_set()

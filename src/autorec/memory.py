@@ -15,9 +15,11 @@ a margin. It errs on the high side by a few percent, never by a factor.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ import numpy as np
 
 from .exceptions import ResourceError
 
-__all__ = ["MemoryEstimate", "available_bytes", "check_training_memory", "training_bytes"]
+__all__ = ["MemoryEstimate", "available_bytes", "check_training_memory",
+           "memory_errors_as_resource_error", "training_bytes"]
 
 _FLOAT = 4  # bytes of a float32
 _INDEX = 8  # bytes of an int64 index
@@ -149,6 +152,24 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
         f"{n_inputs:,} inputs per row needs about {_gb(estimate.total)} "
         f"(weights, gradients and Adam state {_gb(estimate.parameters)}), but "
         f"{_gb(available)} is available ({limit}); try {_join(levers)}")
+
+
+@contextlib.contextmanager
+def memory_errors_as_resource_error() -> Iterator[None]:
+    """Turn running out of memory inside (torch's or Python's, on the CPU or a GPU) into a
+    :class:`~autorec.exceptions.ResourceError` that says what to change."""
+    import torch
+
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) \
+                and "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ResourceError(
+            f"ran out of memory while training ({first[:120]}); use a smaller --hidden or "
+            "--batch-size, or the other --variant") from None
 
 
 def release_free_memory(min_resident: int = 0) -> None:

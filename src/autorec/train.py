@@ -28,8 +28,8 @@ import scipy.sparse as sp
 import torch
 
 from . import _kernels, distributed, sparse
-from .exceptions import ResourceError, TrainingError
-from .memory import EPOCH_TRIM_MIN_RESIDENT, release_free_memory
+from .exceptions import TrainingError
+from .memory import EPOCH_TRIM_MIN_RESIDENT, memory_errors_as_resource_error, release_free_memory
 from .model import AutoRecNet
 from .optim import LazyAdam, fused_adam, row_step
 from .penalty import L2Share
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 #: sparse.
 #: ``rprop``: full-batch resilient propagation, as the AutoRec paper trained.
 OPTIMIZERS: tuple[str, ...] = ("auto", "adam", "lazy_adam", "rprop")
+
 
 @dataclass(frozen=True)
 class EpochStats:
@@ -73,11 +74,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(device)
+        parsed: torch.device | None = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if device.type not in ("cpu", "cuda"):  # mps, xpu...: never tested, refused up front
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):  # mps, xpu...: never tested
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {str(device)!r}")
+    device = parsed
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
@@ -354,10 +356,10 @@ class Trainer:
 
     def _epoch(self, total: torch.Tensor) -> torch.Tensor:
         """The batches of one epoch and their steps; returns ``total`` plus their losses."""
-        try:
+        n_batches = -(-len(self.rows) // self.batch_size)
+        with memory_errors_as_resource_error():
             if self.full_batch:
                 self._zero_grad()
-                n_batches = -(-len(self.rows) // self.batch_size)
                 for done, batch in enumerate(self.batches(self.rows), start=1):
                     total += self._backward(batch)
                     if self.on_batch_end is not None:
@@ -365,26 +367,19 @@ class Trainer:
                 total = self._reduce(total)
                 self._check_finite(total)
                 self._step()
-            else:
-                n_batches = -(-len(self.rows) // self.batch_size)
-                for done, batch in enumerate(self.batches(self.rng.permutation(self.rows)),
-                                             start=1):
-                    if self.split_step and (self.fold_l2 or not self.l2):
-                        loss = self._backward_and_step(batch)  # the penalty folded in
-                    else:
-                        self._zero_grad()
-                        loss = self._reduce(self._backward(batch))
-                        self._check_finite(loss)
-                        self._step()
-                    total += loss
-                    if self.on_batch_end is not None:
-                        self.on_batch_end(done, n_batches)
-        except (torch.OutOfMemoryError, MemoryError) as exc:
-            raise _out_of_memory(exc) from None
-        except RuntimeError as exc:
-            if "can't allocate memory" in str(exc) or "out of memory" in str(exc):
-                raise _out_of_memory(exc) from None
-            raise
+                return total
+            for done, batch in enumerate(self.batches(self.rng.permutation(self.rows)),
+                                         start=1):
+                if self.split_step and (self.fold_l2 or not self.l2):
+                    loss = self._backward_and_step(batch)  # the penalty folded in
+                else:
+                    self._zero_grad()
+                    loss = self._reduce(self._backward(batch))
+                    self._check_finite(loss)
+                    self._step()
+                total += loss
+                if self.on_batch_end is not None:
+                    self.on_batch_end(done, n_batches)
         return total
 
     def _check_finite(self, loss: torch.Tensor) -> None:
@@ -394,9 +389,3 @@ class Trainer:
                 f"training diverged in epoch {self.epoch + 1}: the loss became {value}; "
                 "lower the learning rate (--lr) or raise the regularisation (--l2)")
 
-
-def _out_of_memory(exc: BaseException) -> ResourceError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ResourceError(
-        f"ran out of memory while training ({first[:120]}); use a smaller --hidden or "
-        "--batch-size, or the other --variant")

@@ -27,8 +27,6 @@ of a byte that is not UTF-8, a second pass over the file with Python's :mod:`csv
 from __future__ import annotations
 
 import codecs
-import collections
-import contextlib
 import csv
 import functools
 import io
@@ -48,7 +46,7 @@ import pyarrow.csv as pacsv
 
 from ..exceptions import DataError
 from ._id_blocks import IdBlocks
-from ._source import decode_error, line_end, read_head
+from ._source import decode_error, held_on_error, line_end, read_head
 from .ids import IdMap, InvalidIdError
 from .values import InvalidRatingError, rating_values
 
@@ -223,34 +221,6 @@ class _Stream:
 
     def close(self) -> None:
         self.closed = True
-
-
-#: The Python file objects of pyarrow readers stopped by an error (the last few): see
-#: :func:`held_on_error`.
-_HELD: collections.deque[Any] = collections.deque(maxlen=16)
-
-
-@contextlib.contextmanager
-def held_on_error(objects: list[Any], stream: _Stream | None = None) -> Iterator[None]:
-    """On an error mid-file, keep ``objects`` (the ``pyarrow.PythonFile`` a reader reads,
-    and the reader, appended once made) referenced from Python until the process ends.
-
-    A pyarrow reader stopped by an error drops its last references to the Python file and to
-    the bytes it read from it later, in one of its threads, when its read-ahead completes;
-    releasing them takes the GIL, and if the interpreter is shutting down by then, Python
-    ends that thread in a way that aborts the process ("terminate called without an active
-    exception", status 134: about 1 bad input in 10 on busy cores). Held here, the last
-    release is the interpreter's own. With ``stream``, the rest of it reads as empty, and a
-    read in flight (a thread inside Python) is given up to half a second to end.
-    """
-    try:
-        yield
-    except BaseException:
-        _HELD.append(list(objects))
-        if stream is not None:  # a read in flight ends; the next one sees the end
-            stream.stopped = True
-            stream.ended.wait(0.5)  # at once where the file was read to its end
-        raise
 
 
 # -- the one pass ----------------------------------------------------------------------------

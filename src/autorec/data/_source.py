@@ -9,14 +9,17 @@ name decides the format.
 from __future__ import annotations
 
 import bz2
+import collections
+import contextlib
 import csv
 import gzip
 import io
 import lzma
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..exceptions import DataError, first_line
 
@@ -25,6 +28,7 @@ __all__ = [
     "check_file",
     "compression_hint",
     "decode_error",
+    "held_on_error",
     "line_end",
     "read_head",
     "read_source",
@@ -143,3 +147,32 @@ def decode_error(data: bytes, position: int, first_line: int, source: str) -> Da
         - data.count(b"\r\n", 0, position)
     return DataError(f"not UTF-8 text (byte 0x{data[position]:02x}); save the file as "
                      f"UTF-8{compression_hint(data)}", source=source, line=line)
+
+
+#: The Python file objects of pyarrow readers stopped by an error (the last few): see
+#: :func:`held_on_error`.
+_HELD: collections.deque[Any] = collections.deque(maxlen=16)
+
+
+@contextlib.contextmanager
+def held_on_error(objects: list[Any], stream: Any = None) -> Iterator[None]:
+    """On an error mid-file, keep ``objects`` (the ``pyarrow.PythonFile`` a reader reads,
+    and the reader, appended once made) referenced from Python until the process ends.
+
+    A pyarrow reader stopped by an error drops its last references to the Python file and to
+    the bytes it read from it later, in one of its threads, when its read-ahead completes;
+    releasing them takes the GIL, and if the interpreter is shutting down by then, Python
+    ends that thread in a way that aborts the process ("terminate called without an active
+    exception", status 134: about 1 bad input in 10 on busy cores). Held here, the last
+    release is the interpreter's own. With ``stream`` (the ``_csv`` reader's: ``stopped``,
+    ``ended``), the rest of it reads as empty, and a read in flight (a thread inside Python)
+    is given up to half a second to end.
+    """
+    try:
+        yield
+    except BaseException:
+        _HELD.append(list(objects))
+        if stream is not None:  # a read in flight ends; the next one sees the end
+            stream.stopped = True
+            stream.ended.wait(0.5)  # at once where the file was read to its end
+        raise

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
-from ._csv import held_on_error
+from ._source import held_on_error
 
 __all__ = ["is_netflix", "read_netflix_frame"]
 
