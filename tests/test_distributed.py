@@ -304,3 +304,24 @@ def test_killing_one_rank_ends_the_job(tmp_path, ml100k_dir):
     assert "rank 1" in lines[0] and "SIGKILL" in lines[0], lines[0]
     assert took < 30, took
     assert all(_rank_of(child) is None for child in ranks.values())  # no worker left behind
+
+
+def test_failure_line_of_a_hung_rank_is_the_timeout_not_the_launchers_kill():
+    """A hung rank is killed by the agent (SIGKILL after SIGTERM's grace) once another gave
+    up waiting for it: the line said it 'was killed by SIGKILL', as if from outside."""
+    waited = ("autorec train: error: rank 0 of 2 gave up waiting 30 s (--dist-timeout) for "
+              "the other processes at an exchange: one of them hung or fell far behind (...)")
+    failures = {0: SimpleNamespace(exitcode=1, pid=10, timestamp=5, message=waited),
+                1: SimpleNamespace(exitcode=-9, pid=11, timestamp=5, message="Signal 9")}
+    assert _describe_failure("train", failures) == (waited + "; stopped rank 1 (pid 11)", 1)
+
+
+def test_a_timed_out_exchange_says_so():
+    import autorec.distributed as distributed
+
+    error = World(rank=1, size=3)._lost(RuntimeError(
+        "[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms for recv"))
+    assert str(error).startswith(f"rank 1 of 3 {distributed.TIMED_OUT}")
+    assert "--dist-timeout" in str(error) and "hung" in str(error)
+    lost = World(rank=0, size=2)._lost(RuntimeError("Connection closed by peer"))
+    assert distributed.TIMED_OUT not in str(lost) and "lost contact" in str(lost)

@@ -64,7 +64,7 @@ import torch.distributed as dist
 from .exceptions import TrainingError, first_line
 from .metrics import mae, rmse
 
-__all__ = ["DEFAULT_TIMEOUT", "LAUNCHER_ENV", "DistributedError", "World", "launched",
+__all__ = ["DEFAULT_TIMEOUT", "LAUNCHER_ENV", "TIMED_OUT", "DistributedError", "World", "launched",
            "local_world_size", "pooled_errors", "process_group", "quiet_unless_main",
            "rank_device", "wants_cuda", "world"]
 
@@ -159,6 +159,12 @@ class World:
             raise self._lost(exc) from None
 
     def _lost(self, exc: BaseException) -> DistributedError:
+        if "timed out" in str(exc).lower() or "timeout" in str(exc).lower():
+            waited = f" {_timeout:g} s" if _timeout is not None else ""
+            return DistributedError(
+                f"rank {self.rank} of {self.size} {TIMED_OUT}{waited} (--dist-timeout) for the "
+                "other processes at an exchange: one of them hung or fell far behind "
+                f"({first_line(exc, 120)})")
         return DistributedError(
             f"rank {self.rank} of {self.size} lost contact with the other processes (a process "
             f"died, or a collective timed out): {first_line(exc, 200)}")
@@ -223,6 +229,12 @@ def world() -> World:
     return World(rank=dist.get_rank(), size=dist.get_world_size(),
                  backend=str(dist.get_backend()))
 
+
+#: What a rank's error says when a collective timed out (:func:`autorec.cli._launch` looks
+#: for it: the process that did not answer is then the hung one, killed by the launcher).
+TIMED_OUT = "gave up waiting"
+#: The process group's timeout in seconds, once :func:`process_group` has made one.
+_timeout: float | None = None
 
 #: Pairs predicted at a time by :func:`pooled_errors` on one process: a prediction's
 #: temporaries (several float64 arrays per pair) are then bounded (at Netflix shape, 10M test
@@ -309,6 +321,8 @@ def process_group(device: str | None, timeout: float = DEFAULT_TIMEOUT) -> Itera
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     backend = "nccl" if cuda else "gloo"
+    global _timeout
+    _timeout = timeout
     try:
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
     except (RuntimeError, ValueError) as exc:

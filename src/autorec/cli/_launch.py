@@ -19,6 +19,7 @@ import torch
 from ..distributed import (
     DEFAULT_TIMEOUT,
     LAUNCHER_ENV,
+    TIMED_OUT,
     DistributedError,
     launched,
     wants_cuda,
@@ -192,6 +193,15 @@ def _describe_failure(command: str, failures: dict[int, Any]) -> tuple[str, int]
     """One line and an exit status for the failed workers (``rank -> ProcessFailure``:
     ``exitcode``, ``pid``, ``message``, ``timestamp``)."""
     ranked = sorted(failures.items())
+    # a worker gave up waiting at an exchange: the ones killed are the hung ones, stopped by
+    # the agent (SIGTERM, then SIGKILL for a process that cannot take it)
+    waited = [(rank, f) for rank, f in ranked
+              if TIMED_OUT in str(getattr(f, "message", ""))]
+    if waited:
+        rank, failure = waited[0]
+        hung = [f"{r} (pid {f.pid})" for r, f in ranked if int(f.exitcode) < 0]
+        return (str(failure.message) + (f"; stopped rank{'s' if len(hung) > 1 else ''} "
+                                        f"{', '.join(hung)}" if hung else ""), 1)
     # a worker killed by a signal the agent did not send (SIGTERM is how it stops the rest)
     for rank, failure in ranked:
         code = int(failure.exitcode)
