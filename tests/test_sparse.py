@@ -471,3 +471,29 @@ def test_torch_pair_decoding_in_chunks_gives_the_same_values(monkeypatch) -> Non
     chunked = member.reconstruct(user_idx, item_idx)
     np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-6)
     assert len(np.unique(whole)) > 100
+
+
+@compiled
+def test_a_products_result_is_its_own_not_the_shared_scratch(monkeypatch) -> None:
+    """On one thread, the encoder product returned a view of the module's shared scratch: the
+    next product (another batch, or another thread's call, e.g. two threads predicting)
+    overwrote a result still in use."""
+    monkeypatch.setattr(sparse_module, "COMPILED_MIN_NNZ", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first = SparseBatch.from_scipy(random_csr(n_rows=30, n_cols=50, density=0.2, seed=1))
+        second = SparseBatch.from_scipy(random_csr(n_rows=30, n_cols=50, density=0.2, seed=2))
+        weight = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+        plan = _kernels.Plan(first.t_crow, first.t_col, first.t_perm, first.touched)
+        result = _kernels.spmm(plan, first.values, weight, 30)
+        kept = result.clone()
+        other = _kernels.Plan(second.t_crow, second.t_col, second.t_perm, second.touched)
+        _kernels.spmm(other, second.values, weight, 30)
+        assert torch.equal(result, kept)
+        dense = torch.from_numpy(random_csr(n_rows=30, n_cols=50, density=0.2,
+                                            seed=1).toarray()).float()
+        torch.testing.assert_close(result, dense @ weight, rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+        _kernels.forget_last_plan()

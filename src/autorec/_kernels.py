@@ -244,7 +244,8 @@ def spmm(plan: Plan, values: Tensor, weight: Tensor, n_rows: int) -> Tensor:
     vals_t = np.ascontiguousarray(_np(values)[plan.t_perm])
     plan.kernels.spmm_t(plan.t_crow, plan.t_col, vals_t, plan.touched, _np(weight),
                         plan.bounds, parts)
-    return torch.from_numpy(parts.sum(axis=0) if len(parts) > 1 else parts[0])
+    # a result of its own: the scratch is the next call's (another batch's, another thread's)
+    return torch.from_numpy(parts.sum(axis=0) if len(parts) > 1 else parts[0].copy())
 
 
 @_locked
