@@ -578,3 +578,27 @@ def test_a_child_forked_after_the_kernels_ran_on_openmp_trains_on_torch_kernels(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _kernels.available()
+
+
+def test_dense_batches_keep_torchs_threads(low_rank, monkeypatch) -> None:
+    """Densified batches (``dense_batches``) are torch's matrix products, never the compiled
+    kernels: their epochs must not hand torch's threads over to the kernels (they ran on one
+    thread on a CPU when the batches were large)."""
+    from autorec import _kernels, sparse
+
+    if not _kernels.available():
+        pytest.skip("numba not installed")
+    matrix = low_rank.to_csr("item")
+    monkeypatch.setattr(sparse, "COMPILED_MIN_NNZ", 1)
+    trainers = []
+    for dense in (False, True):
+        net = AutoRecNet(matrix.shape[1], hidden=8, dense_batches=dense,
+                         generator=torch.Generator().manual_seed(1))
+        trainers.append(Trainer(net, matrix, optimizer="adam", lr=0.01, batch_size=7,
+                                device=CPU, seed=3))
+    assert trainers[0]._compiled_batches() and trainers[0]._steps_in_kernels()
+    assert not trainers[1]._compiled_batches() and not trainers[1]._steps_in_kernels()
+    threads_seen: list[int] = []
+    trainers[1].on_batch_end = lambda done, total: threads_seen.append(torch.get_num_threads())
+    trainers[1].train_epoch()
+    assert set(threads_seen) == {torch.get_num_threads()}

@@ -350,9 +350,10 @@ class Trainer:
         return self.split_step and sparse.STEP_IN_BACKWARD and self._all_compiled()
 
     def _all_compiled(self) -> bool:
-        """Whether every batch goes to the compiled kernels: CPU float32 large batches."""
+        """Whether every batch goes to the compiled kernels: CPU float32 large batches, not
+        densified ones (torch's products)."""
         return (self.device.type == "cpu" and self.net.encoder_weight.dtype == torch.float32
-                and self.large_batches and _kernels.available())
+                and not self.net.dense_batches and self.large_batches and _kernels.available())
 
     def _epoch(self, total: torch.Tensor) -> torch.Tensor:
         """The batches of one epoch and their steps; returns ``total`` plus their losses."""
