@@ -611,3 +611,15 @@ def test_a_reader_stopped_by_an_error_is_held_and_its_stream_ended(write_file) -
     with pytest.raises(KeyError), _source.held_on_error([], stream):
         raise KeyError("x")
     assert stream.stopped and stream.read(10) == b"" and stream.ended.is_set()
+
+
+def test_to_dataframe_gives_a_frame_of_its_own() -> None:
+    """The frame is built without a second copy of its columns, but changing it never changes
+    the ratings it came from."""
+    ratings = from_dataframe(pd.DataFrame({"user_id": [1, 2, 2], "item_id": [5, 5, 6],
+                                           "rating": [3.0, 4.0, 5.0]}))
+    frame = ratings.to_dataframe()
+    frame.loc[0, "rating"] = 1.0
+    frame.loc[0, "user_id"] = 99
+    assert ratings.rating.tolist() == [3.0, 4.0, 5.0]
+    assert ratings.user_ids.tolist() == [1, 2, 2]

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         "item_id": item_ids.to_numpy(),
         "prediction": predicted,
         "fallback": np.where(cold, "true", "false"),
-    })
+    }, copy=False)
 
     write_csv(frame, output)
     print(f"wrote {len(frame)} predictions to {'standard output' if output is None else output}"

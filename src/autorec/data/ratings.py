@@ -110,9 +110,10 @@ class Ratings:
 
     def to_dataframe(self) -> pd.DataFrame:
         """A DataFrame with raw ``user_id``, ``item_id`` and ``rating`` columns."""
-        return pd.DataFrame(
-            {"user_id": self.user_ids, "item_id": self.item_ids, "rating": self.rating}
-        )
+        # fresh id arrays and a copy of the ratings, kept as they are: copying them again into
+        # one block per dtype took 1.6 s at 10M ratings
+        return pd.DataFrame({"user_id": self.user_ids, "item_id": self.item_ids,
+                             "rating": self.rating.copy()}, copy=False)
 
     def to_csr(self, orientation: Orientation = "item") -> sp.csr_matrix:
         """The ratings as a sparse CSR matrix.
