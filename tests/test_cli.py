@@ -259,6 +259,37 @@ def test_kfold_pools_every_rating_once(capsys, tmp_path, ratings_csv):
     assert metrics["rmse_fold_mean"] == pytest.approx(np.mean([f["rmse"] for f in folds]))
 
 
+def test_kfold_names_the_ranking_model_only_when_every_fold_chose_it(capsys, tmp_path,
+                                                                     ratings_csv, monkeypatch):
+    """Each fold chooses its own ranking model on its own validation part (on this small set
+    they often differ): the mean line named fold 1's for all of them. The folds' choices are
+    fixed here, so that the test does not hang on what validation picks."""
+    from autorec.cli import train as train_cli
+
+    real = train_cli._train_one
+    out = tmp_path / "kf"
+    for same in (False, True):
+        def one(args, params, split, part, n_parts, same=same):
+            label = "ranking model ease 1" if same else f"ranking model ease 0.{part}"
+            return {**real(args, params, split, part, n_parts), "ranking_model": label}
+
+        monkeypatch.setattr(train_cli, "_train_one", one)
+        code, stdout, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--split",
+                                    "kfold", "--folds", "3", "--out", str(out / str(same)),
+                                    *FAST, "--k", "3")
+        assert code == 0, err
+        line = next(x for x in stdout.splitlines() if x.startswith("ranking at 3"))
+        metrics = json.loads((out / str(same) / "metrics.json").read_text())
+        named = {f["ranking_model"] for f in metrics["folds"]}
+        if same:
+            assert named == {"ranking model ease 1"}
+            assert "of ranking model ease 1 (mean over folds)" in line
+            assert metrics["ranking_model"] == "ranking model ease 1"
+        else:
+            assert len(named) > 1 and "of each fold's ranking model" in line
+            assert metrics["ranking_model"] is None
+
+
 def test_kfold_needs_two_folds(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--split", "kfold", "--folds", "1"])

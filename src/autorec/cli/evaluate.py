@@ -55,8 +55,8 @@ def add_parser(subparsers: Any) -> None:
     protocol.add_argument("--folds", type=at_least_two, metavar="K",
                           help="folds of --protocol kfold (default: 5)")
     protocol.add_argument("--repeats", type=positive_int, metavar="R",
-                          help="repeat holdout, paper or kfold with seeds SEED..SEED+R-1 "
-                          "(default: 1)")
+                          help="repeat holdout or kfold with seeds SEED..SEED+R-1, paper's 5 "
+                          "splits with seeds SEED..SEED+5R-1 (default: 1)")
     protocol.add_argument("--test-ratio", type=fraction, metavar="F",
                           help="test fraction of holdout splits (default: 0.1)")
     protocol.add_argument("--seed", type=seed, metavar="N",

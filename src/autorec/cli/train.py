@@ -287,7 +287,10 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
         names = ("precision", "recall", "ndcg", "map", "hit_rate")
         for name in names:
             summary[f"{name}@{k}"] = float(np.mean([r[f"{name}@{k}"] for r in results]))
-        which = (f"of {results[0]['ranking_model']}" if results[0].get("ranking_model")
+        models = list(dict.fromkeys(r.get("ranking_model") for r in results))
+        summary["ranking_model"] = models[0] if len(models) == 1 else None
+        which = ("of each fold's ranking model (they differ: metrics.json's folds name them)"
+                 if len(models) > 1 else f"of {models[0]}" if models[0]
                  else "by predicted rating (--ranking none)")
         print(f"ranking at {k} {which}"
               + (" (mean over folds)" if len(results) > 1 else "") + ": "
