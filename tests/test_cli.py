@@ -263,7 +263,7 @@ def test_kfold_names_the_ranking_model_only_when_every_fold_chose_it(capsys, tmp
                                                                      ratings_csv, monkeypatch):
     """Each fold chooses its own ranking model on its own validation part (on this small set
     they often differ): the mean line named fold 1's for all of them. The folds' choices are
-    fixed here, so that the test does not hang on what validation picks."""
+    fixed here, so that the test does not depend on what validation picks."""
     from autorec.cli import train as train_cli
 
     real = train_cli._train_one
