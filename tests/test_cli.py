@@ -286,7 +286,7 @@ def test_kfold_names_the_ranking_model_only_when_every_fold_chose_it(capsys, tmp
             assert "of ranking model ease 1 (mean over folds)" in line
             assert metrics["ranking_model"] == "ranking model ease 1"
         else:
-            assert len(named) > 1 and "of each fold's ranking model" in line
+            assert len(named) > 1 and "of each fold's own ranking model" in line
             assert metrics["ranking_model"] is None
 
 

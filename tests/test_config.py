@@ -311,3 +311,46 @@ def test_summary_gives_a_range_for_many_networks() -> None:
     assert _best_epochs([7]) == "best validation epoch 7"
     assert _best_epochs([3, 9, 4, 5, 6, 7, 8, 9, 2, 5]) == \
         "best validation epochs 2 to 9 over 10 networks"
+
+
+@pytest.mark.parametrize(("command", "settings", "needle"), [
+    ("train", {"split": "kfold", "test_ratio": 0.3}, "test_ratio in {config} sets the random"),
+    ("train", {"folds": 3}, "folds in {config} is the number of folds of --split kfold"),
+    ("evaluate", {"folds": 3}, "folds in {config} is the number of folds of --protocol kfold"),
+    ("evaluate", {"protocol": "paper", "test_ratio": 0.2},
+     "test_ratio in {config} sets the holdout protocol's test part"),
+    ("tune", {"split": "u1", "test_ratio": 0.3}, "test_ratio in {config} sets the random"),
+])
+def test_split_settings_a_config_file_does_not_use_are_refused(
+        capsys, tmp_path: Path, ratings_csv: Path, command: str, settings: dict,
+        needle: str) -> None:
+    """A config's split setting that the split does not use ran without a word (the same
+    flag was refused): the check ran on the flags before the file filled them in."""
+    pytest.importorskip("optuna") if command == "tune" else None
+    config = _config(tmp_path, settings, ".toml")
+    data = [] if command == "tune" and "split" in settings else ["--data", ratings_csv]
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, command, *data, "--config", config, "--hidden", "4",
+                             "--epochs", "1", "--device", "cpu", "--quiet",
+                             *(["--out", out] if command != "tune" else []))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert needle.format(config=config) in err
+    assert stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize(("command", "settings"), [
+    ("train", {"split": "kfold"}), ("evaluate", {"protocol": "kfold"})])
+def test_folds_flag_goes_with_a_split_chosen_in_the_config(capsys, tmp_path: Path,
+                                                           ratings_csv: Path, command: str,
+                                                           settings: dict) -> None:
+    """``--folds 2`` with ``split = "kfold"`` in the file was refused ("--folds is the number
+    of folds of --split kfold"): the check did not see the file's split."""
+    config = _config(tmp_path, settings, ".toml")
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, command, "--data", ratings_csv, "--config", config, "--folds",
+                        "2", "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet",
+                        "--ranking", "none", "--out", out)
+    assert code == 0, err
+    written = json.loads((out / ("metrics.json" if command == "train"
+                                 else "results.json")).read_text())
+    assert len(written["folds"] if command == "train" else written["splits"]) == 2

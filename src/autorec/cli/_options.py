@@ -180,8 +180,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
            choices=RANKINGS)
 
 
-def resolve(args: argparse.Namespace, parser_error: Any,
-            chosen: set[str] | None = None) -> dict[str, Any]:
+def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None = None,
+            check: Callable[[Callable[[str, str], str]], None] | None = None
+            ) -> dict[str, Any]:
     """Fill unset options from ``--config``, ``--preset`` and the defaults; returns the
     estimator parameters (only those that differ from the estimator's defaults are needed,
     but all that were set anywhere are returned).
@@ -189,18 +190,25 @@ def resolve(args: argparse.Namespace, parser_error: Any,
     ``chosen``, when given, receives the names of the estimator parameters that the user set
     (by a flag or in the configuration file; not those of a preset). ``parser_error`` is the
     command's ``parser.error``: the configuration file's keys are checked against that
-    parser's options.
+    parser's options. ``check``, when given, runs once the configuration file has filled in
+    the options that no flag set and before the defaults do, with a function that names an
+    option as the user gave it (``named("folds", "--folds")``: the flag, or the key and the
+    file).
     """
     config: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
         config = _typed_config(args, parser_error)
     if config.get("preset") is not None and args.preset is None:
         args.preset = config["preset"]
+    from_config = set()
     for dest, value in config.items():
         if dest in MODEL_OPTIONS or dest == "preset":
             continue
         if getattr(args, dest) is None:
             setattr(args, dest, value)
+            from_config.add(dest)
+    if check is not None:
+        check(lambda dest, flag: f"{dest} in {args.config}" if dest in from_config else flag)
     command_defaults = COMMAND_DEFAULTS.get(getattr(args, "command", None) or "", {})
     for dest, value in {**DEFAULTS, **command_defaults}.items():
         if hasattr(args, dest) and getattr(args, dest) is None:

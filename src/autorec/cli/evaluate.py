@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,23 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=run, parser_error=parser.error)
 
 
-def run(args: argparse.Namespace) -> int:
-    protocol = args.protocol or "holdout"  # the flags given, before --config fills in
+def _check_protocol_options(args: argparse.Namespace, named: Callable[[str, str], str]
+                            ) -> None:
+    """Refuse a protocol option (a flag, or a key of ``--config``) that the chosen protocol
+    does not use; run before the defaults fill in."""
+    protocol = args.protocol or "holdout"
     if args.test_ratio is not None and protocol not in ("holdout",):
-        args.parser_error(f"--test-ratio sets the holdout protocol's test part; --protocol "
-                          f"{protocol} does not use it")
+        args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the holdout protocol's "
+                          f"test part; --protocol {protocol} does not use it")
     if args.folds is not None and protocol != "kfold":
-        args.parser_error("--folds is the number of folds of --protocol kfold")
-    params = resolve(args, args.parser_error)  # --config first: it may name the data
+        args.parser_error(f"{named('folds', '--folds')} is the number of folds of --protocol "
+                          "kfold")
+
+
+def run(args: argparse.Namespace) -> int:
+    # --config first (it may name the data); the protocol's options checked before defaults
+    params = resolve(args, args.parser_error,
+                     check=lambda named: _check_protocol_options(args, named))
     check_sources(args, args.parser_error)
     template = build_model(params, args.seed)
     if args.protocol in CANONICAL_SPLITS and args.repeats != 1:

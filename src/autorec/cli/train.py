@@ -7,6 +7,7 @@ import argparse
 import math
 import platform
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -195,20 +196,23 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     }
 
 
-def _check_split_flags(args: argparse.Namespace) -> None:
-    """Refuse a split flag the chosen split does not use (it was ignored without a word)."""
+def _check_split_flags(args: argparse.Namespace, named: Callable[[str, str], str]
+                       ) -> None:
+    """Refuse a split option (a flag, or a key of ``--config``) that the chosen split does not
+    use (it was ignored without a word); run before the defaults fill in."""
     split = "files" if args.train is not None else (args.split or "random")
     if args.test_ratio is not None and split != "random":
-        args.parser_error(f"--test-ratio sets the random split's test part; "
-                          f"{'--train/--test' if split == 'files' else f'--split {split}'} "
+        args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the random split's test "
+                          f"part; {'--train/--test' if split == 'files' else f'--split {split}'} "
                           "does not use it")
     if args.folds is not None and split != "kfold":
-        args.parser_error("--folds is the number of folds of --split kfold")
+        args.parser_error(f"{named('folds', '--folds')} is the number of folds of --split kfold")
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_split_flags(args)  # the flags given, before --config and the defaults fill in
-    params = resolve(args, args.parser_error)  # --config first: it may name the data
+    # --config first (it may name the data); the split options checked before the defaults
+    params = resolve(args, args.parser_error,
+                     check=lambda named: _check_split_flags(args, named))
     check_sources(args, args.parser_error)
     template = build_model(params, args.seed)  # every option checked before data is read
     if args.resume and args.checkpoint_dir is None:
@@ -289,11 +293,11 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
             summary[f"{name}@{k}"] = float(np.mean([r[f"{name}@{k}"] for r in results]))
         models = list(dict.fromkeys(r.get("ranking_model") for r in results))
         summary["ranking_model"] = models[0] if len(models) == 1 else None
-        which = ("of each fold's ranking model (they differ: metrics.json's folds name them)"
-                 if len(models) > 1 else f"of {models[0]}" if models[0]
-                 else "by predicted rating (--ranking none)")
-        print(f"ranking at {k} {which}"
-              + (" (mean over folds)" if len(results) > 1 else "") + ": "
+        which = ("of each fold's own ranking model (mean over folds; they differ, "
+                 "metrics.json's folds name them)" if len(models) > 1
+                 else (f"of {models[0]}" if models[0] else "by predicted rating (--ranking "
+                       "none)") + (" (mean over folds)" if len(results) > 1 else ""))
+        print(f"ranking at {k} {which}: "
               + ", ".join(f"{name} {summary[f'{name}@{k}']:.4f}" for name in names))
     if args.save is not None and distributed.world().is_main:
         print(f"saved the model to {args.save}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,14 @@ def run(args: argparse.Namespace) -> int:
 
     require_optuna()
     chosen: set[str] = set()
-    params = resolve(args, args.parser_error, chosen)  # --config first: it may name the data
+
+    def check(named: Callable[[str, str], str]) -> None:  # before the defaults fill in
+        split = args.split or "random"
+        if args.test_ratio is not None and split != "random":
+            args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the random split's "
+                              f"test part; --split {split} does not use it")
+
+    params = resolve(args, args.parser_error, chosen, check)  # --config may name the data
     check_sources(args, args.parser_error)
     params.pop("random_state", None)
     # a searched parameter the user set (flag or --config) is fixed, not searched
