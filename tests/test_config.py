@@ -354,3 +354,12 @@ def test_folds_flag_goes_with_a_split_chosen_in_the_config(capsys, tmp_path: Pat
     written = json.loads((out / ("metrics.json" if command == "train"
                                  else "results.json")).read_text())
     assert len(written["folds"] if command == "train" else written["splits"]) == 2
+
+
+def test_a_folder_given_as_config_is_named_a_folder(capsys, tmp_path: Path,
+                                                    ratings_csv: Path) -> None:
+    folder = tmp_path / "settings.toml"
+    folder.mkdir()
+    code, _, err = _run(capsys, "train", "--data", ratings_csv, "--config", folder)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "a folder, not a configuration file" in err and "no such file" not in err

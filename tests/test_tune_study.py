@@ -279,3 +279,34 @@ def test_a_study_continues_only_on_its_data_seed_and_settings(capsys, tmp_path: 
     code, _, err = _tune(capsys, ratings_csv, tmp_path, study, "--trials", "3")
     assert code == 0, err
     assert len(optuna.load_study(study_name="autorec", storage=f"sqlite:///{study}").trials) == 3
+
+
+def test_a_study_continues_with_a_default_spelled_out(capsys, tmp_path: Path,
+                                                      ratings_csv: Path) -> None:
+    """A rerun that names a setting's default (``--patience 10``, ``--validation 0.05``) or one
+    every trial sets itself (``--no-refit``, ``--ranking none``) runs the same trials: it was
+    refused as 'patience None there, 10 here'. Another value is still refused, with the
+    value the study really ran with."""
+    study = tmp_path / "s.db"
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study)
+    assert code == 0, err
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study, "--trials", "3", "--patience",
+                         "10", "--validation", "0.05", "--no-refit", "--ranking", "none")
+    assert code == 0, err
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study, "--trials", "4", "--patience",
+                         "3")
+    _one_line_error(code, err, "with patience 10 there, 3 here")
+
+
+def test_a_list_of_l2_values_reports_each_values_epochs_once(capsys, tmp_path: Path,
+                                                             ratings_csv: Path,
+                                                             recwarn) -> None:
+    """With ``--l2 1,10`` the first network trains once per value; each value's epochs were
+    reported at the same steps, which Optuna dropped with a UserWarning printed to stderr."""
+    study = tmp_path / "s.db"
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study, "--l2", "1,10", "--trials", "1")
+    assert code == 0, err
+    assert "Warning" not in err
+    assert not [w for w in recwarn if "already reported" in str(w.message)]
+    trial = optuna.load_study(study_name="autorec", storage=f"sqlite:///{study}").trials[0]
+    assert sorted(trial.intermediate_values) == [1, 2, 3, 4]  # epochs 1-2 of l2 1, then 10

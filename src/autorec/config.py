@@ -62,6 +62,8 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
         table or list, a key given twice, a number that is not finite).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a configuration file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     suffix = path.suffix.lower()

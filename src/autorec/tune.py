@@ -296,14 +296,15 @@ def run_study(
     except Exception as exc:  # sqlalchemy and Optuna storage errors
         raise AutorecError(f"{storage}: cannot open the study ({first_line(exc)})") from None
     # the data and the settings not searched: a study's trials compare only among themselves
-    context = {"data": _fingerprint(train), "seed": int(random_state), "settings": {
-        name: value for name, value in json.loads(json.dumps(base_params, default=str)).items()
-        if name not in SEARCH_SPACE and name not in ("device", "random_state")}}
-    if recorded is None:  # a new study (or one from before this record): kept from now on
+    context = {"data": _fingerprint(train), "seed": int(random_state),
+               "settings": _trial_settings(base_params)}
+    there = (None if recorded is None
+             else {**recorded, "settings": _trial_settings(recorded.get("settings") or {})})
+    if there is None:  # a new study (or one from before this record): kept from now on
         study.set_user_attr(_CONTEXT_ATTR, context)
-    elif recorded != context:
+    elif there != context:
         raise AutorecError(f"study {study_name!r} in {storage} was run "
-                           f"{_difference(recorded, context)}: its trials would be compared "
+                           f"{_difference(there, context)}: its trials would be compared "
                            "with these; give another --study-name or --study file")
     remaining = max(n_trials - done, 0)
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
@@ -314,11 +315,19 @@ def run_study(
         params = {**base_params, **suggest(trial, space), "random_state": random_state,
                   "refit": False, "ranking": "none"}
 
+        candidate = {"index": 0, "epoch": 0}
+
         def report(entry: dict[str, Any]) -> None:
             value = entry.get("validation_rmse")
             if value is None or entry.get("member", 1) != 1:
                 return
-            trial.report(value, entry["epoch"])
+            # a list of l2 values trains the first network once per value, its epochs
+            # counted from 1 again: each value gets steps of its own (so that trials compare
+            # the same value's epochs; a step reported twice was dropped with a warning)
+            if entry["epoch"] <= candidate["epoch"]:
+                candidate["index"] += 1
+            candidate["epoch"] = entry["epoch"]
+            trial.report(value, candidate["index"] * int(params["epochs"]) + entry["epoch"])
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
@@ -350,6 +359,21 @@ def _fingerprint(ratings: Ratings) -> dict[str, Any]:
         digest.update(f"{array.dtype.str}:{array.shape}|".encode())
         digest.update(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data)
     return {"ratings": len(ratings), "sha256": digest.hexdigest()}
+
+
+def _trial_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a trial runs with that are not searched, as JSON values: ``params`` over
+    the estimator's defaults (a default given or left out is the same setting), without those
+    every trial sets itself (``refit``, ``ranking``) and those that do not change a fit."""
+    from .params import DEFAULTS
+
+    full = json.loads(json.dumps({**DEFAULTS, **params}, default=str))
+    return {name: value for name, value in sorted(full.items())
+            if name not in SEARCH_SPACE and name not in _NOT_COMPARED}
+
+
+#: Settings a study's trials do not depend on, or set themselves.
+_NOT_COMPARED = ("device", "random_state", "refit", "ranking")
 
 
 def _difference(there: dict[str, Any], here: dict[str, Any]) -> str:
