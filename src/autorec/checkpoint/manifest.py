@@ -88,12 +88,12 @@ def _jsonable(value: Any) -> Any:
 
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
     """The first kind of mismatch between two fingerprints, in words, or ``None``."""
-    for part, what in (("config", "configuration"), ("context", "options")):
+    for part, what in (("config", "another configuration"), ("context", "other options")):
         old, new = saved.get(part) or {}, current[part]
         changed = [f"{key} {_show(old.get(key))} there, {_show(new.get(key))} here"
                    for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
         if changed:
-            return f"made with another {what}: {'; '.join(changed)}"
+            return f"made with {what}: {'; '.join(changed)}"
     if saved.get("data") != current["data"]:
         old, new = saved.get("data") or {}, current["data"]
         counts = [f"{key} {old.get(key)} there, {new[key]} here" for key in
