@@ -373,3 +373,42 @@ def test_torchs_default_dtype_changes_nothing(low_rank: Ratings) -> None:
     np.testing.assert_array_equal(predicted, expected.predict(users, items))
     assert lists["item_id"].tolist() == expected.recommend(
         expected.users_.raw_ids[:5], n=3)["item_id"].tolist()
+
+
+def test_ids_given_as_frames_and_arrays_of_every_shape(low_rank, tmp_path) -> None:
+    """Iterating a DataFrame gives its column names: a one-column frame was looked up as the
+    single id 'user_id' (one cold prediction for five pairs); a 0-d array was called a list."""
+    frame = low_rank.to_dataframe()
+    model = AutoRec(hidden=4, epochs=1, random_state=0, device="cpu").fit(frame)
+    pairs = frame.head(5)
+    expected = model.predict(pairs["user_id"], pairs["item_id"])
+    np.testing.assert_array_equal(model.predict(pairs[["user_id"]], pairs[["item_id"]]),
+                                  expected)
+    with pytest.raises(ValueError, match="a table of 2 columns"):
+        model.predict(pairs[["user_id", "item_id"]], pairs["item_id"])
+    user, item = pairs["user_id"].iloc[0], pairs["item_id"].iloc[0]
+    np.testing.assert_array_equal(model.predict(np.array(user), np.array(item)), expected[:1])
+    # a torch.device parameter is written as its text, and the model loads
+    model.set_params(device=torch.device("cpu")).fit(frame)
+    loaded = AutoRec.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(pairs["user_id"], pairs["item_id"]),
+                                  model.predict(pairs["user_id"], pairs["item_id"]))
+
+
+def test_a_column_named_twice_and_arrow_dictionary_ids(low_rank) -> None:
+    from autorec import from_dataframe
+    from autorec.exceptions import DataError
+
+    frame = low_rank.to_dataframe()
+    twice = frame.assign(extra=frame["user_id"])
+    twice.columns = ["user_id", "item_id", "rating", "user_id"]
+    with pytest.raises(DataError, match="2 columns have this name"):
+        from_dataframe(twice)
+    # text ids dictionary-encoded by pyarrow (a Parquet category read with the pyarrow
+    # backend) are read as pandas' own categories are
+    texts = frame.assign(user_id="u" + frame["user_id"].astype(str))
+    import pyarrow as pa
+
+    arrow = texts.assign(user_id=texts["user_id"].astype(
+        pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))))
+    assert list(from_dataframe(arrow).users) == list(from_dataframe(texts).users)

@@ -169,8 +169,8 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def json_ready(value: Any) -> Any:
     """``value`` as plain JSON values, for a file or a response that other JSON readers take:
-    numpy scalars and arrays as Python's, tuples as lists, paths and keys as text, and NaN and
-    infinities as ``null`` (standard JSON has neither)."""
+    numpy scalars and arrays as Python's, tuples as lists, paths, ``torch.device`` and keys as
+    text, and NaN and infinities as ``null`` (standard JSON has neither)."""
     if isinstance(value, dict):
         return {key if isinstance(key, str) else str(json_ready(key)): json_ready(item)
                 for key, item in value.items()}
@@ -180,7 +180,10 @@ def json_ready(value: Any) -> Any:
         return json_ready(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return str(value) if isinstance(value, Path) else value
+    if isinstance(value, Path) or (type(value).__name__ == "device"
+                                   and type(value).__module__.startswith("torch")):
+        return str(value)
+    return value
 
 
 # -- output paths, checked before any work ----------------------------------------------------

@@ -156,10 +156,13 @@ def read_text(
 
 def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | Path, *,
                   hint: bool = True) -> None:
-    """Refuse a missing column, naming those present; with ``hint``, a lone column that holds
-    a separator asks whether ``--sep`` is right."""
+    """Refuse a missing column, naming those present, and a column named twice; with
+    ``hint``, a lone column that holds a separator asks whether ``--sep`` is right."""
     names = [str(name) for name in present]
     for col in columns:
+        if list(present).count(col) > 1:
+            raise DataError(f"{list(present).count(col)} columns have this name: which one "
+                            "holds the values is unclear", source=source, field=col)
         if col not in present:
             shown = ", ".join(repr(name) for name in names)
             wrong_sep = hint and len(names) == 1 and any(c in names[0] for c in "\t;|,: ")

@@ -80,6 +80,11 @@ def id_column(values: Any, *, integers: bool = True) -> pd.Series:
     if isinstance(dtype, pd.CategoricalDtype):
         series = series.astype(object)
         dtype = series.dtype
+    elif isinstance(dtype, pd.ArrowDtype) and hasattr(dtype.pyarrow_dtype, "value_type"):
+        # pyarrow's dictionary encoding (a Parquet category read with dtype_backend="pyarrow"):
+        # its values, as pandas' own categories
+        series = series.astype(pd.ArrowDtype(dtype.pyarrow_dtype.value_type))
+        dtype = series.dtype
     if pd.api.types.is_integer_dtype(dtype):
         return _integer_column(series)
     if pd.api.types.is_float_dtype(dtype):
@@ -208,6 +213,14 @@ class IdMap:
 def _as_series(values: Any) -> pd.Series:
     if isinstance(values, pd.Series):
         return values.reset_index(drop=True)
+    if isinstance(values, pd.DataFrame) and values.shape[1] == 1:
+        return values.iloc[:, 0].reset_index(drop=True)
+    if isinstance(values, pd.DataFrame) or (isinstance(values, np.ndarray) and values.ndim > 1):
+        # iterating a frame gives its column names: never ids
+        raise InvalidIdError(f"a table of {values.shape[1]} columns where one column of ids "
+                             "is expected (pick one: frame['user_id'])", 0)
+    if isinstance(values, np.ndarray) and values.ndim == 0:
+        values = values.reshape(1)
     if isinstance(values, np.ndarray | pd.Index | pd.api.extensions.ExtensionArray):
         return pd.Series(values)
     return pd.Series(_object_array(list(values)), dtype=object)
