@@ -395,6 +395,21 @@ def test_non_utf8_bodies_get_422(server: BackgroundServer, path: str) -> None:
     assert "UTF-8" in assert_client_error(status, payload, 422)
 
 
+@pytest.mark.parametrize("encode", [
+    lambda text: b"\xef\xbb\xbf" + text.encode(), lambda text: text.encode("utf-16-le"),
+    lambda text: text.encode("utf-16-be"), lambda text: text.encode("utf-32-le")],
+    ids=["utf-8 with BOM", "utf-16-le", "utf-16-be", "utf-32-le"])
+def test_bodies_json_reads_by_guessing_their_encoding_get_422(server: BackgroundServer,
+                                                              encode) -> None:
+    """A BOM or UTF-16/32 body failed the middleware's own parse and went on unchecked to
+    FastAPI, which reads bytes in any of them: its key given twice was then taken silently
+    (``{"user": 1, "user": 196}`` answered for user 196)."""
+    for path, text in (("/recommend", '{"user": 1000, "user": 100}'),
+                       ("/predict", '{"pairs": [[100, 1000]]}')):
+        status, payload = call(server.url, path, raw=encode(text))
+        assert "byte order mark" in assert_client_error(status, payload, 422)
+
+
 def test_head_works_on_get_routes(server: BackgroundServer) -> None:
     for path in ("/health", "/model"):
         status, body, headers = raw_call(server.url, "HEAD", path)

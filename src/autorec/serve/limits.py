@@ -164,7 +164,12 @@ def _json_body_problem(scope: Scope, body: bytes) -> tuple[int, str | None]:
         key = _safe(repr(exc.args[0]))
         return 422, f"the key {key} appears twice in one JSON object of the body"
     except (json.JSONDecodeError, RecursionError):  # malformed or too deep: FastAPI's answer
-        return 0, None
+        try:  # unless FastAPI reads it after all: json.loads of bytes guesses their encoding
+            json.loads(body)
+        except (ValueError, RecursionError):
+            return 0, None
+        return 422, ("the body is not valid JSON: send UTF-8 text without a byte order mark "
+                     "(UTF-16 and UTF-32 are not read)")
     except ValueError:  # valid JSON Python will not read: an integer of 4,300+ digits
         return 422, "the body is not readable JSON: it holds an integer of over 4,300 digits"
     if not _all_unicode(parsed):
