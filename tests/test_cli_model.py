@@ -89,6 +89,12 @@ def test_predict_tab_separated_without_header(capsys, tmp_path, model_dir):
                            "--output", out, "--no-header")
     assert code == 0, err
     assert len(pd.read_csv(out)) == 2
+    # the fields are taken in order: a --columns that names them (swapped, say) is refused
+    code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input", pairs,
+                           "--output", tmp_path / "q.csv", "--no-header", "--columns",
+                           "item_id,user_id")
+    assert code == 2 and "names header columns" in err
+    assert not (tmp_path / "q.csv").exists()
 
 
 @pytest.mark.parametrize("content, needles", [

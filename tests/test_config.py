@@ -363,3 +363,19 @@ def test_a_folder_given_as_config_is_named_a_folder(capsys, tmp_path: Path,
     code, _, err = _run(capsys, "train", "--data", ratings_csv, "--config", folder)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "a folder, not a configuration file" in err and "no such file" not in err
+
+
+@pytest.mark.parametrize("source", ["flags", "config"])
+def test_columns_without_a_header_are_refused(capsys, tmp_path: Path, ratings_csv: Path,
+                                              source: str) -> None:
+    """With --no-header the fields are taken in order: --columns cannot name them, and a
+    swapped --columns item_id,user_id was silently ignored."""
+    if source == "flags":
+        extra = ["--no-header", "--columns", "item_id,user_id,rating"]
+    else:
+        extra = ["--config", _config(tmp_path, {"no_header": True,
+                                                "columns": "item_id,user_id,rating"}, ".toml")]
+    code, _, err = _run(capsys, "train", "--data", ratings_csv, *extra, "--epochs", "1")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "names header columns" in err
+    assert ("columns in" in err) == (source == "config")

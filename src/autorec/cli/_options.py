@@ -207,8 +207,15 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
         if getattr(args, dest) is None:
             setattr(args, dest, value)
             from_config.add(dest)
+    def named(dest: str, flag: str) -> str:
+        return f"{dest} in {args.config}" if dest in from_config else flag
+
+    if getattr(args, "no_header", None) and getattr(args, "columns", None) is not None:
+        parser_error(f"{named('columns', '--columns')} names header columns; with "
+                     f"{named('no_header', '--no-header')} the user, item and rating are the "
+                     "first three fields")
     if check is not None:
-        check(lambda dest, flag: f"{dest} in {args.config}" if dest in from_config else flag)
+        check(named)
     command_defaults = COMMAND_DEFAULTS.get(getattr(args, "command", None) or "", {})
     for dest, value in {**DEFAULTS, **command_defaults}.items():
         if hasattr(args, dest) and getattr(args, dest) is None:

@@ -32,8 +32,9 @@ def add_parser(subparsers: Any) -> None:
                         "(default: from extension)")
     parser.add_argument("--no-header", action="store_true",
                         help="--input has no header line (user and item are its first fields)")
-    parser.add_argument("--columns", default="user_id,item_id", metavar="USER,ITEM",
-                        help="user and item column names of --input (default: %(default)s)")
+    parser.add_argument("--columns", metavar="USER,ITEM",
+                        help="user and item column names of --input's header (default: "
+                        "user_id,item_id)")
     parser.add_argument("--device", default="cpu", metavar="DEV",
                         help="cpu (default), cuda, cuda:N, or auto")
     parser.set_defaults(handler=run, parser_error=parser.error)
@@ -56,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data.readers import read_pairs
     from ..estimator import load_model
 
-    columns = _columns(args.columns, args.parser_error)
+    if args.no_header and args.columns is not None:
+        args.parser_error("--columns names header columns; with --no-header the user and item "
+                          "are the first two fields")
+    columns = _columns(args.columns or "user_id,item_id", args.parser_error)
     if str(args.output).strip() == "":
         args.parser_error("--output needs a file name")
     outputs = Outputs()  # checked before the model is loaded (README: Bad input)
