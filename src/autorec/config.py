@@ -18,7 +18,8 @@ from typing import Any
 from ._io import DuplicateKeyError, unique_keys
 from .exceptions import AutorecError
 
-__all__ = ["PAPER_L2_GRID", "PRESETS", "ConfigError", "read_config", "resolve_params"]
+__all__ = ["PAPER_L2_GRID", "PRESETS", "ConfigError", "read_config", "resolve_params",
+           "settings_toml"]
 
 #: The paper's grid for the L2 penalty, chosen on validation by ``--preset paper``.
 PAPER_L2_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 100.0, 1000.0)
@@ -136,3 +137,21 @@ def resolve_params(
                                   f"{', '.join(valid)}")
             params[key] = value
     return params
+
+
+def settings_toml(settings: Mapping[str, Any], comment: str = "") -> str:
+    """``settings`` as the flat TOML table that :func:`read_config` reads back, keys sorted,
+    under a ``# comment`` line."""
+    lines = [f"# {comment}"] if comment else []
+    lines += [f"{key} = {_toml_value(settings[key])}" for key in sorted(settings)]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))

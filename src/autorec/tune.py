@@ -15,7 +15,6 @@ fixed settings; anything else is refused in one line rather than mixed with the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -25,9 +24,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .data.ratings import Ratings
+from .config import settings_toml
+from .data.ratings import Ratings, sha256_of
 from .exceptions import AutorecError, TrainingError, first_line
 
 __all__ = ["SEARCH_SPACE", "best_config_toml", "check_study", "require_optuna", "run_study",
@@ -351,14 +349,8 @@ def run_study(
 
 def _fingerprint(ratings: Ratings) -> dict[str, Any]:
     """The training ratings' count and the SHA-256 of their ids and values."""
-    digest = hashlib.sha256()
-    for array in (ratings.user_ids, ratings.item_ids, ratings.rating):
-        array = np.asarray(array)
-        if array.dtype == object:
-            array = np.frombuffer("\0".join(map(str, array.tolist())).encode(), dtype=np.uint8)
-        digest.update(f"{array.dtype.str}:{array.shape}|".encode())
-        digest.update(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data)
-    return {"ratings": len(ratings), "sha256": digest.hexdigest()}
+    return {"ratings": len(ratings),
+            "sha256": sha256_of(ratings.user_ids, ratings.item_ids, ratings.rating)}
 
 
 def _trial_settings(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -396,21 +388,9 @@ def best_config_toml(base_params: dict[str, Any], study: Any) -> str:
     params = {**base_params, **study.best_trial.params}
     params.pop("random_state", None)
     params.pop("device", None)
-    lines = [f"# autorec tune: best of {len(study.trials)} trials, validation RMSE "
-             f"{study.best_value:.4f} (trial {study.best_trial.number})"]
-    for key in sorted(params):
-        lines.append(f"{key} = {_toml_value(params[key])}")
-    return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
+    return settings_toml(params, f"autorec tune: best of {len(study.trials)} trials, "
+                                 f"validation RMSE {study.best_value:.4f} (trial "
+                                 f"{study.best_trial.number})")
 
 
 def _shown(values: Mapping[str, Any]) -> str:

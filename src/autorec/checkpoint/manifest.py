@@ -19,6 +19,7 @@ import torch
 
 from .. import __version__
 from .._io import OutputPathError, atomic_path, atomic_write, check_output_folder
+from ..data.ratings import sha256_of
 from ..exceptions import CheckpointError, first_line
 
 if TYPE_CHECKING:
@@ -40,17 +41,6 @@ _CHUNK = 1 << 22
 
 
 # -- fingerprints ------------------------------------------------------------------------------
-def _hash_arrays(*arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in arrays:
-        if array.dtype == object:  # text ids: unambiguous, separated by NUL
-            array = np.frombuffer("\0".join(map(str, array.tolist())).encode(), dtype=np.uint8)
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}:{array.shape}|".encode())
-        digest.update(array.view(np.uint8).reshape(-1).data)
-    return digest.hexdigest()
-
-
 def fingerprint(model: FittedModel, ratings: Ratings, eval_set: Ratings | None,
                 device: torch.device, context: dict[str, Any] | None) -> dict[str, Any]:
     """What a checkpoint must have been made with to be resumed by this fit.
@@ -62,11 +52,11 @@ def fingerprint(model: FittedModel, ratings: Ratings, eval_set: Ratings | None,
     config["device_type"] = device.type
     data = {"n_ratings": len(ratings), "n_users": len(model.users),
             "n_items": len(model.items),
-            "sha256": _hash_arrays(ratings.user_idx, ratings.item_idx, ratings.rating,
+            "sha256": sha256_of(ratings.user_idx, ratings.item_idx, ratings.rating,
                                    model.users.raw_ids, model.items.raw_ids)}
     evaluation = None
     if eval_set is not None:
-        evaluation = {"n_ratings": len(eval_set), "sha256": _hash_arrays(
+        evaluation = {"n_ratings": len(eval_set), "sha256": sha256_of(
             model.users.to_index(eval_set.user_ids), model.items.to_index(eval_set.item_ids),
             eval_set.rating)}
     return _plain({"data": data, "evaluation": evaluation, "config": config,

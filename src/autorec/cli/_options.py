@@ -184,16 +184,12 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
             check: Callable[[Callable[[str, str], str]], None] | None = None
             ) -> dict[str, Any]:
     """Fill unset options from ``--config``, ``--preset`` and the defaults; returns the
-    estimator parameters (only those that differ from the estimator's defaults are needed,
-    but all that were set anywhere are returned).
+    estimator parameters set anywhere.
 
-    ``chosen``, when given, receives the names of the estimator parameters that the user set
-    (by a flag or in the configuration file; not those of a preset). ``parser_error`` is the
-    command's ``parser.error``: the configuration file's keys are checked against that
-    parser's options. ``check``, when given, runs once the configuration file has filled in
-    the options that no flag set and before the defaults do, with a function that names an
-    option as the user gave it (``named("folds", "--folds")``: the flag, or the key and the
-    file).
+    ``chosen`` receives the names of the estimator parameters the user set (a flag or the
+    file; not a preset's). ``parser_error``: the command's, whose options the file's keys are
+    checked against. ``check`` runs after the file fills in and before the defaults, given
+    ``named(dest, flag)``: the flag, or the key and the file, as the user gave the option.
     """
     config: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
@@ -207,13 +203,13 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
         if getattr(args, dest) is None:
             setattr(args, dest, value)
             from_config.add(dest)
+
     def named(dest: str, flag: str) -> str:
         return f"{dest} in {args.config}" if dest in from_config else flag
 
     if getattr(args, "no_header", None) and getattr(args, "columns", None) is not None:
         parser_error(f"{named('columns', '--columns')} names header columns; with "
-                     f"{named('no_header', '--no-header')} the user, item and rating are the "
-                     "first three fields")
+                     f"{named('no_header', '--no-header')} the fields are taken in order")
     if check is not None:
         check(named)
     command_defaults = COMMAND_DEFAULTS.get(getattr(args, "command", None) or "", {})
@@ -233,11 +229,9 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
     if isinstance(params.get("l2"), str):
         params["l2"] = l2_values(params["l2"])
     columns = [name.strip() for name in str(args.columns).split(",")]  # as header names are
-    if len(columns) != 3 or not all(columns):
-        parser_error(f"--columns needs three names separated by commas, got {args.columns!r}")
-    if len(set(columns)) != 3:
-        parser_error(f"--columns names the user, item and rating columns, three different "
-                     f"ones, got {args.columns!r}")
+    if len(columns) != 3 or not all(columns) or len(set(columns)) != 3:
+        parser_error("--columns names the user, item and rating columns, three different "
+                     f"ones separated by commas, got {args.columns!r}")
     args.columns = tuple(columns)
     return params
 

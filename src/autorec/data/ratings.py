@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import scipy.sparse as sp
 
 from .ids import IdMap
 
-__all__ = ["Orientation", "Ratings", "index_dtype"]
+__all__ = ["Orientation", "Ratings", "index_dtype", "sha256_of"]
 
 Orientation = Literal["item", "user"]
 
@@ -157,3 +158,17 @@ class Ratings:
             items,
             source,
         )
+
+
+def sha256_of(*arrays: Any) -> str:
+    """The SHA-256 of arrays, each with its dtype and shape (text ids joined by NUL, so that
+    the digest is unambiguous): what a study and a checkpoint record of their data."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.asarray(array)
+        if array.dtype == object:
+            array = np.frombuffer("\0".join(map(str, array.tolist())).encode(), dtype=np.uint8)
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}:{array.shape}|".encode())
+        digest.update(array.view(np.uint8).reshape(-1).data)
+    return digest.hexdigest()
