@@ -580,3 +580,21 @@ def test_evaluate_refuses_protocol_flags_it_would_ignore(capsys, tmp_path, args,
     captured = capsys.readouterr()
     assert_one_line_error(code, captured.err, needle)
     assert captured.out == ""
+
+
+def test_a_reader_that_closes_the_pipe_is_not_bad_input(tmp_path, ratings_csv):
+    """``autorec train ... | head -1`` ended with 'error: Broken pipe' and status 2 (bad input);
+    it now ends quietly with 141 (128 + SIGPIPE), as a shell tool does."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autorec", "train", "--data", str(ratings_csv), *FAST,
+         "--epochs", "20", "--patience", "20"],  # the next line comes seconds later
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"data: ")
+    process.stdout.close()  # as `head -1` does
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 141, err
+    assert err == ""

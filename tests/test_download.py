@@ -89,8 +89,20 @@ def test_checksum_mismatch_is_refused_and_not_kept(mirror, tmp_path):
 
 
 def test_missing_on_server_says_how_to_supply(mirror):
-    with pytest.raises(DatasetUnavailableError, match="AUTOREC_DATA_DIR"):
+    with pytest.raises(DatasetUnavailableError, match="AUTOREC_DATA_DIR") as caught:
         load_dataset("ml-1m")
+    # the server answered (404): not "offline?", which it said for every failure
+    assert "HTTPError" in str(caught.value) and "offline?" not in str(caught.value)
+    assert "404" in str(caught.value)
+
+
+def test_a_cache_that_is_a_file_is_not_called_offline(mirror, monkeypatch, tmp_path):
+    cache = tmp_path / "a-file"
+    cache.write_text("")
+    monkeypatch.setenv("AUTOREC_CACHE_DIR", str(cache))
+    with pytest.raises(DatasetUnavailableError) as caught:
+        load_dataset("ml-1m")
+    assert "offline?" not in str(caught.value)
 
 
 def test_download_false_never_asks_the_server(mirror):

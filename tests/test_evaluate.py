@@ -121,6 +121,12 @@ def test_evaluate_cli_kfold_and_errors(capsys, tmp_path: Path, ratings_csv: Path
         main(["evaluate", "--data", str(ratings_csv), "--protocol", "u1"])
     assert info.value.code == 2
     assert "--protocol u1" in capsys.readouterr().err
+    # bad data: one line on stderr and nothing before it (the table's header was printed)
+    bad = tmp_path / "repeats.csv"
+    bad.write_text("user_id,item_id,rating\n1,2,3\n1,2,4\n")
+    assert main(["evaluate", "--data", str(bad), *FAST]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "line 3" in captured.err
 
 
 @pytest.mark.real_data

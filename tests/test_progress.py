@@ -42,6 +42,9 @@ def test_mode_follows_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AUTOREC_PROGRESS")
     monkeypatch.setenv("RANK", "1")  # another process of a data-parallel run
     assert progress_mode(FakeTerminal()) == "off"
+    monkeypatch.setenv("AUTOREC_PROGRESS", "bar")  # forced: still rank 0's alone (every
+    assert progress_mode(FakeTerminal()) == "off"  # rank drew its bars)
+    monkeypatch.delenv("AUTOREC_PROGRESS")
     closed = io.StringIO()
     closed.close()
     monkeypatch.setenv("RANK", "0")

@@ -35,18 +35,16 @@ ENV_MODE = "AUTOREC_PROGRESS"
 
 def progress_mode(stream: IO[str] | None = None, *, quiet: bool = False,
                   mode: Mode | None = None) -> Mode:
-    """How progress shows on ``stream`` (default standard error): ``"off"`` when ``quiet``,
-    else ``mode`` if given, else the mode ``AUTOREC_PROGRESS`` forces, else as the module
-    docstring says."""
+    """How progress shows on ``stream`` (default standard error): ``"off"`` when ``quiet`` or
+    in a process other than rank 0 of a data-parallel run, else ``mode`` if given, else the
+    mode ``AUTOREC_PROGRESS`` forces, else as the module docstring says."""
     if mode is not None and mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if quiet:
-        return "off"
+    if quiet or os.environ.get("RANK", "0").strip() not in ("", "0"):
+        return "off"  # quiet, or not rank 0 of several processes (only rank 0 prints)
     forced = mode or os.environ.get(ENV_MODE, "").strip().lower()
     if forced in MODES:
         return forced  # type: ignore[return-value]
-    if os.environ.get("RANK", "0").strip() not in ("", "0"):
-        return "off"
     try:
         terminal = bool((sys.stderr if stream is None else stream).isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream

@@ -4,6 +4,7 @@ print a table and write DIR/results.json."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import platform
 from collections.abc import Callable
@@ -114,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
         lambda name: canonical(args, name, f"--protocol {name}", args.parser_error),
         seed=args.seed, test_ratio=args.test_ratio, folds=args.folds, repeats=args.repeats,
     )
+    # the data read (the splits are made as needed) before the table's header: bad data is
+    # one line on stderr, with nothing printed before it
+    chosen = itertools.chain([next(chosen)], chosen)
     what = args.dataset if args.data is None else str(args.data)
     print(f"{template.variant}-AutoRec, protocol {args.protocol} on {what}"
           f"{f', preset {args.preset}' if args.preset else ''}")

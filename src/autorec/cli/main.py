@@ -106,6 +106,9 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
             raise ValueError("runs in one process: of autorec's commands only train runs as "
                              "several (torchrun, or train --nproc N)")
         return int(args.handler(args))
+    except BrokenPipeError:  # the reader of standard output went away (`| head`): no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit's flush
+        return 141  # 128 + SIGPIPE, as a shell tool's `| head` ends
     except (AutorecError, ValueError, OSError) as exc:
         _report(args.command, exc, 2)
         return 2

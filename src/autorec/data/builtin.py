@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-from ..exceptions import DatasetUnavailableError
+from ..exceptions import DatasetUnavailableError, first_line
 from .ratings import Ratings
 from .readers import DuplicatePolicy, LoadProgress, read_ratings
 
@@ -228,7 +228,11 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
     except Exception as exc:  # network errors come in many types; all mean "not available"
         log.debug("download of %s failed", spec.url, exc_info=True)
-        reason = f"download from {spec.url} failed ({type(exc).__name__}; offline?)"
+        # a server's answer (HTTPError: 404...) or a local error is not being offline
+        answered = type(exc).__name__ == "HTTPError" or isinstance(
+            exc, FileNotFoundError | NotADirectoryError | PermissionError | IsADirectoryError)
+        reason = (f"download from {spec.url} failed ({type(exc).__name__}"
+                  f"{': ' + first_line(exc, 120) if answered else '; offline?'})")
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
     finally:
         pooch_log.setLevel(level)
