@@ -124,3 +124,17 @@ def test_a_mirror_pooch_cannot_fetch_is_named_so(monkeypatch, tmp_path, base):
     message = str(info.value)
     assert "cannot be downloaded: pooch fetches http, https" in message, message
     assert "SHA-256" not in message and "\n" not in message
+
+
+def test_a_forced_download_that_fails_names_the_local_copy(mirror, tmp_path):
+    """With a local copy and download=True (--download), a failed download said to 'give a
+    local copy with --data-dir DIR', though DIR held one."""
+    local = tmp_path / "here"
+    (local / "ml-100k").mkdir(parents=True)
+    (local / "ml-100k" / "u.data").write_text(U_DATA)
+    with pytest.raises(DatasetUnavailableError) as caught:
+        load_dataset("ml-100k", local, download=True)
+    message = str(caught.value)
+    assert f"A local copy is in {local / 'ml-100k'}" in message
+    assert "Give a local copy" not in message
+    assert len(load_dataset("ml-100k", local)) == 3  # without the forced download, it is used

@@ -245,6 +245,10 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
 
 def _how_to_supply(spec: DatasetSpec, data_dir: object, reason: str) -> str:
     looked = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or "(not set)"
+    local = find_local_dir(spec.name, data_dir)  # there, but a download was asked for
+    if local is not None:
+        return (f"data set {spec.name!r} could not be downloaded: {reason}. A local copy is "
+                f"in {local}: without --download (download=True) it is used")
     return (
         f"data set {spec.name!r} is not available: {reason}. Looked in data dir {looked} and "
         f"cache {cache_dir()}. Give a local copy with --data-dir DIR or {DATA_DIR_ENV}=DIR, "
