@@ -160,9 +160,9 @@ def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | 
     ``hint``, a lone column that holds a separator asks whether ``--sep`` is right."""
     names = [str(name) for name in present]
     for col in columns:
-        if list(present).count(col) > 1:
-            raise DataError(f"{list(present).count(col)} columns have this name: which one "
-                            "holds the values is unclear", source=source, field=col)
+        if (count := list(present).count(col)) > 1:
+            raise DataError(f"{count} columns have this name: which one holds the values is "
+                            "unclear", source=source, field=col)
         if col not in present:
             shown = ", ".join(repr(name) for name in names)
             wrong_sep = hint and len(names) == 1 and any(c in names[0] for c in "\t;|,: ")

@@ -17,7 +17,7 @@ import io
 import lzma
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,6 +25,7 @@ from ..exceptions import DataError, first_line
 
 __all__ = [
     "COMPRESSED_SUFFIXES",
+    "arrow_input",
     "check_file",
     "compression_hint",
     "decode_error",
@@ -147,6 +148,23 @@ def decode_error(data: bytes, position: int, first_line: int, source: str) -> Da
         - data.count(b"\r\n", 0, position)
     return DataError(f"not UTF-8 text (byte 0x{data[position]:02x}); save the file as "
                      f"UTF-8{compression_hint(data)}", source=source, line=line)
+
+
+def arrow_input(path: Path, open_raw: Callable[[], BinaryIO]) -> Any:
+    """The (decompressed) bytes of ``path`` as a file of pyarrow's own (``OSFile``, or a
+    ``BufferReader`` over a copy in pyarrow's memory), for a reader that needs no Python-side
+    checks: through a Python file object, a reader stopped by an error released Python
+    objects in its threads while the interpreter shut down, which aborted the process
+    (status 134; :func:`held_on_error` is the text reader's answer, whose stream checks every
+    byte)."""
+    import pyarrow as pa
+
+    if path.suffix.lower() in COMPRESSED_SUFFIXES:
+        with open_raw() as raw:
+            sink = pa.BufferOutputStream()
+            sink.write(raw.read())
+        return pa.BufferReader(sink.getvalue())
+    return pa.OSFile(str(path), "rb")
 
 
 #: The Python file objects of pyarrow readers stopped by an error (the last few): see

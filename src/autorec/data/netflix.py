@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
-from ._source import held_on_error
 
 __all__ = ["is_netflix", "read_netflix_frame"]
 
@@ -41,10 +40,11 @@ def is_netflix(first_line: bytes) -> bool:
     return _HEADER.fullmatch(first_line) is not None
 
 
-def read_netflix_frame(open_raw: Callable[[], BinaryIO], source: str
+def read_netflix_frame(open_file: Callable[[], Any], source: str
                        ) -> tuple[pd.DataFrame, np.ndarray]:
     """The ratings of a Netflix Prize file as a ``user_id, item_id, rating`` DataFrame, and
-    the 1-based file line of each row.
+    the 1-based file line of each row. ``open_file()`` opens its (decompressed) bytes as a
+    pyarrow file (:func:`autorec.data._source.arrow_input`).
 
     Raises
     ------
@@ -58,15 +58,14 @@ def read_netflix_frame(open_raw: Callable[[], BinaryIO], source: str
 
     parts: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
     state = {"movie": -1, "lines": 0}
-    with open_raw() as raw, held_on_error(held := [pa.PythonFile(raw, mode="r")]):
+    with open_file() as raw:
         try:  # one column: every line whole (no field holds the byte 0x01)
-            reader = csv.open_csv(held[0], read_options=csv.ReadOptions(
+            reader = csv.open_csv(raw, read_options=csv.ReadOptions(
                 column_names=["line"], block_size=1 << 24),
                 parse_options=csv.ParseOptions(delimiter="\x01", quote_char=False,
                                                newlines_in_values=False,
                                                ignore_empty_lines=False),
                 convert_options=csv.ConvertOptions(column_types={"line": pa.string()}))
-            held.append(reader)
             for batch in reader:
                 parts.append(_block(batch.column(0), state, source))
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:

@@ -25,7 +25,7 @@ import pandas as pd
 from ..exceptions import DataError
 from ._csv import LoadProgress, TextColumns, check_columns, read_text, report
 from ._duplicates import merge_repeats
-from ._source import COMPRESSED_SUFFIXES, check_file, read_source
+from ._source import COMPRESSED_SUFFIXES, arrow_input, check_file, read_source
 from .ids import IdMap, InvalidIdError, id_column
 from .netflix import is_netflix, read_netflix_frame
 from .ratings import Ratings, index_dtype
@@ -198,7 +198,7 @@ def read_ratings(
         return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
     source = str(path)
     if is_netflix(_first_line(open_raw)):
-        return _netflix(open_raw, source, duplicates)
+        return _netflix(lambda: arrow_input(path, open_raw), source, duplicates)
     shown = progress if size >= PROGRESS_MIN_BYTES else None
     read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=names,
                      columns=columns, source=source, total=size, progress=shown,
@@ -325,10 +325,10 @@ def _first_line(open_raw: Callable[[], BinaryIO]) -> bytes:
     return next((line for line in head.splitlines() if line.strip()), b"")
 
 
-def _netflix(open_raw: Callable[[], BinaryIO], source: str, duplicates: DuplicatePolicy
+def _netflix(open_file: Callable[[], Any], source: str, duplicates: DuplicatePolicy
              ) -> Ratings:
     """A Netflix Prize file (:mod:`autorec.data.netflix`), its errors named by file line."""
-    frame, lines = read_netflix_frame(open_raw, source)
+    frame, lines = read_netflix_frame(open_file, source)
     if len(frame) == 0:
         raise DataError("no ratings", source=source)
     try:
@@ -358,22 +358,11 @@ def _stripped_ids(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def _read_parquet(open_raw: Callable[[], BinaryIO], path: Path) -> pd.DataFrame:
-    """A Parquet file's table, read through pyarrow's own files only: through a Python file
-    object, pyarrow's read-ahead threads of a corrupt file released Python objects while the
-    interpreter shut down, which aborted the process (status 134, about 1 run in 5 on busy
-    cores). A decompressed file's bytes are copied into pyarrow's memory first."""
-    import pyarrow as pa
+    """A Parquet file's table, read through pyarrow's own files (:func:`arrow_input`)."""
     import pyarrow.parquet as pq
 
     try:
-        if path.suffix.lower() in COMPRESSED_SUFFIXES:
-            with open_raw() as raw:
-                sink = pa.BufferOutputStream()
-                sink.write(raw.read())
-            source: Any = pa.BufferReader(sink.getvalue())
-        else:
-            source = pa.OSFile(str(path), "rb")
-        with source:
+        with arrow_input(path, open_raw) as source:
             return pq.read_table(source).to_pandas()
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
         raise DataError(f"not a readable Parquet file ({type(exc).__name__})",
