@@ -5,6 +5,7 @@ Kernels compute in float32, so comparisons use tolerances; the masking tests com
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 from typing import Any
@@ -497,3 +498,35 @@ def test_a_products_result_is_its_own_not_the_shared_scratch(monkeypatch) -> Non
     finally:
         torch.set_num_threads(threads)
         _kernels.forget_last_plan()
+
+
+@compiled
+@pytest.mark.skipif(platform.machine().lower() not in {"x86_64", "amd64"},
+                    reason="MXCSR is x86's")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernels_take_subnormal_values_as_zero_and_leave_the_callers_mode(threads: int) -> None:
+    """Subnormal float32 codes (a sigmoid below -87) cost Intel cores a microcode assist per
+    vector instruction: the kernels flush them on their threads (FTZ, DAZ), and put each
+    thread's own mode back, the caller's included (it runs a share of the work)."""
+    tiny = np.float32(1e-39)  # subnormal: below np.finfo(np.float32).tiny
+    assert 0 < tiny < np.finfo(np.float32).tiny
+    matrix = sp.csr_matrix(np.ones((4, 6), dtype=np.float32))
+    batch = SparseBatch.from_scipy(matrix)
+    codes = torch.full((4, 3), float(tiny))
+    codes[1] = 1.0
+    weight = torch.ones(6, 3)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        plan = _kernels.Plan(batch.t_crow, batch.t_col, batch.t_perm, batch.touched)
+        out = _kernels.sddmm(plan, codes, weight, batch.nnz).reshape(4, 6)
+        product = _kernels.spmm(plan, torch.full((batch.nnz,), float(tiny)), weight, 4)
+    finally:
+        torch.set_num_threads(saved)
+        _kernels.forget_last_plan()
+    assert torch.equal(out[1], torch.full((6,), 3.0))
+    assert torch.count_nonzero(out[[0, 2, 3]]) == 0  # 3 x 1e-39 would be 3e-39 in IEEE
+    assert torch.count_nonzero(product) == 0
+    # this thread computes with subnormals again, in NumPy and in torch
+    assert np.float32(tiny) * np.float32(2) == np.float32(2e-39)
+    assert (torch.tensor([float(tiny)]) * 2).item() != 0.0

@@ -32,6 +32,10 @@ def compile_kernels(numba: Any) -> Any:
     njit = numba.njit
     prange = numba.prange
     options = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
+    # module globals, not closure cells, so that Numba's disk cache keys stay the same from
+    # one process to the next
+    global flush_denormals, restore_fp_mode
+    from ._fp_mode import flush_denormals, restore_fp_mode
 
     @njit(fastmath=True, cache=True, nogil=True, inline="always")
     def adam_row(weight, exp_avg, exp_avg_sq, u, g, d, beta1, beta2, step_size,
@@ -57,6 +61,7 @@ def compile_kernels(numba: Any) -> Any:
     def spmm_t(t_crow, t_col, vals_t, touched, weight, bounds, parts):  # pragma: no cover
         hidden = weight.shape[1]
         for t in prange(len(bounds) - 1):
+            mode = flush_denormals()
             parts[t] = 0.0
             for j in range(bounds[t], bounds[t + 1]):
                 u = touched[j]
@@ -73,11 +78,13 @@ def compile_kernels(numba: Any) -> Any:
                     i0, v0 = t_col[p], vals_t[p]
                     for h in range(hidden):
                         parts[t, i0, h] += v0 * weight[u, h]
+            restore_fp_mode(mode)
 
     @njit(**options)
     def sddmm_t(t_crow, t_col, t_perm, touched, codes, weight, bounds, out):  # pragma: no cover
         hidden = weight.shape[1]
         for t in prange(len(bounds) - 1):
+            mode = flush_denormals()
             for j in range(bounds[t], bounds[t + 1]):
                 u = touched[j]
                 p, end = t_crow[j], t_crow[j + 1]
@@ -98,12 +105,14 @@ def compile_kernels(numba: Any) -> Any:
                     for h in range(hidden):
                         s0 += codes[i0, h] * weight[u, h]
                     out[t_perm[p]] = s0
+            restore_fp_mode(mode)
 
     @njit(**options)
     def grad_rows_t(t_crow, t_col, vals_t, dense, bounds, out, out_rows,
                     accumulate):  # pragma: no cover
         hidden = dense.shape[1]
         for t in prange(len(bounds) - 1):
+            mode = flush_denormals()
             for j in range(bounds[t], bounds[t + 1]):
                 o = out_rows[j]
                 if not accumulate:
@@ -119,12 +128,14 @@ def compile_kernels(numba: Any) -> Any:
                     i0, v0 = t_col[p], vals_t[p]
                     for h in range(hidden):
                         out[o, h] += v0 * dense[i0, h]
+            restore_fp_mode(mode)
 
     @njit(**options)
     def dec_backward_t(t_crow, t_col, grad_t, touched, codes, weight, bounds, out, out_rows,
                        accumulate, parts):  # pragma: no cover
         hidden = weight.shape[1]
         for t in prange(len(bounds) - 1):
+            mode = flush_denormals()
             parts[t] = 0.0
             for j in range(bounds[t], bounds[t + 1]):
                 u = touched[j]
@@ -146,14 +157,17 @@ def compile_kernels(numba: Any) -> Any:
                     for h in range(hidden):
                         out[o, h] += g0 * codes[i0, h]
                         parts[t, i0, h] += g0 * weight[u, h]
+            restore_fp_mode(mode)
 
     @njit(**options)
     def adam_t(weight, exp_avg, exp_avg_sq, rows, grad, decay, beta1, beta2, step_size,
                correction2_sqrt, eps, bounds):  # pragma: no cover
         for t in prange(len(bounds) - 1):
+            mode = flush_denormals()
             for j in range(bounds[t], bounds[t + 1]):
                 adam_row(weight, exp_avg, exp_avg_sq, rows[j], grad[j], decay[j], beta1, beta2,
                          step_size, correction2_sqrt, eps)
+            restore_fp_mode(mode)
 
     # The two gradient kernels again, each touched row's gradient summed into a row of
     # scratch and Adam applied to that weight row at once (the arithmetic of adam_t): the
@@ -165,6 +179,7 @@ def compile_kernels(numba: Any) -> Any:
                          eps):  # pragma: no cover
         hidden = dense.shape[1]
         for t in prange(len(bounds) - 1):
+            mode = flush_denormals()
             g = np.empty(hidden, dtype=np.float32)
             for j in range(bounds[t], bounds[t + 1]):
                 g[:] = 0.0
@@ -181,6 +196,7 @@ def compile_kernels(numba: Any) -> Any:
                         g[h] += v0 * dense[i0, h]
                 adam_row(weight, exp_avg, exp_avg_sq, touched[j], g, decay[j], beta1, beta2,
                          step_size, correction2_sqrt, eps)
+            restore_fp_mode(mode)
 
     @njit(**options)
     def dec_backward_adam_t(t_crow, t_col, grad_t, touched, codes, bounds, parts, weight,
@@ -188,6 +204,7 @@ def compile_kernels(numba: Any) -> Any:
                             correction2_sqrt, eps):  # pragma: no cover
         hidden = weight.shape[1]
         for t in prange(len(bounds) - 1):
+            mode = flush_denormals()
             parts[t] = 0.0
             g = np.empty(hidden, dtype=np.float32)
             for j in range(bounds[t], bounds[t + 1]):
@@ -211,6 +228,7 @@ def compile_kernels(numba: Any) -> Any:
                 # the row is read above before it is stepped here
                 adam_row(weight, exp_avg, exp_avg_sq, u, g, decay[j], beta1, beta2, step_size,
                          correction2_sqrt, eps)
+            restore_fp_mode(mode)
 
     class Kernels:
         pass
