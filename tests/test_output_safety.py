@@ -562,3 +562,19 @@ def test_a_plot_may_go_into_the_folder_out_makes(capsys, tmp_path, ratings_file)
     code, stdout, err = run_cli(capsys, "train", "--data", ratings_file, "--plot",
                                 tmp_path / "nowhere" / "curves.png", *FAST)
     assert_refused(code, stdout, err, "--plot", "does not exist")
+
+
+@pytest.mark.parametrize("option, name", [("--plot", "fold-2"), ("--plot", "curves.png"),
+                                          ("--out", "run")])
+def test_an_output_inside_the_checkpoint_folder_is_refused(capsys, tmp_path, ratings_file,
+                                                           option, name):
+    """``--split kfold --checkpoint-dir CK --plot CK/fold-2`` trained every fold, then failed
+    (fold 2's checkpoints are a folder there); any other file in CK stops the next
+    ``--resume`` (it refuses files autorec did not write there)."""
+    folder = tmp_path / "ck"
+    folder.mkdir()  # an empty folder is a checkpoint folder to start
+    code, out, err = run_cli(capsys, "train", "--data", ratings_file, "--split", "kfold",
+                             "--folds", "2", "--checkpoint-dir", folder, option,
+                             folder / name, *FAST)
+    assert_refused(code, out, err, option, "--checkpoint-dir", str(folder))
+    assert list(folder.iterdir()) == []

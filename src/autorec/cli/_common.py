@@ -265,6 +265,13 @@ def _conflict(out: _Path, other: _Path) -> str | None:
             return (f"{out.option} {out.path} would write inside the model folder "
                     f"{other.option} {other.path}, which holds only the model's files and "
                     "--out's metrics.json; give another path")
+    if (other.kind == "checkpoint" and out.kind not in ("checkpoint", "model")
+            and is_inside(out.path, other.path)):
+        # found only after training otherwise: kfold's fold-K folders, or the next --resume,
+        # which refuses files autorec did not write there
+        return (f"{out.option} {out.path} would write inside the checkpoint folder "
+                f"{other.option} {other.path}, which holds only autorec's checkpoints; give "
+                "another path")
     if out.kind == "file" and other.kind in ("folder", "model", "checkpoint") and (
             same_path(out.path, other.path) or is_inside(other.path, out.path)):
         return (f"{out.option} {out.path} is a file, and {other.option} {other.path} a folder "
