@@ -23,8 +23,9 @@ memory, let alone held whole.
 :func:`sddmm` also scores any (code row, output) pairs (`autorec.member.Member.reconstruct`).
 
 Each function takes and returns torch CPU tensors (shared memory with NumPy, no copies). They
-compute the same sums as the torch path in another order, so results agree to float32
-rounding, not bitwise. The kernels are compiled on first use and cached on disk
+compute the same sums as the torch path in another order, and take float32 values below
+1.2e-38 as zero (:mod:`autorec._fp_mode`), so results agree to float32 rounding, not
+bitwise. The kernels are compiled on first use and cached on disk
 (``cache=True``); :func:`available` says whether Numba is installed and allowed
 (``AUTOREC_KERNELS=torch`` turns them off).
 """
