@@ -242,3 +242,60 @@ def test_ease_choices_use_their_own_validation_part_when_a_split_is_given() -> N
     on_split = fit_ranking(train, components=["ease"], validation=0.1, random_state=4,
                            split=network_split)[1]
     assert on_split["ease_validation"] != alone["ease_validation"]  # the seed's carve-out
+
+
+def test_an_item_rated_only_in_the_validation_part_is_still_scored_by_mult_dae() -> None:
+    """Mult-DAE is fitted on the fit part and not refitted: it modelled only the fit part's
+    items, so an item whose ratings all fell in the validation part (a rare one) was in no
+    list, not even with ``exclude_seen=False``; it models every training item now."""
+    ratings = _skewed(seed=4)
+    fit, val = validation_split(ratings, 0.1, 0)
+    only_in_validation = np.setdiff1d(np.unique(val.item_idx), np.unique(fit.item_idx))
+    if len(only_in_validation) == 0:  # make one: move an item's fit ratings away
+        item = int(val.item_idx[0])
+        keep = fit.item_idx != item
+        fit = autorec.Ratings(fit.user_idx[keep], fit.item_idx[keep], fit.rating[keep],
+                              fit.users, fit.items)
+        train = autorec.Ratings(np.concatenate([fit.user_idx, val.user_idx]),
+                                np.concatenate([fit.item_idx, val.item_idx]),
+                                np.concatenate([fit.rating, val.rating]),
+                                ratings.users, ratings.items)
+        only_in_validation = np.array([item])
+    else:
+        train = ratings
+    model, _ = fit_ranking(train, components=["vae"], split=(fit, val),
+                           vae_params={"epochs": 2, "latent": 8}, random_state=0)
+    vae = model.components["vae"][2]
+    assert set(only_in_validation) <= set(vae.items_.tolist())
+    scores = model.score(train.to_csr("user")[:5])
+    assert np.isfinite(scores[:, only_in_validation]).all()
+
+
+@pytest.mark.parametrize("with_network", [False, True])
+def test_a_user_whose_weighted_row_is_empty_gets_the_popular_items(with_network) -> None:
+    """EASE on ``rating`` rows keeps only ratings above 0: a user (Jester) with only
+    negative ratings scored every item 0.0, and the list was torch.topk's tie order (its
+    top 3 changed with n). Such a user gets the popularity ranking, unless another weighed
+    component (the rating network) knows them."""
+    ratings = _skewed(seed=5)
+    signed = autorec.Ratings(ratings.user_idx, ratings.item_idx, ratings.rating - 3.0,
+                             ratings.users, ratings.items)  # -2..2
+    x = implicit_matrix(signed, "rating", signed.rating_scale())
+    ease = EASE(100.0).fit(x)
+    popularity = np.bincount(signed.item_idx, minlength=signed.n_items).astype(np.float32)
+    components = {"ease": ("ease", "rating", ease)}
+    weights: tuple[float, ...] = (1.0,)
+    if with_network:
+        components["rating"] = ("rating", "rating", None)
+        weights = (0.5, 0.5)
+    model = RankingModel(components, weights, signed.rating_scale(), popularity)
+    rows = sp.csr_matrix((np.array([-2.0, -1.0, -2.0], dtype=np.float32),
+                          (np.zeros(3, dtype=int), np.array([0, 5, 9]))),
+                         shape=(1, signed.n_items))
+    predicted = np.random.default_rng(0).random((1, signed.n_items)).astype(np.float32)
+    scores = model.score(rows, predicted if with_network else None)[0]
+    if with_network:  # ranked by the network's predictions
+        assert np.argsort(-scores)[0] == np.argmax(predicted[0])
+    else:
+        np.testing.assert_allclose(scores, standardise(popularity[None, :])[0], rtol=1e-6)
+        assert len(np.unique(scores)) > 1

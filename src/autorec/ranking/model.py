@@ -99,13 +99,18 @@ class RankingModel:
 
         Items some component does not model (EASE's and Mult-DAE's ``items_``; with a zero
         weight too, as when the weights were chosen) get ``-inf``, and so do items the rating
-        network gives no score when it is weighed. Each weighed component is standardised over
-        the items left (:func:`~autorec.ranking.blend.standardise`). A user with an empty row
-        gets the items by training popularity.
+        network gives no score when it is weighed. Each
+        weighed component is standardised over the items left
+        (:func:`~autorec.ranking.blend.standardise`). A user that no weighed component knows
+        anything of gets the items by training popularity: an empty row, or for EASE and
+        Mult-DAE alone a row that their input weighting empties (``rating`` keeps only
+        ratings above 0: a Jester user with only negative ratings), which would score every
+        item alike.
         """
         rows = sp.csr_matrix(rows)
         offered = self.offered(rows.shape[1])
         parts, weights = [], []
+        informed = np.zeros(rows.shape[0], dtype=bool)
         for (kind, weighting, model), w in zip(self.components.values(), self.weights,
                                                strict=True):
             if w <= 0:
@@ -115,18 +120,20 @@ class RankingModel:
                     raise ValueError("rating_scores are needed: the blend weighs the rating "
                                      "network's predictions")
                 raw = np.where(np.isnan(rating_scores), -np.inf, rating_scores)
+                informed |= np.diff(rows.indptr) > 0
             else:
                 assert model is not None
-                raw = model.score(weight_rows(rows, weighting, self.rating_scale))
+                weighted = weight_rows(rows, weighting, self.rating_scale)
+                raw = model.score(weighted)
+                informed |= weighted[:, model.items_].getnnz(axis=1) > 0
             if not offered.all():
                 raw = np.array(raw, dtype=np.float32)
                 raw[:, ~offered] = -np.inf
             parts.append(standardise(raw, rows))
             weights.append(w)
         out = blend_scores(parts, weights)
-        empty = np.diff(rows.indptr) == 0
-        if empty.any():
-            out[empty] = standardise(self.popularity[None, :])[0]
+        if not informed.all():
+            out[~informed] = standardise(self.popularity[None, :])[0]
         return out
 
     def offered(self, n_items: int) -> np.ndarray:

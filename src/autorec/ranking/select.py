@@ -20,7 +20,8 @@ the rest (the fit part) and scores the validation part with the protocol of
   Past ``item_limit`` (:data:`autorec.ranking.ease.EASE_ITEM_LIMIT`) rated items EASE
   models only that many of the most-rated, with a log line; the others are not recommended.
 * Mult-VAE (:mod:`autorec.ranking.vae`): the epoch. Not refitted: it scores users by
-  encoding their full training rows.
+  encoding their full training rows, over every training item (those rated only in the
+  validation part too, which it learns only as items the fit part's users did not pick).
 * The rating network's predicted ratings, when a ``rating_scorer`` is given (the caller
   fits its rating model on the fit part and returns a scorer).
 * The blend (:mod:`autorec.ranking.blend`): convex weights on the standardised scores,
@@ -297,8 +298,11 @@ def fit_ranking(
                    **(vae_params or {})}
         weighting = "binary"
         fit_matrix = implicit_matrix(fit, weighting, scale)
+        # every training item modelled: one rated only in the validation part would
+        # otherwise be in no list (the network is not refitted)
         vae = MultVAE(**options).fit(
-            fit_matrix, validation=lambda m: validation_ndcg(lambda u: m.score(fit_matrix[u])))
+            fit_matrix, validation=lambda m: validation_ndcg(lambda u: m.score(fit_matrix[u])),
+            items_from=implicit_matrix(train, weighting, scale))
         val_scorers.append((lambda u, m=vae, x=fit_matrix: m.score(x[u]), vae.items_))
         fitted["vae"] = ("vae", weighting, vae)
         report["vae"] = {"weighting": weighting, "best_epoch": vae.best_epoch_,

@@ -186,7 +186,8 @@ class MultVAE:
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, matrix: sp.csr_matrix,
-            validation: Callable[[MultVAE], float] | None = None) -> MultVAE:
+            validation: Callable[[MultVAE], float] | None = None,
+            items_from: sp.csr_matrix | None = None) -> MultVAE:
         """Train on a users x items matrix (rows of users without any entry are skipped).
 
         Parameters
@@ -197,13 +198,21 @@ class MultVAE:
             Called after each epoch with this model (scoring with the current weights); its
             value (higher is better, e.g. NDCG@10 on a validation part) chooses the epoch.
             Without it, exactly ``epochs`` epochs are trained.
+        items_from
+            The matrix whose rated items are modelled (the most-rated ``max_items``), when
+            not ``matrix``: all training ratings, for a model trained on a part of them, so
+            that an item rated only outside that part is still scored (low: its logit was
+            only ever pushed down), not left out of every list.
         """
         from .ease import modelled_items
 
         self._validate()
         matrix = sp.csr_matrix(matrix, dtype=np.float32)
+        if items_from is not None and items_from.shape[1] != matrix.shape[1]:
+            raise ValueError("items_from must have the matrix's columns")
         self.n_items_ = int(matrix.shape[1])
-        self.items_ = modelled_items(matrix, self.max_items)
+        self.items_ = modelled_items(matrix if items_from is None else items_from,
+                                     self.max_items)
         sub = matrix[:, self.items_].tocsr()
         users = np.flatnonzero(np.diff(sub.indptr) > 0)
         generator = torch.Generator().manual_seed(
