@@ -598,3 +598,18 @@ def test_a_reader_that_closes_the_pipe_is_not_bad_input(tmp_path, ratings_csv):
     err = process.stderr.read().decode()
     assert process.wait(timeout=300) == 141, err
     assert err == ""
+
+
+def test_evaluate_prints_nothing_before_a_split_too_small_to_fit(capsys, tmp_path):
+    """The table's header came before the fit's refusal of a training part of one rating
+    (too few ratings is bad input: one line on stderr, nothing before it)."""
+    data = tmp_path / "two.csv"
+    data.write_text("user_id,item_id,rating\n1,1,3\n1,2,4\n")
+    try:
+        code = main(["evaluate", "--data", str(data), "--hidden", "4", "--epochs", "1",
+                     "--quiet", "--out", str(tmp_path / "out")])
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    assert_one_line_error(code, captured.err, "need at least 2 training ratings")
+    assert captured.out == "" and not (tmp_path / "out" / "results.json").exists()

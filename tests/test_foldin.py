@@ -300,7 +300,9 @@ def test_input_forms_agree() -> None:
     ({1000: True}, "boolean"),
     ({1000: "five"}, "not a number"),
     ({1000: 1e39}, "not a finite"),
-    (([1000, "1000"], [1.0, 2.0]), "more than once"),
+    (([1000, "1000"], [1.0, 2.0]), "item_id 1000 is rated more than once"),
+    (pd.DataFrame({"item_id": [1000, 1000], "rating": [5.0, 1.0]}),
+     r"item_id 1000 is rated more than once \(position 1\)"),  # was np.int64(1000)
     (([1000, 1003], [1.0]), "2 ids but 1 ratings"),
     (([1000, 1.5], [1.0, 2.0]), "floating-point"),
     (pd.DataFrame({"user_id": [1000], "rating": [1.0]}), "item_id"),

@@ -74,11 +74,12 @@ def rating_pairs(ratings: Any, id_name: str) -> tuple[np.ndarray, np.ndarray]:
     values = _rating_values(values)
     if len(values) != len(id_series):
         raise ValueError(f"ratings: {len(id_series)} ids but {len(values)} ratings")
-    duplicated = pd.Index(ids_as_text(id_series.to_numpy())).duplicated()
+    texts = ids_as_text(id_series.to_numpy())
+    duplicated = pd.Index(texts).duplicated()
     if duplicated.any():
         position = int(np.argmax(duplicated))
-        raise ValueError(f"ratings: {id_name} {id_series.iloc[position]!r} is rated more than "
-                         f"once (position {position})")
+        raise ValueError(f"ratings: {id_name} {texts[position]} is rated more than once "
+                         f"(position {position})")
     return id_series.to_numpy(), values
 
 

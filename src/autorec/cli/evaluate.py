@@ -4,7 +4,6 @@ print a table and write DIR/results.json."""
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import platform
 from collections.abc import Callable
@@ -115,15 +114,14 @@ def run(args: argparse.Namespace) -> int:
         lambda name: canonical(args, name, f"--protocol {name}", args.parser_error),
         seed=args.seed, test_ratio=args.test_ratio, folds=args.folds, repeats=args.repeats,
     )
-    # the data read (the splits are made as needed) before the table's header: bad data is
-    # one line on stderr, with nothing printed before it
-    chosen = itertools.chain([next(chosen)], chosen)
+    # the table's header comes with its first row: bad data (unreadable, or too few ratings
+    # for a part the fit needs) is one line on stderr, with nothing printed before it
     what = args.dataset if args.data is None else str(args.data)
-    print(f"{template.variant}-AutoRec, protocol {args.protocol} on {what}"
-          f"{f', preset {args.preset}' if args.preset else ''}")
+    header = (f"{template.variant}-AutoRec, protocol {args.protocol} on {what}"
+              f"{f', preset {args.preset}' if args.preset else ''}\n"
+              f"{'split':<22} {'RMSE':>8} {'MAE':>8} {'valid.':>8} {'test':>7} {'cold':>6} "
+              f"{'epochs':>8} {'seconds':>8} {f'NDCG@{args.k}':>8}")
     ndcg = f"ndcg@{args.k}"
-    print(f"{'split':<22} {'RMSE':>8} {'MAE':>8} {'valid.':>8} {'test':>7} {'cold':>6} "
-          f"{'epochs':>8} {'seconds':>8} {f'NDCG@{args.k}':>8}")
     from ..progress import EpochProgress
 
     results = []
@@ -148,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         epochs = ",".join(str(e) for e in result["best_epochs"])
         validation = (f"{result['validation_rmse']:8.4f}"
                       if not math.isnan(result["validation_rmse"]) else f"{'-':>8}")
+        if len(results) == 1:
+            print(header)
         print(f"{split.label:<22} {result['rmse']:8.4f} {result['mae']:8.4f} {validation} "
               f"{result['n_test']:7d} {result['n_cold']:6d} {epochs:>8} "
               f"{result['fit_seconds']:8.1f} {result[ndcg]:8.4f}", flush=True)

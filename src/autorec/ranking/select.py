@@ -240,6 +240,9 @@ def fit_ranking(
             raise ValueError(f"components must be among 'ease', 'vae', 'rating', got {name!r}")
     if "rating" in components and rating_scorer is None:
         raise ValueError("the 'rating' component needs a rating_scorer")
+    if split is None and len(train) < 2:
+        raise ValueError(f"need at least 2 training ratings for the ranking model to hold "
+                         f"some out, got {len(train)} (ranking='none' needs none)")
     fit, val = (validation_split(train, validation, random_state) if split is None
                 else split)
     fit_seen = implicit_matrix(fit, "binary", scale)
