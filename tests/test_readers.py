@@ -413,6 +413,31 @@ def test_ratings_and_their_squares_must_be_finite_as_float32(write_file, value, 
         from_dataframe(frame)
 
 
+@pytest.mark.parametrize(("values", "ok"), [
+    (["20000001", "20000003", "20000005"], False),  # float32: 20000000, 20000004, 20000004
+    (["1000000", "1000000.01", "1000000.02"], False),
+    (["1000000", "1000000.5", "1000001"], True),  # exact in float32
+    (["1e19", "1.5e19", "1.7e19"], True),  # rounded, but by a tiny share of the spread
+    (["-9.95", "0.05", "9.9"], True),  # Jester's
+    (["20000001", "20000001", "20000001"], True),  # no spread: nothing to lose
+])
+def test_ratings_that_float32_would_merge_are_refused(write_file, values, ok) -> None:
+    """20000001..20000005 were read as 20000000, 20000002 and 20000004 without a word: the
+    scale and the RMSE were those of other values (README: Bad input)."""
+    lines = "".join(f"{u},1,{v}\n" for u, v in enumerate(values, start=1))
+    path = write_file("r.csv", HEADER + lines)
+    if ok:
+        assert len(read_ratings(path)) == 3
+        return
+    error = error_of(path)
+    assert error.field == "rating" and "float32" in str(error) and "offset" in str(error)
+    assert "\n" not in str(error)
+    frame = pd.DataFrame({"user_id": [1, 2, 3], "item_id": [1, 1, 1],
+                          "rating": [float(v) for v in values]})
+    with pytest.raises(DataError, match=r"field 'rating': rating .* is stored as .* float32"):
+        from_dataframe(frame)
+
+
 def test_fewer_fields_than_the_header_is_an_error(write_file) -> None:
     path = write_file("s.csv", "user_id,item_id,rating,ts\n1,1,4,9\n1,2,3,9\n2,1,5\n2,3,2,9\n")
     error = error_of(path)

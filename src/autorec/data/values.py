@@ -6,7 +6,8 @@ object columns holding numbers or numeric text (``"4"``, ``" 3.5"``, ``"-2e1"``)
 booleans, dates, durations, complex numbers, lists, dicts and other non-numbers, missing
 values, values that are not finite, and values whose square is not finite as ``float32``
 (beyond about 1.8e19: training squares every error), so that a loss or an RMSE is never
-infinite or NaN because of the data.
+infinite or NaN because of the data; and ratings that ``float32`` would change by more than
+a ten-thousandth of their spread (far from 0 and close together: 20000001..20000005).
 """
 
 from __future__ import annotations
@@ -72,7 +73,32 @@ def rating_values(values: pd.Series) -> np.ndarray:
         else:
             problem = f"rating {show(raw)} is not a finite number"
         raise InvalidRatingError(problem, position)
+    _check_precision(values, rating, stored)
     return stored
+
+
+#: The largest float32 rounding error of a rating accepted, as a share of the ratings'
+#: spread (max - min): past it, ratings far from 0 next to each other lose their differences.
+ROUNDING_SHARE = 1e-4
+
+
+def _check_precision(values: pd.Series, rating: np.ndarray, stored: np.ndarray) -> None:
+    """Refuse ratings that ``float32`` (about 7 significant digits) changes by more than
+    :data:`ROUNDING_SHARE` of their spread: 20000001..20000005 are stored as 20000000,
+    20000002 and 20000004, so the scale, the loss and the RMSE would be those of other
+    values. Ratings all alike (no spread) are not checked."""
+    if len(rating) < 2:
+        return
+    low, high = float(rating.min()), float(rating.max())
+    if high <= low:
+        return
+    error = np.abs(stored.astype(np.float64) - rating)
+    worst = int(error.argmax())
+    if error[worst] > ROUNDING_SHARE * (high - low):
+        raise InvalidRatingError(
+            f"rating {rating[worst]:.9g} is stored as {float(stored[worst]):.9g} in "
+            f"float32 (about 7 significant digits), too coarse for ratings from {low:.9g} to "
+            f"{high:.9g}; subtract an offset (such as {low:.9g}) from every rating", worst)
 
 
 def _is_number_like(value: Any) -> bool:
