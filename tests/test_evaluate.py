@@ -262,3 +262,10 @@ def test_ranking_report_samples_users_beyond_max_users(low_rank) -> None:
     sampled = ranking_report(model, train, test, k=5, max_users=10)
     assert sampled["n_users"] == 10 and sampled["n_test_users"] == full["n_users"] > 10
     assert ranking_report(model, train, test, k=5, max_users=10) == sampled  # seeded
+    # max_users=-1 failed in numpy ("negative dimensions"); threshold=nan gave NaN figures
+    for bad in (-1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="max_users must be a positive integer"):
+            ranking_report(model, train, test, k=5, max_users=bad)
+    for bad in (float("nan"), float("inf"), "4", True):
+        with pytest.raises(ValueError, match="threshold must be a finite number"):
+            ranking_report(model, train, test, k=5, threshold=bad)

@@ -226,8 +226,13 @@ def ranking_report(
     """
     model = as_fitted(model)
     k = positive_int(k, "k")
+    if max_users is not None:
+        max_users = positive_int(max_users, "max_users")
     if threshold is None:
         threshold = default_threshold(model.rating_scale)
+    elif (isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number)
+          or not math.isfinite(threshold)):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     frame = test.to_dataframe() if isinstance(test, Ratings) else test
     rating = frame["rating"].to_numpy(dtype=np.float64)
     items = model.items.to_index(frame["item_id"].to_numpy())

@@ -127,7 +127,8 @@ def ranking_metrics(recommended: Sequence[Sequence[Any]] | np.ndarray,
     ----------
     recommended
         One ranked list of items per user, best first (items the user rated in training
-        already left out). Lists may be shorter than ``k``; repeated items are an error.
+        already left out). Lists may be shorter than ``k``; an item repeated within the
+        first ``k`` is an error (past them a list is not read).
     relevant
         The relevant items of each user (e.g. the test items rated at least 4 of 5).
     k
