@@ -237,3 +237,16 @@ def test_datasets_lists_builtin_sets_and_local_copies(capsys, tmp_path):
 def test_model_json_is_what_the_cli_reads(model_dir):
     info = json.loads((model_dir / "model.json").read_text())
     assert info["users"]["storage"] == "text" and info["items"]["storage"] == "int64"
+
+
+@pytest.mark.parametrize("command", [["datasets"], ["train", "--epochs", "1"],
+                                     ["recommend", "--model", "m", "--user", "1"]])
+def test_a_data_dir_that_is_not_a_folder_is_refused(capsys, tmp_path, command):
+    """A misspelt --data-dir was passed over without a word: datasets listed everything as
+    'no', train went on to download (or reported the data set missing)."""
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for path, needle in ((tmp_path / "missing", "no such folder"), (a_file, "not a folder")):
+        code, stdout, err = run_cli(capsys, *command, "--data-dir", path)
+        assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+        assert "--data-dir" in err and needle in err and str(path) in err

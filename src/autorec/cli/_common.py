@@ -94,6 +94,16 @@ def separator(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def data_folder(text: str) -> Path:
+    """``--data-dir``: a folder that exists (a misspelt one was passed over without a word,
+    and the data set downloaded or reported missing instead)."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{'not a folder' if path.exists() else 'no such folder'}: {text}")
+    return path
+
+
 def output_dir(text: str) -> Path:
     """An output folder: any non-empty path."""
     if not text.strip():

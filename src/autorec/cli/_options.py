@@ -32,6 +32,7 @@ from ..params import RANKINGS
 from ..split import CANONICAL_SPLITS, align, canonical_split
 from ..train import OPTIMIZERS, resolve_device
 from ._common import (
+    data_folder,
     fraction,
     nonnegative_float,
     positive_float,
@@ -104,7 +105,7 @@ def add_data_options(parser: argparse.ArgumentParser, *, files: bool = True) -> 
     if files:
         source.add_argument("--train", type=Path, metavar="FILE", help="training ratings file")
         source.add_argument("--test", type=Path, metavar="FILE", help="test ratings file")
-    source.add_argument("--data-dir", type=Path, metavar="DIR",
+    source.add_argument("--data-dir", type=data_folder, metavar="DIR",
                         help="folder holding builtin data sets as DIR/<name>/... "
                         "(default: $AUTOREC_DATA_DIR)")
     source.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,

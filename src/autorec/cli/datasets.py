@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from ._common import data_folder
 
 
 def add_parser(subparsers: Any) -> None:
@@ -16,7 +17,7 @@ def add_parser(subparsers: Any) -> None:
         "locally: --data-dir or $AUTOREC_DATA_DIR, then the download cache. Nothing is "
         "downloaded.",
     )
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+    parser.add_argument("--data-dir", type=data_folder, metavar="DIR",
                         help="folder holding data sets as DIR/<name>/... "
                         "(default: $AUTOREC_DATA_DIR)")
     parser.set_defaults(handler=run, parser_error=parser.error)

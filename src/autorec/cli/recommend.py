@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import STDOUT, Outputs, positive_int, write_csv
+from ._common import STDOUT, Outputs, data_folder, positive_int, write_csv
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--items", type=Path, metavar="FILE",
                         help="item titles: CSV with item_id,title columns, or a MovieLens "
                         "u.item, movies.dat or movies.csv")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+    parser.add_argument("--data-dir", type=data_folder, metavar="DIR",
                         help="folder holding builtin data sets, for their titles (default: "
                         "$AUTOREC_DATA_DIR)")
     parser.add_argument("--include-seen", action="store_true",
