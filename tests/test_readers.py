@@ -438,6 +438,34 @@ def test_ratings_that_float32_would_merge_are_refused(write_file, values, ok) ->
         from_dataframe(frame)
 
 
+def test_a_long_field_or_record_gives_one_line_not_a_traceback(write_file) -> None:
+    """The diagnostic pass met the csv module's 128 KiB field limit (a traceback, exit 1);
+    a record past pyarrow's 4 MiB block was 'malformed (straddling object...)'."""
+    long_id = "a" * 200_000
+    path = write_file("l.csv", HEADER + f"1,10,5\n\n2,{long_id},3\n3,4,x\n")
+    error = error_of(path)
+    assert error.line == 5 and error.field == "rating"
+    huge = write_file("h.csv", HEADER + "1,10,5\n2," + "b" * 5_000_000 + ",3\n3,4,5\n")
+    error = error_of(huge)
+    assert error.line == 3 and "longer than the reader's 4 MiB blocks" in str(error)
+    import csv
+    assert csv.field_size_limit() == 131072  # the process's limit put back
+
+
+@pytest.mark.parametrize("header", ["user_id,item_id,rating,,", "user_id,item_id,rating,x,x",
+                                    "user_id,item_id,rating,x,x,x.2"])
+def test_unused_columns_may_share_a_name(write_file, header) -> None:
+    """A spreadsheet export's empty trailing headers (or two unused 'x') were refused as a
+    'malformed header', naming no field; a used column named twice still is refused."""
+    extra = header.count(",") - 2
+    path = write_file("d.csv", header + "\n" + "".join(f"{u},1,{u}" + "," * extra + "\n"
+                                                      for u in (1, 2)))
+    assert read_ratings(path).rating.tolist() == [1.0, 2.0]
+    twice = write_file("t.csv", "user_id,item_id,rating,rating\n1,1,1,2\n")
+    error = error_of(twice)
+    assert error.field == "rating" and "2 columns have this name" in str(error)
+
+
 def test_fewer_fields_than_the_header_is_an_error(write_file) -> None:
     path = write_file("s.csv", "user_id,item_id,rating,ts\n1,1,4,9\n1,2,3,9\n2,1,5\n2,3,2,9\n")
     error = error_of(path)

@@ -96,3 +96,33 @@ def test_train_reads_a_prize_file(capsys, tmp_path) -> None:
     assert "combined_data_1.txt, random 0.9/0.1 split: 450 train / 50 test" in out
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["n_train"] + metrics["n_test"] == 500
+
+
+def test_ids_that_are_not_canonical_integers_stay_text(write_file) -> None:
+    """The reader cast ids to integers: 0100 and 100 became one customer (a duplicate
+    rating), 01: and 1: one movie; in every other reader they are two ids (README)."""
+    ratings = read_ratings(write_file("z.txt", "1:\n0100,3,2005\n100,5,2005\n01:\n100,2\n"))
+    assert triples(ratings) == [("0100", "1", 3.0), ("100", "1", 5.0), ("100", "01", 2.0)]
+    plain = read_ratings(write_file("p.txt", "1:\n100,3,2005\n2:\n7,4\n"))
+    assert plain.users.raw_ids.dtype.kind == "i" and plain.items.raw_ids.dtype.kind == "i"
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_byte_that_is_not_utf8_is_named_by_its_line(tmp_path, packed) -> None:
+    """It was 'not a readable Netflix Prize file (... invalid UTF8 data)', with no line."""
+    data = b"1:\n100,3,2005-09-06\n2:\n10\xe90,4,2005-01-01\n300,2,2005\n"
+    path = tmp_path / ("u.txt.gz" if packed else "u.txt")
+    path.write_bytes(gzip.compress(data) if packed else data)
+    with pytest.raises(DataError) as caught:
+        read_ratings(path)
+    message = str(caught.value)
+    assert re.search(r"\bline 4\b", message) and "not UTF-8" in message and "0xe9" in message
+
+
+def test_predict_reads_pairs_from_a_prize_file(write_file) -> None:
+    """`predict --input` takes any file --data takes; a prize file was read as a CSV with a
+    column named '1:'."""
+    from autorec.data.readers import read_pairs
+
+    users, items = read_pairs(write_file("pairs.txt", "1:\n196,3,2005\n2:\n0186,4\n"))
+    assert users.tolist() == ["196", "0186"] and items.tolist() == [1, 2]

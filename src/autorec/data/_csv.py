@@ -137,11 +137,7 @@ def read_text(
     try:
         head, skipped, fields = read_head(raw, sep, source)
         if header:
-            names = [name.strip(_SPACE) for name in fields]
-            repeated = [name for name in names if names.count(name) > 1]
-            if repeated:
-                raise DataError("malformed header (Duplicate names are not allowed.)",
-                                source=source, line=skipped + 1)
+            names = _unique_unused([name.strip(_SPACE) for name in fields], columns)
             head = head[line_end(head):]
         elif names is None:
             extra = [f"field_{k}" for k in range(len(columns) + 1, len(fields) + 1)]
@@ -152,6 +148,24 @@ def read_text(
         return reader.run(progress, started, open_raw)
     finally:
         raw.close()
+
+
+def _unique_unused(names: list[str], columns: Sequence[str]) -> list[str]:
+    """``names`` with a column that is not one of ``columns`` and repeats an earlier name
+    renamed (``x.2``): a spreadsheet's trailing empty headers, or two unused ``note``
+    columns, are fine (a used column named twice is refused by :func:`check_columns`)."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        new, k = name, 1
+        while new in taken and name not in columns:
+            k += 1
+            new = f"{name}.{k}"
+            while new in names or new in columns:
+                new += "_"
+        taken.add(new)
+        out.append(new)
+    return out
 
 
 def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | Path, *,
@@ -169,6 +183,10 @@ def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | 
             raise DataError(f"missing column (columns present: {shown})"
                             f"{'; is the field separator right? (--sep)' if wrong_sep else ''}",
                             source=source, field=col)
+
+
+#: Longest field the diagnostic pass reads (the csv module's own limit is 128 KiB).
+_FIELD_LIMIT = 1 << 30
 
 
 class _Stream:
@@ -321,20 +339,29 @@ class _Reader:
     def _records(self) -> Iterator[tuple[int, list[str]]]:
         """The diagnostic pass: the line and fields of every data record that the parsing
         pass kept (blank ones skipped)."""
-        with self.open_raw() as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-            lines: Iterator[str] = itertools.islice(text, self.first_line - 1, None)
-            if self.sep == "\t" and self.stream._double_colon:
-                lines = (line.replace("::", "\t") for line in lines)
-            reader = csv.reader(lines, delimiter=self.sep, strict=False)
-            previous = self.first_line - 1
-            expected = len(self.names)
-            for fields in reader:
-                start, previous = previous + 1, self.first_line - 1 + reader.line_num
-                blank = not any(fields) and len(fields) in (0, expected)
-                if blank or (len(fields) != expected and not self.sep.join(fields).strip(_SPACE)):
-                    continue  # dropped by the pass (all empty) or by _invalid_row
-                yield start, fields
+        limit = csv.field_size_limit()
+        # a field of any length (the csv module's 128 KiB limit raised a traceback; the
+        # limit is the process's, put back when the pass ends)
+        csv.field_size_limit(max(limit, _FIELD_LIMIT))
+        try:
+            with self.open_raw() as raw:
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace",
+                                        newline="")
+                lines: Iterator[str] = itertools.islice(text, self.first_line - 1, None)
+                if self.sep == "\t" and self.stream._double_colon:
+                    lines = (line.replace("::", "\t") for line in lines)
+                reader = csv.reader(lines, delimiter=self.sep, strict=False)
+                previous = self.first_line - 1
+                expected = len(self.names)
+                for fields in reader:
+                    start, previous = previous + 1, self.first_line - 1 + reader.line_num
+                    blank = not any(fields) and len(fields) in (0, expected)
+                    if blank or (len(fields) != expected
+                                 and not self.sep.join(fields).strip(_SPACE)):
+                        continue  # dropped by the pass (all empty) or by _invalid_row
+                    yield start, fields
+        finally:
+            csv.field_size_limit(limit)
 
     def _parse_error(self, exc: BaseException) -> DataError:
         """The error for a block pyarrow could not read (or a byte that is not UTF-8)."""
@@ -344,9 +371,14 @@ class _Reader:
             data = data[len(_BOM):] if data.startswith(_BOM) else data
             return decode_error(data, self.stream.bad + self._data_start(data), 1, self.source)
         expected = len(self.names)
+        long = "straddling" in str(exc)  # a record longer than pyarrow's block
         for line, fields in self._records():
             if len(fields) != expected:
                 return DataError(f"expected {expected} fields, found {len(fields)}",
+                                 source=self.source, line=line)
+            if long and sum(map(len, fields)) >= BLOCK_BYTES // 2:
+                return DataError(f"a record of {sum(map(len, fields)):,} characters, longer "
+                                 f"than the reader's {BLOCK_BYTES >> 20} MiB blocks",
                                  source=self.source, line=line)
         return DataError(f"malformed ({' '.join(str(exc).split())[:200]})", source=self.source)
 

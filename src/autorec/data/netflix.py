@@ -11,14 +11,16 @@ rating of that movie: ``customer id, rating, date`` (the date is ignored)::
 :func:`read_ratings <autorec.data.readers.read_ratings>` recognises the format by its first
 line and reads it here: pyarrow streams the file a block of lines at a time (one string per
 line, no quoting), the movie of each rating is the last ``MOVIE:`` line above it, customer
-and movie ids become integers (text where a customer id is not one) and ratings numbers,
-about 16 bytes per rating kept. The ratings then go through
+and movie ids become integers (text where one of a column is not a canonical integer, as in
+every reader: ``0100`` and ``100`` are two ids) and ratings numbers, about 16 bytes per
+rating kept. The ratings then go through
 :func:`~autorec.data.readers.from_dataframe` (id maps, rating checks, repeated pairs), whose
 errors are given the file's line numbers.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable
 from typing import Any
@@ -57,7 +59,9 @@ def read_netflix_frame(open_file: Callable[[], Any], source: str
     from pyarrow import csv
 
     parts: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
-    state = {"movie": -1, "lines": 0}
+    # the movie of each rating as an index into the movie lines' texts (and their integers)
+    state: dict[str, Any] = {"movie": -1, "lines": 0, "texts": [], "ids": [],
+                             "canonical": True}
     with open_file() as raw:
         try:  # one column: every line whole (no field holds the byte 0x01)
             reader = csv.open_csv(raw, read_options=csv.ReadOptions(
@@ -69,15 +73,22 @@ def read_netflix_frame(open_file: Callable[[], Any], source: str
             for batch in reader:
                 parts.append(_block(batch.column(0), state, source))
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            if "UTF8" in str(exc) or isinstance(exc, UnicodeDecodeError):
+                error = _utf8_error(open_file, source)
+                if error is not None:
+                    raise error from None
             raise DataError(f"not a readable Netflix Prize file ({str(exc).splitlines()[0]})",
                             source=source) from None
+    movie_ids = (np.asarray(state["ids"], dtype=np.int64) if state["canonical"]
+                 else np.asarray(state["texts"], dtype=object))
     users = [part[0] for part in parts]
     text = any(not isinstance(u, np.ndarray) or u.dtype.kind == "O" for u in users)
     user = (np.concatenate([np.asarray(u, dtype=object) for u in users]) if text
             else np.concatenate(users) if users else np.empty(0, dtype=np.int64))
     frame = pd.DataFrame({
         "user_id": user,
-        "item_id": np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64),
+        "item_id": (movie_ids[np.concatenate([p[1] for p in parts])] if parts
+                    else np.empty(0, np.int64)),
         "rating": np.concatenate([p[2] for p in parts]) if parts else np.empty(0),
     }, columns=list(COLUMNS), copy=False)  # fresh arrays: no second copy (2 s at 10M)
     lines = np.concatenate([p[3] for p in parts]) if parts else np.empty(0, dtype=np.int64)
@@ -109,11 +120,17 @@ def _block(column: Any, state: dict[str, int], source: str
             zero_copy_only=False))[0]
         raise fail(f"{movies[int(bad)].as_py()!r}: a movie line is an integer id and a colon",
                    int(heads[bad])) from None
-    # the movie of each line: the last header above it, or the one carried over
+    texts = movies.to_pylist()
+    state["canonical"] = state["canonical"] and _canonical(movie_ids, movies)
+    first = len(state["texts"])
+    state["texts"] += texts
+    state["ids"] += movie_ids.tolist()
+    # the movie of each line (an index into state's lists): the last header above it, or
+    # the one carried over
     block = np.cumsum(header)
-    movie_of = np.concatenate([[state["movie"]], movie_ids])[block]
-    if len(movie_ids):
-        state["movie"] = int(movie_ids[-1])
+    movie_of = np.concatenate([[state["movie"]], first + np.arange(len(texts))])[block]
+    if len(texts):
+        state["movie"] = first + len(texts) - 1
     rows = ~header & ~blank
     early = np.flatnonzero(rows & (movie_of < 0))
     if len(early):
@@ -128,6 +145,8 @@ def _block(column: Any, state: dict[str, int], source: str
     customers = pc.utf8_trim(pc.list_element(fields, 0), " \t")
     try:
         user: Any = pc.cast(customers, pa.int64()).to_numpy(zero_copy_only=False)
+        if not _canonical(user, customers):
+            raise pa.ArrowInvalid("0100, +5: text")
     except pa.ArrowInvalid:  # text ids: kept as text (compared by text, as everywhere)
         user = customers.to_numpy(zero_copy_only=False)
     rating_text = pc.utf8_trim(pc.list_element(fields, 1), " \t")
@@ -140,3 +159,31 @@ def _block(column: Any, state: dict[str, int], source: str
         raise fail(f"{rating_text[bad].as_py()!r} is not a number", int(at[bad]),
                    "rating") from None
     return user, movie_of[rows], rating, number[rows]
+
+
+def _canonical(numbers: np.ndarray, texts: Any) -> bool:
+    """Whether every text is its integer written plainly (``100``, not ``0100`` or ``+100``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    written = pc.cast(pa.array(numbers, type=pa.int64()), pa.string())
+    return bool(pc.all(pc.equal(written, texts)).as_py() in (True, None))
+
+
+def _utf8_error(open_file: Callable[[], Any], source: str) -> DataError | None:
+    """The error naming the line of the file's first byte that is not UTF-8, if any."""
+    from ._source import decode_error
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open_file() as raw:
+        while chunk := raw.read(1 << 20):
+            held = decoder.getstate()[0]
+            data = held + chunk
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return decode_error(data, exc.start, line, source)
+            done = data[:len(data) - len(decoder.getstate()[0])]
+            line += done.count(b"\n") + done.count(b"\r") - done.count(b"\r\n")
+    return None

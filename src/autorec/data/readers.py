@@ -213,7 +213,8 @@ def read_pairs(
     header: bool = True,
     columns: Sequence[str] = DEFAULT_COLUMNS[:2],
 ) -> tuple[pd.Series, pd.Series]:
-    """Read (user, item) pairs to predict from a CSV, TSV, ``::`` or Parquet file.
+    """Read (user, item) pairs to predict from a CSV, TSV, ``::``, Netflix Prize or Parquet
+    file.
 
     The file is read like :func:`read_ratings` reads ratings (same formats, compression, line
     ends and quoting), with ``columns`` naming the user and item columns; other columns
@@ -234,6 +235,19 @@ def read_pairs(
     path, sep = _check_path(path, sep)
     _check_options("error", columns, 2)
     open_raw, name, size = _open(path)
+    if Path(name).suffix.lower() not in _PARQUET and is_netflix(_first_line(open_raw)):
+        # a Netflix Prize file (as --data reads it): its ids, its ratings ignored
+        frame, lines = read_netflix_frame(lambda: arrow_input(path, open_raw), str(path))
+        if len(frame) == 0:
+            raise DataError("no pairs", source=path)
+        try:
+            users, items = _id_columns(frame, DEFAULT_COLUMNS[:2], path)
+        except DataError as exc:
+            if exc.line is None:
+                raise
+            raise DataError(exc.problem, source=path, line=int(lines[exc.line]),
+                            field=exc.field) from None
+        return users, items
     if Path(name).suffix.lower() not in _PARQUET:
         read = read_text(open_raw, sep=sep or _guess_separator(name), header=header,
                          names=None, columns=columns, source=str(path), total=size)
