@@ -417,3 +417,19 @@ def test_a_column_named_twice_and_arrow_dictionary_ids(low_rank) -> None:
     arrow = texts.assign(user_id=texts["user_id"].astype(
         pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))))
     assert list(from_dataframe(arrow).users) == list(from_dataframe(texts).users)
+
+
+def test_weights_that_blow_up_after_the_last_step_are_a_divergence() -> None:
+    """With one batch an epoch every loss is taken before its step, so a huge learning rate
+    gave finite losses and a NaN validation RMSE: the untrained network was kept and the run
+    ended with status 0. A validation RMSE that is not finite is a divergence now."""
+    from autorec.exceptions import TrainingError
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user_id": rng.integers(0, 30, 400), "item_id": rng.integers(0, 20, 400),
+                          "rating": rng.integers(1, 6, 400).astype(float)}).drop_duplicates(
+                              ["user_id", "item_id"])
+    with pytest.raises(TrainingError, match="diverged in epoch 1: the validation RMSE "
+                                            "became nan"):
+        AutoRec(hidden=8, epochs=1, lr=1e308, ranking="none", device="cpu",
+                random_state=0).fit(frame)

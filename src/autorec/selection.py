@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .data.ratings import Ratings
+from .exceptions import TrainingError
 from .train import Trainer
 
 __all__ = ["EarlyStopping", "NetworkCheckpoint", "TrainingRun", "train_with_early_stopping",
@@ -299,6 +300,13 @@ def train_with_early_stopping(
         stop = False
         if score is not None:
             entry["validation_rmse"] = score()
+            if not math.isfinite(entry["validation_rmse"]):
+                # the weights after the epoch's steps are not finite, though every loss
+                # (taken before its step) was: one batch an epoch, a huge learning rate
+                raise TrainingError(
+                    f"training diverged in epoch {stats.epoch}: the validation RMSE became "
+                    f"{entry['validation_rmse']}; lower the learning rate (--lr) or raise "
+                    "the regularisation (--l2)")
             stop = stopper.update(stats.epoch, entry["validation_rmse"], trainer.net)
         if on_epoch_end is not None:
             on_epoch_end(entry)
