@@ -379,3 +379,19 @@ def test_columns_without_a_header_are_refused(capsys, tmp_path: Path, ratings_cs
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "names header columns" in err
     assert ("columns in" in err) == (source == "config")
+
+
+@pytest.mark.parametrize("flags", [["--dataset", "ml-100k"], ["--data", "FLAG"]])
+def test_a_source_flag_replaces_the_files_source(capsys, tmp_path, ml100k_dir, flags) -> None:
+    """data = "x.csv" in the file with --dataset on the command line was refused ('give
+    either --dataset or ratings files'): flags override the file, the source included."""
+    ratings = tmp_path / "r.csv"
+    ratings.write_text("user_id,item_id,rating\n" + "".join(
+        f"{u},{i},{1 + (u * i) % 5}\n" for u in range(12) for i in range(10)))
+    config = _config(tmp_path, {"data": str(tmp_path / "missing.csv")}, ".toml")
+    flags = [str(ratings) if f == "FLAG" else f for f in flags]
+    code, out, err = _run(capsys, "train", "--config", config, *flags, "--data-dir", ml100k_dir,
+                          "--epochs", "1", "--hidden", "4", "--ranking", "none", "--quiet",
+                          "--device", "cpu")
+    assert code == 0, err
+    assert ("ml-100k" if "--dataset" in flags else "r.csv") in out

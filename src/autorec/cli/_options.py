@@ -181,6 +181,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
            choices=RANKINGS)
 
 
+#: The options that name the data: one source, from the command line or else from the file.
+_SOURCES = ("data", "train", "test", "dataset")
+
+
 def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None = None,
             check: Callable[[Callable[[str, str], str]], None] | None = None
             ) -> dict[str, Any]:
@@ -198,8 +202,13 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
     if config.get("preset") is not None and args.preset is None:
         args.preset = config["preset"]
     from_config = set()
+    # the data source is one choice: a source flag replaces the file's (data = "x.csv" in
+    # the file and --dataset ml-1m on the command line is ml-1m, not "give either")
+    flagged_source = any(getattr(args, dest, None) is not None for dest in _SOURCES)
     for dest, value in config.items():
         if dest in MODEL_OPTIONS or dest == "preset":
+            continue
+        if dest in _SOURCES and flagged_source:
             continue
         if getattr(args, dest) is None:
             setattr(args, dest, value)
