@@ -299,3 +299,18 @@ def test_a_user_whose_weighted_row_is_empty_gets_the_popular_items(with_network)
     else:
         np.testing.assert_allclose(scores, standardise(popularity[None, :])[0], rtol=1e-6)
         assert len(np.unique(scores)) > 1
+
+
+def test_the_popularity_fallback_offers_only_the_modelled_items() -> None:
+    """A user with an empty row got the popularity ranking over every item, those past
+    EASE's item limit too, which no other list offers (README: 'not recommended')."""
+    ratings = _skewed(seed=3)
+    ease = EASE(100.0, max_items=20).fit(implicit_matrix(ratings, "binary"))
+    popularity = np.bincount(ratings.item_idx, minlength=ratings.n_items).astype(np.float32)
+    model = RankingModel({"ease": ("ease", "binary", ease)}, (1.0,), ratings.rating_scale(),
+                         popularity)
+    scores = model.score(sp.csr_matrix((1, ratings.n_items), dtype=np.float32))[0]
+    outside = np.setdiff1d(np.arange(ratings.n_items), ease.items_)
+    assert len(outside) and np.isneginf(scores[outside]).all()
+    assert np.isfinite(scores[ease.items_]).all()
+    assert np.argmax(scores) == ease.items_[np.argmax(popularity[ease.items_])]

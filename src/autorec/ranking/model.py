@@ -132,8 +132,9 @@ class RankingModel:
             parts.append(standardise(raw, rows))
             weights.append(w)
         out = blend_scores(parts, weights)
-        if not informed.all():
-            out[~informed] = standardise(self.popularity[None, :])[0]
+        if not informed.all():  # the popular items among those offered
+            popular = np.where(offered, self.popularity, -np.inf).astype(np.float32)
+            out[~informed] = standardise(popular[None, :])[0]
         return out
 
     def offered(self, n_items: int) -> np.ndarray:
