@@ -669,3 +669,51 @@ def test_serve_without_fastapi_says_how_to_install(monkeypatch: pytest.MonkeyPat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "pip install 'autorec[serve]'" in err[0]
+
+
+def test_a_client_stalled_mid_body_does_not_hold_up_the_shutdown(model, monkeypatch) -> None:
+    """uvicorn waited without end for a request in progress: a client that sent half its
+    body and stalled kept a SIGTERM'd server alive (its socket already closed) until the
+    client went; requests in progress are cancelled after SHUTDOWN_GRACE now."""
+    from autorec.serve import server as server_module
+
+    monkeypatch.setattr(server_module, "SHUTDOWN_GRACE", 0.5, raising=False)
+    running = BackgroundServer(create_app(model)).__enter__()
+    host, port = running.url.removeprefix("http://").rsplit(":", 1)
+    stalled = socket.create_connection((host, int(port)))
+    try:
+        stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                        b"\r\nContent-Length: 100\r\n\r\n{\"pairs\"")
+        time.sleep(0.3)  # the request is in the app, waiting for the rest of its body
+        running.close()
+        assert not running._thread.is_alive()
+    finally:
+        stalled.close()
+
+
+def test_a_request_without_n_stays_within_max_n(small_server: BackgroundServer,
+                                                server: BackgroundServer) -> None:
+    """A default is not validated: with --max-n 7, a request that left n out got 10 items,
+    while the same n given was refused. Left out, n is now 10 within the server's max_n."""
+    status, payload = call(small_server.url, "/recommend", {"user": 100})
+    assert status == 200 and len(payload["items"]) == 7
+    status, payload = call(small_server.url, "/fold-in", {"ratings": {"1000": 4.0}})
+    assert status == 200 and len(payload["recommendations"]) == 7
+    status, payload = call(server.url, "/recommend", {"user": 100})
+    assert status == 200 and len(payload["items"]) == 10  # the default where max_n allows
+
+
+def test_an_unexpected_failure_is_a_json_500(caplog) -> None:
+    """With every network weight NaN, /fold-in failed inside torch's SVD and answered a
+    plain-text 'Internal Server Error'; every answer is JSON with a one-line detail."""
+    import torch
+
+    broken = AutoRec(hidden=4, epochs=1, random_state=0, device="cpu").fit(make_low_rank())
+    with torch.no_grad():
+        for parameter in broken.fitted_.members[0].net.parameters():
+            parameter.fill_(float("nan"))
+    with BackgroundServer(create_app(broken, warm=False)) as running:
+        status, payload = call(running.url, "/fold-in", {"ratings": {"1000": 4}})
+        assert status == 500 and isinstance(payload, dict), payload
+        assert "\n" not in payload["detail"] and payload["detail"]
+        assert call(running.url, "/health")[0] == 200  # and it goes on serving

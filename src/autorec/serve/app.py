@@ -134,6 +134,7 @@ def create_app(model: Any, *, info: dict[str, Any] | None = None,
     app.add_middleware(RequestLimits, limits=limits,
                        json_paths=frozenset({"/predict", "/recommend", "/fold-in"}))
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _internal_error)
 
     if warm:
         with lock:
@@ -311,6 +312,16 @@ def _id_type(raw_ids: np.ndarray) -> str:
 
 
 # -- errors -------------------------------------------------------------------------------------
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 with a one-line JSON ``detail``, as every other answer, for what nothing else
+    caught (a broken model's fold-in failed inside torch's SVD and answered plain text); the
+    traceback goes to the log."""
+    log.error("%s %s failed: %s", request.method, request.url.path, first_line(exc),
+              exc_info=exc)
+    return JSONResponse({"detail": f"internal error: {type(exc).__name__}: "
+                                   f"{_safe(first_line(exc))}"}, status_code=500)
+
+
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """A one-line ``detail`` and the list of problems; 413 when a list is over its limit."""
     content_type = request.headers.get("content-type")

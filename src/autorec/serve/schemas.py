@@ -204,7 +204,17 @@ def _check_n(value: Any) -> int:
 N = Annotated[Any, PlainValidator(_check_n),
               WithJsonSchema({"type": "integer", "minimum": 1, "default": 10,
                               "description": "items to recommend, from 1 to the server's "
-                                             "max_n (GET /model shows it)"})]
+                                             "max_n (GET /model shows it); left out: 10, "
+                                             "or max_n when that is smaller"})]
+
+#: Items a request that leaves ``n`` out gets (fewer where the server's ``max_n`` is).
+DEFAULT_N = 10
+
+
+def _default_n() -> int:
+    """``n`` left out: :data:`DEFAULT_N` within the server's ``max_n`` (a default is not
+    validated, so ``--max-n 5`` answered 10 items to a request without ``n``)."""
+    return min(DEFAULT_N, current_limits().max_n)
 
 
 def _sized(what: str, limit_name: str) -> BeforeValidator:
@@ -272,7 +282,7 @@ class RecommendRequest(_Strict):
     """The top-n items for one user."""
 
     user: Id
-    n: N = 10
+    n: N = Field(default_factory=_default_n)
     exclude_seen: StrictBool = Field(
         default=True, description="leave out the items the user rated in training")
 
@@ -306,7 +316,7 @@ class FoldInRequest(_Strict):
                        BeforeValidator(_distinct_keys)] = Field(
         description="{item: rating} (JSON object keys are text: \"242\" is item 242); items "
                     "the model does not know are ignored and counted")
-    n: N = 10
+    n: N = Field(default_factory=_default_n)
     exclude_rated: StrictBool = Field(
         default=True, description="leave the items rated in the request out of the "
                                   "recommendations")

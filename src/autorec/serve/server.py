@@ -53,9 +53,16 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+#: Seconds a shutdown (SIGTERM, Ctrl-C) waits for requests in progress before cancelling
+#: them: a client that stalls halfway through sending its body held the server up for as
+#: long as it stalled (uvicorn waits without end by default).
+SHUTDOWN_GRACE = 10.0
+
+
 def _config(app: Any, log_level: str, access_log: bool) -> uvicorn.Config:
     return uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="off",
-                          timeout_keep_alive=30, server_header=False)
+                          timeout_keep_alive=30, server_header=False,
+                          timeout_graceful_shutdown=SHUTDOWN_GRACE)
 
 
 def run(app: Any, sock: socket.socket, *, log_level: str = "warning",
