@@ -82,6 +82,13 @@ nonnegative_float = number_type("a number >= 0", lambda value: value >= 0)
 fraction = number_type("a number strictly between 0 and 1", lambda value: 0 < value < 1)
 #: A number in [0, 1).
 unit_interval = number_type("a number in [0, 1)", lambda value: 0 <= value < 1)
+at_least_two = integer_type("an integer >= 2", lambda value: value >= 2)
+
+
+def l2_values(text: str) -> float | list[float]:
+    """One penalty, or several separated by commas (chosen on validation)."""
+    values = [nonnegative_float(part) for part in text.split(",")]
+    return values[0] if len(values) == 1 else values
 
 
 def separator(text: str) -> str:

@@ -32,8 +32,10 @@ from ..params import RANKINGS
 from ..split import CANONICAL_SPLITS, align, canonical_split
 from ..train import OPTIMIZERS, resolve_device
 from ._common import (
+    at_least_two,
     data_folder,
     fraction,
+    l2_values,
     nonnegative_float,
     positive_float,
     positive_int,
@@ -77,19 +79,6 @@ MODEL_OPTIONS: dict[str, str] = {
         "patience", "refit", "cold", "device", "dense_batches", "tf32", "ranking",
     )
 }
-
-
-def at_least_two(text: str) -> int:
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}")
-    return value
-
-
-def l2_values(text: str) -> float | list[float]:
-    """One penalty, or several separated by commas (chosen on validation)."""
-    values = [nonnegative_float(part) for part in text.split(",")]
-    return values[0] if len(values) == 1 else values
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, files: bool = True) -> None:

@@ -46,11 +46,11 @@ import pyarrow.csv as pacsv
 
 from ..exceptions import DataError
 from ._id_blocks import IdBlocks
-from ._source import decode_error, held_on_error, line_end, read_head
+from ._source import check_columns, decode_error, held_on_error, line_end, read_head, unique_unused
 from .ids import IdMap, InvalidIdError
 from .values import InvalidRatingError, rating_values
 
-__all__ = ["BLOCK_BYTES", "LoadProgress", "TextColumns", "check_columns", "read_text", "report"]
+__all__ = ["BLOCK_BYTES", "LoadProgress", "TextColumns", "read_text", "report"]
 
 #: Bytes per block handed to pyarrow's parser.
 BLOCK_BYTES = 4 << 20  # pyarrow reads up to 32 blocks ahead
@@ -137,52 +137,17 @@ def read_text(
     try:
         head, skipped, fields = read_head(raw, sep, source)
         if header:
-            names = _unique_unused([name.strip(_SPACE) for name in fields], columns)
+            names = unique_unused([name.strip(_SPACE) for name in fields], columns)
             head = head[line_end(head):]
         elif names is None:
             extra = [f"field_{k}" for k in range(len(columns) + 1, len(fields) + 1)]
             names = [*columns, *extra]
         names = list(names)
-        check_columns(names, columns, source)
+        check_columns(names, columns, source, line=skipped + 1 if header else None)
         reader = _Reader(raw, head, sep, names, columns, source, skipped + 1 + header, total)
         return reader.run(progress, started, open_raw)
     finally:
         raw.close()
-
-
-def _unique_unused(names: list[str], columns: Sequence[str]) -> list[str]:
-    """``names`` with a column that is not one of ``columns`` and repeats an earlier name
-    renamed (``x.2``): a spreadsheet's trailing empty headers, or two unused ``note``
-    columns, are fine (a used column named twice is refused by :func:`check_columns`)."""
-    taken: set[str] = set()
-    out = []
-    for name in names:
-        new, k = name, 1
-        while new in taken and name not in columns:
-            k += 1
-            new = f"{name}.{k}"
-            while new in names or new in columns:
-                new += "_"
-        taken.add(new)
-        out.append(new)
-    return out
-
-
-def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | Path, *,
-                  hint: bool = True) -> None:
-    """Refuse a missing column, naming those present, and a column named twice; with
-    ``hint``, a lone column that holds a separator asks whether ``--sep`` is right."""
-    names = [str(name) for name in present]
-    for col in columns:
-        if (count := list(present).count(col)) > 1:
-            raise DataError(f"{count} columns have this name: which one holds the values is "
-                            "unclear", source=source, field=col)
-        if col not in present:
-            shown = ", ".join(repr(name) for name in names)
-            wrong_sep = hint and len(names) == 1 and any(c in names[0] for c in "\t;|,: ")
-            raise DataError(f"missing column (columns present: {shown})"
-                            f"{'; is the field separator right? (--sep)' if wrong_sep else ''}",
-                            source=source, field=col)
 
 
 #: Longest field the diagnostic pass reads (the csv module's own limit is 128 KiB).

@@ -17,7 +17,7 @@ import io
 import lzma
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -26,6 +26,7 @@ from ..exceptions import DataError, first_line
 __all__ = [
     "COMPRESSED_SUFFIXES",
     "arrow_input",
+    "check_columns",
     "check_file",
     "compression_hint",
     "decode_error",
@@ -33,6 +34,7 @@ __all__ = [
     "line_end",
     "read_head",
     "read_source",
+    "unique_unused",
 ]
 
 _DECOMPRESS = {".gz": ("gzip", gzip.decompress), ".bz2": ("bzip2", bz2.decompress),
@@ -140,6 +142,42 @@ def read_head(raw: BinaryIO, sep: str, source: str) -> tuple[bytes, int, list[st
     except csv.Error:
         fields = text.split(sep)
     return data, skipped, fields
+
+
+def unique_unused(names: list[str], columns: Sequence[str]) -> list[str]:
+    """``names`` with a column that is not one of ``columns`` and repeats an earlier name
+    renamed (``x.2``): a spreadsheet's trailing empty headers, or two unused ``note``
+    columns, are fine (a used column named twice is refused by :func:`check_columns`)."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        new, k = name, 1
+        while new in taken and name not in columns:
+            k += 1
+            new = f"{name}.{k}"
+            while new in names or new in columns:
+                new += "_"
+        taken.add(new)
+        out.append(new)
+    return out
+
+
+def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | Path, *,
+                  hint: bool = True, line: int | None = None) -> None:
+    """Refuse a missing column, naming those present, and a column named twice (on the
+    header's ``line``, when given); with ``hint``, a lone column that holds a separator asks
+    whether ``--sep`` is right."""
+    names = [str(name) for name in present]
+    for col in columns:
+        if (count := list(present).count(col)) > 1:
+            raise DataError(f"{count} columns have this name: which one holds the values is "
+                            "unclear", source=source, line=line, field=col)
+        if col not in present:
+            shown = ", ".join(repr(name) for name in names)
+            wrong_sep = hint and len(names) == 1 and any(c in names[0] for c in "\t;|,: ")
+            raise DataError(f"missing column (columns present: {shown})"
+                            f"{'; is the field separator right? (--sep)' if wrong_sep else ''}",
+                            source=source, field=col)
 
 
 def decode_error(data: bytes, position: int, first_line: int, source: str) -> DataError:

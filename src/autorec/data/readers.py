@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
-from ._csv import LoadProgress, TextColumns, check_columns, read_text, report
+from ._csv import LoadProgress, TextColumns, read_text, report
 from ._duplicates import merge_repeats
-from ._source import COMPRESSED_SUFFIXES, arrow_input, check_file, read_source
+from ._source import COMPRESSED_SUFFIXES, arrow_input, check_columns, check_file, read_source
 from .ids import IdMap, InvalidIdError, id_column
 from .netflix import is_netflix, read_netflix_frame
 from .ratings import Ratings, index_dtype
