@@ -236,10 +236,15 @@ def test_config_dataset_is_honoured(capsys, tmp_path: Path) -> None:
     assert "ml-latest-small" in err and "ml-100k" not in err
 
 
-def test_config_dataset_and_data_flag_conflict(capsys, tmp_path: Path, ratings_csv: Path
-                                               ) -> None:
-    config = _config(tmp_path, {"dataset": "ml-100k"})
-    code, _, err = _run(capsys, "train", "--data", ratings_csv, "--config", config)
+def test_dataset_and_data_conflict_within_one_source(capsys, tmp_path: Path,
+                                                     ratings_csv: Path) -> None:
+    """Two sources on the command line, or two in the file, are refused; a flag and the
+    file's key are not two sources (the flag replaces the file's source, see
+    test_a_source_flag_replaces_the_files_source)."""
+    code, _, err = _run(capsys, "train", "--data", ratings_csv, "--dataset", "ml-100k")
+    assert code == 2 and "either --dataset or ratings files" in err
+    config = _config(tmp_path, {"dataset": "ml-100k", "data": str(ratings_csv)})
+    code, _, err = _run(capsys, "train", "--config", config)
     assert code == 2 and "either --dataset or ratings files" in err
 
 
