@@ -1,7 +1,5 @@
 """``python -m autorec`` runs the command line."""
 
-import sys
+from .cli.main import cli
 
-from .cli.main import main
-
-sys.exit(main())
+cli()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 
 def build_parser() -> Any:
@@ -117,6 +117,31 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
         return 1
 
 
+def cli() -> NoReturn:
+    """The ``autorec`` command (and ``python -m autorec``): :func:`main`, then the exit.
+
+    A text file's reader stopped by bad input leaves pyarrow's read-ahead threads holding
+    Python objects (:func:`autorec.data._source.held_on_error`); the interpreter's shutdown
+    then aborted the process now and then (status 134 and "terminate called without an
+    active exception" after the one-line error: 1 run in 4-12 of a CSV row with too many
+    fields). The error is reported and nothing is left to write, so such a run ends
+    without the interpreter's shutdown, with its status (2)."""
+    status = main()
+    from ..data._source import readers_stopped_by_error
+
+    if readers_stopped_by_error():
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing more to say there
+                pass
+        os._exit(status)
+    sys.exit(status)
+
+
 def _report(command: str, exc: BaseException, status: int) -> None:
     """One line on stderr; once per job in a data-parallel run (autorec.distributed)."""
     from ._launch import report_error
@@ -133,4 +158,4 @@ def _one_line(exc: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

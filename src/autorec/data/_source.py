@@ -34,6 +34,7 @@ __all__ = [
     "line_end",
     "read_head",
     "read_source",
+    "readers_stopped_by_error",
     "unique_unused",
 ]
 
@@ -208,6 +209,13 @@ def arrow_input(path: Path, open_raw: Callable[[], BinaryIO]) -> Any:
 #: The Python file objects of pyarrow readers stopped by an error (the last few): see
 #: :func:`held_on_error`.
 _HELD: collections.deque[Any] = collections.deque(maxlen=16)
+
+
+def readers_stopped_by_error() -> bool:
+    """Whether a reader stopped by an error holds Python objects (:func:`held_on_error`):
+    the interpreter's shutdown may then still abort the process (the command line ends
+    without it, :func:`autorec.cli.main.cli`)."""
+    return bool(_HELD)
 
 
 @contextlib.contextmanager
