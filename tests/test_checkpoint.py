@@ -364,3 +364,19 @@ def test_a_folder_holding_files_autorec_did_not_write_is_refused(tmp_path, ratin
     write_tensors(killed, "net-select-c1-n1.safetensors", {"w": torch.zeros(2)})
     AutoRec(**{**SETTINGS, "epochs": 1}).fit(ratings, checkpoint_dir=killed)
     assert (killed / "checkpoint.json").is_file()
+
+
+def test_a_folder_with_a_manifest_and_a_users_files_is_refused_too(interrupted, ratings):
+    """A folder with a manifest was taken whole as autorec's: the resume accepted a user's
+    files beside it, and its next manifest deleted those named like a checkpoint's (a text
+    best-000001.safetensors). Only the files the manifest names (and the temporaries and
+    marked network files of a killed fit) are its own."""
+    before = sorted(os.listdir(interrupted))
+    for name in ("best-000001.safetensors", "notes.txt"):
+        (interrupted / name).write_text("mine\n")
+        with pytest.raises(CheckpointError, match=re.escape(f"holds {name}, which autorec")):
+            AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=interrupted, resume=True)
+        assert (interrupted / name).read_text() == "mine\n"
+        (interrupted / name).unlink()
+    assert sorted(os.listdir(interrupted)) == before
+    AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=interrupted, resume=True)  # its own: fine

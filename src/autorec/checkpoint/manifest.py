@@ -232,18 +232,23 @@ def describe(folder: str | os.PathLike[str]) -> str | None:
 
 
 def _foreign(folder: Path) -> Path | None:
-    """The first entry of ``folder`` that shows autorec did not make it a checkpoint folder,
-    if any: a folder with a manifest is one (its files are its own); else only a killed
-    writer's temporaries and ``fold-K`` folders (:mod:`autorec.evaluate`'s) of the same kind
-    may be there."""
+    """The first entry of ``folder`` that autorec did not write there, if any. Its own: the
+    manifest and the files it names, network files marked as a checkpoint's (written after
+    the last manifest by a fit then killed), a killed writer's temporaries, and ``fold-K``
+    folders (:mod:`autorec.evaluate`'s) of the same kind. (A folder with a manifest was
+    taken whole as its own, and the next manifest deleted a user's ``best-000001.
+    safetensors`` there.) An unreadable manifest names nothing: the resume says why."""
+    named = {MANIFEST}
     if (folder / MANIFEST).is_file():
-        return None
+        with contextlib.suppress(CheckpointError):
+            named |= {str(info["name"]) for info in files_of(read_manifest(folder))}
     for path in sorted(folder.iterdir()):
         if re.fullmatch(r"fold-\d+", path.name) and path.is_dir() and not path.is_symlink():
             inner = _foreign(path)
             if inner is not None:
                 return inner
-        elif not (path.is_file() and (_STALE.fullmatch(path.name) or _written_here(path))):
+        elif not (path.is_file() and (path.name in named or _STALE.fullmatch(path.name)
+                                      or _written_here(path))):
             return path
     return None
 
