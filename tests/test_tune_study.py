@@ -268,7 +268,7 @@ def test_a_study_continues_only_on_its_data_seed_and_settings(capsys, tmp_path: 
     for extra, needle in (
             (("--data", other), "on other training ratings (same count)"),
             (("--epochs", "3"), "with epochs 2 there, 3 here"),
-            (("--seed", "7"), "on other training ratings")):  # its split differs
+            (("--seed", "7"), "with --seed 0, not 7")):  # not "other training ratings"
         args = ["tune", "--data", ratings_csv, "--study", study, "--trials", "3", "--out",
                 tmp_path / "best.toml", *QUICK, *extra]
         if extra[0] == "--data":

@@ -370,12 +370,12 @@ _NOT_COMPARED = ("device", "random_state", "refit", "ranking")
 
 def _difference(there: dict[str, Any], here: dict[str, Any]) -> str:
     """How a study's recorded context differs from this search's, in a few words."""
+    if there.get("seed") != here["seed"]:  # first: the seed draws the split (other ratings)
+        return f"with --seed {there.get('seed')}, not {here['seed']}"
     if there.get("data") != here["data"]:
         counts = (there.get("data") or {}).get("ratings"), here["data"]["ratings"]
         return (f"on other training ratings ({counts[0]} there, {counts[1]} here)"
                 if counts[0] != counts[1] else "on other training ratings (same count)")
-    if there.get("seed") != here["seed"]:
-        return f"with --seed {there.get('seed')}, not {here['seed']}"
     old, new = there.get("settings") or {}, here["settings"]
     for name in sorted(set(old) | set(new)):
         if old.get(name) != new.get(name):
