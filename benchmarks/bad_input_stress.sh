@@ -8,8 +8,8 @@
 #
 # Usage: bash benchmarks/bad_input_stress.sh [RUNS] [BUSY]
 #   RUNS  runs of each bad file (default 40): a corrupt Parquet file, the same gzipped, a
-#         CSV with a missing id on its third line, and a Netflix Prize file with a bad rating
-#         on its last line
+#         CSV with a missing id on its third line, a CSV with a row of too many fields on its
+#         third line, and a Netflix Prize file with a bad rating on its last line
 #   BUSY  busy-looping processes beside them (default 3)
 # Prints one line per file: runs, how many exited 2, and every other status seen.
 set -u
@@ -36,6 +36,8 @@ open(f"{work}/bad.parquet", "wb").write(bytes(data))
 lines = ["user_id,item_id,rating"] + [f"{u},{i},4" for u, i in zip(range(400_000), range(400_000))]
 lines[2] = ",5,4"  # a missing user id on line 3
 open(f"{work}/bad.csv", "w").write("\n".join(lines) + "\n")
+lines[2] = "5,6,3,9"  # a row of 4 fields on line 3 (found by the reader's second pass)
+open(f"{work}/more.csv", "w").write("\n".join(lines) + "\n")
 # the Netflix Prize layout, 2M ratings over 2,000 movies, a rating that is not a number in the
 # last movie's block
 with open(f"{work}/bad.netflix.txt", "w") as out:
@@ -47,7 +49,7 @@ EOF
 gzip -k "$work/bad.parquet"
 
 for _ in $(seq "$busy"); do (while :; do :; done) & done
-for file in bad.parquet bad.parquet.gz bad.csv bad.netflix.txt; do
+for file in bad.parquet bad.parquet.gz bad.csv more.csv bad.netflix.txt; do
     two=0
     others=""
     for _ in $(seq "$runs"); do
