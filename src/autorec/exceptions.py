@@ -93,3 +93,10 @@ class TrainingError(RuntimeError):
 
     Not an input error: the command line reports it in one line with exit status 1.
     """
+
+    @classmethod
+    def diverged(cls, epoch: int, what: str, value: float) -> TrainingError:
+        """The error of a run whose ``what`` (the loss, the validation RMSE) became ``value``
+        (not finite) in ``epoch`` (1-based), with what to change."""
+        return cls(f"training diverged in epoch {epoch}: the {what} became {value}; lower "
+                   "the learning rate (--lr) or raise the regularisation (--l2)")

@@ -303,10 +303,8 @@ def train_with_early_stopping(
             if not math.isfinite(entry["validation_rmse"]):
                 # the weights after the epoch's steps are not finite, though every loss
                 # (taken before its step) was: one batch an epoch, a huge learning rate
-                raise TrainingError(
-                    f"training diverged in epoch {stats.epoch}: the validation RMSE became "
-                    f"{entry['validation_rmse']}; lower the learning rate (--lr) or raise "
-                    "the regularisation (--l2)")
+                raise TrainingError.diverged(stats.epoch, "validation RMSE",
+                                             entry["validation_rmse"])
             stop = stopper.update(stats.epoch, entry["validation_rmse"], trainer.net)
         if on_epoch_end is not None:
             on_epoch_end(entry)

@@ -386,7 +386,5 @@ class Trainer:
     def _check_finite(self, loss: torch.Tensor) -> None:
         value = float(loss)
         if not math.isfinite(value):
-            raise TrainingError(
-                f"training diverged in epoch {self.epoch + 1}: the loss became {value}; "
-                "lower the learning rate (--lr) or raise the regularisation (--l2)")
+            raise TrainingError.diverged(self.epoch + 1, "loss", value)
 

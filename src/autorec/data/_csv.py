@@ -341,8 +341,8 @@ class _Reader:
             if len(fields) != expected:
                 return DataError(f"expected {expected} fields, found {len(fields)}",
                                  source=self.source, line=line)
-            if long and sum(map(len, fields)) >= BLOCK_BYTES // 2:
-                return DataError(f"a record of {sum(map(len, fields)):,} characters, longer "
+            if long and (size := sum(map(len, fields))) >= BLOCK_BYTES // 2:
+                return DataError(f"a record of {size:,} characters, longer "
                                  f"than the reader's {BLOCK_BYTES >> 20} MiB blocks",
                                  source=self.source, line=line)
         return DataError(f"malformed ({' '.join(str(exc).split())[:200]})", source=self.source)

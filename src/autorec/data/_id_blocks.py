@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from .ids import IdMap, InvalidIdError, id_column
 from .ratings import index_dtype
 
-__all__ = ["IdBlocks"]
+__all__ = ["IdBlocks", "canonical_integers"]
 
 _SPACE = " \t"
 _UNIFY_MIN = 1 << 16  # fewest pending dictionary entries worth a unifying pass
@@ -41,7 +41,7 @@ class IdBlocks:
         if not len(strings):
             return
         if self._integers is not None:
-            values = _canonical_integers(strings)
+            values = canonical_integers(strings)
             if values is not None:
                 self._integers.append(values)
                 return
@@ -104,7 +104,7 @@ class IdBlocks:
         self._pending, self._pending_size = [], 0
 
 
-def _canonical_integers(strings: Any) -> np.ndarray | None:
+def canonical_integers(strings: Any) -> np.ndarray | None:
     """The ids of a block as integers, when every one is a canonical integer text (as
     :data:`autorec.data.ids.INTEGER_ID` says: digits with perhaps a ``-``, no ``+``, no
     leading zero, no ``-0``, no spaces, within ``int64``); else ``None``. ``int32`` when

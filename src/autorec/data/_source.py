@@ -149,16 +149,12 @@ def unique_unused(names: list[str], columns: Sequence[str]) -> list[str]:
     """``names`` with a column that is not one of ``columns`` and repeats an earlier name
     renamed (``x.2``): a spreadsheet's trailing empty headers, or two unused ``note``
     columns, are fine (a used column named twice is refused by :func:`check_columns`)."""
-    taken: set[str] = set()
-    out = []
+    out: list[str] = []
     for name in names:
         new, k = name, 1
-        while new in taken and name not in columns:
+        while name not in columns and (new in out or (new != name and new in names)):
             k += 1
             new = f"{name}.{k}"
-            while new in names or new in columns:
-                new += "_"
-        taken.add(new)
         out.append(new)
     return out
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
+from ._id_blocks import canonical_integers
 
 __all__ = ["is_netflix", "read_netflix_frame"]
 
@@ -113,18 +114,19 @@ def _block(column: Any, state: dict[str, int], source: str
 
     heads = np.flatnonzero(header)
     movies = pc.utf8_rtrim(pc.filter(lines, pa.array(header)), ":")
-    try:
-        movie_ids = pc.cast(movies, pa.int64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:
-        bad = np.flatnonzero(~pc.match_substring_regex(movies, r"^\d+$").to_numpy(
-            zero_copy_only=False))[0]
-        raise fail(f"{movies[int(bad)].as_py()!r}: a movie line is an integer id and a colon",
-                   int(heads[bad])) from None
+    movie_ids = canonical_integers(movies) if len(movies) else np.empty(0, np.int64)
+    if movie_ids is None:  # digits kept as text ("01:"; past int64), anything else refused
+        digits = pc.match_substring_regex(movies, r"^\d+$").to_numpy(zero_copy_only=False)
+        if not digits.all():
+            bad = int(np.flatnonzero(~digits)[0])
+            raise fail(f"{movies[bad].as_py()!r}: a movie line is an integer id and a colon",
+                       int(heads[bad]))
+        state["canonical"] = False
     texts = movies.to_pylist()
-    state["canonical"] = state["canonical"] and _canonical(movie_ids, movies)
     first = len(state["texts"])
     state["texts"] += texts
-    state["ids"] += movie_ids.tolist()
+    if state["canonical"]:
+        state["ids"] += movie_ids.tolist()
     # the movie of each line (an index into state's lists): the last header above it, or
     # the one carried over
     block = np.cumsum(header)
@@ -143,11 +145,8 @@ def _block(column: Any, state: dict[str, int], source: str
         raise fail(f"expected 'customer,rating,date' (3 fields), found {counts[wrong[0]]}",
                    int(at[wrong[0]]))
     customers = pc.utf8_trim(pc.list_element(fields, 0), " \t")
-    try:
-        user: Any = pc.cast(customers, pa.int64()).to_numpy(zero_copy_only=False)
-        if not _canonical(user, customers):
-            raise pa.ArrowInvalid("0100, +5: text")
-    except pa.ArrowInvalid:  # text ids: kept as text (compared by text, as everywhere)
+    user: Any = canonical_integers(customers)
+    if user is None:  # text ids ("c-9", "0100"): kept as text (compared by text, as everywhere)
         user = customers.to_numpy(zero_copy_only=False)
     rating_text = pc.utf8_trim(pc.list_element(fields, 1), " \t")
     try:
@@ -159,15 +158,6 @@ def _block(column: Any, state: dict[str, int], source: str
         raise fail(f"{rating_text[bad].as_py()!r} is not a number", int(at[bad]),
                    "rating") from None
     return user, movie_of[rows], rating, number[rows]
-
-
-def _canonical(numbers: np.ndarray, texts: Any) -> bool:
-    """Whether every text is its integer written plainly (``100``, not ``0100`` or ``+100``)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    written = pc.cast(pa.array(numbers, type=pa.int64()), pa.string())
-    return bool(pc.all(pc.equal(written, texts)).as_py() in (True, None))
 
 
 def _utf8_error(open_file: Callable[[], Any], source: str) -> DataError | None:
