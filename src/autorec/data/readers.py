@@ -198,7 +198,9 @@ def read_ratings(
         return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
     source = str(path)
     if is_netflix(_first_line(open_raw)):
-        return _netflix(lambda: arrow_input(path, open_raw), source, duplicates)
+        return _netflix(lambda: arrow_input(path, open_raw), source,
+                        lambda frame: from_dataframe(frame, duplicates=duplicates,
+                                                     source=source))
     shown = progress if size >= PROGRESS_MIN_BYTES else None
     read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=names,
                      columns=columns, source=source, total=size, progress=shown,
@@ -237,17 +239,9 @@ def read_pairs(
     open_raw, name, size = _open(path)
     if Path(name).suffix.lower() not in _PARQUET and is_netflix(_first_line(open_raw)):
         # a Netflix Prize file (as --data reads it): its ids, its ratings ignored
-        frame, lines = read_netflix_frame(lambda: arrow_input(path, open_raw), str(path))
-        if len(frame) == 0:
-            raise DataError("no pairs", source=path)
-        try:
-            users, items = _id_columns(frame, DEFAULT_COLUMNS[:2], path)
-        except DataError as exc:
-            if exc.line is None:
-                raise
-            raise DataError(exc.problem, source=path, line=int(lines[exc.line]),
-                            field=exc.field) from None
-        return users, items
+        return _netflix(lambda: arrow_input(path, open_raw), str(path),
+                        lambda frame: tuple(_id_columns(frame, DEFAULT_COLUMNS[:2], path)),
+                        "pairs")
     if Path(name).suffix.lower() not in _PARQUET:
         read = read_text(open_raw, sep=sep or _guess_separator(name), header=header,
                          names=None, columns=columns, source=str(path), total=size)
@@ -339,14 +333,15 @@ def _first_line(open_raw: Callable[[], BinaryIO]) -> bytes:
     return next((line for line in head.splitlines() if line.strip()), b"")
 
 
-def _netflix(open_file: Callable[[], Any], source: str, duplicates: DuplicatePolicy
-             ) -> Ratings:
-    """A Netflix Prize file (:mod:`autorec.data.netflix`), its errors named by file line."""
+def _netflix(open_file: Callable[[], Any], source: str,
+             convert: Callable[[pd.DataFrame], Any], what: str = "ratings") -> Any:
+    """``convert`` of a Netflix Prize file's frame (:mod:`autorec.data.netflix`), its errors
+    named by file line."""
     frame, lines = read_netflix_frame(open_file, source)
     if len(frame) == 0:
-        raise DataError("no ratings", source=source)
+        raise DataError(f"no {what}", source=source)
     try:
-        return from_dataframe(frame, duplicates=duplicates, source=source)
+        return convert(frame)
     except DataError as exc:
         if exc.line is None:
             raise
