@@ -5,6 +5,7 @@ refused in one line."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -225,7 +226,8 @@ def test_a_finished_checkpoint_reproduces_the_model_without_training(tmp_path, r
 
 def test_resume_without_a_checkpoint_starts_from_the_beginning(tmp_path, ratings, uninterrupted,
                                                                caplog):
-    model = AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path / "new", resume=True)
+    with caplog.at_level(logging.INFO, logger="autorec"):
+        model = AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path / "new", resume=True)
     assert "no checkpoint" in caplog.text
     assert np.array_equal(predictions(model, ratings), predictions(uninterrupted, ratings))
 
@@ -321,6 +323,17 @@ def test_cli_refusals_are_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "truncated" in err, err
     assert not any(name.endswith(".tmp") for name in os.listdir(folder))
+
+
+def test_the_cli_says_once_that_there_is_no_checkpoint_to_resume(tmp_path):
+    # a real process: under pytest the CLI's logging set-up finds pytest's handler in place
+    csv = synthetic_csv(tmp_path / "r.csv", n_users=40, n_items=20)
+    done = subprocess.run([sys.executable, "-m", "autorec", "train", "--data", str(csv),
+                           *CLI_RUN, "--epochs", "1", "--ranking", "none", "--checkpoint-dir",
+                           str(tmp_path / "new"), "--resume"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout + done.stderr).count("no checkpoint in") == 1, done
 
 
 def test_resume_removes_a_killed_writers_temporary_files(tmp_path):

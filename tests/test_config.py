@@ -320,6 +320,11 @@ def test_summary_gives_a_range_for_many_networks() -> None:
 
 @pytest.mark.parametrize(("command", "settings", "needle"), [
     ("train", {"split": "kfold", "test_ratio": 0.3}, "test_ratio in {config} sets the random"),
+    # the split the file chose is named as the file's (it was called "--split kfold")
+    ("train", {"split": "kfold", "test_ratio": 0.3}, "; split = kfold in {config} does not"),
+    ("evaluate", {"protocol": "kfold", "test_ratio": 0.3},
+     "; protocol = kfold in {config} does not"),
+    ("tune", {"split": "u1", "test_ratio": 0.3}, "; split = u1 in {config} does not"),
     ("train", {"folds": 3}, "folds in {config} is the number of folds of --split kfold"),
     ("evaluate", {"folds": 3}, "folds in {config} is the number of folds of --protocol kfold"),
     ("evaluate", {"protocol": "paper", "test_ratio": 0.2},

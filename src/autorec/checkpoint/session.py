@@ -62,7 +62,9 @@ class Session:
         current = fingerprint(model, ratings, eval_set, device, context)
         if not (folder / MANIFEST).is_file():
             if resume:
-                log.warning("no checkpoint in %s: training from the beginning", folder)
+                # documented (``resume``: with none there, start from the beginning), so not a
+                # warning; the command line says it in its own words
+                log.info("no checkpoint in %s: training from the beginning", folder)
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -175,7 +175,7 @@ _SOURCES = ("data", "train", "test", "dataset")
 
 
 def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None = None,
-            check: Callable[[Callable[[str, str], str]], None] | None = None
+            check: Callable[[Callable[..., str]], None] | None = None
             ) -> dict[str, Any]:
     """Fill unset options from ``--config``, ``--preset`` and the defaults; returns the
     estimator parameters set anywhere.
@@ -183,7 +183,8 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
     ``chosen`` receives the names of the estimator parameters the user set (a flag or the
     file; not a preset's). ``parser_error``: the command's, whose options the file's keys are
     checked against. ``check`` runs after the file fills in and before the defaults, given
-    ``named(dest, flag)``: the flag, or the key and the file, as the user gave the option.
+    ``named(dest, flag[, value])``: the flag, or the key and the file, as the user gave the option
+    (with its value where one is given).
     """
     config: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
@@ -203,8 +204,11 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
             setattr(args, dest, value)
             from_config.add(dest)
 
-    def named(dest: str, flag: str) -> str:
-        return f"{dest} in {args.config}" if dest in from_config else flag
+    def named(dest: str, flag: str, value: object = None) -> str:
+        if dest in from_config:
+            return f"{dest} in {args.config}" if value is None else (
+                f"{dest} = {value} in {args.config}")
+        return flag if value is None else f"{flag} {value}"
 
     if getattr(args, "no_header", None) and getattr(args, "columns", None) is not None:
         parser_error(f"{named('columns', '--columns')} names header columns; with "

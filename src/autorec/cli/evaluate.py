@@ -77,14 +77,14 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=run, parser_error=parser.error)
 
 
-def _check_protocol_options(args: argparse.Namespace, named: Callable[[str, str], str]
+def _check_protocol_options(args: argparse.Namespace, named: Callable[..., str]
                             ) -> None:
     """Refuse a protocol option (a flag, or a key of ``--config``) that the chosen protocol
     does not use; run before the defaults fill in."""
     protocol = args.protocol or "holdout"
     if args.test_ratio is not None and protocol not in ("holdout",):
         args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the holdout protocol's "
-                          f"test part; --protocol {protocol} does not use it")
+                          f"test part; {named('protocol', '--protocol', protocol)} does not use it")
     if args.folds is not None and protocol != "kfold":
         args.parser_error(f"{named('folds', '--folds')} is the number of folds of --protocol "
                           "kfold")

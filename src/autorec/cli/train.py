@@ -196,15 +196,15 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     }
 
 
-def _check_split_flags(args: argparse.Namespace, named: Callable[[str, str], str]
+def _check_split_flags(args: argparse.Namespace, named: Callable[..., str]
                        ) -> None:
     """Refuse a split option (a flag, or a key of ``--config``) that the chosen split does not
     use (it was ignored without a word); run before the defaults fill in."""
     split = "files" if args.train is not None else (args.split or "random")
     if args.test_ratio is not None and split != "random":
+        chosen = "--train/--test" if split == "files" else named("split", "--split", split)
         args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the random split's test "
-                          f"part; {'--train/--test' if split == 'files' else f'--split {split}'} "
-                          "does not use it")
+                          f"part; {chosen} does not use it")
     if args.folds is not None and split != "kfold":
         args.parser_error(f"{named('folds', '--folds')} is the number of folds of --split kfold")
 

@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
     require_optuna()
     chosen: set[str] = set()
 
-    def check(named: Callable[[str, str], str]) -> None:  # before the defaults fill in
+    def check(named: Callable[..., str]) -> None:  # before the defaults fill in
         split = args.split or "random"
         if args.test_ratio is not None and split != "random":
             args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the random split's "
-                              f"test part; --split {split} does not use it")
+                              f"test part; {named('split', '--split', split)} does not use it")
 
     params = resolve(args, args.parser_error, chosen, check)  # --config may name the data
     check_sources(args, args.parser_error)
