@@ -204,3 +204,17 @@ def test_ranking_metrics_refuse_bad_input() -> None:
         ranking_metrics([[1]], [{1}, {2}], k=2)
     empty = ranking_metrics([[1]], [set()], k=3)
     assert empty["n_users"] == 0 and math.isnan(empty["ndcg@3"])
+
+
+@pytest.mark.parametrize("ranking", ["auto", "none"])
+def test_weights_that_are_not_finite_give_nan_scores_not_an_empty_list(ratings: Ratings,
+                                                                       ranking: str) -> None:
+    """A NaN score was taken for an excluded item (and the blend dropped the items the
+    network gives NaN): a broken model answered a known user with no items at all."""
+    broken = AutoRec(hidden=4, epochs=1, random_state=0, device="cpu",
+                     ranking=ranking).fit(ratings)
+    broken.biases_.item[:] = np.nan
+    user = ratings.to_dataframe()["user_id"].iloc[0]
+    table = broken.recommend([user], n=3)
+    assert len(table) == 3
+    assert table["predicted_rating"].isna().all()

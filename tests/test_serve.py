@@ -482,12 +482,16 @@ def test_float_ids_are_refused_as_in_python(server: BackgroundServer, model: Aut
         model.predict([100.0], [1000])
 
 
-def test_a_non_finite_prediction_is_an_error_not_null() -> None:
-    broken = AutoRec(hidden=4, epochs=1, random_state=0, device="cpu").fit(make_low_rank())
+@pytest.mark.parametrize("ranking", ["auto", "none"])
+def test_a_non_finite_prediction_is_an_error_not_null(ranking: str) -> None:
+    broken = AutoRec(hidden=4, epochs=1, random_state=0, device="cpu",
+                     ranking=ranking).fit(make_low_rank())
     broken.biases_.item[:] = np.nan  # a model whose weights are not finite
     with BackgroundServer(create_app(broken, warm=False)) as running:
         for path, body in (("/predict", {"pairs": [[100, 1000]]}),
-                           ("/fold-in", {"ratings": {"1000": 4}})):
+                           ("/fold-in", {"ratings": {"1000": 4}}),
+                           # a known user's list was empty with a 200 (NaN taken for excluded)
+                           ("/recommend", {"user": 100}), ("/recommend", {"user": -5})):
             request = urllib.request.Request(running.url + path, data=json.dumps(body).encode(),
                                              headers={"Content-Type": "application/json"})
             with pytest.raises(urllib.error.HTTPError) as caught:

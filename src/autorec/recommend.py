@@ -253,7 +253,9 @@ def top_n(
         values, columns = torch.topk(scores, k, dim=1)
         values_np = values.cpu().numpy()
         columns_np = columns.cpu().numpy()
-        valid = np.isfinite(values_np)
+        # -inf marks the excluded items; a NaN score (weights that are not finite) is kept
+        # and returned, so that it is seen, not taken for an empty list
+        valid = ~np.isneginf(values_np)
         picked = np.where(valid, items[columns_np], -1)
         out_items[rows, :k] = picked
         if predicted is None:
@@ -286,6 +288,9 @@ def _ranking_block(model: FittedModel, ranking: Any, users: np.ndarray, items: n
         key = key[:, items]
         if wide:
             predicted = predicted[:, items]
+    # a prediction that is not a number (weights that are not finite) makes its item's score
+    # NaN too: the blend would drop the item as one the network does not score
+    key = np.where(np.isnan(predicted), np.float32(np.nan), key)
     device = predicted_t.device
     return (torch.from_numpy(np.ascontiguousarray(key, dtype=np.float32)).to(device),
             predicted.astype(np.float64))
