@@ -310,3 +310,31 @@ def test_a_list_of_l2_values_reports_each_values_epochs_once(capsys, tmp_path: P
     assert not [w for w in recwarn if "already reported" in str(w.message)]
     trial = optuna.load_study(study_name="autorec", storage=f"sqlite:///{study}").trials[0]
     assert sorted(trial.intermediate_values) == [1, 2, 3, 4]  # epochs 1-2 of l2 1, then 10
+
+
+def test_a_trial_left_running_by_a_killed_search_is_failed_not_counted(
+        capsys, monkeypatch, tmp_path: Path, ratings_csv: Path) -> None:
+    """A search killed mid-trial (SIGKILL) left the trial RUNNING for ever: a continued search
+    counted it among the trials it reported. What such a process leaves is a trial started,
+    with a heartbeat, and never finished; once the heartbeat is stale it is marked failed."""
+    import time
+
+    import autorec.tune
+
+    study_file = tmp_path / "s.db"
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, study_file, "--trials", "1")
+    assert code == 0, err
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):  # and none from autorec's
+        storage = optuna.storages.RDBStorage(f"sqlite:///{study_file}", heartbeat_interval=1)
+    with pytest.warns(UserWarning, match="Heartbeat"):  # meant for optimize: no heartbeats
+        abandoned = optuna.load_study(study_name="autorec", storage=storage).ask()
+    storage.record_heartbeat(abandoned._trial_id)
+    monkeypatch.setattr(autorec.tune, "STALE_SECONDS", 1)
+    time.sleep(2.5)
+    code, out, err = _tune(capsys, ratings_csv, tmp_path, study_file, "--trials", "2")
+    assert code == 0 and err == "", err
+    states = [t.state.name for t in optuna.load_study(
+        study_name="autorec", storage=f"sqlite:///{study_file}").trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert "top 2 of 3 trials by validation RMSE" in out
+    assert "best of 3 trials" in (tmp_path / "best.toml").read_text()

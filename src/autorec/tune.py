@@ -4,7 +4,9 @@ Each trial fits a model on the training ratings it is given (:func:`autorec.fitt
 :meth:`AutoRec.fit` runs); the fit
 holds out its own validation part, reports the validation RMSE after every epoch (Optuna
 prunes trials that fall behind the median) and the trial's value is the RMSE of the kept
-weights. The study lives in SQLite, so an interrupted search continues where it stopped.
+weights. The study lives in SQLite, so an interrupted search continues where it stopped; a
+trial's process writes a heartbeat, and a trial left running by a killed process (SIGKILL, a
+crash) is marked failed once its heartbeat is :data:`STALE_SECONDS` old.
 Optuna is an optional dependency (``pip install 'autorec[tune]'``).
 
 A study file is checked before anything is run or written (:func:`check_study`): it must be a
@@ -19,6 +21,7 @@ import json
 import logging
 import math
 import sqlite3
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from os import PathLike
 from pathlib import Path
@@ -50,6 +53,9 @@ _FIXED_ATTR = "autorec_fixed"
 #: The study's user attribute recording its data, seed and settings not searched.
 _CONTEXT_ATTR = "autorec_context"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+#: A running trial's heartbeat period, and the age at which a trial is taken as left running
+#: by a dead process (Optuna's ``RDBStorage`` heartbeat and grace period).
+HEARTBEAT_SECONDS, STALE_SECONDS = 10, 60
 
 
 def require_optuna() -> Any:
@@ -82,21 +88,12 @@ def suggest(trial: Any, space: Mapping[str, tuple[str, Any]] | None = None) -> d
 
 def _distributions(space: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
     """The Optuna distributions :func:`suggest` draws ``space`` from."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+    from optuna import distributions as dist
 
-    out: dict[str, Any] = {}
-    for name, (kind, domain) in space.items():
-        if kind == "categorical":
-            out[name] = CategoricalDistribution(domain)
-        elif kind == "int_log":
-            out[name] = IntDistribution(*domain, log=True)
-        else:
-            out[name] = FloatDistribution(*domain, log=kind == "float_log")
-    return out
+    return {name: (dist.CategoricalDistribution(domain) if kind == "categorical"
+                   else dist.IntDistribution(*domain, log=True) if kind == "int_log"
+                   else dist.FloatDistribution(*domain, log=kind == "float_log"))
+            for name, (kind, domain) in space.items()}
 
 
 def _check_study_file(path: Path) -> None:
@@ -279,9 +276,14 @@ def run_study(
     # the command line reports an error in one line
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
+        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = optuna.storages.RDBStorage(_storage_url(Path(storage)),
+                                             heartbeat_interval=HEARTBEAT_SECONDS,
+                                             grace_period=STALE_SECONDS)
         study = optuna.create_study(
             study_name=study_name,
-            storage=_storage_url(Path(storage)),
+            storage=rdb,
             load_if_exists=True,
             direction="minimize",
             # a resumed search draws on from where it stopped, not the same points again
@@ -304,6 +306,9 @@ def run_study(
         raise AutorecError(f"study {study_name!r} in {storage} was run "
                            f"{_difference(there, context)}: its trials would be compared "
                            "with these; give another --study-name or --study file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # left running by a killed search
     remaining = max(n_trials - done, 0)
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
 
@@ -388,7 +393,8 @@ def best_config_toml(base_params: dict[str, Any], study: Any) -> str:
     params = {**base_params, **study.best_trial.params}
     params.pop("random_state", None)
     params.pop("device", None)
-    return settings_toml(params, f"autorec tune: best of {len(study.trials)} trials, "
+    ended = sum(trial.state.is_finished() for trial in study.trials)
+    return settings_toml(params, f"autorec tune: best of {ended} trials, "
                                  f"validation RMSE {study.best_value:.4f} (trial "
                                  f"{study.best_trial.number})")
 

@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"autorec tune: error: no trial finished ({len(study.trials)} pruned or failed: "
               "one that diverges is pruned; lower --lr or raise --l2)", file=sys.stderr)
         return 1
-    print(f"top {min(args.top, len(complete))} of {len(study.trials)} trials by validation RMSE:")
+    ended = [t for t in study.trials if t.state.is_finished()]  # not one left running
+    print(f"top {min(args.top, len(complete))} of {len(ended)} trials by validation RMSE:")
     for trial in sorted(complete, key=lambda t: t.value)[:args.top]:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         print(f"  trial {trial.number:3d}  {trial.value:.4f}  {shown}")
