@@ -338,3 +338,15 @@ def test_a_trial_left_running_by_a_killed_search_is_failed_not_counted(
     assert states == ["COMPLETE", "FAIL", "COMPLETE"]
     assert "top 2 of 3 trials by validation RMSE" in out
     assert "best of 3 trials" in (tmp_path / "best.toml").read_text()
+
+
+def test_a_search_without_epochs_given_runs_with_the_default(capsys, tmp_path: Path,
+                                                             ratings_csv: Path) -> None:
+    """``autorec tune`` with no --epochs (the command as the README gives it) ended in a
+    KeyError traceback at the first epoch: the trial's epochs were looked up among the
+    settings the user gave."""
+    code, _, err = _run(capsys, "tune", "--data", ratings_csv, "--study", tmp_path / "s.db",
+                        "--trials", "1", "--out", tmp_path / "best.toml", "--hidden", "8",
+                        "--patience", "2", "--device", "cpu", "--quiet")
+    assert code == 0 and "Traceback" not in err, err
+    assert "best of 1 trials" in (tmp_path / "best.toml").read_text()

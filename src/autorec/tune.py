@@ -310,6 +310,8 @@ def run_study(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # left running by a killed search
     remaining = max(n_trials - done, 0)
+    from .params import DEFAULTS
+
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
 
     def objective(trial: Any) -> float:
@@ -319,6 +321,7 @@ def run_study(
                   "refit": False, "ranking": "none"}
 
         candidate = {"index": 0, "epoch": 0}
+        epochs = int(params.get("epochs", DEFAULTS["epochs"]))  # base_params: what was set
 
         def report(entry: dict[str, Any]) -> None:
             value = entry.get("validation_rmse")
@@ -330,7 +333,7 @@ def run_study(
             if entry["epoch"] <= candidate["epoch"]:
                 candidate["index"] += 1
             candidate["epoch"] = entry["epoch"]
-            trial.report(value, candidate["index"] * int(params["epochs"]) + entry["epoch"])
+            trial.report(value, candidate["index"] * epochs + entry["epoch"])
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
