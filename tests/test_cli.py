@@ -160,6 +160,9 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         # a torch device type torch knows but autorec does not support: was a traceback
         (["--data", "x.csv", "--device", "mps"], ["'mps'", "'cpu', 'cuda' or 'cuda:N'"]),
         (["--data", "x.csv", "--device", "cuda:7"], ["'cuda:7'"]),
+        # past a million seconds: an overflow traceback, a false time-out, or a hang
+        (["--data", "x.csv", "--nproc", "2", "--dist-timeout", "1e14"],
+         ["--dist-timeout", "at most 1e+06"]),
     ],
 )
 def test_bad_options_one_line_exit_2(capsys, tmp_path, args, needles):

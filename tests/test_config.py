@@ -184,6 +184,8 @@ def _config(tmp_path: Path, settings: dict, suffix: str = ".json") -> Path:
     ({"protocol": "paper"}, "unknown setting 'protocol' for autorec train (an option of "
                             "autorec evaluate"),
     ({"hiden": 20}, "unknown setting 'hiden' for autorec train (did you mean 'hidden'"),
+    # was "(an option of autorec evaluate and autorec tune and ...; train does not use it)"
+    ({"help": True}, "unknown setting 'help' for autorec train; --help is a flag, not a setting"),
     ({"config": "other.toml"}, "a configuration file cannot name another one"),
     ({"test-ratio": 0.2, "test_ratio": 0.3}, "setting 'test_ratio' is set twice"),
     ({"preset": 3}, "unknown preset 3"),

@@ -25,7 +25,7 @@ from .._io import (
 
 __all__ = ["MAX_SEED", "STDOUT", "OneLineParser", "Outputs", "fraction", "integer_type",
            "nonnegative_float", "number_type", "output_dir", "positive_float", "positive_int",
-           "seed", "separator", "unit_interval", "write_csv", "write_json_atomic"]
+           "seconds", "seed", "separator", "unit_interval", "write_csv", "write_json_atomic"]
 
 #: What an output option takes to mean standard output (where the command supports it).
 STDOUT = "-"
@@ -83,6 +83,11 @@ fraction = number_type("a number strictly between 0 and 1", lambda value: 0 < va
 #: A number in [0, 1).
 unit_interval = number_type("a number in [0, 1)", lambda value: 0 <= value < 1)
 at_least_two = integer_type("an integer >= 2", lambda value: value >= 2)
+#: A time limit in seconds, up to a million (11.6 days): larger ones overflowed the timedelta
+#: and the milliseconds that torch.distributed and gloo keep.
+MAX_SECONDS = 1e6
+seconds = number_type(f"a number of seconds > 0 and at most {MAX_SECONDS:.0e}",
+                      lambda value: 0 < value <= MAX_SECONDS)
 
 
 def l2_values(text: str) -> float | list[float]:

@@ -271,8 +271,9 @@ def _typed_config(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]
             parser_error(f"{where}: a configuration file cannot name another one")
         action = settable.get(dest)
         if action is None:
-            parser_error(f"{path}: unknown setting {key!r} for autorec {command}"
-                         f"{_elsewhere(dest, command, list(settable))}")
+            hint = ("; --help is a flag, not a setting" if dest in actions
+                    else _elsewhere(dest, command, list(settable)))
+            parser_error(f"{path}: unknown setting {key!r} for autorec {command}{hint}")
         settings[dest] = _config_value(where, value, action, parser_error)
     return settings
 

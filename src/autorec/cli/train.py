@@ -22,9 +22,9 @@ from ._common import (
     Outputs,
     fraction,
     output_dir,
-    positive_float,
     positive_int,
     require_finite,
+    seconds,
     seed,
     write_json_atomic,
 )
@@ -95,7 +95,7 @@ def add_parser(subparsers: Any) -> None:
                           help="train with N processes on this machine, each on its share of "
                           "every batch, gradients summed (gloo on CPU, nccl with one GPU per "
                           "process); default 1")
-    parallel.add_argument("--dist-timeout", type=positive_float, metavar="SECONDS",
+    parallel.add_argument("--dist-timeout", type=seconds, metavar="SECONDS",
                           help="how long a process waits for the others at any exchange before "
                           f"the run fails (default {distributed.DEFAULT_TIMEOUT:g})")
     parser.set_defaults(handler=run, parser_error=parser.error)
