@@ -116,6 +116,21 @@ def test_predictions_clipped_on_other_scale() -> None:
     assert np.any(predicted == low)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_ratings_near_the_accepted_limit_train_like_small_ones(low_rank: Ratings) -> None:
+    """Ratings up to 1.8e19 are accepted; past about 1e17 the network's scale (the ratings'
+    standard deviation, summed in float32) overflowed and the fit "diverged"."""
+    frame = low_rank.to_dataframe()
+    scores = []
+    for factor in (1.0, 3e18):
+        model = AutoRec(hidden=8, epochs=3, random_state=0, device="cpu", ranking="none"
+                        ).fit(frame.assign(rating=frame.rating * factor))
+        predicted = model.predict(frame.user_id, frame.item_id) / factor
+        assert np.isfinite(predicted).all()
+        scores.append(rmse(predicted, frame.rating.to_numpy()))
+    assert scores[1] == pytest.approx(scores[0], rel=1e-4)
+
+
 COLD_TRAIN = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"],
                            "item_id": ["x", "y", "x", "z", "y"],
                            "rating": [1.0, 2.0, 2.0, 5.0, 1.0]})  # mean 2.2, midpoint 3

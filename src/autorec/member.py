@@ -7,6 +7,7 @@ and U-AutoRec side by side) and blends their outputs. A member knows dense indic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -177,7 +178,10 @@ class Member:
         if callable(ratings):
             ratings = ratings()
         user_idx, item_idx, rating = ratings
-        std = float(np.std(rating))
+        with np.errstate(over="ignore"):
+            std = float(np.std(rating))
+        if not math.isfinite(std):  # float32's sum of squares overflowed (ratings past ~1e17)
+            std = float(np.std(rating, dtype=np.float64))
         self.scale = std if spec.residual and std > 0 else 1.0
         self.matrix, order = orient(user_idx, item_idx, np.asarray(rating) / self.scale,
                                     spec.variant, self.n_users, self.n_items)
