@@ -108,7 +108,8 @@ def test_parquet(tmp_path: Path) -> None:
     assert triples(ratings) == [("u1", 10, 4.5), ("u2", 10, 3.0), ("u1", 11, 1.0)]
 
 
-@pytest.mark.parametrize("dtype", [object, "string"])
+# "category": Parquet's dictionary-encoded text ids were left unstripped (users out of reach)
+@pytest.mark.parametrize("dtype", [object, "string", "category"])
 def test_parquet_ids_are_stripped_as_text_files_ids(tmp_path: Path, dtype) -> None:
     """A text file's " 2 " is user 2; a Parquet file's was a user of its own (and a pairs
     file's " 2 " missed the model's user 2)."""
@@ -535,6 +536,11 @@ def test_gzip_named_like_plain_text_gives_a_hint(tmp_path) -> None:
     path = tmp_path / "r.csv"
     path.write_bytes(gzip.compress((HEADER + "1,10,4\n").encode()))
     assert ".gz" in str(error_of(path))
+    # a .gz compressed twice: "give it the .gz extension" could not help
+    twice = tmp_path / "r.csv.gz"
+    twice.write_bytes(gzip.compress(gzip.compress((HEADER + "1,10,4\n").encode())))
+    message = str(error_of(twice))
+    assert "compressed twice" in message and "extension" not in message, message
 
 
 COMPRESSORS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}

@@ -72,11 +72,15 @@ def read_source(path: Path) -> tuple[bytes, str]:
     return raw, path.name
 
 
-def compression_hint(data: bytes) -> str:
+def compression_hint(data: bytes, name: str = "") -> str:
     """``"; it looks gzip-compressed: name it .gz"`` when ``data`` starts like a compressed
-    file, else ``""`` (for messages about undecodable text)."""
+    file, else ``""`` (for messages about undecodable text); for a file ``name``d as
+    compressed (so ``data`` was unpacked once already), that it was compressed twice."""
     for magic, suffix in _MAGIC.items():
         if data.startswith(magic):
+            if name.lower().endswith(tuple(_MAGIC.values())):
+                return (f"; once unpacked it still looks {suffix[1:]}-compressed: compressed "
+                        "twice? unpack it once and give that file")
             return f"; it looks {suffix[1:]}-compressed: give it the {suffix} extension"
     return ""
 
@@ -182,7 +186,7 @@ def decode_error(data: bytes, position: int, first_line: int, source: str) -> Da
     line = first_line + data.count(b"\n", 0, position) + data.count(b"\r", 0, position) \
         - data.count(b"\r\n", 0, position)
     return DataError(f"not UTF-8 text (byte 0x{data[position]:02x}); save the file as "
-                     f"UTF-8{compression_hint(data)}", source=source, line=line)
+                     f"UTF-8{compression_hint(data, source)}", source=source, line=line)
 
 
 def arrow_input(path: Path, open_raw: Callable[[], BinaryIO]) -> Any:

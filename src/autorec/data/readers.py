@@ -359,6 +359,9 @@ def _stripped_ids(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
         column = frame[col] if col in frame.columns else None
         if column is None:
             continue
+        if isinstance(column.dtype, pd.CategoricalDtype) and not pd.api.types.is_numeric_dtype(
+                column.cat.categories.dtype):  # Parquet's dictionary-encoded text ids
+            column = column.astype(object)
         if isinstance(column.dtype, pd.StringDtype):
             frame[col] = column.str.strip(" \t")
         elif column.dtype == object:  # text among other values, each checked later
