@@ -241,6 +241,24 @@ def test_not_a_model_refused(tmp_path: Path, saved: Path) -> None:
         load_model(tmp_path / "other")
 
 
+@pytest.mark.parametrize("items", [[0, 1, 1000], [-1, 0, 1], [0, 0, 1], [2, 1, 0]])
+def test_ranking_item_indices_that_do_not_fit_refused(saved: Path, items: list[int]) -> None:
+    """EASE's item indices were not checked: out of range they loaded and then every list was
+    a traceback; negative, repeated or unsorted ones ranked other items without a word."""
+    from safetensors.numpy import load, save
+
+    tensors = load((saved / WEIGHTS_FILE).read_bytes())
+    tensors["ranking.ease.items"] = tensors["ranking.ease.items"].copy()
+    tensors["ranking.ease.items"][:3] = items
+    data = save(tensors)
+    (saved / WEIGHTS_FILE).write_bytes(data)
+    info = json.loads((saved / JSON_FILE).read_text())
+    info["weights"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    write_info(saved, info)
+    with pytest.raises(ModelFileError, match="ranking.ease.items must be increasing item indices from 0 to 29"):
+        load_model(saved)
+
+
 def test_arrays_that_do_not_fit_refused(saved: Path) -> None:
     from safetensors.numpy import load, save
 
@@ -324,6 +342,9 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     ({"baseline": "none", "params.baseline": "none"}, "'members[0].spec.residual'"),
     ({"variant": "user", "params.variant": "user"}, "'members[0].spec.variant' is 'item'"),
     ({"params.hidden": -3}, "'params' is invalid: hidden"),
+    # loaded, and GET /model reported the 51
+    ({"params.hidden": 51}, "'members[0].spec.hidden' is 8 but params.hidden is 51"),
+    ({"params.activation": "elu"}, "'members[0].spec.activation' is 'sigmoid' but params."),
     ({"params.device": 3}, "'params.device' must be a string, got 3"),
     ({"params.ensemble": 2}, "'members' holds 1 networks; params"),
     ({"members": []}, "'members' holds 0 networks"),
@@ -352,6 +373,9 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     ({"versions": ["1"]}, "'versions' must be an object, got a list"),
     ({"created": None}, "'created' must be a string, got null"),
     ({"evil": 1}, "'evil' is not a field of a version-3 model.json"),
+    # loaded, then every list ended in an IndexError traceback (nothing left to blend)
+    ({"ranking.model.weights": [0.0, 0.0]}, "'ranking.model.weights' needs a weight above 0"),
+    ({"ranking.model.weights": [1e308, 0.1]}, "'ranking.model.weights' sum to 1e+308, not 1"),
     ({"members.0.spec.evil": 1}, "'members[0].spec.evil' is not a field"),
 ])
 def test_bad_model_json_fields_refused(saved: Path, edit: dict, needle: str) -> None:

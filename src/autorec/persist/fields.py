@@ -196,7 +196,8 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
         _check_ranking(f, info["ranking"], sizes["items"], (low, high))
 
     members = info["members"]
-    variants = [spec.variant for spec in network_specs(template)]
+    expected_specs = network_specs(template)
+    variants = [spec.variant for spec in expected_specs]
     if len(members) != len(variants):
         f.fail("members", f"holds {len(members)} networks; params (variant "
                f"{template['variant']!r}, ensemble {template['ensemble']}) give "
@@ -211,6 +212,10 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
         if spec["variant"] != variant:
             f.fail(at + "spec.variant", f"is {spec['variant']!r}; params give {variant!r} for "
                    "this network")
+        for key in ("hidden", "activation"):  # what the network computes (its arrays' shapes
+            given = getattr(expected_specs[k], key)  # are checked against the spec)
+            if spec[key] != given:
+                f.fail(at + f"spec.{key}", f"is {spec[key]!r} but params.{key} is {given!r}")
         if spec["residual"] != residual:
             f.fail(at + "spec.residual", f"is {str(spec['residual']).lower()} but the baseline "
                    f"is {'biases' if residual else 'none'}")
@@ -251,6 +256,10 @@ def _check_ranking(f: Fields, value: Any, n_items: int, scale: tuple[float, floa
     if not components:
         f.fail("ranking.model.components", "is empty")
     f.array(model["weights"], "ranking.model.weights", number(minimum=0.0), len(components))
+    if not any(weight > 0 for weight in model["weights"]):  # nothing would score an item
+        f.fail("ranking.model.weights", "needs a weight above 0")
+    if abs(sum(model["weights"]) - 1.0) > 1e-6:  # convex (a huge one overflowed to NaN)
+        f.fail("ranking.model.weights", f"sum to {sum(model['weights']):g}, not 1")
     names = set()
     for k, component in enumerate(components):
         at = f"ranking.model.components[{k}]."

@@ -111,6 +111,11 @@ class FittedRanking:
             if width != ranked:
                 arrays.invalid(f"{name}.n_items", f"is {width}; the ranking model has "
                                f"{ranked} items")
+            items = getattr(component, "items_", None)  # indexes scores and rows: checked
+            if items is not None and len(items) and (
+                    items[0] < 0 or items[-1] >= ranked or np.any(np.diff(items) <= 0)):
+                arrays.invalid(f"{name}.items", f"must be increasing item indices from 0 to "
+                               f"{ranked - 1}")
         return cls(model, ranked, params.get("report"))
 
 
