@@ -255,7 +255,8 @@ def test_ranking_item_indices_that_do_not_fit_refused(saved: Path, items: list[i
     info = json.loads((saved / JSON_FILE).read_text())
     info["weights"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     write_info(saved, info)
-    with pytest.raises(ModelFileError, match="ranking.ease.items must be increasing item indices from 0 to 29"):
+    with pytest.raises(ModelFileError,
+                       match=r"ranking\.ease\.items must be increasing item indices from 0 to 29"):
         load_model(saved)
 
 
