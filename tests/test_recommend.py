@@ -218,3 +218,25 @@ def test_weights_that_are_not_finite_give_nan_scores_not_an_empty_list(ratings: 
     table = broken.recommend([user], n=3)
     assert len(table) == 3
     assert table["predicted_rating"].isna().all()
+
+
+def test_equal_scores_are_listed_in_item_order_whatever_n() -> None:
+    """torch.topk orders equal scores as it goes: with every rating equal, the top 1 was not
+    the start of the top 2, and a folded-in user's list (a stable sort) differed from its
+    list once added."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"user_id": [u for u in range(6) for _ in range(6)],
+                          "item_id": [(u + j) % 12 for u in range(6) for j in range(6)],
+                          "rating": 3.0})
+    model = AutoRec(epochs=2, ranking="none", random_state=0, hidden=4, device="cpu",
+                    validation=0.0).fit(frame)
+    lists = {n: list(model.recommend([0], n=n).item_id) for n in (1, 2, 3, 6)}
+    for n, listed in lists.items():
+        assert listed == lists[6][:n]
+    scores = model.recommend([0], n=6).score.to_numpy()
+    for a in range(len(scores) - 1):  # equal scores in item order
+        if scores[a] == scores[a + 1]:
+            assert lists[6][a] < lists[6][a + 1]
+    folded = model.fold_in_user({0: 3.0, 1: 3.0}, n=4, add=True, user_id=100)
+    assert list(folded.recommendations.item_id) == list(model.recommend([100], n=4).item_id)

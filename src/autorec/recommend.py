@@ -250,7 +250,7 @@ def top_n(
                 device = scores.device
                 scores[torch.from_numpy(row_of).to(device),
                        torch.from_numpy(cols).to(device)] = -math.inf
-        values, columns = torch.topk(scores, k, dim=1)
+        values, columns = _top_k_in_index_order(scores, k)
         values_np = values.cpu().numpy()
         columns_np = columns.cpu().numpy()
         # -inf marks the excluded items; a NaN score (weights that are not finite) is kept
@@ -266,6 +266,21 @@ def top_n(
             chosen = np.take_along_axis(predicted, columns_np, axis=1)
             out_predicted[rows, :k] = np.where(valid, chosen, np.nan)
     return done
+
+
+def _top_k_in_index_order(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk`` of each row, equal scores in column order (``topk`` orders them as it
+    goes, so a top 3 was not the start of the top 10, nor a fold-in's list): rows with a tie
+    among or at the edge of their top ``k`` are sorted again, stably."""
+    values, columns = torch.topk(scores, k, dim=1)
+    edge = values[:, -1:]
+    tied = ((values[:, 1:] == values[:, :-1]).any(dim=1)
+            | ((scores == edge).sum(dim=1) > (values == edge).sum(dim=1)))
+    if bool(tied.any()):
+        rows = torch.nonzero(tied).squeeze(1)
+        again, where = torch.sort(scores[rows], dim=1, descending=True, stable=True)
+        values[rows], columns[rows] = again[:, :k], where[:, :k]
+    return values, columns
 
 
 #: The model's training ratings as a users x items CSR (values the ratings; what a ranking
