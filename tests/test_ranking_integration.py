@@ -256,6 +256,11 @@ def test_evaluate_summary_gives_ranking_intervals() -> None:
     assert summary["mean_ndcg@10"] == pytest.approx(0.32)
     low, high = summary["ci95_ndcg@10"]
     assert low < 0.32 < high
+    # a split with no relevant test rating has no lists: it made every mean nan
+    summary = summarise([*results, {**results[0], "ndcg@10": float("nan")}])
+    assert summary["mean_ndcg@10"] == pytest.approx(0.32)
+    assert summary["ci95_ndcg@10"] == pytest.approx([low, high])
+    assert summary["n_ranked_splits"] == 3 and summary["n_splits"] == 4
 
 
 def test_train_flag_and_config_key_choose_the_ranking_model(capsys, tmp_path: Path,

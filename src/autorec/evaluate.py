@@ -150,15 +150,17 @@ def confidence_interval(values: list[float] | np.ndarray, level: float = 0.95
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean RMSE and MAE over splits with a 95 % interval, and pooled over all test ratings;
     the mean of each ranking metric (``mean_ndcg@10``...) with its 95 % interval
-    (``ci95_ndcg@10``)."""
+    (``ci95_ndcg@10``), over the splits that had a user to rank (``n_ranked_splits``; a
+    split with no relevant test rating has none, and its ``nan`` made every mean ``nan``)."""
     rmses = np.array([r["rmse"] for r in results])
     maes = np.array([r["mae"] for r in results])
     n_test = sum(r["n_test"] for r in results)
     ranking: dict[str, Any] = {}
     for key in (key for key in results[0] if "@" in key):  # the ranking model's lists
-        values = [r[key] for r in results]
-        ranking[f"mean_{key}"] = float(np.mean(values))
-        ranking[f"ci95_{key}"] = list(confidence_interval(values))
+        values = [r[key] for r in results if math.isfinite(r[key])]
+        ranking[f"mean_{key}"] = float(np.mean(values)) if values else math.nan
+        ranking[f"ci95_{key}"] = list(confidence_interval(values)) if values else [math.nan] * 2
+        ranking["n_ranked_splits"] = len(values)
     return {
         **ranking,
         "n_splits": len(results),

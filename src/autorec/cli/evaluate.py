@@ -161,7 +161,10 @@ def run(args: argparse.Namespace) -> int:
                      if not math.isnan(ndcg_low) else "")
     which = ("by predicted rating" if template.ranking == "none"
              else f"of the ranking model ({template.ranking})")
-    print(f"ranking at {k} {which}, mean over splits: "
+    ranked = summary.get("n_ranked_splits", len(results))
+    over = ("splits" if ranked == len(results)
+            else f"the {ranked} of {len(results)} splits with a relevant test rating")
+    print(f"ranking at {k} {which}, mean over {over}: "
           + ", ".join(f"{name} {summary[f'mean_{name}@{k}']:.4f}"
                       + (ndcg_interval if name == "ndcg" else "")
                       for name in ("precision", "recall", "ndcg", "map", "hit_rate")))
