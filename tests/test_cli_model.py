@@ -147,6 +147,9 @@ def test_predict_option_errors(capsys, tmp_path, model_dir):
     code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input", "x.csv",
                            "--output", "y.csv", "--columns", "a,b,c")
     assert_one_line_error(code, err, "--columns")
+    code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input", "x.csv",
+                           "--output", "y.csv", "--columns", "")  # was the default, silently
+    assert_one_line_error(code, err, "--columns", "got ''")
 
 
 # -- recommend ----------------------------------------------------------------------------------
@@ -246,7 +249,8 @@ def test_a_data_dir_that_is_not_a_folder_is_refused(capsys, tmp_path, command):
     'no', train went on to download (or reported the data set missing)."""
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    for path, needle in ((tmp_path / "missing", "no such folder"), (a_file, "not a folder")):
+    for path, needle in ((tmp_path / "missing", "no such folder"), (a_file, "not a folder"),
+                         ("", "expected a folder, got ''")):  # "" was the current folder
         code, stdout, err = run_cli(capsys, *command, "--data-dir", path)
         assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
         assert "--data-dir" in err and needle in err and str(path) in err

@@ -109,6 +109,8 @@ def separator(text: str) -> str:
 def data_folder(text: str) -> Path:
     """``--data-dir``: a folder that exists (a misspelt one was passed over without a word,
     and the data set downloaded or reported missing instead)."""
+    if not text.strip():  # Path("") is the current folder
+        raise argparse.ArgumentTypeError(f"expected a folder, got {text!r}")
     path = Path(text)
     if not path.is_dir():
         raise argparse.ArgumentTypeError(

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_header and args.columns is not None:
         args.parser_error("--columns names header columns; with --no-header the user and item "
                           "are the first two fields")
-    columns = _columns(args.columns or "user_id,item_id", args.parser_error)
+    columns = _columns("user_id,item_id" if args.columns is None else args.columns,
+                       args.parser_error)  # "" is refused, not taken for the default
     if str(args.output).strip() == "":
         args.parser_error("--output needs a file name")
     outputs = Outputs()  # checked before the model is loaded (README: Bad input)
