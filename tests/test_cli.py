@@ -67,6 +67,8 @@ def test_train_on_file_writes_metrics(capsys, tmp_path, ratings_csv):
     assert metrics["epochs"] == 3 and len(metrics["history"]) == 3
     assert metrics["n_train"] + metrics["n_test"] == len(ratings_csv.read_text().split()) - 1
     assert metrics["config"]["hidden"] == 8 and metrics["config"]["variant"] == "item"
+    # the random split's options, not kfold's default fold count it never used
+    assert metrics["config"]["test_ratio"] == 0.1 and "folds" not in metrics["config"]
     assert 0.0 < metrics["rmse"] < 4.5 and 0.0 < metrics["mae"] <= metrics["rmse"]
     assert metrics["rating_scale"][0] >= 0.5 and metrics["rating_scale"][1] <= 5.0
     assert [p.name for p in out.iterdir()] == ["metrics.json"]  # no temp file left behind

@@ -98,6 +98,7 @@ def test_evaluate_cli_paper_protocol(capsys, tmp_path: Path, ratings_csv: Path) 
     assert results["mean_mae"] == pytest.approx(np.mean([s["mae"] for s in results["splits"]]))
     assert [s["seed"] for s in results["splits"]] == [0, 1, 2, 3, 4]
     assert results["model_params"]["hidden"] == 8 and results["protocol"] == "paper"
+    assert not {"test_ratio", "folds"} & results["config"].keys()  # defaults it does not use
     # cold pairs are counted per split: the newcomer's one rating is cold where it is tested
     assert results["n_cold"] == sum(s["n_cold"] for s in results["splits"])
     assert all(not math.isnan(s["validation_rmse"]) for s in results["splits"])

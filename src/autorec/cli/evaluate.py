@@ -186,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         options = {key: (str(value) if isinstance(value, Path) else value)
                    for key, value in vars(args).items()
-                   if key not in ("handler", "parser_error", "command")}
+                   if key not in ("handler", "parser_error", "command")
+                   and (key != "test_ratio" or args.protocol == "holdout")  # not a default
+                   and (key != "folds" or args.protocol == "kfold")}  # the protocol ignored
         resolved = template.get_params()
         payload = {
             **summary,

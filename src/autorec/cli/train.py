@@ -315,9 +315,12 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
         print(f"wrote {args.plot}")
 
     if args.out is not None and distributed.world().is_main:
+        split_used = "files" if args.train is not None else (args.split or "random")
         options = {key: (str(value) if isinstance(value, Path) else value)
                    for key, value in vars(args).items()
-                   if key not in ("handler", "parser_error", "command", "argv")}
+                   if key not in ("handler", "parser_error", "command", "argv")
+                   and (key != "test_ratio" or split_used == "random")  # not a default the
+                   and (key != "folds" or split_used == "kfold")}  # split ignored
         resolved = template.get_params()
         payload = {
             **summary,
