@@ -407,3 +407,12 @@ def test_a_source_flag_replaces_the_files_source(capsys, tmp_path, ml100k_dir, f
                           "--device", "cpu")
     assert code == 0, err
     assert ("ml-100k" if "--dataset" in flags else "r.csv") in out
+
+
+def test_a_config_file_train_without_test_is_named_as_the_files(capsys, tmp_path: Path,
+                                                               ratings_csv: Path) -> None:
+    """It was reported as the flags': "--train and --test go together"."""
+    config = _config(tmp_path, {"train": str(ratings_csv)}, ".toml")
+    code, stdout, err = _run(capsys, "train", "--config", config, "--out", tmp_path / "o")
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+    assert f"train in {config} needs --test: --train and --test go together" in err

@@ -215,6 +215,8 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
                      f"{named('no_header', '--no-header')} the fields are taken in order")
     if check is not None:
         check(named)
+    if hasattr(args, "dataset"):  # a command that reads ratings (train, evaluate, tune)
+        check_sources(args, parser_error, named)
     command_defaults = COMMAND_DEFAULTS.get(getattr(args, "command", None) or "", {})
     for dest, value in {**DEFAULTS, **command_defaults}.items():
         if hasattr(args, dest) and getattr(args, dest) is None:
@@ -341,8 +343,9 @@ def build_model(params: dict[str, Any], random_state: int) -> AutoRec:
     return model
 
 
-def check_sources(args: argparse.Namespace, parser_error: Any) -> None:
-    """One data source, and a split that fits it."""
+def check_sources(args: argparse.Namespace, parser_error: Any,
+                  named: Callable[..., str] | None = None) -> None:
+    """One data source, and a split that fits it (``named``: as :func:`resolve` gives it)."""
     files = [name for name in ("data", "train", "test") if getattr(args, name, None) is not None]
     if args.dataset is not None and files:
         parser_error("give either --dataset or ratings files, not both")
@@ -350,7 +353,9 @@ def check_sources(args: argparse.Namespace, parser_error: Any) -> None:
                                   or getattr(args, "test", None) is not None):
         parser_error("give either --data or --train/--test, not both")
     if (getattr(args, "train", None) is None) != (getattr(args, "test", None) is None):
-        parser_error("--train and --test go together")
+        given, other = ("train", "test") if args.train is not None else ("test", "train")
+        which = named(given, f"--{given}") if named is not None else f"--{given}"
+        parser_error(f"{which} needs --{other}: --train and --test go together")
     if not files and args.dataset is None:
         args.dataset = DEFAULT_DATASET
 

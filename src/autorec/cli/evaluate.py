@@ -31,7 +31,6 @@ from ._options import (
     build_model,
     canonical,
     check_canonical,
-    check_sources,
     load_ratings,
     resolve,
 )
@@ -94,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
     # --config first (it may name the data); the protocol's options checked before defaults
     params = resolve(args, args.parser_error,
                      check=lambda named: _check_protocol_options(args, named))
-    check_sources(args, args.parser_error)
     template = build_model(params, args.seed)
     if args.protocol in CANONICAL_SPLITS and args.repeats != 1:
         args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")

@@ -36,7 +36,6 @@ from ._options import (
     at_least_two,
     build_model,
     canonical,
-    check_sources,
     load_ratings,
     read_training_files,
     resolve,
@@ -213,7 +212,6 @@ def run(args: argparse.Namespace) -> int:
     # --config first (it may name the data); the split options checked before the defaults
     params = resolve(args, args.parser_error,
                      check=lambda named: _check_split_flags(args, named))
-    check_sources(args, args.parser_error)
     template = build_model(params, args.seed)  # every option checked before data is read
     if args.resume and args.checkpoint_dir is None:
         args.parser_error("--resume needs --checkpoint-dir")

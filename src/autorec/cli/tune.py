@@ -23,7 +23,6 @@ from ._options import (
     add_model_options,
     build_model,
     canonical,
-    check_sources,
     load_ratings,
     resolve,
 )
@@ -85,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
                               f"test part; {named('split', '--split', split)} does not use it")
 
     params = resolve(args, args.parser_error, chosen, check)  # --config may name the data
-    check_sources(args, args.parser_error)
     params.pop("random_state", None)
     # a searched parameter the user set (flag or --config) is fixed, not searched
     fixed = {name: params[name] for name in SEARCH_SPACE if name in chosen}
