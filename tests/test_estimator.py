@@ -448,3 +448,19 @@ def test_weights_that_blow_up_after_the_last_step_are_a_divergence() -> None:
                                             "became nan"):
         AutoRec(hidden=8, epochs=1, lr=1e308, ranking="none", device="cpu",
                 random_state=0).fit(frame)
+
+
+def test_a_choice_given_as_an_array_is_refused_at_fit(low_rank: Ratings) -> None:
+    """np.array(["item"]) passed the check (compared elementwise) and made a model that
+    load_model refused; two elements gave numpy's "truth value ... ambiguous"."""
+    for value in (np.array(["item"]), np.array(["item", "user"])):
+        with pytest.raises(ValueError, match="variant must be one of item, user, both"):
+            AutoRec(variant=value, hidden=4, epochs=1, device="cpu").fit(low_rank)
+
+
+def test_ratings_that_are_not_finite_are_named_not_a_divergence() -> None:
+    """Ratings.from_arrays takes its arrays as valid: a NaN rating trained into "training
+    diverged ...: lower the learning rate"."""
+    ratings = Ratings.from_arrays([1, 2, 3, 1], [1, 1, 2, 2], [4.0, np.nan, 3.0, 2.0])
+    with pytest.raises(ValueError, match=r"rating 1 is nan, not a finite number"):
+        AutoRec(hidden=4, epochs=1, device="cpu", random_state=0).fit(ratings)

@@ -255,6 +255,30 @@ def test_ranking_report_counts_unknown_users_with_the_fallback(low_rank: Ratings
     assert report["ndcg@3"] == pytest.approx(1 / math.log2(3))
 
 
+def test_ranking_report_reads_data_frames_as_fit_and_evaluate_do(low_rank: Ratings) -> None:
+    """A DataFrame's columns were read as they came: float ids (a blank cell in a CSV) made
+    every user unknown and dropped the training pairs, 7 and "7" were two users, and a
+    missing column was a bare KeyError."""
+    from autorec.exceptions import DataError
+
+    train, test = random_split(low_rank, test_ratio=0.3, random_state=1)
+    model = AutoRec(variant="item", validation=0.0, **RANKED_FAST).fit(train)
+    frame, train_frame = test.to_dataframe(), train.to_dataframe()
+    assert ranking_report(model, train_frame, frame, k=5) == ranking_report(model, train, test,
+                                                                           k=5)
+    with pytest.raises(DataError, match="floating-point"):
+        ranking_report(model, None, frame.astype({"user_id": float}), k=5)
+    with pytest.raises(DataError, match="floating-point"):
+        ranking_report(model, train_frame.astype({"item_id": float}), frame, k=5)
+    with pytest.raises(DataError, match="rating"):
+        ranking_report(model, None, frame.drop(columns="rating"), k=5)
+    user, item = frame["user_id"].iloc[0], frame["item_id"].iloc[0]
+    other = next(i for i in frame["item_id"] if i != item)
+    mixed = pd.DataFrame({"user_id": pd.Series([user, str(user)], dtype=object),
+                          "item_id": [item, other], "rating": [5.0, 5.0]})
+    assert ranking_report(model, None, mixed, k=5)["n_users"] == 1
+
+
 def test_ranking_report_samples_users_beyond_max_users(low_rank) -> None:
     train, test = random_split(low_rank, 0.3, random_state=0)
     model = AutoRec(hidden=8, epochs=2, validation=0.0, random_state=0, device="cpu",

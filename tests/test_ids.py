@@ -169,3 +169,13 @@ def test_an_id_map_iterates_over_its_raw_ids_in_index_order() -> None:
     texts = IdMap.from_values(["b", "a"])
     assert list(texts) == ["b", "a"]
     assert list(integers.to_index(list(integers))) == [0, 1, 2]
+
+
+def test_to_raw_refuses_indices_outside_the_map() -> None:
+    """-1 (what to_index gives an unknown id) came back as the last id."""
+    ids = IdMap(np.array([10, 20, 30]))
+    assert ids.to_raw([2, 0]).tolist() == [30, 10]
+    for bad in ([-1], [3]):
+        with pytest.raises(IndexError, match="from 0 to 2"):
+            ids.to_raw(bad)
+    assert ids.to_raw([]).tolist() == []

@@ -204,3 +204,21 @@ def test_index_arrays_are_32_bit_through_reading_and_splitting(tmp_path):
     assert wide.user_idx.dtype == np.int32
     assert np.array_equal(wide.user_idx, ratings.user_idx)
     assert index_dtype(2**31 - 1) == np.int64 and index_dtype(10) == np.int32
+
+
+def test_splits_take_a_data_frame_as_fit_does_and_check_their_numbers() -> None:
+    """A DataFrame ended in an AttributeError ('subset'); a test_ratio given as text in a
+    bare comparison TypeError."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"user_id": [1, 1, 2, 2, 3], "item_id": [1, 2, 1, 3, 2],
+                          "rating": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    train, test = random_split(frame, test_ratio=0.4, random_state=0)
+    assert len(train) == 3 and len(test) == 2
+    folds = list(kfold_split(frame, n_splits=5, random_state=0))
+    assert sorted(len(t) for _, t in folds) == [1] * 5
+    for bad in ("0.1", True, float("nan")):
+        with pytest.raises(ValueError, match="test_ratio"):
+            random_split(frame, test_ratio=bad)
+    with pytest.raises(ValueError, match="n_splits"):
+        list(kfold_split(frame, n_splits=True))

@@ -33,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .data.ratings import Ratings
+from .data.readers import as_ratings
 from .fitted import FittedModel, as_fitted
 from .metrics import ranking_metrics_from_hits
 from .ranking.protocol import relevance_threshold as default_threshold
@@ -235,7 +236,10 @@ def ranking_report(
     elif (isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number)
           or not math.isfinite(threshold)):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-    frame = test.to_dataframe() if isinstance(test, Ratings) else test
+    # a DataFrame is checked as fit and evaluate check it (float ids, 7 and "7", columns)
+    frame = as_ratings(test).to_dataframe()
+    if train is not None:
+        train = as_ratings(train)
     rating = frame["rating"].to_numpy(dtype=np.float64)
     items = model.items.to_index(frame["item_id"].to_numpy())
     relevant = (rating >= threshold) & (items >= 0)
@@ -268,18 +272,14 @@ def ranking_report(
     }
 
 
-def _seen_of(model: FittedModel, ratings: Ratings | pd.DataFrame) -> sp.csr_matrix:
-    """``ratings`` (raw ids) as a users x items pattern over the model's indices; pairs the
-    model does not know are dropped."""
-    if isinstance(ratings, Ratings):
-        # through the ids' maps, not a raw id per rating: at 90M training ratings the raw-id
-        # round trip held several GB at once
-        user_of = model.users.to_index(ratings.users.raw_ids).astype(np.int32)
-        item_of = model.items.to_index(ratings.items.raw_ids).astype(np.int32)
-        users, items = user_of[ratings.user_idx], item_of[ratings.item_idx]
-    else:
-        users = model.users.to_index(ratings["user_id"].to_numpy())
-        items = model.items.to_index(ratings["item_id"].to_numpy())
+def _seen_of(model: FittedModel, ratings: Ratings) -> sp.csr_matrix:
+    """``ratings`` as a users x items pattern over the model's indices; pairs the model does
+    not know are dropped."""
+    # through the ids' maps, not a raw id per rating: at 90M training ratings the raw-id
+    # round trip held several GB at once
+    user_of = model.users.to_index(ratings.users.raw_ids).astype(np.int32)
+    item_of = model.items.to_index(ratings.items.raw_ids).astype(np.int32)
+    users, items = user_of[ratings.user_idx], item_of[ratings.item_idx]
     keep = (users >= 0) & (items >= 0)
     if not keep.all():
         users, items = users[keep], items[keep]

@@ -93,6 +93,10 @@ def _fit(
     original = as_ratings(ratings)
     if len(original) == 0:
         raise ValueError("cannot fit on zero ratings")
+    if not np.isfinite(original.rating).all():  # Ratings.from_arrays takes them as valid
+        bad = int(np.flatnonzero(~np.isfinite(original.rating))[0])
+        raise ValueError(f"{original.source}: rating {bad} is {original.rating[bad]}, not a "
+                         "finite number")
     device = resolve_device(params["device"])
 
     training = _TrainingRatings(original)

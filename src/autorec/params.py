@@ -128,5 +128,5 @@ def _is_number(value: object) -> bool:
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:  # an array compared elementwise
         raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

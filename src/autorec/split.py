@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from os import PathLike
 
 import numpy as np
+import pandas as pd
 
 from .data._duplicates import warn_shared_pairs
 from .data.builtin import dataset_path
 from .data.ids import IdMap, common_ids
 from .data.ratings import Ratings
-from .data.readers import read_ratings
+from .data.readers import as_ratings, read_ratings
 
 __all__ = ["CANONICAL_SPLITS", "align", "canonical_split", "kfold_split", "random_split"]
 
@@ -24,14 +25,15 @@ CANONICAL_SPLITS: tuple[str, ...] = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
 
 def random_split(
-    ratings: Ratings, test_ratio: float = 0.1, random_state: int | None = None
+    ratings: Ratings | pd.DataFrame, test_ratio: float = 0.1, random_state: int | None = None
 ) -> tuple[Ratings, Ratings]:
     """Hold out a random fraction of the ratings as the test part.
 
     Parameters
     ----------
     ratings
-        The ratings to split.
+        The ratings to split (a DataFrame is read as :func:`~autorec.from_dataframe` reads
+        it).
     test_ratio
         Fraction of ratings in the test part, strictly between 0 and 1; the test part has
         ``round(test_ratio * len(ratings))`` ratings (at least one, and one fewer than all).
@@ -43,8 +45,10 @@ def random_split(
     train, test
         Disjoint subsets that together hold every rating, sharing ``ratings``' id maps.
     """
-    if not 0.0 < test_ratio < 1.0:
+    if (isinstance(test_ratio, bool) or not isinstance(test_ratio, int | float | np.number)
+            or not 0.0 < test_ratio < 1.0):
         raise ValueError(f"test_ratio must be strictly between 0 and 1, got {test_ratio!r}")
+    ratings = as_ratings(ratings)
     n = len(ratings)
     if n < 2:
         raise ValueError(f"{ratings.source}: need at least 2 ratings to split, got {n}")
@@ -56,14 +60,17 @@ def random_split(
 
 
 def kfold_split(
-    ratings: Ratings, n_splits: int = 5, random_state: int | None = None
+    ratings: Ratings | pd.DataFrame, n_splits: int = 5, random_state: int | None = None
 ) -> Iterator[tuple[Ratings, Ratings]]:
     """Yield ``n_splits`` (train, test) pairs; each rating is in exactly one test fold.
 
-    Fold sizes differ by at most one rating.
+    Fold sizes differ by at most one rating. A DataFrame is read as
+    :func:`~autorec.from_dataframe` reads it.
     """
-    if not isinstance(n_splits, int | np.integer) or n_splits < 2:
+    if (isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer)
+            or n_splits < 2):
         raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
+    ratings = as_ratings(ratings)
     n = len(ratings)
     if n < n_splits:
         raise ValueError(f"{ratings.source}: cannot make {n_splits} folds of {n} ratings")

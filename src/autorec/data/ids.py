@@ -205,8 +205,13 @@ class IdMap:
         return result
 
     def to_raw(self, indices: Iterable[int] | np.ndarray) -> np.ndarray:
-        """Raw ids of dense ``indices``."""
-        return self._index.to_numpy()[np.asarray(indices, dtype=np.int64)]
+        """Raw ids of dense ``indices`` (each from 0 to ``len(self) - 1``; ``-1``, the
+        index of an unknown id, is refused, not read as the last id)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"indices must be from 0 to {len(self) - 1}; got "
+                             f"{int(indices.min() if indices.min() < 0 else indices.max())}")
+        return self._index.to_numpy()[indices]
 
 
 # -- helpers -------------------------------------------------------------------------------------
