@@ -564,6 +564,23 @@ def test_lists_over_the_limits_are_413(small_server: BackgroundServer) -> None:
     assert info["limits"]["max_pairs"] == 20
 
 
+def test_every_id_the_model_knows_can_be_asked_for_whatever_its_length() -> None:
+    """A 300-character user id trained, predicted and recommended from the command line and
+    the library, but over HTTP it got 422 (ids over 256 characters)."""
+    frame = make_low_rank().to_dataframe()
+    long_id = "U" * 300
+    frame["user_id"] = frame["user_id"].map(lambda u: long_id if u == 100 else f"u{u}")
+    model = AutoRec(hidden=4, epochs=1, random_state=0, device="cpu",
+                    ranking="none").fit(frame)
+    with BackgroundServer(create_app(model, limits=Limits(max_id_length=256))) as running:
+        status, answer = call(running.url, "/recommend", {"user": long_id, "n": 2})
+        assert status == 200 and not answer["fallback"], answer
+        status, info = call(running.url, "/model")
+        assert info["limits"]["max_id_length"] == 300
+        status, payload = call(running.url, "/predict", {"pairs": [["V" * 301, 2]]})
+        assert "at most 300 characters" in assert_client_error(status, payload, 422)
+
+
 def test_each_app_has_its_own_limits(small_server: BackgroundServer,
                                      server: BackgroundServer) -> None:
     assert call(server.url, "/predict", {"pairs": [[1, 2]] * 21})[0] == 200

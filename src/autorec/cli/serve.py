@@ -43,6 +43,9 @@ def add_parser(subparsers: Any) -> None:
                         help="largest n of /recommend and /fold-in (default: %(default)s)")
     limits.add_argument("--max-body-bytes", type=positive_int, default=1 << 20, metavar="B",
                         help="request body size (default: %(default)s)")
+    limits.add_argument("--max-id-length", type=positive_int, default=256, metavar="N",
+                        help="characters of a text id (default: %(default)s, or the model's "
+                        "longest id where that is longer)")
     parser.set_defaults(handler=run, parser_error=parser.error)
 
 
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     info = read_model_info(args.model)
     model = load_model(args.model, device=device)
     limits = Limits(max_body_bytes=args.max_body_bytes, max_pairs=args.max_pairs,
-                    max_ratings=args.max_ratings, max_n=args.max_n)
+                    max_ratings=args.max_ratings, max_n=args.max_n,
+                    max_id_length=args.max_id_length)
     app = create_app(model, info=info, limits=limits)
     sock = bind(args.host, args.port)
     url = url_of(sock)

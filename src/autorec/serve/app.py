@@ -50,6 +50,7 @@ also keeps its caches consistent).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import platform
 import threading
@@ -115,6 +116,9 @@ def create_app(model: Any, *, info: dict[str, Any] | None = None,
 
     given, model = model, as_fitted(model)
     limits = limits or Limits()
+    longest = max(_longest_text_id(model.users.raw_ids), _longest_text_id(model.items.raw_ids))
+    if longest > limits.max_id_length:  # every id the model knows can be asked for
+        limits = dataclasses.replace(limits, max_id_length=longest)
     lock = threading.Lock()
     started = time.monotonic()
     metadata = model_metadata(model, info)
@@ -208,6 +212,14 @@ def _unprocessable() -> Iterator[None]:
         yield
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=first_line(exc)) from exc
+
+
+def _longest_text_id(raw_ids: np.ndarray) -> int:
+    """Characters of the longest text id among ``raw_ids`` (0 for integer ids)."""
+    if raw_ids.dtype != object or not len(raw_ids):
+        return 0
+    return int(np.fromiter(map(len, map(str, raw_ids)), dtype=np.int64,
+                           count=len(raw_ids)).max())
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:

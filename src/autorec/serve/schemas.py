@@ -62,7 +62,8 @@ class Limits:
     max_n
         Largest ``n`` (items recommended) of ``/recommend`` and ``/fold-in`` (422 beyond).
     max_id_length
-        Characters of a text id (422 beyond).
+        Characters of a text id (422 beyond); :func:`~autorec.serve.create_app` raises it to
+        the model's longest id, so that every id it knows can be asked for.
     """
 
     max_body_bytes: int = 1 << 20
