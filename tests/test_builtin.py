@@ -55,6 +55,18 @@ def test_data_dir_argument_beats_env_var(tmp_path: Path, write_file,
     assert len(load_dataset("ml-1m", download=False)) == 1
 
 
+def test_a_data_dir_that_is_not_a_folder_is_refused(tmp_path: Path, write_file,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """$AUTOREC_DATA_DIR misspelt was passed over without a word (--data-dir is refused)."""
+    monkeypatch.setenv("AUTOREC_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(DatasetUnavailableError, match=r"AUTOREC_DATA_DIR=.*missing is no such "
+                                                      r"folder"):
+        load_dataset("ml-1m", download=False)
+    a_file = write_file("a-file", "x")
+    with pytest.raises(DatasetUnavailableError, match=r"data dir .*a-file is not a folder"):
+        load_dataset("ml-1m", a_file, download=False)
+
+
 def test_unknown_name_lists_choices() -> None:
     with pytest.raises(ValueError) as info:
         load_dataset("ml-7k", download=False)

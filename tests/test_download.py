@@ -47,6 +47,7 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pa
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("AUTOREC_DATASETS_URL", f"http://127.0.0.1:{server.server_port}/mirror/")
+    (tmp_path / "no-local-copy").mkdir()
     monkeypatch.setenv("AUTOREC_DATA_DIR", str(tmp_path / "no-local-copy"))
     monkeypatch.setenv("AUTOREC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("HTTP_PROXY", raising=False)
@@ -74,6 +75,34 @@ def test_download_checks_sha256_extracts_and_reuses_cache(mirror, monkeypatch, t
     (served / "ml-100k.zip").unlink()  # the mirror goes away: the cache still serves
     assert len(load_dataset("ml-100k", download=None)) == 3
     assert requests == ["/mirror/ml-100k.zip"]
+
+
+def test_an_unpack_cut_short_leaves_no_data_set_behind(mirror, monkeypatch, tmp_path):
+    """The archive was unpacked straight into the cache: a Ctrl-C or a kill halfway left a
+    truncated ratings file that every later run took for the data set, without a word."""
+    served, _ = mirror
+    payload = zip_bytes({"ml-100k/u.data": U_DATA})
+    (served / "ml-100k.zip").write_bytes(payload)
+    spec = dataclasses.replace(DATASETS["ml-100k"], sha256=hashlib.sha256(payload).hexdigest())
+    monkeypatch.setitem(DATASETS, "ml-100k", spec)
+    extract = zipfile.ZipFile.extractall
+
+    def cut_short(self, path=None, *args, **kwargs):
+        Path(path, "ml-100k").mkdir(parents=True)
+        Path(path, "ml-100k", "u.data").write_text(U_DATA[:30])  # half a file, then Ctrl-C
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(zipfile.ZipFile, "extractall", cut_short)
+        with pytest.raises(KeyboardInterrupt):
+            load_dataset("ml-100k")
+    cache = tmp_path / "cache"
+    assert not (cache / "ml-100k").exists()
+    with pytest.raises(DatasetUnavailableError):
+        load_dataset("ml-100k", download=False)  # nothing there, not a truncated data set
+    assert zipfile.ZipFile.extractall is extract
+    assert len(load_dataset("ml-100k")) == 3  # the next run downloads and unpacks it whole
+    assert sorted(p.name for p in cache.iterdir()) == ["ml-100k", "ml-100k.zip"]
 
 
 def test_checksum_mismatch_is_refused_and_not_kept(mirror, tmp_path):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,6 +133,11 @@ def find_local_dir(name: str, data_dir: str | PathLike[str] | None = None) -> Pa
     roots: list[Path] = []
     given = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     if given is not None:
+        if not Path(given).is_dir():  # a misspelt folder was passed over without a word
+            named = "data dir" if data_dir is not None else f"{DATA_DIR_ENV}="
+            raise DatasetUnavailableError(
+                f"{named}{'' if data_dir is None else ' '}{given} is "
+                f"{'not a folder' if Path(given).exists() else 'no such folder'}")
         roots.append(Path(given))
     roots.append(cache_dir())
     for root in roots:
@@ -211,8 +218,7 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
     try:
         archive = pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}",
                                  fname=spec.archive, path=target, progressbar=False)
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(target)
+        _unpack(Path(archive), target)
     except zipfile.BadZipFile:
         reason = f"{spec.archive} from {spec.url} is not a readable zip archive"
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
@@ -241,6 +247,32 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
         raise DatasetUnavailableError(f"{spec.archive} did not contain {spec.folder}/"
                                       f"{spec.ratings_file}")
     return folder
+
+
+_UNPACKING = ".unpacking-"
+
+
+def _unpack(archive: Path, target: Path) -> None:
+    """Unpack ``archive`` into ``target`` whole or not at all: into a temporary folder
+    beside, then each top folder renamed into place (an unpack cut short by Ctrl-C or a kill
+    left a truncated ratings file that every later run took for the data set). Folders left
+    by an unpack that was cut short are removed first."""
+    for stale in target.glob(f"{_UNPACKING}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(prefix=_UNPACKING, dir=target))
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(work)
+        for entry in sorted(work.iterdir()):
+            place = target / entry.name
+            if place.is_dir() and not place.is_symlink():  # an older unpack (--download)
+                old = work / f"{_UNPACKING}old-{entry.name}"
+                place.rename(old)
+            elif place.exists() or place.is_symlink():
+                place.unlink()
+            entry.rename(place)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _how_to_supply(spec: DatasetSpec, data_dir: object, reason: str) -> str:
