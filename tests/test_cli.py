@@ -160,7 +160,7 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         (["--data", "does-not-exist.csv"], ["does-not-exist.csv", "no such file"]),
         (["--device", "tpu"], ["tpu"]),
         # a torch device type torch knows but autorec does not support: was a traceback
-        (["--data", "x.csv", "--device", "mps"], ["'mps'", "'cpu', 'cuda' or 'cuda:N'"]),
+        (["--data", "x.csv", "--device", "mps"], ["'mps'", "expected auto, cpu, cuda or cuda:N"]),
         (["--data", "x.csv", "--device", "cuda:7"], ["'cuda:7'"]),
         # past a million seconds: an overflow traceback, a false time-out, or a hang
         (["--data", "x.csv", "--nproc", "2", "--dist-timeout", "1e14"],

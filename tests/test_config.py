@@ -184,6 +184,8 @@ def _config(tmp_path: Path, settings: dict, suffix: str = ".json") -> Path:
     ({"protocol": "paper"}, "unknown setting 'protocol' for autorec train (an option of "
                             "autorec evaluate"),
     ({"hiden": 20}, "unknown setting 'hiden' for autorec train (did you mean 'hidden'"),
+    # was the library's "device must be 'cpu', 'cuda' or 'cuda:N'", without the file or auto
+    ({"device": "gpu"}, "setting 'device': expected auto, cpu, cuda or cuda:N, got 'gpu'"),
     # was "(an option of autorec evaluate and autorec tune and ...; train does not use it)"
     ({"help": True}, "unknown setting 'help' for autorec train; --help is a flag, not a setting"),
     ({"config": "other.toml"}, "a configuration file cannot name another one"),

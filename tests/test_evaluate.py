@@ -60,6 +60,9 @@ def test_summarise_pools_and_averages() -> None:
     assert summary["mean_rmse"] == 1.5 and summary["mean_mae"] == pytest.approx(0.9)
     assert summary["pooled_rmse"] == pytest.approx(math.sqrt((10 * 1 + 30 * 4) / 40))
     assert summary["n_cold"] == 3 and summary["n_test"] == 40
+    assert summary["std_rmse"] == pytest.approx(math.sqrt(0.5))
+    one = summarise(results[:1])  # was 0.0 beside an interval of nan
+    assert math.isnan(one["std_rmse"]) and all(map(math.isnan, one["ci95_rmse"]))
 
 
 def test_paper_protocol_five_documented_splits(low_rank) -> None:

@@ -166,7 +166,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         **ranking,
         "n_splits": len(results),
         "mean_rmse": float(rmses.mean()),
-        "std_rmse": float(rmses.std(ddof=1)) if len(results) > 1 else 0.0,
+        # of one split there is none: nan (null in results.json), as its interval
+        "std_rmse": float(rmses.std(ddof=1)) if len(results) > 1 else math.nan,
         "ci95_rmse": list(confidence_interval(rmses)),
         "mean_mae": float(maes.mean()),
         "ci95_mae": list(confidence_interval(maes)),

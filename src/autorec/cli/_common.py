@@ -7,6 +7,7 @@ import json
 import math
 import numbers
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from .._io import (
     same_path,
 )
 
-__all__ = ["MAX_SEED", "STDOUT", "OneLineParser", "Outputs", "fraction", "integer_type",
+__all__ = ["MAX_SEED", "STDOUT", "OneLineParser", "Outputs", "device_name", "fraction",
+           "integer_type",
            "nonnegative_float", "number_type", "output_dir", "positive_float", "positive_int",
            "seconds", "seed", "separator", "unit_interval", "write_csv", "write_json_atomic"]
 
@@ -83,6 +85,13 @@ fraction = number_type("a number strictly between 0 and 1", lambda value: 0 < va
 #: A number in [0, 1).
 unit_interval = number_type("a number in [0, 1)", lambda value: 0 <= value < 1)
 at_least_two = integer_type("an integer >= 2", lambda value: value >= 2)
+def device_name(text: str) -> str:
+    """``--device``: auto, cpu, cuda or cuda:N (whether CUDA is there is checked later)."""
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", text) is None:
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
 #: A time limit in seconds, up to a million (11.6 days): larger ones overflowed the timedelta
 #: and the milliseconds that torch.distributed and gloo keep.
 MAX_SECONDS = 1e6

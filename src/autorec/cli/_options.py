@@ -34,6 +34,7 @@ from ..train import OPTIMIZERS, resolve_device
 from ._common import (
     at_least_two,
     data_folder,
+    device_name,
     fraction,
     l2_values,
     nonnegative_float,
@@ -158,7 +159,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
            "ratings; --no-refit keeps the networks trained without the validation part",
            action=argparse.BooleanOptionalAction)
     option("--cold", "prediction for pairs with an unseen user or item", choices=COLD_POLICIES)
-    group.add_argument("--device", metavar="DEV",
+    group.add_argument("--device", metavar="DEV", type=device_name,
                        help="auto (CUDA when available), cpu, cuda, cuda:N (default: auto)")
     option("--dense-batches", "densify each batch and use dense products (a GPU path; with "
            "--optimizer adam or rprop)", action=argparse.BooleanOptionalAction)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import Outputs, separator, write_csv
+from ._common import Outputs, device_name, separator, write_csv
 
 
 def add_parser(subparsers: Any) -> None:
@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--columns", metavar="USER,ITEM",
                         help="user and item column names of --input's header (default: "
                         "user_id,item_id)")
-    parser.add_argument("--device", default="cpu", metavar="DEV",
+    parser.add_argument("--device", default="cpu", metavar="DEV", type=device_name,
                         help="cpu (default), cuda, cuda:N, or auto")
     parser.set_defaults(handler=run, parser_error=parser.error)
 

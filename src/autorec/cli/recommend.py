@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import STDOUT, Outputs, data_folder, positive_int, write_csv
+from ._common import STDOUT, Outputs, data_folder, device_name, positive_int, write_csv
 
 
 def add_parser(subparsers: Any) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
                         help="also write a CSV: user_id,rank,item_id,score,predicted_rating,"
                         "title,fallback; - "
                         "writes only that CSV, to standard output")
-    parser.add_argument("--device", default="cpu", metavar="DEV",
+    parser.add_argument("--device", default="cpu", metavar="DEV", type=device_name,
                         help="cpu (default), cuda, cuda:N, or auto")
     parser.set_defaults(handler=run, parser_error=parser.error)
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import integer_type, positive_int
+from ._common import device_name, integer_type, positive_int
 
 #: What to run when FastAPI or uvicorn is missing.
 INSTALL_HINT = "pip install 'autorec[serve]'"
@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> None:
                         "0.0.0.0 for every interface)")
     parser.add_argument("--port", type=_port, default=8000,
                         help="port (default: %(default)s; 0: any free port, printed)")
-    parser.add_argument("--device", default="cpu", metavar="DEV",
+    parser.add_argument("--device", default="cpu", metavar="DEV", type=device_name,
                         help="cpu (default), cuda, cuda:N, or auto")
     limits = parser.add_argument_group("request limits")
     limits.add_argument("--max-pairs", type=positive_int, default=10_000, metavar="N",
