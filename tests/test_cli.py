@@ -511,6 +511,22 @@ def test_train_refuses_a_bad_save_target_before_training(capsys, tmp_path, ratin
     assert "epoch" not in stdout
 
 
+def test_the_exit_after_an_interrupted_import_imports_nothing(monkeypatch):
+    """After "autorec: interrupted" during the first imports, cli() imported the data
+    package to check its readers, over numpy and pandas modules the interruption had left
+    half made: a RecursionError traceback and status 1 (1 run in 5-15 of an early Ctrl-C).
+    A module set to None in sys.modules cannot be imported: as those half-made ones."""
+    import sys
+
+    from autorec.cli import main as main_module
+
+    monkeypatch.setattr(main_module, "main", lambda argv=None: 130)
+    monkeypatch.setitem(sys.modules, "autorec.data._source", None)
+    with pytest.raises(SystemExit) as caught:
+        main_module.cli()
+    assert caught.value.code == 130
+
+
 def test_ctrl_c_swallowed_during_imports_still_ends_130(monkeypatch, capsys):
     """An interruption that code being imported catches (``except BaseException``) is not
     lost: the command stops before doing anything and exits 130 with one line."""

@@ -81,6 +81,29 @@ def test_predict_writes_predictions_and_flags_fallbacks(capsys, tmp_path, model_
     assert "true" in out.read_text() and "True" not in out.read_text()
 
 
+def test_dot_slash_dash_is_a_file_or_folder_named_dash(capsys, tmp_path, model_dir,
+                                                        ratings_file, monkeypatch):
+    """The refusal of "-" says "./- for a file named -", but Path("./-") is "-": predict and
+    recommend wrote standard output instead, and --out/--plot refused ./- as they refuse -."""
+    monkeypatch.chdir(tmp_path)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("user_id,item_id\nu1,3\n")
+    code, stdout, err = run_cli(capsys, "predict", "--model", model_dir, "--input", pairs,
+                                "--output", "./-")
+    assert code == 0, err
+    assert "u1,3," in (tmp_path / "-").read_text() and "u1,3," not in stdout
+    (tmp_path / "-").unlink()
+    code, stdout, err = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u1",
+                                "--n", "2", "--output", "./-")
+    assert code == 0, err
+    assert (tmp_path / "-").read_text().startswith("user_id,rank,item_id")
+    (tmp_path / "-").unlink()
+    code, _, err = run_cli(capsys, "train", "--data", ratings_file, "--hidden", "4", "--epochs",
+                           "1", "--ranking", "none", "--device", "cpu", "--quiet", "--out", "./-")
+    assert code == 0, err
+    assert (tmp_path / "-" / "metrics.json").is_file()
+
+
 def test_predict_tab_separated_without_header(capsys, tmp_path, model_dir):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("u1\t3\nu4\t4\n")

@@ -25,9 +25,9 @@ from .._io import (
 )
 
 __all__ = ["MAX_SEED", "STDOUT", "OneLineParser", "Outputs", "device_name", "fraction",
-           "integer_type",
-           "nonnegative_float", "number_type", "output_dir", "positive_float", "positive_int",
-           "seconds", "seed", "separator", "unit_interval", "write_csv", "write_json_atomic"]
+           "integer_type", "nonnegative_float", "number_type", "output_dir", "output_file",
+           "positive_float", "positive_int", "seconds", "seed", "separator", "unit_interval",
+           "write_csv", "write_json_atomic"]
 
 #: What an output option takes to mean standard output (where the command supports it).
 STDOUT = "-"
@@ -127,11 +127,18 @@ def data_folder(text: str) -> Path:
     return path
 
 
+def output_file(text: str) -> Path:
+    """An output path; ``-`` is standard output where the option takes it, and ``./-`` a
+    file named ``-`` (as an absolute path: ``Path("./-")`` is ``-``)."""
+    path = Path(text)
+    return path.absolute() if text != STDOUT and str(path) == STDOUT else path
+
+
 def output_dir(text: str) -> Path:
-    """An output folder: any non-empty path."""
+    """An output folder: any non-empty path (``./-``: a folder named ``-``)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a folder, got {text!r}")
-    return Path(text)
+    return output_file(text)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ._common import (
     Outputs,
     fraction,
     output_dir,
+    output_file,
     positive_int,
     require_finite,
     seed,
@@ -68,7 +69,7 @@ def add_parser(subparsers: Any) -> None:
                           f"(default: {COMMAND_DEFAULTS['evaluate']['k']})")
     output = parser.add_argument_group("output")
     output.add_argument("--out", type=output_dir, metavar="DIR", help="write DIR/results.json")
-    output.add_argument("--plot", type=Path, metavar="FILE.png",
+    output.add_argument("--plot", type=output_file, metavar="FILE.png",
                         help="plot every split's training curves to FILE and the predicted "
                         "against the true ratings to FILE-predictions.png (needs autorec[plot])")
     output.add_argument("--quiet", action="store_const", const=True, default=None,

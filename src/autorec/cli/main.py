@@ -127,9 +127,11 @@ def cli() -> NoReturn:
     fields). The error is reported and nothing is left to write, so such a run ends
     without the interpreter's shutdown, with its status (2)."""
     status = main()
-    from ..data._source import readers_stopped_by_error
-
-    if readers_stopped_by_error():
+    # looked up, not imported: after a Ctrl-C during the first imports the import would run
+    # over half-initialised numpy and pandas modules (a traceback after "interrupted")
+    stopped = getattr(sys.modules.get("autorec.data._source"), "readers_stopped_by_error",
+                      None)  # (None too when that module's own import was cut short)
+    if stopped is not None and stopped():
         import logging
 
         logging.shutdown()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import Outputs, device_name, separator, write_csv
+from ._common import Outputs, device_name, output_file, separator, write_csv
 
 
 def add_parser(subparsers: Any) -> None:
@@ -24,7 +24,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--input", type=Path, required=True, metavar="FILE",
                         help="pairs: CSV/TSV/'::'/Parquet with user_id and item_id columns "
                         "(others are ignored), perhaps compressed")
-    parser.add_argument("--output", type=Path, required=True, metavar="FILE",
+    parser.add_argument("--output", type=output_file, required=True, metavar="FILE",
                         help="predictions CSV, written atomically; - for standard output "
                         "(the summary line then goes to standard error)")
     parser.add_argument("--sep", type=separator, metavar="SEP",

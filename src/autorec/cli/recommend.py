@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import STDOUT, Outputs, data_folder, device_name, positive_int, write_csv
+from ._common import (
+    STDOUT,
+    Outputs,
+    data_folder,
+    device_name,
+    output_file,
+    positive_int,
+    write_csv,
+)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,7 +44,7 @@ def add_parser(subparsers: Any) -> None:
                         "$AUTOREC_DATA_DIR)")
     parser.add_argument("--include-seen", action="store_true",
                         help="also recommend items the user rated in training")
-    parser.add_argument("--output", type=Path, metavar="FILE",
+    parser.add_argument("--output", type=output_file, metavar="FILE",
                         help="also write a CSV: user_id,rank,item_id,score,predicted_rating,"
                         "title,fallback; - "
                         "writes only that CSV, to standard output")

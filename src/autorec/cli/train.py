@@ -22,6 +22,7 @@ from ._common import (
     Outputs,
     fraction,
     output_dir,
+    output_file,
     positive_int,
     require_finite,
     seconds,
@@ -70,7 +71,7 @@ def add_parser(subparsers: Any) -> None:
                         help="save the trained model to DIR (model.safetensors + model.json) "
                         "for autorec predict / recommend / serve --model DIR (k-fold: the last "
                         "fold's model)")
-    output.add_argument("--plot", type=Path, metavar="FILE.png",
+    output.add_argument("--plot", type=output_file, metavar="FILE.png",
                         help="plot the training curves (train loss, validation and test RMSE "
                         "per epoch) to FILE (.png, .svg or .pdf; needs autorec[plot])")
     output.add_argument("--k", type=positive_int, metavar="K",

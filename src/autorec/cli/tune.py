@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..data.ratings import Ratings
 from ..evaluate import splits
-from ._common import Outputs, fraction, positive_float, positive_int, seed
+from ._common import Outputs, fraction, output_file, positive_float, positive_int, seed
 from ._options import (
     CANONICAL_SPLITS,
     COMMAND_DEFAULTS,
@@ -56,12 +55,12 @@ def add_parser(subparsers: Any) -> None:
                         f"{_TUNE['trials']})")
     search.add_argument("--timeout", type=positive_float, metavar="S",
                         help="stop starting trials after S seconds")
-    search.add_argument("--study", type=Path, metavar="FILE",
+    search.add_argument("--study", type=output_file, metavar="FILE",
                         help=f"SQLite file of the study (default: {_TUNE['study']})")
     search.add_argument("--study-name", metavar="NAME",
                         help=f"name of the study in that file (default: "
                         f"{_TUNE['study_name']})")
-    search.add_argument("--out", type=Path, metavar="FILE",
+    search.add_argument("--out", type=output_file, metavar="FILE",
                         help=f"where to write the best settings (default: {_TUNE['out']})")
     search.add_argument("--top", type=positive_int, metavar="N",
                         help=f"trials to list at the end (default: {_TUNE['top']})")
