@@ -165,13 +165,29 @@ def main() -> None:
     parser.add_argument("--epochs-1m", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--work", default="/tmp/autorec-bench")
+    parser.add_argument("--work", default="/tmp/autorec-bench",
+                        help="folder (created) for the runs' outputs and the synthetic CSV")
     parser.add_argument("--wait-quiet", type=float, default=0.0,
                         help="first wait up to this many seconds for idle CPUs")
     parser.add_argument("--exchange", action="store_true",
                         help="also time the gradient exchange alone (2 gloo processes)")
     parser.add_argument("--out", default="/tmp/autorec-bench/distributed_scaling.json")
     args = parser.parse_args()
+    configs = []
+    for config in args.configs:
+        try:
+            nproc, threads = (int(v) for v in config.split("x"))
+        except ValueError:
+            nproc = threads = 0
+        if nproc < 1 or threads < 1:
+            parser.error(f"--configs {config!r}: give PxT, P processes and T threads, e.g. 2x1")
+        configs.append((nproc, threads))
+    # The commands run in the repository root: make every path they are given absolute.
+    args.work = str(Path(args.work).resolve())
+    args.data_dir = str(Path(args.data_dir).resolve())
+    if os.environ.get("AUTOREC_DATA_DIR"):
+        os.environ["AUTOREC_DATA_DIR"] = str(Path(os.environ["AUTOREC_DATA_DIR"]).resolve())
+    Path(args.work).mkdir(parents=True, exist_ok=True)
     exchange: dict[str, Any] = {}
     if args.exchange:
         exchange = time_exchange()
@@ -185,8 +201,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for shape in args.shapes:
         for _ in range(args.repeats):
-            for config in args.configs:
-                nproc, threads = (int(v) for v in config.split("x"))
+            for nproc, threads in configs:
                 if args.wait_quiet:
                     wait_for_quiet(args.wait_quiet)
                 row = run_one(shape, nproc, threads, args)

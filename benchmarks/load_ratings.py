@@ -3,7 +3,9 @@ with ``--format netflix`` the same ratings in the Netflix Prize's own layout.
 
 Writes a synthetic ``ratings.dat`` shaped like MovieLens-10M (``--users`` x ``--items`` x
 ``--ratings``, seed ``--seed``, lines ``user::item::rating::timestamp``, half-star ratings)
-into ``--dir/ml-10m/`` unless it is already there, then times
+into ``--dir/ml-10m/`` unless it is already there (the default ``--dir`` names the sizes and
+the seed; a file in an explicit ``--dir`` is reused only if its line count fits them, and the
+JSON says whether the file was written or reused), then times
 ``autorec.load_dataset("ml-10m", dir, download=False)`` in a fresh process and reports its
 wall time (with the first access's lazy import of pandas and pyarrow, as a user sees it, and
 that import's share), the CPU seconds of the load and the peak RSS of that process (its
@@ -90,14 +92,24 @@ def write_netflix(path: Path, args: argparse.Namespace) -> None:
     tmp.replace(path)
 
 
+def count_lines(path: Path) -> int:
+    """Newlines in ``path``, read in 16 MiB blocks."""
+    lines = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=69_878)
     parser.add_argument("--items", type=int, default=10_677)
     parser.add_argument("--ratings", type=int, default=10_000_054)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dir", default="/tmp/autorec-bench/load",
-                        help="folder for the synthetic ml-10m/ratings.dat")
+    parser.add_argument("--dir", default=None,
+                        help="folder for the synthetic ml-10m/ratings.dat (default "
+                        "/tmp/autorec-bench/load/UxIxR-sS, from the options above)")
     parser.add_argument("--format", choices=("ml-10m", "netflix"), default="ml-10m")
     parser.add_argument("--out", default=None,
                         help="default /tmp/autorec-bench/load_ratings[_netflix].json")
@@ -106,8 +118,22 @@ def main() -> int:
     if args.out is None:
         args.out = f"/tmp/autorec-bench/load_ratings{'_netflix' if netflix else ''}.json"
 
+    explicit = args.dir is not None
+    if not explicit:
+        args.dir = (f"/tmp/autorec-bench/load/{args.users}x{args.items}x{args.ratings}"
+                    f"-s{args.seed}")
     path = Path(args.dir) / ("netflix/combined_data_1.txt" if netflix else "ml-10m/ratings.dat")
-    if not path.is_file():
+    reused = path.is_file()
+    if reused and explicit:
+        # one line a rating, and in the Netflix layout a "MOVIE:" line for each item
+        expected = args.ratings + (args.items if netflix else 0)
+        lines = count_lines(path)
+        if lines != expected:
+            parser.error(f"{path} exists with {lines:,} lines, not the {expected:,} of --users "
+                         f"--items --ratings; remove it or give another --dir")
+    if reused:
+        print(f"reusing {path}")
+    else:
         started = time.perf_counter()
         (write_netflix if netflix else write_file)(path, args)
         print(f"wrote {path} in {time.perf_counter() - started:.1f}s")
@@ -115,6 +141,7 @@ def main() -> int:
                             args.format], capture_output=True, text=True, check=True)
     result = json.loads(child.stdout.strip().splitlines()[-1])
     result["file_bytes"] = path.stat().st_size
+    result["reused_file"] = reused
     print(f"loaded {result['n_ratings']:,} ratings ({result['n_users']:,} users, "
           f"{result['n_items']:,} items) from {fmt_bytes(result['file_bytes'])} in "
           f"{result['seconds']:.1f}s ({result['import_seconds']:.1f}s of it importing pandas; "

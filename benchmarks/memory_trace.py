@@ -5,8 +5,8 @@ records the main thread's innermost frames; prints those at or above ``--show-ab
 Found the Netflix-shape run's peaks (BENCHMARKS.md, "Netflix shape to early stopping")::
 
     python benchmarks/memory_trace.py --after 300 --show-above 9.75 -- -v train \\
-        --data /tmp/autorec-bench/netflix/ratings-i1-n0.4.csv --no-refit --ranking none \\
-        --out /tmp/autorec-bench/trace --epochs 2
+        --data /tmp/autorec-bench/netflix/ratings-480189x17770x100480507-s0-i1-n0.4.csv \\
+        --no-refit --ranking none --out /tmp/autorec-bench/trace --epochs 2
 
 A diagnostic: the sampler costs little, but the frames are those running when the sample was
 taken, not necessarily the allocation's.

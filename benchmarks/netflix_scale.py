@@ -10,14 +10,16 @@ on stderr.
 
 The planted model's interaction term is ``--interaction`` 1.0 and its noise ``--noise`` 0.4
 (``make_synthetic``'s defaults, 0.6 and 0.6, leave too little for a network to learn beyond
-the user and item biases: BENCHMARKS.md, issue 15); the default ``--path`` names them, so a
-file written with other settings is never taken for this one.
+the user and item biases: BENCHMARKS.md, issue 15); the default ``--path`` names them with the
+sizes and the seed, so a file written with other settings is never taken for this one. An
+explicit ``--path`` that exists is loaded only if its line count is ``--ratings`` + 1 (the
+header); the JSON says whether the file was written or reused.
 
 Run::
 
     python benchmarks/netflix_scale.py                         # writes the file once (minutes)
     python benchmarks/netflix_scale.py --repeat 3
-    rm /tmp/autorec-bench/netflix/ratings-i1-n0.4.csv           # 1.4 GB
+    rm /tmp/autorec-bench/netflix/ratings-480189x17770x100480507-s0-i1-n0.4.csv   # 1.4 GB
 """
 
 from __future__ import annotations
@@ -53,9 +55,20 @@ print(json.dumps({"seconds": finished - imported, "import_seconds": imported - s
 """
 
 
-def default_path(interaction: float, noise: float) -> str:
+def default_path(interaction: float = 1.0, noise: float = 0.4, users: int = 480_189,
+                 items: int = 17_770, ratings: int = 100_480_507, seed: int = 0) -> str:
     """Where the CSV of these settings is written unless ``--path`` says otherwise."""
-    return f"/tmp/autorec-bench/netflix/ratings-i{interaction:g}-n{noise:g}.csv"
+    return (f"/tmp/autorec-bench/netflix/ratings-{users}x{items}x{ratings}-s{seed}"
+            f"-i{interaction:g}-n{noise:g}.csv")
+
+
+def count_lines(path: Path) -> int:
+    """Newlines in ``path``, read in 16 MiB blocks."""
+    lines = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    return lines
 
 
 def write_file(path: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -106,19 +119,29 @@ def main() -> int:
                         help="sd of the planted model's Gaussian noise (make_synthetic)")
     parser.add_argument("--path", default=None,
                         help="the CSV to write (once) and load; never inside the repository "
-                        "(default: /tmp/autorec-bench/netflix/ratings-iI-nN.csv, I and N the "
-                        "two options above)")
+                        "(default: /tmp/autorec-bench/netflix/ratings-UxIxR-sS-iI-nN.csv, "
+                        "from the options above); an existing file is loaded only if it has "
+                        "--ratings lines and a header")
     parser.add_argument("--repeat", type=int, default=1, help="loads, each in a new process")
     parser.add_argument("--out", default="/tmp/autorec-bench/netflix_scale.json")
     args = parser.parse_args()
 
-    if args.path is None:
-        args.path = default_path(args.interaction, args.noise)
+    explicit = args.path is not None
+    if not explicit:
+        args.path = default_path(args.interaction, args.noise, args.users, args.items,
+                                 args.ratings, args.seed)
     path = Path(args.path).resolve()
     if path.is_relative_to(REPO_ROOT):
         parser.error(f"--path {path} is inside the repository; give one outside it")
-    results: dict[str, object] = {}
-    if not path.is_file():
+    results: dict[str, object] = {"reused_file": path.is_file()}
+    if path.is_file() and explicit:
+        lines = count_lines(path)
+        if lines != args.ratings + 1:
+            parser.error(f"--path {path} exists with {max(lines - 1, 0):,} ratings, not --ratings "
+                         f"{args.ratings:,}; remove it or give another --path")
+    if path.is_file():
+        print(f"reusing {path}")
+    else:
         written = write_file(path, args)
         results["written"] = written
         print(f"wrote {path} ({fmt_bytes(path.stat().st_size)}): generated in "

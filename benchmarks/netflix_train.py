@@ -4,7 +4,8 @@ epochs, seconds, peak memory and validation RMSE against the bias baseline.
 Runs the command line itself, as a user would, on the file ``netflix_scale.py`` writes
 (480,189 users x 17,770 items x 100,480,507 ratings, planted interaction 1.0, noise 0.4)::
 
-    autorec -v train --data ratings-i1-n0.4.csv --no-refit --ranking none --out DIR
+    autorec -v train --data ratings-480189x17770x100480507-s0-i1-n0.4.csv --no-refit \\
+        --ranking none --out DIR
 
 in a child process: every training setting at its default (500 hidden units, ``optimizer``
 ``auto``, at most 200 epochs, patience 10), without the refit on all training ratings (it
@@ -44,7 +45,8 @@ _EPOCH_0 = re.compile(r"epoch 0 \(the untrained network\): validation RMSE ([0-9
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--path", default=default_path(1.0, 0.4))
+    parser.add_argument("--path", default=default_path(1.0, 0.4),
+                        help="the CSV netflix_scale.py wrote (default: its default file)")
     parser.add_argument("--args", default="", help="more options for autorec train")
     parser.add_argument("--plain", action="store_true",
                         help="keep the refit and the ranking model (autorec train's defaults)")

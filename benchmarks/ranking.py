@@ -223,6 +223,11 @@ def main() -> None:
                         "items (default: over all it models)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    valid = [f"seed{s}" for s in args.seeds] + (["u1"] if "ml-100k" in args.datasets else [])
+    unknown = [split for split in args.splits or [] if split not in valid]
+    if unknown:
+        parser.error(f"--splits {' '.join(unknown)}: unknown; with these --datasets and --seeds "
+                     f"the splits are {', '.join(valid)}")
     if os.path.exists(args.out) and not os.path.isfile(args.out):
         sys.exit(f"--out {args.out} exists and is not a file")
     logging.basicConfig(level=logging.WARNING)

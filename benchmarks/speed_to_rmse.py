@@ -33,6 +33,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,14 +127,32 @@ def main(argv: list[str] | None = None) -> int:
                         help="epochs of the dense model (default 25, 5 for ml-10m)")
     parser.add_argument("--params", default="{}", help="autorec parameters as JSON")
     parser.add_argument("--dense-from", default=None, metavar="JSON",
-                        help="reuse the dense side of an earlier run's JSON (same shape and "
-                        "seed) instead of training it again")
+                        help="reuse the dense side of an earlier run's JSON (same shape, "
+                        "seed and data: --data-seed, or --data-dir for ml-100k) instead of "
+                        "training it again")
     parser.add_argument("--full-fit", action="store_true",
                         help="let autorec's fit run to its end (early stopping, refit) instead "
                         "of stopping it at the first epoch that reaches the target")
     add_machine_options(parser, wait_quiet=0.0)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    dense = None
+    if args.dense_from:  # the dense side of an earlier run on the same data and seed
+        try:
+            earlier = json.loads(Path(args.dense_from).read_text())
+            dense, earlier_args = earlier["results"]["dense"], dict(earlier["args"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--dense-from {args.dense_from}: not a speed_to_rmse JSON ({error})")
+        keys = ["shape", "seed", "data_dir" if args.shape == "ml-100k" else "data_seed"]
+        ours = {k: getattr(args, k) for k in keys}
+        theirs = {k: earlier_args.get(k) for k in keys}
+        if args.shape == "ml-100k" and theirs["data_dir"] is not None:
+            ours["data_dir"] = str(Path(ours["data_dir"]).resolve())
+            theirs["data_dir"] = str(Path(theirs["data_dir"]).resolve())
+        if ours != theirs:
+            parser.error(f"--dense-from {args.dense_from} was run on other data or seed: "
+                         + ", ".join(f"{k} {theirs[k]} (here {ours[k]})" for k in keys
+                                     if ours[k] != theirs[k]))
     if args.dense_epochs is None:
         args.dense_epochs = 5 if args.shape == "ml-10m" else 25
     if args.threads is not None:
@@ -146,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{data['source']}: {len(fit):,} ratings to fit, {len(val):,} to validate")
     if args.wait_quiet > 0:
         wait_for_quiet(args.wait_quiet)
-    if args.dense_from:  # the dense side of an earlier run on the same data and seed
-        earlier = json.loads(open(args.dense_from).read())
-        assert earlier["args"]["shape"] == args.shape and earlier["args"]["seed"] == args.seed
-        dense = earlier["results"]["dense"]
+    if dense is not None:
         print(f"  dense side from {args.dense_from}: {len(dense)} epochs")
     else:
         dense = run_dense(fit, val, args)
