@@ -160,13 +160,20 @@ def cli() -> NoReturn:
     then aborted the process now and then (status 134 and "terminate called without an
     active exception" after the one-line error: 1 run in 4-12 of a CSV row with too many
     fields). The error is reported and nothing is left to write, so such a run ends
-    without the interpreter's shutdown, with its status (2)."""
+    without the interpreter's shutdown, with its status (2).
+
+    A process of a data-parallel run ends so too, whatever its status: a gloo worker thread
+    could still be releasing its last exchange's tensors, which takes the GIL, while the
+    interpreter shut down; the thread was then made to exit inside a C++ destructor, and the
+    process aborted (SIGABRT, reported instead of the run's own error: 1 diverging run in
+    about 30 under --nproc 2; a core dump showed the thread in ProcessGroupGloo::runLoop)."""
     status = main()
     # looked up, not imported: after a Ctrl-C during the first imports the import would run
     # over half-initialised numpy and pandas modules (a traceback after "interrupted")
     stopped = getattr(sys.modules.get("autorec.data._source"), "readers_stopped_by_error",
                       None)  # (None too when that module's own import was cut short)
-    if stopped is not None and stopped():
+    in_group = "RANK" in os.environ and "torch.distributed" in sys.modules
+    if in_group or (stopped is not None and stopped()):
         import logging
 
         logging.shutdown()
