@@ -578,3 +578,9 @@ def test_an_output_inside_the_checkpoint_folder_is_refused(capsys, tmp_path, rat
                              folder / name, *FAST)
     assert_refused(code, out, err, option, "--checkpoint-dir", str(folder))
     assert list(folder.iterdir()) == []
+    # a checkpoint folder yet to be made: was "its folder ck2 does not exist"
+    fresh = tmp_path / "ck2"
+    code, out, err = run_cli(capsys, "train", "--data", ratings_file, "--checkpoint-dir",
+                             fresh, option, fresh / name, *FAST)
+    assert_refused(code, out, err, option, "inside the checkpoint folder")
+    assert not fresh.exists()

@@ -73,7 +73,8 @@ def add_parser(subparsers: Any) -> None:
                         help="plot every split's training curves to FILE and the predicted "
                         "against the true ratings to FILE-predictions.png (needs autorec[plot])")
     output.add_argument("--quiet", action="store_const", const=True, default=None,
-                        help="no line per network and split while training")
+                        help="no progress (bars on a terminal; lines for long epochs and "
+                        "large files otherwise)")
     parser.set_defaults(handler=run, parser_error=parser.error)
 
 

@@ -221,8 +221,9 @@ def run(args: argparse.Namespace) -> int:
         outputs.input(f"--{option}", getattr(args, option, None))
     outputs.model("--save", args.save)
     outputs.folder("--out", args.out, ("metrics.json",))
-    outputs.plot("--plot", args.plot)
+    # before --plot: a figure inside a checkpoint folder yet to be made is named as such
     outputs.checkpoint("--checkpoint-dir", args.checkpoint_dir, resume=bool(args.resume))
+    outputs.plot("--plot", args.plot)
 
     # data-parallel training (issue 8): launch the processes, or be one of them
     nproc = args.nproc or 1
