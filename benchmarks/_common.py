@@ -402,3 +402,12 @@ def add_machine_options(parser: Any, *, wait_quiet: float) -> None:
     parser.add_argument("--wait-quiet", type=float, default=wait_quiet,
                         help="first wait up to this many seconds for other processes to leave "
                              "the CPUs idle; affects timing only")
+
+
+def count_lines(path: Path) -> int:
+    """Newlines in ``path``, read in 16 MiB blocks."""
+    lines = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    return lines

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import fmt_bytes, make_synthetic, write_json
+from _common import count_lines, fmt_bytes, make_synthetic, write_json
 
 _CHILD = """
 import json, resource, sys, time
@@ -90,15 +90,6 @@ def write_netflix(path: Path, args: argparse.Namespace) -> None:
             out.write(f"{movie}:\n")
             out.write(block[["user", "rating", "date"]].to_csv(header=False, index=False))
     tmp.replace(path)
-
-
-def count_lines(path: Path) -> int:
-    """Newlines in ``path``, read in 16 MiB blocks."""
-    lines = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 24):
-            lines += block.count(b"\n")
-    return lines
 
 
 def main() -> int:

@@ -33,7 +33,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO_ROOT, fmt_bytes, make_synthetic, peak_rss_bytes, write_json
+from _common import (
+    REPO_ROOT,
+    count_lines,
+    fmt_bytes,
+    make_synthetic,
+    peak_rss_bytes,
+    write_json,
+)
 
 _CHILD = """
 import json, resource, sys, time
@@ -60,15 +67,6 @@ def default_path(interaction: float = 1.0, noise: float = 0.4, users: int = 480_
     """Where the CSV of these settings is written unless ``--path`` says otherwise."""
     return (f"/tmp/autorec-bench/netflix/ratings-{users}x{items}x{ratings}-s{seed}"
             f"-i{interaction:g}-n{noise:g}.csv")
-
-
-def count_lines(path: Path) -> int:
-    """Newlines in ``path``, read in 16 MiB blocks."""
-    lines = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 24):
-            lines += block.count(b"\n")
-    return lines
 
 
 def write_file(path: Path, args: argparse.Namespace) -> dict[str, float]:
