@@ -38,16 +38,18 @@ def compile_kernels(numba: Any) -> Any:
     from ._fp_mode import flush_denormals, restore_fp_mode
 
     @njit(fastmath=True, cache=True, nogil=True, inline="always")
-    def adam_row(weight, exp_avg, exp_avg_sq, u, g, d, beta1, beta2, step_size,
+    def adam_row(weight, exp_avg, exp_avg_sq, u, g, d, betas, step_size,
                  correction2_sqrt, eps):  # pragma: no cover
         """Adam on ``weight[u]`` and its moments for the gradient row ``g`` plus
-        ``d * weight[u]`` (torch's arithmetic)."""
-        one = np.float32(1.0)
+        ``d * weight[u]`` (torch's arithmetic). ``betas``: beta1, 1 - beta1, beta2,
+        1 - beta2, each complement taken in double precision as torch takes it (in float32,
+        1 - 0.999 is 1.3e-5 off: the second moment drifted from torch's by that much)."""
+        beta1, rest1, beta2, rest2 = betas[0], betas[1], betas[2], betas[3]
         for h in range(weight.shape[1]):
             w = weight[u, h]
             gh = g[h] + d * w
-            mh = beta1 * exp_avg[u, h] + (one - beta1) * gh
-            vh = beta2 * exp_avg_sq[u, h] + (one - beta2) * gh * gh
+            mh = beta1 * exp_avg[u, h] + rest1 * gh
+            vh = beta2 * exp_avg_sq[u, h] + rest2 * gh * gh
             exp_avg[u, h] = mh
             exp_avg_sq[u, h] = vh
             weight[u, h] = w - step_size * mh / (np.sqrt(vh) / correction2_sqrt + eps)
@@ -160,12 +162,12 @@ def compile_kernels(numba: Any) -> Any:
             restore_fp_mode(mode)
 
     @njit(**options)
-    def adam_t(weight, exp_avg, exp_avg_sq, rows, grad, decay, beta1, beta2, step_size,
+    def adam_t(weight, exp_avg, exp_avg_sq, rows, grad, decay, betas, step_size,
                correction2_sqrt, eps, bounds):  # pragma: no cover
         for t in prange(len(bounds) - 1):
             mode = flush_denormals()
             for j in range(bounds[t], bounds[t + 1]):
-                adam_row(weight, exp_avg, exp_avg_sq, rows[j], grad[j], decay[j], beta1, beta2,
+                adam_row(weight, exp_avg, exp_avg_sq, rows[j], grad[j], decay[j], betas,
                          step_size, correction2_sqrt, eps)
             restore_fp_mode(mode)
 
@@ -175,7 +177,7 @@ def compile_kernels(numba: Any) -> Any:
 
     @njit(**options)
     def grad_rows_adam_t(t_crow, t_col, vals_t, touched, dense, bounds, weight, exp_avg,
-                         exp_avg_sq, decay, beta1, beta2, step_size, correction2_sqrt,
+                         exp_avg_sq, decay, betas, step_size, correction2_sqrt,
                          eps):  # pragma: no cover
         hidden = dense.shape[1]
         for t in prange(len(bounds) - 1):
@@ -194,13 +196,13 @@ def compile_kernels(numba: Any) -> Any:
                     i0, v0 = t_col[p], vals_t[p]
                     for h in range(hidden):
                         g[h] += v0 * dense[i0, h]
-                adam_row(weight, exp_avg, exp_avg_sq, touched[j], g, decay[j], beta1, beta2,
+                adam_row(weight, exp_avg, exp_avg_sq, touched[j], g, decay[j], betas,
                          step_size, correction2_sqrt, eps)
             restore_fp_mode(mode)
 
     @njit(**options)
     def dec_backward_adam_t(t_crow, t_col, grad_t, touched, codes, bounds, parts, weight,
-                            exp_avg, exp_avg_sq, decay, beta1, beta2, step_size,
+                            exp_avg, exp_avg_sq, decay, betas, step_size,
                             correction2_sqrt, eps):  # pragma: no cover
         hidden = weight.shape[1]
         for t in prange(len(bounds) - 1):
@@ -226,7 +228,7 @@ def compile_kernels(numba: Any) -> Any:
                         g[h] += g0 * codes[i0, h]
                         parts[t, i0, h] += g0 * weight[u, h]
                 # the row is read above before it is stepped here
-                adam_row(weight, exp_avg, exp_avg_sq, u, g, decay[j], beta1, beta2, step_size,
+                adam_row(weight, exp_avg, exp_avg_sq, u, g, decay[j], betas, step_size,
                          correction2_sqrt, eps)
             restore_fp_mode(mode)
 

@@ -288,7 +288,8 @@ class RowAdam:
         assert len(decay) == n_rows
         f32 = np.float32
         return (_np(self.weight), _np(self.exp_avg), _np(self.exp_avg_sq), decay,
-                f32(self.beta1), f32(self.beta2), f32(self.lr / (1.0 - self.beta1 ** self.step)),
+                np.array([self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2], f32),
+                f32(self.lr / (1.0 - self.beta1 ** self.step)),
                 f32(math.sqrt(1.0 - self.beta2 ** self.step)), f32(self.eps))
 
 
