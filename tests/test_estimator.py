@@ -464,3 +464,15 @@ def test_ratings_that_are_not_finite_are_named_not_a_divergence() -> None:
     ratings = Ratings.from_arrays([1, 2, 3, 1], [1, 1, 2, 2], [4.0, np.nan, 3.0, 2.0])
     with pytest.raises(ValueError, match=r"rating 1 is nan, not a finite number"):
         AutoRec(hidden=4, epochs=1, device="cpu", random_state=0).fit(ratings)
+
+
+def test_epoch_seconds_count_every_l2_value_and_the_refit(low_rank: Ratings) -> None:
+    """train_seconds ("in training epochs") summed the kept l2 value's selection epochs only:
+    the other values' epochs and the refit's were left out."""
+    seen: list[dict] = []
+    model = AutoRec(hidden=8, epochs=3, patience=10, l2=[1.0, 10.0], random_state=0,
+                    device="cpu", ranking="none").fit(low_rank, on_epoch_end=seen.append)
+    assert len(seen) == 2 * len(model.history_)  # both values' epochs reported
+    assert model.best_epoch_ > 0  # so the refit trains
+    reported = sum(entry["seconds"] for entry in seen)
+    assert model.epoch_seconds_ > reported > sum(entry["seconds"] for entry in model.history_)

@@ -124,7 +124,10 @@ class AutoRec(FittedPredictor):
         Per network and epoch: ``member`` (1-based), ``epoch``, ``train_loss`` (MSE on observed
         training ratings), ``seconds``, ``validation_rmse`` (that network's alone) when a
         validation part was held out, and ``eval_rmse`` / ``eval_mae`` when an evaluation set
-        was given.
+        was given; with a list of ``l2`` values, the kept value's epochs.
+    epoch_seconds_ : float
+        Seconds in the fit's training epochs: every network, every ``l2`` value tried and the
+        refit (``0`` for a loaded model).
     best_epoch_ : int
         The epoch whose weights were kept for the first network (``0``: the untrained
         network, i.e. the baseline alone, was best on validation); every network's is in

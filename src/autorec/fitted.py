@@ -59,6 +59,9 @@ class FittedModel:
         The L2 penalty used (``None``: unknown, a model folder that did not record it).
     history
         Per network and epoch, as ``AutoRec.history_``.
+    epoch_seconds
+        Seconds spent in this fit's training epochs: every network, every ``l2`` value tried
+        and the refit (``history`` keeps the kept value's selection epochs only).
     validation_rmse, validation_mean_rmse
         Validation RMSE of the blended predictor and of the fit part's mean (``nan`` without
         a validation part; ``validation_mean_rmse`` is ``None`` for a loaded model).
@@ -80,6 +83,7 @@ class FittedModel:
     blend: np.ndarray = field(default_factory=lambda: np.zeros(1))
     l2: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_seconds: float = 0.0
     validation_rmse: float = math.nan
     validation_mean_rmse: float | None = None
     device: torch.device | None = None

@@ -159,6 +159,7 @@ def _fit(
         eval_pairs = (model.to_index(eval_set.user_ids, eval_set.item_ids), eval_set.rating)
 
     def report(entry: dict[str, Any]) -> None:
+        model.epoch_seconds += entry["seconds"]
         if eval_pairs is not None:
             (user_idx, item_idx), truth = eval_pairs
             # each process of a data-parallel run scores its part (autorec.distributed)
@@ -195,6 +196,8 @@ def _fit(
                      len(original), member.best_epoch)
             best_epoch, history = member.best_epoch, member.history
             member.fit(every.triple, model.offsets, epochs=member.best_epoch,
+                       on_epoch_end=lambda entry: setattr(
+                           model, "epoch_seconds", model.epoch_seconds + entry["seconds"]),
                        on_batch_end=on_batch_end, optimizer=member.optimizer,  # as chosen
                        init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
                        checkpoint=None if session is None

@@ -71,6 +71,7 @@ class FittedPredictor:
     blend_ = _learned("blend")
     ranking_ = _learned("ranking")
     history_ = _learned("history")
+    epoch_seconds_ = _learned("epoch_seconds")
     validation_rmse_ = _learned("validation_rmse")
     device_ = _learned("device")
     l2_ = _learned("l2", unset=True)

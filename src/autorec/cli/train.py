@@ -182,7 +182,7 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
         "l2": model.l2_,
         "bias_regularisation": [model.biases_.reg_user, model.biases_.reg_item],
         "blend": model.blend_.tolist(),
-        "train_seconds": sum(entry["seconds"] for entry in model.history_),
+        "train_seconds": model.epoch_seconds_,  # every l2 value tried, and the refit
         "ranking_model": _ranking_summary(model),
         "ranking_seconds": (model.ranking_.report.get("seconds", 0.0)
                             if model.ranking_ is not None else 0.0),
