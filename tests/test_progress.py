@@ -213,3 +213,18 @@ def test_fit_reports_batches_and_long_epochs_print_where_they_are(low_rank, monk
     quiet = io.StringIO()
     EpochProgress(3, quiet=True, out=quiet).batch(2, 4)
     assert quiet.getvalue() == ""
+
+
+def test_each_l2_value_tried_is_named_in_its_lines_and_history(capsys, low_rank) -> None:
+    """With several l2 values, each printed the same "epoch 1/3 ..." block, nothing said
+    which value a block trained or which one was kept, and history had no way to tell."""
+    from autorec import AutoRec
+
+    seen: list[dict] = []
+    model = AutoRec(hidden=4, epochs=2, l2=[1.0, 10.0], random_state=0, device="cpu",
+                    ranking="none").fit(low_rank, on_epoch_end=seen.append)
+    assert [entry["l2"] for entry in seen] == [1.0, 1.0, 10.0, 10.0]
+    assert {entry["l2"] for entry in model.history_} == {model.l2_}
+    assert epoch_line(seen[2], 2).startswith("l2 10 epoch   1/2  train loss")
+    assert "l2" not in AutoRec(hidden=4, epochs=1, random_state=0, device="cpu",
+                               ranking="none").fit(low_rank).history_[0]

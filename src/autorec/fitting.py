@@ -158,8 +158,11 @@ def _fit(
         eval_set = as_ratings(eval_set)
         eval_pairs = (model.to_index(eval_set.user_ids, eval_set.item_ids), eval_set.rating)
 
+    trying: dict[str, float] = {}  # the l2 value in training, when several are tried
+
     def report(entry: dict[str, Any]) -> None:
         model.epoch_seconds += entry["seconds"]
+        entry.update(trying)
         if eval_pairs is not None:
             (user_idx, item_idx), truth = eval_pairs
             # each process of a data-parallel run scores its part (autorec.distributed)
@@ -174,6 +177,7 @@ def _fit(
     for candidate, l2 in enumerate(l2_values):
         if len(l2_values) > 1:
             log.info("trying l2 = %g", l2)
+            trying["l2"] = l2  # each epoch's entry says which value it trained
         _fit_networks(model, [replace(spec, l2=l2) for spec in specs], seeds, fit_part,
                       val_part, report, session, candidate, on_batch_end)
         if chosen is None or model.validation_rmse < chosen[4]:

@@ -104,7 +104,8 @@ class LoadBar:
 def epoch_line(entry: dict[str, Any], epochs: int, *, networks: int = 1, label: str = "") -> str:
     """The line ``autorec train`` prints for one epoch's history entry."""
     network = f"network {entry.get('member', 1)}/{networks} " if networks > 1 else ""
-    parts = [f"{label}{network}epoch {entry['epoch']:3d}/{epochs}",
+    l2 = f"l2 {entry['l2']:g} " if "l2" in entry else ""  # one of several values tried
+    parts = [f"{label}{l2}{network}epoch {entry['epoch']:3d}/{epochs}",
              f"train loss {entry['train_loss']:.4f}"]
     if entry.get("validation_rmse") is not None:
         parts.append(f"validation RMSE {entry['validation_rmse']:.4f}")
@@ -166,12 +167,13 @@ class EpochProgress:
         self._epoch_started = self._last_batch_line = time.monotonic()
 
     def __call__(self, entry: dict[str, Any]) -> None:
-        member = entry.get("member", 1)
+        member = entry.get("member", 1), entry.get("l2")  # a bar per network and l2 value
         if self._bar is None or member != self._member:
             if self._bar is not None:
                 self._bar.close()
             self._member = member
-            which = f"network {member}/{self.networks}" if self.networks > 1 else "training"
+            which = (f"network {member[0]}/{self.networks}" if self.networks > 1
+                     else "training") + (f" l2 {member[1]:g}" if member[1] is not None else "")
             self._bar = _bar(self.epochs, f"{self.label}{which}", " epochs", self._stream,
                              self.mode)
         if self._lines and self.mode != "off":

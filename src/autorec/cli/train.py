@@ -277,7 +277,9 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
 
     spread = (f" (folds {summary['rmse_fold_mean']:.4f} +- {summary['rmse_fold_std']:.4f})"
               if len(results) > 1 else "")
-    chosen = (f"; {_best_epochs(summary['best_epochs'])} (validation RMSE "
+    several_l2 = isinstance(template.l2, list | tuple) and len(template.l2) > 1
+    chosen = ((f"; l2 {summary['l2']:g} chosen on validation" if several_l2 else "")
+              + f"; {_best_epochs(summary['best_epochs'])} (validation RMSE "
               f"{summary['validation_rmse']:.4f})"
               + (", then refitted on all training ratings" if template.refit else "")
               if len(results) == 1 and template.validation > 0 else "")
