@@ -476,3 +476,12 @@ def test_epoch_seconds_count_every_l2_value_and_the_refit(low_rank: Ratings) -> 
     assert model.best_epoch_ > 0  # so the refit trains
     reported = sum(entry["seconds"] for entry in seen)
     assert model.epoch_seconds_ > reported > sum(entry["seconds"] for entry in model.history_)
+
+
+def test_a_validation_part_too_small_for_the_blend_averages_the_networks() -> None:
+    """Least squares with more coefficients than validation ratings: the intercept alone
+    fitted the one held-out rating and moved every prediction by 1.25."""
+    frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 1], "rating": [4.0, 3.0, 5.0]})
+    model = AutoRec(hidden=4, epochs=2, random_state=0, device="cpu", ranking="none",
+                    variant="both", ensemble=2).fit(frame)
+    assert model.blend_.tolist() == [0.25, 0.25, 0.25, 0.25, 0.0]

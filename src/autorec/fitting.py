@@ -304,8 +304,11 @@ def _fit_networks(model: FittedModel, specs: list[NetworkSpec], seeds: list[int]
     model.validation_rmse = math.nan
     if val_part is not None:
         target = val_part.rating - model.offsets(val_part.user_idx, val_part.item_idx)
-        if len(specs) > 1:
+        if len(specs) > 1 and len(target) >= BLEND_MIN_RATINGS * (len(specs) + 1):
             model.blend = _least_squares_blend(np.stack(val_outputs, axis=1), target)
+        elif len(specs) > 1:
+            log.info("%d validation ratings are too few to fit %d blend weights: the networks "
+                     "are averaged", len(target), len(specs) + 1)
         assert score is not None
         model.validation_rmse = score()
 
@@ -382,6 +385,12 @@ def _row_counts(fit_part: _FitPart, variant: str, n_users: int, n_items: int) ->
 
 def _triple(ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ratings.user_idx, ratings.item_idx, ratings.rating
+
+
+#: Validation ratings per blend coefficient (each network's weight, and the intercept)
+#: below which the networks are averaged instead: with as many coefficients as ratings, the
+#: intercept alone fitted a one-rating validation part and moved every prediction.
+BLEND_MIN_RATINGS = 10
 
 
 def _least_squares_blend(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
