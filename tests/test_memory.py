@@ -196,3 +196,19 @@ def test_other_runtime_errors_pass_through_the_memory_translation() -> None:
     with pytest.raises(ResourceError):
         with memory.memory_errors_as_resource_error():
             raise torch.OutOfMemoryError("CUDA error")
+
+
+def test_dense_batches_are_counted_and_named_as_a_lever(monkeypatch) -> None:
+    """The estimate left out --dense-batches' batch_rows x n_inputs matrices: such a run
+    passed the check and ran out of memory in training, and the message never named it."""
+    sparse = training_bytes(n_rows=2_000, n_inputs=300_000, hidden=10, batch_rows=5_000,
+                            batch_nnz=150_000)
+    dense = training_bytes(n_rows=2_000, n_inputs=300_000, hidden=10, batch_rows=5_000,
+                           batch_nnz=150_000, dense_batches=True)
+    assert dense.batch - sparse.batch == 3 * 5_000 * 300_000 * 4
+    monkeypatch.setattr(memory, "available_bytes", lambda: (4 * GB, "MemAvailable"))
+    matrix = one_rating_each(300_000, 2_000)  # 2,000 items x 300,000 users
+    check_training_memory(*rows_of(matrix), hidden=10, batch_size=5_000, variant="item")
+    with pytest.raises(ResourceError, match="--no-dense-batches"):
+        check_training_memory(*rows_of(matrix), hidden=10, batch_size=5_000, variant="item",
+                              dense_batches=True)

@@ -151,7 +151,8 @@ def _fit(
         check_training_memory(_row_counts(fit_part, spec.variant, n_users, n_items),
                               n_items if spec.variant == "user" else n_users,
                               hidden=spec.hidden, batch_size=spec.batch_size,
-                              variant=spec.variant, device=device)
+                              variant=spec.variant, device=device,
+                              dense_batches=bool(spec.dense_batches))
 
     eval_pairs = None
     if eval_set is not None:

@@ -59,7 +59,7 @@ class MemoryEstimate:
 
 
 def training_bytes(n_rows: int, n_inputs: int, hidden: int, batch_rows: int,
-                   batch_nnz: int) -> MemoryEstimate:
+                   batch_nnz: int, dense_batches: bool = False) -> MemoryEstimate:
     """Estimate the bytes training allocates.
 
     Parameters
@@ -72,11 +72,15 @@ def training_bytes(n_rows: int, n_inputs: int, hidden: int, batch_rows: int,
         Hidden units.
     batch_rows, batch_nnz
         Rows and observed ratings of the largest batch.
+    dense_batches
+        Each batch densified (``batch_rows x n_inputs``: the input, the reconstruction and
+        its gradient).
     """
     n_params = 2 * n_inputs * hidden + hidden + n_inputs
     parameters = 4 * n_params * _FLOAT  # values, gradients, Adam's exp_avg and exp_avg_sq
     batch = (_DENSE_COPIES * batch_rows * hidden * _FLOAT + batch_nnz * _PER_RATING
-             + (batch_rows + n_inputs + 2) * _INDEX)
+             + (batch_rows + n_inputs + 2) * _INDEX
+             + (3 * batch_rows * n_inputs * _FLOAT if dense_batches else 0))
     evaluation = n_rows * hidden * _FLOAT
     margin = (parameters + batch + evaluation) // 20 + 64 * 2**20
     return MemoryEstimate(parameters, batch, evaluation, margin)
@@ -108,7 +112,8 @@ def available_bytes(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgr
 
 
 def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, batch_size: int,
-                          variant: str, device: Any = "cpu") -> MemoryEstimate:
+                          variant: str, device: Any = "cpu",
+                          dense_batches: bool = False) -> MemoryEstimate:
     """Raise :class:`ResourceError` when training cannot fit in memory.
 
     Parameters
@@ -118,7 +123,7 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
         I-AutoRec).
     n_inputs
         Length of an input vector (users for I-AutoRec).
-    hidden, batch_size, variant
+    hidden, batch_size, variant, dense_batches
         The estimator's settings.
     device
         Where the weights will live: the CPU (host memory) or a CUDA device (its free
@@ -135,7 +140,7 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
         batch_nnz = int(row_nnz.sum())
     else:
         batch_nnz = int(np.partition(row_nnz, n_rows - batch_rows)[n_rows - batch_rows:].sum())
-    estimate = training_bytes(n_rows, n_inputs, hidden, batch_rows, batch_nnz)
+    estimate = training_bytes(n_rows, n_inputs, hidden, batch_rows, batch_nnz, dense_batches)
     available, limit = _device_room(device)
     if available is None or estimate.total <= available:
         return estimate
@@ -147,6 +152,9 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
     levers.append(f"a smaller --hidden (now {hidden:,})")
     if estimate.batch > estimate.total // 10:
         levers.append(f"a smaller --batch-size (now {batch_size:,})")
+        if dense_batches:
+            levers.append("--no-dense-batches (each batch densified to "
+                          f"{batch_rows:,} x {n_inputs:,})")
     raise ResourceError(
         f"not enough memory: training {variant}-AutoRec with {hidden:,} hidden units on "
         f"{n_inputs:,} inputs per row needs about {_gb(estimate.total)} "
