@@ -30,6 +30,7 @@ from typing import Any
 from .config import settings_toml
 from .data.ratings import Ratings, sha256_of
 from .exceptions import AutorecError, TrainingError, first_line
+from .params import DEFAULTS
 
 __all__ = ["SEARCH_SPACE", "best_config_toml", "check_study", "require_optuna", "run_study",
            "search_space", "suggest"]
@@ -257,7 +258,6 @@ def run_study(
     """
     optuna = require_optuna()
     from .fitting import fit
-    from .params import DEFAULTS
 
     if not base_params.get("validation", DEFAULTS["validation"]):
         raise AutorecError("tuning chooses on validation: validation must be above 0")
@@ -310,8 +310,6 @@ def run_study(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # left running by a killed search
     remaining = max(n_trials - done, 0)
-    from .params import DEFAULTS
-
     log.info("study %r: %d trials finished, %d to run", study_name, done, remaining)
 
     def objective(trial: Any) -> float:
@@ -365,8 +363,6 @@ def _trial_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """The settings a trial runs with that are not searched, as JSON values: ``params`` over
     the estimator's defaults (a default given or left out is the same setting), without those
     every trial sets itself (``refit``, ``ranking``) and those that do not change a fit."""
-    from .params import DEFAULTS
-
     full = json.loads(json.dumps({**DEFAULTS, **params}, default=str))
     return {name: value for name, value in sorted(full.items())
             if name not in SEARCH_SPACE and name not in _NOT_COMPARED}
