@@ -239,6 +239,12 @@ def test_fold_in_items_and_fallbacks(server: BackgroundServer, model: AutoRec) -
     assert status == 200
     assert payload["fallback"] is True and payload["n_ratings"] == 0
     assert payload["n_unknown"] == 1
+    # and so is each of its predictions (they said false: /predict flags the same values)
+    assert payload["predictions"] and all(p["fallback"] for p in payload["predictions"])
+    status, payload = call(server.url, "/fold-in", {"ratings": {"nope": 4}, "items": [1000]})
+    assert [p["fallback"] for p in payload["predictions"]] == [True]
+    assert call(server.url, "/predict", {"pairs": [["nobody", 1000]]})[1]["predictions"][0][
+        "prediction"] == payload["predictions"][0]["prediction"]
 
 
 def test_concurrent_requests(server: BackgroundServer, model: AutoRec) -> None:

@@ -247,8 +247,9 @@ def _fold_in_predictions(model: FittedModel, result: Any, items: list[Any] | Non
     the model does not know gets what ``predict`` would give the user once added: the cold
     policy, with the user's own bias under ``cold="baseline"``."""
     scores = result.scores.to_numpy()
+    cold = bool(result.cold)  # no usable rating: every score is the cold fallback
     if items is None:
-        return [{"item": _plain(item), "prediction": value, "fallback": False}
+        return [{"item": _plain(item), "prediction": value, "fallback": cold}
                 for item, value in zip(result.scores.index.tolist(), scores.tolist(),
                                        strict=True)]
     index = model.items.to_index(items)
@@ -260,7 +261,7 @@ def _fold_in_predictions(model: FittedModel, result: Any, items: list[Any] | Non
     low, high = model.rating_scale
     unknown = float(np.clip(unknown, low, high))
     return [{"item": item, "prediction": float(scores[i]) if i >= 0 else unknown,
-             "fallback": bool(i < 0)}
+             "fallback": cold or bool(i < 0)}
             for item, i in zip(items, index.tolist(), strict=True)]
 
 
