@@ -518,6 +518,11 @@ def test_save_refuses_to_replace_other_things(models: dict[str, AutoRec], tmp_pa
     (tmp_path / "empty").mkdir()
     save_model(models["item"], tmp_path / "empty")  # an empty folder is fine
     load_model(tmp_path / "empty")
+    # inside a model folder: was written, and that folder could not be saved to again
+    for inside in (tmp_path / "empty" / "sub", tmp_path / "empty" / "a" / "b"):
+        with pytest.raises(ModelFileError, match="is inside the model folder"):
+            check_save_path(inside)
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [JSON_FILE, WEIGHTS_FILE]
 
 
 def test_interrupted_save_keeps_the_old_model(models: dict[str, AutoRec], saved: Path,

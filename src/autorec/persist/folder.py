@@ -48,14 +48,19 @@ def check_save_path(path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     ModelFileError
-        ``path`` is a file or a device, sits under a file, cannot be written, or is a folder
-        holding anything but an autorec model's files. The message names ``path``.
+        ``path`` is a file or a device, sits under a file or inside another model's folder,
+        cannot be written, or is a folder holding anything but an autorec model's files. The
+        message names ``path``.
     """
     given = Path(path)
     try:
         target = check_output_folder(given)
     except OutputPathError as exc:
         raise ModelFileError(f"{exc}; not saving a model there") from None
+    for folder in target.parents:  # a model inside another model's folder spoils that one
+        if (folder / JSON_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+            raise ModelFileError(f"{given} is inside the model folder {folder}, which holds "
+                                 "only autorec's files; choose a folder outside it")
     if not target.is_dir():
         return target
     names = set()
