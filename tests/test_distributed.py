@@ -344,8 +344,12 @@ def test_a_process_of_a_group_ends_without_the_interpreters_shutdown(monkeypatch
     def fake_exit(status: int) -> None:
         raise Exited(status)
 
+    import autorec.data._source as source
+
     monkeypatch.setattr(main_module, "main", lambda argv=None: 1)
     monkeypatch.setattr(os_module, "_exit", fake_exit)
+    # (an earlier test's reader stopped by bad data takes that exit too)
+    monkeypatch.setattr(source, "readers_stopped_by_error", lambda: False)
     monkeypatch.setenv("RANK", "1")
     with pytest.raises(Exited) as caught:
         main_module.cli()

@@ -306,7 +306,7 @@ def _config_value(where: str, value: Any, action: argparse.Action, parser_error:
         if isinstance(value, bool) or not isinstance(value, int | float):
             parser_error(f"{where} must be a number, got {value!r}")
     elif not isinstance(value, str):
-        what = " (a path)" if kind in ("Path", "output_dir") else ""
+        what = " (a path)" if kind in ("Path", "output_dir", "output_file") else ""
         parser_error(f"{where} must be a string{what}, got {value!r}")
     converted = value
     if action.type is not None:
