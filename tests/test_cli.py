@@ -148,6 +148,13 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         (["--hiden", "5"], ["unrecognized arguments", "--hiden"]),
         (["--train", "x.csv"], ["--train and --test go together"]),
         (["--data", "x.csv", "--split", "u1"], ["--split u1"]),
+        # the file options with a builtin data set were ignored without a word
+        (["--dataset", "ml-100k", "--sep", ";"], ["--sep describes a ratings file"]),
+        (["--split", "u1", "--no-header"], ["--no-header describes a ratings file"]),
+        (["--columns", "a,b,c"], ["--columns describes a ratings file"]),
+        # "random" was ignored, then recorded as the split (and in a checkpoint's options)
+        (["--train", "a.csv", "--test", "b.csv", "--split", "random"],
+         ["--train/--test already split the data; drop --split"]),
         (["--columns", "a,b"], ["--columns"]),
         (["--data", "x.csv", "--columns", "user_id,user_id,rating"],
          ["--columns", "three different ones"]),

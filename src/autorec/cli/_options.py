@@ -357,6 +357,13 @@ def check_sources(args: argparse.Namespace, parser_error: Any,
         given, other = ("train", "test") if args.train is not None else ("test", "train")
         which = named(given, f"--{given}") if named is not None else f"--{given}"
         parser_error(f"{which} needs --{other}: --train and --test go together")
+    if not files:  # a builtin data set, read in its own format: the file options would be
+        for dest in ("sep", "columns", "no_header"):  # ignored without a word
+            if getattr(args, dest, None) is not None:
+                flag = f"--{dest.replace('_', '-')}"
+                parser_error(f"{named(dest, flag) if named is not None else flag} describes a "
+                             "ratings file (--data, --train/--test); a builtin data set is "
+                             "read in its own format")
     if not files and args.dataset is None:
         args.dataset = DEFAULT_DATASET
 

@@ -104,7 +104,7 @@ def add_parser(subparsers: Any) -> None:
 def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
     """The (train, test) pairs the options ask for and a description of them."""
     if args.train is not None:
-        if args.split not in (None, "random"):
+        if args.split is not None:  # "random" too: ignored, then recorded as the split
             args.parser_error("--train/--test already split the data; drop --split")
         train, test = read_training_files(args)
         return [Split("", train, test, args.seed)], f"{args.train} + {args.test}"
