@@ -336,6 +336,23 @@ def test_the_cli_says_once_that_there_is_no_checkpoint_to_resume(tmp_path):
     assert (done.stdout + done.stderr).count("no checkpoint in") == 1, done
 
 
+def test_resume_refuses_a_checkpoint_of_the_other_split_layout(tmp_path, capsys):
+    """A k-fold checkpoint resumed by a one-split run (or the reverse) was passed over as "no
+    checkpoint", and a second checkpoint written beside it."""
+    csv = synthetic_csv(tmp_path / "r.csv", n_users=40, n_items=20)
+    run = ["train", "--data", str(csv), *CLI_RUN, "--epochs", "1", "--ranking", "none"]
+    kfold = ["--split", "kfold", "--folds", "2"]
+    for first, second in ((kfold, []), ([], kfold)):
+        folder = tmp_path / f"ck{len(first)}"
+        assert main([*run, *first, "--checkpoint-dir", str(folder)]) == 0
+        before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+        capsys.readouterr()
+        assert main([*run, *second, "--checkpoint-dir", str(folder), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "holds a checkpoint of" in err, err
+        assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+
+
 def test_resume_removes_a_killed_writers_temporary_files(tmp_path):
     """A writer killed mid-write leaves a temporary file (ours, or safetensors' own
     ``.tmpXXXXXX``); resuming deletes it and leaves everything else alone."""

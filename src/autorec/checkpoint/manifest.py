@@ -268,12 +268,16 @@ def _written_here(path: Path) -> bool:
     return marked.startswith(f"{FORMAT}/")
 
 
-def check_folder(folder: str | os.PathLike[str], *, resume: bool) -> None:
+def check_folder(folder: str | os.PathLike[str], *, resume: bool,
+                 folds: bool | None = None) -> None:
     """Fail early when ``folder`` cannot take checkpoints: it is not a folder, sits under a
     file, cannot be written (:func:`autorec._io.check_output_folder`), holds files autorec
     did not write there (:func:`_foreign`: the files of ours that a new manifest does not
     name are deleted, so a user's ``best-1.safetensors`` was), or (without ``resume``) it, or
-    a ``fold-K`` folder in it, already holds a checkpoint."""
+    a ``fold-K`` folder in it, already holds a checkpoint. With ``resume`` and ``folds``
+    known (checkpoints in ``fold-K`` folders, or in ``folder`` itself), a checkpoint of the
+    other layout is refused too: it was passed over as "no checkpoint", and a second one
+    written beside it."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} exists and is not a folder")
@@ -287,6 +291,15 @@ def check_folder(folder: str | os.PathLike[str], *, resume: bool) -> None:
             f"checkpoint folder {folder} holds {foreign.relative_to(folder)}, which autorec "
             "did not write there (its files would be written beside it, and a file named as "
             "one of them replaced or deleted); give a new or empty folder")
+    if resume and folds is not None and folder.is_dir():
+        other = (folder / MANIFEST if folds
+                 else next(iter(sorted(folder.glob(f"fold-*/{MANIFEST}"))), None))
+        if other is not None and other.is_file():
+            raise CheckpointError(
+                f"{other.parent} holds a checkpoint of "
+                f"{'one split' if folds else 'k-fold training'}, not of "
+                f"{'k-fold training' if folds else 'one split'}; resume it with the split "
+                "it was made with, or give another checkpoint folder")
     if not resume and folder.is_dir():
         for manifest in [folder / MANIFEST, *sorted(folder.glob(f"fold-*/{MANIFEST}"))]:
             if manifest.is_file():

@@ -247,12 +247,13 @@ class Outputs:
         return self._folder(option, path, "model", check_save_path, (JSON_FILE, WEIGHTS_FILE))
 
     def checkpoint(self, option: str, path: str | os.PathLike[str] | None, *,
-                   resume: bool) -> Path | None:
-        """Check a checkpoint folder (:func:`autorec.checkpoint.check_folder`)."""
+                   resume: bool, folds: bool | None = None) -> Path | None:
+        """Check a checkpoint folder (:func:`autorec.checkpoint.check_folder`; ``folds``:
+        the run keeps its checkpoints in ``fold-K`` folders)."""
         from ..checkpoint import check_folder
 
         return self._folder(option, path, "checkpoint",
-                            lambda folder: check_folder(folder, resume=resume))
+                            lambda folder: check_folder(folder, resume=resume, folds=folds))
 
     def _folder(self, option: str, path: str | os.PathLike[str] | None, kind: str,
                 check: Callable[[str | os.PathLike[str]], Any], files: tuple[str, ...] = ()

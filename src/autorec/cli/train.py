@@ -222,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
     outputs.model("--save", args.save)
     outputs.folder("--out", args.out, ("metrics.json",))
     # before --plot: a figure inside a checkpoint folder yet to be made is named as such
-    outputs.checkpoint("--checkpoint-dir", args.checkpoint_dir, resume=bool(args.resume))
+    outputs.checkpoint("--checkpoint-dir", args.checkpoint_dir, resume=bool(args.resume),
+                       folds=args.split == "kfold")
     outputs.plot("--plot", args.plot)
 
     # data-parallel training (issue 8): launch the processes, or be one of them
