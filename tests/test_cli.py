@@ -148,6 +148,9 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         (["--hiden", "5"], ["unrecognized arguments", "--hiden"]),
         (["--train", "x.csv"], ["--train and --test go together"]),
         (["--data", "x.csv", "--split", "u1"], ["--split u1"]),
+        # ignored without a word: with no validation part they have nothing to act on
+        (["--validation", "0", "--patience", "3"], ["--patience acts on the validation part"]),
+        (["--validation", "0", "--no-refit"], ["--refit/--no-refit acts on the validation"]),
         # the file options with a builtin data set were ignored without a word
         (["--dataset", "ml-100k", "--sep", ";"], ["--sep describes a ratings file"]),
         (["--split", "u1", "--no-header"], ["--no-header describes a ratings file"]),

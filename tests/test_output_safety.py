@@ -242,7 +242,7 @@ def test_recommend_output_equal_to_the_data_sets_title_file_is_refused(capsys, t
         (data / "ml-100k" / name).write_bytes((ml100k_dir / "ml-100k" / name).read_bytes())
     model = tmp_path / "model"
     assert main(["train", "--dataset", "ml-100k", "--data-dir", str(data), "--epochs", "1",
-                 "--hidden", "4", "--ranking", "none", "--no-refit", "--validation", "0",
+                 "--hidden", "4", "--ranking", "none", "--validation", "0",
                  "--quiet", "--device", "cpu", "--save", str(model)]) == 0
     capsys.readouterr()
     titles = data / "ml-100k" / "u.item"

@@ -28,6 +28,7 @@ from ..data.ratings import Ratings
 from ..data.readers import DUPLICATE_POLICIES, LoadProgress
 from ..estimator import BASELINES, COLD_POLICIES, VARIANTS, AutoRec
 from ..model import ACTIVATIONS
+from ..params import DEFAULTS as PARAM_DEFAULTS
 from ..params import RANKINGS
 from ..split import CANONICAL_SPLITS, align, canonical_split
 from ..train import OPTIMIZERS, resolve_device
@@ -232,6 +233,11 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
                             source=str(args.config) if args.config else "configuration")
     if params.get("device") == "auto":
         params["device"] = None
+    if not params.get("validation", PARAM_DEFAULTS["validation"]):  # they were ignored
+        for dest, flag in (("patience", "--patience"), ("refit", "--refit/--no-refit")):
+            if dest in explicit or dest in from_file:
+                parser_error(f"{named(dest, flag)} acts on the validation part, and "
+                             f"{named('validation', '--validation')} 0 holds none")
     if isinstance(params.get("l2"), str):
         params["l2"] = l2_values(params["l2"])
     columns = [name.strip() for name in str(args.columns).split(",")]  # as header names are
