@@ -295,7 +295,7 @@ def test_input_forms_agree() -> None:
 
 
 @pytest.mark.parametrize(("ratings", "message"), [
-    ({1000: float("nan")}, "not a finite"),
+    ({1000: float("nan")}, "rating nan at position 0 is not a finite"),  # not np.float64(nan)
     ({1000: float("inf")}, "not a finite"),
     ({1000: True}, "boolean"),
     ({1000: "five"}, "not a number"),

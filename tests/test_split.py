@@ -222,3 +222,14 @@ def test_splits_take_a_data_frame_as_fit_does_and_check_their_numbers() -> None:
             random_split(frame, test_ratio=bad)
     with pytest.raises(ValueError, match="n_splits"):
         list(kfold_split(frame, n_splits=True))
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "a", True])
+def test_a_bad_random_state_is_named(bad) -> None:
+    """numpy's own error ("expected non-negative integer", a TypeError for 1.5) did not name
+    the parameter."""
+    ratings = Ratings.from_arrays([1, 2, 3, 4], [1, 1, 2, 2], [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match="random_state must be an integer >= 0 or None"):
+        random_split(ratings, 0.5, bad)
+    with pytest.raises(ValueError, match="random_state must be an integer >= 0 or None"):
+        next(kfold_split(ratings, 2, bad))

@@ -38,7 +38,7 @@ from .fitted import FittedModel, as_fitted
 from .metrics import ranking_metrics_from_hits
 from .ranking.protocol import relevance_threshold as default_threshold
 from .recommend import positive_int, top_n
-from .split import CANONICAL_SPLITS, kfold_split, random_split
+from .split import CANONICAL_SPLITS, check_seed, kfold_split, random_split
 
 __all__ = ["PAPER_REPEATS", "PROTOCOLS", "Split", "confidence_interval", "default_threshold",
            "ranking_report", "score_split", "splits", "summarise"]
@@ -232,6 +232,7 @@ def ranking_report(
     k = positive_int(k, "k")
     if max_users is not None:
         max_users = positive_int(max_users, "max_users")
+    check_seed(random_state)
     if threshold is None:
         threshold = default_threshold(model.rating_scale)
     elif (isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number)

@@ -106,7 +106,9 @@ def _rating_values(values: Any) -> np.ndarray:
     bad = ~np.isfinite(as_float)
     if bad.any():
         position = int(np.argmax(bad))
-        raise ValueError(f"ratings: rating {array[position]!r} at position {position} is not a "
+        shown = array[position]  # a numpy scalar as its value (nan), not np.float64(nan)
+        shown = shown.item() if isinstance(shown, np.generic) else shown
+        raise ValueError(f"ratings: rating {shown!r} at position {position} is not a "
                          "finite float32 number")
     return as_float
 

@@ -148,7 +148,8 @@ class FittedPredictor:
                   exclude_seen: bool = True, items: Iterable[Any] | None = None
                   ) -> pd.DataFrame:
         """Top-``n`` items for each raw user id: a DataFrame with ``user_id``, ``rank``,
-        ``item_id``, ``score`` and ``fallback`` (an unknown user: items ranked by the
+        ``item_id``, ``score``, ``predicted_rating`` and ``fallback`` (an unknown user: items
+        ranked by the
         baseline). Items rated in training are left out unless ``exclude_seen=False``.
         See :func:`autorec.recommend.recommend`; :func:`autorec.recommend.top_n` is the
         array API on dense indices."""

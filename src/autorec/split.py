@@ -24,6 +24,14 @@ __all__ = ["CANONICAL_SPLITS", "align", "canonical_split", "kfold_split", "rando
 CANONICAL_SPLITS: tuple[str, ...] = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 
 
+def check_seed(random_state: object) -> None:
+    """Refuse a ``random_state`` that is not an integer >= 0 or ``None``, naming it (numpy's
+    own error did not)."""
+    if random_state is not None and (isinstance(random_state, bool) or not isinstance(
+            random_state, int | np.integer) or random_state < 0):
+        raise ValueError(f"random_state must be an integer >= 0 or None, got {random_state!r}")
+
+
 def random_split(
     ratings: Ratings | pd.DataFrame, test_ratio: float = 0.1, random_state: int | None = None
 ) -> tuple[Ratings, Ratings]:
@@ -48,6 +56,7 @@ def random_split(
     if (isinstance(test_ratio, bool) or not isinstance(test_ratio, int | float | np.number)
             or not 0.0 < test_ratio < 1.0):
         raise ValueError(f"test_ratio must be strictly between 0 and 1, got {test_ratio!r}")
+    check_seed(random_state)
     ratings = as_ratings(ratings)
     n = len(ratings)
     if n < 2:
@@ -70,6 +79,7 @@ def kfold_split(
     if (isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer)
             or n_splits < 2):
         raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
+    check_seed(random_state)
     ratings = as_ratings(ratings)
     n = len(ratings)
     if n < n_splits:
