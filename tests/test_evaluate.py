@@ -297,3 +297,19 @@ def test_ranking_report_samples_users_beyond_max_users(low_rank) -> None:
     for bad in (float("nan"), float("inf"), "4", True):
         with pytest.raises(ValueError, match="threshold must be a finite number"):
             ranking_report(model, train, test, k=5, threshold=bad)
+
+
+def test_every_split_counts_relevance_on_the_data_sets_scale(capsys, tmp_path: Path) -> None:
+    """The threshold came from each split's training ratings: the fold whose training part
+    missed the data's only 1 counted 4.25 and up as relevant, the others 4."""
+    rng = np.random.default_rng(2)
+    lines = ["user_id,item_id,rating"] + [
+        f"{u},{i},{1 if (u, i) == (1, 1) else rng.integers(2, 6)}"
+        for u in range(1, 31) for i in range(1, 7)]
+    data = tmp_path / "one1.csv"
+    data.write_text("\n".join(lines) + "\n")
+    code = main(["evaluate", "--data", str(data), "--protocol", "kfold", "--folds", "3",
+                 "--out", str(tmp_path / "o"), *FAST])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [s["threshold"] for s in results["splits"]] == [4.0, 4.0, 4.0]

@@ -106,6 +106,14 @@ def splits(
         yield Split(f"seed {seed + r}", train, test, seed + r)
 
 
+def split_threshold(split: Split) -> float:
+    """The relevance threshold of ``split``'s ratings, training and test together: the data
+    set's scale, the same for every split of it (the training part's alone moved when a rare
+    extreme rating fell in the test part, and the splits' means mixed thresholds)."""
+    scales = [part.rating_scale() for part in (split.train, split.test) if len(part)]
+    return default_threshold((min(low for low, _ in scales), max(high for _, high in scales)))
+
+
 def score_split(model: Any, split: Split, *, k: int | None = None,
                 **fit_options: Any) -> dict[str, Any]:
     """Fit ``model`` on ``split.train`` and score it on ``split.test``.
@@ -118,7 +126,8 @@ def score_split(model: Any, split: Split, *, k: int | None = None,
     model.fit(split.train, **fit_options)
     fit_seconds = time.perf_counter() - started
     report = model.evaluate(split.test)
-    ranking = {} if k is None else ranking_report(model, split.train, split.test, k=k)
+    ranking = {} if k is None else ranking_report(model, split.train, split.test, k=k,
+                                                  threshold=split_threshold(split))
     return {
         **ranking,
         "split": split.label,

@@ -17,7 +17,7 @@ import numpy as np
 from .. import __version__, distributed
 from ..data.ratings import Ratings
 from ..estimator import AutoRec
-from ..evaluate import Split, ranking_report, splits, summarise
+from ..evaluate import Split, ranking_report, split_threshold, splits, summarise
 from ._common import (
     Outputs,
     fraction,
@@ -161,7 +161,8 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     require_finite({f"{label}test RMSE": report["rmse"], f"{label}test MAE": report["mae"]})
     # every process holds the whole fitted model: each makes the same lists (no collective
     # on the way, so no process waits on rank 0 past the timeout), rank 0 reports them
-    ranking = ranking_report(model, split.train, split.test, k=args.k)
+    ranking = ranking_report(model, split.train, split.test, k=args.k,
+                             threshold=split_threshold(split))
     if args.save is not None and part == n_parts and distributed.world().is_main:
         model.save(args.save, dataset=args.dataset)
     return {
