@@ -310,3 +310,20 @@ def test_a_data_dir_that_is_not_a_folder_is_refused(capsys, tmp_path, command):
         code, stdout, err = run_cli(capsys, *command, "--data-dir", path)
         assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
         assert "--data-dir" in err and needle in err and str(path) in err
+
+
+def test_recommend_prints_an_id_with_a_line_break_on_its_own_line(capsys, tmp_path):
+    """"n\\nl7" split an item's line in two ("one line per item" in --help)."""
+    rows = [f'u{u},"n\nl{i}",{1 + (u * i) % 5}' for u in range(6) for i in range(9)]
+    data = tmp_path / "nl.csv"
+    data.write_text("user_id,item_id,rating\n" + "\n".join(rows) + "\n")
+    model = tmp_path / "m"
+    code, _, err = run_cli(capsys, "train", "--data", data, "--epochs", "1", "--hidden", "4",
+                           "--ranking", "none", "--validation", "0", "--device", "cpu",
+                           "--quiet", "--save", model, "--test-ratio", "0.5")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "recommend", "--model", model, "--user", "u0", "--n", "3")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0] == "user u0:" and len(lines) == 4, out
+    assert all("'n\\nl" in line for line in lines[1:]), out

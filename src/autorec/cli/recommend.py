@@ -81,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
     table = model.recommend(users, n=args.n, exclude_seen=not args.include_seen)
     table["title"] = (titles.title_of(table["item_id"].to_numpy()) if titles is not None
                       else np.full(len(table), None, dtype=object))
-    width = max([len(str(item)) for item in table["item_id"]] + [4])
+    def shown(value: object) -> str:  # an id with a line break keeps its item on one line
+        text = str(value)
+        return text if text.isprintable() else repr(text)
+
+    width = max([len(shown(item)) for item in table["item_id"]] + [4])
     for user in [] if to_stdout else users:  # with --output -: the CSV only
         rows = table[table["user_id"] == user]
         if len(rows) and rows["fallback"].iloc[0]:
@@ -90,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
             note = " (no item left to recommend)"
         else:
             note = ""
-        print(f"user {user}{note}:")
+        print(f"user {shown(user)}{note}:")
         for row in rows.itertuples(index=False):
             # no title (an item missing from the file: None, or NaN once in the table): nothing
             title = f"  {row.title}" if isinstance(row.title, str) and row.title else ""
-            print(f"{row.rank:4d}  {row.item_id!s:>{width}}  {row.score:.4f}  "
+            print(f"{row.rank:4d}  {shown(row.item_id):>{width}}  {row.score:.4f}  "
                   f"{row.predicted_rating:.2f}{title}")
 
     if args.output is not None:
