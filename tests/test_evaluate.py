@@ -313,3 +313,5 @@ def test_every_split_counts_relevance_on_the_data_sets_scale(capsys, tmp_path: P
     assert code == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert [s["threshold"] for s in results["splits"]] == [4.0, 4.0, 4.0]
+    # and each split names the ranking model it chose (train's folds did, evaluate's not)
+    assert all(s["ranking_model"].startswith("ranking model ") for s in results["splits"])

@@ -106,6 +106,18 @@ def splits(
         yield Split(f"seed {seed + r}", train, test, seed + r)
 
 
+def ranking_summary(model: Any) -> str | None:
+    """``"ranking model ease 0.8 + rating 0.2"``: the ranking model's components and blend
+    weights (``None`` without one)."""
+    ranking = model.ranking_
+    if ranking is None:
+        return None
+    described = ranking.describe()
+    parts = [f"{name} {entry['weight']:g}" for name, entry in described.items()
+             if isinstance(entry, dict) and entry.get("weight", 0) > 0]
+    return "ranking model " + " + ".join(parts)
+
+
 def split_threshold(split: Split) -> float:
     """The relevance threshold of ``split``'s ratings, training and test together: the data
     set's scale, the same for every split of it (the training part's alone moved when a rare
@@ -137,6 +149,7 @@ def score_split(model: Any, split: Split, *, k: int | None = None,
         "n_train": len(split.train),
         "n_test": report["n"],
         "n_cold": report["n_cold"],
+        "ranking_model": ranking_summary(model),  # each split fits its own
         "validation_rmse": model.validation_rmse_,
         "best_epochs": [member.best_epoch for member in model.members_],
         "fit_seconds": fit_seconds,

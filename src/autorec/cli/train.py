@@ -17,7 +17,14 @@ import numpy as np
 from .. import __version__, distributed
 from ..data.ratings import Ratings
 from ..estimator import AutoRec
-from ..evaluate import Split, ranking_report, split_threshold, splits, summarise
+from ..evaluate import (
+    Split,
+    ranking_report,
+    ranking_summary,
+    split_threshold,
+    splits,
+    summarise,
+)
 from ._common import (
     Outputs,
     fraction,
@@ -184,7 +191,7 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
         "bias_regularisation": [model.biases_.reg_user, model.biases_.reg_item],
         "blend": model.blend_.tolist(),
         "train_seconds": model.epoch_seconds_,  # every l2 value tried, and the refit
-        "ranking_model": _ranking_summary(model),
+        "ranking_model": ranking_summary(model),
         "ranking_seconds": (model.ranking_.report.get("seconds", 0.0)
                             if model.ranking_ is not None else 0.0),
         "wall_seconds": wall,
@@ -372,15 +379,3 @@ def _torch_version() -> str:
     import torch
 
     return str(torch.__version__)
-
-
-def _ranking_summary(model: AutoRec) -> str | None:
-    """``"ranking model ease 0.8 + rating 0.2"``: the ranking model's components and blend
-    weights (``None`` without one)."""
-    ranking = model.ranking_
-    if ranking is None:
-        return None
-    described = ranking.describe()
-    parts = [f"{name} {entry['weight']:g}" for name, entry in described.items()
-             if isinstance(entry, dict) and entry.get("weight", 0) > 0]
-    return "ranking model " + " + ".join(parts)
