@@ -598,6 +598,8 @@ def test_evaluate_refuses_a_canonical_split_of_other_data_before_any_output(caps
 
 
 @pytest.mark.parametrize(("args", "needle"), [
+    # split seeds past the largest: recorded, but no train --seed could rerun the split
+    (["--protocol", "paper", "--seed", str(2**32 - 3)], "past the largest seed"),
     (["--protocol", "paper", "--test-ratio", "0.5"], "--protocol paper does not use it"),
     (["--protocol", "kfold", "--test-ratio", "0.5"], "--protocol kfold does not use it"),
     (["--folds", "3"], "--folds is the number of folds of --protocol kfold"),

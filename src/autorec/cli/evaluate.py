@@ -14,6 +14,7 @@ from typing import Any
 from .. import __version__
 from ..evaluate import PAPER_REPEATS, PROTOCOLS, score_split, splits, summarise
 from ._common import (
+    MAX_SEED,
     Outputs,
     fraction,
     output_dir,
@@ -100,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
     if args.protocol in CANONICAL_SPLITS:
         check_canonical(args, f"--protocol {args.protocol}", args.parser_error)
+    seeds = args.repeats * (PAPER_REPEATS if args.protocol == "paper" else 1)
+    if args.protocol not in CANONICAL_SPLITS and args.seed + seeds - 1 > MAX_SEED:
+        # each split's seed is recorded, and train --seed takes it to rerun that split
+        args.parser_error(f"--seed {args.seed} gives {seeds} splits seeds up to "
+                          f"{args.seed + seeds - 1}, past the largest seed {MAX_SEED}")
     outputs = Outputs()  # every output checked before any data is read (README: Bad input)
     for option in ("data", "config"):
         outputs.input(f"--{option}", getattr(args, option, None))
