@@ -32,8 +32,8 @@ def new_id(id_map: IdMap, new_id: Any, side: str) -> Any:
                          f"{side}s only")
     if id_map.raw_ids.dtype.kind in "iu" and id_column([new_id]).dtype.kind not in "iu":
         raise ValueError(f"{name} {new_id!r}: the model's {side} ids are integers, so a new "
-                         f"{side}'s id must be an integer too (written without a plus sign, leading "
-                         "zero or decimal point) that int64 holds")
+                         f"{side}'s id must be an integer too (written without a plus "
+                         "sign, leading zero or decimal point) that int64 holds")
     return new_id
 
 
