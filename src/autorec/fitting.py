@@ -93,8 +93,9 @@ def _fit(
     original = as_ratings(ratings)
     if len(original) == 0:
         raise ValueError("cannot fit on zero ratings")
-    if not np.isfinite(original.rating).all():  # Ratings.from_arrays takes them as valid
-        bad = int(np.flatnonzero(~np.isfinite(original.rating))[0])
+    finite = np.isfinite(original.rating)
+    if not finite.all():  # Ratings.from_arrays takes them as valid
+        bad = int(np.argmin(finite))
         raise ValueError(f"{original.source}: rating {bad} is {original.rating[bad]}, not a "
                          "finite number")
     device = resolve_device(params["device"])
@@ -161,8 +162,11 @@ def _fit(
 
     trying: dict[str, float] = {}  # the l2 value in training, when several are tried
 
-    def report(entry: dict[str, Any]) -> None:
+    def count_seconds(entry: dict[str, Any]) -> None:
         model.epoch_seconds += entry["seconds"]
+
+    def report(entry: dict[str, Any]) -> None:
+        count_seconds(entry)
         entry.update(trying)
         if eval_pairs is not None:
             (user_idx, item_idx), truth = eval_pairs
@@ -201,8 +205,7 @@ def _fit(
                      len(original), member.best_epoch)
             best_epoch, history = member.best_epoch, member.history
             member.fit(every.triple, model.offsets, epochs=member.best_epoch,
-                       on_epoch_end=lambda entry: setattr(
-                           model, "epoch_seconds", model.epoch_seconds + entry["seconds"]),
+                       on_epoch_end=count_seconds,
                        on_batch_end=on_batch_end, optimizer=member.optimizer,  # as chosen
                        init_seed=seeds[1 + 2 * k], train_seed=seeds[2 + 2 * k],
                        checkpoint=None if session is None

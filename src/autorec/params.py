@@ -17,6 +17,7 @@ import numpy as np
 
 from .member import NetworkSpec
 from .model import ACTIVATIONS
+from .split import check_seed
 from .train import OPTIMIZERS
 
 __all__ = ["BASELINES", "COLD_POLICIES", "DEFAULTS", "PARAM_NAMES", "RANKINGS", "VARIANTS",
@@ -102,10 +103,7 @@ def validate_params(params: Mapping[str, Any]) -> None:
     if p["dense_batches"] and p["optimizer"] == "lazy_adam":
         raise ValueError("dense_batches gives dense gradients: use optimizer 'adam' or "
                          "'rprop', not 'lazy_adam'")
-    seed = p["random_state"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
-                             or seed < 0):
-        raise ValueError(f"random_state must be an integer >= 0 or None, got {seed!r}")
+    check_seed(p["random_state"])
 
 
 def network_specs(params: Mapping[str, Any]) -> list[NetworkSpec]:
