@@ -1,27 +1,18 @@
 """Text ratings (CSV, TSV, ``::``), read block by block with pyarrow's CSV reader: the one
 path for every text file, small or large, plain or decompressed.
 
-The bytes stream through ``pyarrow.csv.open_csv`` (multithreaded; quoted fields, also holding
-separators or line breaks; ``\\n``, ``\\r\\n`` and ``\\r`` line ends), and each block becomes at
-once an id code per id column and a ``float32`` rating, so that about 12 bytes per rating are
-kept besides the result. On the way:
+Each block becomes at once an id code per id column and a ``float32`` rating (about 12 bytes
+per rating kept besides the result). On the way a UTF-8 byte order mark is skipped, UTF-16
+refused, every byte checked to be UTF-8; ``::`` becomes a tab (as ``bytes.replace`` would:
+``a:::b`` is ``a``, ``:b``); blank lines and rows whose fields are all empty are dropped;
+header names and ids are stripped of spaces and tabs; every row must have as many fields as
+the header. Ids follow :func:`autorec.data.ids.id_column` (:class:`._id_blocks.IdBlocks`),
+ratings :func:`autorec.data.values.rating_values`.
 
-* a UTF-8 byte order mark is skipped, UTF-16 refused, every byte checked to be UTF-8;
-* ``::`` becomes a tab before parsing (as ``bytes.replace`` would: ``a:::b`` is ``a``, ``:b``);
-* blank lines (empty or white space, also before the header) and rows whose fields are all
-  empty are dropped; header names and ids are stripped of spaces and tabs;
-* every row must have as many fields as the header (or ``names``);
-* ids: a column stays on the integer path while every id is a canonical integer text (digits
-  and a minus sign, no leading zero, no ``-0``); otherwise it switches to text, dictionary-
-  encoding each block and unifying the dictionaries in order of first appearance. The
-  distinct ids go through :func:`autorec.data.ids.id_column`, the rule every reader uses;
-* ratings: numbers as pandas reads them, checked by :func:`autorec.data.values.rating_values`.
-
-Errors name the line as a text editor counts it (1-based, header included; a row by the line
-it starts on). While no row has been dropped and no quote seen, row ``k`` is on line
-``first_line + k``; otherwise, and to find the row with a wrong number of fields or the line
-of a byte that is not UTF-8, a second pass over the file with Python's :mod:`csv` module
-(:func:`_records`) runs, only once an error has been found: it locates, it never reads ratings.
+Errors name the line as a text editor counts it (1-based, header included). While no row has
+been dropped and no quote seen, row ``k`` is on line ``first_line + k``; otherwise a second
+pass with Python's :mod:`csv` module (:meth:`_Reader._records`) locates the line, only once
+an error has been found.
 """
 
 from __future__ import annotations
@@ -276,9 +267,8 @@ class _Reader:
             except (pa.ArrowException, OSError) as exc:
                 if self.stream.bad is not None or "Empty CSV file" not in str(exc):
                     raise self._parse_error(exc) from None
-        if progress is not None and reported < total:  # the last block was a short one
-            progress(LoadProgress(self.source, "reading", total, total, rows,
-                                  time.perf_counter() - started))
+        if reported < total:  # the last block was a short one
+            report(progress, self.source, "reading", total, rows, started)
         if rows == 0:
             raise DataError("no ratings" if len(used) == 3 else "no pairs", source=self.source)
         report(progress, self.source, "indexing", total, rows, started)
@@ -304,9 +294,7 @@ class _Reader:
     def _records(self) -> Iterator[tuple[int, list[str]]]:
         """The diagnostic pass: the line and fields of every data record that the parsing
         pass kept (blank ones skipped)."""
-        limit = csv.field_size_limit()
-        # a field of any length (the csv module's 128 KiB limit raised a traceback; the
-        # limit is the process's, put back when the pass ends)
+        limit = csv.field_size_limit()  # the process's: put back when the pass ends
         csv.field_size_limit(max(limit, _FIELD_LIMIT))
         try:
             with self.open_raw() as raw:
@@ -377,10 +365,7 @@ def _release_memory() -> None:
     """Hand the reader's freed memory back to the system: pyarrow's allocator keeps its
     blocks for reuse, and glibc keeps the heap pages of the per-block arrays (about 1 GB at
     100M ratings), while what comes next (a model) is allocated by numpy and torch."""
-    try:
-        pa.default_memory_pool().release_unused()
-    except (AttributeError, NotImplementedError):  # an older pyarrow
-        pass
+    pa.default_memory_pool().release_unused()
     from ..memory import release_free_memory
 
     release_free_memory()

@@ -23,20 +23,9 @@ from typing import Any, BinaryIO
 
 from ..exceptions import DataError, first_line
 
-__all__ = [
-    "COMPRESSED_SUFFIXES",
-    "arrow_input",
-    "check_columns",
-    "check_file",
-    "compression_hint",
-    "decode_error",
-    "held_on_error",
-    "line_end",
-    "read_head",
-    "read_source",
-    "readers_stopped_by_error",
-    "unique_unused",
-]
+__all__ = ["COMPRESSED_SUFFIXES", "arrow_input", "check_columns", "check_file",
+           "compression_hint", "decode_error", "held_on_error", "line_end", "read_head",
+           "read_source", "readers_stopped_by_error", "unique_unused"]
 
 _DECOMPRESS = {".gz": ("gzip", gzip.decompress), ".bz2": ("bzip2", bz2.decompress),
                ".xz": ("xz", lzma.decompress)}
@@ -191,11 +180,11 @@ def decode_error(data: bytes, position: int, first_line: int, source: str) -> Da
 
 def arrow_input(path: Path, open_raw: Callable[[], BinaryIO]) -> Any:
     """The (decompressed) bytes of ``path`` as a file of pyarrow's own (``OSFile``, or a
-    ``BufferReader`` over a copy in pyarrow's memory), for a reader that needs no Python-side
-    checks: through a Python file object, a reader stopped by an error released Python
-    objects in its threads while the interpreter shut down, which aborted the process
-    (status 134; :func:`held_on_error` is the text reader's answer, whose stream checks every
-    byte)."""
+    ``BufferReader`` over a copy), for a reader that needs no Python-side checks: a reader
+    stopped by an error while reading a Python file object can abort the process at shutdown
+    (see :func:`held_on_error`).
+    """
+
     import pyarrow as pa
 
     if path.suffix.lower() in COMPRESSED_SUFFIXES:
@@ -223,13 +212,11 @@ def held_on_error(objects: list[Any], stream: Any = None) -> Iterator[None]:
     """On an error mid-file, keep ``objects`` (the ``pyarrow.PythonFile`` a reader reads,
     and the reader, appended once made) referenced from Python until the process ends.
 
-    A pyarrow reader stopped by an error drops its last references to the Python file and to
-    the bytes it read from it later, in one of its threads, when its read-ahead completes;
-    releasing them takes the GIL, and if the interpreter is shutting down by then, Python
-    ends that thread in a way that aborts the process ("terminate called without an active
-    exception", status 134: about 1 bad input in 10 on busy cores). Held here, the last
-    release is the interpreter's own. With ``stream`` (the ``_csv`` reader's: ``stopped``,
-    ``ended``), the rest of it reads as empty, and a read in flight (a thread inside Python)
+    A pyarrow reader stopped by an error drops its last references to the Python file in one
+    of its threads when its read-ahead completes; if the interpreter is shutting down by then,
+    that release aborts the process (status 134, "terminate called without an active
+    exception"). Held here, the last release is the interpreter's own. With ``stream`` (the
+    ``_csv`` reader's: ``stopped``, ``ended``), the rest reads as empty, and a read in flight
     is given up to half a second to end.
     """
     try:

@@ -2,34 +2,34 @@
 
 The prize's ``combined_data_1.txt`` .. ``combined_data_4.txt`` (and each
 ``training_set/mv_NNNNNNN.txt``) hold, for each movie, a line ``123:`` and then one line per
-rating of that movie: ``customer id, rating, date`` (the date is ignored)::
+rating of that movie (the date is ignored)::
 
     1:
     1488844,3,2005-09-06
     822109,5,2005-05-13
 
 :func:`read_ratings <autorec.data.readers.read_ratings>` recognises the format by its first
-line and reads it here: pyarrow streams the file a block of lines at a time (one string per
-line, no quoting), the movie of each rating is the last ``MOVIE:`` line above it, customer
-and movie ids become integers (text where one of a column is not a canonical integer, as in
-every reader: ``0100`` and ``100`` are two ids) and ratings numbers, about 16 bytes per
-rating kept. The ratings then go through
-:func:`~autorec.data.readers.from_dataframe` (id maps, rating checks, repeated pairs), whose
-errors are given the file's line numbers.
+line. pyarrow streams the file a block of lines at a time; the movie of each rating is the
+last ``MOVIE:`` line above it; ids are integers or text as in every reader (``0100`` and
+``100`` are two ids). The ratings then go through :func:`~autorec.data.readers.from_dataframe`,
+whose errors are given the file's line numbers.
 """
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv
 
 from ..exceptions import DataError
 from ._id_blocks import canonical_integers
+from ._source import decode_error
 
 __all__ = ["is_netflix", "read_netflix_frame"]
 
@@ -56,9 +56,6 @@ def read_netflix_frame(open_file: Callable[[], Any], source: str
         not an integer and a colon, or a line that is not ``customer,rating[,date]`` or
         whose rating is not a number; named by file and line.
     """
-    import pyarrow as pa
-    from pyarrow import csv
-
     parts: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
     # the movie of each rating as an index into the movie lines' texts (and their integers)
     state: dict[str, Any] = {"movie": -1, "lines": 0, "texts": [], "ids": [],
@@ -100,9 +97,6 @@ def _block(column: Any, state: dict[str, int], source: str
            ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """One block of lines: its ratings' customer ids, movie ids, ratings and file lines;
     ``state`` carries the current movie and the lines read over to the next block."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     lines = pc.utf8_trim(pc.fill_null(column, ""), " \t\r")
     header = pc.ends_with(lines, ":").to_numpy(zero_copy_only=False)
     blank = pc.equal(pc.binary_length(lines), 0).to_numpy(zero_copy_only=False)
@@ -162,18 +156,10 @@ def _block(column: Any, state: dict[str, int], source: str
 
 def _utf8_error(open_file: Callable[[], Any], source: str) -> DataError | None:
     """The error naming the line of the file's first byte that is not UTF-8, if any."""
-    from ._source import decode_error
-
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
     with open_file() as raw:
-        while chunk := raw.read(1 << 20):
-            held = decoder.getstate()[0]
-            data = held + chunk
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                return decode_error(data, exc.start, line, source)
-            done = data[:len(data) - len(decoder.getstate()[0])]
-            line += done.count(b"\n") + done.count(b"\r") - done.count(b"\r\n")
+        data = raw.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return decode_error(data, exc.start, 1, source)
     return None
