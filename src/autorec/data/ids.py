@@ -34,7 +34,6 @@ __all__ = ["INTEGER_ID", "IdMap", "InvalidIdError", "common_ids", "id_column", "
 
 #: A canonical integer id: what ``str(int(text)) == text`` accepts (``-0`` excluded).
 INTEGER_ID = re.compile(r"0|-?[1-9][0-9]*")
-_INTEGER_ID_PATTERN = INTEGER_ID.pattern
 _INT64_DIGITS = 19  # texts of up to 18 digits always fit int64; 19 digits may not
 
 
@@ -299,14 +298,24 @@ def _show(value: Any) -> str:
 
 def _canonical_integers(texts: pd.Series) -> pd.Series | None:
     """``texts`` as ``int64`` when every one is a canonical integer that fits, else None."""
-    if not texts.str.fullmatch(_INTEGER_ID_PATTERN).all():
-        return None
-    if (texts.str.len() > _INT64_DIGITS + 1).any():
-        return None
+    keys, known = _int64_keys(texts)
+    return pd.Series(keys) if known.all() else None
+
+
+def _int64_keys(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The value of each text that is a canonical integer within ``int64`` (0 for the
+    others), and which ones are."""
+    known = (texts.str.fullmatch(INTEGER_ID.pattern)
+             & (texts.str.len() <= _INT64_DIGITS + 1)).to_numpy(dtype=bool, copy=True)
+    keys = np.zeros(len(texts), dtype=np.int64)
+    values = texts[known].to_numpy(dtype=object)
     try:
-        return pd.Series(texts.to_numpy(dtype=object).astype(np.int64))
-    except (OverflowError, ValueError):
-        return None
+        keys[known] = values.astype(np.int64)
+    except OverflowError:  # 19 digits beyond int64: found one by one
+        big = np.array([not -(2**63) <= int(value) < 2**63 for value in values], dtype=bool)
+        known[np.flatnonzero(known)[big]] = False
+        keys[known] = values[~big].astype(np.int64)
+    return keys, known
 
 
 def _integer_keys(query: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -319,29 +328,12 @@ def _integer_keys(query: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return np.where(fits, query, 0).astype(np.int64), fits
     if kind not in "OUS" and not pd.api.types.is_string_dtype(query.dtype):
         return np.zeros(len(query), dtype=np.int64), np.zeros(len(query), dtype=bool)
-    if pd.api.types.infer_dtype(query, skipna=False) == "string":
-        texts = pd.Series(query, dtype=object)
-        known = (texts.str.fullmatch(_INTEGER_ID_PATTERN)
-                 & (texts.str.len() <= _INT64_DIGITS + 1)).to_numpy(dtype=bool)
-        try:
-            keys = np.zeros(len(query), dtype=np.int64)
-            keys[known] = texts[known].to_numpy(dtype=object).astype(np.int64)
-            return keys, known
-        except OverflowError:
-            pass  # a 19-digit text beyond int64: one by one below
-    keys = np.zeros(len(query), dtype=np.int64)
-    known = np.zeros(len(query), dtype=bool)
-    for position, value in enumerate(query.tolist()):
-        if isinstance(value, str):
-            if INTEGER_ID.fullmatch(value) is None:
-                continue
-            value = int(value)
-        elif isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-            continue
-        value = int(value)
-        if -(2**63) <= value < 2**63:
-            keys[position], known[position] = value, True
-    return keys, known
+    texts = pd.Series(query, dtype=object)
+    if pd.api.types.infer_dtype(query, skipna=False) != "string":  # integers among others
+        texts = texts.map(lambda value: value if isinstance(value, str) else str(int(value))
+                          if isinstance(value, int | np.integer)
+                          and not isinstance(value, bool | np.bool_) else "")
+    return _int64_keys(texts)
 
 
 def _text_keys(query: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,11 +1,8 @@
 """Readers that turn files and DataFrames into validated :class:`Ratings`.
 
 Every problem in the input raises :class:`~autorec.exceptions.DataError` naming the source,
-the line (1-based, as a text editor counts them, header included) and the field.
-
-Text files are read by one path (:mod:`._csv`, pyarrow's CSV reader, block by block),
-Parquet files by pandas; ids go through :func:`autorec.data.ids.id_column` whatever the
-source (an id is its text), ratings through :func:`autorec.data.values.rating_values`.
+the line (1-based, as a text editor counts them, header included) and the field. Text files
+are read by :mod:`._csv`, Netflix Prize files by :mod:`.netflix`, Parquet files by pyarrow.
 """
 
 from __future__ import annotations
@@ -39,11 +36,11 @@ log = logging.getLogger(__name__)
 DuplicatePolicy = Literal["error", "last", "mean"]
 DUPLICATE_POLICIES: tuple[str, ...] = ("error", "last", "mean")
 DEFAULT_COLUMNS: tuple[str, str, str] = ("user_id", "item_id", "rating")
-#: Names accepted for a tab separator besides the character itself.
-TAB_NAMES: tuple[str, ...] = ("tab", "\\t")
 #: Files at least this large report their progress (smaller ones take a second or two).
 PROGRESS_MIN_BYTES = 64 << 20
 _PARQUET = (".parquet", ".pq")
+_SEPARATORS = {".tsv": "\t", ".data": "\t", ".base": "\t", ".test": "\t", ".tab": "\t",
+               ".dat": "::"}
 
 
 def from_dataframe(
@@ -129,7 +126,7 @@ def check_separator(sep: str | None) -> str | None:
     """
     if sep is None:
         return None
-    if sep in TAB_NAMES:
+    if sep in ("tab", "\\t"):
         return "\t"
     if sep == "::" or (len(sep) == 1 and sep.isascii() and sep not in "\"\r\n"):
         return sep
@@ -237,22 +234,20 @@ def read_pairs(
     path, sep = _check_path(path, sep)
     _check_options("error", columns, 2)
     open_raw, name, size = _open(path)
-    if Path(name).suffix.lower() not in _PARQUET and is_netflix(_first_line(open_raw)):
-        # a Netflix Prize file (as --data reads it): its ids, its ratings ignored
+    if Path(name).suffix.lower() in _PARQUET:
+        frame = _read_parquet(open_raw, path)
+        check_columns(frame.columns, columns, path, hint=False)
+        if len(frame) == 0:
+            raise DataError("no pairs", source=path)
+        return tuple(_id_columns(_stripped_ids(frame, columns), columns, path))
+    if is_netflix(_first_line(open_raw)):  # as --data reads it: its ids, its ratings ignored
         return _netflix(lambda: arrow_input(path, open_raw), str(path),
                         lambda frame: tuple(_id_columns(frame, DEFAULT_COLUMNS[:2], path)),
                         "pairs")
-    if Path(name).suffix.lower() not in _PARQUET:
-        read = read_text(open_raw, sep=sep or _guess_separator(name), header=header,
-                         names=None, columns=columns, source=str(path), total=size)
-        return tuple(pd.Series(ids.to_raw(idx)) for idx, ids in zip(read.idx, read.maps,
-                                                                    strict=True))
-    frame = _read_parquet(open_raw, path)
-    check_columns(frame.columns, columns, path, hint=False)
-    if len(frame) == 0:
-        raise DataError("no pairs", source=path)
-    user_column, item_column = _id_columns(_stripped_ids(frame, columns), columns, path)
-    return user_column, item_column
+    read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=None,
+                     columns=columns, source=str(path), total=size)
+    return tuple(pd.Series(ids.to_raw(idx)) for idx, ids in zip(read.idx, read.maps,
+                                                                strict=True))
 
 
 def _id_columns(frame: pd.DataFrame, columns: Sequence[str], source: str | Path
@@ -356,9 +351,9 @@ def _stripped_ids(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     the text readers drop them (``" 2 "`` and ``"2"`` are one id in every file)."""
     frame = frame.copy(deep=False)
     for col in columns:
-        column = frame[col] if col in frame.columns else None
-        if column is None:
+        if col not in frame.columns:
             continue
+        column = frame[col]
         if isinstance(column.dtype, pd.CategoricalDtype) and not pd.api.types.is_numeric_dtype(
                 column.cat.categories.dtype):  # Parquet's dictionary-encoded text ids
             column = column.astype(object)
@@ -382,9 +377,7 @@ def _read_parquet(open_raw: Callable[[], BinaryIO], path: Path) -> pd.DataFrame:
 
 
 def _guess_separator(name: str) -> str:
-    suffix = Path(name).suffix.lower()
-    return "\t" if suffix in (".tsv", ".data", ".base", ".test", ".tab") else (
-        "::" if suffix == ".dat" else ",")
+    return _SEPARATORS.get(Path(name).suffix.lower(), ",")
 
 
 def as_ratings(data: Ratings | pd.DataFrame) -> Ratings:
