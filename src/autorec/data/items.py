@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -99,12 +100,11 @@ def read_item_titles(path: str | PathLike[str], *, layout: str | None = None) ->
         suffix = Path(name).suffix.lower()
         layout = {".item": "u.item", ".dat": "movies.dat"}.get(suffix, "csv")
     source = str(path)
-    if layout == "csv":
-        lines, ids, titles = _read_csv(data, source)
-    else:
-        lines, ids, titles = _read_separated(data, "|" if layout == "u.item" else "::", source)
-    if not ids:
+    rows = list(_csv_rows(data, source) if layout == "csv" else
+                _separated_rows(data, "|" if layout == "u.item" else "::", source))
+    if not rows:
         raise DataError("no items", source=source)
+    lines, ids, titles = zip(*rows, strict=True)
     try:
         column = id_column(ids)
     except InvalidIdError as exc:
@@ -158,12 +158,9 @@ def _text(data: bytes, source: str, *, strict: bool) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _read_separated(data: bytes, sep: str, source: str
-                    ) -> tuple[list[int], list[str], list[str]]:
-    """``id<sep>title[<sep>...]`` lines (``u.item``, ``movies.dat``)."""
-    lines: list[int] = []
-    ids: list[str] = []
-    titles: list[str] = []
+def _separated_rows(data: bytes, sep: str, source: str) -> Iterator[tuple[int, str, str]]:
+    """The line, id and title of each ``id<sep>title[<sep>...]`` line (``u.item``,
+    ``movies.dat``)."""
     for number, line in enumerate(_text(data, source, strict=False).split("\n"), start=1):
         if not line.strip():
             continue
@@ -173,19 +170,14 @@ def _read_separated(data: bytes, sep: str, source: str
                             line=number)
         # movies.dat: id::title::genres (a title holding '::' keeps it)
         title = sep.join(fields[1:-1]) if sep == "::" and len(fields) > 2 else fields[1]
-        lines.append(number)
-        ids.append(fields[0].strip(" \t"))
-        titles.append(title.strip())
-    return lines, ids, titles
+        yield number, fields[0].strip(" \t"), title.strip()
 
 
-def _read_csv(data: bytes, source: str) -> tuple[list[int], list[str], list[str]]:
-    """A CSV with a header naming an id column and a ``title`` column."""
+def _csv_rows(data: bytes, source: str) -> Iterator[tuple[int, str, str]]:
+    """The line, id and title of each row of a CSV with a header naming an id column and a
+    ``title`` column."""
     text = _text(data, source, strict=True)
     reader = csv.reader(io.StringIO(text, newline=""), strict=False)
-    lines: list[int] = []
-    ids: list[str] = []
-    titles: list[str] = []
     try:
         header: list[str] | None = None
         previous = 0
@@ -207,11 +199,8 @@ def _read_csv(data: bytes, source: str) -> tuple[list[int], list[str], list[str]
             if len(row) != len(header):
                 raise DataError(f"expected {len(header)} fields, found {len(row)}",
                                 source=source, line=start)
-            lines.append(start)
-            ids.append(row[id_at].strip(" \t"))
-            titles.append(row[title_at].strip())
+            yield start, row[id_at].strip(" \t"), row[title_at].strip()
     except csv.Error as exc:
         raise DataError(f"malformed ({exc})", source=source, line=previous + 1) from None
     if header is None:
         raise DataError("empty file", source=source)
-    return lines, ids, titles
