@@ -11,13 +11,8 @@ this module, so that the same text is the same id everywhere:
   otherwise. Native integer columns stay integers (beyond ``int64``: text). Floating-point,
   boolean, date and other non-id values are refused, naming the row.
 * :meth:`IdMap.to_index` compares a query id with the map's ids by text: an integer map
-  finds ``12`` for ``"12"`` but nothing for ``"012"``, ``"+12"`` or ``12.0``; a text map finds
-  ``"12"`` for ``12``.
-* :func:`query_ids` validates the ids of a lookup (``predict``, ``recommend``, fold-in) as
-  :func:`id_column` validates a column: a float (even ``196.0``), a boolean, ``None``, NaN
-  or empty text is refused with ``ValueError``, never looked up as an unknown id.
-* :func:`common_ids` brings id arrays of two sources to one storage type (the integer side
-  becomes text when the other side is text), as :func:`autorec.split.align` needs.
+  finds ``12`` for ``"12"`` but nothing for ``"012"``, ``"+12"`` or ``12.0``.
+* :func:`query_ids` validates the ids of a lookup as :func:`id_column` validates a column.
 """
 
 from __future__ import annotations
@@ -28,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .values import kind_of
 
 __all__ = ["INTEGER_ID", "IdMap", "InvalidIdError", "common_ids", "id_column", "ids_as_text",
            "query_ids"]
@@ -285,9 +282,7 @@ def _not_an_id(value: Any) -> str:
         return f"id {_show(value)} is a floating-point number; store ids as integers or text"
     if isinstance(value, bytes):
         return "id is bytes that are not UTF-8 text"
-    kind = "list" if isinstance(value, list | tuple | np.ndarray) else type(value).__name__
-    article = "an" if kind[:1] in "aeiou" else "a"
-    return f"id {_show(value)} is {article} {kind}, not an integer or text"
+    return f"id {_show(value)} is {kind_of(value)}, not an integer or text"
 
 
 def _show(value: Any) -> str:

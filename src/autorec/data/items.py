@@ -14,10 +14,7 @@ Layouts (:data:`ITEM_LAYOUTS`), guessed from the file name when not given:
 The MovieLens ``u.item`` and ``movies.dat`` files are Latin-1; they are read as UTF-8 when
 they are valid UTF-8 and as Latin-1 otherwise. A CSV must be UTF-8 (a byte order mark is
 skipped). Files may be compressed like ratings files (``.gz``, ``.bz2``, ``.xz``, ``.zip``).
-
-Ids go through :func:`autorec.data.ids.id_column` like ratings' ids, and titles are found by
-the id's text (:class:`~autorec.data.ids.IdMap`): item ``12`` of a model trained on one file
-finds the title of ``12`` in another.
+Ids are found by their text, as everywhere (:mod:`autorec.data.ids`).
 """
 
 from __future__ import annotations

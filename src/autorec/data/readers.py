@@ -16,7 +16,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, NoReturn
 
-import numpy as np
 import pandas as pd
 
 from ..exceptions import DataError
@@ -25,7 +24,7 @@ from ._duplicates import merge_repeats
 from ._source import COMPRESSED_SUFFIXES, arrow_input, check_columns, check_file, read_source
 from .ids import IdMap, InvalidIdError, id_column
 from .netflix import is_netflix, read_netflix_frame
-from .ratings import Ratings, index_dtype
+from .ratings import Ratings
 from .values import InvalidRatingError, rating_values, show
 
 __all__ = ["DEFAULT_COLUMNS", "DuplicatePolicy", "LoadProgress", "as_ratings", "check_separator",
@@ -102,9 +101,7 @@ def from_dataframe(
     user_idx, item_idx, rating = merge_repeats(user_idx, item_idx, rating, len(items),
                                                duplicates=duplicates, source=source,
                                                refuse=refuse)
-    return Ratings(user_idx.astype(index_dtype(len(users)), copy=False),
-                   item_idx.astype(index_dtype(len(items)), copy=False),
-                   rating.astype(np.float32, copy=False), users, items, source)
+    return Ratings(user_idx, item_idx, rating, users, items, source)  # gives index_dtype
 
 
 def duplicate_error(user: object, item: object, *, source: str, line: int, first: int,
@@ -171,11 +168,6 @@ def read_ratings(
     progress
         Called with a :class:`LoadProgress` (``str()`` of it is a one-line report) about
         every tenth of a text file of 64 MB or more, and at each later stage.
-
-    Notes
-    -----
-    Text files are streamed through pyarrow's multithreaded CSV parser, block by block,
-    keeping about 12 bytes per rating besides the result (:mod:`autorec.data._csv`).
 
     Raises
     ------

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["LARGEST_RATING", "InvalidRatingError", "rating_values", "show"]
+__all__ = ["LARGEST_RATING", "InvalidRatingError", "kind_of", "rating_values", "show"]
 
 #: The largest rating magnitude accepted: its square is finite as ``float32``.
 LARGEST_RATING = float(np.sqrt(np.finfo(np.float32).max, dtype=np.float32))
@@ -53,7 +53,7 @@ def rating_values(values: pd.Series) -> np.ndarray:
             for position, value in enumerate(values.to_numpy(dtype=object)):
                 if not _is_number_like(value):
                     raise InvalidRatingError(
-                        f"rating {show(value)} is {_kind(value)}, not a number", position)
+                        f"rating {show(value)} is {kind_of(value)}, not a number", position)
         rating = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64,
                                                                   na_value=np.nan)
     else:
@@ -116,7 +116,7 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
     """``"a list"``, ``"a dict"``...: what a value that is not a number is."""
     if isinstance(value, list | tuple | np.ndarray):  # Parquet lists arrive as arrays
         return "a list"
