@@ -63,9 +63,7 @@ def random_split(
         raise ValueError(f"{ratings.source}: need at least 2 ratings to split, got {n}")
     n_test = min(max(round(test_ratio * n), 1), n - 1)
     order = np.random.default_rng(random_state).permutation(n)
-    test_pos = np.sort(order[:n_test])
-    train_pos = np.sort(order[n_test:])
-    return ratings.subset(train_pos), ratings.subset(test_pos)
+    return ratings.subset(np.sort(order[n_test:])), ratings.subset(np.sort(order[:n_test]))
 
 
 def kfold_split(

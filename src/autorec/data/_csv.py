@@ -124,8 +124,7 @@ def read_text(
     ``sep`` is one character or ``"::"``; ``total`` is the size of the bytes; ``progress`` is
     called about every tenth of them. Raises :class:`DataError` naming the file, line and field."""
     started = time.perf_counter() if started is None else started
-    raw = open_raw()
-    try:
+    with open_raw() as raw:
         head, skipped, fields = read_head(raw, sep, source)
         if header:
             names = unique_unused([name.strip(_SPACE) for name in fields], columns)
@@ -137,8 +136,6 @@ def read_text(
         check_columns(names, columns, source, line=skipped + 1 if header else None)
         reader = _Reader(raw, head, sep, names, columns, source, skipped + 1 + header, total)
         return reader.run(progress, started, open_raw)
-    finally:
-        raw.close()
 
 
 #: Longest field the diagnostic pass reads (the csv module's own limit is 128 KiB).

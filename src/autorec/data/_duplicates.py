@@ -1,9 +1,5 @@
-"""Repeated (user, item) pairs: found by sorting a compact key, then refused or merged.
-
-The text reader and :func:`autorec.data.from_dataframe` hand their dense indices here, so that
-a repeat is reported, or merged, the same way whatever the source; a test part that repeats
-pairs of its training part is reported here too. The cost is one ``int64`` key per rating,
-sorted in place; the rows of repeated pairs alone (usually few) go through pandas.
+"""Repeated (user, item) pairs, found the same way whatever the source: by sorting one
+``int64`` key per rating in place; only the rows of repeated pairs go through pandas.
 """
 
 from __future__ import annotations

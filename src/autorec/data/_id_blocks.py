@@ -24,9 +24,8 @@ class IdBlocks:
     text, else codes into the distinct (stripped) texts, in order of first appearance.
 
     On the text path each block is dictionary-encoded on its own; block dictionaries are
-    unified with the distinct ids so far once they add up to as many entries (so the
-    unifying costs a bounded number of passes over the distinct ids, whatever the number
-    of blocks)."""
+    unified with the distinct ids so far once they add up to as many entries (so a bounded
+    number of passes over the distinct ids, whatever the number of blocks)."""
 
     def __init__(self) -> None:
         self._integers: list[np.ndarray] | None = []

@@ -58,10 +58,8 @@ class DatasetSpec:
 
     @property
     def url(self) -> str:
-        """Download address: GroupLens, or the mirror named by ``AUTOREC_DATASETS_URL``.
-
-        A mirror must serve the same archives; the SHA-256 check applies all the same.
-        """
+        """Download address: GroupLens, or the mirror named by ``AUTOREC_DATASETS_URL`` (it
+        must serve the same archives: the SHA-256 check applies all the same)."""
         base = os.environ.get(MIRROR_ENV) or GROUPLENS_URL
         return base.rstrip("/") + "/" + self.archive
 
@@ -253,10 +251,9 @@ _UNPACKING = ".unpacking-"
 
 
 def _unpack(archive: Path, target: Path) -> None:
-    """Unpack ``archive`` into ``target`` whole or not at all: into a temporary folder
-    beside, then each top folder renamed into place (an unpack cut short by Ctrl-C or a kill
-    left a truncated ratings file that every later run took for the data set). Folders left
-    by an unpack that was cut short are removed first."""
+    """Unpack ``archive`` into ``target`` whole or not at all (an unpack cut short left a
+    truncated ratings file): into a temporary folder beside, whose top folders are then renamed
+    into place. Folders left by an unpack that was cut short are removed first."""
     for stale in target.glob(f"{_UNPACKING}*"):
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=_UNPACKING, dir=target))

@@ -190,10 +190,8 @@ class IdMap:
         """
         if isinstance(raw_ids, np.ndarray | pd.Index | pd.Series):
             query = np.asarray(raw_ids)
-        elif _is_iterable(raw_ids):
-            query = _object_array(list(raw_ids))
         else:
-            query = _object_array([raw_ids])
+            query = _object_array(list(raw_ids) if _is_iterable(raw_ids) else [raw_ids])
         keys, known = (_integer_keys if self._integer else _text_keys)(query)
         result = self._index.get_indexer(keys).astype(np.int64)
         if known is not None:
@@ -374,7 +372,7 @@ def query_ids(values: Any, name: str) -> np.ndarray:
         are compared by text and ``196.0`` is not ``196``; a boolean, a list...) or a missing
         id (``None``, NaN, empty text), naming ``name`` and the position.
     """
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+    if not _is_iterable(values):
         values = [values]
     try:
         return id_column(values, integers=False).to_numpy()
