@@ -57,6 +57,8 @@ def test_compressed_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name, data, needles", [
     ("t.csv", b"item_id,name\n1,x\n", ["t.csv", "field 'title'", "missing column"]),
     ("t.csv", b"item_id,title\n1,ok\n2,caf\xe9\n", ["t.csv", "line 3", "not UTF-8"]),
+    ("t.csv", b"item_id,title\r1,a\r2,\xe9\r", ["line 3", "not UTF-8"]),  # lines end in \r
+    ("t.csv", b"item_id,title\r\n1,a\r\n2,\xe9\r\n", ["line 3", "not UTF-8"]),
     ("t.csv", b"item_id,title\n1,a\n2,b\n1,c\n", ["line 4", "repeated (first at line 2)"]),
     ("t.csv", b"item_id,title\n1,a,extra\n", ["line 2", "expected 2 fields, found 3"]),
     ("t.csv", b"item_id,title\n,a\n", ["line 2", "missing value", "field 'item id'"]),

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataError
-from ._source import check_file, read_source
+from ._source import check_file, decode_error, read_source
 from .ids import IdMap, InvalidIdError, id_column
 
 __all__ = ["ITEM_LAYOUTS", "ItemTitles", "dataset_item_titles", "read_item_titles"]
@@ -148,10 +148,8 @@ def _text(data: bytes, source: str, *, strict: bool) -> str:
     except UnicodeDecodeError as exc:
         if not strict:
             text = data.decode("latin-1")
-        else:
-            line = data.count(b"\n", 0, exc.start) + 1
-            raise DataError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as "
-                            "UTF-8", source=source, line=line) from None
+        else:  # lines end in \n, \r\n or \r, as the ratings reader counts them
+            raise decode_error(data, exc.start, 1, source) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
