@@ -1,10 +1,6 @@
-"""Reading ``model.json``: its checksum, and every field checked for type, range and agreement
-with the others (one line naming the file and the field).
-
-The type and range of each field are data: the tables below give each field a rule (a
-:class:`Fields` method and its options), which :meth:`Fields.record` applies to an object
-along with its missing and unknown keys; :func:`_check_info` then checks what the fields must
-agree on."""
+"""Reading ``model.json``: its checksum, and every field checked for type and range (the tables
+of rules below, applied by :meth:`Fields.record`) and for agreement with the others
+(:func:`_check_info`); each failure is one line naming the file and the field."""
 
 from __future__ import annotations
 
@@ -184,10 +180,8 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
     sizes = {"users": info["n_users"], "items": info["n_items"]}
     for name, n in sizes.items():
         entry = f.record(info[name], name, {"storage": text("int64", "text")})
-        if entry["storage"] == "int64":
-            f.record(entry, name, {"tensor": text(f"{name}.ids")})
-        else:
-            f.record(entry, name, {"ids": array(text(), length=n)})
+        f.record(entry, name, {"tensor": text(f"{name}.ids")} if entry["storage"] == "int64"
+                 else {"ids": array(text(), length=n)})
     digest = info["weights"]["sha256"]
     if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
         f.fail("weights.sha256", "must be 64 hexadecimal digits")

@@ -17,7 +17,6 @@ FORMAT_VERSION = 3
 READ_VERSIONS = (1, 2, 3)
 WEIGHTS_FILE = "model.safetensors"
 JSON_FILE = "model.json"
-_CHUNK = 1 << 20
 #: ``autorec train --out`` writes it; it may share a model folder (its name cannot collide).
 METRICS_FILE = "metrics.json"
 #: autorec's temporary files in a model folder: ``atomic_path``'s ``.NAME.XXXXXXXX.tmp`` and
