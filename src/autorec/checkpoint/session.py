@@ -42,7 +42,6 @@ class Session:
                  manifest: dict[str, Any] | None) -> None:
         self.folder = folder
         self.fingerprint = fingerprint
-        self.resumed = manifest is not None
         self.networks: dict[str, dict[str, Any]] = dict(manifest["networks"]) if manifest else {}
         self.pending: dict[str, Any] | None = manifest.get("current") if manifest else None
         self.sequence = int(manifest["sequence"]) if manifest else 0

@@ -62,10 +62,9 @@ A link to a folder is saved into as that folder (links are followed, as for ever
 from __future__ import annotations
 
 from .arrays import load_model, save_model
-from .fields import info_digest, is_model_dir, read_model_info
+from .fields import info_digest, read_model_info
 from .folder import check_save_path
 from .names import FORMAT, FORMAT_VERSION, JSON_FILE, READ_VERSIONS, WEIGHTS_FILE
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "JSON_FILE", "READ_VERSIONS", "WEIGHTS_FILE",
-           "check_save_path", "info_digest", "is_model_dir", "load_model", "read_model_info",
-           "save_model"]
+           "check_save_path", "info_digest", "load_model", "read_model_info", "save_model"]

@@ -27,15 +27,9 @@ from ..train import OPTIMIZERS
 from .checks import FLAG, FRACTION, Fields, Rule, array, integer, number, record, table, text
 from .names import FORMAT, FORMAT_VERSION, JSON_FILE, READ_VERSIONS, WEIGHTS_FILE
 
-__all__ = ["info_digest", "is_model_dir", "read_model_info"]
+__all__ = ["info_digest", "read_model_info"]
 
 log = logging.getLogger(__name__)
-
-
-def is_model_dir(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a folder holding a ``model.json`` (not whether that loads)."""
-    path = Path(path)
-    return path.is_dir() and (path / JSON_FILE).is_file()
 
 
 def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -116,12 +116,9 @@ def _json_object(path: Path) -> dict[str, Any]:
 
 def _save_new(target: Path, weights: bytes, text: bytes) -> None:
     """Write a new model folder whole, as a hidden temporary folder renamed into place."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {target}: {exc.strerror or exc}") from exc
     tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         _write_file(tmp / WEIGHTS_FILE, weights)
         _write_file(tmp / JSON_FILE, text)
