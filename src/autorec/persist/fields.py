@@ -208,13 +208,13 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
             f.fail(at + "spec.residual", f"is {str(spec['residual']).lower()} but the baseline "
                    f"is {'biases' if residual else 'none'}")
         n_inputs = entry["n_inputs"]
-        expected_inputs = sizes["users"] if variant == "item" else sizes["items"]
+        rows, expected_inputs = ((sizes["items"], sizes["users"]) if variant == "item"
+                                 else (sizes["users"], sizes["items"]))
         if n_inputs != expected_inputs:
             f.fail(at + "n_inputs", f"is {n_inputs}, the id maps give {expected_inputs}")
         if entry["decoder_bias"] == spec["residual"]:
             f.fail(at + "decoder_bias", "disagrees with spec.residual (a network that learns "
                    "deviations from the baseline has no decoder bias)")
-        rows = sizes["items"] if variant == "item" else sizes["users"]
         if entry["inputs_shape"] != [rows, n_inputs]:
             f.fail(at + "inputs_shape", f"is {entry['inputs_shape']}, expected "
                    f"{[rows, n_inputs]}")

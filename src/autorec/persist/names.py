@@ -12,8 +12,7 @@ FORMAT = "autorec-model"
 #: files (a new required key, a renamed tensor). Version 2 added ``checksum`` to model.json;
 #: version 3 the ranking model (``ranking`` in model.json, ``ranking.*`` arrays).
 FORMAT_VERSION = 3
-#: The versions this autorec reads (1: before model.json had a checksum of its own; 1 and 2:
-#: before the ranking model, loaded without one).
+#: The versions this autorec reads (1 and 2 load without a ranking model).
 READ_VERSIONS = (1, 2, 3)
 WEIGHTS_FILE = "model.safetensors"
 JSON_FILE = "model.json"
