@@ -59,8 +59,6 @@ Saving never deletes anything but autorec's own model files, and never leaves a 
 A link to a folder is saved into as that folder (links are followed, as for every output).
 """
 
-from __future__ import annotations
-
 from .arrays import load_model, save_model
 from .fields import info_digest, read_model_info
 from .folder import check_save_path

@@ -1,7 +1,5 @@
 """The names of a model folder's format: its files, its format name and versions."""
 
-from __future__ import annotations
-
 import re
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "JSON_FILE", "METRICS_FILE", "READ_VERSIONS",
