@@ -43,13 +43,9 @@ the last complete checkpoint. When the fit ends, the manifest is marked ``comple
 finished networks stay, so that resuming a finished fit restores every network and gives the
 same model without training.
 
-Cost: after each epoch the network in training and its optimizer state are written (three
-times the weights with Adam), plus the best weights when they improved; finished networks
-are written once. A network of ``n_inputs x hidden`` float32 weights per matrix writes about
-``24 * n_inputs * hidden`` bytes per epoch with Adam (11 MB for ML-100K's I-AutoRec at 500
-hidden units, about a tenth of a second on a shared 2-core box with its fsyncs and SHA-256;
-gigabytes for Netflix-shaped sets, which is what exact resumption costs).
-Networks of every ``l2`` candidate are kept, since resuming replays the choice among them.
+Cost: after each epoch the network in training and its optimizer state (about
+``24 * n_inputs * hidden`` bytes with Adam), plus the best weights when they improved;
+finished networks, of every ``l2`` candidate (resuming replays the choice among them), once.
 
 Resuming refuses, with one line naming the folder (:class:`CheckpointError`): a manifest that
 is unreadable, of another format version, or whose checksum differs; a missing, truncated or

@@ -233,11 +233,10 @@ def describe(folder: str | os.PathLike[str]) -> str | None:
 
 def _foreign(folder: Path) -> Path | None:
     """The first entry of ``folder`` that autorec did not write there, if any. Its own: the
-    manifest and the files it names, network files marked as a checkpoint's (written after
-    the last manifest by a fit then killed), a killed writer's temporaries, and ``fold-K``
-    folders (:mod:`autorec.evaluate`'s) of the same kind. (A folder with a manifest was
-    taken whole as its own, and the next manifest deleted a user's ``best-000001.
-    safetensors`` there.) An unreadable manifest names nothing: the resume says why."""
+    manifest and the files it names, network files marked as a checkpoint's (a fit killed
+    before its next manifest leaves them), a killed writer's temporaries, and ``fold-K``
+    folders (:mod:`autorec.evaluate`'s) of the same kind. An unreadable manifest names
+    nothing: the resume says why."""
     named = {MANIFEST}
     if (folder / MANIFEST).is_file():
         with contextlib.suppress(CheckpointError):
@@ -271,13 +270,11 @@ def _written_here(path: Path) -> bool:
 def check_folder(folder: str | os.PathLike[str], *, resume: bool,
                  folds: bool | None = None) -> None:
     """Fail early when ``folder`` cannot take checkpoints: it is not a folder, sits under a
-    file, cannot be written (:func:`autorec._io.check_output_folder`), holds files autorec
-    did not write there (:func:`_foreign`: the files of ours that a new manifest does not
-    name are deleted, so a user's ``best-1.safetensors`` was), or (without ``resume``) it, or
+    file, cannot be written, holds files autorec did not write there (:func:`_foreign`: a
+    new manifest deletes the files of ours it does not name), or (without ``resume``) it, or
     a ``fold-K`` folder in it, already holds a checkpoint. With ``resume`` and ``folds``
     known (checkpoints in ``fold-K`` folders, or in ``folder`` itself), a checkpoint of the
-    other layout is refused too: it was passed over as "no checkpoint", and a second one
-    written beside it."""
+    other layout is refused too (else it would be passed over as "no checkpoint")."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} exists and is not a folder")
@@ -292,8 +289,8 @@ def check_folder(folder: str | os.PathLike[str], *, resume: bool,
             "did not write there (its files would be written beside it, and a file named as "
             "one of them replaced or deleted); give a new or empty folder")
     if resume and folds is not None and folder.is_dir():
-        other = (folder / MANIFEST if folds
-                 else next(iter(sorted(folder.glob(f"fold-*/{MANIFEST}"))), None))
+        other = folder / MANIFEST if folds else min(folder.glob(f"fold-*/{MANIFEST}"),
+                                                     default=None)
         if other is not None and other.is_file():
             raise CheckpointError(
                 f"{other.parent} holds a checkpoint of "

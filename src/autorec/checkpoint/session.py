@@ -42,7 +42,6 @@ class Session:
                  manifest: dict[str, Any] | None) -> None:
         self.folder = folder
         self.fingerprint = fingerprint
-        self.resumed = manifest is not None
         self.networks: dict[str, dict[str, Any]] = dict(manifest["networks"]) if manifest else {}
         self.pending: dict[str, Any] | None = manifest.get("current") if manifest else None
         self.sequence = int(manifest["sequence"]) if manifest else 0
@@ -185,19 +184,17 @@ class NetworkCheckpoint:
         session = self.session
         folder = session.folder
         tensors = _net_tensors(trainer.net.state_dict())
-        optimizers = []
-        for i, optimizer in enumerate(trainer.optimizers):
-            saved: dict[str, dict[str, Any]] = {}
-            for param, entry in optimizer.state_dict()["state"].items():
-                saved[str(param)] = {}
-                for key, value in entry.items():
-                    if isinstance(value, torch.Tensor):
-                        name = f"optimizer.{i}.{param}.{key}"
-                        tensors[name] = value
-                        saved[str(param)][key] = {"tensor": name}
-                    else:
-                        saved[str(param)][key] = value
-            optimizers.append(saved)
+
+        def stored(name: str, value: Any) -> Any:  # a tensor goes to the file, by its name
+            if not isinstance(value, torch.Tensor):
+                return value
+            tensors[name] = value
+            return {"tensor": name}
+
+        optimizers = [{str(param): {key: stored(f"optimizer.{i}.{param}.{key}", value)
+                                    for key, value in entry.items()}
+                       for param, entry in optimizer.state_dict()["state"].items()}
+                      for i, optimizer in enumerate(trainer.optimizers)]
         tensors["dropout_generator"] = trainer.generator.get_state()
         files = {"train": write_tensors(folder, session.next_name("train"), tensors)}
         initial_state = initial.state() if self._initial is None else None

@@ -34,45 +34,35 @@ A saved model is a folder of two files:
     :func:`info_digest`). Numbers that are not finite (a ``NaN`` validation RMSE without a
     validation part) are written as ``null``, so that the file is standard JSON.
 
-Loading refuses, with one line (:class:`~autorec.exceptions.ModelFileError`): a path that is
-not a model folder, a missing or truncated file, a ``model.safetensors`` whose SHA-256 is not
-the recorded one (tampered, or replaced by something else, such as a pickle), a
-``model.json`` whose content does not match its ``checksum`` (edited), a format version this
-autorec does not read, a field that is missing, of the wrong type, out of range (``NaN``, a
-reversed rating scale, a scale of 0, an unknown ``cold`` policy...) or at odds with the
-others (naming the field: ``members[0].scale``, ``ranking.model.weights[0]``), and arrays
-whose names, shapes or types do not fit the model or that hold ``NaN`` or infinite values.
-Format version 1 (written before ``checksum`` existed) and 2 (before the ranking model) still
-load, with the same field checks, and without a ranking model.
+Loading refuses, with one line (:class:`~autorec.exceptions.ModelFileError`) naming the
+file and, for a field, the field (``members[0].scale``, ``ranking.model.weights[0]``): a path
+that is not a model folder, a missing or truncated file, a ``model.safetensors`` whose
+SHA-256 is not the recorded one, an edited ``model.json`` (its ``checksum``), a format
+version this autorec does not read, a field missing, of the wrong type, out of range or at
+odds with the others, and arrays that do not fit the model or hold ``NaN`` or infinities.
+Format versions 1 (before ``checksum``) and 2 (before the ranking model) still load.
 
 Saving never deletes anything but autorec's own model files, and never leaves a part:
 
 * a new folder is written whole as a hidden ``.NAME.*.tmp`` folder beside it and renamed into
   place (a crash leaves at most that hidden folder);
-* an existing folder is written into, and only when it is empty or holds nothing but
-  autorec's files: ``model.json`` (of an autorec model), ``model.safetensors`` (whose header
-  says it is an autorec model's), the ``metrics.json`` of ``autorec train --out`` and
-  autorec's own hidden temporary files. Anything else (a user's file, a sub-folder, a link, a
-  ``model.json`` that is not an autorec model's) is refused and the folder left as it was.
-  Only ``model.safetensors`` and ``model.json`` are replaced, each atomically (temporary
-  file, fsync, rename), the weights first and ``model.json`` last; ``metrics.json`` and
-  anything else stay. Between the two renames (two system calls) the folder holds the new
-  weights and the old ``model.json``: a reader then gets a checksum error, never a mixed
-  model, and a failure or Ctrl-C there puts the old weights back (kept as a hard link until
-  ``model.json`` is in place), so the folder holds the old model or the new one. Only a
-  process killed in that instant leaves a folder that loading refuses until the model is
-  saved again. One save at a time per folder.
+* an existing folder is written into only when it is empty or holds nothing but autorec's
+  files: ``model.json`` (of an autorec model), ``model.safetensors`` (whose header says it is
+  an autorec model's), ``autorec train --out``'s ``metrics.json`` and autorec's own hidden
+  temporary files; anything else is refused and the folder left as it was. Only
+  ``model.safetensors`` and then ``model.json`` are replaced, each atomically. Between the two
+  renames a reader gets a checksum error, never a mixed model; a failure or Ctrl-C there puts
+  the old weights back (kept as a hard link until ``model.json`` is in place). Only a process
+  killed in that instant leaves a folder that loading refuses until the model is saved again.
+  One save at a time per folder.
 
 A link to a folder is saved into as that folder (links are followed, as for every output).
 """
 
-from __future__ import annotations
-
 from .arrays import load_model, save_model
-from .fields import info_digest, is_model_dir, read_model_info
+from .fields import info_digest, read_model_info
 from .folder import check_save_path
 from .names import FORMAT, FORMAT_VERSION, JSON_FILE, READ_VERSIONS, WEIGHTS_FILE
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "JSON_FILE", "READ_VERSIONS", "WEIGHTS_FILE",
-           "check_save_path", "info_digest", "is_model_dir", "load_model", "read_model_info",
-           "save_model"]
+           "check_save_path", "info_digest", "load_model", "read_model_info", "save_model"]

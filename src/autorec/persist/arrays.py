@@ -30,7 +30,7 @@ from ..params import PARAM_NAMES, complete
 from ..ranking import scorer  # noqa: F401  (registers the ranking models' family)
 from .fields import info_digest, read_model_info
 from .folder import check_save_path, write_model_files
-from .names import _CHUNK, FORMAT, FORMAT_VERSION, JSON_FILE, WEIGHTS_FILE
+from .names import FORMAT, FORMAT_VERSION, JSON_FILE, WEIGHTS_FILE
 
 __all__ = ["load_model", "save_model"]
 
@@ -190,13 +190,11 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device | Non
     target = resolve_device(device)
     folder = Path(path)
     weights_path = folder / WEIGHTS_FILE
-    data = _read_weights(weights_path, info["weights"])
     try:
-        tensors = decode(data)
+        tensors = decode(_read_weights(weights_path, info["weights"]))
     except SafetensorError as exc:
         raise ModelFileError(f"{weights_path}: not a readable safetensors file "
                              f"({first_line(exc)})") from None
-    del data
     arrays = _Arrays(tensors, weights_path)
 
     n_users, n_items = info["n_users"], info["n_items"]
@@ -255,19 +253,14 @@ def _read_weights(path: Path, recorded: dict[str, Any]) -> bytes:
         kind = "truncated" if size < expected_size else "longer than recorded"
         raise ModelFileError(f"{path}: {kind} ({size} bytes, {expected_size} recorded); "
                              "the file is damaged or was replaced")
-    digest = hashlib.sha256()
-    chunks = []
     try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-                chunks.append(chunk)
+        data = path.read_bytes()
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if digest.hexdigest() != expected_hash.lower():
+    if hashlib.sha256(data).hexdigest() != expected_hash.lower():
         raise ModelFileError(f"{path}: SHA-256 checksum mismatch (the file was modified or "
                              f"replaced since it was saved); refusing to load it")
-    return b"".join(chunks)
+    return data
 
 
 class _Arrays:

@@ -4,6 +4,7 @@ gives the tables of ``model.json``): each failure is one line naming the file an
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, NoReturn
@@ -153,13 +154,9 @@ class Fields:
 
 
 def _shown(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)  # null, true, false
+    if isinstance(value, dict | list):
+        return "an object" if isinstance(value, dict) else "a list"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

@@ -1,10 +1,6 @@
-"""Reading ``model.json``: its checksum, and every field checked for type, range and agreement
-with the others (one line naming the file and the field).
-
-The type and range of each field are data: the tables below give each field a rule (a
-:class:`Fields` method and its options), which :meth:`Fields.record` applies to an object
-along with its missing and unknown keys; :func:`_check_info` then checks what the fields must
-agree on."""
+"""Reading ``model.json``: its checksum, and every field checked for type and range (the tables
+of rules below, applied by :meth:`Fields.record`) and for agreement with the others
+(:func:`_check_info`); each failure is one line naming the file and the field."""
 
 from __future__ import annotations
 
@@ -31,15 +27,9 @@ from ..train import OPTIMIZERS
 from .checks import FLAG, FRACTION, Fields, Rule, array, integer, number, record, table, text
 from .names import FORMAT, FORMAT_VERSION, JSON_FILE, READ_VERSIONS, WEIGHTS_FILE
 
-__all__ = ["info_digest", "is_model_dir", "read_model_info"]
+__all__ = ["info_digest", "read_model_info"]
 
 log = logging.getLogger(__name__)
-
-
-def is_model_dir(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a folder holding a ``model.json`` (not whether that loads)."""
-    path = Path(path)
-    return path.is_dir() and (path / JSON_FILE).is_file()
 
 
 def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -184,10 +174,8 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
     sizes = {"users": info["n_users"], "items": info["n_items"]}
     for name, n in sizes.items():
         entry = f.record(info[name], name, {"storage": text("int64", "text")})
-        if entry["storage"] == "int64":
-            f.record(entry, name, {"tensor": text(f"{name}.ids")})
-        else:
-            f.record(entry, name, {"ids": array(text(), length=n)})
+        f.record(entry, name, {"tensor": text(f"{name}.ids")} if entry["storage"] == "int64"
+                 else {"ids": array(text(), length=n)})
     digest = info["weights"]["sha256"]
     if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
         f.fail("weights.sha256", "must be 64 hexadecimal digits")
@@ -220,13 +208,13 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
             f.fail(at + "spec.residual", f"is {str(spec['residual']).lower()} but the baseline "
                    f"is {'biases' if residual else 'none'}")
         n_inputs = entry["n_inputs"]
-        expected_inputs = sizes["users"] if variant == "item" else sizes["items"]
+        rows, expected_inputs = ((sizes["items"], sizes["users"]) if variant == "item"
+                                 else (sizes["users"], sizes["items"]))
         if n_inputs != expected_inputs:
             f.fail(at + "n_inputs", f"is {n_inputs}, the id maps give {expected_inputs}")
         if entry["decoder_bias"] == spec["residual"]:
             f.fail(at + "decoder_bias", "disagrees with spec.residual (a network that learns "
                    "deviations from the baseline has no decoder bias)")
-        rows = sizes["items"] if variant == "item" else sizes["users"]
         if entry["inputs_shape"] != [rows, n_inputs]:
             f.fail(at + "inputs_shape", f"is {entry['inputs_shape']}, expected "
                    f"{[rows, n_inputs]}")

@@ -19,7 +19,7 @@ from .._io import (
     fsync_folder,
 )
 from ..exceptions import ModelFileError
-from .names import _CHUNK, _TEMPORARY, FORMAT, JSON_FILE, METRICS_FILE, WEIGHTS_FILE
+from .names import _TEMPORARY, FORMAT, JSON_FILE, METRICS_FILE, WEIGHTS_FILE
 
 __all__ = ["check_save_path", "write_model_files"]
 
@@ -27,10 +27,7 @@ __all__ = ["check_save_path", "write_model_files"]
 def write_model_files(target: Path, weights: bytes, text: bytes) -> None:
     """Write ``model.safetensors`` and ``model.json`` to ``target`` (checked by
     :func:`check_save_path`): a new folder whole, or into the existing one."""
-    if target.is_dir():
-        _save_into(target, weights, text)
-    else:
-        _save_new(target, weights, text)
+    (_save_into if target.is_dir() else _save_new)(target, weights, text)
 
 
 def check_save_path(path: str | os.PathLike[str]) -> Path:
@@ -98,17 +95,14 @@ def _is_autorec_weights(path: Path) -> bool:
     """Whether ``path`` is a safetensors file that :func:`save_model` wrote (its header's
     metadata says ``autorec-model/N``): the weights a save killed before its ``model.json``
     left alone in a folder."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            if not 0 < size <= _CHUNK:
-                return False
-            header = json.loads(handle.read(size).decode("utf-8"))
-    except (OSError, ValueError):
+        with safe_open(str(path), "np") as handle:
+            marked = (handle.metadata() or {}).get("format", "")
+    except (SafetensorError, OSError, ValueError):
         return False
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    return (isinstance(metadata, dict)
-            and str(metadata.get("format", "")).startswith(f"{FORMAT}/"))
+    return marked.startswith(f"{FORMAT}/")
 
 
 def _json_object(path: Path) -> dict[str, Any]:
@@ -122,12 +116,9 @@ def _json_object(path: Path) -> dict[str, Any]:
 
 def _save_new(target: Path, weights: bytes, text: bytes) -> None:
     """Write a new model folder whole, as a hidden temporary folder renamed into place."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {target}: {exc.strerror or exc}") from exc
     tmp: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         _write_file(tmp / WEIGHTS_FILE, weights)
         _write_file(tmp / JSON_FILE, text)

@@ -1,7 +1,5 @@
 """The names of a model folder's format: its files, its format name and versions."""
 
-from __future__ import annotations
-
 import re
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "JSON_FILE", "METRICS_FILE", "READ_VERSIONS",
@@ -12,12 +10,10 @@ FORMAT = "autorec-model"
 #: files (a new required key, a renamed tensor). Version 2 added ``checksum`` to model.json;
 #: version 3 the ranking model (``ranking`` in model.json, ``ranking.*`` arrays).
 FORMAT_VERSION = 3
-#: The versions this autorec reads (1: before model.json had a checksum of its own; 1 and 2:
-#: before the ranking model, loaded without one).
+#: The versions this autorec reads (1 and 2 load without a ranking model).
 READ_VERSIONS = (1, 2, 3)
 WEIGHTS_FILE = "model.safetensors"
 JSON_FILE = "model.json"
-_CHUNK = 1 << 20
 #: ``autorec train --out`` writes it; it may share a model folder (its name cannot collide).
 METRICS_FILE = "metrics.json"
 #: autorec's temporary files in a model folder: ``atomic_path``'s ``.NAME.XXXXXXXX.tmp`` and
