@@ -83,7 +83,7 @@ from .schemas import (
     RecommendResponse,
 )
 
-__all__ = ["RequestLimits", "create_app", "model_metadata"]
+__all__ = ["create_app", "model_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -216,10 +216,7 @@ def _unprocessable() -> Iterator[None]:
 
 def _longest_text_id(raw_ids: np.ndarray) -> int:
     """Characters of the longest text id among ``raw_ids`` (0 for integer ids)."""
-    if raw_ids.dtype != object or not len(raw_ids):
-        return 0
-    return int(np.fromiter(map(len, map(str, raw_ids)), dtype=np.int64,
-                           count=len(raw_ids)).max())
+    return max(map(len, map(str, raw_ids)), default=0) if raw_ids.dtype == object else 0
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:
@@ -304,8 +301,8 @@ def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, 
         "params": dict(model.params),
         "networks": networks,
         "ranking": None if model.ranking is None else model.ranking.describe(),
-        "id_types": {"users": _id_type(model.users.raw_ids),
-                     "items": _id_type(model.items.raw_ids)},
+        "id_types": {side: "integer" if ids.raw_ids.dtype.kind in "iu" else "text"
+                     for side, ids in (("users", model.users), ("items", model.items))},
         "device": None if model.device is None else str(model.device),
         "dataset": info.get("dataset"),
         "created": info.get("created"),
@@ -320,10 +317,6 @@ def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, 
     return json_ready(metadata)
 
 
-def _id_type(raw_ids: np.ndarray) -> str:
-    return "integer" if raw_ids.dtype.kind in "iu" else "text"
-
-
 # -- errors -------------------------------------------------------------------------------------
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """A 500 with a one-line JSON ``detail``, as every other answer, for what nothing else
@@ -336,12 +329,8 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """A one-line ``detail`` and the list of problems; 413 when a list is over its limit."""
-    content_type = request.headers.get("content-type")
-    if content_type and "json" not in content_type.lower():
-        detail = (f"send the body as JSON (Content-Type: application/json), got Content-Type "
-                  f"{content_type!r}")
-        return JSONResponse({"detail": detail}, status_code=415)
+    """A one-line ``detail`` and the list of problems; 413 when a list is over its limit.
+    (A body that is not JSON never gets here: :class:`RequestLimits` answers it 415.)"""
     # an unknown field first: it usually explains the missing one beside it
     errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
     status = 413 if any(e.get("type") == TOO_LARGE for e in errors) else 422
