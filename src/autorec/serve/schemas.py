@@ -9,10 +9,8 @@ lone surrogate such as ``"\ud800"``) are refused. Ids in responses are the model
 integers when every training id of that column was a canonical integer, strings otherwise;
 the ids a request names are echoed as sent, without the surrounding spaces.
 
-Every request body refuses unknown fields and values of the wrong type (no coercion: ``"10"``
-is not a number of items, ``1`` is not ``true``), non-finite ratings, empty lists and sizes
-over the :class:`Limits` of the app (lists too long are error type ``too_large``: the app
-answers 413 for them).
+Request bodies refuse what :mod:`autorec.serve.app` lists under 422 and 413; a list over
+its :class:`Limits` is error type ``too_large`` (the app answers 413 for it).
 """
 
 from __future__ import annotations
@@ -196,7 +194,7 @@ DEFAULT_N = 10
 
 def _default_n() -> int:
     """``n`` left out: :data:`DEFAULT_N` within the server's ``max_n`` (a default is not
-    validated, so ``--max-n 5`` answered 10 items to a request without ``n``)."""
+    validated)."""
     return min(DEFAULT_N, LIMITS.get().max_n)
 
 
