@@ -255,8 +255,7 @@ def _fold_in_predictions(model: FittedModel, result: Any, items: list[Any] | Non
         unknown = float(model.biases.mean + result.bias)
     else:
         unknown = float(model.cold_value())
-    low, high = model.rating_scale
-    unknown = float(np.clip(unknown, low, high))
+    unknown = float(np.clip(unknown, *model.rating_scale))
     return [{"item": item, "prediction": float(scores[i]) if i >= 0 else unknown,
              "fallback": cold or bool(i < 0)}
             for item, i in zip(items, index.tolist(), strict=True)]

@@ -241,7 +241,7 @@ class PredictRequest(_Strict):
     pairs: Annotated[list[Pair], _sized("pair", "max_pairs")] = Field(
         description="[[user, item], ...]: at least one pair, at most max_pairs")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={  # and _Strict's extra="forbid"
         "examples": [{"pairs": [[196, 242], ["186", "302"], ["new-user", 1]]}]})
 
 
@@ -267,7 +267,7 @@ class RecommendRequest(_Strict):
     exclude_seen: StrictBool = Field(
         default=True, description="leave out the items the user rated in training")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={  # and _Strict's extra="forbid"
         "examples": [{"user": 196, "n": 10, "exclude_seen": True}]})
 
 
@@ -304,7 +304,7 @@ class FoldInRequest(_Strict):
     items: Annotated[list[Id] | None, _sized("item", "max_pairs")] = Field(
         default=None, description="items to predict (default: every item the model knows)")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={  # and _Strict's extra="forbid"
         "examples": [{"ratings": {"50": 5, "172": 4, "181": 5}, "n": 5}]})
 
 
