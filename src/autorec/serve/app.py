@@ -230,12 +230,9 @@ def _check_finite(values: np.ndarray, what: str) -> None:
 
 
 def _recommendations(table: Any) -> list[dict[str, Any]]:
-    return [{"rank": rank, "item": _plain(item), "score": score, "predicted_rating": rating}
-            for rank, item, score, rating in zip(table["rank"].tolist(),
-                                                 table["item_id"].tolist(),
-                                                 table["score"].tolist(),
-                                                 table["predicted_rating"].tolist(),
-                                                 strict=True)]
+    """The rows of a recommendation table as JSON items (pandas gives Python scalars)."""
+    return (table[["rank", "item_id", "score", "predicted_rating"]]
+            .rename(columns={"item_id": "item"}).to_dict("records"))
 
 
 def _fold_in_predictions(model: FittedModel, result: Any, items: list[Any] | None
