@@ -315,9 +315,8 @@ def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, 
 
 # -- errors -------------------------------------------------------------------------------------
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """A 500 with a one-line JSON ``detail``, as every other answer, for what nothing else
-    caught (a broken model's fold-in failed inside torch's SVD and answered plain text); the
-    traceback goes to the log."""
+    """A 500 with a one-line JSON ``detail`` (not Starlette's plain text) for what nothing
+    else caught, such as a broken model failing inside torch; the traceback goes to the log."""
     log.error("%s %s failed: %s", request.method, request.url.path, first_line(exc),
               exc_info=exc)
     return JSONResponse({"detail": f"internal error: {type(exc).__name__}: "
