@@ -281,9 +281,8 @@ def _ranking_scores(model: FittedModel, index: np.ndarray, values: np.ndarray,
     """The ranking model's scores of a new user's row (its ratings of known items), with its
     predicted ratings when the ranking model blends them (``-inf``: an item it cannot rank)."""
     assert model.ranking is not None
-    n_items = len(model.items)
     row = sp.csr_matrix((values.astype(np.float32), index.astype(np.int64),
-                         np.array([0, len(index)])), shape=(1, n_items))
+                         np.array([0, len(index)])), shape=(1, len(model.items)))
     wanted = predicted[None, :] if model.ranking.needs_predictions else None
     return np.asarray(model.ranking.score_rows(row, wanted)[0], dtype=np.float64)
 
