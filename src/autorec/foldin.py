@@ -34,19 +34,18 @@ each network's output times its blend weight, clipped to the training rating sca
   without the penalty (``l2_ == 0``: the ``reference`` preset) gets :data:`DEFAULT_REG`
   instead, since an unpenalised row of ``hidden`` weights would interpolate a handful of
   ratings. Any ``reg >= 0`` can be passed (``0``: the minimum-norm least-squares row).
-* **Ratings of ids the model does not know** are ignored; their count is reported
-  (:attr:`FoldIn.n_unknown`). No rating of a known id: the scores are the model's cold
-  fallback for an unknown user (or item), exactly what :meth:`AutoRec.predict` gives one.
-* **Adding** (``add=True``) makes the newcomer part of the model, so that ``predict`` (and
-  whatever reads the model's id maps, networks and input matrices) knows it: its id is
-  appended to ``users_`` / ``items_``, its bias to ``biases_``; in every network its ratings
-  (of known ids) become a new input row (the encoded side) or a new input column (the other
-  side), the fitted decoder row (and bias) is appended, and the encoder gets a row of
-  **zeros** for the new input: the newcomer's ratings then change no existing hidden code, so
-  every earlier prediction stays exactly as it was and the newcomer's predictions are exactly
-  the fold-in scores. ``global_mean_`` and ``rating_scale_`` are kept. An id the model
-  already knows is refused, and so is a non-integer id for a model whose ids of that side
-  are integers: the id maps keep their storage type (an integer map stays integer).
+* **Ratings of ids the model does not know** are ignored and counted
+  (:attr:`FoldIn.n_unknown`). With no rating of a known id the scores are the model's cold
+  fallback, exactly what :meth:`AutoRec.predict` gives an unknown user (or item).
+* **Adding** (``add=True``) makes the newcomer part of the model, so that ``predict`` knows
+  it: its id is appended to ``users_`` / ``items_``, its bias to ``biases_``; in every network
+  its ratings become a new input row (the encoded side) or column (the other side), the
+  fitted decoder row (and bias) is appended, and the encoder gets a row of **zeros** for the
+  new input, so that no existing hidden code changes: every earlier prediction stays exactly
+  as it was and the newcomer's predictions are exactly the fold-in scores.
+  ``global_mean_`` and ``rating_scale_`` are kept. An id the model already knows is refused,
+  and so is a non-integer id for a model whose ids of that side are integers (an integer id
+  map stays integer).
 
 Example
 -------
@@ -104,15 +103,11 @@ class FoldIn:
         a new item), clipped to the rating scale; indexed by raw id (``item_id`` /
         ``user_id``) in the model's index order.
     recommendations
-        For a new user with ``n`` given: the top ``n`` items, without the items it rated
-        unless ``exclude_rated=False``, ranked by the model's ranking model scoring the new
-        user's row (:attr:`FittedModel.ranking <autorec.fitted.FittedModel>`) or, for a model
-        without one, by unclipped predicted rating (ties in index order); the columns of
-        :func:`autorec.recommend.recommend`: ``user_id``, ``rank`` (1-based), ``item_id``,
-        ``score`` (the ranking score, or the clipped predicted rating), ``predicted_rating``
-        (as in ``scores``) and ``fallback`` (``True`` when no rating was usable: the items
-        are then ranked by the baseline ``mu + b_i`` and scored by their predicted rating,
-        as ``recommend`` ranks a user it does not know). ``None`` for a new item.
+        For a new user with ``n`` given: the top ``n`` items (without those it rated unless
+        ``exclude_rated=False``) in the columns of :func:`autorec.recommend.recommend`, ranked
+        as it ranks a user: by the ranking model scoring the new user's row, else by
+        unclipped predicted rating (ties in index order), and by the baseline ``mu + b_i``
+        when no rating was usable (``fallback``). ``None`` for a new item.
     bias
         The newcomer's baseline bias (0 when it rated nothing known).
     n_ratings
@@ -208,10 +203,9 @@ def fold_in(
     model = as_fitted(model)
     if side not in ("user", "item"):
         raise ValueError(f"side must be one of user, item, got {side!r}")
-    if not isinstance(add, bool):
-        raise ValueError(f"add must be True or False, got {add!r}")
-    if not isinstance(exclude_rated, bool):
-        raise ValueError(f"exclude_rated must be True or False, got {exclude_rated!r}")
+    for name, flag in (("add", add), ("exclude_rated", exclude_rated)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1):
         raise ValueError(f"n must be a positive integer or None, got {n!r}")
     if reg is None:
@@ -249,7 +243,7 @@ def fold_in(
         scores, _ = model.predict_index(*pairs)
         # ranked as recommend ranks a user it does not know: by the baseline mu + b_i
         key = biases.predict(*pairs)
-        return _result(model, side, new_id, scores, key, index, 0.0, 0, n_unknown, reg, False,
+        return _result(model, side, new_id, scores, key, index, 0.0, n_unknown, reg, False,
                        n, exclude_rated)
 
     side_reg = biases.reg_user if side == "user" else biases.reg_item
@@ -279,8 +273,7 @@ def fold_in(
     if add:
         _add(model, side, new_id, index, bias, grown)
     return _result(model, side, new_id, scores, unclipped if ranked is None else ranked,
-                   index, bias, len(index), n_unknown, reg, add, n, exclude_rated,
-                   ranked is not None)
+                   index, bias, n_unknown, reg, add, n, exclude_rated, ranked is not None)
 
 
 def _ranking_scores(model: FittedModel, index: np.ndarray, values: np.ndarray,
@@ -288,9 +281,8 @@ def _ranking_scores(model: FittedModel, index: np.ndarray, values: np.ndarray,
     """The ranking model's scores of a new user's row (its ratings of known items), with its
     predicted ratings when the ranking model blends them (``-inf``: an item it cannot rank)."""
     assert model.ranking is not None
-    n_items = len(model.items)
     row = sp.csr_matrix((values.astype(np.float32), index.astype(np.int64),
-                         np.array([0, len(index)])), shape=(1, n_items))
+                         np.array([0, len(index)])), shape=(1, len(model.items)))
     wanted = predicted[None, :] if model.ranking.needs_predictions else None
     return np.asarray(model.ranking.score_rows(row, wanted)[0], dtype=np.float64)
 
@@ -312,11 +304,11 @@ def _add(model: FittedModel, side: str, new_id: Any, index: np.ndarray, bias: fl
 
 # -- output -------------------------------------------------------------------------------------
 def _result(model: FittedModel, side: str, new_id: Any, scores: np.ndarray, key: np.ndarray,
-            rated: np.ndarray, bias: float, n_ratings: int, n_unknown: int, reg: float,
-            added: bool, n: int | None, exclude_rated: bool, ranked: bool = False) -> FoldIn:
+            rated: np.ndarray, bias: float, n_unknown: int, reg: float, added: bool,
+            n: int | None, exclude_rated: bool, ranked: bool = False) -> FoldIn:
     """The result; recommendations ranked by ``key``: the ranking model's scores
     (``ranked``), else the unclipped scores (so that items above the top of the scale keep
-    their order, as :mod:`autorec.recommend` ranks)."""
+    their order, as :mod:`autorec.recommend` ranks). ``rated``: the known ids rated."""
     other_map, name = (model.items, "item_id") if side == "user" else (model.users, "user_id")
     series = pd.Series(scores, index=pd.Index(other_map.raw_ids, name=name), name="score")
     recommendations = None
@@ -334,7 +326,7 @@ def _result(model: FittedModel, side: str, new_id: Any, scores: np.ndarray, key:
             "item_id": other_map.to_raw(top),
             "score": key[top] if ranked else scores[top],
             "predicted_rating": scores[top],
-            "fallback": np.full(len(top), n_ratings == 0),
+            "fallback": np.full(len(top), len(rated) == 0),
         }, columns=list(RECOMMENDATION_COLUMNS))
     return FoldIn(side=side, id=new_id, scores=series, recommendations=recommendations,
-                  bias=bias, n_ratings=n_ratings, n_unknown=n_unknown, reg=reg, added=added)
+                  bias=bias, n_ratings=len(rated), n_unknown=n_unknown, reg=reg, added=added)

@@ -106,10 +106,8 @@ def _rating_values(values: Any) -> np.ndarray:
     bad = ~np.isfinite(as_float)
     if bad.any():
         position = int(np.argmax(bad))
-        shown = array[position]  # a numpy scalar as its value (nan), not np.float64(nan)
-        shown = shown.item() if isinstance(shown, np.generic) else shown
-        raise ValueError(f"ratings: rating {shown!r} at position {position} is not a "
-                         "finite float32 number")
+        raise ValueError(f"ratings: rating {_plain(array[position])!r} at position {position} "
+                         "is not a finite float32 number")
     return as_float
 
 
@@ -124,6 +122,7 @@ def _kind(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
+    """A numpy scalar as its value (``nan``, not ``np.float64(nan)``)."""
     return value.item() if isinstance(value, np.generic) else value
 
 

@@ -12,25 +12,14 @@ product per network:
   ``codes @ W_dec[items].T + b_dec[items]``.
 
 Blocks are computed in ``float32`` (the networks' precision), so that a score agrees with
-``model.predict`` for the same pair to about ``1e-6`` (float32 rounding; the products sum in
-another order), not bitwise.
-
-When the model holds a ranking model (:attr:`FittedModel.ranking
-<autorec.fitted.FittedModel>`), a known user's items are ranked by it instead, from the user's
-training ratings (:func:`rating_rows`) and, when it blends them, the predicted ratings of the
-block; the predicted rating of each recommended item is reported beside its ranking score.
-
-Items a user rated in training get ``-inf`` before :func:`torch.topk` (``exclude_seen``).
+``model.predict`` for the same pair to about ``1e-6`` (the products sum in another order).
 Items are ranked by the *unclipped* score (so that items above the top of the scale keep
-their order) and reported with the clipped score, which equals ``model.predict`` for the same
-pair up to float32 rounding.
+their order), or by the model's ranking model when it holds one (:func:`top_n`); items a
+user rated in training get ``-inf`` before :func:`torch.topk` (``exclude_seen``).
 
 Users the model does not know get the documented fallback, flagged: the items ranked by the
 baseline ``mu + b_i`` (the items rated above average by many users), with the score that
 ``predict`` gives such a pair (the ``cold`` policy). Nothing is excluded for them.
-
-A user with fewer than ``n`` candidates left gets fewer recommendations: the low-level
-arrays are padded with item index ``-1`` and score ``NaN``; the DataFrame has fewer rows.
 """
 
 from __future__ import annotations
@@ -98,9 +87,9 @@ def score_matrix(model: Any, user_idx: np.ndarray, item_idx: np.ndarray | None =
     known = users >= 0
     if (~known).any():
         out[~known] = _cold_scores(model, items)
-    rows = np.flatnonzero(known)
-    for start in range(0, len(rows), _block_rows(len(items))):
-        block = rows[start:start + _block_rows(len(items))]
+    rows, step = np.flatnonzero(known), _block_rows(len(items))
+    for start in range(0, len(rows), step):
+        block = rows[start:start + step]
         scores = _unclipped_block(model, users[block], items)
         out[block] = scores.clamp_(low, high).cpu().numpy()  # float32 -> float64
     return out
@@ -204,8 +193,7 @@ def top_n(
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float64)
     out_predicted = out_scores.copy()
-    done = (out_items, out_scores, out_predicted) if with_predictions else (out_items,
-                                                                             out_scores)
+    done = (out_items, out_scores, out_predicted)[:3 if with_predictions else 2]
     k = min(n, len(items))
     if k == 0 or len(users) == 0:
         return done

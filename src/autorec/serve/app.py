@@ -83,7 +83,7 @@ from .schemas import (
     RecommendResponse,
 )
 
-__all__ = ["RequestLimits", "create_app", "model_metadata"]
+__all__ = ["create_app", "model_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -216,10 +216,7 @@ def _unprocessable() -> Iterator[None]:
 
 def _longest_text_id(raw_ids: np.ndarray) -> int:
     """Characters of the longest text id among ``raw_ids`` (0 for integer ids)."""
-    if raw_ids.dtype != object or not len(raw_ids):
-        return 0
-    return int(np.fromiter(map(len, map(str, raw_ids)), dtype=np.int64,
-                           count=len(raw_ids)).max())
+    return max(map(len, map(str, raw_ids)), default=0) if raw_ids.dtype == object else 0
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:
@@ -233,12 +230,9 @@ def _check_finite(values: np.ndarray, what: str) -> None:
 
 
 def _recommendations(table: Any) -> list[dict[str, Any]]:
-    return [{"rank": rank, "item": _plain(item), "score": score, "predicted_rating": rating}
-            for rank, item, score, rating in zip(table["rank"].tolist(),
-                                                 table["item_id"].tolist(),
-                                                 table["score"].tolist(),
-                                                 table["predicted_rating"].tolist(),
-                                                 strict=True)]
+    """The rows of a recommendation table as JSON items (pandas gives Python scalars)."""
+    return (table[["rank", "item_id", "score", "predicted_rating"]]
+            .rename(columns={"item_id": "item"}).to_dict("records"))
 
 
 def _fold_in_predictions(model: FittedModel, result: Any, items: list[Any] | None
@@ -258,8 +252,7 @@ def _fold_in_predictions(model: FittedModel, result: Any, items: list[Any] | Non
         unknown = float(model.biases.mean + result.bias)
     else:
         unknown = float(model.cold_value())
-    low, high = model.rating_scale
-    unknown = float(np.clip(unknown, low, high))
+    unknown = float(np.clip(unknown, *model.rating_scale))
     return [{"item": item, "prediction": float(scores[i]) if i >= 0 else unknown,
              "fallback": cold or bool(i < 0)}
             for item, i in zip(items, index.tolist(), strict=True)]
@@ -304,8 +297,8 @@ def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, 
         "params": dict(model.params),
         "networks": networks,
         "ranking": None if model.ranking is None else model.ranking.describe(),
-        "id_types": {"users": _id_type(model.users.raw_ids),
-                     "items": _id_type(model.items.raw_ids)},
+        "id_types": {side: "integer" if ids.raw_ids.dtype.kind in "iu" else "text"
+                     for side, ids in (("users", model.users), ("items", model.items))},
         "device": None if model.device is None else str(model.device),
         "dataset": info.get("dataset"),
         "created": info.get("created"),
@@ -320,15 +313,10 @@ def model_metadata(model: Any, info: dict[str, Any] | None = None) -> dict[str, 
     return json_ready(metadata)
 
 
-def _id_type(raw_ids: np.ndarray) -> str:
-    return "integer" if raw_ids.dtype.kind in "iu" else "text"
-
-
 # -- errors -------------------------------------------------------------------------------------
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """A 500 with a one-line JSON ``detail``, as every other answer, for what nothing else
-    caught (a broken model's fold-in failed inside torch's SVD and answered plain text); the
-    traceback goes to the log."""
+    """A 500 with a one-line JSON ``detail`` (not Starlette's plain text) for what nothing
+    else caught, such as a broken model failing inside torch; the traceback goes to the log."""
     log.error("%s %s failed: %s", request.method, request.url.path, first_line(exc),
               exc_info=exc)
     return JSONResponse({"detail": f"internal error: {type(exc).__name__}: "
@@ -336,12 +324,8 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """A one-line ``detail`` and the list of problems; 413 when a list is over its limit."""
-    content_type = request.headers.get("content-type")
-    if content_type and "json" not in content_type.lower():
-        detail = (f"send the body as JSON (Content-Type: application/json), got Content-Type "
-                  f"{content_type!r}")
-        return JSONResponse({"detail": detail}, status_code=415)
+    """A one-line ``detail`` and the list of problems; 413 when a list is over its limit.
+    (A body that is not JSON never gets here: :class:`RequestLimits` answers it 415.)"""
     # an unknown field first: it usually explains the missing one beside it
     errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
     status = 413 if any(e.get("type") == TOO_LARGE for e in errors) else 422

@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from .._io import DuplicateKeyError, unique_keys
-from .schemas import Limits, is_unicode, reset_limits, use_limits
+from .schemas import LIMITS, Limits, is_unicode
 
 __all__ = ["RequestLimits"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: Bytes of an over-large body read (and dropped) before the 413 is sent, so that the client
 #: finishes sending and reads the answer; beyond this the connection is just closed.
@@ -42,8 +38,8 @@ class RequestLimits:
     (422: it cannot be written back as UTF-8). Malformed JSON is left to FastAPI (422).
     """
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 limits: Limits, json_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, limits: Limits,
+                 json_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.limits = limits
         self.max_bytes = limits.max_body_bytes
@@ -53,11 +49,11 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = use_limits(self.limits)
+        token = LIMITS.set(self.limits)
         try:
             await self._limited(scope, receive, send)
         finally:
-            reset_limits(token)
+            LIMITS.reset(token)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = None
@@ -172,23 +168,8 @@ def _json_body_problem(scope: Scope, body: bytes) -> tuple[int, str | None]:
                      "(UTF-16 and UTF-32 are not read)")
     except ValueError:  # valid JSON Python will not read: an integer of 4,300+ digits
         return 422, "the body is not readable JSON: it holds an integer of over 4,300 digits"
-    if not _all_unicode(parsed):
+    if not is_unicode(json.dumps(parsed, ensure_ascii=False)):  # a key or a value
         return 422, "the body holds text that is not Unicode (a lone surrogate such as " \
                     "\\ud800)"
     return 0, None
 
-
-def _all_unicode(value: Any) -> bool:
-    """Whether every string (key or value) of a parsed JSON value is writable as UTF-8."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if not is_unicode(item):
-                return False
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return True

@@ -9,16 +9,14 @@ lone surrogate such as ``"\ud800"``) are refused. Ids in responses are the model
 integers when every training id of that column was a canonical integer, strings otherwise;
 the ids a request names are echoed as sent, without the surrounding spaces.
 
-Every request body refuses unknown fields and values of the wrong type (no coercion: ``"10"``
-is not a number of items, ``1`` is not ``true``), non-finite ratings, empty lists and sizes
-over the :class:`Limits` of the app (lists too long are error type ``too_large``: the app
-answers 413 for them).
+Request bodies refuse what :mod:`autorec.serve.app` lists under 422 and 413; a list over
+its :class:`Limits` is error type ``too_large`` (the app answers 413 for it).
 """
 
 from __future__ import annotations
 
 import math
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
@@ -34,10 +32,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-__all__ = ["FLOAT32_MAX", "ID_SPACE", "TOO_LARGE", "FoldInRequest", "FoldInResponse",
-           "HealthResponse", "Id", "Limits", "ModelResponse", "PredictRequest",
-           "PredictResponse", "Prediction", "RecommendRequest", "RecommendResponse",
-           "Recommendation", "current_limits", "is_unicode", "reset_limits", "use_limits"]
+__all__ = ["FLOAT32_MAX", "ID_SPACE", "LIMITS", "TOO_LARGE", "FoldInRequest",
+           "FoldInResponse", "HealthResponse", "Id", "Limits", "ModelResponse",
+           "PredictRequest", "PredictResponse", "Prediction", "RecommendRequest",
+           "RecommendResponse", "Recommendation", "is_unicode"]
 
 #: Largest rating magnitude the model can store (float32).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -81,29 +79,11 @@ class Limits:
         return asdict(self)
 
 
-# The limits the request models check: those of the app answering the request (its
-# middleware sets them for the request's context, autorec.serve.limits.RequestLimits); outside a
-# request, the defaults.
-_limits: ContextVar[Limits] = ContextVar("autorec_serve_limits", default=Limits())  # noqa: B039 (frozen)
-
-
-def use_limits(limits: Limits) -> Token[Limits]:
-    """Make ``limits`` the ones the request models check in this context (``reset`` the
-    returned token to undo)."""
-    return _limits.set(limits)
-
-
-def reset_limits(token: Token[Limits]) -> None:
-    _limits.reset(token)
-
-
-def current_limits() -> Limits:
-    """The limits the request models check in this context."""
-    return _limits.get()
-
-
-def _fail(kind: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(kind, message)
+#: The limits the request models check: those of the app answering the request (its
+#: middleware sets them for the request's context); outside a request, the defaults.
+LIMITS: ContextVar[Limits] = ContextVar("autorec_serve_limits", default=Limits())  # noqa: B039
+#: A validation error of the request models: ``_fail(error type, one-line message)``.
+_fail = PydanticCustomError
 
 
 def _describe(value: Any) -> str:
@@ -126,7 +106,7 @@ def _check_id(value: Any) -> int | str:
     # bool is an int in Python: refused explicitly; a float is never an id (1.0 is not 1)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise _fail("invalid_id", f"an id is a JSON string or integer, got {_describe(value)}")
-    limit = current_limits().max_id_length
+    limit = LIMITS.get().max_id_length
     # an integer id is compared by its text, so its text has the same limit (a digit takes
     # over 3.3 bits: past 4 bits a digit, surely too long, without writing it out)
     if isinstance(value, int) and (value.bit_length() > 4 * limit or len(str(value)) > limit):
@@ -196,7 +176,7 @@ Rating = Annotated[Any, PlainValidator(_check_rating),
 def _check_n(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail("invalid_n", f"must be an integer, got {_describe(value)}")
-    limit = current_limits().max_n
+    limit = LIMITS.get().max_n
     if not 1 <= value <= limit:
         raise _fail("invalid_n", f"must be from 1 to {limit}, got {value}")
     return value
@@ -214,8 +194,8 @@ DEFAULT_N = 10
 
 def _default_n() -> int:
     """``n`` left out: :data:`DEFAULT_N` within the server's ``max_n`` (a default is not
-    validated, so ``--max-n 5`` answered 10 items to a request without ``n``)."""
-    return min(DEFAULT_N, current_limits().max_n)
+    validated)."""
+    return min(DEFAULT_N, LIMITS.get().max_n)
 
 
 def _sized(what: str, limit_name: str) -> BeforeValidator:
@@ -226,7 +206,7 @@ def _sized(what: str, limit_name: str) -> BeforeValidator:
         if isinstance(value, list | dict):
             if not value:
                 raise _fail("empty", f"at least one {what} is needed, got none")
-            limit = getattr(current_limits(), limit_name)
+            limit = getattr(LIMITS.get(), limit_name)
             if len(value) > limit:
                 raise _fail(TOO_LARGE, f"at most {limit} {what}s per request (the server's "
                                        f"{limit_name}), got {len(value)}")
@@ -261,7 +241,7 @@ class PredictRequest(_Strict):
     pairs: Annotated[list[Pair], _sized("pair", "max_pairs")] = Field(
         description="[[user, item], ...]: at least one pair, at most max_pairs")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={  # and _Strict's extra="forbid"
         "examples": [{"pairs": [[196, 242], ["186", "302"], ["new-user", 1]]}]})
 
 
@@ -287,7 +267,7 @@ class RecommendRequest(_Strict):
     exclude_seen: StrictBool = Field(
         default=True, description="leave out the items the user rated in training")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={  # and _Strict's extra="forbid"
         "examples": [{"user": 196, "n": 10, "exclude_seen": True}]})
 
 
@@ -324,7 +304,7 @@ class FoldInRequest(_Strict):
     items: Annotated[list[Id] | None, _sized("item", "max_pairs")] = Field(
         default=None, description="items to predict (default: every item the model knows)")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(json_schema_extra={  # and _Strict's extra="forbid"
         "examples": [{"ratings": {"50": 5, "172": 4, "181": 5}, "n": 5}]})
 
 

@@ -68,8 +68,7 @@ def _config(app: Any, log_level: str, access_log: bool) -> uvicorn.Config:
 def run(app: Any, sock: socket.socket, *, log_level: str = "warning",
         access_log: bool = False) -> None:
     """Serve ``app`` on ``sock`` until Ctrl-C or SIGTERM (uvicorn's graceful shutdown)."""
-    server = uvicorn.Server(_config(app, log_level, access_log))
-    server.run(sockets=[sock])
+    uvicorn.Server(_config(app, log_level, access_log)).run(sockets=[sock])
 
 
 class BackgroundServer:
