@@ -19,7 +19,17 @@ from .ease import EASE
 from .protocol import WEIGHTINGS, relevance_threshold
 from .vae import MultVAE
 
-__all__ = ["RankingModel", "weight_rows"]
+__all__ = ["RankingModel", "modelled_by", "weight_rows"]
+
+
+def modelled_by(item_sets: Sequence[np.ndarray | None], n_items: int) -> np.ndarray:
+    """Boolean mask of the ``n_items`` items in every one of ``item_sets`` (``None``: every
+    item)."""
+    mask = np.ones(n_items, dtype=bool)
+    for items in item_sets:
+        if items is not None:
+            mask &= np.isin(np.arange(n_items), items)
+    return mask
 
 
 def weight_rows(rows: sp.csr_matrix, weighting: str, rating_scale: tuple[float, float]
@@ -139,14 +149,8 @@ class RankingModel:
 
     def offered(self, n_items: int) -> np.ndarray:
         """Boolean mask of the ``n_items`` items every item model (EASE, Mult-DAE) models."""
-        mask = np.ones(n_items, dtype=bool)
-        for _, _, model in self.components.values():
-            items = getattr(model, "items_", None)
-            if items is not None:
-                own = np.zeros(n_items, dtype=bool)
-                own[items[items < n_items]] = True
-                mask &= own
-        return mask
+        return modelled_by([getattr(model, "items_", None)
+                            for _, _, model in self.components.values()], n_items)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Named arrays (``<component>.<array>``, ``popularity``) for safetensors."""
