@@ -86,10 +86,8 @@ def _tune_ease(fit: Ratings, val: Ratings, fit_seen: sp.csr_matrix, scale: tuple
         gram = gram_matrix(matrix, items)
         scores: dict[int, float] = {}
         kept: tuple[int, EASE] | None = None
-        index = min(range(len(lams)), key=lambda i: abs(np.log(lams[i] / 250.0)))
-        pending = [index]
-        while pending:
-            at = pending.pop()
+        at: int | None = min(range(len(lams)), key=lambda i: abs(np.log(lams[i] / 250.0)))
+        while at is not None:
             started = time.perf_counter()
             model = EASE(lams[at], max_items).fit(matrix, gram, items)
             scores[at] = evaluate_scores(lambda u, m=model, x=matrix: m.score(x[u]), fit_seen,
@@ -100,14 +98,10 @@ def _tune_ease(fit: Ratings, val: Ratings, fit_seen: sp.csr_matrix, scale: tuple
             if kept is None or scores[at] > scores[kept[0]]:
                 kept = (at, model)
             del model
-            top = kept[0]
-            # walk on from the best so far, to an untried neighbour, while it keeps improving
-            for step in (1, -1):
-                nxt = top + step
-                if 0 <= nxt < len(lams) and nxt not in scores and (
-                        top == index or (top - step) in scores):
-                    pending = [nxt]
-                    break
+            # on from the best so far to an untried neighbour (the next in lams first): the
+            # tried values are contiguous, so the walk stops once a step no longer improves
+            at = next((n for n in (kept[0] + 1, kept[0] - 1)
+                       if 0 <= n < len(lams) and n not in scores), None)
         del gram
         report.setdefault("ease_validation", {})[weighting] = {
             str(lams[i]): v for i, v in sorted(scores.items())}
