@@ -14,6 +14,7 @@ most-rated ones.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -96,6 +97,7 @@ def ease_weights(gram: np.ndarray, lam: float, dtype: type[np.floating] = np.flo
     return work
 
 
+@dataclasses.dataclass(eq=False)
 class EASE:
     """EASE over a users x items implicit matrix.
 
@@ -126,11 +128,9 @@ class EASE:
     (1, 3)
     """
 
-    def __init__(self, lam: float = 250.0, max_items: int | None = None,
-                 dtype: str = "float32") -> None:
-        self.lam = lam
-        self.max_items = max_items
-        self.dtype = dtype
+    lam: float = 250.0
+    max_items: int | None = None
+    dtype: str = "float32"
 
     @property
     def params(self) -> dict[str, Any]:

@@ -1,9 +1,5 @@
-"""The fitted ranking model: components, their input weightings and blend weights.
-
-:class:`RankingModel` scores a batch of users' rating rows (blending EASE, Mult-DAE and the
-rating network's predictions, each standardised over the items every item model offers) and
-saves as arrays plus JSON parameters; :func:`weight_rows` turns rating rows into a
-component's input. :func:`autorec.ranking.select.fit_ranking` chooses and fits one.
+"""The fitted ranking model (:class:`RankingModel`: components, their input weightings, blend
+weights) and :func:`weight_rows`, rating rows as a component's input.
 """
 
 from __future__ import annotations
@@ -107,15 +103,12 @@ class RankingModel:
             ``n x n_items`` predicted ratings of the rating network, needed when its blend
             weight is not 0.
 
-        Items some component does not model (EASE's and Mult-DAE's ``items_``; with a zero
-        weight too, as when the weights were chosen) get ``-inf``, and so do items the rating
-        network gives no score when it is weighed. Each
-        weighed component is standardised over the items left
-        (:func:`~autorec.ranking.blend.standardise`). A user that no weighed component knows
-        anything of gets the items by training popularity: an empty row, or for EASE and
-        Mult-DAE alone a row that their input weighting empties (``rating`` keeps only
-        ratings above 0: a Jester user with only negative ratings), which would score every
-        item alike.
+        Items some component does not model (even with a zero weight, as when the weights
+        were chosen) get ``-inf``, and so do items a weighed rating network gives no score;
+        each weighed component is standardised over the items left. A user that no weighed
+        component knows anything of (an empty row, or one that EASE's and Mult-DAE's input
+        weighting empties: a Jester user with only negative ratings) would score every item
+        alike, and gets the items by training popularity.
         """
         rows = sp.csr_matrix(rows)
         offered = self.offered(rows.shape[1])

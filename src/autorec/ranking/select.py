@@ -116,9 +116,8 @@ def _blend_blocks(scorers: Sequence[tuple[Callable[[np.ndarray], np.ndarray],
                                           np.ndarray | None]],
                   val: Ratings, fit_seen: sp.csr_matrix, threshold: float
                   ) -> Iterator[Block]:
-    """The validation users' standardised scores a block of users at a time, over the items
-    every scorer models that have a fit-part rating (as :meth:`RankingModel.score` offers
-    them), for :func:`~autorec.ranking.blend.choose_weights_in_blocks`."""
+    """The validation users a :data:`Block` at a time, over the items every scorer models that
+    have a fit-part rating (as :meth:`RankingModel.score` offers them)."""
     n_items = fit_seen.shape[1]
     columns = np.flatnonzero(modelled_by([items for _, items in scorers], n_items)
                              & np.asarray(fit_seen.getnnz(axis=0) > 0))
@@ -161,10 +160,9 @@ def fit_ranking(
     train
         The training ratings (unique pairs).
     rating_scorer
-        ``ratings -> scorer``: fits the rating model on ``ratings`` (the fit part) and
-        returns ``user indices -> predicted ratings`` over ``train``'s indices (a caller that
-        already holds a rating model fitted on the fit part of ``split`` returns its scorer
-        without fitting anything); ``None`` leaves the rating network out of the blend.
+        ``fit part -> (user indices -> predicted ratings over train's items)``, the rating
+        model fitted on the fit part (or already held, for ``split``'s); ``None`` leaves the
+        rating network out of the blend.
     components
         Which of ``"ease"``, ``"vae"``, ``"rating"`` to consider (default: ``"ease"``, and
         ``"rating"`` when a ``rating_scorer`` is given).
@@ -172,19 +170,16 @@ def fit_ranking(
         Share of ``train`` held out for the choices (unless ``split`` is given).
     split
         ``(fit, validation)``: a partition of ``train`` (same indices) to make the choices
-        on, instead of carving one (:func:`autorec.fitting.fit` passes the validation part
-        its rating networks were selected on, so that the rating network fitted on the fit
-        part scores the validation part and no extra network is fitted).
+        on instead of carving one (:func:`autorec.fitting.fit` passes its rating networks',
+        so that no extra network is fitted).
     k
         NDCG cut-off of the choices.
     item_limit
         Most items EASE models (the most-rated ones; the others are not recommended).
     select_items
         With more rated items than this, EASE's input weighting and lambda are chosen with
-        EASE over this many of the most-rated items (the validation lists ranked among
-        those); EASE is then fitted at full size (up to ``item_limit``) with the chosen
-        lambda: on the fit part for the blend weights (when there is a blend), and on all
-        training ratings. ``None``: choose at full size.
+        EASE over this many of the most-rated items (module docstring). ``None``: choose at
+        full size.
     weightings, lams
         EASE's input weightings and values of lambda to choose from.
     vae_params

@@ -17,6 +17,7 @@ training), never with users x items.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -91,6 +92,7 @@ def _layers(layers: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
     return h
 
 
+@dataclasses.dataclass(eq=False)
 class MultVAE:
     """Mult-VAE (or Mult-DAE) ranking model over a users x items implicit matrix.
 
@@ -136,31 +138,24 @@ class MultVAE:
         ``validation_ndcg``.
     """
 
-    def __init__(self, hidden: int = 600, latent: int = 200, variational: bool = True,
-                 dropout: float = 0.5, beta_max: float = 0.2, anneal_steps: int = 20_000,
-                 lr: float = 1e-3, weight_decay: float = 0.0, epochs: int = 100,
-                 batch_size: int = 500, patience: int = 10, max_items: int | None = None,
-                 random_state: int | None = 0) -> None:
-        self.hidden = hidden
-        self.latent = latent
-        self.variational = variational
-        self.dropout = dropout
-        self.beta_max = beta_max
-        self.anneal_steps = anneal_steps
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.patience = patience
-        self.max_items = max_items
-        self.random_state = random_state
+    hidden: int = 600
+    latent: int = 200
+    variational: bool = True
+    dropout: float = 0.5
+    beta_max: float = 0.2
+    anneal_steps: int = 20_000
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 100
+    batch_size: int = 500
+    patience: int = 10
+    max_items: int | None = None
+    random_state: int | None = 0
 
     @property
     def params(self) -> dict[str, Any]:
         """Hyperparameters (JSON values)."""
-        return {name: getattr(self, name) for name in (
-            "hidden", "latent", "variational", "dropout", "beta_max", "anneal_steps", "lr",
-            "weight_decay", "epochs", "batch_size", "patience", "max_items", "random_state")}
+        return dataclasses.asdict(self)
 
     def _validate(self) -> None:
         for name in ("hidden", "latent", "epochs", "batch_size", "patience", "anneal_steps"):
