@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -51,17 +52,13 @@ class MultVAENet(nn.Module):
         encoder_out = 2 * latent if variational else latent
 
         def linear(n_in: int, n_out: int) -> nn.Linear:
-            # not initialised here (reset_parameters draws from a generator, or the weights
-            # are loaded): torch's own initialisation would draw from the global generator,
-            # which a fit leaves alone (README)
+            # not initialised here (reset_parameters or loading): torch's own initialisation
+            # would draw from the global generator, which a fit leaves alone (README)
             return nn.utils.skip_init(nn.Linear, n_in, n_out, dtype=torch.float32)
 
-        if hidden:
-            self.encoder = nn.ModuleList([linear(n_items, hidden), linear(hidden, encoder_out)])
-            self.decoder = nn.ModuleList([linear(latent, hidden), linear(hidden, n_items)])
-        else:
-            self.encoder = nn.ModuleList([linear(n_items, encoder_out)])
-            self.decoder = nn.ModuleList([linear(latent, n_items)])
+        sizes = [n_items, hidden] if hidden else [n_items]
+        self.encoder = nn.ModuleList(linear(a, b) for a, b in pairwise([*sizes, encoder_out]))
+        self.decoder = nn.ModuleList(linear(a, b) for a, b in pairwise([latent, *sizes[::-1]]))
         self.latent = latent
 
     def reset_parameters(self, generator: torch.Generator) -> None:
@@ -182,10 +179,9 @@ class MultVAE:
             value (higher is better, e.g. NDCG@10 on a validation part) chooses the epoch.
             Without it, exactly ``epochs`` epochs are trained.
         items_from
-            The matrix whose rated items are modelled (the most-rated ``max_items``), when
-            not ``matrix``: all training ratings, for a model trained on a part of them, so
-            that an item rated only outside that part is still scored (low: its logit was
-            only ever pushed down), not left out of every list.
+            The matrix whose rated items are modelled, when not ``matrix``: all training
+            ratings for a model trained on a part, so that an item rated only outside that
+            part is still scored (low), not left out of every list.
         """
         from .ease import modelled_items
 
