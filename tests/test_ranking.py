@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 import autorec
 from autorec.data.ids import IdMap
-from autorec.ranking.blend import choose_weights, simplex_grid, standardise
+from autorec.ranking.blend import choose_weights_in_blocks, simplex_grid, standardise
 from autorec.ranking.ease import EASE, ease_weights
 from autorec.ranking.model import RankingModel, weight_rows
 from autorec.ranking.protocol import evaluate_scores, implicit_matrix, top_k
@@ -188,7 +188,8 @@ def test_standardise_and_the_blend_grid() -> None:
     assert grid[:3] == [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
     good = np.array([[0.0, 3.0, 2.0, 1.0]], dtype=np.float32)
     bad = np.array([[0.0, 1.0, 2.0, 3.0]], dtype=np.float32)
-    weights, value, _ = choose_weights([bad, good], None, sp.csr_matrix([[0, 1, 0, 0]]), k=1)
+    weights, value, _, _ = choose_weights_in_blocks(
+        [([bad, good], None, sp.csr_matrix([[0, 1, 0, 0]]), None)], 2, k=1)
     assert weights == (0.0, 1.0) and value == pytest.approx(1.0)
 
 

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import autorec
 from autorec.data.ids import IdMap
 from autorec.ranking import protocol, select
-from autorec.ranking.blend import choose_weights, choose_weights_in_blocks, standardise
+from autorec.ranking.blend import choose_weights_in_blocks, standardise
 from autorec.ranking.ease import EASE
 from autorec.ranking.model import RankingModel
 from autorec.ranking.protocol import evaluate_scores, implicit_matrix
@@ -128,7 +128,7 @@ def test_blend_weights_chosen_a_block_at_a_time_as_all_at_once() -> None:
                                          rng.integers(0, n_items, n_users))),
                                         shape=(n_users, n_items))
     relevant = (relevant - relevant.multiply(seen) > 0).astype(np.float32).tocsr()
-    whole = choose_weights(parts, seen, relevant, k=5, resolution=4)
+    whole = choose_weights_in_blocks([(parts, seen, relevant, None)], 2, k=5, resolution=4)
     columns = np.arange(n_items)
     blocks = [([p[s:s + 7] for p in parts], seen[s:s + 7], relevant[s:s + 7], columns)
               for s in range(0, n_users, 7)]

@@ -1,19 +1,13 @@
 """Ranking models of the AutoRec family: top-N lists from which items users rate.
 
-* :mod:`~autorec.ranking.protocol`: the implicit users x items matrix, top-k and the
-  validation/test scoring protocol (that of :func:`autorec.ranking_report`).
-* :mod:`~autorec.ranking.ease`: EASE, the closed-form linear item autoencoder.
-* :mod:`~autorec.ranking.vae`: Mult-VAE / Mult-DAE over a user's whole item row.
-* :mod:`~autorec.ranking.blend`: standardised scores, convex weights chosen on validation.
-* :mod:`~autorec.ranking.select`: :func:`fit_ranking` chooses and fits the default ranking
-  model on the training ratings alone; :class:`RankingModel` scores users' rows and saves as
-  arrays.
-* :mod:`~autorec.ranking.scorer`: :class:`FittedRanking`, a ranking model as a fitted model's
-  ``ranking`` (:class:`autorec.family.RankingScorer`, the ``"ranking"`` family), which
-  :func:`autorec.fitting.fit` fits beside the rating networks (``ranking="auto"``).
-
-Every model has ``fit``, ``score(rows) -> n x n_items float32``, ``params``, ``to_arrays`` and
-``from_arrays``.
+:mod:`~autorec.ranking.protocol` (the implicit matrix, the validation/test protocol),
+:mod:`~autorec.ranking.ease` (EASE), :mod:`~autorec.ranking.vae` (Mult-VAE / Mult-DAE),
+:mod:`~autorec.ranking.blend` (standardised scores, convex weights),
+:mod:`~autorec.ranking.select` (:func:`fit_ranking`, choices on the training ratings alone),
+:mod:`~autorec.ranking.model` (:class:`RankingModel`) and :mod:`~autorec.ranking.scorer`
+(:class:`FittedRanking`, the ``"ranking"`` family that :func:`autorec.fitting.fit` fits).
+Every model has ``fit``, ``score(rows) -> n x n_items float32``, ``params``, ``to_arrays``
+and ``from_arrays``.
 """
 
 from __future__ import annotations

@@ -3,16 +3,14 @@ validation part by NDCG@k.
 
 Each component's scores of a user are standardised over the items that user may be offered
 (the modelled items the user has not rated): ``(s - mean) / std``. The blend is
-``sum_c w_c z_c`` with ``w_c >= 0`` and ``sum_c w_c = 1``; :func:`choose_weights` tries every
-point of a grid on that simplex (step ``1 / resolution``) and keeps the one with the best
-validation NDCG@k (ties: the first point, in an order that favours fewer components);
-:func:`choose_weights_in_blocks` does it a block of validation users at a time, and
-reports the best blend's gain over the best single component with the paired standard error
-of the users' NDCG differences; a blend can be required to beat that component by
-``standard_errors`` of them (:data:`BLEND_STANDARD_ERRORS`, 0 by default: at 1, the
-one-standard-error rule, it cost test NDCG on 2 of 11 benchmark splits and helped on none,
-BENCHMARKS.md). Items that some component cannot score (``-inf``, e.g. outside EASE's item
-limit) are left out of every list.
+``sum_c w_c z_c`` with ``w_c >= 0`` and ``sum_c w_c = 1``; :func:`choose_weights_in_blocks`
+tries every point of a grid on that simplex (step ``1 / resolution``), a block of validation
+users at a time, and keeps the one with the best validation NDCG@k (ties: the first point, in
+an order that favours fewer components). A blend can be required to beat the best single
+component by ``standard_errors`` paired standard errors of the users' NDCG differences
+(:data:`BLEND_STANDARD_ERRORS`, 0: at 1 it cost test NDCG on 2 of 11 benchmark splits and
+helped on none, BENCHMARKS.md). Items that some component cannot score (``-inf``, e.g.
+outside EASE's item limit) are left out of every list.
 """
 
 from __future__ import annotations
@@ -26,8 +24,8 @@ import scipy.sparse as sp
 
 from ..metrics import ndcg_per_user
 
-__all__ = ["BLEND_STANDARD_ERRORS", "blend_scores", "choose_weights",
-           "choose_weights_in_blocks", "simplex_grid", "standardise"]
+__all__ = ["BLEND_STANDARD_ERRORS", "blend_scores", "choose_weights_in_blocks", "simplex_grid",
+           "standardise"]
 
 #: How many paired standard errors of the per-user NDCG@k differences a blend's validation
 #: gain over the best single component must exceed to be kept (module docstring).
@@ -42,9 +40,8 @@ def standardise(scores: np.ndarray, seen: sp.csr_matrix | None = None) -> np.nda
     finite = np.isfinite(out)
     counted = finite.copy()
     if seen is not None and seen.nnz:
-        seen = sp.csr_matrix(seen)
-        rows = np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr))
-        counted[rows, seen.indices] = False
+        seen = sp.coo_matrix(seen)
+        counted[seen.row, seen.col] = False
     count = np.maximum(counted.sum(axis=1, keepdims=True), 1)
     filled = np.where(finite, out, 0.0)
     mean = np.where(counted, filled, 0.0).sum(axis=1, keepdims=True) / count
@@ -79,17 +76,16 @@ def _hits(picked: np.ndarray, relevant: sp.csr_matrix, columns: np.ndarray | Non
     """``picked[r, j]`` (a column, ``-1`` for none) is one of row ``r``'s relevant items
     (``relevant``'s columns are the items; ``columns`` maps a picked column to its item)."""
     items = picked if columns is None else np.where(picked >= 0, columns[picked], -1)
-    hits = np.zeros(picked.shape, dtype=bool)
-    for row in range(len(picked)):  # rows are few (validation users); lists are short
-        wanted = relevant.indices[relevant.indptr[row]:relevant.indptr[row + 1]]
-        hits[row] = np.isin(items[row], wanted) & (items[row] >= 0)
-    return hits
+    rows = np.arange(len(picked))[:, None]
+    wanted = np.repeat(np.arange(len(picked)), np.diff(relevant.indptr))
+    return (items >= 0) & np.isin(rows * relevant.shape[1] + items,
+                                  wanted * relevant.shape[1] + relevant.indices)
 
 
 #: One block of validation users for :func:`choose_weights_in_blocks`: per component their
-#: standardised scores over some columns, the pattern of their fit-part items over the same
-#: columns, their relevant held-out items over *all* items, and the item of each column
-#: (``None``: the columns are the items).
+#: standardised scores (:func:`standardise`) over some columns, the pattern of their fit-part
+#: items over the same columns (left out of the lists), their relevant held-out items over
+#: *all* items, and the item of each column (``None``: the columns are the items).
 Block = tuple[Sequence[np.ndarray], sp.csr_matrix | None, sp.csr_matrix, np.ndarray | None]
 
 
@@ -99,11 +95,31 @@ def choose_weights_in_blocks(blocks: Iterable[Block], n_components: int, k: int 
                              ) -> tuple[tuple[float, ...], float,
                                         list[tuple[tuple[float, ...], float]],
                                         dict[str, Any] | None]:
-    """:func:`choose_weights` over the validation users a block at a time: every grid point
-    ranks a block before the next block is made, so that only one block's scores are held
-    (never validation users x items at once). The fourth value describes the gate between
-    the best blend and the best single component (``None`` when a single component is best
-    anyway): the blend, its gain, the gain's paired standard error, whether it was kept."""
+    """The simplex point with the best NDCG@k on validation, a block of users at a time.
+
+    Every grid point ranks a block before the next block is made, so that only one block's
+    scores are held (never validation users x items at once).
+
+    Parameters
+    ----------
+    blocks
+        The validation users a :data:`Block` at a time (every user has a relevant item).
+    n_components
+        Components per block.
+    k, resolution
+        Cut-off; grid step ``1 / resolution``.
+    standard_errors
+        How many paired standard errors a blend's gain over the best single component must
+        exceed.
+
+    Returns
+    -------
+    weights, ndcg, tried, gate
+        The chosen weights, their validation NDCG@k, every (weights, NDCG@k) tried, and the
+        gate between the best blend and the best single component (``None`` when a single
+        component is best anyway): the blend, its gain, the gain's paired standard error,
+        whether it was kept.
+    """
     from .protocol import top_k
 
     grid = simplex_grid(n_components, resolution)
@@ -120,49 +136,20 @@ def choose_weights_in_blocks(blocks: Iterable[Block], n_components: int, k: int 
                               counts, k) for h in hits]
     means = [float(np.mean(v)) if len(v) else float("nan") for v in per_user]
     tried = list(zip(grid, means, strict=True))
-    best = pick = 0
+    best = 0
     for at, value in enumerate(means):
         if value > means[best] + 1e-12:
             best = at
-    gate = None
-    if sum(w > 0 for w in grid[best]) > 1:
-        single = max((at for at, p in enumerate(grid) if sum(w > 0 for w in p) == 1),
-                     key=lambda at: (means[at], -at))
-        difference = per_user[best] - per_user[single]
-        error = (float(np.std(difference, ddof=1) / np.sqrt(len(difference)))
-                 if len(difference) > 1 else float("inf"))
-        gain = float(np.mean(difference))
-        kept = gain > standard_errors * error
-        pick = best if kept else single
-        gate = {"blend": list(grid[best]), "single": list(grid[single]), "gain": gain,
-                "standard_error": error, "standard_errors": standard_errors, "kept": kept}
-    else:
-        pick = best
+    if sum(w > 0 for w in grid[best]) == 1:
+        return grid[best], means[best], tried, None
+    single = max((at for at, p in enumerate(grid) if sum(w > 0 for w in p) == 1),
+                 key=lambda at: (means[at], -at))
+    difference = per_user[best] - per_user[single]
+    error = (float(np.std(difference, ddof=1) / np.sqrt(len(difference)))
+             if len(difference) > 1 else float("inf"))
+    gain = float(np.mean(difference))
+    kept = gain > standard_errors * error
+    pick = best if kept else single
+    gate = {"blend": list(grid[best]), "single": list(grid[single]), "gain": gain,
+            "standard_error": error, "standard_errors": standard_errors, "kept": kept}
     return grid[pick], means[pick], tried, gate
-
-
-def choose_weights(standardised: Sequence[np.ndarray], seen: sp.csr_matrix | None,
-                   relevant: sp.csr_matrix, k: int = 10, resolution: int = 10
-                   ) -> tuple[tuple[float, ...], float, list[tuple[tuple[float, ...], float]]]:
-    """The simplex point with the best NDCG@k on validation.
-
-    Parameters
-    ----------
-    standardised
-        Per component, ``n_users x n_items`` standardised scores of the validation users
-        (:func:`standardise`).
-    seen
-        ``n_users x n_items`` pattern of each user's fit-part items (left out of the lists).
-    relevant
-        ``n_users x n_items`` pattern of each validation user's relevant held-out items
-        (every user has at least one).
-    k, resolution
-        Cut-off; grid step ``1 / resolution``.
-
-    Returns
-    -------
-    weights, ndcg, tried
-        The best weights, their validation NDCG@k, and every (weights, NDCG@k) tried.
-    """
-    return choose_weights_in_blocks([(standardised, seen, relevant, None)],
-                                    len(standardised), k, resolution)[:3]

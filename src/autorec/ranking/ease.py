@@ -1,22 +1,20 @@
 """EASE: the closed-form linear item autoencoder (Steck, "Embarrassingly Shallow Autoencoders
 for Sparse Data", WWW 2019).
 
-With ``X`` the users x items implicit matrix and ``G = X^T X``, the item-item weights are
+With ``X`` the users x items implicit matrix and ``G = X^T X``, the item-item weights
 
-    P = (G + lambda I)^-1,    B = I - P diag(1 / diag(P))    (so diag(B) = 0),
+    P = (G + lambda I)^-1,    B = I - P diag(1 / diag(P))    (so diag(B) = 0)
 
-the minimiser of ``||X - X B||^2 + lambda ||B||^2`` under ``diag(B) = 0``. A user's scores are
-``x_u B``: folding in a new user is scoring its row. Memory is ``items^2`` (the Gram matrix and
-its inverse, computed in place): 1.3 GB in float32 at Netflix's 17,770 items. See
-:data:`EASE_ITEM_LIMIT` and BENCHMARKS.md ("Ranking") for the measured cost.
-
-Only the items with at least one training rating are modelled (the others can never be
-recommended, as in :func:`autorec.evaluate.ranking_report`); with ``max_items`` only that many
-of the most-rated ones.
+minimise ``||X - X B||^2 + lambda ||B||^2`` under ``diag(B) = 0``. A user's scores are
+``x_u B``: folding in a new user is scoring its row. Memory is ``items^2`` (the Gram matrix,
+inverted in place; :data:`EASE_ITEM_LIMIT`). Only the items with a training rating are
+modelled (the others can never be recommended); with ``max_items`` only that many of the
+most-rated ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -30,11 +28,9 @@ __all__ = ["EASE", "EASE_ITEM_LIMIT", "ease_weights"]
 
 log = logging.getLogger(__name__)
 
-#: Most items EASE models by default: 20,000 items hold one 1.6 GB float32 matrix (the
-#: inversion is in place) and invert in a few minutes on 2 cores (BENCHMARKS.md, "Ranking";
-#: Netflix's 17,770: 1.26 GB, 147 s). Past it the default ranking model is EASE over the
-#: 20,000 most-rated items (:func:`autorec.ranking.select.fit_ranking`, with a log line);
-#: the others are not recommended.
+#: Most items EASE models by default: one 1.6 GB float32 matrix, inverted in a few minutes on
+#: 2 cores (BENCHMARKS.md, "Ranking"). Past it the default ranking model models the most-rated
+#: ones (:func:`autorec.ranking.select.fit_ranking`, with a log line).
 EASE_ITEM_LIMIT = 20_000
 
 
@@ -101,6 +97,7 @@ def ease_weights(gram: np.ndarray, lam: float, dtype: type[np.floating] = np.flo
     return work
 
 
+@dataclasses.dataclass(eq=False)
 class EASE:
     """EASE over a users x items implicit matrix.
 
@@ -131,11 +128,9 @@ class EASE:
     (1, 3)
     """
 
-    def __init__(self, lam: float = 250.0, max_items: int | None = None,
-                 dtype: str = "float32") -> None:
-        self.lam = lam
-        self.max_items = max_items
-        self.dtype = dtype
+    lam: float = 250.0
+    max_items: int | None = None
+    dtype: str = "float32"
 
     @property
     def params(self) -> dict[str, Any]:

@@ -1,9 +1,5 @@
-"""The fitted ranking model: components, their input weightings and blend weights.
-
-:class:`RankingModel` scores a batch of users' rating rows (blending EASE, Mult-DAE and the
-rating network's predictions, each standardised over the items every item model offers) and
-saves as arrays plus JSON parameters; :func:`weight_rows` turns rating rows into a
-component's input. :func:`autorec.ranking.select.fit_ranking` chooses and fits one.
+"""The fitted ranking model (:class:`RankingModel`: components, their input weightings, blend
+weights) and :func:`weight_rows`, rating rows as a component's input.
 """
 
 from __future__ import annotations
@@ -19,7 +15,17 @@ from .ease import EASE
 from .protocol import WEIGHTINGS, relevance_threshold
 from .vae import MultVAE
 
-__all__ = ["RankingModel", "weight_rows"]
+__all__ = ["RankingModel", "modelled_by", "weight_rows"]
+
+
+def modelled_by(item_sets: Sequence[np.ndarray | None], n_items: int) -> np.ndarray:
+    """Boolean mask of the ``n_items`` items in every one of ``item_sets`` (``None``: every
+    item)."""
+    mask = np.ones(n_items, dtype=bool)
+    for items in item_sets:
+        if items is not None:
+            mask &= np.isin(np.arange(n_items), items)
+    return mask
 
 
 def weight_rows(rows: sp.csr_matrix, weighting: str, rating_scale: tuple[float, float]
@@ -97,15 +103,12 @@ class RankingModel:
             ``n x n_items`` predicted ratings of the rating network, needed when its blend
             weight is not 0.
 
-        Items some component does not model (EASE's and Mult-DAE's ``items_``; with a zero
-        weight too, as when the weights were chosen) get ``-inf``, and so do items the rating
-        network gives no score when it is weighed. Each
-        weighed component is standardised over the items left
-        (:func:`~autorec.ranking.blend.standardise`). A user that no weighed component knows
-        anything of gets the items by training popularity: an empty row, or for EASE and
-        Mult-DAE alone a row that their input weighting empties (``rating`` keeps only
-        ratings above 0: a Jester user with only negative ratings), which would score every
-        item alike.
+        Items some component does not model (even with a zero weight, as when the weights
+        were chosen) get ``-inf``, and so do items a weighed rating network gives no score;
+        each weighed component is standardised over the items left. A user that no weighed
+        component knows anything of (an empty row, or one that EASE's and Mult-DAE's input
+        weighting empties: a Jester user with only negative ratings) would score every item
+        alike, and gets the items by training popularity.
         """
         rows = sp.csr_matrix(rows)
         offered = self.offered(rows.shape[1])
@@ -139,14 +142,8 @@ class RankingModel:
 
     def offered(self, n_items: int) -> np.ndarray:
         """Boolean mask of the ``n_items`` items every item model (EASE, Mult-DAE) models."""
-        mask = np.ones(n_items, dtype=bool)
-        for _, _, model in self.components.values():
-            items = getattr(model, "items_", None)
-            if items is not None:
-                own = np.zeros(n_items, dtype=bool)
-                own[items[items < n_items]] = True
-                mask &= own
-        return mask
+        return modelled_by([getattr(model, "items_", None)
+                            for _, _, model in self.components.values()], n_items)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Named arrays (``<component>.<array>``, ``popularity``) for safetensors."""

@@ -1,17 +1,10 @@
 """What the ranking models learn from and how their lists are scored.
 
-Every ranking model reads a users x items CSR matrix (:func:`implicit_matrix`): which items
-each user rated (the implicit pattern), optionally weighted by the rating. A model scores a
-batch of users' rows at once and returns a dense ``n_batch x n_items`` float32 array.
-
-:func:`evaluate_scores` scores ranked lists with the protocol of
-:func:`autorec.evaluate.ranking_report`: a held-out rating is relevant when it is at least
-``threshold`` (default ``low + 0.75 (high - low)`` of the training scale) on an item that has a
-training rating; each user's training items are left out of the candidates, and so are items
-without any training rating; users with at least one relevant held-out item count, each once
-(at most ``max_users`` of them, a seeded sample). The metrics are
-:func:`autorec.metrics.ranking_metrics_from_hits`. The same function scores a validation part
-(model selection) and a test part (reporting).
+Every ranking model reads a users x items CSR matrix (:func:`implicit_matrix`: which items
+each user rated, optionally weighted by the rating) and scores a batch of users' rows at once
+as a dense ``n_batch x n_items`` float32 array. :func:`evaluate_scores` scores ranked lists
+with the protocol of :func:`autorec.evaluate.ranking_report`, on a validation part (model
+selection) and on a test part (reporting).
 """
 
 from __future__ import annotations
@@ -75,11 +68,9 @@ def implicit_matrix(ratings: Ratings, weighting: Weighting = "binary",
         else:
             keep = np.asarray(ratings.rating) >= relevance_threshold((low, high))
         users, items, value = users[keep], items[keep], value[keep]
-    matrix = sp.csr_matrix((value, (users, items)), shape=(ratings.n_users, ratings.n_items),
-                           dtype=np.float32)
-    matrix.sum_duplicates()
-    matrix.sort_indices()
-    return matrix
+    # the COO-style constructor sums duplicates and sorts the indices
+    return sp.csr_matrix((value, (users, items)), shape=(ratings.n_users, ratings.n_items),
+                         dtype=np.float32)
 
 
 def top_k(scores: np.ndarray, seen: sp.csr_matrix | None, k: int,
@@ -126,6 +117,11 @@ def evaluate_scores(
     random_state: int = 0,
 ) -> dict[str, Any]:
     """Precision, recall, NDCG, MAP and hit rate at ``k`` of the lists ``score`` makes.
+
+    A held-out rating is relevant when it is at least ``threshold`` on an item with a training
+    rating; each user's training items, and items without any training rating, are left out
+    of the candidates; users with a relevant held-out item count, each once. The metrics are
+    :func:`autorec.metrics.ranking_metrics_from_hits`.
 
     Parameters
     ----------

@@ -52,14 +52,11 @@ class FittedRanking:
 
     def score_rows(self, rows: sp.csr_matrix, predictions: np.ndarray | None) -> np.ndarray:
         rows = sp.csr_matrix(rows)
-        width = rows.shape[1]
-        if width > self.n_items:  # items folded in after the fit: never ranked
-            rows = rows[:, :self.n_items]
-            if predictions is not None:
-                predictions = predictions[:, :self.n_items]
-        if predictions is not None:
-            predictions = np.asarray(predictions, dtype=np.float32)
-        scores = self.model.score(rows, predictions if self.needs_predictions else None)
+        width = rows.shape[1]  # items folded in after the fit (past n_items): never ranked
+        if predictions is not None and self.needs_predictions:
+            predictions = np.asarray(predictions[:, :self.n_items], dtype=np.float32)
+        scores = self.model.score(rows[:, :self.n_items],
+                                  predictions if self.needs_predictions else None)
         if width > self.n_items:
             scores = np.pad(scores, ((0, 0), (0, width - self.n_items)),
                             constant_values=-np.inf)

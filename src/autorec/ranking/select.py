@@ -2,33 +2,22 @@
 
 :func:`fit_ranking` carves a validation part out of the *training* ratings
 (:func:`autorec.selection.validation_split`, 10 % by default, seeded), fits each component on
-the rest (the fit part) and scores the validation part with the protocol of
-:func:`autorec.ranking.protocol.evaluate_scores` (relevant: rating at least ``low + 0.75 (high
-- low)`` of the training scale; each user's fit-part items left out), choosing by NDCG@k:
+the rest (the fit part) and chooses by validation NDCG@k with the protocol of
+:func:`autorec.ranking.protocol.evaluate_scores`:
 
 * EASE: the input weighting (``binary`` or ``rating``) and ``lambda`` (a walk along
-  :data:`EASE_LAMBDAS` from 250 towards the better neighbour until it stops improving); then
-  refitted on all training ratings. Past :data:`SELECT_ITEMS` rated items these two choices
-  are made with EASE over that many of the most-rated items (each value of lambda is then an
-  inversion of that size, not of the catalogue's); EASE is then inverted at full size on the
-  fit part once, for the blend (only when there is one), and once on all training ratings.
-  With a given ``split`` (the rating network's validation part, 5 % by default and sized for
-  its RMSE), EASE's two choices are still made on a carve-out of their own (``validation``,
-  10 %): EASE needs no network, and on CiaoDVD the network's smaller part chose lambda 500
-  where the 10 % part chose 30 (test NDCG@10 0.0402 against 0.0522, BENCHMARKS.md); the
-  blend weights are chosen on ``split``, with EASE refitted on its fit part.
-  Past ``item_limit`` (:data:`autorec.ranking.ease.EASE_ITEM_LIMIT`) rated items EASE
-  models only that many of the most-rated, with a log line; the others are not recommended.
+  :data:`EASE_LAMBDAS` from 250 towards the better neighbour until it stops improving), made
+  past :data:`SELECT_ITEMS` rated items with EASE over that many of the most-rated (smaller
+  inversions); then EASE is inverted at full size (up to ``item_limit``, the others not
+  recommended) on the fit part for the blend, when there is one, and on all training ratings.
+  With a given ``split`` (the rating network's 5 % validation part) EASE's two choices are
+  still made on a 10 % carve-out of their own: EASE needs no network, and the smaller part
+  chose a worse lambda on CiaoDVD (BENCHMARKS.md).
 * Mult-VAE (:mod:`autorec.ranking.vae`): the epoch. Not refitted: it scores users by
-  encoding their full training rows, over every training item (those rated only in the
-  validation part too, which it learns only as items the fit part's users did not pick).
-* The rating network's predicted ratings, when a ``rating_scorer`` is given (the caller
-  fits its rating model on the fit part and returns a scorer).
+  encoding their full training rows, over every training item.
+* The rating network's predicted ratings, when a ``rating_scorer`` is given.
 * The blend (:mod:`autorec.ranking.blend`): convex weights on the standardised scores,
   chosen a block of validation users at a time.
-
-The result is a :class:`RankingModel`: ``score(rows)`` for a batch of users' rating rows,
-``to_arrays`` / ``params`` / ``from_arrays`` for saving.
 """
 
 from __future__ import annotations
@@ -45,7 +34,7 @@ from ..data.ratings import Ratings
 from ..selection import validation_split
 from .blend import Block, choose_weights_in_blocks, standardise
 from .ease import EASE, EASE_ITEM_LIMIT, gram_matrix, modelled_items
-from .model import RankingModel
+from .model import RankingModel, modelled_by
 from .protocol import SCORE_BLOCK, evaluate_scores, implicit_matrix, relevance_threshold
 from .vae import MultVAE
 
@@ -66,12 +55,15 @@ SELECT_ITEMS = 5_000
 RatingScorer = Callable[[np.ndarray], np.ndarray]
 
 
+def _relevant(val: Ratings, fit_matrix: sp.csr_matrix, threshold: float) -> np.ndarray:
+    """Which validation ratings are relevant: at least ``threshold``, on a fit-part item."""
+    return (val.rating >= threshold) & np.asarray(fit_matrix.getnnz(axis=0) > 0)[val.item_idx]
+
+
 def _validation_users(val: Ratings, fit_matrix: sp.csr_matrix, threshold: float,
                       max_users: int | None, random_state: int) -> Ratings:
     """The validation ratings of at most ``max_users`` users with a relevant one."""
-    candidates = np.asarray(fit_matrix.getnnz(axis=0) > 0)
-    relevant = (val.rating >= threshold) & candidates[val.item_idx]
-    users = np.unique(val.user_idx[relevant])
+    users = np.unique(val.user_idx[_relevant(val, fit_matrix, threshold)])
     if max_users is not None and len(users) > max_users:
         users = np.random.default_rng(random_state).choice(users, max_users, replace=False)
     return val.subset(np.isin(val.user_idx, users))
@@ -94,10 +86,8 @@ def _tune_ease(fit: Ratings, val: Ratings, fit_seen: sp.csr_matrix, scale: tuple
         gram = gram_matrix(matrix, items)
         scores: dict[int, float] = {}
         kept: tuple[int, EASE] | None = None
-        index = min(range(len(lams)), key=lambda i: abs(np.log(lams[i] / 250.0)))
-        pending = [index]
-        while pending:
-            at = pending.pop()
+        at: int | None = min(range(len(lams)), key=lambda i: abs(np.log(lams[i] / 250.0)))
+        while at is not None:
             started = time.perf_counter()
             model = EASE(lams[at], max_items).fit(matrix, gram, items)
             scores[at] = evaluate_scores(lambda u, m=model, x=matrix: m.score(x[u]), fit_seen,
@@ -108,14 +98,10 @@ def _tune_ease(fit: Ratings, val: Ratings, fit_seen: sp.csr_matrix, scale: tuple
             if kept is None or scores[at] > scores[kept[0]]:
                 kept = (at, model)
             del model
-            top = kept[0]
-            # walk on from the best so far, to an untried neighbour, while it keeps improving
-            for step in (1, -1):
-                nxt = top + step
-                if 0 <= nxt < len(lams) and nxt not in scores and (
-                        top == index or (top - step) in scores):
-                    pending = [nxt]
-                    break
+            # on from the best so far to an untried neighbour (the next in lams first): the
+            # tried values are contiguous, so the walk stops once a step no longer improves
+            at = next((n for n in (kept[0] + 1, kept[0] - 1)
+                       if 0 <= n < len(lams) and n not in scores), None)
         del gram
         report.setdefault("ease_validation", {})[weighting] = {
             str(lams[i]): v for i, v in sorted(scores.items())}
@@ -130,23 +116,16 @@ def _blend_blocks(scorers: Sequence[tuple[Callable[[np.ndarray], np.ndarray],
                                           np.ndarray | None]],
                   val: Ratings, fit_seen: sp.csr_matrix, threshold: float
                   ) -> Iterator[Block]:
-    """The validation users' standardised scores a block of users at a time, over the items
-    every scorer models that have a fit-part rating (as :meth:`RankingModel.score` offers
-    them), for :func:`~autorec.ranking.blend.choose_weights_in_blocks`."""
+    """The validation users a :data:`Block` at a time, over the items every scorer models that
+    have a fit-part rating (as :meth:`RankingModel.score` offers them)."""
     n_items = fit_seen.shape[1]
-    offered = np.asarray(fit_seen.getnnz(axis=0) > 0)
-    for _, items in scorers:
-        if items is not None:
-            own = np.zeros(n_items, dtype=bool)
-            own[items] = True
-            offered &= own
-    columns = np.flatnonzero(offered)
+    columns = np.flatnonzero(modelled_by([items for _, items in scorers], n_items)
+                             & np.asarray(fit_seen.getnnz(axis=0) > 0))
     users = np.unique(val.user_idx)
-    relevant_mask = (val.rating >= threshold) & np.asarray(
-        fit_seen.getnnz(axis=0) > 0)[val.item_idx]
-    rel = sp.csr_matrix((np.ones(int(relevant_mask.sum()), dtype=np.float32),
-                         (np.searchsorted(users, val.user_idx[relevant_mask]),
-                          val.item_idx[relevant_mask])), shape=(len(users), n_items))
+    relevant = _relevant(val, fit_seen, threshold)
+    rel = sp.csr_matrix((np.ones(int(relevant.sum()), dtype=np.float32),
+                         (np.searchsorted(users, val.user_idx[relevant]),
+                          val.item_idx[relevant])), shape=(len(users), n_items))
     # a block's scores are n_items wide while a scorer makes them: SCORE_BLOCK values each
     step = max(1, SCORE_BLOCK // max(n_items, 1))
     for start in range(0, len(users), step):
@@ -181,31 +160,26 @@ def fit_ranking(
     train
         The training ratings (unique pairs).
     rating_scorer
-        ``ratings -> scorer``: fits the rating model on ``ratings`` (the fit part) and
-        returns ``user indices -> predicted ratings`` over ``train``'s indices (a caller that
-        already holds a rating model fitted on the fit part of ``split`` returns its scorer
-        without fitting anything); ``None`` leaves the rating network out of the blend.
+        ``fit part -> (user indices -> predicted ratings over train's items)``, the rating
+        model fitted on the fit part (or already held, for ``split``'s); ``None`` leaves the
+        rating network out of the blend.
     components
-        Which of ``"ease"``, ``"vae"``, ``"rating"`` to consider (default: EASE when the
-        rated items are at most ``item_limit``, else the VAE; and ``"rating"`` when a
-        ``rating_scorer`` is given).
+        Which of ``"ease"``, ``"vae"``, ``"rating"`` to consider (default: ``"ease"``, and
+        ``"rating"`` when a ``rating_scorer`` is given).
     validation
         Share of ``train`` held out for the choices (unless ``split`` is given).
     split
         ``(fit, validation)``: a partition of ``train`` (same indices) to make the choices
-        on, instead of carving one (:func:`autorec.fitting.fit` passes the validation part
-        its rating networks were selected on, so that the rating network fitted on the fit
-        part scores the validation part and no extra network is fitted).
+        on instead of carving one (:func:`autorec.fitting.fit` passes its rating networks',
+        so that no extra network is fitted).
     k
         NDCG cut-off of the choices.
     item_limit
         Most items EASE models (the most-rated ones; the others are not recommended).
     select_items
         With more rated items than this, EASE's input weighting and lambda are chosen with
-        EASE over this many of the most-rated items (the validation lists ranked among
-        those); EASE is then fitted at full size (up to ``item_limit``) with the chosen
-        lambda: on the fit part for the blend weights (when there is a blend), and on all
-        training ratings. ``None``: choose at full size.
+        EASE over this many of the most-rated items (module docstring). ``None``: choose at
+        full size.
     weightings, lams
         EASE's input weightings and values of lambda to choose from.
     vae_params
@@ -243,10 +217,15 @@ def fit_ranking(
     if split is None and len(train) < 2:
         raise ValueError(f"need at least 2 training ratings for the ranking model to hold "
                          f"some out, got {len(train)} (ranking='none' needs none)")
-    fit, val = (validation_split(train, validation, random_state) if split is None
-                else split)
-    fit_seen = implicit_matrix(fit, "binary", scale)
-    val = _validation_users(val, fit_seen, threshold, max_validation_users, random_state)
+
+    def validation_part(parts: tuple[Ratings, Ratings] | None
+                        ) -> tuple[Ratings, Ratings, sp.csr_matrix]:
+        fit, val = validation_split(train, validation, random_state) if parts is None else parts
+        seen = implicit_matrix(fit, "binary", scale)
+        return fit, _validation_users(val, seen, threshold, max_validation_users,
+                                      random_state), seen
+
+    fit, val, fit_seen = validation_part(split)
     report: dict[str, Any] = {"components": components, "n_validation_users":
                               len(np.unique(val.user_idx))}
 
@@ -265,15 +244,11 @@ def fit_ranking(
         if subset is not None and subset != cap:
             log.info("EASE: input weighting and lambda chosen on the %d most-rated of %d rated "
                      "items", subset, n_rated_items)
-        own_fit, own_val, own_seen = fit, val, fit_seen
-        if split is not None:  # EASE's choices on a part of their own (module docstring)
-            own_fit, own_val = validation_split(train, validation, random_state)
-            own_seen = implicit_matrix(own_fit, "binary", scale)
-            own_val = _validation_users(own_val, own_seen, threshold, max_validation_users,
-                                        random_state)
-        weighting, lam, value, ease_fit = _tune_ease(own_fit, own_val, own_seen, scale,
-                                                     weightings, lams, k, report, subset)
-        del own_fit, own_val, own_seen
+        # with a split, EASE's choices on a part of their own (module docstring)
+        own = (fit, val, fit_seen) if split is None else validation_part(None)
+        weighting, lam, value, ease_fit = _tune_ease(*own, scale, weightings, lams, k, report,
+                                                     subset)
+        del own
         selection_seconds = time.perf_counter() - t0
         selection_cpu = time.process_time() - cpu_started
         fit_matrix = implicit_matrix(fit, weighting, scale)
@@ -316,8 +291,9 @@ def fit_ranking(
         assert rating_scorer is not None
         t0 = time.perf_counter()
         scorer = rating_scorer(fit)
-        def rating_scores(u: np.ndarray, s: RatingScorer = scorer) -> np.ndarray:
-            raw = np.asarray(s(u), dtype=np.float32)
+
+        def rating_scores(u: np.ndarray) -> np.ndarray:
+            raw = np.asarray(scorer(u), dtype=np.float32)
             return np.where(np.isnan(raw), -np.inf, raw)
 
         val_scorers.append((rating_scores, None))

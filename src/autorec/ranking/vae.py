@@ -2,37 +2,34 @@
 likelihood (Liang, Krishnan, Hoffman, Jebara, "Variational Autoencoders for Collaborative
 Filtering", WWW 2018).
 
-The network (:class:`MultVAENet`, tensors only) reads a user's row ``x_u`` (which items the user
-rated, optionally weighted), L2-normalises it, drops each entry with probability ``dropout``
-while training, encodes it through ``tanh`` layers to a latent code (the mean and log-variance of
-a Gaussian for the VAE, a point for the DAE), and decodes the code to logits over every item.
-The loss of a user is ``-sum_i x_ui log softmax(logits)_i`` plus, for the VAE, ``beta`` times the
-KL divergence to a standard normal, with ``beta`` annealed linearly from 0 to ``beta_max`` over
-``anneal_steps`` updates (the paper's annealing, capped).
-
-Training (:class:`MultVAE`) goes a batch of users at a time; a batch is densified (``batch_size x
-n_items`` values), never the whole matrix. The number of epochs is chosen on a validation part
-by NDCG@k when one is given (:meth:`MultVAE.fit` with ``validation``): the weights of the best
-epoch are kept. A user is scored, and a new user folded in, by encoding its row (the mean code,
-no dropout).
-
-Memory: the first and last layers hold ``n_items x hidden`` weights each (plus Adam's two
-moments while training): it grows with the items, never with users x items.
+The network (:class:`MultVAENet`) encodes a user's L2-normalised row (entries dropped with
+probability ``dropout`` while training) through ``tanh`` layers to a code (a Gaussian's mean
+and log-variance for the VAE, a point for the DAE) and decodes it to logits over every item.
+A user's loss is ``-sum_i x_ui log softmax(logits)_i`` plus, for the VAE, ``beta`` times the
+KL divergence to a standard normal, ``beta`` annealed linearly from 0 to ``beta_max`` (the
+paper's annealing, capped). :class:`MultVAE` densifies a batch of users at a time, never the
+whole matrix, and keeps the epoch with the best validation NDCG@k when given a validation
+part. A user is scored, and a new user folded in, by encoding its row (the mean code).
+Memory grows with the items (two ``n_items x hidden`` layers, plus Adam's moments while
+training), never with users x items.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..exceptions import NotFittedError
 
@@ -52,21 +49,16 @@ class MultVAENet(nn.Module):
                  variational: bool = True) -> None:
         super().__init__()
         self.variational = variational
-        width = hidden or latent
         encoder_out = 2 * latent if variational else latent
 
         def linear(n_in: int, n_out: int) -> nn.Linear:
-            # not initialised here (reset_parameters draws from a generator, or the weights
-            # are loaded): torch's own initialisation would draw from the global generator,
-            # which a fit leaves alone (README)
+            # not initialised here (reset_parameters or loading): torch's own initialisation
+            # would draw from the global generator, which a fit leaves alone (README)
             return nn.utils.skip_init(nn.Linear, n_in, n_out, dtype=torch.float32)
 
-        if hidden:
-            self.encoder = nn.ModuleList([linear(n_items, hidden), linear(hidden, encoder_out)])
-            self.decoder = nn.ModuleList([linear(latent, hidden), linear(hidden, n_items)])
-        else:
-            self.encoder = nn.ModuleList([linear(n_items, encoder_out)])
-            self.decoder = nn.ModuleList([linear(width, n_items)])
+        sizes = [n_items, hidden] if hidden else [n_items]
+        self.encoder = nn.ModuleList(linear(a, b) for a, b in pairwise([*sizes, encoder_out]))
+        self.decoder = nn.ModuleList(linear(a, b) for a, b in pairwise([latent, *sizes[::-1]]))
         self.latent = latent
 
     def reset_parameters(self, generator: torch.Generator) -> None:
@@ -78,30 +70,26 @@ class MultVAENet(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean and log-variance (``None`` for the DAE) of the code of normalised rows."""
-        h = x
-        for k, layer in enumerate(self.encoder):
-            h = layer(h)
-            if k < len(self.encoder) - 1:
-                h = torch.tanh(h)
+        h = _layers(self.encoder, x)
         if self.variational:
             return h[:, :self.latent], h[:, self.latent:]
         return h, None
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Logits over every item."""
-        h = z
-        for k, layer in enumerate(self.decoder):
-            h = layer(h)
-            if k < len(self.decoder) - 1:
-                h = torch.tanh(h)
-        return h
+        return _layers(self.decoder, z)
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    norm = x.norm(dim=1, keepdim=True)
-    return x / norm.clamp_min(1e-12)
+def _layers(layers: nn.ModuleList, h: torch.Tensor) -> torch.Tensor:
+    """``layers`` in turn, ``tanh`` between them."""
+    for k, layer in enumerate(layers):
+        h = layer(h)
+        if k < len(layers) - 1:
+            h = torch.tanh(h)
+    return h
 
 
+@dataclasses.dataclass(eq=False)
 class MultVAE:
     """Mult-VAE (or Mult-DAE) ranking model over a users x items implicit matrix.
 
@@ -147,31 +135,24 @@ class MultVAE:
         ``validation_ndcg``.
     """
 
-    def __init__(self, hidden: int = 600, latent: int = 200, variational: bool = True,
-                 dropout: float = 0.5, beta_max: float = 0.2, anneal_steps: int = 20_000,
-                 lr: float = 1e-3, weight_decay: float = 0.0, epochs: int = 100,
-                 batch_size: int = 500, patience: int = 10, max_items: int | None = None,
-                 random_state: int | None = 0) -> None:
-        self.hidden = hidden
-        self.latent = latent
-        self.variational = variational
-        self.dropout = dropout
-        self.beta_max = beta_max
-        self.anneal_steps = anneal_steps
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.patience = patience
-        self.max_items = max_items
-        self.random_state = random_state
+    hidden: int = 600
+    latent: int = 200
+    variational: bool = True
+    dropout: float = 0.5
+    beta_max: float = 0.2
+    anneal_steps: int = 20_000
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 100
+    batch_size: int = 500
+    patience: int = 10
+    max_items: int | None = None
+    random_state: int | None = 0
 
     @property
     def params(self) -> dict[str, Any]:
         """Hyperparameters (JSON values)."""
-        return {name: getattr(self, name) for name in (
-            "hidden", "latent", "variational", "dropout", "beta_max", "anneal_steps", "lr",
-            "weight_decay", "epochs", "batch_size", "patience", "max_items", "random_state")}
+        return dataclasses.asdict(self)
 
     def _validate(self) -> None:
         for name in ("hidden", "latent", "epochs", "batch_size", "patience", "anneal_steps"):
@@ -184,7 +165,6 @@ class MultVAE:
         if self.max_items is not None and self.max_items < 1:
             raise ValueError(f"max_items must be >= 1 or None, got {self.max_items!r}")
 
-    # -- training ------------------------------------------------------------------------------
     def fit(self, matrix: sp.csr_matrix,
             validation: Callable[[MultVAE], float] | None = None,
             items_from: sp.csr_matrix | None = None) -> MultVAE:
@@ -199,10 +179,9 @@ class MultVAE:
             value (higher is better, e.g. NDCG@10 on a validation part) chooses the epoch.
             Without it, exactly ``epochs`` epochs are trained.
         items_from
-            The matrix whose rated items are modelled (the most-rated ``max_items``), when
-            not ``matrix``: all training ratings, for a model trained on a part of them, so
-            that an item rated only outside that part is still scored (low: its logit was
-            only ever pushed down), not left out of every list.
+            The matrix whose rated items are modelled, when not ``matrix``: all training
+            ratings for a model trained on a part, so that an item rated only outside that
+            part is still scored (low), not left out of every list.
         """
         from .ease import modelled_items
 
@@ -263,7 +242,7 @@ class MultVAE:
 
     def _loss(self, net: MultVAENet, batch: torch.Tensor, beta: float,
               generator: torch.Generator) -> torch.Tensor:
-        x = _normalise(batch)
+        x = F.normalize(batch, dim=1)
         if self.dropout > 0:
             keep = torch.rand(x.shape, generator=generator, dtype=x.dtype) >= self.dropout
             x = x * keep / (1.0 - self.dropout)
@@ -280,7 +259,6 @@ class MultVAE:
             loss = loss + beta * kl
         return loss
 
-    # -- scoring -------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):
             raise NotFittedError("MultVAE is not fitted yet: call fit first")
@@ -296,11 +274,10 @@ class MultVAE:
         out = np.full((rows.shape[0], self.n_items_), -np.inf, dtype=np.float32)
         with torch.no_grad():
             x = torch.from_numpy(rows[:, self.items_].toarray().astype(np.float32))
-            mu, _ = self.net_.encode(_normalise(x))
+            mu, _ = self.net_.encode(F.normalize(x, dim=1))
             out[:, self.items_] = self.net_.decode(mu).numpy()
         return out
 
-    # -- saving --------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted state as named arrays (for safetensors): the network's weights as
         ``net.<name>``, ``items``, ``n_items``, ``best_epoch``."""
