@@ -82,13 +82,8 @@ def atomic_write(
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path`` to write in full; on leaving the block it is flushed
-    to disk, given the usual permissions and renamed to ``path``.
-
-    For writers that want a file name rather than an open file (safetensors' ``save_file``
-    streams tensors to disk). The temporary file is removed whatever goes wrong; an
-    ``OSError`` names ``path`` (see :func:`atomic_write`). A symbolic link is written
-    through (the file it points to is replaced; the link stays), and replacing a file keeps
-    its permission bits.
+    to disk, given the usual permissions and renamed to ``path`` (as :func:`atomic_write`,
+    for writers that want a file name, such as safetensors' ``save_file``).
 
     Raises
     ------
@@ -141,15 +136,12 @@ def current_umask() -> int:
 
 def fsync_folder(folder: Path) -> None:
     """Make the rename itself durable (where folders can be opened)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
+        try:
             os.fsync(fd)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
 
 
 class DuplicateKeyError(ValueError):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import ResourceError
+from .exceptions import ResourceError, first_line
 
 __all__ = ["MemoryEstimate", "available_bytes", "check_training_memory",
            "memory_errors_as_resource_error", "training_bytes"]
@@ -174,9 +174,8 @@ def memory_errors_as_resource_error() -> Iterator[None]:
         if isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) \
                 and "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ResourceError(
-            f"ran out of memory while training ({first[:120]}); use a smaller --hidden or "
+            f"ran out of memory while training ({first_line(exc, 120)}); use a smaller --hidden or "
             "--batch-size, or the other --variant") from None
 
 
@@ -190,9 +189,7 @@ def release_free_memory(min_resident: int = 0) -> None:
     ----------
     min_resident
         Trim only when the process's resident memory is at least this many bytes (where it
-        is not known: always). Pages returned are faulted back in by the next allocations:
-        at ML-1M shape trimming each epoch cost about 3,000 page faults and 20 ms of CPU an
-        epoch (BENCHMARKS.md, issue 15) for memory that no small run misses.
+        is not known: always): returned pages are faulted back in by the next allocations.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -205,19 +205,17 @@ def plot_training(
     """
     path = Path(path)
     _format(path)
-    panels = [(name, entries, kept) for name, entries, kept in _panels(history, best_epochs)
-              if entries]
+    panels = _panels(history, best_epochs)
     if not panels:
         raise AutorecError("nothing to plot: the training history has no epoch")
     columns = min(len(panels), _MAX_COLUMNS)
     rows = math.ceil(len(panels) / columns)
     figure = _figure(4.6 * columns + 0.6, 3.4 * rows + (0.4 if title else 0.0))
     axes = figure.subplots(rows, columns, squeeze=False)
-    for k, (name, entries, kept) in enumerate(panels):
-        loss_axis = axes[k // columns][k % columns]
-        _draw_panel(loss_axis, name, entries, kept)
-    for k in range(len(panels), rows * columns):  # empty cells of the last row
-        axes[k // columns][k % columns].set_visible(False)
+    for axis, (name, entries, kept) in zip(axes.flat, panels, strict=False):
+        _draw_panel(axis, name, entries, kept)
+    for axis in axes.flat[len(panels):]:  # empty cells of the last row
+        axis.set_visible(False)
     if title:
         _title(figure, title)
     return _save(figure, path)

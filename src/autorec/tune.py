@@ -1,18 +1,11 @@
 """Hyperparameter search with Optuna, on validation only.
 
-Each trial fits a model on the training ratings it is given (:func:`autorec.fitting.fit`, what
-:meth:`AutoRec.fit` runs); the fit
-holds out its own validation part, reports the validation RMSE after every epoch (Optuna
-prunes trials that fall behind the median) and the trial's value is the RMSE of the kept
-weights. The study lives in SQLite, so an interrupted search continues where it stopped; a
-trial's process writes a heartbeat, and a trial left running by a killed process (SIGKILL, a
-crash) is marked failed once its heartbeat is :data:`STALE_SECONDS` old.
-Optuna is an optional dependency (``pip install 'autorec[tune]'``).
-
-A study file is checked before anything is run or written (:func:`check_study`): it must be a
-sound SQLite file holding Optuna studies (or a new or empty file in an existing folder), and a
-study continued from it must minimise one value over the same search space with the same
-fixed settings; anything else is refused in one line rather than mixed with the new trials.
+Each trial fits a model (:func:`autorec.fitting.fit`) that holds out its own validation part
+and reports its validation RMSE after every epoch (Optuna prunes trials behind the median);
+the trial's value is the RMSE of the kept weights. The study lives in SQLite, so an
+interrupted search continues where it stopped; a trial left running by a killed process is
+marked failed once its heartbeat is :data:`STALE_SECONDS` old. A study file is checked before
+anything is written (:func:`check_study`). Optuna is an optional extra (``autorec[tune]``).
 """
 
 from __future__ import annotations
@@ -23,6 +16,7 @@ import math
 import sqlite3
 import warnings
 from collections.abc import Callable, Collection, Mapping
+from contextlib import closing
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -123,13 +117,10 @@ def _check_study_file(path: Path) -> None:
         raise AutorecError(f"{path} is not an SQLite database, so not a study file; not "
                            "writing to it")
     try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            status = connection.execute("PRAGMA quick_check").fetchone()
-            tables = {row[0] for row in connection.execute(
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            status = db.execute("PRAGMA quick_check").fetchone()
+            tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            connection.close()
     except sqlite3.Error as exc:
         raise AutorecError(f"{path}: damaged SQLite database ({exc}); not a usable study "
                            "file") from None
