@@ -25,62 +25,26 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 #: Public name -> the module that defines it.
-_EXPORTS: dict[str, str] = {
-    "AutoRec": ".estimator",
-    "AutorecError": ".exceptions",
-    "DataError": ".exceptions",
-    "DatasetUnavailableError": ".exceptions",
-    "IdMap": ".data",
-    "ModelFileError": ".exceptions",
-    "NotFittedError": ".exceptions",
-    "Ratings": ".data",
-    "ResourceError": ".exceptions",
-    "TrainingError": ".exceptions",
-    "align": ".split",
-    "canonical_split": ".split",
-    "from_dataframe": ".data",
-    "kfold_split": ".split",
-    "load_dataset": ".data",
-    "load_model": ".estimator",
-    "mae": ".metrics",
-    "random_split": ".split",
-    "ranking_metrics": ".metrics",
-    "ranking_report": ".evaluate",
-    "read_ratings": ".data",
-    "rmse": ".metrics",
-    "save_model": ".estimator",
-}
+_EXPORTS: dict[str, str] = {name: module for module, names in {
+    ".data": ("IdMap", "Ratings", "from_dataframe", "load_dataset", "read_ratings"),
+    ".estimator": ("AutoRec", "load_model", "save_model"),
+    ".evaluate": ("ranking_report",),
+    ".exceptions": ("AutorecError", "DataError", "DatasetUnavailableError", "ModelFileError",
+                    "NotFittedError", "ResourceError", "TrainingError"),
+    ".metrics": ("mae", "ranking_metrics", "rmse"),
+    ".split": ("align", "canonical_split", "kfold_split", "random_split"),
+}.items() for name in names}
 _SUBMODULES = ("baseline", "checkpoint", "cli", "config", "data", "distributed", "estimator",
                "evaluate", "exceptions", "family", "fitted", "fitting", "foldin", "member",
                "memory", "metrics", "model", "networks", "optim", "params", "persist", "plots",
                "progress", "recommend", "selection", "serve", "sparse", "split", "train",
                "tune")
 
-__all__ = [
-    "AutoRec",
-    "AutorecError",
-    "DataError",
-    "DatasetUnavailableError",
-    "IdMap",
-    "ModelFileError",
-    "NotFittedError",
-    "Ratings",
-    "ResourceError",
-    "TrainingError",
-    "align",
-    "canonical_split",
-    "from_dataframe",
-    "kfold_split",
-    "load_dataset",
-    "load_model",
-    "mae",
-    "random_split",
-    "ranking_metrics",
-    "ranking_report",
-    "read_ratings",
-    "rmse",
-    "save_model",
-]
+__all__ = ["AutoRec", "AutorecError", "DataError", "DatasetUnavailableError", "IdMap",
+           "ModelFileError", "NotFittedError", "Ratings", "ResourceError", "TrainingError",
+           "align", "canonical_split", "from_dataframe", "kfold_split", "load_dataset",
+           "load_model", "mae", "random_split", "ranking_metrics", "ranking_report",
+           "read_ratings", "rmse", "save_model"]
 
 if TYPE_CHECKING:
     from .data import IdMap, Ratings, from_dataframe, load_dataset, read_ratings
