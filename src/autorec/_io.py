@@ -61,10 +61,8 @@ def atomic_write(
     binary, encoding
         How the temporary file is opened.
 
-    A new file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less
-    the umask), a replaced one keeps its own; a symbolic link is written through; the
-    content is flushed to disk before the rename, and the temporary file is removed whatever
-    goes wrong.
+    The content is flushed to disk before the rename; the temporary file is removed whatever
+    goes wrong (permissions and links: the module docstring).
 
     Raises
     ------
@@ -185,9 +183,8 @@ _KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
 
 
 def file_kind(path: str | os.PathLike[str]) -> str | None:
-    """What ``path`` is, links followed: ``"a regular file"``, ``"a folder"``, ``"a character
-    device"``, ``"a block device"``, ``"a named pipe (FIFO)"``, ``"a socket"``, ``"a special
-    file"``; ``None`` when nothing is there (or a link points nowhere)."""
+    """What ``path`` is, links followed, as :data:`_KINDS` names it (``"a special file"``
+    otherwise); ``None`` when nothing is there (or a link points nowhere)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -209,10 +206,9 @@ _STREAM = re.compile(r"/(dev/(stdin|stdout|stderr|fd/\d+)|proc/(self|thread-self
 
 
 def stream_alias(path: str | os.PathLike[str]) -> str | None:
-    """The ``/dev/std*``, ``/dev/fd/N`` or ``/proc/.../fd/N`` name that ``path`` is or
-    leads to through symbolic links, else ``None``. Such a path reaches whatever the stream
-    is open on: a write through it would replace the file a shell redirected to (``>> log``),
-    appended lines and all."""
+    """The ``/dev/std*``, ``/dev/fd/N`` or ``/proc/.../fd/N`` name that ``path`` is or leads
+    to through symbolic links, else ``None``: a write through it would replace the file a
+    shell redirected the stream to (``>> log``), appended lines and all."""
     current = os.path.abspath(path)
     for _ in range(40):
         if _STREAM.fullmatch(current):
@@ -340,9 +336,8 @@ def _nearest_non_folder(folder: Path) -> Path:
 
 
 def _check_writable(folder: Path, given: Path) -> None:
-    """Refuse ``folder`` unless a file can be created in it: ``os.access`` first, then a
-    hidden file really created and removed (root passes ``os.access`` everywhere, a
-    read-only mount included)."""
+    """Refuse ``folder`` unless a file can be created in it (``os.access``, then a probe
+    file: root passes ``os.access`` even on a read-only mount)."""
     where = "" if folder == given else f" (writing {given})"
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputPathError(f"the folder {folder} is not writable{where}")

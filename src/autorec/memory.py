@@ -95,20 +95,14 @@ def available_bytes(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgr
     folder's and its parents'); the room left under ``RLIMIT_AS``. ``(None, "")`` where none
     of them can be read (not Linux).
     """
-    found: list[tuple[int, str]] = []
-    meminfo = _read_kib(proc / "meminfo", "MemAvailable:")
-    if meminfo is not None:
-        found.append((meminfo, "MemAvailable"))
-    limit = _cgroup_room(proc, cgroup)
-    if limit is not None:
-        found.append((limit, "cgroup memory limit"))
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY and soft > 0:
-        used = _read_kib(proc / "self" / "status", "VmSize:") or 0
-        found.append((max(soft - used, 0), "address-space limit, ulimit -v"))
-    if not found:
-        return None, ""
-    return min(found)
+    address_room = (max(soft - (_read_kib(proc / "self" / "status", "VmSize:") or 0), 0)
+                    if soft != resource.RLIM_INFINITY and soft > 0 else None)
+    found = [(room, limit) for room, limit in (
+        (_read_kib(proc / "meminfo", "MemAvailable:"), "MemAvailable"),
+        (_cgroup_room(proc, cgroup), "cgroup memory limit"),
+        (address_room, "address-space limit, ulimit -v")) if room is not None]
+    return min(found) if found else (None, "")
 
 
 def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, batch_size: int,

@@ -1,15 +1,9 @@
-"""Figures of a run: training curves and predicted-vs-true ratings, written as image files.
+"""Figures of a run, written as image files: training curves (:func:`plot_training`) and
+predicted against true ratings (:func:`plot_predictions`).
 
-* :func:`plot_training`: per epoch, the training loss and the validation and test RMSE, as
-  the d2l.ai AutoRec chapter plots them (one panel per network when several were trained:
-  an ensemble, ``variant="both"``, folds).
-* :func:`plot_predictions`: the distribution of the predicted ratings against that of the
-  true ones, and the predictions for each true rating.
-
-matplotlib is the optional extra ``autorec[plot]``; it is used without pyplot (a ``Figure``
-drawn by the Agg canvas), so no screen is needed and no global state is touched. Files are
-written atomically (:func:`autorec._io.atomic_write`): PNG, or SVG / PDF for a path ending in
-``.svg`` / ``.pdf``.
+matplotlib (the extra ``autorec[plot]``) is used without pyplot (a ``Figure`` drawn by the
+Agg canvas): no screen is needed and no global state is touched. Files are written
+atomically: PNG, or SVG / PDF for a path ending in ``.svg`` / ``.pdf``.
 """
 
 from __future__ import annotations
@@ -68,11 +62,9 @@ def check_plot_path(path: str | os.PathLike[str]) -> Path:
     _format(path)
     if path.is_dir():
         raise AutorecError(f"{path} is a folder; give a file name such as {path / 'plot.png'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise AutorecError(f"cannot write {path}: {parent} is not a folder")
-            break
+    parent = next((parent for parent in path.parents if parent.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise AutorecError(f"cannot write {path}: {parent} is not a folder")
     return path
 
 
