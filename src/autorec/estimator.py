@@ -81,9 +81,9 @@ class AutoRec(FittedPredictor):
         Epochs without a better validation RMSE before training stops.
     refit
         After choosing the number of epochs on the validation part, train again from scratch
-        on all training ratings for that many epochs (default; it lowered the test RMSE on
-        every data set measured, for 50-80 % more time: BENCHMARKS.md). ``False`` keeps the
-        networks trained on the part outside validation.
+        on all training ratings for that many epochs (default: a lower test RMSE for 50-80 %
+        more time, BENCHMARKS.md). ``False`` keeps the networks trained on the part outside
+        validation.
     cold
         Prediction for a pair whose user or item has no training rating: ``"baseline"``
         (default: ``mu`` plus the bias of whichever of the two is known), ``"mean"`` (the
@@ -97,7 +97,7 @@ class AutoRec(FittedPredictor):
     dense_batches
         Densify each batch (never the whole matrix) and use dense matrix products: a path for
         GPUs, where it can be faster than the sparse kernels; same values (optimizer ``adam``
-        or ``rprop``). Not measured on a GPU yet (BENCHMARKS.md, "GPU").
+        or ``rprop``).
     tf32
         Let CUDA matrix products use TF32 (10-bit mantissa inputs, float32 accumulation)
         while fitting; no effect on the CPU.

@@ -112,16 +112,14 @@ def ranking_summary(model: Any) -> str | None:
     ranking = model.ranking_
     if ranking is None:
         return None
-    described = ranking.describe()
-    parts = [f"{name} {entry['weight']:g}" for name, entry in described.items()
+    parts = [f"{name} {entry['weight']:g}" for name, entry in ranking.describe().items()
              if isinstance(entry, dict) and entry.get("weight", 0) > 0]
     return "ranking model " + " + ".join(parts)
 
 
 def split_threshold(split: Split) -> float:
     """The relevance threshold of ``split``'s ratings, training and test together: the data
-    set's scale, the same for every split of it (the training part's alone moved when a rare
-    extreme rating fell in the test part, and the splits' means mixed thresholds)."""
+    set's scale, so that every split of it has the same threshold."""
     scales = [part.rating_scale() for part in (split.train, split.test) if len(part)]
     return default_threshold((min(low for low, _ in scales), max(high for _, high in scales)))
 
@@ -130,9 +128,8 @@ def score_split(model: Any, split: Split, *, k: int | None = None,
                 **fit_options: Any) -> dict[str, Any]:
     """Fit ``model`` on ``split.train`` and score it on ``split.test``.
 
-    With ``k``, the ranking metrics at ``k`` (:func:`ranking_report`) of the
-    model's lists (its ranking model's, or by predicted rating with ``ranking="none"``) are
-    added, the user's training items left out of their candidates.
+    With ``k``, the ranking metrics at ``k`` (:func:`ranking_report`) of the model's lists
+    are added, the user's training items left out of their candidates.
     """
     started = time.perf_counter()
     model.fit(split.train, **fit_options)
@@ -173,8 +170,7 @@ def confidence_interval(values: list[float] | np.ndarray, level: float = 0.95
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean RMSE and MAE over splits with a 95 % interval, and pooled over all test ratings;
     the mean of each ranking metric (``mean_ndcg@10``...) with its 95 % interval
-    (``ci95_ndcg@10``), over the splits that had a user to rank (``n_ranked_splits``; a
-    split with no relevant test rating has none, and its ``nan`` made every mean ``nan``)."""
+    (``ci95_ndcg@10``), over the splits that had a user to rank (``n_ranked_splits``)."""
     rmses = np.array([r["rmse"] for r in results])
     maes = np.array([r["mae"] for r in results])
     n_test = sum(r["n_test"] for r in results)
@@ -299,8 +295,7 @@ def ranking_report(
 def _seen_of(model: FittedModel, ratings: Ratings) -> sp.csr_matrix:
     """``ratings`` as a users x items pattern over the model's indices; pairs the model does
     not know are dropped."""
-    # through the ids' maps, not a raw id per rating: at 90M training ratings the raw-id
-    # round trip held several GB at once
+    # through the ids' maps: a raw id per rating would hold GBs at 100M ratings
     user_of = model.users.to_index(ratings.users.raw_ids).astype(np.int32)
     item_of = model.items.to_index(ratings.items.raw_ids).astype(np.int32)
     users, items = user_of[ratings.user_idx], item_of[ratings.item_idx]
