@@ -195,10 +195,7 @@ def file_kind(path: str | os.PathLike[str]) -> str | None:
         if exc.errno == errno.ENOTDIR:
             return None
         raise
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "a special file"
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 #: A process's open files as paths: ``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``...

@@ -21,8 +21,7 @@ from .split import check_seed
 from .train import OPTIMIZERS
 
 __all__ = ["BASELINES", "COLD_POLICIES", "DEFAULTS", "PARAM_NAMES", "RANKINGS", "VARIANTS",
-           "complete",
-           "network_specs", "validate_params"]
+           "complete", "network_specs", "validate_params"]
 
 VARIANTS: tuple[str, ...] = ("item", "user", "both")
 COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")

@@ -325,8 +325,7 @@ def plot_predictions(
         box_axis.boxplot([predicted[truth == level] for level in levels], positions=levels,
                          widths=0.6 * step, showfliers=False, manage_ticks=False)
         for axis in (hist_axis, box_axis):
-            axis.set_xticks(levels)
-            axis.set_xticklabels([f"{v:g}" for v in levels])
+            axis.set_xticks(levels, [f"{v:g}" for v in levels])
     else:
         bins = np.linspace(low, high, 41) if high > low else np.array([low - 0.5, low + 0.5])
         hist_axis.hist(truth, bins=bins, alpha=0.55, label="true", color="#1f77b4")

@@ -149,10 +149,9 @@ class FittedPredictor:
                   ) -> pd.DataFrame:
         """Top-``n`` items for each raw user id: a DataFrame with ``user_id``, ``rank``,
         ``item_id``, ``score``, ``predicted_rating`` and ``fallback`` (an unknown user: items
-        ranked by the
-        baseline). Items rated in training are left out unless ``exclude_seen=False``.
-        See :func:`autorec.recommend.recommend`; :func:`autorec.recommend.top_n` is the
-        array API on dense indices."""
+        ranked by the baseline). Items rated in training are left out unless
+        ``exclude_seen=False``. See :func:`autorec.recommend.recommend`;
+        :func:`autorec.recommend.top_n` is the array API on dense indices."""
         return recommending.recommend(self._fitted(), user_ids, n, exclude_seen=exclude_seen,
                                       items=items)
 

@@ -273,22 +273,19 @@ def run_study(
                                              heartbeat_interval=HEARTBEAT_SECONDS,
                                              grace_period=STALE_SECONDS)
         study = optuna.create_study(
-            study_name=study_name,
-            storage=rdb,
-            load_if_exists=True,
-            direction="minimize",
+            study_name=study_name, storage=rdb, load_if_exists=True, direction="minimize",
             # a resumed search draws on from where it stopped, not the same points again
             sampler=optuna.samplers.TPESampler(seed=random_state + done),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5),
-        )
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5))
         if _FIXED_ATTR not in study.user_attrs:
             study.set_user_attr(_FIXED_ATTR, json.loads(json.dumps(fixed_values)))
         recorded = study.user_attrs.get(_CONTEXT_ATTR)
     except Exception as exc:  # sqlalchemy and Optuna storage errors
         raise AutorecError(f"{storage}: cannot open the study ({first_line(exc)})") from None
     # the data and the settings not searched: a study's trials compare only among themselves
-    context = {"data": _fingerprint(train), "seed": int(random_state),
-               "settings": _trial_settings(base_params)}
+    data = {"ratings": len(train),
+            "sha256": sha256_of(train.user_ids, train.item_ids, train.rating)}
+    context = {"data": data, "seed": int(random_state), "settings": _trial_settings(base_params)}
     there = (None if recorded is None
              else {**recorded, "settings": _trial_settings(recorded.get("settings") or {})})
     if there is None:  # a new study (or one from before this record): kept from now on
@@ -342,12 +339,6 @@ def run_study(
         study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
                        catch=())
     return study
-
-
-def _fingerprint(ratings: Ratings) -> dict[str, Any]:
-    """The training ratings' count and the SHA-256 of their ids and values."""
-    return {"ratings": len(ratings),
-            "sha256": sha256_of(ratings.user_ids, ratings.item_ids, ratings.rating)}
 
 
 def _trial_settings(params: Mapping[str, Any]) -> dict[str, Any]:
