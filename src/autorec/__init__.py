@@ -1,17 +1,8 @@
 """autorec: AutoRec autoencoders for explicit rating prediction, trained with sparse kernels.
 
-The pipeline, floor by floor (ARCHITECTURE.md): :mod:`autorec.data` (load) ->
-:mod:`autorec.split` -> :mod:`autorec.model`, :mod:`autorec.sparse` and :mod:`autorec.optim`
-(the network, its kernels and its optimizer) -> :mod:`autorec.train` (one epoch at a time),
-:mod:`autorec.selection` (validation, early stopping) and :mod:`autorec.member` ->
-:mod:`autorec.fitted` (the fitted model) and :mod:`autorec.networks` (the rating networks
-behind :mod:`autorec.family`'s protocol) -> :mod:`autorec.fitting`, :mod:`autorec.recommend`,
-:mod:`autorec.foldin`, :mod:`autorec.persist`, :mod:`autorec.evaluate` -> :mod:`autorec.serve`
--> :mod:`autorec.estimator` (scikit-learn's face) -> :mod:`autorec.cli`.
-
-``import autorec`` is cheap: the names below are imported on first use (numpy, pandas and
-torch with them), so that the command line can start, and be interrupted, before the heavy
-imports.
+The modules, floor by floor, are described in ARCHITECTURE.md. ``import autorec`` is cheap:
+the names below are imported on first use (numpy, pandas and torch with them), so that the
+command line can start, and be interrupted, before the heavy imports.
 """
 
 from __future__ import annotations

@@ -1,29 +1,25 @@
 """The user-facing AutoRec estimator: scikit-learn's face over a :class:`FittedModel`.
 
-:class:`AutoRec` holds its parameters (checked by :mod:`autorec.params`) and ``fit``; once
-fitted, it holds one :class:`~autorec.fitted.FittedModel` (``fitted_``) that
-:func:`autorec.fitting.fit` returned or :func:`autorec.persist.load_model` read. Its learned
-attributes (``users_``, ``biases_``, ``members_``...) and prediction, recommendation, fold-in
-and saving come from :class:`autorec.predictor.FittedPredictor`, which hands them to the lower
-modules; none of them imports this one.
+:class:`AutoRec` holds its parameters (checked by :mod:`autorec.params`) and ``fit``
+(:func:`autorec.fitting.fit`); what it does once fitted comes from
+:class:`autorec.predictor.FittedPredictor`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from os import PathLike
-from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import torch
 
-from . import fitting, persist
+from . import fitting
 from .data.ratings import Ratings
-from .fitted import FittedModel
 from .fitting import EpochCallback
 from .member import NetworkSpec
 from .params import BASELINES, COLD_POLICIES, DEFAULTS, VARIANTS, network_specs, validate_params
+from .persist import save_model
 from .predictor import FittedPredictor
 
 __all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec", "load_model", "save_model"]
@@ -304,13 +300,7 @@ def load_model(path: str | PathLike[str], *, device: str | torch.device | None =
                ) -> AutoRec:
     """Load a model folder as an :class:`AutoRec` (:func:`autorec.persist.load_model` reads
     it; see there for the checks)."""
-    return AutoRec.from_fitted(persist.load_model(path, device=device))
-
-
-def save_model(model: AutoRec | FittedModel, path: str | PathLike[str], *,
-               dataset: str | None = None) -> Path:
-    """Save a fitted model to the folder ``path`` (:func:`autorec.persist.save_model`)."""
-    return persist.save_model(model, path, dataset=dataset)
+    return AutoRec.load(path, device=device)
 
 
 def _differs(default: Any, value: Any) -> bool:

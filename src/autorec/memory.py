@@ -1,16 +1,11 @@
 """Will training fit in memory? An estimate made before any weight is allocated.
 
-:func:`check_training_memory` runs at the start of :meth:`autorec.AutoRec.fit`: it estimates
-the bytes training needs (:func:`training_bytes`) and compares them with the memory the
-process can still get (:func:`available_bytes`, or the free memory of the CUDA device). When
-the estimate exceeds it, it raises :class:`~autorec.exceptions.ResourceError` with both
-figures and what to change, instead of an allocator traceback minutes later.
-
-The estimate counts float32 values: the two ``n_inputs x hidden`` weight matrices and the
-biases, their gradients and Adam's two moments (four copies in all); the largest batch's
-dense activations (``batch_rows x hidden``, several times over for the forward and backward
-passes) and its CSR structure with the transpose; the codes of every row at evaluation; and
-a margin. It errs on the high side by a few percent, never by a factor.
+:func:`check_training_memory` runs at the start of :meth:`autorec.AutoRec.fit`: when the
+bytes training needs (:func:`training_bytes`: weights, gradients and Adam state, the largest
+batch, the codes at evaluation, a margin; high by a few percent, never by a factor) exceed
+the memory the process can still get (:func:`available_bytes`, or the CUDA device's free
+memory), it raises :class:`~autorec.exceptions.ResourceError` with both figures and what to
+change, instead of an allocator traceback minutes later.
 """
 
 from __future__ import annotations
