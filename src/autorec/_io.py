@@ -325,11 +325,8 @@ def check_output_folder(path: str | os.PathLike[str]) -> Path:
 
 def _nearest_non_folder(folder: Path) -> Path:
     """The first path on the way to ``folder`` that exists and is not a folder."""
-    for part in reversed((folder, *folder.parents)):
-        kind = file_kind(part)
-        if kind is not None and kind != "a folder":
-            return part
-    return folder
+    return next((part for part in reversed((folder, *folder.parents))
+                 if file_kind(part) not in (None, "a folder")), folder)
 
 
 def _check_writable(folder: Path, given: Path) -> None:

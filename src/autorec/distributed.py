@@ -37,12 +37,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -359,13 +358,11 @@ def quiet_unless_main(group: World) -> Iterator[None]:
     # a level above every record: autorec.fitting & co. take it from here (``disabled``
     # silenced only the records of the "autorec" logger itself, not its children's)
     logger = logging.getLogger("autorec")
-    stdout, level = sys.stdout, logger.level
-    with open(os.devnull, "w") as devnull, warnings.catch_warnings():
+    level = logger.level
+    with open(os.devnull, "w") as devnull, redirect_stdout(devnull), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sys.stdout = devnull
         logger.setLevel(logging.CRITICAL + 1)
         try:
             yield
         finally:
-            sys.stdout = stdout
             logger.setLevel(level)

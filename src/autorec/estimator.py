@@ -103,8 +103,8 @@ class AutoRec(FittedPredictor):
         ``"auto"`` (default) EASE on the rating-weighted rows blended with the networks'
         predicted ratings (EASE over the 20,000 most-rated items past that many), ``"ease"`` or
         ``"vae"`` (Mult-DAE) alone, ``"blend"`` all three, ``"none"`` (lists by predicted
-        rating, as before). Its choices (EASE's input weighting and lambda, the blend
-        weights) are made on the validation part by NDCG@10 (:mod:`autorec.ranking`).
+        rating). Its choices (EASE's input weighting and lambda, the blend weights) are made
+        on the validation part by NDCG@10 (:mod:`autorec.ranking`).
 
     Attributes
     ----------

@@ -88,8 +88,7 @@ def splits(
         if repeats != 1:
             raise ValueError(f"the canonical split {protocol} has no repeats")
         assert canonical is not None
-        train, test = canonical(protocol)
-        yield Split(protocol, train, test, seed)
+        yield Split(protocol, *canonical(protocol), seed)
         return
     assert ratings is not None
     data = ratings()
@@ -258,8 +257,6 @@ def ranking_report(
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     # a DataFrame is checked as fit and evaluate check it (float ids, 7 and "7", columns)
     frame = as_ratings(test).to_dataframe()
-    if train is not None:
-        train = as_ratings(train)
     rating = frame["rating"].to_numpy(dtype=np.float64)
     items = model.items.to_index(frame["item_id"].to_numpy())
     relevant = (rating >= threshold) & (items >= 0)
@@ -273,7 +270,7 @@ def ranking_report(
         keep = np.isin(user_codes, present)
         user_codes, items = user_codes[keep], items[keep]
     user_idx = model.users.to_index(np.asarray(user_raw, dtype=object)[present])
-    seen = None if train is None else _seen_of(model, train)
+    seen = None if train is None else _seen_of(model, as_ratings(train))
     picked = top_n(model, user_idx, k, exclude_seen=True, seen=seen)[0]
     row = np.searchsorted(present, user_codes)
     n_items = len(model.items)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._io import atomic_write
 from .exceptions import AutorecError
+from .metrics import mae, rmse
 
 __all__ = ["FORMATS", "INSTALL_HINT", "check_plot_path", "plot_predictions", "plot_training",
            "require_matplotlib"]
@@ -127,8 +128,7 @@ def _panels(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping
     panels = []
     for name, entries in groups:
         entries = list(entries)
-        kept = (best_epochs.get(name) if isinstance(best_epochs, Mapping)
-                else best_epochs)
+        kept = best_epochs.get(name) if isinstance(best_epochs, Mapping) else best_epochs
         members = sorted({int(e.get("member", 1)) for e in entries})
         for member in members:
             own = sorted((e for e in entries if int(e.get("member", 1)) == member),
@@ -306,7 +306,6 @@ def plot_predictions(
         raise ValueError("nothing to plot: no ratings")
     if not (np.isfinite(truth).all() and np.isfinite(predicted).all()):
         raise ValueError("y_true and y_pred must hold finite numbers")
-    errors = predicted - truth
     figure = _figure(11.0, 4.2)
     hist_axis, box_axis = figure.subplots(1, 2)
     levels = np.unique(truth)
@@ -340,8 +339,6 @@ def plot_predictions(
                  title="predictions by true rating")
     box_axis.legend(fontsize=8, loc="upper left")
     box_axis.grid(True, alpha=0.3)
-    rmse = float(np.sqrt(np.mean(errors ** 2)))
-    mae = float(np.mean(np.abs(errors)))
-    _title(figure, title if title is not None
-           else f"{len(truth):,} ratings: RMSE {rmse:.4f}, MAE {mae:.4f}")
+    figures = f"RMSE {rmse(truth, predicted):.4f}, MAE {mae(truth, predicted):.4f}"
+    _title(figure, title if title is not None else f"{len(truth):,} ratings: {figures}")
     return _save(figure, path)

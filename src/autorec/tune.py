@@ -70,15 +70,10 @@ def search_space(fixed: Collection[str] = ()) -> dict[str, tuple[str, Any]]:
 
 def suggest(trial: Any, space: Mapping[str, tuple[str, Any]] | None = None) -> dict[str, Any]:
     """Parameters for one trial, drawn from ``space`` (default :data:`SEARCH_SPACE`)."""
-    params: dict[str, Any] = {}
-    for name, (kind, domain) in (SEARCH_SPACE if space is None else space).items():
-        if kind == "categorical":
-            params[name] = trial.suggest_categorical(name, domain)
-        elif kind == "int_log":
-            params[name] = trial.suggest_int(name, *domain, log=True)
-        else:
-            params[name] = trial.suggest_float(name, *domain, log=kind == "float_log")
-    return params
+    return {name: (trial.suggest_categorical(name, domain) if kind == "categorical"
+                   else trial.suggest_int(name, *domain, log=True) if kind == "int_log"
+                   else trial.suggest_float(name, *domain, log=kind == "float_log"))
+            for name, (kind, domain) in (SEARCH_SPACE if space is None else space).items()}
 
 
 def _distributions(space: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
