@@ -118,17 +118,13 @@ class World:
         return int(state[0] >> np.uint64(1))
 
     # -- reductions ---------------------------------------------------------------------------
-    def _device(self) -> torch.device:
-        if self.backend == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-
     def sum(self, values: Sequence[float]) -> list[float]:
         """``values`` summed over the ranks, in float64 (the same result on every rank)."""
         if self.size == 1:
             return [float(v) for v in values]
-        buffer = torch.tensor([float(v) for v in values], dtype=torch.float64,
-                              device=self._device())
+        device = (torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl"
+                  else torch.device("cpu"))
+        buffer = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
         self._all_reduce(buffer)
         return buffer.cpu().tolist()
 

@@ -205,12 +205,8 @@ class AutoRec(FittedPredictor):
 
     # -- scikit-learn tooling (issue 5): tags and the HTML repr, without importing sklearn ----
     def __sklearn_tags__(self) -> Any:
-        """Tags for scikit-learn's tooling (``sklearn.utils.get_tags``, the HTML repr).
-
-        AutoRec takes its ratings as one table (``Ratings`` or a DataFrame with ids), not as
-        ``X, y``: no target, string ids accepted, a fit needed before predicting. scikit-learn
-        is imported here only, when its tooling asks.
-        """
+        """Tags for scikit-learn's tooling (``sklearn.utils.get_tags``, the HTML repr): the
+        ratings come as one table of ids (no ``X, y``), a fit is needed before predicting."""
         from sklearn.utils import InputTags, Tags, TargetTags
 
         return Tags(
