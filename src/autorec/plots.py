@@ -184,11 +184,10 @@ def plot_training(
     pathlib.Path
         ``path``.
 
-    Each network gets a panel: the training loss (the MSE over the observed training ratings
-    while training, in the network's units: with ``baseline="biases"`` the residuals over
+    Each network gets a panel, four to a row: the training loss (the MSE over the observed
+    training ratings, in the network's units: with ``baseline="biases"`` the residuals over
     their standard deviation) on the left axis, the validation and test RMSE (in ratings) on
-    the right one; the kept epoch (``best_epochs``; without it, the epoch of the least
-    validation RMSE) is marked and named in the legend. Panels are laid out four to a row.
+    the right one, the kept epoch marked and named in the legend.
 
     Raises
     ------
