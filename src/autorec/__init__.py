@@ -1,17 +1,8 @@
 """autorec: AutoRec autoencoders for explicit rating prediction, trained with sparse kernels.
 
-The pipeline, floor by floor (ARCHITECTURE.md): :mod:`autorec.data` (load) ->
-:mod:`autorec.split` -> :mod:`autorec.model`, :mod:`autorec.sparse` and :mod:`autorec.optim`
-(the network, its kernels and its optimizer) -> :mod:`autorec.train` (one epoch at a time),
-:mod:`autorec.selection` (validation, early stopping) and :mod:`autorec.member` ->
-:mod:`autorec.fitted` (the fitted model) and :mod:`autorec.networks` (the rating networks
-behind :mod:`autorec.family`'s protocol) -> :mod:`autorec.fitting`, :mod:`autorec.recommend`,
-:mod:`autorec.foldin`, :mod:`autorec.persist`, :mod:`autorec.evaluate` -> :mod:`autorec.serve`
--> :mod:`autorec.estimator` (scikit-learn's face) -> :mod:`autorec.cli`.
-
-``import autorec`` is cheap: the names below are imported on first use (numpy, pandas and
-torch with them), so that the command line can start, and be interrupted, before the heavy
-imports.
+The modules, floor by floor, are described in ARCHITECTURE.md. ``import autorec`` is cheap:
+the names below are imported on first use (numpy, pandas and torch with them), so that the
+command line can start, and be interrupted, before the heavy imports.
 """
 
 from __future__ import annotations
@@ -25,62 +16,26 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 #: Public name -> the module that defines it.
-_EXPORTS: dict[str, str] = {
-    "AutoRec": ".estimator",
-    "AutorecError": ".exceptions",
-    "DataError": ".exceptions",
-    "DatasetUnavailableError": ".exceptions",
-    "IdMap": ".data",
-    "ModelFileError": ".exceptions",
-    "NotFittedError": ".exceptions",
-    "Ratings": ".data",
-    "ResourceError": ".exceptions",
-    "TrainingError": ".exceptions",
-    "align": ".split",
-    "canonical_split": ".split",
-    "from_dataframe": ".data",
-    "kfold_split": ".split",
-    "load_dataset": ".data",
-    "load_model": ".estimator",
-    "mae": ".metrics",
-    "random_split": ".split",
-    "ranking_metrics": ".metrics",
-    "ranking_report": ".evaluate",
-    "read_ratings": ".data",
-    "rmse": ".metrics",
-    "save_model": ".estimator",
-}
+_EXPORTS: dict[str, str] = {name: module for module, names in {
+    ".data": ("IdMap", "Ratings", "from_dataframe", "load_dataset", "read_ratings"),
+    ".estimator": ("AutoRec", "load_model", "save_model"),
+    ".evaluate": ("ranking_report",),
+    ".exceptions": ("AutorecError", "DataError", "DatasetUnavailableError", "ModelFileError",
+                    "NotFittedError", "ResourceError", "TrainingError"),
+    ".metrics": ("mae", "ranking_metrics", "rmse"),
+    ".split": ("align", "canonical_split", "kfold_split", "random_split"),
+}.items() for name in names}
 _SUBMODULES = ("baseline", "checkpoint", "cli", "config", "data", "distributed", "estimator",
                "evaluate", "exceptions", "family", "fitted", "fitting", "foldin", "member",
                "memory", "metrics", "model", "networks", "optim", "params", "persist", "plots",
                "progress", "recommend", "selection", "serve", "sparse", "split", "train",
                "tune")
 
-__all__ = [
-    "AutoRec",
-    "AutorecError",
-    "DataError",
-    "DatasetUnavailableError",
-    "IdMap",
-    "ModelFileError",
-    "NotFittedError",
-    "Ratings",
-    "ResourceError",
-    "TrainingError",
-    "align",
-    "canonical_split",
-    "from_dataframe",
-    "kfold_split",
-    "load_dataset",
-    "load_model",
-    "mae",
-    "random_split",
-    "ranking_metrics",
-    "ranking_report",
-    "read_ratings",
-    "rmse",
-    "save_model",
-]
+__all__ = ["AutoRec", "AutorecError", "DataError", "DatasetUnavailableError", "IdMap",
+           "ModelFileError", "NotFittedError", "Ratings", "ResourceError", "TrainingError",
+           "align", "canonical_split", "from_dataframe", "kfold_split", "load_dataset",
+           "load_model", "mae", "random_split", "ranking_metrics", "ranking_report",
+           "read_ratings", "rmse", "save_model"]
 
 if TYPE_CHECKING:
     from .data import IdMap, Ratings, from_dataframe, load_dataset, read_ratings

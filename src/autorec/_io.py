@@ -61,10 +61,8 @@ def atomic_write(
     binary, encoding
         How the temporary file is opened.
 
-    A new file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less
-    the umask), a replaced one keeps its own; a symbolic link is written through; the
-    content is flushed to disk before the rename, and the temporary file is removed whatever
-    goes wrong.
+    The content is flushed to disk before the rename; the temporary file is removed whatever
+    goes wrong (permissions and links: the module docstring).
 
     Raises
     ------
@@ -82,13 +80,8 @@ def atomic_write(
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path`` to write in full; on leaving the block it is flushed
-    to disk, given the usual permissions and renamed to ``path``.
-
-    For writers that want a file name rather than an open file (safetensors' ``save_file``
-    streams tensors to disk). The temporary file is removed whatever goes wrong; an
-    ``OSError`` names ``path`` (see :func:`atomic_write`). A symbolic link is written
-    through (the file it points to is replaced; the link stays), and replacing a file keeps
-    its permission bits.
+    to disk, given the usual permissions and renamed to ``path`` (as :func:`atomic_write`,
+    for writers that want a file name, such as safetensors' ``save_file``).
 
     Raises
     ------
@@ -141,15 +134,12 @@ def current_umask() -> int:
 
 def fsync_folder(folder: Path) -> None:
     """Make the rename itself durable (where folders can be opened)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
+        try:
             os.fsync(fd)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
 
 
 class DuplicateKeyError(ValueError):
@@ -193,9 +183,8 @@ _KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
 
 
 def file_kind(path: str | os.PathLike[str]) -> str | None:
-    """What ``path`` is, links followed: ``"a regular file"``, ``"a folder"``, ``"a character
-    device"``, ``"a block device"``, ``"a named pipe (FIFO)"``, ``"a socket"``, ``"a special
-    file"``; ``None`` when nothing is there (or a link points nowhere)."""
+    """What ``path`` is, links followed, as :data:`_KINDS` names it (``"a special file"``
+    otherwise); ``None`` when nothing is there (or a link points nowhere)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -206,10 +195,7 @@ def file_kind(path: str | os.PathLike[str]) -> str | None:
         if exc.errno == errno.ENOTDIR:
             return None
         raise
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "a special file"
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 #: A process's open files as paths: ``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``...
@@ -217,10 +203,9 @@ _STREAM = re.compile(r"/(dev/(stdin|stdout|stderr|fd/\d+)|proc/(self|thread-self
 
 
 def stream_alias(path: str | os.PathLike[str]) -> str | None:
-    """The ``/dev/std*``, ``/dev/fd/N`` or ``/proc/.../fd/N`` name that ``path`` is or
-    leads to through symbolic links, else ``None``. Such a path reaches whatever the stream
-    is open on: a write through it would replace the file a shell redirected to (``>> log``),
-    appended lines and all."""
+    """The ``/dev/std*``, ``/dev/fd/N`` or ``/proc/.../fd/N`` name that ``path`` is or leads
+    to through symbolic links, else ``None``: a write through it would replace the file a
+    shell redirected the stream to (``>> log``), appended lines and all."""
     current = os.path.abspath(path)
     for _ in range(40):
         if _STREAM.fullmatch(current):
@@ -340,17 +325,13 @@ def check_output_folder(path: str | os.PathLike[str]) -> Path:
 
 def _nearest_non_folder(folder: Path) -> Path:
     """The first path on the way to ``folder`` that exists and is not a folder."""
-    for part in reversed((folder, *folder.parents)):
-        kind = file_kind(part)
-        if kind is not None and kind != "a folder":
-            return part
-    return folder
+    return next((part for part in reversed((folder, *folder.parents))
+                 if file_kind(part) not in (None, "a folder")), folder)
 
 
 def _check_writable(folder: Path, given: Path) -> None:
-    """Refuse ``folder`` unless a file can be created in it: ``os.access`` first, then a
-    hidden file really created and removed (root passes ``os.access`` everywhere, a
-    read-only mount included)."""
+    """Refuse ``folder`` unless a file can be created in it (``os.access``, then a probe
+    file: root passes ``os.access`` even on a read-only mount)."""
     where = "" if folder == given else f" (writing {given})"
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputPathError(f"the folder {folder} is not writable{where}")

@@ -6,41 +6,30 @@ How a run is laid out (``torchrun --nproc-per-node N -m autorec train ...``, or
 
 * Every process (rank) reads the data and makes the same split, validation carve-out, biases
   and initial weights: they are deterministic given the seed.
-* Rows are shuffled in the same order on every rank (same seed); each global batch of
-  ``batch_size`` rows is cut into ``world_size`` contiguous parts and rank ``r`` trains on
-  part ``r`` (:meth:`World.batches`). A part may be empty (a last batch smaller than the
-  number of ranks): that rank then contributes zero gradients.
+* Rows are shuffled in the same order on every rank; each global batch of ``batch_size``
+  rows is cut into ``world_size`` contiguous parts, one per rank (:meth:`World.batches`). A
+  part may be empty (a last batch smaller than the number of ranks): zero gradients.
 * Gradients are **summed** over the ranks (:meth:`World.reduce_gradients`), so the update is
-  the single-process update for the whole batch (the loss is a sum of squared errors, not a
-  mean). Dense gradients are all-reduced in place. The lazy optimizer's row-sparse gradients
-  (:mod:`autorec.sparse`) are reduced with dense collectives only: a byte per weight row
-  marks the rows this rank touched, one ``MAX`` all-reduce of those marks gives the union of
-  the touched rows (exactly the rows the whole batch touches, sorted), each rank places its
-  rows' values into a ``len(union) x hidden`` buffer (zeros elsewhere) and one ``SUM``
-  all-reduce of that buffer gives the coalesced gradient. Traffic per step is
-  ``n_rows`` bytes plus the touched rows (never the dense ``n_rows x hidden`` matrix), it
-  works on gloo and nccl alike, and the lazy update then touches the same rows as in one
-  process. Rprop's full-batch gradient is accumulated over the rank's parts and summed once.
-* The paper's ``l2`` penalty is added by each rank for its own ratings only (its share is
-  proportional to the ratings in its part, :mod:`autorec.train`), so the sum over ranks adds
-  it once, as one process would.
-* Each batch's loss is summed with the gradients, so every rank sees the same loss and takes
-  the same decision on a diverging run. Metrics are reduced as sums (squared errors, absolute
-  errors, count), never as a mean of means: the validation RMSE of every epoch (each rank
-  scores its part of the validation pairs, :func:`pooled_errors`), which makes every rank
-  take the same early-stopping decision, and the final test figures of the command line.
-* Dropout masks come from a generator seeded per rank (:meth:`World.rank_seed`): ranks draw
-  independent masks, and the masks differ from a single-process run's, so a run on N
-  processes is not bitwise the single-process one (the test RMSE agrees to a few 1e-4 on
-  ML-100K; without dropout the weights agree to float32 rounding).
+  the single-process update for the whole batch (the loss is a sum of squared errors).
+  Row-sparse gradients (:mod:`autorec.sparse`) are reduced with dense collectives only, on
+  gloo and nccl alike: a ``MAX`` all-reduce of a byte per weight row gives the union of the
+  touched rows, then a ``SUM`` all-reduce of a ``len(union) x hidden`` buffer the coalesced
+  gradient (never the dense ``n_rows x hidden`` matrix). Rprop's full-batch gradient is
+  accumulated over the rank's parts and summed once.
+* The paper's ``l2`` penalty is added by each rank in proportion to the ratings in its part
+  (:mod:`autorec.train`), so the sum over ranks adds it once.
+* The loss is summed with the gradients, and metrics are reduced as sums (squared errors,
+  absolute errors, count: :func:`pooled_errors`), never as a mean of means: every rank takes
+  the same decision on a diverging run and on early stopping.
+* Dropout masks come from a generator seeded per rank (:meth:`World.rank_seed`), so a run on
+  N processes is not bitwise the single-process one (without dropout the weights agree to
+  float32 rounding).
 * Only rank 0 prints, logs and writes files (:func:`quiet_unless_main`, ``World.is_main``).
 
-Failures end the job instead of hanging: the process group has a timeout
-(``init_process_group(timeout=...)``: a collective waits at most that long for a peer), a
-collective that fails because a peer died raises :class:`DistributedError` (exit status 1,
-one line), and the launcher (torch's elastic agent with ``max_restarts=0``, which
-``autorec train --nproc`` runs: :mod:`autorec.cli._launch`) stops the other workers as soon
-as one exits.
+Failures end the job instead of hanging: a collective waits for a peer at most the process
+group's timeout, one that fails because a peer died raises :class:`DistributedError` (exit
+status 1, one line), and the launcher (torch's elastic agent with ``max_restarts=0``:
+:mod:`autorec.cli._launch`) stops the other workers as soon as one exits.
 """
 
 from __future__ import annotations
@@ -48,12 +37,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -130,17 +118,13 @@ class World:
         return int(state[0] >> np.uint64(1))
 
     # -- reductions ---------------------------------------------------------------------------
-    def _device(self) -> torch.device:
-        if self.backend == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-
     def sum(self, values: Sequence[float]) -> list[float]:
         """``values`` summed over the ranks, in float64 (the same result on every rank)."""
         if self.size == 1:
             return [float(v) for v in values]
-        buffer = torch.tensor([float(v) for v in values], dtype=torch.float64,
-                              device=self._device())
+        device = (torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl"
+                  else torch.device("cpu"))
+        buffer = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
         self._all_reduce(buffer)
         return buffer.cpu().tolist()
 
@@ -236,9 +220,8 @@ TIMED_OUT = "gave up waiting"
 #: The process group's timeout in seconds, once :func:`process_group` has made one.
 _timeout: float | None = None
 
-#: Pairs predicted at a time by :func:`pooled_errors` on one process: a prediction's
-#: temporaries (several float64 arrays per pair) are then bounded (at Netflix shape, 10M test
-#: pairs, several hundred MB); fewer pairs are predicted in one call, as before.
+#: Pairs predicted at a time by :func:`pooled_errors` on one process: this bounds a
+#: prediction's temporaries (several float64 arrays per pair).
 SCORE_CHUNK = 1 << 19
 
 
@@ -371,13 +354,11 @@ def quiet_unless_main(group: World) -> Iterator[None]:
     # a level above every record: autorec.fitting & co. take it from here (``disabled``
     # silenced only the records of the "autorec" logger itself, not its children's)
     logger = logging.getLogger("autorec")
-    stdout, level = sys.stdout, logger.level
-    with open(os.devnull, "w") as devnull, warnings.catch_warnings():
+    level = logger.level
+    with open(os.devnull, "w") as devnull, redirect_stdout(devnull), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sys.stdout = devnull
         logger.setLevel(logging.CRITICAL + 1)
         try:
             yield
         finally:
-            sys.stdout = stdout
             logger.setLevel(level)

@@ -1,29 +1,25 @@
 """The user-facing AutoRec estimator: scikit-learn's face over a :class:`FittedModel`.
 
-:class:`AutoRec` holds its parameters (checked by :mod:`autorec.params`) and ``fit``; once
-fitted, it holds one :class:`~autorec.fitted.FittedModel` (``fitted_``) that
-:func:`autorec.fitting.fit` returned or :func:`autorec.persist.load_model` read. Its learned
-attributes (``users_``, ``biases_``, ``members_``...) and prediction, recommendation, fold-in
-and saving come from :class:`autorec.predictor.FittedPredictor`, which hands them to the lower
-modules; none of them imports this one.
+:class:`AutoRec` holds its parameters (checked by :mod:`autorec.params`) and ``fit``
+(:func:`autorec.fitting.fit`); what it does once fitted comes from
+:class:`autorec.predictor.FittedPredictor`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from os import PathLike
-from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import torch
 
-from . import fitting, persist
+from . import fitting
 from .data.ratings import Ratings
-from .fitted import FittedModel
 from .fitting import EpochCallback
 from .member import NetworkSpec
 from .params import BASELINES, COLD_POLICIES, DEFAULTS, VARIANTS, network_specs, validate_params
+from .persist import save_model
 from .predictor import FittedPredictor
 
 __all__ = ["BASELINES", "COLD_POLICIES", "VARIANTS", "AutoRec", "load_model", "save_model"]
@@ -81,9 +77,9 @@ class AutoRec(FittedPredictor):
         Epochs without a better validation RMSE before training stops.
     refit
         After choosing the number of epochs on the validation part, train again from scratch
-        on all training ratings for that many epochs (default; it lowered the test RMSE on
-        every data set measured, for 50-80 % more time: BENCHMARKS.md). ``False`` keeps the
-        networks trained on the part outside validation.
+        on all training ratings for that many epochs (default: a lower test RMSE for 50-80 %
+        more time, BENCHMARKS.md). ``False`` keeps the networks trained on the part outside
+        validation.
     cold
         Prediction for a pair whose user or item has no training rating: ``"baseline"``
         (default: ``mu`` plus the bias of whichever of the two is known), ``"mean"`` (the
@@ -97,7 +93,7 @@ class AutoRec(FittedPredictor):
     dense_batches
         Densify each batch (never the whole matrix) and use dense matrix products: a path for
         GPUs, where it can be faster than the sparse kernels; same values (optimizer ``adam``
-        or ``rprop``). Not measured on a GPU yet (BENCHMARKS.md, "GPU").
+        or ``rprop``).
     tf32
         Let CUDA matrix products use TF32 (10-bit mantissa inputs, float32 accumulation)
         while fitting; no effect on the CPU.
@@ -107,8 +103,8 @@ class AutoRec(FittedPredictor):
         ``"auto"`` (default) EASE on the rating-weighted rows blended with the networks'
         predicted ratings (EASE over the 20,000 most-rated items past that many), ``"ease"`` or
         ``"vae"`` (Mult-DAE) alone, ``"blend"`` all three, ``"none"`` (lists by predicted
-        rating, as before). Its choices (EASE's input weighting and lambda, the blend
-        weights) are made on the validation part by NDCG@10 (:mod:`autorec.ranking`).
+        rating). Its choices (EASE's input weighting and lambda, the blend weights) are made
+        on the validation part by NDCG@10 (:mod:`autorec.ranking`).
 
     Attributes
     ----------
@@ -209,12 +205,8 @@ class AutoRec(FittedPredictor):
 
     # -- scikit-learn tooling (issue 5): tags and the HTML repr, without importing sklearn ----
     def __sklearn_tags__(self) -> Any:
-        """Tags for scikit-learn's tooling (``sklearn.utils.get_tags``, the HTML repr).
-
-        AutoRec takes its ratings as one table (``Ratings`` or a DataFrame with ids), not as
-        ``X, y``: no target, string ids accepted, a fit needed before predicting. scikit-learn
-        is imported here only, when its tooling asks.
-        """
+        """Tags for scikit-learn's tooling (``sklearn.utils.get_tags``, the HTML repr): the
+        ratings come as one table of ids (no ``X, y``), a fit is needed before predicting."""
         from sklearn.utils import InputTags, Tags, TargetTags
 
         return Tags(
@@ -304,13 +296,7 @@ def load_model(path: str | PathLike[str], *, device: str | torch.device | None =
                ) -> AutoRec:
     """Load a model folder as an :class:`AutoRec` (:func:`autorec.persist.load_model` reads
     it; see there for the checks)."""
-    return AutoRec.from_fitted(persist.load_model(path, device=device))
-
-
-def save_model(model: AutoRec | FittedModel, path: str | PathLike[str], *,
-               dataset: str | None = None) -> Path:
-    """Save a fitted model to the folder ``path`` (:func:`autorec.persist.save_model`)."""
-    return persist.save_model(model, path, dataset=dataset)
+    return AutoRec.load(path, device=device)
 
 
 def _differs(default: Any, value: Any) -> bool:

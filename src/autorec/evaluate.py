@@ -88,8 +88,7 @@ def splits(
         if repeats != 1:
             raise ValueError(f"the canonical split {protocol} has no repeats")
         assert canonical is not None
-        train, test = canonical(protocol)
-        yield Split(protocol, train, test, seed)
+        yield Split(protocol, *canonical(protocol), seed)
         return
     assert ratings is not None
     data = ratings()
@@ -112,16 +111,14 @@ def ranking_summary(model: Any) -> str | None:
     ranking = model.ranking_
     if ranking is None:
         return None
-    described = ranking.describe()
-    parts = [f"{name} {entry['weight']:g}" for name, entry in described.items()
+    parts = [f"{name} {entry['weight']:g}" for name, entry in ranking.describe().items()
              if isinstance(entry, dict) and entry.get("weight", 0) > 0]
     return "ranking model " + " + ".join(parts)
 
 
 def split_threshold(split: Split) -> float:
     """The relevance threshold of ``split``'s ratings, training and test together: the data
-    set's scale, the same for every split of it (the training part's alone moved when a rare
-    extreme rating fell in the test part, and the splits' means mixed thresholds)."""
+    set's scale, so that every split of it has the same threshold."""
     scales = [part.rating_scale() for part in (split.train, split.test) if len(part)]
     return default_threshold((min(low for low, _ in scales), max(high for _, high in scales)))
 
@@ -130,9 +127,8 @@ def score_split(model: Any, split: Split, *, k: int | None = None,
                 **fit_options: Any) -> dict[str, Any]:
     """Fit ``model`` on ``split.train`` and score it on ``split.test``.
 
-    With ``k``, the ranking metrics at ``k`` (:func:`ranking_report`) of the
-    model's lists (its ranking model's, or by predicted rating with ``ranking="none"``) are
-    added, the user's training items left out of their candidates.
+    With ``k``, the ranking metrics at ``k`` (:func:`ranking_report`) of the model's lists
+    are added, the user's training items left out of their candidates.
     """
     started = time.perf_counter()
     model.fit(split.train, **fit_options)
@@ -173,8 +169,7 @@ def confidence_interval(values: list[float] | np.ndarray, level: float = 0.95
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean RMSE and MAE over splits with a 95 % interval, and pooled over all test ratings;
     the mean of each ranking metric (``mean_ndcg@10``...) with its 95 % interval
-    (``ci95_ndcg@10``), over the splits that had a user to rank (``n_ranked_splits``; a
-    split with no relevant test rating has none, and its ``nan`` made every mean ``nan``)."""
+    (``ci95_ndcg@10``), over the splits that had a user to rank (``n_ranked_splits``)."""
     rmses = np.array([r["rmse"] for r in results])
     maes = np.array([r["mae"] for r in results])
     n_test = sum(r["n_test"] for r in results)
@@ -262,8 +257,6 @@ def ranking_report(
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     # a DataFrame is checked as fit and evaluate check it (float ids, 7 and "7", columns)
     frame = as_ratings(test).to_dataframe()
-    if train is not None:
-        train = as_ratings(train)
     rating = frame["rating"].to_numpy(dtype=np.float64)
     items = model.items.to_index(frame["item_id"].to_numpy())
     relevant = (rating >= threshold) & (items >= 0)
@@ -277,7 +270,7 @@ def ranking_report(
         keep = np.isin(user_codes, present)
         user_codes, items = user_codes[keep], items[keep]
     user_idx = model.users.to_index(np.asarray(user_raw, dtype=object)[present])
-    seen = None if train is None else _seen_of(model, train)
+    seen = None if train is None else _seen_of(model, as_ratings(train))
     picked = top_n(model, user_idx, k, exclude_seen=True, seen=seen)[0]
     row = np.searchsorted(present, user_codes)
     n_items = len(model.items)
@@ -299,8 +292,7 @@ def ranking_report(
 def _seen_of(model: FittedModel, ratings: Ratings) -> sp.csr_matrix:
     """``ratings`` as a users x items pattern over the model's indices; pairs the model does
     not know are dropped."""
-    # through the ids' maps, not a raw id per rating: at 90M training ratings the raw-id
-    # round trip held several GB at once
+    # through the ids' maps: a raw id per rating would hold GBs at 100M ratings
     user_of = model.users.to_index(ratings.users.raw_ids).astype(np.int32)
     item_of = model.items.to_index(ratings.items.raw_ids).astype(np.int32)
     users, items = user_of[ratings.user_idx], item_of[ratings.item_idx]

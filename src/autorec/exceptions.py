@@ -59,13 +59,9 @@ class DataError(AutorecError):
         self.source = None if source is None else str(source)
         self.line = line
         self.field = field
-        where = []
-        if self.source is not None:
-            where.append(self.source)
-        if line is not None:
-            where.append(f"{unit} {line}")
-        if field is not None:
-            where.append(f"field {field!r}")
+        where = [part for part, known in ((self.source, source is not None),
+                                          (f"{unit} {line}", line is not None),
+                                          (f"field {field!r}", field is not None)) if known]
         super().__init__(f"{', '.join(where)}: {problem}" if where else problem)
 
 

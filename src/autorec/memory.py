@@ -1,16 +1,11 @@
 """Will training fit in memory? An estimate made before any weight is allocated.
 
-:func:`check_training_memory` runs at the start of :meth:`autorec.AutoRec.fit`: it estimates
-the bytes training needs (:func:`training_bytes`) and compares them with the memory the
-process can still get (:func:`available_bytes`, or the free memory of the CUDA device). When
-the estimate exceeds it, it raises :class:`~autorec.exceptions.ResourceError` with both
-figures and what to change, instead of an allocator traceback minutes later.
-
-The estimate counts float32 values: the two ``n_inputs x hidden`` weight matrices and the
-biases, their gradients and Adam's two moments (four copies in all); the largest batch's
-dense activations (``batch_rows x hidden``, several times over for the forward and backward
-passes) and its CSR structure with the transpose; the codes of every row at evaluation; and
-a margin. It errs on the high side by a few percent, never by a factor.
+:func:`check_training_memory` runs at the start of :meth:`autorec.AutoRec.fit`: when the
+bytes training needs (:func:`training_bytes`: weights, gradients and Adam state, the largest
+batch, the codes at evaluation, a margin; high by a few percent, never by a factor) exceed
+the memory the process can still get (:func:`available_bytes`, or the CUDA device's free
+memory), it raises :class:`~autorec.exceptions.ResourceError` with both figures and what to
+change, instead of an allocator traceback minutes later.
 """
 
 from __future__ import annotations
@@ -26,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import ResourceError
+from .exceptions import ResourceError, first_line
 
 __all__ = ["MemoryEstimate", "available_bytes", "check_training_memory",
            "memory_errors_as_resource_error", "training_bytes"]
@@ -95,20 +90,14 @@ def available_bytes(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgr
     folder's and its parents'); the room left under ``RLIMIT_AS``. ``(None, "")`` where none
     of them can be read (not Linux).
     """
-    found: list[tuple[int, str]] = []
-    meminfo = _read_kib(proc / "meminfo", "MemAvailable:")
-    if meminfo is not None:
-        found.append((meminfo, "MemAvailable"))
-    limit = _cgroup_room(proc, cgroup)
-    if limit is not None:
-        found.append((limit, "cgroup memory limit"))
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY and soft > 0:
-        used = _read_kib(proc / "self" / "status", "VmSize:") or 0
-        found.append((max(soft - used, 0), "address-space limit, ulimit -v"))
-    if not found:
-        return None, ""
-    return min(found)
+    address_room = (max(soft - (_read_kib(proc / "self" / "status", "VmSize:") or 0), 0)
+                    if soft != resource.RLIM_INFINITY and soft > 0 else None)
+    found = [(room, limit) for room, limit in (
+        (_read_kib(proc / "meminfo", "MemAvailable:"), "MemAvailable"),
+        (_cgroup_room(proc, cgroup), "cgroup memory limit"),
+        (address_room, "address-space limit, ulimit -v")) if room is not None]
+    return min(found) if found else (None, "")
 
 
 def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, batch_size: int,
@@ -174,9 +163,8 @@ def memory_errors_as_resource_error() -> Iterator[None]:
         if isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) \
                 and "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ResourceError(
-            f"ran out of memory while training ({first[:120]}); use a smaller --hidden or "
+            f"ran out of memory while training ({first_line(exc, 120)}); use a smaller --hidden or "
             "--batch-size, or the other --variant") from None
 
 
@@ -190,9 +178,7 @@ def release_free_memory(min_resident: int = 0) -> None:
     ----------
     min_resident
         Trim only when the process's resident memory is at least this many bytes (where it
-        is not known: always). Pages returned are faulted back in by the next allocations:
-        at ML-1M shape trimming each epoch cost about 3,000 page faults and 20 ms of CPU an
-        epoch (BENCHMARKS.md, issue 15) for memory that no small run misses.
+        is not known: always): returned pages are faulted back in by the next allocations.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -52,6 +52,12 @@ def mae(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(np.mean(np.abs(_errors(y_true, y_pred))))
 
 
+def _first_k(hits: ArrayLike, k: int) -> np.ndarray:
+    """The first ``k`` positions of each list; a shorter list's missing ones are misses."""
+    hit = np.asarray(hits, dtype=bool)[:, :k]
+    return np.pad(hit, ((0, 0), (0, k - hit.shape[1]))) if hit.shape[1] < k else hit
+
+
 def _ndcg(hit: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
     """Per-user NDCG@k of ``hit`` (``k`` columns) for users with ``relevant > 0``."""
     discount = 1.0 / np.log2(np.arange(2, k + 2))
@@ -61,9 +67,7 @@ def _ndcg(hit: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
 def ndcg_per_user(hits: ArrayLike, n_relevant: ArrayLike, k: int) -> np.ndarray:
     """NDCG@k of each user with at least one relevant item (the values whose mean
     :func:`ranking_metrics_from_hits` reports; ``hits`` at least ``k`` wide)."""
-    hit = np.asarray(hits, dtype=bool)[:, :k]
-    if hit.shape[1] < k:  # a shorter list: the missing positions are misses
-        hit = np.pad(hit, ((0, 0), (0, k - hit.shape[1])))
+    hit = _first_k(hits, k)
     relevant = np.asarray(n_relevant, dtype=np.int64)
     scored = relevant > 0
     return _ndcg(hit[scored], relevant[scored], k)
@@ -100,9 +104,7 @@ def ranking_metrics_from_hits(hits: ArrayLike, n_relevant: ArrayLike, k: int | N
     k = hit.shape[1] if k is None else int(k)
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k}")
-    if hit.shape[1] < k:  # a shorter list: the missing positions are misses
-        hit = np.pad(hit, ((0, 0), (0, k - hit.shape[1])))
-    hit = hit[:, :k]
+    hit = _first_k(hit, k)
     if (hit.sum(axis=1) > relevant).any():
         raise ValueError("a user has more hits than relevant items (repeated items in a list?)")
     scored = relevant > 0

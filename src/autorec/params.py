@@ -1,10 +1,8 @@
 """The estimator's parameters as plain data: names, defaults, choices and their checks.
 
-:class:`~autorec.estimator.AutoRec` takes these as constructor arguments (its signature and
-:data:`DEFAULTS` agree; a test holds them together); everything below the estimator
-(:mod:`autorec.fitting`, :mod:`autorec.persist`, :mod:`autorec.checkpoint`,
-:mod:`autorec.config`, :mod:`autorec.tune`) reads them from a ``dict`` through this module and
-never needs the estimator itself.
+:class:`~autorec.estimator.AutoRec`'s signature and :data:`DEFAULTS` agree (a test holds them
+together); the modules below the estimator read the parameters from a ``dict`` through this
+one and never need the estimator itself.
 """
 
 from __future__ import annotations
@@ -21,8 +19,7 @@ from .split import check_seed
 from .train import OPTIMIZERS
 
 __all__ = ["BASELINES", "COLD_POLICIES", "DEFAULTS", "PARAM_NAMES", "RANKINGS", "VARIANTS",
-           "complete",
-           "network_specs", "validate_params"]
+           "complete", "network_specs", "validate_params"]
 
 VARIANTS: tuple[str, ...] = ("item", "user", "both")
 COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")

@@ -1,15 +1,9 @@
-"""Figures of a run: training curves and predicted-vs-true ratings, written as image files.
+"""Figures of a run, written as image files: training curves (:func:`plot_training`) and
+predicted against true ratings (:func:`plot_predictions`).
 
-* :func:`plot_training`: per epoch, the training loss and the validation and test RMSE, as
-  the d2l.ai AutoRec chapter plots them (one panel per network when several were trained:
-  an ensemble, ``variant="both"``, folds).
-* :func:`plot_predictions`: the distribution of the predicted ratings against that of the
-  true ones, and the predictions for each true rating.
-
-matplotlib is the optional extra ``autorec[plot]``; it is used without pyplot (a ``Figure``
-drawn by the Agg canvas), so no screen is needed and no global state is touched. Files are
-written atomically (:func:`autorec._io.atomic_write`): PNG, or SVG / PDF for a path ending in
-``.svg`` / ``.pdf``.
+matplotlib (the extra ``autorec[plot]``) is used without pyplot (a ``Figure`` drawn by the
+Agg canvas): no screen is needed and no global state is touched. Files are written
+atomically: PNG, or SVG / PDF for a path ending in ``.svg`` / ``.pdf``.
 """
 
 from __future__ import annotations
@@ -25,6 +19,7 @@ import numpy as np
 
 from ._io import atomic_write
 from .exceptions import AutorecError
+from .metrics import mae, rmse
 
 __all__ = ["FORMATS", "INSTALL_HINT", "check_plot_path", "plot_predictions", "plot_training",
            "require_matplotlib"]
@@ -68,11 +63,9 @@ def check_plot_path(path: str | os.PathLike[str]) -> Path:
     _format(path)
     if path.is_dir():
         raise AutorecError(f"{path} is a folder; give a file name such as {path / 'plot.png'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise AutorecError(f"cannot write {path}: {parent} is not a folder")
-            break
+    parent = next((parent for parent in path.parents if parent.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise AutorecError(f"cannot write {path}: {parent} is not a folder")
     return path
 
 
@@ -135,8 +128,7 @@ def _panels(history: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping
     panels = []
     for name, entries in groups:
         entries = list(entries)
-        kept = (best_epochs.get(name) if isinstance(best_epochs, Mapping)
-                else best_epochs)
+        kept = best_epochs.get(name) if isinstance(best_epochs, Mapping) else best_epochs
         members = sorted({int(e.get("member", 1)) for e in entries})
         for member in members:
             own = sorted((e for e in entries if int(e.get("member", 1)) == member),
@@ -192,11 +184,10 @@ def plot_training(
     pathlib.Path
         ``path``.
 
-    Each network gets a panel: the training loss (the MSE over the observed training ratings
-    while training, in the network's units: with ``baseline="biases"`` the residuals over
+    Each network gets a panel, four to a row: the training loss (the MSE over the observed
+    training ratings, in the network's units: with ``baseline="biases"`` the residuals over
     their standard deviation) on the left axis, the validation and test RMSE (in ratings) on
-    the right one; the kept epoch (``best_epochs``; without it, the epoch of the least
-    validation RMSE) is marked and named in the legend. Panels are laid out four to a row.
+    the right one, the kept epoch marked and named in the legend.
 
     Raises
     ------
@@ -205,19 +196,17 @@ def plot_training(
     """
     path = Path(path)
     _format(path)
-    panels = [(name, entries, kept) for name, entries, kept in _panels(history, best_epochs)
-              if entries]
+    panels = _panels(history, best_epochs)
     if not panels:
         raise AutorecError("nothing to plot: the training history has no epoch")
     columns = min(len(panels), _MAX_COLUMNS)
     rows = math.ceil(len(panels) / columns)
     figure = _figure(4.6 * columns + 0.6, 3.4 * rows + (0.4 if title else 0.0))
     axes = figure.subplots(rows, columns, squeeze=False)
-    for k, (name, entries, kept) in enumerate(panels):
-        loss_axis = axes[k // columns][k % columns]
-        _draw_panel(loss_axis, name, entries, kept)
-    for k in range(len(panels), rows * columns):  # empty cells of the last row
-        axes[k // columns][k % columns].set_visible(False)
+    for axis, (name, entries, kept) in zip(axes.flat, panels, strict=False):
+        _draw_panel(axis, name, entries, kept)
+    for axis in axes.flat[len(panels):]:  # empty cells of the last row
+        axis.set_visible(False)
     if title:
         _title(figure, title)
     return _save(figure, path)
@@ -316,7 +305,6 @@ def plot_predictions(
         raise ValueError("nothing to plot: no ratings")
     if not (np.isfinite(truth).all() and np.isfinite(predicted).all()):
         raise ValueError("y_true and y_pred must hold finite numbers")
-    errors = predicted - truth
     figure = _figure(11.0, 4.2)
     hist_axis, box_axis = figure.subplots(1, 2)
     levels = np.unique(truth)
@@ -335,8 +323,7 @@ def plot_predictions(
         box_axis.boxplot([predicted[truth == level] for level in levels], positions=levels,
                          widths=0.6 * step, showfliers=False, manage_ticks=False)
         for axis in (hist_axis, box_axis):
-            axis.set_xticks(levels)
-            axis.set_xticklabels([f"{v:g}" for v in levels])
+            axis.set_xticks(levels, [f"{v:g}" for v in levels])
     else:
         bins = np.linspace(low, high, 41) if high > low else np.array([low - 0.5, low + 0.5])
         hist_axis.hist(truth, bins=bins, alpha=0.55, label="true", color="#1f77b4")
@@ -351,8 +338,6 @@ def plot_predictions(
                  title="predictions by true rating")
     box_axis.legend(fontsize=8, loc="upper left")
     box_axis.grid(True, alpha=0.3)
-    rmse = float(np.sqrt(np.mean(errors ** 2)))
-    mae = float(np.mean(np.abs(errors)))
-    _title(figure, title if title is not None
-           else f"{len(truth):,} ratings: RMSE {rmse:.4f}, MAE {mae:.4f}")
+    figures = f"RMSE {rmse(truth, predicted):.4f}, MAE {mae(truth, predicted):.4f}"
+    _title(figure, title if title is not None else f"{len(truth):,} ratings: {figures}")
     return _save(figure, path)

@@ -1,11 +1,7 @@
-"""The fitted half of the estimator: what :class:`autorec.AutoRec` does once it holds a
-:class:`~autorec.fitted.FittedModel` (``fitted_``).
-
-:class:`FittedPredictor` gives the learned attributes (``users_``, ``biases_``, ``members_``...,
-each a part of ``fitted_``, absent before ``fit``) and hands prediction, evaluation,
-recommendation, fold-in and saving to the lower modules (:mod:`autorec.fitted`,
-:mod:`autorec.recommend`, :mod:`autorec.foldin`, :mod:`autorec.persist`). The estimator adds
-the parameters and ``fit``; nothing here imports it.
+"""The fitted half of the estimator: the learned attributes of :class:`autorec.AutoRec`
+(``users_``, ``biases_``..., parts of its :class:`~autorec.fitted.FittedModel` ``fitted_``,
+absent before ``fit``) and the methods that hand prediction, recommendation, fold-in and
+saving to the lower modules. Nothing here imports the estimator.
 """
 
 from __future__ import annotations
@@ -149,10 +145,9 @@ class FittedPredictor:
                   ) -> pd.DataFrame:
         """Top-``n`` items for each raw user id: a DataFrame with ``user_id``, ``rank``,
         ``item_id``, ``score``, ``predicted_rating`` and ``fallback`` (an unknown user: items
-        ranked by the
-        baseline). Items rated in training are left out unless ``exclude_seen=False``.
-        See :func:`autorec.recommend.recommend`; :func:`autorec.recommend.top_n` is the
-        array API on dense indices."""
+        ranked by the baseline). Items rated in training are left out unless
+        ``exclude_seen=False``. See :func:`autorec.recommend.recommend`;
+        :func:`autorec.recommend.top_n` is the array API on dense indices."""
         return recommending.recommend(self._fitted(), user_ids, n, exclude_seen=exclude_seen,
                                       items=items)
 

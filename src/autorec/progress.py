@@ -1,17 +1,12 @@
 """Progress of training and of loading large files: a `tqdm <https://tqdm.github.io>`_ bar on
 a terminal, plain lines elsewhere, nothing when quiet.
 
-The mode follows the stream the bars would go to (standard error by default):
-
-* ``"bar"``: a terminal (and ``TERM`` is not ``dumb``): tqdm bars that redraw in place; the
-  whole lines (one per epoch) go to standard output above them (``tqdm.write``).
-* ``"lines"``: a file, a pipe, a CI log: no bar and no carriage return, only whole lines.
-* ``"off"``: quiet, or a process of a data-parallel run other than rank 0 (``RANK`` set and
-  not ``0``): nothing at all.
-
-``AUTOREC_PROGRESS=bar|lines|off`` forces a mode (for a terminal that is not detected, or to
-silence every bar). The library itself never shows progress: the command line asks for it
-(:mod:`autorec.cli`), and so can a script.
+The mode follows the stream the bars would go to (standard error by default): ``"bar"`` on a
+terminal (``TERM`` not ``dumb``), bars redrawn in place with the whole lines (one per epoch)
+above them on standard output (``tqdm.write``); ``"lines"`` on a file, a pipe or a CI log,
+whole lines only; ``"off"`` when quiet or in a process of a data-parallel run other than
+rank 0 (``RANK`` set and not ``0``). ``AUTOREC_PROGRESS=bar|lines|off`` forces a mode. The
+library itself never shows progress: the command line asks for it, and so can a script.
 """
 
 from __future__ import annotations
@@ -20,15 +15,14 @@ import math
 import os
 import sys
 import time
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, get_args
 
 from tqdm import tqdm
 
 __all__ = ["MODES", "EpochProgress", "LoadBar", "epoch_line", "progress_mode"]
 
 Mode = Literal["bar", "lines", "off"]
-#: The display modes.
-MODES: tuple[str, ...] = ("bar", "lines", "off")
+MODES: tuple[str, ...] = get_args(Mode)
 #: Environment variable that forces a mode.
 ENV_MODE = "AUTOREC_PROGRESS"
 

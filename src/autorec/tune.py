@@ -1,18 +1,11 @@
 """Hyperparameter search with Optuna, on validation only.
 
-Each trial fits a model on the training ratings it is given (:func:`autorec.fitting.fit`, what
-:meth:`AutoRec.fit` runs); the fit
-holds out its own validation part, reports the validation RMSE after every epoch (Optuna
-prunes trials that fall behind the median) and the trial's value is the RMSE of the kept
-weights. The study lives in SQLite, so an interrupted search continues where it stopped; a
-trial's process writes a heartbeat, and a trial left running by a killed process (SIGKILL, a
-crash) is marked failed once its heartbeat is :data:`STALE_SECONDS` old.
-Optuna is an optional dependency (``pip install 'autorec[tune]'``).
-
-A study file is checked before anything is run or written (:func:`check_study`): it must be a
-sound SQLite file holding Optuna studies (or a new or empty file in an existing folder), and a
-study continued from it must minimise one value over the same search space with the same
-fixed settings; anything else is refused in one line rather than mixed with the new trials.
+Each trial fits a model (:func:`autorec.fitting.fit`) that holds out its own validation part
+and reports its validation RMSE after every epoch (Optuna prunes trials behind the median);
+the trial's value is the RMSE of the kept weights. The study lives in SQLite, so an
+interrupted search continues where it stopped; a trial left running by a killed process is
+marked failed once its heartbeat is :data:`STALE_SECONDS` old. A study file is checked before
+anything is written (:func:`check_study`). Optuna is an optional extra (``autorec[tune]``).
 """
 
 from __future__ import annotations
@@ -23,6 +16,7 @@ import math
 import sqlite3
 import warnings
 from collections.abc import Callable, Collection, Mapping
+from contextlib import closing
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -76,15 +70,10 @@ def search_space(fixed: Collection[str] = ()) -> dict[str, tuple[str, Any]]:
 
 def suggest(trial: Any, space: Mapping[str, tuple[str, Any]] | None = None) -> dict[str, Any]:
     """Parameters for one trial, drawn from ``space`` (default :data:`SEARCH_SPACE`)."""
-    params: dict[str, Any] = {}
-    for name, (kind, domain) in (SEARCH_SPACE if space is None else space).items():
-        if kind == "categorical":
-            params[name] = trial.suggest_categorical(name, domain)
-        elif kind == "int_log":
-            params[name] = trial.suggest_int(name, *domain, log=True)
-        else:
-            params[name] = trial.suggest_float(name, *domain, log=kind == "float_log")
-    return params
+    return {name: (trial.suggest_categorical(name, domain) if kind == "categorical"
+                   else trial.suggest_int(name, *domain, log=True) if kind == "int_log"
+                   else trial.suggest_float(name, *domain, log=kind == "float_log"))
+            for name, (kind, domain) in (SEARCH_SPACE if space is None else space).items()}
 
 
 def _distributions(space: Mapping[str, tuple[str, Any]]) -> dict[str, Any]:
@@ -123,13 +112,10 @@ def _check_study_file(path: Path) -> None:
         raise AutorecError(f"{path} is not an SQLite database, so not a study file; not "
                            "writing to it")
     try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            status = connection.execute("PRAGMA quick_check").fetchone()
-            tables = {row[0] for row in connection.execute(
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            status = db.execute("PRAGMA quick_check").fetchone()
+            tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            connection.close()
     except sqlite3.Error as exc:
         raise AutorecError(f"{path}: damaged SQLite database ({exc}); not a usable study "
                            "file") from None
@@ -282,22 +268,19 @@ def run_study(
                                              heartbeat_interval=HEARTBEAT_SECONDS,
                                              grace_period=STALE_SECONDS)
         study = optuna.create_study(
-            study_name=study_name,
-            storage=rdb,
-            load_if_exists=True,
-            direction="minimize",
+            study_name=study_name, storage=rdb, load_if_exists=True, direction="minimize",
             # a resumed search draws on from where it stopped, not the same points again
             sampler=optuna.samplers.TPESampler(seed=random_state + done),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5),
-        )
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5))
         if _FIXED_ATTR not in study.user_attrs:
             study.set_user_attr(_FIXED_ATTR, json.loads(json.dumps(fixed_values)))
         recorded = study.user_attrs.get(_CONTEXT_ATTR)
     except Exception as exc:  # sqlalchemy and Optuna storage errors
         raise AutorecError(f"{storage}: cannot open the study ({first_line(exc)})") from None
     # the data and the settings not searched: a study's trials compare only among themselves
-    context = {"data": _fingerprint(train), "seed": int(random_state),
-               "settings": _trial_settings(base_params)}
+    data = {"ratings": len(train),
+            "sha256": sha256_of(train.user_ids, train.item_ids, train.rating)}
+    context = {"data": data, "seed": int(random_state), "settings": _trial_settings(base_params)}
     there = (None if recorded is None
              else {**recorded, "settings": _trial_settings(recorded.get("settings") or {})})
     if there is None:  # a new study (or one from before this record): kept from now on
@@ -351,12 +334,6 @@ def run_study(
         study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=callbacks,
                        catch=())
     return study
-
-
-def _fingerprint(ratings: Ratings) -> dict[str, Any]:
-    """The training ratings' count and the SHA-256 of their ids and values."""
-    return {"ratings": len(ratings),
-            "sha256": sha256_of(ratings.user_ids, ratings.item_ids, ratings.rating)}
 
 
 def _trial_settings(params: Mapping[str, Any]) -> dict[str, Any]:
