@@ -10,7 +10,7 @@ import pytest
 
 from autorec import AutoRec
 from autorec.cli.main import main
-from autorec.config import PRESETS, ConfigError, read_config, resolve_params
+from autorec.config import PRESETS, ConfigError, read_config, resolve_params, settings_toml
 
 
 @pytest.fixture
@@ -418,3 +418,12 @@ def test_a_config_file_train_without_test_is_named_as_the_files(capsys, tmp_path
     code, stdout, err = _run(capsys, "train", "--config", config, "--out", tmp_path / "o")
     assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
     assert f"train in {config} needs --test: --train and --test go together" in err
+
+
+def test_settings_toml_writes_numpy_scalars_as_toml(tmp_path: Path) -> None:
+    settings = {"lr": np.float64(0.5), "hidden": np.int64(3), "refit": np.bool_(True),
+                "l2": [np.float32(0.25), 1.0], "activation": np.str_("sigmoid")}
+    path = tmp_path / "s.toml"
+    path.write_text(settings_toml(settings))
+    assert read_config(path) == {"lr": 0.5, "hidden": 3, "refit": True, "l2": [0.25, 1.0],
+                                 "activation": "sigmoid"}

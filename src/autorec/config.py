@@ -148,6 +148,8 @@ def settings_toml(settings: Mapping[str, Any], comment: str = "") -> str:
 
 
 def _toml_value(value: Any) -> str:
+    if hasattr(value, "dtype") and hasattr(value, "item"):  # a numpy scalar: its Python value
+        value = value.item()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
