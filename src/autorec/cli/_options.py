@@ -1,16 +1,10 @@
 """Options shared by ``train``, ``evaluate`` and ``tune``: data sources, model settings,
-presets and configuration files, resolved in one place.
+presets and configuration files, resolved in one place (:func:`resolve`).
 
-Every option that a configuration file may set is declared with ``default=None`` so that an
-explicit flag can be told apart from an unset one; :func:`resolve` then fills each from, in
-order, the flag, the ``--config`` file, the ``--preset``, and the defaults (the estimator's
-own for model settings, :data:`DEFAULTS` and :data:`COMMAND_DEFAULTS` for the rest).
-
-A configuration file is checked like the command line: every key must be an option of the
-command being run (a key of another command is refused, naming the command that takes it),
-and every value must have the option's type (``true``/``false`` for switches, an integer where
-the flag takes one, a string for paths) and pass the flag's own check (``nproc = 0`` is refused
-as ``--nproc 0`` is).
+Every option that a configuration file may set is declared with ``default=None`` so that a
+flag can be told apart from an unset option. A configuration file is checked like the command
+line: every key an option of the command being run, every value of the option's type and
+passing the flag's own check (``nproc = 0`` is refused as ``--nproc 0`` is).
 """
 
 from __future__ import annotations
@@ -71,6 +65,7 @@ __all__ = [
     "load_ratings",
     "read_file",
     "read_training_files",
+    "recorded_settings",
     "resolve",
 ]
 
@@ -94,14 +89,12 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
              "out": Path("best.toml"), "top": 5},
 }
 
-#: Model settings: option dest -> estimator parameter.
-MODEL_OPTIONS: dict[str, str] = {
-    name: name for name in (
-        "variant", "ensemble", "hidden", "activation", "dropout", "input_dropout", "lr",
-        "weight_decay", "l2", "epochs", "batch_size", "optimizer", "baseline", "validation",
-        "patience", "refit", "cold", "device", "dense_batches", "tf32", "ranking",
-    )
-}
+#: Model settings: each option's dest is the estimator parameter's name.
+MODEL_OPTIONS = (
+    "variant", "ensemble", "hidden", "activation", "dropout", "input_dropout", "lr",
+    "weight_decay", "l2", "epochs", "batch_size", "optimizer", "baseline", "validation",
+    "patience", "refit", "cold", "device", "dense_batches", "tf32", "ranking",
+)
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, files: bool = True) -> None:
@@ -197,18 +190,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 _SOURCES = ("data", "train", "test", "dataset")
 
 
-def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None = None,
-            check: Callable[[Callable[..., str]], None] | None = None
-            ) -> dict[str, Any]:
+def resolve(args: argparse.Namespace, chosen: set[str] | None = None) -> dict[str, Any]:
     """Fill unset options from ``--config``, ``--preset`` and the defaults; returns the
     estimator parameters set anywhere.
 
     ``chosen`` receives the names of the estimator parameters the user set (a flag or the
-    file; not a preset's). ``parser_error``: the command's, whose options the file's keys are
-    checked against. ``check`` runs after the file fills in and before the defaults, given
-    ``named(dest, flag[, value])``: the flag, or the key and the file, as the user gave the option
-    (with its value where one is given).
+    file; not a preset's). The file's keys are checked against the options of the command's
+    parser (``args.parser_error``'s).
     """
+    parser_error = args.parser_error
     config: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
         config = _typed_config(args, parser_error)
@@ -236,18 +226,15 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
     if getattr(args, "no_header", None) and getattr(args, "columns", None) is not None:
         parser_error(f"{named('columns', '--columns')} names header columns; with "
                      f"{named('no_header', '--no-header')} the fields are taken in order")
-    if check is not None:
-        check(named)
-    if hasattr(args, "dataset"):  # a command that reads ratings (train, evaluate, tune)
-        check_sources(args, parser_error, named)
+    _check_split_options(args, named)
+    check_sources(args, named)
     command_defaults = COMMAND_DEFAULTS.get(getattr(args, "command", None) or "", {})
     for dest, value in {**DEFAULTS, **command_defaults}.items():
         if hasattr(args, dest) and getattr(args, dest) is None:
             setattr(args, dest, value)
-    explicit = {MODEL_OPTIONS[dest]: getattr(args, dest) for dest in MODEL_OPTIONS
+    explicit = {dest: getattr(args, dest) for dest in MODEL_OPTIONS
                 if getattr(args, dest, None) is not None}
-    from_file = {MODEL_OPTIONS[dest]: value for dest, value in config.items()
-                 if dest in MODEL_OPTIONS}
+    from_file = {dest: value for dest, value in config.items() if dest in MODEL_OPTIONS}
     if chosen is not None:
         chosen.update(explicit, from_file)
     params = resolve_params(args.preset, from_file, explicit,
@@ -267,6 +254,40 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
                      f"ones separated by commas, got {args.columns!r}")
     args.columns = tuple(columns)
     return params
+
+
+def _check_split_options(args: argparse.Namespace, named: Callable[..., str]) -> None:
+    """Refuse ``--test-ratio`` or ``--folds`` (a flag, or a key of ``--config``) where the
+    chosen split or protocol does not use it (it was ignored without a word); run before the
+    defaults fill in."""
+    option = "protocol" if hasattr(args, "protocol") else "split"
+    ratio_with, what = (("holdout", "holdout protocol's") if option == "protocol"
+                        else ("random", "random split's"))
+    chosen = getattr(args, option) or ratio_with
+    if getattr(args, "train", None) is not None:
+        chosen = "files"
+    if args.test_ratio is not None and chosen != ratio_with:
+        used = "--train/--test" if chosen == "files" else named(option, f"--{option}", chosen)
+        args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the {what} test part; "
+                          f"{used} does not use it")
+    if getattr(args, "folds", None) is not None and chosen != "kfold":
+        args.parser_error(f"{named('folds', '--folds')} is the number of folds of --{option} "
+                          "kfold")
+
+
+def recorded_settings(args: argparse.Namespace, template: AutoRec, split: str
+                      ) -> dict[str, Any]:
+    """The ``config`` and ``model_params`` of a run's JSON record: the options, less
+    ``--test-ratio`` and ``--folds`` where ``split`` did not use them (their defaults would
+    mislead), and the estimator's parameters."""
+    options = {key: (str(value) if isinstance(value, Path) else value)
+               for key, value in vars(args).items()
+               if key not in ("handler", "parser_error", "command", "argv")
+               and (key != "test_ratio" or split in ("random", "holdout"))
+               and (key != "folds" or split == "kfold")}
+    resolved = template.get_params()
+    return {"config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
+            "model_params": resolved}
 
 
 #: The JSON/TOML type a configuration value must have, by the option's argparse ``type``

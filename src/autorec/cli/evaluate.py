@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from ._options import (
     canonical,
     check_canonical,
     load_ratings,
+    recorded_settings,
     resolve,
 )
 
@@ -79,28 +79,13 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=run, parser_error=parser.error)
 
 
-def _check_protocol_options(args: argparse.Namespace, named: Callable[..., str]
-                            ) -> None:
-    """Refuse a protocol option (a flag, or a key of ``--config``) that the chosen protocol
-    does not use; run before the defaults fill in."""
-    protocol = args.protocol or "holdout"
-    if args.test_ratio is not None and protocol not in ("holdout",):
-        args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the holdout protocol's "
-                          f"test part; {named('protocol', '--protocol', protocol)} does not use it")
-    if args.folds is not None and protocol != "kfold":
-        args.parser_error(f"{named('folds', '--folds')} is the number of folds of --protocol "
-                          "kfold")
-
-
 def run(args: argparse.Namespace) -> int:
-    # --config first (it may name the data); the protocol's options checked before defaults
-    params = resolve(args, args.parser_error,
-                     check=lambda named: _check_protocol_options(args, named))
+    params = resolve(args)  # --config first: it may name the data
     template = build_model(params, args.seed)
-    if args.protocol in CANONICAL_SPLITS and args.repeats != 1:
-        args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
     if args.protocol in CANONICAL_SPLITS:
-        check_canonical(args, f"--protocol {args.protocol}", args.parser_error)
+        if args.repeats != 1:
+            args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
+        check_canonical(args, f"--protocol {args.protocol}")
     seeds = args.repeats * (PAPER_REPEATS if args.protocol == "paper" else 1)
     if args.protocol not in CANONICAL_SPLITS and args.seed + seeds - 1 > MAX_SEED:
         # each split's seed is recorded, and train --seed takes it to rerun that split
@@ -117,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = splits(
         args.protocol,
         lambda: load_ratings(args)[0],
-        lambda name: canonical(args, name, f"--protocol {name}", args.parser_error),
+        lambda name: canonical(args, name, f"--protocol {name}"),
         seed=args.seed, test_ratio=args.test_ratio, folds=args.folds, repeats=args.repeats,
     )
     # the table's header comes with its first row: bad data (unreadable, or too few ratings
@@ -190,20 +175,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot} and {scatter}")
 
     if args.out is not None:
-        options = {key: (str(value) if isinstance(value, Path) else value)
-                   for key, value in vars(args).items()
-                   if key not in ("handler", "parser_error", "command")
-                   and (key != "test_ratio" or args.protocol == "holdout")  # not a default
-                   and (key != "folds" or args.protocol == "kfold")}  # the protocol ignored
-        resolved = template.get_params()
         payload = {
             **summary,
             "protocol": args.protocol,
             "data": what,
             "preset": args.preset,
             "splits": results,
-            "config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
-            "model_params": resolved,
+            **recorded_settings(args, template, args.protocol),
             "versions": {"autorec": __version__, "python": platform.python_version()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

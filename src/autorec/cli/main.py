@@ -11,6 +11,7 @@ interruption, with one line and status 130 instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -71,12 +72,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class Terminated(BaseException):
-    """SIGTERM in a one-process command: unwinds like Ctrl-C, so that its temporary files
-    go (a partial ``.NAME.*.tmp`` of tens of MB stayed behind) and nothing is half
-    written; status 143."""
+    """SIGTERM in a one-process command: unwinds like Ctrl-C, so that temporary files go and
+    nothing is half written; status 143."""
 
 
 _sigterm_before: list[Any] = []
+
+
+def _install(signum: int, handler: Any) -> Any:
+    """``signal.signal(signum, handler)`` in the main thread; else (or when the interpreter
+    refuses) ``None``."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:  # pragma: no cover - not the main interpreter
+        return None
 
 
 def _catch_sigterm(command: str) -> None:
@@ -84,40 +98,27 @@ def _catch_sigterm(command: str) -> None:
     stops gracefully on it) nor in a process of a data-parallel run (its launcher stops the
     others with SIGTERM and speaks for the job)."""
     import signal
-    import threading
-
-    if (command == "serve" or "RANK" in os.environ
-            or threading.current_thread() is not threading.main_thread()):
-        return
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise Terminated
 
-    try:
-        _sigterm_before.append(signal.signal(signal.SIGTERM, on_sigterm))
-    except ValueError:  # pragma: no cover - not the main interpreter
-        pass
+    if command != "serve" and "RANK" not in os.environ:
+        previous = _install(signal.SIGTERM, on_sigterm)
+        if previous is not None:
+            _sigterm_before.append(previous)
 
 
 def _catch_sigint(interrupted: list[int]) -> Any:
     """Make Ctrl-C raise KeyboardInterrupt as usual *and* leave a mark in ``interrupted``,
-    so that an interruption is not lost when code being imported catches every exception
-    (seen once in the test suite). Returns the handler it replaced (``None`` when it
-    could not install one: not the main thread)."""
+    so that an interruption is not lost when code being imported catches every exception.
+    Returns the handler it replaced (``None`` when it could not install one)."""
     import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
 
     def on_sigint(signum: int, frame: Any) -> None:
         interrupted.append(signum)
         raise KeyboardInterrupt
 
-    try:
-        return signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # pragma: no cover - not the main interpreter
-        return None
+    return _install(signal.SIGINT, on_sigint)
 
 
 def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> int:
@@ -155,18 +156,11 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
 def cli() -> NoReturn:
     """The ``autorec`` command (and ``python -m autorec``): :func:`main`, then the exit.
 
-    A text file's reader stopped by bad input leaves pyarrow's read-ahead threads holding
-    Python objects (:func:`autorec.data._source.held_on_error`); the interpreter's shutdown
-    then aborted the process now and then (status 134 and "terminate called without an
-    active exception" after the one-line error: 1 run in 4-12 of a CSV row with too many
-    fields). The error is reported and nothing is left to write, so such a run ends
-    without the interpreter's shutdown, with its status (2).
-
-    A process of a data-parallel run ends so too, whatever its status: a gloo worker thread
-    could still be releasing its last exchange's tensors, which takes the GIL, while the
-    interpreter shut down; the thread was then made to exit inside a C++ destructor, and the
-    process aborted (SIGABRT, reported instead of the run's own error: 1 diverging run in
-    about 30 under --nproc 2; a core dump showed the thread in ProcessGroupGloo::runLoop)."""
+    Two kinds of run end without the interpreter's shutdown, which could abort them (status
+    134, SIGABRT) after the run's own report: one whose text reader was stopped by bad input
+    (pyarrow's read-ahead threads still hold Python objects:
+    :func:`autorec.data._source.held_on_error`), and any process of a data-parallel run (a
+    gloo worker thread may still be releasing its last exchange's tensors)."""
     status = main()
     # looked up, not imported: after a Ctrl-C during the first imports the import would run
     # over half-initialised numpy and pandas modules (a traceback after "interrupted")
@@ -178,10 +172,8 @@ def cli() -> NoReturn:
 
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
                 stream.flush()
-            except (OSError, ValueError):  # a closed pipe: nothing more to say there
-                pass
         os._exit(status)
     sys.exit(status)
 

@@ -7,7 +7,6 @@ import argparse
 import math
 import platform
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from ._options import (
     canonical,
     load_ratings,
     read_training_files,
+    recorded_settings,
     resolve,
 )
 
@@ -117,7 +117,7 @@ def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
         return [Split("", train, test, args.seed)], f"{args.train} + {args.test}"
     split = args.split or "random"
     if split in CANONICAL_SPLITS:
-        parts = canonical(args, split, f"--split {split}", args.parser_error)
+        parts = canonical(args, split, f"--split {split}")
         return [Split("", *parts, args.seed)], f"ml-100k split {split}"
     ratings, what = load_ratings(args)
     if split == "kfold":
@@ -126,6 +126,10 @@ def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
     parts = list(splits("holdout", lambda: ratings, seed=args.seed, test_ratio=args.test_ratio))
     return [Split("", parts[0].train, parts[0].test, args.seed)], (
         f"{what}, random {1 - args.test_ratio:g}/{args.test_ratio:g} split")
+
+
+def _split_name(args: argparse.Namespace) -> str:
+    return "files" if args.train is not None else (args.split or "random")
 
 
 def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: int,
@@ -140,7 +144,7 @@ def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: i
         where = describe(folder)
         print(f"{label}resuming from {folder}: {where}" if where else
               f"{label}note: no checkpoint in {folder}; training from the beginning")
-    context = {"split": args.split or ("files" if args.train is not None else "random"),
+    context = {"split": _split_name(args),
                "seed": split.seed, "part": split.label}
     if context["split"] == "random":
         context["test_ratio"] = args.test_ratio
@@ -204,23 +208,8 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     }
 
 
-def _check_split_flags(args: argparse.Namespace, named: Callable[..., str]
-                       ) -> None:
-    """Refuse a split option (a flag, or a key of ``--config``) that the chosen split does not
-    use (it was ignored without a word); run before the defaults fill in."""
-    split = "files" if args.train is not None else (args.split or "random")
-    if args.test_ratio is not None and split != "random":
-        chosen = "--train/--test" if split == "files" else named("split", "--split", split)
-        args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the random split's test "
-                          f"part; {chosen} does not use it")
-    if args.folds is not None and split != "kfold":
-        args.parser_error(f"{named('folds', '--folds')} is the number of folds of --split kfold")
-
-
 def run(args: argparse.Namespace) -> int:
-    # --config first (it may name the data); the split options checked before the defaults
-    params = resolve(args, args.parser_error,
-                     check=lambda named: _check_split_flags(args, named))
+    params = resolve(args)  # --config first: it may name the data
     template = build_model(params, args.seed)  # every option checked before data is read
     if args.resume and args.checkpoint_dir is None:
         args.parser_error("--resume needs --checkpoint-dir")
@@ -326,20 +315,12 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
         print(f"wrote {args.plot}")
 
     if args.out is not None and distributed.world().is_main:
-        split_used = "files" if args.train is not None else (args.split or "random")
-        options = {key: (str(value) if isinstance(value, Path) else value)
-                   for key, value in vars(args).items()
-                   if key not in ("handler", "parser_error", "command", "argv")
-                   and (key != "test_ratio" or split_used == "random")  # not a default the
-                   and (key != "folds" or split_used == "kfold")}  # split ignored
-        resolved = template.get_params()
         payload = {
             **summary,
             "epochs": summary.get("epochs_run", template.epochs),
             "data": description,
             "preset": args.preset,
-            "config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
-            "model_params": resolved,
+            **recorded_settings(args, template, _split_name(args)),
             "world_size": distributed.world().size,
             **({"folds": results} if len(results) > 1 else {}),
             "versions": {"autorec": __version__, "torch": _torch_version(),

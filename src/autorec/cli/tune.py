@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from ..data.ratings import Ratings
@@ -75,14 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_optuna()
     chosen: set[str] = set()
-
-    def check(named: Callable[..., str]) -> None:  # before the defaults fill in
-        split = args.split or "random"
-        if args.test_ratio is not None and split != "random":
-            args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the random split's "
-                              f"test part; {named('split', '--split', split)} does not use it")
-
-    params = resolve(args, args.parser_error, chosen, check)  # --config may name the data
+    params = resolve(args, chosen)  # --config may name the data
     params.pop("random_state", None)
     # a searched parameter the user set (flag or --config) is fixed, not searched
     fixed = {name: params[name] for name in SEARCH_SPACE if name in chosen}
@@ -101,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     split = args.split or "random"
     if split in CANONICAL_SPLITS:
-        train: Ratings = canonical(args, split, f"--split {split}", args.parser_error)[0]
+        train: Ratings = canonical(args, split, f"--split {split}")[0]
         what = f"ml-100k {split}.base"
     else:
         ratings, name = load_ratings(args)
