@@ -342,11 +342,9 @@ def _config_value(where: str, value: Any, action: argparse.Action, parser_error:
                                  for v in values):
             parser_error(f"{where} must be a number or a list of numbers, got {value!r}")
         try:
-            checked = [l2_values(v if isinstance(v, str) else repr(v)) for v in values]
+            return l2_values(",".join(v if isinstance(v, str) else repr(v) for v in values))
         except argparse.ArgumentTypeError as exc:
             parser_error(f"{where}: {exc}")
-        flat = [v for item in checked for v in (item if isinstance(item, list) else [item])]
-        return flat[0] if len(flat) == 1 else flat
     if action.type in _INTEGER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int):
             parser_error(f"{where} must be an integer, got {value!r}")

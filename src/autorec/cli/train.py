@@ -304,14 +304,14 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
     if args.plot is not None and distributed.world().is_main:
         from ..plots import plot_training
 
-        curves = ({split.label: result["history"]
-                   for split, result in zip(parts, results, strict=True)}
-                  if len(results) > 1 else results[0]["history"])
-        kept = ({split.label: result["best_epochs"]
-                 for split, result in zip(parts, results, strict=True)}
-                if len(results) > 1 else results[0]["best_epochs"])
-        plot_training(curves, args.plot, title=f"{template.variant}-AutoRec on {description}",
-                      best_epochs=kept)
+        def per_split(key: str) -> Any:  # with folds, each fold's under its label
+            if len(results) == 1:
+                return results[0][key]
+            return {split.label: result[key] for split, result in zip(parts, results, strict=True)}
+
+        plot_training(per_split("history"), args.plot,
+                      title=f"{template.variant}-AutoRec on {description}",
+                      best_epochs=per_split("best_epochs"))
         print(f"wrote {args.plot}")
 
     if args.out is not None and distributed.world().is_main:

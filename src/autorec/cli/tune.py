@@ -102,15 +102,13 @@ def run(args: argparse.Namespace) -> int:
         what = f"{name}, training part of a random {1 - args.test_ratio:g} split"
     print(f"tuning on {what}: {len(train)} ratings; study {args.study_name!r} in {args.study}")
     if fixed:
-        print("fixed by your settings, not searched: "
-              + ", ".join(f"{name}={_short(value)}" for name, value in fixed.items()))
+        print(f"fixed by your settings, not searched: {_shown(fixed)}")
 
     def show(trial: Any) -> None:
         if args.quiet:
             return
         value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
-        print(f"trial {trial.number:3d}: {value}  {shown}", flush=True)
+        print(f"trial {trial.number:3d}: {value}  {_shown(trial.params)}", flush=True)
 
     study = run_study(train, base_params=params, n_trials=args.trials, storage=args.study,
                       study_name=args.study_name, timeout=args.timeout,
@@ -124,13 +122,14 @@ def run(args: argparse.Namespace) -> int:
     ended = [t for t in study.trials if t.state.is_finished()]  # not one left running
     print(f"top {min(args.top, len(complete))} of {len(ended)} trials by validation RMSE:")
     for trial in sorted(complete, key=lambda t: t.value)[:args.top]:
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
-        print(f"  trial {trial.number:3d}  {trial.value:.4f}  {shown}")
+        print(f"  trial {trial.number:3d}  {trial.value:.4f}  {_shown(trial.params)}")
     text = best_config_toml(params, study)
     atomic_write(args.out, lambda handle: handle.write(text))
     print(f"wrote {args.out} (use it with --config {args.out})")
     return 0
 
 
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def _shown(params: dict[str, Any]) -> str:
+    """``name=value, ...``, floats to three significant digits."""
+    return ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in params.items())
