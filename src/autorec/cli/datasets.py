@@ -8,7 +8,7 @@ from typing import Any
 from ._common import data_folder
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "datasets",
         help="list the builtin data sets and whether each is available locally",
@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--data-dir", type=data_folder, metavar="DIR",
                         help="folder holding data sets as DIR/<name>/... "
                         "(default: $AUTOREC_DATA_DIR)")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:

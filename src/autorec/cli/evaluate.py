@@ -38,7 +38,7 @@ from ._options import (
 )
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "evaluate",
         help="score a configuration under a protocol (repeated splits, k-fold, canonical)",
@@ -76,7 +76,7 @@ def add_parser(subparsers: Any) -> None:
     output.add_argument("--quiet", action="store_const", const=True, default=None,
                         help="no progress (bars on a terminal; lines for long epochs and "
                         "large files otherwise)")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,13 +32,9 @@ def build_parser() -> Any:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=OneLineParser)
     subparsers.required = True
-    train.add_parser(subparsers)
-    evaluate.add_parser(subparsers)
-    tune.add_parser(subparsers)
-    predict.add_parser(subparsers)
-    recommend.add_parser(subparsers)
-    datasets.add_parser(subparsers)
-    serve.add_parser(subparsers)
+    for command in (train, evaluate, tune, predict, recommend, datasets, serve):
+        sub = command.add_parser(subparsers)
+        sub.set_defaults(handler=command.run, parser_error=sub.error)
     from ._options import COMMAND_PARSERS  # for hints naming the other commands' options
 
     COMMAND_PARSERS.clear()

@@ -10,7 +10,7 @@ from typing import Any
 from ._common import Outputs, device_name, output_file, separator, write_csv
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict",
         help="predict ratings for (user, item) pairs with a saved model",
@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
                         "user_id,item_id)")
     parser.add_argument("--device", default="cpu", metavar="DEV", type=device_name,
                         help="cpu (default), cuda, cuda:N, or auto")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def _columns(text: str, parser_error: Any) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from ._common import (
 )
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "recommend",
         help="top-N items for users, from a saved model",
@@ -50,7 +50,7 @@ def add_parser(subparsers: Any) -> None:
                         "writes only that CSV, to standard output")
     parser.add_argument("--device", default="cpu", metavar="DEV", type=device_name,
                         help="cpu (default), cuda, cuda:N, or auto")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .. import __version__, distributed
 from ..data.ratings import Ratings
@@ -52,7 +53,7 @@ from ._options import (
 SPLITS = ("random", "kfold", *CANONICAL_SPLITS)
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
         help="train AutoRec, choosing the epoch on validation, and report test RMSE/MAE",
@@ -105,7 +106,7 @@ def add_parser(subparsers: Any) -> None:
     parallel.add_argument("--dist-timeout", type=seconds, metavar="SECONDS",
                           help="how long a process waits for the others at any exchange before "
                           f"the run fails (default {distributed.DEFAULT_TIMEOUT:g})")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
@@ -323,7 +324,7 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
             **recorded_settings(args, template, _split_name(args)),
             "world_size": distributed.world().size,
             **({"folds": results} if len(results) > 1 else {}),
-            "versions": {"autorec": __version__, "torch": _torch_version(),
+            "versions": {"autorec": __version__, "torch": str(torch.__version__),
                          "python": platform.python_version()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -354,9 +355,3 @@ def _evaluate(model: AutoRec, test: Ratings) -> dict[str, Any]:
     sse, sae, n, n_cold = world.sum([np.square(errors).sum(), np.abs(errors).sum(),
                                      len(errors), cold.sum()])
     return {"rmse": math.sqrt(sse / n), "mae": sae / n, "n": int(n), "n_cold": int(n_cold)}
-
-
-def _torch_version() -> str:
-    import torch
-
-    return str(torch.__version__)

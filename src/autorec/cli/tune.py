@@ -28,7 +28,7 @@ from ._options import (
 _TUNE = COMMAND_DEFAULTS["tune"]
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "tune",
         help="search hyperparameters with Optuna on validation (pip install 'autorec[tune]')",
@@ -65,7 +65,7 @@ def add_parser(subparsers: Any) -> None:
                         help=f"trials to list at the end (default: {_TUNE['top']})")
     search.add_argument("--quiet", action="store_const", const=True, default=None,
                         help="no line per trial")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
