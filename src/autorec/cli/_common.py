@@ -151,9 +151,6 @@ class _Path:
         """The files this output writes (a file output: itself)."""
         return [self.path] if self.kind == "file" else [self.path / n for n in self.files]
 
-    def __str__(self) -> str:
-        return f"{self.option} {self.path}"
-
 
 class Outputs:
     """The output paths of one command, checked before any work starts.

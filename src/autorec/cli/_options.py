@@ -48,26 +48,10 @@ from ._sources import (
     read_training_files,
 )
 
-__all__ = [
-    "CANONICAL_SPLITS",
-    "COMMAND_DEFAULTS",
-    "DEFAULTS",
-    "DEFAULT_DATASET",
-    "MODEL_OPTIONS",
-    "add_data_options",
-    "add_model_options",
-    "at_least_two",
-    "build_model",
-    "canonical",
-    "check_canonical",
-    "check_sources",
-    "load_progress",
-    "load_ratings",
-    "read_file",
-    "read_training_files",
-    "recorded_settings",
-    "resolve",
-]
+__all__ = ["CANONICAL_SPLITS", "COMMAND_DEFAULTS", "DEFAULTS", "DEFAULT_DATASET", "MODEL_OPTIONS",
+           "add_data_options", "add_model_options", "at_least_two", "build_model", "canonical",
+           "check_canonical", "check_sources", "load_progress", "load_ratings", "read_file",
+           "read_training_files", "recorded_settings", "resolve"]
 
 #: Defaults of the options that are not model settings.
 DEFAULTS: dict[str, Any] = {
@@ -301,9 +285,7 @@ def _typed_config(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]
     own option: known to this command, of the right type, and passing the flag's check."""
     path = args.config
     command = getattr(args, "command", None) or "this command"
-    parser = getattr(parser_error, "__self__", None)
-    actions = ({action.dest: action for action in parser._actions}
-               if isinstance(parser, argparse.ArgumentParser) else {})
+    actions = {action.dest: action for action in parser_error.__self__._actions}
     settable = {dest: action for dest, action in actions.items()
                 if dest not in (argparse.SUPPRESS, "help", "config")}
     settings: dict[str, Any] = {}

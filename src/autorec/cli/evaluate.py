@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
               f"{f', preset {args.preset}' if args.preset else ''}\n"
               f"{'split':<22} {'RMSE':>8} {'MAE':>8} {'valid.':>8} {'test':>7} {'cold':>6} "
               f"{'epochs':>8} {'seconds':>8} {f'NDCG@{args.k}':>8}")
-    ndcg = f"ndcg@{args.k}"
+    k = args.k
     from ..progress import EpochProgress
 
     results = []
@@ -141,12 +141,11 @@ def run(args: argparse.Namespace) -> int:
             print(header)
         print(f"{split.label:<22} {result['rmse']:8.4f} {result['mae']:8.4f} {validation} "
               f"{result['n_test']:7d} {result['n_cold']:6d} {epochs:>8} "
-              f"{result['fit_seconds']:8.1f} {result[ndcg]:8.4f}", flush=True)
+              f"{result['fit_seconds']:8.1f} {result[f'ndcg@{k}']:8.4f}", flush=True)
     summary = summarise(results)
     low, high = summary["ci95_rmse"]
     interval = (f", 95% CI [{low:.4f}, {high:.4f}]" if not math.isnan(low) else "")
     print(f"{'mean':<22} {summary['mean_rmse']:8.4f} {summary['mean_mae']:8.4f}")
-    k = args.k
     ndcg_low, ndcg_high = summary[f"ci95_ndcg@{k}"]
     ndcg_interval = (f" (95% CI [{ndcg_low:.4f}, {ndcg_high:.4f}])"
                      if not math.isnan(ndcg_low) else "")

@@ -178,15 +178,12 @@ def _report(command: str, exc: BaseException, status: int) -> None:
     """One line on stderr; once per job in a data-parallel run (autorec.distributed)."""
     from ._launch import report_error
 
-    report_error(f"autorec {command}: error: {_one_line(exc)}", exc, status)
-
-
-def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:  # no "[Errno 28]"; the path when known
         message = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     else:
         message = str(exc)
-    return message.splitlines()[0] if message else type(exc).__name__
+    line = message.splitlines()[0] if message else type(exc).__name__
+    report_error(f"autorec {command}: error: {line}", exc, status)
 
 
 if __name__ == "__main__":

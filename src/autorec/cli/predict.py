@@ -41,13 +41,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _columns(text: str, parser_error: Any) -> tuple[str, str]:
-    columns = text.split(",")
-    if len(columns) != 2 or not all(c.strip() for c in columns):
+    columns = [column.strip() for column in text.split(",")]
+    if len(columns) != 2 or not all(columns):
         parser_error(f"--columns needs two names separated by a comma, got {text!r}")
-    if columns[0].strip() == columns[1].strip():
+    if columns[0] == columns[1]:
         parser_error(f"--columns names the user and the item columns, two different ones, "
                      f"got {text!r}")
-    return columns[0].strip(), columns[1].strip()
+    return columns[0], columns[1]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {args.model} ({model.variant}-AutoRec, {len(model.users_)} users, "
           f"{len(model.items_)} items) at {url}  (API docs: {url}/docs; Ctrl-C stops)",
           flush=True)
-    verbose = getattr(args, "verbose", 0)
-    run_server(app, sock, log_level="info" if verbose else "warning", access_log=verbose > 0)
+    run_server(app, sock, log_level="info" if args.verbose else "warning",
+               access_log=args.verbose > 0)
     return 0
