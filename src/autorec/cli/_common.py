@@ -210,11 +210,9 @@ class Outputs:
     def plot(self, option: str, path: str | os.PathLike[str] | None) -> Path | None:
         """Check a figure's path: its format and matplotlib (:func:`autorec.plots.
         check_plot_path`), then as any output file."""
-        if path is None:
-            return None
-        from ..plots import check_plot_path
+        if path is not None and str(path) != STDOUT:
+            from ..plots import check_plot_path
 
-        if str(path) != STDOUT:
             try:
                 check_plot_path(path)
             except ValueError as exc:

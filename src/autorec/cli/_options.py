@@ -45,13 +45,12 @@ from ._sources import (
     load_progress,
     load_ratings,
     read_file,
-    read_training_files,
 )
 
 __all__ = ["CANONICAL_SPLITS", "COMMAND_DEFAULTS", "DEFAULTS", "DEFAULT_DATASET", "MODEL_OPTIONS",
            "add_data_options", "add_model_options", "at_least_two", "build_model", "canonical",
            "check_canonical", "check_sources", "load_progress", "load_ratings", "read_file",
-           "read_training_files", "recorded_settings", "resolve"]
+           "recorded_settings", "resolve"]
 
 #: Defaults of the options that are not model settings.
 DEFAULTS: dict[str, Any] = {

@@ -13,10 +13,10 @@ from pathlib import Path
 from ..data import load_dataset, read_ratings
 from ..data.ratings import Ratings
 from ..data.readers import LoadProgress
-from ..split import align, canonical_split
+from ..split import canonical_split
 
 __all__ = ["DEFAULT_DATASET", "canonical", "check_canonical", "check_sources", "load_progress",
-           "load_ratings", "read_file", "read_training_files"]
+           "load_ratings", "read_file"]
 
 DEFAULT_DATASET = "ml-100k"
 
@@ -46,11 +46,6 @@ def check_sources(args: argparse.Namespace, named: Callable[..., str]) -> None:
 def read_file(path: Path, args: argparse.Namespace) -> Ratings:
     return read_ratings(path, sep=args.sep, header=not args.no_header, columns=args.columns,
                         duplicates=args.duplicates, progress=load_progress(args))
-
-
-def read_training_files(args: argparse.Namespace) -> tuple[Ratings, Ratings]:
-    """``--train`` and ``--test``, read and aligned on shared id maps."""
-    return align(read_file(args.train, args), read_file(args.test, args))
 
 
 def load_ratings(args: argparse.Namespace) -> tuple[Ratings, str]:

@@ -116,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import EpochProgress
 
     results = []
-    curves: dict[str, Any] = {}
-    kept: dict[str, list[int]] = {}
-    truth: list[Any] = []
-    predicted: list[Any] = []
+    plotted: list[tuple[Any, ...]] = []  # label, curves, best epochs, true and predicted
     for split in chosen:
         model = build_model(params, split.seed)
         with EpochProgress(model.epochs, networks=len(model._network_specs()),
@@ -130,10 +127,8 @@ def run(args: argparse.Namespace) -> int:
                         f"{split.label}: test MAE": result["mae"]})
         results.append(result)
         if args.plot is not None:
-            curves[split.label] = model.history_
-            kept[split.label] = result["best_epochs"]
-            truth.append(split.test.rating)
-            predicted.append(model.predict(split.test.user_ids, split.test.item_ids))
+            plotted.append((split.label, model.history_, result["best_epochs"], split.test.rating,
+                            model.predict(split.test.user_ids, split.test.item_ids)))
         epochs = ",".join(str(e) for e in result["best_epochs"])
         validation = (f"{result['validation_rmse']:8.4f}"
                       if not math.isnan(result["validation_rmse"]) else f"{'-':>8}")
@@ -167,8 +162,10 @@ def run(args: argparse.Namespace) -> int:
 
         from ..plots import plot_predictions, plot_training
 
-        plot_training(curves, args.plot, title=f"protocol {args.protocol} on {what}",
-                      best_epochs=kept)
+        labels, curves, kept, truth, predicted = zip(*plotted, strict=True)
+        plot_training(dict(zip(labels, curves, strict=True)), args.plot,
+                      title=f"protocol {args.protocol} on {what}",
+                      best_epochs=dict(zip(labels, kept, strict=True)))
         scatter = _scatter_path(args.plot)
         plot_predictions(np.concatenate(truth), np.concatenate(predicted), scatter)
         print(f"wrote {args.plot} and {scatter}")

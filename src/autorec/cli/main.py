@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -29,9 +31,8 @@ def build_parser() -> Any:
     parser.add_argument("--version", action="version", version=f"autorec {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (-v: info, -vv: debug) to stderr")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                        parser_class=OneLineParser)
-    subparsers.required = True
     for command in (train, evaluate, tune, predict, recommend, datasets, serve):
         sub = command.add_parser(subparsers)
         sub.set_defaults(handler=command.run, parser_error=sub.error)
@@ -59,8 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("autorec: terminated", file=sys.stderr)
         return 143  # 128 + SIGTERM, as before, now after the clean-up
     finally:
-        import signal
-
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         if _sigterm_before:
@@ -78,9 +77,6 @@ _sigterm_before: list[Any] = []
 def _install(signum: int, handler: Any) -> Any:
     """``signal.signal(signum, handler)`` in the main thread; else (or when the interpreter
     refuses) ``None``."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
     try:
@@ -93,7 +89,6 @@ def _catch_sigterm(command: str) -> None:
     """Turn SIGTERM into :class:`Terminated` for ``command``: not for ``serve`` (uvicorn
     stops gracefully on it) nor in a process of a data-parallel run (its launcher stops the
     others with SIGTERM and speaks for the job)."""
-    import signal
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise Terminated
@@ -108,7 +103,6 @@ def _catch_sigint(interrupted: list[int]) -> Any:
     """Make Ctrl-C raise KeyboardInterrupt as usual *and* leave a mark in ``interrupted``,
     so that an interruption is not lost when code being imported catches every exception.
     Returns the handler it replaced (``None`` when it could not install one)."""
-    import signal
 
     def on_sigint(signum: int, frame: Any) -> None:
         interrupted.append(signum)

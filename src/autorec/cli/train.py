@@ -17,14 +17,8 @@ import torch
 from .. import __version__, distributed
 from ..data.ratings import Ratings
 from ..estimator import AutoRec
-from ..evaluate import (
-    Split,
-    ranking_report,
-    ranking_summary,
-    split_threshold,
-    splits,
-    summarise,
-)
+from ..evaluate import Split, ranking_report, ranking_summary, split_threshold, splits, summarise
+from ..split import align
 from ._common import (
     Outputs,
     fraction,
@@ -45,7 +39,7 @@ from ._options import (
     build_model,
     canonical,
     load_ratings,
-    read_training_files,
+    read_file,
     recorded_settings,
     resolve,
 )
@@ -114,7 +108,7 @@ def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
     if args.train is not None:
         if args.split is not None:  # "random" too: ignored, then recorded as the split
             args.parser_error("--train/--test already split the data; drop --split")
-        train, test = read_training_files(args)
+        train, test = align(read_file(args.train, args), read_file(args.test, args))
         return [Split("", train, test, args.seed)], f"{args.train} + {args.test}"
     split = args.split or "random"
     if split in CANONICAL_SPLITS:
