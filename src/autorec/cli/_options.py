@@ -72,12 +72,9 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
              "out": Path("best.toml"), "top": 5},
 }
 
-#: Model settings: each option's dest is the estimator parameter's name.
-MODEL_OPTIONS = (
-    "variant", "ensemble", "hidden", "activation", "dropout", "input_dropout", "lr",
-    "weight_decay", "l2", "epochs", "batch_size", "optimizer", "baseline", "validation",
-    "patience", "refit", "cold", "device", "dense_batches", "tf32", "ranking",
-)
+#: Model settings: the estimator's parameters but the seed (``--seed`` also seeds the split),
+#: each an option of the same name.
+MODEL_OPTIONS = tuple(name for name in PARAM_DEFAULTS if name != "random_state")
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, files: bool = True) -> None:

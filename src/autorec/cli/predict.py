@@ -40,16 +40,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _columns(text: str, parser_error: Any) -> tuple[str, str]:
-    columns = [column.strip() for column in text.split(",")]
-    if len(columns) != 2 or not all(columns):
-        parser_error(f"--columns needs two names separated by a comma, got {text!r}")
-    if columns[0] == columns[1]:
-        parser_error(f"--columns names the user and the item columns, two different ones, "
-                     f"got {text!r}")
-    return columns[0], columns[1]
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
@@ -60,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
     if args.no_header and args.columns is not None:
         args.parser_error("--columns names header columns; with --no-header the user and item "
                           "are the first two fields")
-    columns = _columns("user_id,item_id" if args.columns is None else args.columns,
-                       args.parser_error)  # "" is refused, not taken for the default
+    text = "user_id,item_id" if args.columns is None else args.columns  # "" is refused
+    columns = [column.strip() for column in text.split(",")]
+    if len(columns) != 2 or not all(columns):
+        args.parser_error(f"--columns needs two names separated by a comma, got {text!r}")
+    if columns[0] == columns[1]:
+        args.parser_error(f"--columns names the user and the item columns, two different ones, "
+                          f"got {text!r}")
     if str(args.output).strip() == "":
         args.parser_error("--output needs a file name")
     outputs = Outputs()  # checked before the model is loaded (README: Bad input)

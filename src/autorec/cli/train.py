@@ -139,8 +139,7 @@ def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: i
         where = describe(folder)
         print(f"{label}resuming from {folder}: {where}" if where else
               f"{label}note: no checkpoint in {folder}; training from the beginning")
-    context = {"split": _split_name(args),
-               "seed": split.seed, "part": split.label}
+    context = {"split": _split_name(args), "seed": split.seed, "part": split.label}
     if context["split"] == "random":
         context["test_ratio"] = args.test_ratio
     if context["split"] == "kfold":
@@ -156,9 +155,8 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
 
     model = build_model(params, split.seed)
     label = f"{split.label}: " if split.label else ""
-    n_networks = len(model._network_specs())
     started = time.perf_counter()
-    with EpochProgress(model.epochs, networks=n_networks, label=label,
+    with EpochProgress(model.epochs, networks=len(model._network_specs()), label=label,
                        quiet=bool(args.quiet)) as show:
         model.fit(split.train, eval_set=split.test, on_epoch_end=show, on_batch_end=show.batch,
                   **_checkpointing(args, split, part, n_parts, label))
