@@ -1,7 +1,6 @@
 """The data a command that trains reads: one source (a builtin data set, ``--data``, or
-``--train``/``--test``), its files read with the file options, the loading progress, and
-MovieLens-100K's canonical splits. :mod:`autorec.cli._options` resolves the options and
-calls :func:`check_sources`; the commands import these through it."""
+``--train``/``--test``), the loading progress, and MovieLens-100K's canonical splits; the
+commands import these through :mod:`autorec.cli._options`."""
 
 from __future__ import annotations
 
