@@ -76,15 +76,14 @@ def number_type(expected: str, ok: Callable[[float], bool]) -> Callable[[str], f
 
 
 positive_int = integer_type("a positive integer", lambda value: value >= 1)
-#: A seed: an integer from 0 to :data:`MAX_SEED`.
 seed = integer_type(f"an integer from 0 to {MAX_SEED}", lambda value: 0 <= value <= MAX_SEED)
 positive_float = number_type("a number > 0", lambda value: value > 0)
 nonnegative_float = number_type("a number >= 0", lambda value: value >= 0)
-#: A number strictly between 0 and 1.
 fraction = number_type("a number strictly between 0 and 1", lambda value: 0 < value < 1)
-#: A number in [0, 1).
 unit_interval = number_type("a number in [0, 1)", lambda value: 0 <= value < 1)
 at_least_two = integer_type("an integer >= 2", lambda value: value >= 2)
+
+
 def device_name(text: str) -> str:
     """``--device``: auto, cpu, cuda or cuda:N (whether CUDA is there is checked later)."""
     if re.fullmatch(r"auto|cpu|cuda(:\d+)?", text) is None:
@@ -92,7 +91,7 @@ def device_name(text: str) -> str:
     return text
 
 
-#: A time limit in seconds, up to a million (11.6 days): larger ones overflowed the timedelta
+#: A time limit in seconds, up to a million (11.6 days): larger ones overflow the timedelta
 #: and the milliseconds that torch.distributed and gloo keep.
 MAX_SECONDS = 1e6
 seconds = number_type(f"a number of seconds > 0 and at most {MAX_SECONDS:.0e}",
@@ -116,8 +115,7 @@ def separator(text: str) -> str:
 
 
 def data_folder(text: str) -> Path:
-    """``--data-dir``: a folder that exists (a misspelt one was passed over without a word,
-    and the data set downloaded or reported missing instead)."""
+    """``--data-dir``: a folder that exists (a misspelt one would be passed over)."""
     if not text.strip():  # Path("") is the current folder
         raise argparse.ArgumentTypeError(f"expected a folder, got {text!r}")
     path = Path(text)
@@ -153,17 +151,13 @@ class _Path:
         """The files this output writes (a file output: itself)."""
         return [self.path] if self.kind == "file" else [self.path / n for n in self.files]
 
-    def __str__(self) -> str:
-        return f"{self.option} {self.path}"
-
 
 class Outputs:
     """The output paths of one command, checked before any work starts.
 
-    Register the command's inputs first (:meth:`input`), then each output (:meth:`file`,
-    :meth:`folder`, :meth:`model`, :meth:`checkpoint`); each is checked at once and against
-    the paths registered before it. Every refusal is a ``ValueError`` whose one line names the
-    option and the path (the command line turns it into exit status 2). Refused:
+    Register the inputs first (:meth:`input`), then each output; each is checked at once and
+    against the paths registered before it. Every refusal is a one-line ``ValueError`` naming
+    the option and the path. Refused:
 
     * an output that is one of the inputs (the same file, through any link), or lies inside
       the model folder being read;
@@ -216,11 +210,9 @@ class Outputs:
     def plot(self, option: str, path: str | os.PathLike[str] | None) -> Path | None:
         """Check a figure's path: its format and matplotlib (:func:`autorec.plots.
         check_plot_path`), then as any output file."""
-        if path is None:
-            return None
-        from ..plots import check_plot_path
+        if path is not None and str(path) != STDOUT:
+            from ..plots import check_plot_path
 
-        if str(path) != STDOUT:
             try:
                 check_plot_path(path)
             except ValueError as exc:
@@ -341,13 +333,10 @@ def write_csv(frame: Any, output: Path | None) -> None:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON to ``path`` atomically (see :func:`autorec._io.atomic_write`:
-    permissions follow the umask; an ``OSError`` names ``path``).
+    """Write ``payload`` as JSON to ``path`` atomically (:func:`autorec._io.atomic_write`).
 
-    The file is strict JSON: a NaN or infinite number (a figure that does not apply, such as
-    the validation RMSE of a run without a validation part) is written as ``null``, never as
-    the ``NaN`` / ``Infinity`` that JSON readers refuse. The figures a run reports are checked
-    to be finite before (:func:`require_finite`): a run whose metrics are not finite fails."""
+    Strict JSON: a NaN or infinite number (a figure that does not apply, such as the
+    validation RMSE of a run without a validation part) is written as ``null``."""
     cleaned = json_ready(payload)
 
     def write(handle: IO[str]) -> None:

@@ -29,8 +29,7 @@ from ..exceptions import first_line
 __all__ = ["MAX_PROCESSES_PER_CORE", "check_cpu_processes", "launch", "report_error"]
 
 #: Most CPU processes per core ``--nproc`` starts: each holds a copy of the model and of the
-#: data (``--nproc 64`` on 2 cores took 8.7 GB within 24 s), and beyond one per core they
-#: only share the cores.
+#: data, and beyond one per core they only share the cores.
 MAX_PROCESSES_PER_CORE = 4
 
 
@@ -65,14 +64,13 @@ def check_cpu_processes(nproc: int, cores: int | None = None) -> str | None:
 
 def report_error(line: str, exc: BaseException, status: int = 2) -> None:
     """Report a command's one-line error, once for the whole job; ``status`` is the exit
-    status the process ends with (recorded for the launcher: it may stop this process before
-    it exits).
+    status the process ends with (recorded for the launcher, which may stop this process
+    before it exits).
 
-    A single process prints it. A worker of a data-parallel run also leaves it in torch
-    elastic's error file (``TORCHELASTIC_ERROR_FILE``), where the launcher reads it; under
-    ``autorec train --nproc`` the launching process prints it, under plain torchrun rank 0
-    does (every rank meets the same input errors), and any rank that lost contact with the
-    others says so.
+    A worker of a data-parallel run also leaves it in torch elastic's error file
+    (``TORCHELASTIC_ERROR_FILE``) for the launcher; under ``autorec train --nproc`` the
+    launcher prints it, under plain torchrun rank 0 does (every rank meets the same input
+    errors), and any rank that lost contact with the others says so.
     """
     if not launched():
         print(line, file=sys.stderr)
@@ -94,19 +92,17 @@ def launch(nproc: int, argv: Sequence[str], *, device: str | None = None,
     ``torchrun --standalone --nproc-per-node NPROC --max-restarts 0`` would; returns the
     exit status.
 
-    The workers find each other through a c10d rendezvous on a free local port. When one of
-    them exits with an error or is killed, torch's elastic agent stops the others at once
-    (SIGTERM, then SIGKILL after a few seconds), and this prints one line: the error of the
-    first worker that reported one, or which worker died and of what signal. Each worker
-    gets ``OMP_NUM_THREADS`` = cores / ``nproc`` (unless set). On CUDA (``device`` ``cuda``,
-    or ``None`` where CUDA is available) worker ``k`` takes GPU ``k``.
+    When a worker fails, torch's elastic agent stops the others and this prints one line:
+    the first worker's own error, or which worker died of what signal. Each worker gets
+    ``OMP_NUM_THREADS`` = cores / ``nproc`` (unless set); on CUDA (``device`` ``cuda``, or
+    ``None`` where CUDA is available) worker ``k`` takes GPU ``k``.
 
     Raises
     ------
     ValueError
-        ``device`` names one GPU (``cuda:1``), or there are fewer GPUs than ``nproc``, or
-        more than :data:`MAX_PROCESSES_PER_CORE` processes per core on the CPU
-        (:func:`check_cpu_processes`; more processes than cores get a one-line warning).
+        ``device`` names one GPU (``cuda:1``), there are fewer GPUs than ``nproc``, or more
+        than :data:`MAX_PROCESSES_PER_CORE` processes per core on the CPU
+        (:func:`check_cpu_processes`).
     """
     cuda = wants_cuda(device)
     if cuda and device not in (None, "auto", "cuda"):

@@ -1,16 +1,10 @@
 """Options shared by ``train``, ``evaluate`` and ``tune``: data sources, model settings,
-presets and configuration files, resolved in one place.
+presets and configuration files, resolved in one place (:func:`resolve`).
 
-Every option that a configuration file may set is declared with ``default=None`` so that an
-explicit flag can be told apart from an unset one; :func:`resolve` then fills each from, in
-order, the flag, the ``--config`` file, the ``--preset``, and the defaults (the estimator's
-own for model settings, :data:`DEFAULTS` and :data:`COMMAND_DEFAULTS` for the rest).
-
-A configuration file is checked like the command line: every key must be an option of the
-command being run (a key of another command is refused, naming the command that takes it),
-and every value must have the option's type (``true``/``false`` for switches, an integer where
-the flag takes one, a string for paths) and pass the flag's own check (``nproc = 0`` is refused
-as ``--nproc 0`` is).
+Every option that a configuration file may set is declared with ``default=None`` so that a
+flag can be told apart from an unset option. A configuration file is checked like the command
+line: every key an option of the command being run, every value of the option's type and
+passing the flag's own check (``nproc = 0`` is refused as ``--nproc 0`` is).
 """
 
 from __future__ import annotations
@@ -51,28 +45,12 @@ from ._sources import (
     load_progress,
     load_ratings,
     read_file,
-    read_training_files,
 )
 
-__all__ = [
-    "CANONICAL_SPLITS",
-    "COMMAND_DEFAULTS",
-    "DEFAULTS",
-    "DEFAULT_DATASET",
-    "MODEL_OPTIONS",
-    "add_data_options",
-    "add_model_options",
-    "at_least_two",
-    "build_model",
-    "canonical",
-    "check_canonical",
-    "check_sources",
-    "load_progress",
-    "load_ratings",
-    "read_file",
-    "read_training_files",
-    "resolve",
-]
+__all__ = ["CANONICAL_SPLITS", "COMMAND_DEFAULTS", "DEFAULTS", "DEFAULT_DATASET", "MODEL_OPTIONS",
+           "add_data_options", "add_model_options", "at_least_two", "build_model", "canonical",
+           "check_canonical", "check_sources", "load_progress", "load_ratings", "read_file",
+           "recorded_settings", "resolve"]
 
 #: Defaults of the options that are not model settings.
 DEFAULTS: dict[str, Any] = {
@@ -94,14 +72,9 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
              "out": Path("best.toml"), "top": 5},
 }
 
-#: Model settings: option dest -> estimator parameter.
-MODEL_OPTIONS: dict[str, str] = {
-    name: name for name in (
-        "variant", "ensemble", "hidden", "activation", "dropout", "input_dropout", "lr",
-        "weight_decay", "l2", "epochs", "batch_size", "optimizer", "baseline", "validation",
-        "patience", "refit", "cold", "device", "dense_batches", "tf32", "ranking",
-    )
-}
+#: Model settings: the estimator's parameters but the seed (``--seed`` also seeds the split),
+#: each an option of the same name.
+MODEL_OPTIONS = tuple(name for name in PARAM_DEFAULTS if name != "random_state")
 
 
 def add_data_options(parser: argparse.ArgumentParser, *, files: bool = True) -> None:
@@ -197,18 +170,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 _SOURCES = ("data", "train", "test", "dataset")
 
 
-def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None = None,
-            check: Callable[[Callable[..., str]], None] | None = None
-            ) -> dict[str, Any]:
+def resolve(args: argparse.Namespace, chosen: set[str] | None = None) -> dict[str, Any]:
     """Fill unset options from ``--config``, ``--preset`` and the defaults; returns the
     estimator parameters set anywhere.
 
     ``chosen`` receives the names of the estimator parameters the user set (a flag or the
-    file; not a preset's). ``parser_error``: the command's, whose options the file's keys are
-    checked against. ``check`` runs after the file fills in and before the defaults, given
-    ``named(dest, flag[, value])``: the flag, or the key and the file, as the user gave the option
-    (with its value where one is given).
+    file; not a preset's). The file's keys are checked against the options of the command's
+    parser (``args.parser_error``'s).
     """
+    parser_error = args.parser_error
     config: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
         config = _typed_config(args, parser_error)
@@ -236,18 +206,15 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
     if getattr(args, "no_header", None) and getattr(args, "columns", None) is not None:
         parser_error(f"{named('columns', '--columns')} names header columns; with "
                      f"{named('no_header', '--no-header')} the fields are taken in order")
-    if check is not None:
-        check(named)
-    if hasattr(args, "dataset"):  # a command that reads ratings (train, evaluate, tune)
-        check_sources(args, parser_error, named)
+    _check_split_options(args, named)
+    check_sources(args, named)
     command_defaults = COMMAND_DEFAULTS.get(getattr(args, "command", None) or "", {})
     for dest, value in {**DEFAULTS, **command_defaults}.items():
         if hasattr(args, dest) and getattr(args, dest) is None:
             setattr(args, dest, value)
-    explicit = {MODEL_OPTIONS[dest]: getattr(args, dest) for dest in MODEL_OPTIONS
+    explicit = {dest: getattr(args, dest) for dest in MODEL_OPTIONS
                 if getattr(args, dest, None) is not None}
-    from_file = {MODEL_OPTIONS[dest]: value for dest, value in config.items()
-                 if dest in MODEL_OPTIONS}
+    from_file = {dest: value for dest, value in config.items() if dest in MODEL_OPTIONS}
     if chosen is not None:
         chosen.update(explicit, from_file)
     params = resolve_params(args.preset, from_file, explicit,
@@ -269,6 +236,40 @@ def resolve(args: argparse.Namespace, parser_error: Any, chosen: set[str] | None
     return params
 
 
+def _check_split_options(args: argparse.Namespace, named: Callable[..., str]) -> None:
+    """Refuse ``--test-ratio`` or ``--folds`` (a flag, or a key of ``--config``) where the
+    chosen split or protocol does not use it (it was ignored without a word); run before the
+    defaults fill in."""
+    option = "protocol" if hasattr(args, "protocol") else "split"
+    ratio_with, what = (("holdout", "holdout protocol's") if option == "protocol"
+                        else ("random", "random split's"))
+    chosen = getattr(args, option) or ratio_with
+    if getattr(args, "train", None) is not None:
+        chosen = "files"
+    if args.test_ratio is not None and chosen != ratio_with:
+        used = "--train/--test" if chosen == "files" else named(option, f"--{option}", chosen)
+        args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the {what} test part; "
+                          f"{used} does not use it")
+    if getattr(args, "folds", None) is not None and chosen != "kfold":
+        args.parser_error(f"{named('folds', '--folds')} is the number of folds of --{option} "
+                          "kfold")
+
+
+def recorded_settings(args: argparse.Namespace, template: AutoRec, split: str
+                      ) -> dict[str, Any]:
+    """The ``config`` and ``model_params`` of a run's JSON record: the options, less
+    ``--test-ratio`` and ``--folds`` where ``split`` did not use them (their defaults would
+    mislead), and the estimator's parameters."""
+    options = {key: (str(value) if isinstance(value, Path) else value)
+               for key, value in vars(args).items()
+               if key not in ("handler", "parser_error", "command", "argv")
+               and (key != "test_ratio" or split in ("random", "holdout"))
+               and (key != "folds" or split == "kfold")}
+    resolved = template.get_params()
+    return {"config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
+            "model_params": resolved}
+
+
 #: The JSON/TOML type a configuration value must have, by the option's argparse ``type``
 #: (options without one, and those not listed, take a string).
 _INTEGER_TYPES = (positive_int, at_least_two, seed)
@@ -280,9 +281,7 @@ def _typed_config(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]
     own option: known to this command, of the right type, and passing the flag's check."""
     path = args.config
     command = getattr(args, "command", None) or "this command"
-    parser = getattr(parser_error, "__self__", None)
-    actions = ({action.dest: action for action in parser._actions}
-               if isinstance(parser, argparse.ArgumentParser) else {})
+    actions = {action.dest: action for action in parser_error.__self__._actions}
     settable = {dest: action for dest, action in actions.items()
                 if dest not in (argparse.SUPPRESS, "help", "config")}
     settings: dict[str, Any] = {}
@@ -321,11 +320,9 @@ def _config_value(where: str, value: Any, action: argparse.Action, parser_error:
                                  for v in values):
             parser_error(f"{where} must be a number or a list of numbers, got {value!r}")
         try:
-            checked = [l2_values(v if isinstance(v, str) else repr(v)) for v in values]
+            return l2_values(",".join(v if isinstance(v, str) else repr(v) for v in values))
         except argparse.ArgumentTypeError as exc:
             parser_error(f"{where}: {exc}")
-        flat = [v for item in checked for v in (item if isinstance(item, list) else [item])]
-        return flat[0] if len(flat) == 1 else flat
     if action.type in _INTEGER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int):
             parser_error(f"{where} must be an integer, got {value!r}")

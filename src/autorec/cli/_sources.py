@@ -1,7 +1,6 @@
 """The data a command that trains reads: one source (a builtin data set, ``--data``, or
-``--train``/``--test``), its files read with the file options, the loading progress, and
-MovieLens-100K's canonical splits. :mod:`autorec.cli._options` resolves the options and
-calls :func:`check_sources`; the commands import these through it."""
+``--train``/``--test``), the loading progress, and MovieLens-100K's canonical splits; the
+commands import these through :mod:`autorec.cli._options`."""
 
 from __future__ import annotations
 
@@ -9,51 +8,43 @@ import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..data import load_dataset, read_ratings
 from ..data.ratings import Ratings
 from ..data.readers import LoadProgress
-from ..split import align, canonical_split
+from ..split import canonical_split
 
 __all__ = ["DEFAULT_DATASET", "canonical", "check_canonical", "check_sources", "load_progress",
-           "load_ratings", "read_file", "read_training_files"]
+           "load_ratings", "read_file"]
 
 DEFAULT_DATASET = "ml-100k"
 
 
-def check_sources(args: argparse.Namespace, parser_error: Any,
-                  named: Callable[..., str] | None = None) -> None:
+def check_sources(args: argparse.Namespace, named: Callable[..., str]) -> None:
     """One data source, and a split that fits it (``named``: as :func:`resolve` gives it)."""
     files = [name for name in ("data", "train", "test") if getattr(args, name, None) is not None]
+    train, test = getattr(args, "train", None), getattr(args, "test", None)
     if args.dataset is not None and files:
-        parser_error("give either --dataset or ratings files, not both")
-    if args.data is not None and (getattr(args, "train", None) is not None
-                                  or getattr(args, "test", None) is not None):
-        parser_error("give either --data or --train/--test, not both")
-    if (getattr(args, "train", None) is None) != (getattr(args, "test", None) is None):
-        given, other = ("train", "test") if args.train is not None else ("test", "train")
-        which = named(given, f"--{given}") if named is not None else f"--{given}"
-        parser_error(f"{which} needs --{other}: --train and --test go together")
+        args.parser_error("give either --dataset or ratings files, not both")
+    if args.data is not None and (train is not None or test is not None):
+        args.parser_error("give either --data or --train/--test, not both")
+    if (train is None) != (test is None):
+        given, other = ("train", "test") if train is not None else ("test", "train")
+        args.parser_error(f"{named(given, f'--{given}')} needs --{other}: --train and --test "
+                          "go together")
     if not files:  # a builtin data set, read in its own format: the file options would be
         for dest in ("sep", "columns", "no_header"):  # ignored without a word
             if getattr(args, dest, None) is not None:
-                flag = f"--{dest.replace('_', '-')}"
-                parser_error(f"{named(dest, flag) if named is not None else flag} describes a "
-                             "ratings file (--data, --train/--test); a builtin data set is "
-                             "read in its own format")
-    if not files and args.dataset is None:
-        args.dataset = DEFAULT_DATASET
+                args.parser_error(f"{named(dest, '--' + dest.replace('_', '-'))} describes a "
+                                  "ratings file (--data, --train/--test); a builtin data set "
+                                  "is read in its own format")
+        if args.dataset is None:
+            args.dataset = DEFAULT_DATASET
 
 
 def read_file(path: Path, args: argparse.Namespace) -> Ratings:
     return read_ratings(path, sep=args.sep, header=not args.no_header, columns=args.columns,
                         duplicates=args.duplicates, progress=load_progress(args))
-
-
-def read_training_files(args: argparse.Namespace) -> tuple[Ratings, Ratings]:
-    """``--train`` and ``--test``, read and aligned on shared id maps."""
-    return align(read_file(args.train, args), read_file(args.test, args))
 
 
 def load_ratings(args: argparse.Namespace) -> tuple[Ratings, str]:
@@ -64,7 +55,6 @@ def load_ratings(args: argparse.Namespace) -> tuple[Ratings, str]:
                          duplicates=args.duplicates, progress=load_progress(args)), args.dataset)
 
 
-# -- loading progress (issue 8) -------------------------------------------------------------
 def load_progress(args: argparse.Namespace) -> Callable[[LoadProgress], None] | None:
     """Print the reader's reports on a large file (read block by block) to standard error,
     one line each; none with ``--quiet`` or in a data-parallel process other than rank 0."""
@@ -73,21 +63,19 @@ def load_progress(args: argparse.Namespace) -> Callable[[LoadProgress], None] | 
     from ..progress import LoadBar
 
     return LoadBar()
-# -- end of loading progress ----------------------------------------------------------------
 
 
-def canonical(args: argparse.Namespace, name: str, option: str, parser_error: Any
-              ) -> tuple[Ratings, Ratings]:
+def canonical(args: argparse.Namespace, name: str, option: str) -> tuple[Ratings, Ratings]:
     """An ML-100K canonical split (``u1``..``u5``, ``ua``, ``ub``) asked for by ``option``."""
-    check_canonical(args, option, parser_error)
+    check_canonical(args, option)
     return canonical_split(name, args.data_dir, download=args.download)
 
 
-def check_canonical(args: argparse.Namespace, option: str, parser_error: Any) -> None:
+def check_canonical(args: argparse.Namespace, option: str) -> None:
     """Refuse a canonical split asked for by ``option`` of another data source (before any
     output: evaluate printed its table's header first)."""
     if args.data is not None or getattr(args, "train", None) is not None:
-        parser_error(f"{option} is a canonical MovieLens-100K split; it needs --dataset "
-                     "ml-100k")
+        args.parser_error(f"{option} is a canonical MovieLens-100K split; it needs --dataset "
+                          "ml-100k")
     if args.dataset not in (None, "ml-100k"):
-        parser_error(f"{option} exists only for ml-100k, not {args.dataset}")
+        args.parser_error(f"{option} exists only for ml-100k, not {args.dataset}")

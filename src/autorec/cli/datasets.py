@@ -8,7 +8,7 @@ from typing import Any
 from ._common import data_folder
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "datasets",
         help="list the builtin data sets and whether each is available locally",
@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--data-dir", type=data_folder, metavar="DIR",
                         help="folder holding data sets as DIR/<name>/... "
                         "(default: $AUTOREC_DATA_DIR)")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,11 +32,9 @@ def run(args: argparse.Namespace) -> int:
         folder = find_local_dir(name, args.data_dir)
         rows.append((name, f"{ratings:,}", f"{users:,}", f"{items:,}",
                      f"yes ({folder})" if folder is not None else "no (downloaded on first use)"))
-    header = ("name", "ratings", "users", "items", "local")
-    widths = [max(len(row[k]) for row in [header, *rows]) for k in range(4)]
-    for row in [header, *rows]:
+    table = [("name", "ratings", "users", "items", "local"), *rows]
+    widths = [max(len(row[k]) for row in table) for k in range(4)]
+    for row in table:  # the name left-aligned, the counts right-aligned
         print("  ".join([row[0].ljust(widths[0]),
-                         *(value.rjust(width) for value, width in zip(row[1:4], widths[1:4],
-                                                                      strict=True)),
-                         row[4]]))
+                         *(row[k].rjust(widths[k]) for k in range(1, 4)), row[4]]))
     return 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,12 @@ from ._options import (
     canonical,
     check_canonical,
     load_ratings,
+    recorded_settings,
     resolve,
 )
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "evaluate",
         help="score a configuration under a protocol (repeated splits, k-fold, canonical)",
@@ -76,31 +76,16 @@ def add_parser(subparsers: Any) -> None:
     output.add_argument("--quiet", action="store_const", const=True, default=None,
                         help="no progress (bars on a terminal; lines for long epochs and "
                         "large files otherwise)")
-    parser.set_defaults(handler=run, parser_error=parser.error)
-
-
-def _check_protocol_options(args: argparse.Namespace, named: Callable[..., str]
-                            ) -> None:
-    """Refuse a protocol option (a flag, or a key of ``--config``) that the chosen protocol
-    does not use; run before the defaults fill in."""
-    protocol = args.protocol or "holdout"
-    if args.test_ratio is not None and protocol not in ("holdout",):
-        args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the holdout protocol's "
-                          f"test part; {named('protocol', '--protocol', protocol)} does not use it")
-    if args.folds is not None and protocol != "kfold":
-        args.parser_error(f"{named('folds', '--folds')} is the number of folds of --protocol "
-                          "kfold")
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    # --config first (it may name the data); the protocol's options checked before defaults
-    params = resolve(args, args.parser_error,
-                     check=lambda named: _check_protocol_options(args, named))
+    params = resolve(args)  # --config first: it may name the data
     template = build_model(params, args.seed)
-    if args.protocol in CANONICAL_SPLITS and args.repeats != 1:
-        args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
     if args.protocol in CANONICAL_SPLITS:
-        check_canonical(args, f"--protocol {args.protocol}", args.parser_error)
+        if args.repeats != 1:
+            args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
+        check_canonical(args, f"--protocol {args.protocol}")
     seeds = args.repeats * (PAPER_REPEATS if args.protocol == "paper" else 1)
     if args.protocol not in CANONICAL_SPLITS and args.seed + seeds - 1 > MAX_SEED:
         # each split's seed is recorded, and train --seed takes it to rerun that split
@@ -117,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = splits(
         args.protocol,
         lambda: load_ratings(args)[0],
-        lambda name: canonical(args, name, f"--protocol {name}", args.parser_error),
+        lambda name: canonical(args, name, f"--protocol {name}"),
         seed=args.seed, test_ratio=args.test_ratio, folds=args.folds, repeats=args.repeats,
     )
     # the table's header comes with its first row: bad data (unreadable, or too few ratings
@@ -127,14 +112,11 @@ def run(args: argparse.Namespace) -> int:
               f"{f', preset {args.preset}' if args.preset else ''}\n"
               f"{'split':<22} {'RMSE':>8} {'MAE':>8} {'valid.':>8} {'test':>7} {'cold':>6} "
               f"{'epochs':>8} {'seconds':>8} {f'NDCG@{args.k}':>8}")
-    ndcg = f"ndcg@{args.k}"
+    k = args.k
     from ..progress import EpochProgress
 
     results = []
-    curves: dict[str, Any] = {}
-    kept: dict[str, list[int]] = {}
-    truth: list[Any] = []
-    predicted: list[Any] = []
+    plotted: list[tuple[Any, ...]] = []  # label, curves, best epochs, true and predicted
     for split in chosen:
         model = build_model(params, split.seed)
         with EpochProgress(model.epochs, networks=len(model._network_specs()),
@@ -145,10 +127,8 @@ def run(args: argparse.Namespace) -> int:
                         f"{split.label}: test MAE": result["mae"]})
         results.append(result)
         if args.plot is not None:
-            curves[split.label] = model.history_
-            kept[split.label] = result["best_epochs"]
-            truth.append(split.test.rating)
-            predicted.append(model.predict(split.test.user_ids, split.test.item_ids))
+            plotted.append((split.label, model.history_, result["best_epochs"], split.test.rating,
+                            model.predict(split.test.user_ids, split.test.item_ids)))
         epochs = ",".join(str(e) for e in result["best_epochs"])
         validation = (f"{result['validation_rmse']:8.4f}"
                       if not math.isnan(result["validation_rmse"]) else f"{'-':>8}")
@@ -156,12 +136,11 @@ def run(args: argparse.Namespace) -> int:
             print(header)
         print(f"{split.label:<22} {result['rmse']:8.4f} {result['mae']:8.4f} {validation} "
               f"{result['n_test']:7d} {result['n_cold']:6d} {epochs:>8} "
-              f"{result['fit_seconds']:8.1f} {result[ndcg]:8.4f}", flush=True)
+              f"{result['fit_seconds']:8.1f} {result[f'ndcg@{k}']:8.4f}", flush=True)
     summary = summarise(results)
     low, high = summary["ci95_rmse"]
     interval = (f", 95% CI [{low:.4f}, {high:.4f}]" if not math.isnan(low) else "")
     print(f"{'mean':<22} {summary['mean_rmse']:8.4f} {summary['mean_mae']:8.4f}")
-    k = args.k
     ndcg_low, ndcg_high = summary[f"ci95_ndcg@{k}"]
     ndcg_interval = (f" (95% CI [{ndcg_low:.4f}, {ndcg_high:.4f}])"
                      if not math.isnan(ndcg_low) else "")
@@ -183,27 +162,22 @@ def run(args: argparse.Namespace) -> int:
 
         from ..plots import plot_predictions, plot_training
 
-        plot_training(curves, args.plot, title=f"protocol {args.protocol} on {what}",
-                      best_epochs=kept)
+        labels, curves, kept, truth, predicted = zip(*plotted, strict=True)
+        plot_training(dict(zip(labels, curves, strict=True)), args.plot,
+                      title=f"protocol {args.protocol} on {what}",
+                      best_epochs=dict(zip(labels, kept, strict=True)))
         scatter = _scatter_path(args.plot)
         plot_predictions(np.concatenate(truth), np.concatenate(predicted), scatter)
         print(f"wrote {args.plot} and {scatter}")
 
     if args.out is not None:
-        options = {key: (str(value) if isinstance(value, Path) else value)
-                   for key, value in vars(args).items()
-                   if key not in ("handler", "parser_error", "command")
-                   and (key != "test_ratio" or args.protocol == "holdout")  # not a default
-                   and (key != "folds" or args.protocol == "kfold")}  # the protocol ignored
-        resolved = template.get_params()
         payload = {
             **summary,
             "protocol": args.protocol,
             "data": what,
             "preset": args.preset,
             "splits": results,
-            "config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
-            "model_params": resolved,
+            **recorded_settings(args, template, args.protocol),
             "versions": {"autorec": __version__, "python": platform.python_version()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -11,8 +11,11 @@ interruption, with one line and status 130 instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -28,16 +31,11 @@ def build_parser() -> Any:
     parser.add_argument("--version", action="version", version=f"autorec {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more (-v: info, -vv: debug) to stderr")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                        parser_class=OneLineParser)
-    subparsers.required = True
-    train.add_parser(subparsers)
-    evaluate.add_parser(subparsers)
-    tune.add_parser(subparsers)
-    predict.add_parser(subparsers)
-    recommend.add_parser(subparsers)
-    datasets.add_parser(subparsers)
-    serve.add_parser(subparsers)
+    for command in (train, evaluate, tune, predict, recommend, datasets, serve):
+        sub = command.add_parser(subparsers)
+        sub.set_defaults(handler=command.run, parser_error=sub.error)
     from ._options import COMMAND_PARSERS  # for hints naming the other commands' options
 
     COMMAND_PARSERS.clear()
@@ -62,8 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("autorec: terminated", file=sys.stderr)
         return 143  # 128 + SIGTERM, as before, now after the clean-up
     finally:
-        import signal
-
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         if _sigterm_before:
@@ -71,53 +67,48 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class Terminated(BaseException):
-    """SIGTERM in a one-process command: unwinds like Ctrl-C, so that its temporary files
-    go (a partial ``.NAME.*.tmp`` of tens of MB stayed behind) and nothing is half
-    written; status 143."""
+    """SIGTERM in a one-process command: unwinds like Ctrl-C, so that temporary files go and
+    nothing is half written; status 143."""
 
 
 _sigterm_before: list[Any] = []
+
+
+def _install(signum: int, handler: Any) -> Any:
+    """``signal.signal(signum, handler)`` in the main thread; else (or when the interpreter
+    refuses) ``None``."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:  # pragma: no cover - not the main interpreter
+        return None
 
 
 def _catch_sigterm(command: str) -> None:
     """Turn SIGTERM into :class:`Terminated` for ``command``: not for ``serve`` (uvicorn
     stops gracefully on it) nor in a process of a data-parallel run (its launcher stops the
     others with SIGTERM and speaks for the job)."""
-    import signal
-    import threading
-
-    if (command == "serve" or "RANK" in os.environ
-            or threading.current_thread() is not threading.main_thread()):
-        return
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise Terminated
 
-    try:
-        _sigterm_before.append(signal.signal(signal.SIGTERM, on_sigterm))
-    except ValueError:  # pragma: no cover - not the main interpreter
-        pass
+    if command != "serve" and "RANK" not in os.environ:
+        previous = _install(signal.SIGTERM, on_sigterm)
+        if previous is not None:
+            _sigterm_before.append(previous)
 
 
 def _catch_sigint(interrupted: list[int]) -> Any:
     """Make Ctrl-C raise KeyboardInterrupt as usual *and* leave a mark in ``interrupted``,
-    so that an interruption is not lost when code being imported catches every exception
-    (seen once in the test suite). Returns the handler it replaced (``None`` when it
-    could not install one: not the main thread)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
+    so that an interruption is not lost when code being imported catches every exception.
+    Returns the handler it replaced (``None`` when it could not install one)."""
 
     def on_sigint(signum: int, frame: Any) -> None:
         interrupted.append(signum)
         raise KeyboardInterrupt
 
-    try:
-        return signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # pragma: no cover - not the main interpreter
-        return None
+    return _install(signal.SIGINT, on_sigint)
 
 
 def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> int:
@@ -155,18 +146,11 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
 def cli() -> NoReturn:
     """The ``autorec`` command (and ``python -m autorec``): :func:`main`, then the exit.
 
-    A text file's reader stopped by bad input leaves pyarrow's read-ahead threads holding
-    Python objects (:func:`autorec.data._source.held_on_error`); the interpreter's shutdown
-    then aborted the process now and then (status 134 and "terminate called without an
-    active exception" after the one-line error: 1 run in 4-12 of a CSV row with too many
-    fields). The error is reported and nothing is left to write, so such a run ends
-    without the interpreter's shutdown, with its status (2).
-
-    A process of a data-parallel run ends so too, whatever its status: a gloo worker thread
-    could still be releasing its last exchange's tensors, which takes the GIL, while the
-    interpreter shut down; the thread was then made to exit inside a C++ destructor, and the
-    process aborted (SIGABRT, reported instead of the run's own error: 1 diverging run in
-    about 30 under --nproc 2; a core dump showed the thread in ProcessGroupGloo::runLoop)."""
+    Two kinds of run end without the interpreter's shutdown, which could abort them (status
+    134, SIGABRT) after the run's own report: one whose text reader was stopped by bad input
+    (pyarrow's read-ahead threads still hold Python objects:
+    :func:`autorec.data._source.held_on_error`), and any process of a data-parallel run (a
+    gloo worker thread may still be releasing its last exchange's tensors)."""
     status = main()
     # looked up, not imported: after a Ctrl-C during the first imports the import would run
     # over half-initialised numpy and pandas modules (a traceback after "interrupted")
@@ -178,10 +162,8 @@ def cli() -> NoReturn:
 
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to say
                 stream.flush()
-            except (OSError, ValueError):  # a closed pipe: nothing more to say there
-                pass
         os._exit(status)
     sys.exit(status)
 
@@ -190,15 +172,12 @@ def _report(command: str, exc: BaseException, status: int) -> None:
     """One line on stderr; once per job in a data-parallel run (autorec.distributed)."""
     from ._launch import report_error
 
-    report_error(f"autorec {command}: error: {_one_line(exc)}", exc, status)
-
-
-def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:  # no "[Errno 28]"; the path when known
         message = exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     else:
         message = str(exc)
-    return message.splitlines()[0] if message else type(exc).__name__
+    line = message.splitlines()[0] if message else type(exc).__name__
+    report_error(f"autorec {command}: error: {line}", exc, status)
 
 
 if __name__ == "__main__":

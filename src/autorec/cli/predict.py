@@ -10,7 +10,7 @@ from typing import Any
 from ._common import Outputs, device_name, output_file, separator, write_csv
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict",
         help="predict ratings for (user, item) pairs with a saved model",
@@ -37,17 +37,7 @@ def add_parser(subparsers: Any) -> None:
                         "user_id,item_id)")
     parser.add_argument("--device", default="cpu", metavar="DEV", type=device_name,
                         help="cpu (default), cuda, cuda:N, or auto")
-    parser.set_defaults(handler=run, parser_error=parser.error)
-
-
-def _columns(text: str, parser_error: Any) -> tuple[str, str]:
-    columns = text.split(",")
-    if len(columns) != 2 or not all(c.strip() for c in columns):
-        parser_error(f"--columns needs two names separated by a comma, got {text!r}")
-    if columns[0].strip() == columns[1].strip():
-        parser_error(f"--columns names the user and the item columns, two different ones, "
-                     f"got {text!r}")
-    return columns[0].strip(), columns[1].strip()
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
     if args.no_header and args.columns is not None:
         args.parser_error("--columns names header columns; with --no-header the user and item "
                           "are the first two fields")
-    columns = _columns("user_id,item_id" if args.columns is None else args.columns,
-                       args.parser_error)  # "" is refused, not taken for the default
+    text = "user_id,item_id" if args.columns is None else args.columns  # "" is refused
+    columns = [column.strip() for column in text.split(",")]
+    if len(columns) != 2 or not all(columns):
+        args.parser_error(f"--columns needs two names separated by a comma, got {text!r}")
+    if columns[0] == columns[1]:
+        args.parser_error(f"--columns names the user and the item columns, two different ones, "
+                          f"got {text!r}")
     if str(args.output).strip() == "":
         args.parser_error("--output needs a file name")
     outputs = Outputs()  # checked before the model is loaded (README: Bad input)

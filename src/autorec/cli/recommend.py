@@ -6,18 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import (
-    STDOUT,
-    Outputs,
-    data_folder,
-    device_name,
-    output_file,
-    positive_int,
-    write_csv,
-)
+from ._common import Outputs, data_folder, device_name, output_file, positive_int, write_csv
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "recommend",
         help="top-N items for users, from a saved model",
@@ -50,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
                         "writes only that CSV, to standard output")
     parser.add_argument("--device", default="cpu", metavar="DEV", type=device_name,
                         help="cpu (default), cuda, cuda:N, or auto")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(dataset, str):
             titles_file = dataset_item_file(dataset, args.data_dir)
             outputs.input("--data-dir", titles_file)
-    to_stdout = args.output is not None and str(args.output) == STDOUT
     output = outputs.file("--output", args.output, stdout=True)
+    to_stdout = args.output is not None and output is None
     device = None if args.device == "auto" else args.device
     model = load_model(args.model, device=device)
     titles = None if titles_file is None else read_item_titles(titles_file)
@@ -81,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     table = model.recommend(users, n=args.n, exclude_seen=not args.include_seen)
     table["title"] = (titles.title_of(table["item_id"].to_numpy()) if titles is not None
                       else np.full(len(table), None, dtype=object))
+
     def shown(value: object) -> str:  # an id with a line break keeps its item on one line
         text = str(value)
         return text if text.isprintable() else repr(text)
@@ -88,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
     width = max([len(shown(item)) for item in table["item_id"]] + [4])
     for user in [] if to_stdout else users:  # with --output -: the CSV only
         rows = table[table["user_id"] == user]
-        if len(rows) and rows["fallback"].iloc[0]:
-            note = " (unknown to the model: the items with the highest baseline, a fallback)"
-        elif not len(rows):
+        if not len(rows):
             note = " (no item left to recommend)"
+        elif rows["fallback"].iloc[0]:
+            note = " (unknown to the model: the items with the highest baseline, a fallback)"
         else:
             note = ""
         print(f"user {shown(user)}{note}:")

@@ -14,7 +14,7 @@ INSTALL_HINT = "pip install 'autorec[serve]'"
 _port = integer_type("a port from 0 to 65535 (0: any free port)", lambda value: 0 <= value <= 65535)
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "serve",
         help="serve a saved model over HTTP (FastAPI + uvicorn)",
@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
     limits.add_argument("--max-id-length", type=positive_int, default=256, metavar="N",
                         help="characters of a text id (default: %(default)s, or the model's "
                         "longest id where that is longer)")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {args.model} ({model.variant}-AutoRec, {len(model.users_)} users, "
           f"{len(model.items_)} items) at {url}  (API docs: {url}/docs; Ctrl-C stops)",
           flush=True)
-    verbose = getattr(args, "verbose", 0)
-    run_server(app, sock, log_level="info" if verbose else "warning", access_log=verbose > 0)
+    run_server(app, sock, log_level="info" if args.verbose else "warning",
+               access_log=args.verbose > 0)
     return 0

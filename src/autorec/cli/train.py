@@ -7,24 +7,18 @@ import argparse
 import math
 import platform
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .. import __version__, distributed
 from ..data.ratings import Ratings
 from ..estimator import AutoRec
-from ..evaluate import (
-    Split,
-    ranking_report,
-    ranking_summary,
-    split_threshold,
-    splits,
-    summarise,
-)
+from ..evaluate import Split, ranking_report, ranking_summary, split_threshold, splits, summarise
+from ..split import align
 from ._common import (
     Outputs,
     fraction,
@@ -45,14 +39,15 @@ from ._options import (
     build_model,
     canonical,
     load_ratings,
-    read_training_files,
+    read_file,
+    recorded_settings,
     resolve,
 )
 
 SPLITS = ("random", "kfold", *CANONICAL_SPLITS)
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
         help="train AutoRec, choosing the epoch on validation, and report test RMSE/MAE",
@@ -105,7 +100,7 @@ def add_parser(subparsers: Any) -> None:
     parallel.add_argument("--dist-timeout", type=seconds, metavar="SECONDS",
                           help="how long a process waits for the others at any exchange before "
                           f"the run fails (default {distributed.DEFAULT_TIMEOUT:g})")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
@@ -113,11 +108,11 @@ def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
     if args.train is not None:
         if args.split is not None:  # "random" too: ignored, then recorded as the split
             args.parser_error("--train/--test already split the data; drop --split")
-        train, test = read_training_files(args)
+        train, test = align(read_file(args.train, args), read_file(args.test, args))
         return [Split("", train, test, args.seed)], f"{args.train} + {args.test}"
     split = args.split or "random"
     if split in CANONICAL_SPLITS:
-        parts = canonical(args, split, f"--split {split}", args.parser_error)
+        parts = canonical(args, split, f"--split {split}")
         return [Split("", *parts, args.seed)], f"ml-100k split {split}"
     ratings, what = load_ratings(args)
     if split == "kfold":
@@ -126,6 +121,10 @@ def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
     parts = list(splits("holdout", lambda: ratings, seed=args.seed, test_ratio=args.test_ratio))
     return [Split("", parts[0].train, parts[0].test, args.seed)], (
         f"{what}, random {1 - args.test_ratio:g}/{args.test_ratio:g} split")
+
+
+def _split_name(args: argparse.Namespace) -> str:
+    return "files" if args.train is not None else (args.split or "random")
 
 
 def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: int,
@@ -140,8 +139,7 @@ def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: i
         where = describe(folder)
         print(f"{label}resuming from {folder}: {where}" if where else
               f"{label}note: no checkpoint in {folder}; training from the beginning")
-    context = {"split": args.split or ("files" if args.train is not None else "random"),
-               "seed": split.seed, "part": split.label}
+    context = {"split": _split_name(args), "seed": split.seed, "part": split.label}
     if context["split"] == "random":
         context["test_ratio"] = args.test_ratio
     if context["split"] == "kfold":
@@ -157,9 +155,8 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
 
     model = build_model(params, split.seed)
     label = f"{split.label}: " if split.label else ""
-    n_networks = len(model._network_specs())
     started = time.perf_counter()
-    with EpochProgress(model.epochs, networks=n_networks, label=label,
+    with EpochProgress(model.epochs, networks=len(model._network_specs()), label=label,
                        quiet=bool(args.quiet)) as show:
         model.fit(split.train, eval_set=split.test, on_epoch_end=show, on_batch_end=show.batch,
                   **_checkpointing(args, split, part, n_parts, label))
@@ -204,23 +201,8 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     }
 
 
-def _check_split_flags(args: argparse.Namespace, named: Callable[..., str]
-                       ) -> None:
-    """Refuse a split option (a flag, or a key of ``--config``) that the chosen split does not
-    use (it was ignored without a word); run before the defaults fill in."""
-    split = "files" if args.train is not None else (args.split or "random")
-    if args.test_ratio is not None and split != "random":
-        chosen = "--train/--test" if split == "files" else named("split", "--split", split)
-        args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the random split's test "
-                          f"part; {chosen} does not use it")
-    if args.folds is not None and split != "kfold":
-        args.parser_error(f"{named('folds', '--folds')} is the number of folds of --split kfold")
-
-
 def run(args: argparse.Namespace) -> int:
-    # --config first (it may name the data); the split options checked before the defaults
-    params = resolve(args, args.parser_error,
-                     check=lambda named: _check_split_flags(args, named))
+    params = resolve(args)  # --config first: it may name the data
     template = build_model(params, args.seed)  # every option checked before data is read
     if args.resume and args.checkpoint_dir is None:
         args.parser_error("--resume needs --checkpoint-dir")
@@ -315,34 +297,26 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
     if args.plot is not None and distributed.world().is_main:
         from ..plots import plot_training
 
-        curves = ({split.label: result["history"]
-                   for split, result in zip(parts, results, strict=True)}
-                  if len(results) > 1 else results[0]["history"])
-        kept = ({split.label: result["best_epochs"]
-                 for split, result in zip(parts, results, strict=True)}
-                if len(results) > 1 else results[0]["best_epochs"])
-        plot_training(curves, args.plot, title=f"{template.variant}-AutoRec on {description}",
-                      best_epochs=kept)
+        def per_split(key: str) -> Any:  # with folds, each fold's under its label
+            if len(results) == 1:
+                return results[0][key]
+            return {split.label: result[key] for split, result in zip(parts, results, strict=True)}
+
+        plot_training(per_split("history"), args.plot,
+                      title=f"{template.variant}-AutoRec on {description}",
+                      best_epochs=per_split("best_epochs"))
         print(f"wrote {args.plot}")
 
     if args.out is not None and distributed.world().is_main:
-        split_used = "files" if args.train is not None else (args.split or "random")
-        options = {key: (str(value) if isinstance(value, Path) else value)
-                   for key, value in vars(args).items()
-                   if key not in ("handler", "parser_error", "command", "argv")
-                   and (key != "test_ratio" or split_used == "random")  # not a default the
-                   and (key != "folds" or split_used == "kfold")}  # split ignored
-        resolved = template.get_params()
         payload = {
             **summary,
             "epochs": summary.get("epochs_run", template.epochs),
             "data": description,
             "preset": args.preset,
-            "config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
-            "model_params": resolved,
+            **recorded_settings(args, template, _split_name(args)),
             "world_size": distributed.world().size,
             **({"folds": results} if len(results) > 1 else {}),
-            "versions": {"autorec": __version__, "torch": _torch_version(),
+            "versions": {"autorec": __version__, "torch": str(torch.__version__),
                          "python": platform.python_version()},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -373,9 +347,3 @@ def _evaluate(model: AutoRec, test: Ratings) -> dict[str, Any]:
     sse, sae, n, n_cold = world.sum([np.square(errors).sum(), np.abs(errors).sum(),
                                      len(errors), cold.sum()])
     return {"rmse": math.sqrt(sse / n), "mae": sae / n, "n": int(n), "n_cold": int(n_cold)}
-
-
-def _torch_version() -> str:
-    import torch
-
-    return str(torch.__version__)

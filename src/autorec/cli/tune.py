@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from ..data.ratings import Ratings
@@ -29,7 +28,7 @@ from ._options import (
 _TUNE = COMMAND_DEFAULTS["tune"]
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "tune",
         help="search hyperparameters with Optuna on validation (pip install 'autorec[tune]')",
@@ -66,7 +65,7 @@ def add_parser(subparsers: Any) -> None:
                         help=f"trials to list at the end (default: {_TUNE['top']})")
     search.add_argument("--quiet", action="store_const", const=True, default=None,
                         help="no line per trial")
-    parser.set_defaults(handler=run, parser_error=parser.error)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,14 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_optuna()
     chosen: set[str] = set()
-
-    def check(named: Callable[..., str]) -> None:  # before the defaults fill in
-        split = args.split or "random"
-        if args.test_ratio is not None and split != "random":
-            args.parser_error(f"{named('test_ratio', '--test-ratio')} sets the random split's "
-                              f"test part; {named('split', '--split', split)} does not use it")
-
-    params = resolve(args, args.parser_error, chosen, check)  # --config may name the data
+    params = resolve(args, chosen)  # --config may name the data
     params.pop("random_state", None)
     # a searched parameter the user set (flag or --config) is fixed, not searched
     fixed = {name: params[name] for name in SEARCH_SPACE if name in chosen}
@@ -101,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     split = args.split or "random"
     if split in CANONICAL_SPLITS:
-        train: Ratings = canonical(args, split, f"--split {split}", args.parser_error)[0]
+        train: Ratings = canonical(args, split, f"--split {split}")[0]
         what = f"ml-100k {split}.base"
     else:
         ratings, name = load_ratings(args)
@@ -110,15 +102,13 @@ def run(args: argparse.Namespace) -> int:
         what = f"{name}, training part of a random {1 - args.test_ratio:g} split"
     print(f"tuning on {what}: {len(train)} ratings; study {args.study_name!r} in {args.study}")
     if fixed:
-        print("fixed by your settings, not searched: "
-              + ", ".join(f"{name}={_short(value)}" for name, value in fixed.items()))
+        print(f"fixed by your settings, not searched: {_shown(fixed)}")
 
     def show(trial: Any) -> None:
         if args.quiet:
             return
         value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
-        print(f"trial {trial.number:3d}: {value}  {shown}", flush=True)
+        print(f"trial {trial.number:3d}: {value}  {_shown(trial.params)}", flush=True)
 
     study = run_study(train, base_params=params, n_trials=args.trials, storage=args.study,
                       study_name=args.study_name, timeout=args.timeout,
@@ -132,13 +122,14 @@ def run(args: argparse.Namespace) -> int:
     ended = [t for t in study.trials if t.state.is_finished()]  # not one left running
     print(f"top {min(args.top, len(complete))} of {len(ended)} trials by validation RMSE:")
     for trial in sorted(complete, key=lambda t: t.value)[:args.top]:
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
-        print(f"  trial {trial.number:3d}  {trial.value:.4f}  {shown}")
+        print(f"  trial {trial.number:3d}  {trial.value:.4f}  {_shown(trial.params)}")
     text = best_config_toml(params, study)
     atomic_write(args.out, lambda handle: handle.write(text))
     print(f"wrote {args.out} (use it with --config {args.out})")
     return 0
 
 
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def _shown(params: dict[str, Any]) -> str:
+    """``name=value, ...``, floats to three significant digits."""
+    return ", ".join(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in params.items())
