@@ -174,6 +174,9 @@ def _config(tmp_path: Path, settings: dict, suffix: str = ".json") -> Path:
     ({"hidden": True}, "setting 'hidden' must be an integer, got True"),
     ({"lr": "fast"}, "setting 'lr' must be a number, got 'fast'"),
     ({"lr": -1}, "setting 'lr': expected a number > 0, got '-1'"),
+    ({"dist_timeout": "30"}, "setting 'dist_timeout' must be a number, got '30'"),
+    ({"dist_timeout": 1e14}, "setting 'dist_timeout': expected a number of seconds > 0 and "
+                             "at most 1e+06"),
     ({"test_ratio": 1.5}, "setting 'test_ratio': expected a number strictly between 0 and 1"),
     ({"seed": -1}, "setting 'seed': expected an integer from 0"),
     ({"l2": [1, "x"]}, "setting 'l2': expected a number, got 'x'"),
@@ -427,3 +430,14 @@ def test_settings_toml_writes_numpy_scalars_as_toml(tmp_path: Path) -> None:
     path.write_text(settings_toml(settings))
     assert read_config(path) == {"lr": 0.5, "hidden": 3, "refit": True, "l2": [0.25, 1.0],
                                  "activation": "sigmoid"}
+
+
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_config_dist_timeout_is_a_number(capsys, tmp_path: Path, ratings_csv: Path,
+                                         suffix: str) -> None:
+    # a number was refused as "must be a string"; only the text "30" was taken
+    config = _config(tmp_path, {"dist_timeout": 30}, suffix)
+    code, _, err = _run(capsys, "train", "--data", ratings_csv, "--config", config,
+                        "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet",
+                        "--ranking", "none", "--out", tmp_path / "run")
+    assert code == 0, err

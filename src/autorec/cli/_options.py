@@ -33,6 +33,7 @@ from ._common import (
     nonnegative_float,
     positive_float,
     positive_int,
+    seconds,
     seed,
     separator,
     unit_interval,
@@ -273,7 +274,7 @@ def recorded_settings(args: argparse.Namespace, template: AutoRec, split: str
 #: The JSON/TOML type a configuration value must have, by the option's argparse ``type``
 #: (options without one, and those not listed, take a string).
 _INTEGER_TYPES = (positive_int, at_least_two, seed)
-_NUMBER_TYPES = (positive_float, nonnegative_float, fraction, unit_interval)
+_NUMBER_TYPES = (positive_float, nonnegative_float, fraction, unit_interval, seconds)
 
 
 def _typed_config(args: argparse.Namespace, parser_error: Any) -> dict[str, Any]:
