@@ -203,7 +203,7 @@ class Member:
                               dense_batches=spec.dense_batches, generator=generator)
         if spec.residual:
             # the untrained network adds nothing: epoch 0 predicts the baseline exactly
-            torch.nn.init.zeros_(self.net.decoder_weight)
+            _zero_decoder(self.net)
         trainer = Trainer(self.net, self.matrix, targets=targets, optimizer=optimizer,
                           lr=spec.lr, weight_decay=spec.weight_decay, l2=spec.l2,
                           batch_size=spec.batch_size, input_dropout=spec.input_dropout,

@@ -80,19 +80,18 @@ class RatingNetwork(Member):
         factor = float(weight) * self.scale
         users_t = torch.from_numpy(users).to(self.device)
         items_t = torch.from_numpy(items).to(self.device)
+        by_item = self.spec.variant == "item"
         with torch.no_grad():
-            if self.spec.variant == "item":  # rows are items: decoder rows are users
+            if by_item:  # rows are items: decoder rows are users
                 left = net.decoder_weight.index_select(0, users_t) * factor
                 right = self.row_codes().index_select(0, items_t)
-                if net.decoder_bias is not None:
-                    out += (factor * net.decoder_bias.index_select(0, users_t).double()
-                            ).float()[:, None]
             else:  # rows are users: decoder rows are items
                 left = self.encode_rows(users) * factor
                 right = net.decoder_weight.index_select(0, items_t)
-                if net.decoder_bias is not None:
-                    out += (factor * net.decoder_bias.index_select(0, items_t).double()
-                            ).float()[None, :]
+            if net.decoder_bias is not None:
+                bias = (factor * net.decoder_bias.index_select(0, users_t if by_item else items_t)
+                        .double()).float()
+                out += bias[:, None] if by_item else bias[None, :]
             out.addmm_(left, right.T)
 
     def seen(self) -> sp.csr_matrix:
@@ -201,10 +200,8 @@ class RatingNetwork(Member):
         assert self.net is not None and self.matrix is not None
         arrays = {name: getattr(self.net, name).detach().cpu().numpy()
                   for name in NET_TENSORS if getattr(self.net, name) is not None}
-        matrix = self.matrix
-        arrays["inputs.indptr"] = np.asarray(matrix.indptr)
-        arrays["inputs.indices"] = np.asarray(matrix.indices)
-        arrays["inputs.data"] = np.asarray(matrix.data)
+        for part in ("indptr", "indices", "data"):
+            arrays[f"inputs.{part}"] = np.asarray(getattr(self.matrix, part))
         return arrays
 
     @property
