@@ -8,6 +8,7 @@ for what each computes and for the thread hand-over.
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -232,16 +233,7 @@ def compile_kernels(numba: Any) -> Any:
                          correction2_sqrt, eps)
             restore_fp_mode(mode)
 
-    class Kernels:
-        pass
-
-    kernels = Kernels()
-    kernels.numba = numba
-    kernels.spmm_t = spmm_t
-    kernels.sddmm_t = sddmm_t
-    kernels.grad_rows_t = grad_rows_t
-    kernels.dec_backward_t = dec_backward_t
-    kernels.adam_t = adam_t
-    kernels.grad_rows_adam_t = grad_rows_adam_t
-    kernels.dec_backward_adam_t = dec_backward_adam_t
-    return kernels
+    return SimpleNamespace(numba=numba, spmm_t=spmm_t, sddmm_t=sddmm_t, grad_rows_t=grad_rows_t,
+                           dec_backward_t=dec_backward_t, adam_t=adam_t,
+                           grad_rows_adam_t=grad_rows_adam_t,
+                           dec_backward_adam_t=dec_backward_adam_t)
