@@ -326,10 +326,9 @@ def _fit_networks(model: FittedModel, specs: list[NetworkSpec], seeds: list[int]
 
 class _TrainingRatings:
     """The training ratings on the model's id maps: the ids with a training rating, in their
-    order. Where every id of a map has one, its index column is the caller's (no copy: at
-    100M ratings each is 0.4-0.8 GB); otherwise the column is re-numbered when asked for and
-    never held, so no copy sits beside the caller's while the networks train (0.36 GB at
-    Netflix shape)."""
+    order. Where every id of a map has one, its index column is the caller's (no copy);
+    otherwise the column is re-numbered when asked for and never held, so no copy sits beside
+    the caller's while the networks train."""
 
     def __init__(self, original: Ratings) -> None:
         self.original = original
@@ -366,7 +365,7 @@ class _FitPart:
     """The ratings to fit: every training rating, or those outside the validation part.
 
     Their arrays are copied out when asked for and not held: they are most of the training
-    ratings (1.7 GB at Netflix scale), and a network keeps what it needs of them.
+    ratings, and a network keeps what it needs of them.
     """
 
     def __init__(self, training: _TrainingRatings, mask: np.ndarray | None) -> None:

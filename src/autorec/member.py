@@ -30,15 +30,13 @@ if TYPE_CHECKING:
 __all__ = ["Member", "NetworkSpec", "orient"]
 
 #: Rows, and ratings, at most per chunk when rows are encoded for scoring: a chunk's transpose
-#: (several int64 arrays per rating) stays bounded where a few rows hold many ratings (at
-#: Netflix shape 1,024 of the most-rated items hold tens of millions).
+#: (several int64 arrays per rating) stays bounded where a few rows hold many ratings.
 _ENCODE_ROWS = 1024
 _ENCODE_RATINGS = 1 << 20
 #: the codes of every input row are kept (for the next request on the same weights) up to
 #: this size: a training epoch's validation and test scoring then encode once, not twice
 _CODES_CACHE_BYTES = 256 * 2**20
-#: pairs decoded at a time on torch's path (two ``pairs x hidden`` gathers: 33 MB each at 500
-#: hidden units; 2^16 made them the Netflix-shape run's peak, in the test set's last chunk)
+#: pairs decoded at a time on torch's path (it gathers two ``pairs x hidden`` blocks)
 _DECODE_PAIRS = 1 << 14
 #: from this many pairs on, a CPU member scores them with the compiled kernel (grouped by
 #: output); fewer stay on torch's gathers (ML-100K's validation and test sets, bit for bit)
@@ -190,7 +188,7 @@ class Member:
             assert offsets is not None
             targets = _targets(ratings, offsets, order, self.scale)
         # what the network trains on is in self.matrix and targets now: let the caller's
-        # arrays go if it holds no other reference (at Netflix scale 1.7 GB)
+        # arrays go if it holds no other reference
         del ratings, user_idx, item_idx, rating, order
         release_free_memory()  # the preparation's freed heap, before the weights are allocated
         self.optimizer = optimizer = optimizer or choose_optimizer(
@@ -218,8 +216,7 @@ class Member:
         finally:
             self._trainer, self._codes = None, None
         self.net.eval()
-        # the gradient buffers training kept are as large as the weights (1.9 GB at Netflix
-        # shape); a trained member does not need them
+        # the gradient buffers training kept are as large as the weights: not needed now
         self.net.zero_grad(set_to_none=True)
         del trainer
         self.best_epoch = run.best_epoch
@@ -233,7 +230,7 @@ class Member:
         codes = torch.empty((len(rows), self.spec.hidden), dtype=torch.float32,
                             device=self.device)
         # with its transpose a chunk is encoded by the compiled kernel where it applies
-        # (autorec.sparse): at ML-10M shape 4-6x less CPU than torch's CSR product
+        # (autorec.sparse), far cheaper than torch's CSR product
         transpose = self.device.type == "cpu" and _kernels.available()
         counts = np.diff(self.matrix.indptr)[rows]
         start = 0

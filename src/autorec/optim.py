@@ -3,18 +3,14 @@
 :func:`choose_optimizer` resolves ``optimizer="auto"`` from the share of input rows a batch
 touches; :func:`fused_adam` is PyTorch's Adam in one kernel per step.
 
-Lazy Adam: Adam that updates only the rows a row-sparse gradient holds.
-
-The sparse kernels (:mod:`autorec.sparse`) give the weight matrices row-sparse COO gradients
-that cover the inputs and outputs a batch touches. :class:`LazyAdam` gathers those rows of the
-weights and of Adam's two moments, applies PyTorch's own (fused, where available) Adam update
-to them, and scatters them back; rows a batch does not touch keep their weights and moments,
-as in ``torch.optim.SparseAdam`` and TensorFlow's LazyAdam. Dense gradients (the encoder bias)
-get the ordinary update. Measured on CPU for a 70,000 x 500 weight with 50,000 rows touched,
-the gather-update-scatter step takes about a third of ``SparseAdam``'s time (BENCHMARKS.md).
-Where the compiled kernels run (:mod:`autorec._kernels`: CPU, at least
+:class:`LazyAdam` updates only the rows a row-sparse gradient holds (the inputs and outputs a
+batch touches, :mod:`autorec.sparse`): it gathers those rows of the weights and of Adam's two
+moments, applies PyTorch's own (fused, where available) Adam update to them, and scatters them
+back; other rows keep their weights and moments, as in ``torch.optim.SparseAdam`` (about three
+times slower, BENCHMARKS.md) and TensorFlow's LazyAdam. Dense gradients (the encoder bias) get
+the ordinary update. Where the compiled kernels run (:mod:`autorec._kernels`: CPU, at least
 :data:`COMPILED_MIN_VALUES` gradient values) the touched rows are updated in place in one
-pass instead, without the gather and the scatter.
+pass instead.
 
 An L2 term per row can be folded into the update (:meth:`LazyAdam.set_row_decay`): the
 gradient of row ``j`` becomes ``grad[j] + decay[j] * weight[j]`` inside the step, which is what
@@ -99,12 +95,12 @@ def choose_optimizer(name: str, matrix: sp.csr_matrix, batch_size: int, seed: in
 
 def fused_adam(params: list[torch.nn.Parameter], lr: float, weight_decay: float
           ) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where this torch build supports it.
+    """Adam, fused into one kernel per step where this torch build supports it (faster than the
+    per-tensor loop, BENCHMARKS.md; the same update).
 
-    The fused kernel is about 10x faster on CPU than the per-tensor loop (BENCHMARKS.md) and
-    computes the same update. One parameter group per parameter, in the network's order (so
-    a state dict numbers them as one group would): the trainer sets the weights' groups'
-    ``weight_decay`` at each step to fold the L2 penalty in.
+    One parameter group per parameter, in the network's order (so a state dict numbers them as
+    one group would): the trainer sets the weights' groups' ``weight_decay`` at each step to
+    fold the L2 penalty in.
     """
     groups = [{"params": [param]} for param in params]
     try:

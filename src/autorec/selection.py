@@ -67,7 +67,7 @@ def validation_mask(n: int, fraction: float, random_state: int | None) -> np.nda
 
 
 #: a best-weights copy at least this large is kept in a temporary file, not in memory
-#: (:class:`EarlyStopping`; at Netflix shape the copy is 1.9 GB)
+#: (:class:`EarlyStopping`)
 SPILL_BYTES = 256 * 2**20
 
 
@@ -141,10 +141,10 @@ class EarlyStopping:
     -----
     The best weights are copied only when the module is about to change (:meth:`hold`,
     called before each epoch): while the best epoch is the last one, they are the module's
-    own, so a run whose last epoch is its best never holds a second copy of its weights (at
-    Netflix scale a copy is 1.9 GB). A copy of ``spill_bytes`` or more is written to an
-    anonymous temporary file and read back into the module by :meth:`restore` (a disk that
-    cannot take it leaves the copy in memory, with a warning).
+    own, so a run whose last epoch is its best never holds a second copy of its weights. A
+    copy of ``spill_bytes`` or more is written to an anonymous temporary file and read back
+    into the module by :meth:`restore` (a disk that cannot take it leaves the copy in memory,
+    with a warning).
     """
 
     patience: int
@@ -312,8 +312,7 @@ def train_with_early_stopping(
     if score is None:
         run = TrainingRun(history, trainer.epoch, math.nan)
     else:
-        if initial.best_score <= stopper.best_score:
-            stopper = initial
+        stopper = initial if initial.best_score <= stopper.best_score else stopper
         stopper.restore(trainer.net)
         run = TrainingRun(history, stopper.best_epoch, stopper.best_score)
     if checkpoint is not None:
