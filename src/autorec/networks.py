@@ -22,7 +22,7 @@ from torch import nn
 
 from .family import FAMILIES, ArraySource
 from .member import Member, NetworkSpec
-from .model import AutoRecNet
+from .model import AutoRecNet, decode_pairs
 from .sparse import SparseBatch
 
 __all__ = ["NET_TENSORS", "RatingNetwork", "ridge_row"]
@@ -151,8 +151,8 @@ class RatingNetwork(Member):
             for start in range(0, n_rows, _DECODE_PAIRS):
                 rows = torch.arange(start, min(start + _DECODE_PAIRS, n_rows), device=device)
                 new = torch.zeros(len(rows), dtype=torch.int64, device=device)
-                result[start:start + len(rows)] = _decode_pairs(all_codes, rows, row_t, bias_t,
-                                                                new).double().cpu().numpy()
+                result[start:start + len(rows)] = decode_pairs(all_codes, rows, row_t, bias_t,
+                                                               new).double().cpu().numpy()
         inputs = values.astype(np.float32) / self.scale
         return result * self.scale, _Grown(encoded=False, inputs=inputs, decoder_row=row_t,
                                            decoder_bias=bias_t)
@@ -263,17 +263,6 @@ def _csr(arrays: ArraySource, prefix: str, shape: tuple[int, ...]) -> sp.csr_mat
 def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
     """The objects of the first four are the same, the other values equal."""
     return all(a is b for a, b in zip(old[:4], new[:4], strict=True)) and old[4:] == new[4:]
-
-
-def _decode_pairs(hidden: torch.Tensor, rows: torch.Tensor, weight: torch.Tensor,
-                  bias: torch.Tensor | None, outputs: torch.Tensor) -> torch.Tensor:
-    """:meth:`AutoRecNet.decode_pairs` with a decoder given as tensors: the same operations,
-    so that a fitted row scores here exactly as it does once added to the network."""
-    out = torch.einsum("kh,kh->k", hidden.index_select(0, rows),
-                       weight.index_select(0, outputs))
-    if bias is not None:
-        out = out + bias.index_select(0, outputs)
-    return out
 
 
 def ridge_row(codes: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor, reg: float,
