@@ -309,7 +309,7 @@ def weight_grad(plan: Plan, values: Tensor, dense: Tensor, into: Tensor | None =
     ``rows`` when given), or, with ``into`` (the weight's dense ``.grad``), added into its
     touched rows (``into`` is returned). With ``adam``, each touched row of the weight is
     stepped as soon as its gradient is summed, and ``None`` returned: the gradient is never
-    held (0.7 GB at Netflix shape)."""
+    held."""
     vals_t = np.ascontiguousarray(_np(values)[plan.t_perm])
     dense_np = _np(dense)
     if adam is not None:

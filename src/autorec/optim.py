@@ -6,11 +6,10 @@ touches; :func:`fused_adam` is PyTorch's Adam in one kernel per step.
 :class:`LazyAdam` updates only the rows a row-sparse gradient holds (the inputs and outputs a
 batch touches, :mod:`autorec.sparse`): it gathers those rows of the weights and of Adam's two
 moments, applies PyTorch's own (fused, where available) Adam update to them, and scatters them
-back; other rows keep their weights and moments, as in ``torch.optim.SparseAdam`` (about three
-times slower, BENCHMARKS.md) and TensorFlow's LazyAdam. Dense gradients (the encoder bias) get
-the ordinary update. Where the compiled kernels run (:mod:`autorec._kernels`: CPU, at least
-:data:`COMPILED_MIN_VALUES` gradient values) the touched rows are updated in place in one
-pass instead.
+back; other rows keep their weights and moments, as in ``torch.optim.SparseAdam`` (three times
+slower on CPU) and TensorFlow's LazyAdam. Dense gradients (the encoder bias) get the ordinary
+update. Where the compiled kernels run (:mod:`autorec._kernels`: CPU, at least
+:data:`COMPILED_MIN_VALUES` gradient values) the touched rows are updated in place instead.
 
 An L2 term per row can be folded into the update (:meth:`LazyAdam.set_row_decay`): the
 gradient of row ``j`` becomes ``grad[j] + decay[j] * weight[j]`` inside the step, which is what

@@ -19,11 +19,13 @@ stepped by Adam as soon as its gradient is summed (:func:`autorec.optim.row_step
 rows under lazy Adam, every row under Adam) and the weight gets no gradient at all.
 
 The decoder is ``torch.sparse.sampled_addmm`` with the weight passed as a transposed *view*,
-so that it reads contiguous weight rows (BENCHMARKS.md). On the CPU, a training batch with at
-least :data:`COMPILED_MIN_NNZ` ratings goes through the compiled kernels of
-:mod:`autorec._kernels` instead (same values and gradients to float32 rounding); smaller
-batches keep the torch kernels, which need no compilation; a trainer of large batches sends
-its epoch's smaller last batch to the compiled kernels as well (:attr:`SparseBatch.compiled`).
+so that it reads contiguous weight rows (5-40x faster on CPU than the dense decoder or a
+gather-based dot product). On the CPU, a training batch with at least
+:data:`COMPILED_MIN_NNZ` ratings goes through the compiled kernels of :mod:`autorec._kernels`
+instead (same values and gradients to float32 rounding; 4-8x faster at ML-1M and ML-10M
+shapes); smaller batches keep the torch kernels, which need no compilation; a trainer of large
+batches sends its epoch's smaller last batch to the compiled kernels as well
+(:attr:`SparseBatch.compiled`).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def _row_grad(weight: Tensor, batch: SparseBatch, rows_grad: Tensor, sparse_grad
 
 
 #: Touched rows whose gradient is computed at once when it is added into a dense ``.grad``:
-#: bounds the temporary (at Netflix shape a batch touches ~450k users: 0.9 GB unchunked).
+#: bounds the temporary where a batch touches many rows.
 _GRAD_CHUNK_ROWS = 1 << 16
 
 
