@@ -5,10 +5,8 @@ loss of the AutoRec paper and the reference chapter). Regularisation comes in tw
 
 * ``l2``: the paper's penalty ``(l2 / 2) * (||W_enc||^2 + ||W_dec||^2)`` on the objective
   ``sum over observed ratings of (r - r_hat)^2``, one step's share at a time, so that one epoch
-  adds the whole penalty once whatever the batch size (:mod:`autorec.penalty`: the shares, a
-  lazily updated row carrying the share of its own ratings; in one process folded into the
-  optimizer's update instead of added to the gradients, the same update without a pass over
-  every weight).
+  adds the whole penalty once whatever the batch size (:mod:`autorec.penalty`; in one process
+  folded into the optimizer's update, without a pass over every weight).
 * ``weight_decay``: Adam's coupled L2 term, as the reference chapter uses it.
 
 The trainer exposes one epoch at a time; deciding when to stop is :mod:`autorec.selection`'s.
