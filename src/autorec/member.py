@@ -252,17 +252,15 @@ class Member:
         the same (weights change only in an epoch, or when fit puts the best ones back, after
         which the cache is dropped)."""
         assert self.net is not None and self.matrix is not None
-        objects = (self.matrix, self.net.encoder_weight, self.net.encoder_bias)
-        key = (objects, None if self._trainer is None else self._trainer.epoch)
-        cached = self._codes
-        if (cached is not None and cached[0][1] == key[1]
-                and all(a is b for a, b in zip(cached[0][0], objects, strict=True))):
-            return cached[1][torch.from_numpy(unique_rows).to(cached[1].device)]
-        n_rows = self.matrix.shape[0]
-        if 2 * len(unique_rows) < n_rows or n_rows * self.spec.hidden * 4 > _CODES_CACHE_BYTES:
-            return self.encode_rows(unique_rows)
-        every = self.encode_rows(np.arange(n_rows))
-        self._codes = (key, every)
+        key = (self.matrix, self.net.encoder_weight, self.net.encoder_bias,
+               None if self._trainer is None else self._trainer.epoch)
+        if self._codes is None or not same_key(self._codes[0], key, 3):
+            n_rows = self.matrix.shape[0]
+            if (2 * len(unique_rows) < n_rows
+                    or n_rows * self.spec.hidden * 4 > _CODES_CACHE_BYTES):
+                return self.encode_rows(unique_rows)
+            self._codes = (key, self.encode_rows(np.arange(n_rows)))
+        every = self._codes[1]
         return every[torch.from_numpy(unique_rows).to(every.device)]
 
     def reconstruct(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
@@ -294,6 +292,13 @@ class Member:
                                                outputs_t[start:stop])
                 result[start:stop] = values.double().cpu().numpy()
         return result * self.scale
+
+
+def same_key(old: tuple[Any, ...], new: tuple[Any, ...], n_objects: int) -> bool:
+    """Whether a cache key still holds: its first ``n_objects`` the same objects, the rest
+    equal values."""
+    return (all(a is b for a, b in zip(old[:n_objects], new[:n_objects], strict=True))
+            and old[n_objects:] == new[n_objects:])
 
 
 def _score_pairs(codes: torch.Tensor, weight: torch.Tensor, rows: np.ndarray,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .family import FAMILIES, ArraySource
-from .member import Member, NetworkSpec
+from .member import Member, NetworkSpec, same_key
 from .model import AutoRecNet, decode_pairs
 from .sparse import SparseBatch
 
@@ -64,7 +64,7 @@ class RatingNetwork(Member):
                      matrix.nnz, net.encoder_weight._version, net.encoder_bias._version,
                      net.encoder_weight.device)
         cached = _codes_cache.get(self)
-        if cached is not None and _same(cached[0], signature):
+        if cached is not None and same_key(cached[0], signature, 4):
             return cached[1]
         codes = self.encode_rows(np.arange(matrix.shape[0]))
         _codes_cache[self] = (signature, codes)
@@ -258,11 +258,6 @@ def _csr(arrays: ArraySource, prefix: str, shape: tuple[int, ...]) -> sp.csr_mat
             or (len(indices) and (indices.min() < 0 or indices.max() >= shape[1]))):
         arrays.invalid(prefix, f"is not a valid CSR matrix of shape {shape}")
     return sp.csr_matrix((data, indices, indptr), shape=shape)
-
-
-def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
-    """The objects of the first four are the same, the other values equal."""
-    return all(a is b for a, b in zip(old[:4], new[:4], strict=True)) and old[4:] == new[4:]
 
 
 def ridge_row(codes: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor, reg: float,
