@@ -266,9 +266,8 @@ def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray
     ranking, report = fit_ranking(ratings, components=components,
                                   rating_scorer=scorer if "rating" in components else None,
                                   split=split, random_state=int(seed) % (2**31 - 1))
-    report = {key: value for key, value in report.items() if key != "blend"} | {
-        "blend": {key: value for key, value in report.get("blend", {}).items()
-                  if key != "tried"}}
+    blend = report.pop("blend", {})  # last, without the weights tried
+    report["blend"] = {key: value for key, value in blend.items() if key != "tried"}
     log.info("ranking model (%s) fitted in %.1fs: %s", choice, report["seconds"],
              ", ".join(f"{name} {w:g}" for name, w in zip(ranking.components, ranking.weights,
                                                           strict=True)))
