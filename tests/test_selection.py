@@ -92,15 +92,6 @@ def test_untrained_weights_are_a_fallback_not_the_patience_anchor(low_rank) -> N
         assert torch.equal(value, initial[name])
 
 
-def test_early_stopping_min_delta() -> None:
-    stopper = EarlyStopping(patience=2, min_delta=0.1)
-    net = torch.nn.Linear(2, 1)
-    assert not stopper.update(1, 1.0, net)
-    assert not stopper.update(2, 0.95, net)  # not better by 0.1
-    assert stopper.update(3, 0.92, net)
-    assert stopper.best_epoch == 1
-
-
 # -- the L2 penalty ------------------------------------------------------------------------------
 def _grads(matrix, l2: float, optimizer: str):
     net = AutoRecNet(matrix.shape[1], hidden=6, dropout=0.0,

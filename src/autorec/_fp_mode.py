@@ -1,11 +1,10 @@
 """The floating-point mode of the compiled kernels' threads (imported with Numba, by
 :func:`autorec._kernel_source.compile_kernels` only).
 
-Float32 values below 1.2e-38 (subnormals) cost Intel cores a microcode assist of about a
-hundred cycles for each vector instruction that meets one. A sigmoid code of a unit driven
-below -87 is one: about 0.1 % of an ML-1M-shape batch's codes, each multiplied into every
-rating of its row, made the decoder kernel 2-3 times slower inside a fit than on fresh data
-(BENCHMARKS.md, issue 15). So each kernel call, on each of its threads, sets the CPU to treat
+Float32 values below 1.2e-38 (subnormals, such as the sigmoid code of a unit driven below
+-87) cost Intel cores a microcode assist for each vector instruction that meets one, which
+slowed the decoder kernel inside a fit several times (BENCHMARKS.md, issue 15). So each
+kernel call, on each of its threads, sets the CPU to treat
 such values as zero (MXCSR's flush-to-zero and denormals-are-zero bits) and puts the
 thread's own mode back at the end: torch and the caller never see the change. A term that
 would be subnormal becomes 0, which moves a sum of ratings' terms by less than 1e-38. On a

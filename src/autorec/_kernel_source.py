@@ -8,6 +8,7 @@ for what each computes and for the thread hand-over.
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,11 @@ __all__ = ["compile_kernels"]
 def compile_kernels(numba: Any) -> Any:
     """The kernels compiled with ``numba`` (on first use; cached on disk), as attributes of
     one object, with ``numba`` itself."""
-    # Numba's OpenMP layer where the system has libgomp, else its own thread pool: the
-    # pool's idle workers sleep, and on a virtual machine a sleeping vCPU took about 2 ms to
-    # wake for each kernel call (an ML-1M-shape epoch ran its kernels at one thread's speed),
-    # while OpenMP's workers spin briefly between calls. The OpenMP layer loads the system's
-    # libgomp (it names the file libgomp.so.1.0.0), a second runtime beside torch's; their
-    # spinning workers do not meet in a training epoch, where torch is on one thread
-    # (torch_threads_handed_over). BENCHMARKS.md, issue 15. One parallel call at a time
-    # (_LOCK). Only before Numba's first parallel call; NUMBA_THREADING_LAYER wins.
+    # Numba's OpenMP layer where the system has libgomp, else its own thread pool, whose
+    # sleeping workers are slow to wake on a virtual machine (BENCHMARKS.md, issue 15). The
+    # system's libgomp is a second runtime beside torch's; their spinning workers do not meet
+    # in a training epoch, where torch is on one thread (torch_threads_handed_over). Only
+    # before Numba's first parallel call; NUMBA_THREADING_LAYER wins.
     if os.environ.get("NUMBA_THREADING_LAYER") is None:
         numba.config.THREADING_LAYER = "default"
         numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
@@ -55,9 +53,8 @@ def compile_kernels(numba: Any) -> Any:
             weight[u, h] = w - step_size * mh / (np.sqrt(vh) / correction2_sqrt + eps)
 
     # Each loop over a column's ratings takes them two at a time: the touched weight row (or
-    # gradient row) is then loaded and stored once per pair instead of once per rating (about
-    # 10-20 % faster at ML-1M shape). Arrays are indexed in 2-D rather than through row
-    # views, which cost Numba a reference count per rating.
+    # gradient row) is then loaded and stored once per pair instead of once per rating. Arrays
+    # are indexed in 2-D rather than through row views, which cost a reference count each.
 
     @njit(**options)
     def spmm_t(t_crow, t_col, vals_t, touched, weight, bounds, parts):  # pragma: no cover
@@ -232,16 +229,7 @@ def compile_kernels(numba: Any) -> Any:
                          correction2_sqrt, eps)
             restore_fp_mode(mode)
 
-    class Kernels:
-        pass
-
-    kernels = Kernels()
-    kernels.numba = numba
-    kernels.spmm_t = spmm_t
-    kernels.sddmm_t = sddmm_t
-    kernels.grad_rows_t = grad_rows_t
-    kernels.dec_backward_t = dec_backward_t
-    kernels.adam_t = adam_t
-    kernels.grad_rows_adam_t = grad_rows_adam_t
-    kernels.dec_backward_adam_t = dec_backward_adam_t
-    return kernels
+    return SimpleNamespace(numba=numba, spmm_t=spmm_t, sddmm_t=sddmm_t, grad_rows_t=grad_rows_t,
+                           dec_backward_t=dec_backward_t, adam_t=adam_t,
+                           grad_rows_adam_t=grad_rows_adam_t,
+                           dec_backward_adam_t=dec_backward_adam_t)

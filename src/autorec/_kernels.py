@@ -1,12 +1,10 @@
 """Compiled CPU kernels for a training batch (Numba), iterating over the *touched* columns.
 
-The torch kernels of :mod:`autorec.sparse` walk a batch row by row: every observed rating
-reads one weight row (2 KB at 500 hidden units) from memory, so a batch of 256 items with
-300k ratings reads 600 MB, and torch's CPU CSR products run at about 1 GFLOP/s. These
-kernels walk the batch's compact transpose instead: each weight row a batch touches is loaded
-once, and the small dense side (the batch's ``rows x hidden`` codes or their gradient, 512 KB)
-stays in cache. The work per batch is the same multiply-adds, with a fraction of the memory
-traffic (BENCHMARKS.md, "Kernel choices").
+The torch kernels of :mod:`autorec.sparse` walk a batch row by row, reading one weight row
+per observed rating. These kernels walk the batch's compact transpose instead: each weight
+row a batch touches is loaded once, and the small dense side (the batch's codes or their
+gradient) stays in cache: the same multiply-adds with a fraction of the memory traffic
+(BENCHMARKS.md, "Kernel choices").
 
 * :func:`spmm` -- the encoder ``X @ W`` (each thread sums its share of the touched columns
   into its own ``rows x hidden`` block; the blocks are added at the end);
@@ -25,9 +23,8 @@ memory, let alone held whole.
 Each function takes and returns torch CPU tensors (shared memory with NumPy, no copies). They
 compute the same sums as the torch path in another order, and take float32 values below
 1.2e-38 as zero (:mod:`autorec._fp_mode`), so results agree to float32 rounding, not
-bitwise. The kernels are compiled on first use and cached on disk
-(``cache=True``); :func:`available` says whether Numba is installed and allowed
-(``AUTOREC_KERNELS=torch`` turns them off).
+bitwise. The kernels are compiled on first use and cached on disk; :func:`available` says
+whether Numba is installed and allowed (``AUTOREC_KERNELS=torch`` turns them off).
 """
 
 from __future__ import annotations
@@ -116,13 +113,11 @@ def _threads(kernels: Any) -> int:
 def torch_threads_handed_over() -> Iterator[None]:
     """Run torch's operations on one thread and give the kernels torch's thread count.
 
-    torch's OpenMP workers spin for milliseconds after each parallel operation, and the
-    kernels' own thread pool then shares the cores with them: on 2 cores an epoch of compiled
-    kernels took more time with two threads than with one (BENCHMARKS.md, issue 15). Inside
-    this block torch starts no parallel region (its operations in a training step are small
-    element-wise ones or memory-bound), so the kernels have the cores. Torch's count is
-    restored on leaving; it is a process-wide setting, so another thread's torch operations
-    run on one thread meanwhile. Does nothing without the kernels or with one thread.
+    torch's OpenMP workers spin for milliseconds after each parallel operation and would
+    share the cores with the kernels' own threads (BENCHMARKS.md, issue 15); a training
+    step's torch operations are small or memory-bound. Torch's count is restored on leaving;
+    it is a process-wide setting, so another thread's torch operations run on one thread
+    meanwhile. Does nothing without the kernels or with one thread.
     """
     global _HANDED_OVER
     threads = torch.get_num_threads()
@@ -314,7 +309,7 @@ def weight_grad(plan: Plan, values: Tensor, dense: Tensor, into: Tensor | None =
     ``rows`` when given), or, with ``into`` (the weight's dense ``.grad``), added into its
     touched rows (``into`` is returned). With ``adam``, each touched row of the weight is
     stepped as soon as its gradient is summed, and ``None`` returned: the gradient is never
-    held (0.7 GB at Netflix shape)."""
+    held."""
     vals_t = np.ascontiguousarray(_np(values)[plan.t_perm])
     dense_np = _np(dense)
     if adam is not None:

@@ -55,11 +55,6 @@ class Biases:
         out[known_i] += self.item[item_idx[known_i]]
         return out
 
-    @classmethod
-    def zeros(cls, n_users: int, n_items: int, mean: float = 0.0) -> Biases:
-        """A baseline that predicts ``mean`` everywhere."""
-        return cls(float(mean), np.zeros(n_users), np.zeros(n_items))
-
 
 def fit_biases(
     user_idx: np.ndarray,

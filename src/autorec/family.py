@@ -118,7 +118,6 @@ class ScoringNetwork(Stored, Protocol):
         ...
 
 
-
 @runtime_checkable
 class RankingScorer(Stored, Protocol):
     """A ranking model beside the rating networks (:attr:`FittedModel.ranking
@@ -153,7 +152,6 @@ class RankingScorer(Stored, Protocol):
         predicted ratings of every item (``float32`` or ``float64``, same shape) when
         :attr:`needs_predictions`."""
         ...
-
 
 
 #: Network families by name: the class :mod:`autorec.persist` rebuilds a saved network with.

@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
+#: Validation ratings per blend coefficient (each network's weight, and the intercept)
+#: below which the networks are averaged instead: with as many coefficients as ratings, the
+#: intercept alone fitted a one-rating validation part and moved every prediction.
+BLEND_MIN_RATINGS = 10
+
 
 def fit(
     params: Mapping[str, Any],
@@ -139,8 +144,9 @@ def _fit(
         model.validation_mean_rmse = rmse(
             val_part.rating, np.full(len(val_part), np.mean(fit_part.column("rating"),
                                                             dtype=np.float64)))
-        chosen = select_biases(fit_part.triple(), _triple(val_part), n_users, n_items,
-                               scale=model.rating_scale)
+        chosen = select_biases(fit_part.triple(),
+                               (val_part.user_idx, val_part.item_idx, val_part.rating),
+                               n_users, n_items, scale=model.rating_scale)
         bias_reg = (chosen.reg_user, chosen.reg_item)
         log.info("bias penalties chosen on validation: users %g, items %g", *bias_reg)
     model.biases = fit_biases(*fit_part.triple(), n_users, n_items, reg_user=bias_reg[0],
@@ -149,8 +155,10 @@ def _fit(
     from .memory import check_training_memory  # memory check (issue 5)
 
     for spec in specs:
-        check_training_memory(_row_counts(fit_part, spec.variant, n_users, n_items),
-                              n_items if spec.variant == "user" else n_users,
+        n_rows, n_inputs = (n_items, n_users) if spec.variant == "item" else (n_users, n_items)
+        # ratings per input row (the copied column is freed at once)
+        row_counts = np.bincount(fit_part.column(f"{spec.variant}_idx"), minlength=n_rows)
+        check_training_memory(row_counts, n_inputs,
                               hidden=spec.hidden, batch_size=spec.batch_size,
                               variant=spec.variant, device=device,
                               dense_batches=bool(spec.dense_batches))
@@ -219,6 +227,7 @@ def _fit(
         session.finish()
     return model
 
+
 def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray | None,
                       seed: int) -> Any:
     """The ranking model (:mod:`autorec.ranking`) that ``model.params["ranking"]`` asks for,
@@ -229,9 +238,9 @@ def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray
     Mult-DAE's epoch and the blend weights on the validation part ``held_out`` that the
     rating networks were selected on, while ``model``'s networks are still those fitted on
     the rest: they score the validation users for the blend, so no network is fitted for
-    the ranking model. EASE is
-    then refitted on every training rating. Without a validation part (``validation=0``) the
-    ranking model carves its own 10 % and leaves the rating networks out of the blend.
+    the ranking model. EASE is then refitted on every training rating. Without a validation
+    part (``validation=0``) the ranking model carves its own 10 % and leaves the rating
+    networks out of the blend.
     Deterministic: every process of a data-parallel run fits the same one.
     """
     from .ranking.ease import EASE_ITEM_LIMIT
@@ -241,17 +250,13 @@ def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray
 
     choice = model.params["ranking"]
     n_rated = int(np.count_nonzero(np.bincount(ratings.item_idx, minlength=len(model.items))))
-    small = n_rated <= EASE_ITEM_LIMIT
-    if choice == "ease":
-        components = ["ease"]
-    elif choice == "vae":
-        components = ["vae"]
-    else:  # auto: EASE (past the limit on the most-rated items) blended with the networks
-        components = ["ease"]  # (BENCHMARKS.md, "Ranking"); blend: Mult-DAE too
-        if choice == "blend" and small:
-            components.append("vae")
-        if held_out is not None:
-            components.append("rating")
+    # auto: EASE (past the limit on the most-rated items) blended with the networks
+    # (BENCHMARKS.md, "Ranking"); blend: Mult-DAE too
+    components = [choice] if choice in ("ease", "vae") else ["ease"]
+    if choice == "blend" and n_rated <= EASE_ITEM_LIMIT:
+        components.append("vae")
+    if choice in ("auto", "blend") and held_out is not None:
+        components.append("rating")
     split = None if held_out is None else (ratings.subset(~held_out), ratings.subset(held_out))
 
     def scorer(_: Ratings) -> Callable[[np.ndarray], np.ndarray]:
@@ -261,9 +266,8 @@ def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray
     ranking, report = fit_ranking(ratings, components=components,
                                   rating_scorer=scorer if "rating" in components else None,
                                   split=split, random_state=int(seed) % (2**31 - 1))
-    report = {key: value for key, value in report.items() if key != "blend"} | {
-        "blend": {key: value for key, value in report.get("blend", {}).items()
-                  if key != "tried"}}
+    blend = report.pop("blend", {})  # last, without the weights tried
+    report["blend"] = {key: value for key, value in blend.items() if key != "tried"}
     log.info("ranking model (%s) fitted in %.1fs: %s", choice, report["seconds"],
              ", ".join(f"{name} {w:g}" for name, w in zip(ranking.components, ranking.weights,
                                                           strict=True)))
@@ -309,7 +313,9 @@ def _fit_networks(model: FittedModel, specs: list[NetworkSpec], seeds: list[int]
     if val_part is not None:
         target = val_part.rating - model.offsets(val_part.user_idx, val_part.item_idx)
         if len(specs) > 1 and len(target) >= BLEND_MIN_RATINGS * (len(specs) + 1):
-            model.blend = _least_squares_blend(np.stack(val_outputs, axis=1), target)
+            # least squares: the networks' weights, then the intercept
+            design = np.column_stack([*val_outputs, np.ones(len(target))])
+            model.blend = np.linalg.lstsq(design, target, rcond=None)[0]
         elif len(specs) > 1:
             log.info("%d validation ratings are too few to fit %d blend weights: the networks "
                      "are averaged", len(target), len(specs) + 1)
@@ -319,10 +325,9 @@ def _fit_networks(model: FittedModel, specs: list[NetworkSpec], seeds: list[int]
 
 class _TrainingRatings:
     """The training ratings on the model's id maps: the ids with a training rating, in their
-    order. Where every id of a map has one, its index column is the caller's (no copy: at
-    100M ratings each is 0.4-0.8 GB); otherwise the column is re-numbered when asked for and
-    never held, so no copy sits beside the caller's while the networks train (0.36 GB at
-    Netflix shape)."""
+    order. Where every id of a map has one, its index column is the caller's (no copy);
+    otherwise the column is re-numbered when asked for and never held, so no copy sits beside
+    the caller's while the networks train."""
 
     def __init__(self, original: Ratings) -> None:
         self.original = original
@@ -359,7 +364,7 @@ class _FitPart:
     """The ratings to fit: every training rating, or those outside the validation part.
 
     Their arrays are copied out when asked for and not held: they are most of the training
-    ratings (1.7 GB at Netflix scale), and a network keeps what it needs of them.
+    ratings, and a network keeps what it needs of them.
     """
 
     def __init__(self, training: _TrainingRatings, mask: np.ndarray | None) -> None:
@@ -379,26 +384,3 @@ class _FitPart:
     def ratings(self) -> Ratings:
         return self.training.ratings(self.mask)
 
-
-def _row_counts(fit_part: _FitPart, variant: str, n_users: int, n_items: int) -> np.ndarray:
-    """Ratings per input row of a ``variant`` network (the copied column is freed on return)."""
-    if variant == "item":
-        return np.bincount(fit_part.column("item_idx"), minlength=n_items)
-    return np.bincount(fit_part.column("user_idx"), minlength=n_users)
-
-
-def _triple(ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return ratings.user_idx, ratings.item_idx, ratings.rating
-
-
-#: Validation ratings per blend coefficient (each network's weight, and the intercept)
-#: below which the networks are averaged instead: with as many coefficients as ratings, the
-#: intercept alone fitted a one-rating validation part and moved every prediction.
-BLEND_MIN_RATINGS = 10
-
-
-def _least_squares_blend(outputs: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Weights (and intercept) of the networks' outputs that best fit ``target``."""
-    design = np.column_stack([outputs, np.ones(len(target))])
-    weights, *_ = np.linalg.lstsq(design, target, rcond=None)
-    return weights

@@ -30,15 +30,13 @@ if TYPE_CHECKING:
 __all__ = ["Member", "NetworkSpec", "orient"]
 
 #: Rows, and ratings, at most per chunk when rows are encoded for scoring: a chunk's transpose
-#: (several int64 arrays per rating) stays bounded where a few rows hold many ratings (at
-#: Netflix shape 1,024 of the most-rated items hold tens of millions).
+#: (several int64 arrays per rating) stays bounded where a few rows hold many ratings.
 _ENCODE_ROWS = 1024
 _ENCODE_RATINGS = 1 << 20
 #: the codes of every input row are kept (for the next request on the same weights) up to
 #: this size: a training epoch's validation and test scoring then encode once, not twice
 _CODES_CACHE_BYTES = 256 * 2**20
-#: pairs decoded at a time on torch's path (two ``pairs x hidden`` gathers: 33 MB each at 500
-#: hidden units; 2^16 made them the Netflix-shape run's peak, in the test set's last chunk)
+#: pairs decoded at a time on torch's path (it gathers two ``pairs x hidden`` blocks)
 _DECODE_PAIRS = 1 << 14
 #: from this many pairs on, a CPU member scores them with the compiled kernel (grouped by
 #: output); fewer stay on torch's gathers (ML-100K's validation and test sets, bit for bit)
@@ -60,7 +58,7 @@ def orient(user_idx: np.ndarray, item_idx: np.ndarray, rating: np.ndarray, varia
     else:
         rows, cols, shape = user_idx, item_idx, (n_users, n_items)
     order = np.lexsort((cols, rows))
-    # 32-bit indices where they fit: half the memory of the structure (Netflix: 0.4 GB)
+    # 32-bit indices where they fit: half the memory of the structure
     small = max(shape[1], len(order)) < 2**31 - 1
     index = np.int32 if small else np.int64
     indptr = np.zeros(shape[0] + 1, dtype=index)
@@ -190,7 +188,7 @@ class Member:
             assert offsets is not None
             targets = _targets(ratings, offsets, order, self.scale)
         # what the network trains on is in self.matrix and targets now: let the caller's
-        # arrays go if it holds no other reference (at Netflix scale 1.7 GB)
+        # arrays go if it holds no other reference
         del ratings, user_idx, item_idx, rating, order
         release_free_memory()  # the preparation's freed heap, before the weights are allocated
         self.optimizer = optimizer = optimizer or choose_optimizer(
@@ -203,7 +201,7 @@ class Member:
                               dense_batches=spec.dense_batches, generator=generator)
         if spec.residual:
             # the untrained network adds nothing: epoch 0 predicts the baseline exactly
-            torch.nn.init.zeros_(self.net.decoder_weight)
+            _zero_decoder(self.net)
         trainer = Trainer(self.net, self.matrix, targets=targets, optimizer=optimizer,
                           lr=spec.lr, weight_decay=spec.weight_decay, l2=spec.l2,
                           batch_size=spec.batch_size, input_dropout=spec.input_dropout,
@@ -218,8 +216,7 @@ class Member:
         finally:
             self._trainer, self._codes = None, None
         self.net.eval()
-        # the gradient buffers training kept are as large as the weights (1.9 GB at Netflix
-        # shape); a trained member does not need them
+        # the gradient buffers training kept are as large as the weights: not needed now
         self.net.zero_grad(set_to_none=True)
         del trainer
         self.best_epoch = run.best_epoch
@@ -233,7 +230,7 @@ class Member:
         codes = torch.empty((len(rows), self.spec.hidden), dtype=torch.float32,
                             device=self.device)
         # with its transpose a chunk is encoded by the compiled kernel where it applies
-        # (autorec.sparse): at ML-10M shape 4-6x less CPU than torch's CSR product
+        # (autorec.sparse): 4-6x less CPU than torch's CSR product at ML-10M shape
         transpose = self.device.type == "cpu" and _kernels.available()
         counts = np.diff(self.matrix.indptr)[rows]
         start = 0
@@ -255,17 +252,15 @@ class Member:
         the same (weights change only in an epoch, or when fit puts the best ones back, after
         which the cache is dropped)."""
         assert self.net is not None and self.matrix is not None
-        objects = (self.matrix, self.net.encoder_weight, self.net.encoder_bias)
-        key = (objects, None if self._trainer is None else self._trainer.epoch)
-        cached = self._codes
-        if (cached is not None and cached[0][1] == key[1]
-                and all(a is b for a, b in zip(cached[0][0], objects, strict=True))):
-            return cached[1][torch.from_numpy(unique_rows).to(cached[1].device)]
-        n_rows = self.matrix.shape[0]
-        if 2 * len(unique_rows) < n_rows or n_rows * self.spec.hidden * 4 > _CODES_CACHE_BYTES:
-            return self.encode_rows(unique_rows)
-        every = self.encode_rows(np.arange(n_rows))
-        self._codes = (key, every)
+        key = (self.matrix, self.net.encoder_weight, self.net.encoder_bias,
+               None if self._trainer is None else self._trainer.epoch)
+        if self._codes is None or not same_key(self._codes[0], key, 3):
+            n_rows = self.matrix.shape[0]
+            if (2 * len(unique_rows) < n_rows
+                    or n_rows * self.spec.hidden * 4 > _CODES_CACHE_BYTES):
+                return self.encode_rows(unique_rows)
+            self._codes = (key, self.encode_rows(np.arange(n_rows)))
+        every = self._codes[1]
         return every[torch.from_numpy(unique_rows).to(every.device)]
 
     def reconstruct(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
@@ -297,6 +292,13 @@ class Member:
                                                outputs_t[start:stop])
                 result[start:stop] = values.double().cpu().numpy()
         return result * self.scale
+
+
+def same_key(old: tuple[Any, ...], new: tuple[Any, ...], n_objects: int) -> bool:
+    """Whether a cache key still holds: its first ``n_objects`` the same objects, the rest
+    equal values."""
+    return (all(a is b for a, b in zip(old[:n_objects], new[:n_objects], strict=True))
+            and old[n_objects:] == new[n_objects:])
 
 
 def _score_pairs(codes: torch.Tensor, weight: torch.Tensor, rows: np.ndarray,

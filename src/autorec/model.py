@@ -13,7 +13,7 @@ from .sparse import SparseBatch, sampled_decode, sparse_linear
 #: Every weight and mask is float32, whatever torch's default dtype (batches are float32).
 _FLOAT = torch.float32
 
-__all__ = ["ACTIVATIONS", "AutoRecNet"]
+__all__ = ["ACTIVATIONS", "AutoRecNet", "decode_pairs"]
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "sigmoid": torch.sigmoid,
@@ -164,9 +164,15 @@ class AutoRecNet(nn.Module):
 
     def decode_pairs(self, hidden: Tensor, rows: Tensor, outputs: Tensor) -> Tensor:
         """Reconstruction of output ``outputs[k]`` for the row whose code is ``hidden[rows[k]]``."""
-        weight = self.decoder_weight.index_select(0, outputs)
-        code = hidden.index_select(0, rows)
-        out = torch.einsum("kh,kh->k", code, weight)
-        if self.decoder_bias is not None:
-            out = out + self.decoder_bias.index_select(0, outputs)
-        return out
+        return decode_pairs(hidden, rows, self.decoder_weight, self.decoder_bias, outputs)
+
+
+def decode_pairs(hidden: Tensor, rows: Tensor, weight: Tensor, bias: Tensor | None,
+                 outputs: Tensor) -> Tensor:
+    """:meth:`AutoRecNet.decode_pairs` with a decoder given as tensors (a fold-in's fitted
+    row scores here exactly as it does once added to the network)."""
+    out = torch.einsum("kh,kh->k", hidden.index_select(0, rows),
+                       weight.index_select(0, outputs))
+    if bias is not None:
+        out = out + bias.index_select(0, outputs)
+    return out

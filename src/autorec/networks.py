@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from .family import FAMILIES, ArraySource
-from .member import Member, NetworkSpec
-from .model import AutoRecNet
+from .member import Member, NetworkSpec, same_key
+from .model import AutoRecNet, decode_pairs
 from .sparse import SparseBatch
 
 __all__ = ["NET_TENSORS", "RatingNetwork", "ridge_row"]
@@ -64,7 +64,7 @@ class RatingNetwork(Member):
                      matrix.nnz, net.encoder_weight._version, net.encoder_bias._version,
                      net.encoder_weight.device)
         cached = _codes_cache.get(self)
-        if cached is not None and _same(cached[0], signature):
+        if cached is not None and same_key(cached[0], signature, 4):
             return cached[1]
         codes = self.encode_rows(np.arange(matrix.shape[0]))
         _codes_cache[self] = (signature, codes)
@@ -80,19 +80,18 @@ class RatingNetwork(Member):
         factor = float(weight) * self.scale
         users_t = torch.from_numpy(users).to(self.device)
         items_t = torch.from_numpy(items).to(self.device)
+        by_item = self.spec.variant == "item"
         with torch.no_grad():
-            if self.spec.variant == "item":  # rows are items: decoder rows are users
+            if by_item:  # rows are items: decoder rows are users
                 left = net.decoder_weight.index_select(0, users_t) * factor
                 right = self.row_codes().index_select(0, items_t)
-                if net.decoder_bias is not None:
-                    out += (factor * net.decoder_bias.index_select(0, users_t).double()
-                            ).float()[:, None]
             else:  # rows are users: decoder rows are items
                 left = self.encode_rows(users) * factor
                 right = net.decoder_weight.index_select(0, items_t)
-                if net.decoder_bias is not None:
-                    out += (factor * net.decoder_bias.index_select(0, items_t).double()
-                            ).float()[None, :]
+            if net.decoder_bias is not None:
+                bias = (factor * net.decoder_bias.index_select(0, users_t if by_item else items_t)
+                        .double()).float()
+                out += bias[:, None] if by_item else bias[None, :]
             out.addmm_(left, right.T)
 
     def seen(self) -> sp.csr_matrix:
@@ -152,8 +151,8 @@ class RatingNetwork(Member):
             for start in range(0, n_rows, _DECODE_PAIRS):
                 rows = torch.arange(start, min(start + _DECODE_PAIRS, n_rows), device=device)
                 new = torch.zeros(len(rows), dtype=torch.int64, device=device)
-                result[start:start + len(rows)] = _decode_pairs(all_codes, rows, row_t, bias_t,
-                                                                new).double().cpu().numpy()
+                result[start:start + len(rows)] = decode_pairs(all_codes, rows, row_t, bias_t,
+                                                               new).double().cpu().numpy()
         inputs = values.astype(np.float32) / self.scale
         return result * self.scale, _Grown(encoded=False, inputs=inputs, decoder_row=row_t,
                                            decoder_bias=bias_t)
@@ -201,10 +200,8 @@ class RatingNetwork(Member):
         assert self.net is not None and self.matrix is not None
         arrays = {name: getattr(self.net, name).detach().cpu().numpy()
                   for name in NET_TENSORS if getattr(self.net, name) is not None}
-        matrix = self.matrix
-        arrays["inputs.indptr"] = np.asarray(matrix.indptr)
-        arrays["inputs.indices"] = np.asarray(matrix.indices)
-        arrays["inputs.data"] = np.asarray(matrix.data)
+        for part in ("indptr", "indices", "data"):
+            arrays[f"inputs.{part}"] = np.asarray(getattr(self.matrix, part))
         return arrays
 
     @property
@@ -261,22 +258,6 @@ def _csr(arrays: ArraySource, prefix: str, shape: tuple[int, ...]) -> sp.csr_mat
             or (len(indices) and (indices.min() < 0 or indices.max() >= shape[1]))):
         arrays.invalid(prefix, f"is not a valid CSR matrix of shape {shape}")
     return sp.csr_matrix((data, indices, indptr), shape=shape)
-
-
-def _same(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
-    """The objects of the first four are the same, the other values equal."""
-    return all(a is b for a, b in zip(old[:4], new[:4], strict=True)) and old[4:] == new[4:]
-
-
-def _decode_pairs(hidden: torch.Tensor, rows: torch.Tensor, weight: torch.Tensor,
-                  bias: torch.Tensor | None, outputs: torch.Tensor) -> torch.Tensor:
-    """:meth:`AutoRecNet.decode_pairs` with a decoder given as tensors: the same operations,
-    so that a fitted row scores here exactly as it does once added to the network."""
-    out = torch.einsum("kh,kh->k", hidden.index_select(0, rows),
-                       weight.index_select(0, outputs))
-    if bias is not None:
-        out = out + bias.index_select(0, outputs)
-    return out
 
 
 def ridge_row(codes: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor, reg: float,

@@ -3,18 +3,13 @@
 :func:`choose_optimizer` resolves ``optimizer="auto"`` from the share of input rows a batch
 touches; :func:`fused_adam` is PyTorch's Adam in one kernel per step.
 
-Lazy Adam: Adam that updates only the rows a row-sparse gradient holds.
-
-The sparse kernels (:mod:`autorec.sparse`) give the weight matrices row-sparse COO gradients
-that cover the inputs and outputs a batch touches. :class:`LazyAdam` gathers those rows of the
-weights and of Adam's two moments, applies PyTorch's own (fused, where available) Adam update
-to them, and scatters them back; rows a batch does not touch keep their weights and moments,
-as in ``torch.optim.SparseAdam`` and TensorFlow's LazyAdam. Dense gradients (the encoder bias)
-get the ordinary update. Measured on CPU for a 70,000 x 500 weight with 50,000 rows touched,
-the gather-update-scatter step takes about a third of ``SparseAdam``'s time (BENCHMARKS.md).
-Where the compiled kernels run (:mod:`autorec._kernels`: CPU, at least
-:data:`COMPILED_MIN_VALUES` gradient values) the touched rows are updated in place in one
-pass instead, without the gather and the scatter.
+:class:`LazyAdam` updates only the rows a row-sparse gradient holds (the inputs and outputs a
+batch touches, :mod:`autorec.sparse`): it gathers those rows of the weights and of Adam's two
+moments, applies PyTorch's own (fused, where available) Adam update to them, and scatters them
+back; other rows keep their weights and moments, as in ``torch.optim.SparseAdam`` (three times
+slower on CPU) and TensorFlow's LazyAdam. Dense gradients (the encoder bias) get the ordinary
+update. Where the compiled kernels run (:mod:`autorec._kernels`: CPU, at least
+:data:`COMPILED_MIN_VALUES` gradient values) the touched rows are updated in place instead.
 
 An L2 term per row can be folded into the update (:meth:`LazyAdam.set_row_decay`): the
 gradient of row ``j`` becomes ``grad[j] + decay[j] * weight[j]`` inside the step, which is what
@@ -99,12 +94,12 @@ def choose_optimizer(name: str, matrix: sp.csr_matrix, batch_size: int, seed: in
 
 def fused_adam(params: list[torch.nn.Parameter], lr: float, weight_decay: float
           ) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where this torch build supports it.
+    """Adam, fused into one kernel per step where this torch build supports it (faster than the
+    per-tensor loop, BENCHMARKS.md; the same update).
 
-    The fused kernel is about 10x faster on CPU than the per-tensor loop (BENCHMARKS.md) and
-    computes the same update. One parameter group per parameter, in the network's order (so
-    a state dict numbers them as one group would): the trainer sets the weights' groups'
-    ``weight_decay`` at each step to fold the L2 penalty in.
+    One parameter group per parameter, in the network's order (so a state dict numbers them as
+    one group would): the trainer sets the weights' groups' ``weight_decay`` at each step to
+    fold the L2 penalty in.
     """
     groups = [{"params": [param]} for param in params]
     try:
@@ -119,33 +114,48 @@ def row_step(optimizer: torch.optim.Optimizer, param: torch.nn.Parameter
     compiled gradient kernel, which steps each row as soon as its gradient is summed
     (:func:`autorec.sparse.rows_stepped_in_backward`); ``None`` where ``optimizer`` has none.
 
-    :class:`LazyAdam`: its touched rows (:meth:`LazyAdam.row_step`). :class:`torch.optim.Adam`
-    (not AMSGrad, not maximising): every row, with the group's ``weight_decay`` (coupled,
-    as torch's) and the parameter's state in ``optimizer.state`` (created as torch creates
-    it), so that the kernel's step is the optimizer's own to float32 rounding and a later
-    :meth:`~torch.optim.Adam.step` or checkpoint carries on from it.
+    :class:`LazyAdam`: its touched rows, with the row decay of :meth:`LazyAdam.set_row_decay`
+    (aligned with the rows the sparse gradient would hold, the order in which the kernel
+    steps them); the kernel then does the arithmetic of :meth:`LazyAdam.step` on those rows.
+    :class:`torch.optim.Adam` (not AMSGrad, not maximising): every row, with the group's
+    ``weight_decay`` (coupled, as torch's), so that the kernel's step is the optimizer's own
+    to float32 rounding. Either way the state in ``optimizer.state`` is created as the
+    optimizer creates it and counts the step, so that a later ``step`` or checkpoint carries
+    on from it; a parameter stepped this way has no gradient, so ``step`` leaves it alone.
     """
-    if isinstance(optimizer, LazyAdam):
-        return optimizer.row_step(param)
+    lazy = isinstance(optimizer, LazyAdam)
     group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
-    if (type(optimizer) is not torch.optim.Adam or group["amsgrad"] or group["maximize"]
-            or isinstance(group["lr"], torch.Tensor)):
+    if not lazy and (type(optimizer) is not torch.optim.Adam or group["amsgrad"]
+                     or group["maximize"] or isinstance(group["lr"], torch.Tensor)):
         return None
 
     def start() -> _kernels.RowAdam:
-        state = optimizer.state[param]
-        if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
-            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state = _adam_state(optimizer.state[param], param)
         state["step"] += 1
-        beta1, beta2 = group["betas"]
-        return _kernels.RowAdam(param.detach(), state["exp_avg"], state["exp_avg_sq"],
-                                float(group["weight_decay"]), lr=group["lr"], beta1=beta1,
-                                beta2=beta2, eps=group["eps"], step=int(state["step"]),
-                                all_rows=True)
+        if isinstance(optimizer, LazyAdam):
+            return _row_adam(param, group, state, optimizer._row_decay.pop(param, None))
+        return _row_adam(param, group, state, float(group["weight_decay"]), all_rows=True)
 
     return start
+
+
+def _adam_state(state: dict[str, Any], param: torch.nn.Parameter) -> dict[str, Any]:
+    """Adam's state of ``param`` (``state``), created as torch creates it where empty."""
+    if not state:
+        state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    return state
+
+
+def _row_adam(param: torch.nn.Parameter, group: dict[str, Any], state: dict[str, Any],
+              decay: torch.Tensor | float | None, all_rows: bool = False) -> _kernels.RowAdam:
+    """The compiled kernels' Adam step of ``param``'s rows, ``state["step"]`` counting this
+    step."""
+    beta1, beta2 = group["betas"]
+    return _kernels.RowAdam(param.detach(), state["exp_avg"], state["exp_avg_sq"], decay,
+                            lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                            step=int(state["step"]), all_rows=all_rows)
 
 
 class LazyAdam(torch.optim.Optimizer):
@@ -174,43 +184,6 @@ class LazyAdam(torch.optim.Optimizer):
         :meth:`step` only: an L2 penalty's gradient, folded into the update."""
         self._row_decay[param] = decay
 
-    def _state(self, param: torch.nn.Parameter) -> dict[str, Any]:
-        state = self.state[param]
-        if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
-            state["exp_avg"] = torch.zeros_like(param)
-            state["exp_avg_sq"] = torch.zeros_like(param)
-        return state
-
-    def _row_adam(self, param: torch.nn.Parameter, group: dict[str, Any],
-                  state: dict[str, Any], decay: torch.Tensor | None) -> _kernels.RowAdam:
-        """The compiled kernels' Adam step of ``param``'s rows, ``state["step"]`` counting
-        this step."""
-        beta1, beta2 = group["betas"]
-        return _kernels.RowAdam(param.detach(), state["exp_avg"], state["exp_avg_sq"], decay,
-                                lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                                step=int(state["step"]))
-
-    def row_step(self, param: torch.nn.Parameter) -> Callable[[], _kernels.RowAdam]:
-        """A function that starts this step's update of ``param`` (a CPU float32 weight)
-        for a compiled gradient kernel, which steps each row as soon as its gradient is
-        summed (:func:`autorec.sparse.rows_stepped_in_backward`).
-
-        Calling it advances the step counter and takes the row decay of
-        :meth:`set_row_decay` (aligned with the rows the sparse gradient would hold, the
-        order in which the kernel steps them); the kernel then does the arithmetic of
-        :meth:`step` on those rows. A parameter stepped this way has no gradient, so
-        :meth:`step` leaves it alone.
-        """
-        group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
-
-        def start() -> _kernels.RowAdam:
-            state = self._state(param)
-            state["step"] += 1
-            return self._row_adam(param, group, state, self._row_decay.pop(param, None))
-
-        return start
-
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         """One update of every parameter that has a gradient."""
@@ -220,7 +193,7 @@ class LazyAdam(torch.optim.Optimizer):
                 grad = param.grad
                 if grad is None:
                     continue
-                state = self._state(param)
+                state = _adam_state(self.state[param], param)
                 # the functional update counts the step itself, on a copy of ours
                 step = state["step"].clone()
                 state["step"] += 1
@@ -233,7 +206,7 @@ class LazyAdam(torch.optim.Optimizer):
                     if (values.numel() >= COMPILED_MIN_VALUES and param.dim() == 2
                             and param.device.type == "cpu"
                             and param.dtype == torch.float32 and _kernels.available()):
-                        _kernels.adam_rows(self._row_adam(param, group, state, decay), rows,
+                        _kernels.adam_rows(_row_adam(param, group, state, decay), rows,
                                            values)
                         continue
                     weight = param.index_select(0, rows)

@@ -67,7 +67,7 @@ def validation_mask(n: int, fraction: float, random_state: int | None) -> np.nda
 
 
 #: a best-weights copy at least this large is kept in a temporary file, not in memory
-#: (:class:`EarlyStopping`; at Netflix shape the copy is 1.9 GB)
+#: (:class:`EarlyStopping`)
 SPILL_BYTES = 256 * 2**20
 
 
@@ -88,23 +88,23 @@ class _SpilledState:
             self.file.close()
             raise
 
-    def _read_into(self, offset: int, target: torch.Tensor) -> None:
+    def _read(self, offset: int, shape: torch.Size, dtype: torch.dtype,
+              target: torch.Tensor | None = None) -> torch.Tensor:
+        """The tensor at ``offset``, read into ``target`` where that is a contiguous CPU tensor
+        of its shape and dtype, else into a new one."""
+        if (target is None or target.device.type != "cpu" or not target.is_contiguous()
+                or target.shape != shape or target.dtype != dtype):
+            target = torch.empty(shape, dtype=dtype)
         view = memoryview(target.reshape(-1).view(torch.uint8).numpy())
         self.file.seek(offset)
-        done = 0
-        while done < len(view):
-            count = self.file.readinto(view[done:])
-            if not count:
-                raise OSError(f"the best weights' temporary file ended early ({self.file.name})")
-            done += count
+        if self.file.readinto(view) != len(view):  # a buffered file reads all it can
+            raise OSError(f"the best weights' temporary file ended early ({self.file.name})")
+        return target
 
     def load(self) -> dict[str, torch.Tensor]:
         """The tensors, read into new CPU tensors."""
-        state = {}
-        for name, offset, shape, dtype in self.layout:
-            state[name] = torch.empty(shape, dtype=dtype)
-            self._read_into(offset, state[name])
-        return state
+        return {name: self._read(offset, shape, dtype)
+                for name, offset, shape, dtype in self.layout}
 
     def copy_into(self, module: torch.nn.Module) -> None:
         """Put the tensors back into ``module`` (in place where a tensor is a contiguous CPU
@@ -114,14 +114,9 @@ class _SpilledState:
             raise ValueError("the held weights do not fit this module")
         with torch.no_grad():
             for name, offset, shape, dtype in self.layout:
-                target = own[name]
-                if (target.device.type == "cpu" and target.is_contiguous()
-                        and target.shape == shape and target.dtype == dtype):
-                    self._read_into(offset, target)
-                else:
-                    value = torch.empty(shape, dtype=dtype)
-                    self._read_into(offset, value)
-                    target.copy_(value)
+                value = self._read(offset, shape, dtype, own[name])
+                if value is not own[name]:
+                    own[name].copy_(value)
 
     def close(self) -> None:
         self.file.close()
@@ -135,8 +130,6 @@ class EarlyStopping:
     ----------
     patience
         Epochs without improvement after which to stop.
-    min_delta
-        Smallest decrease of the score that counts as an improvement.
     reset
         Puts a module back to the predictions of its best state without a copy of its weights
         (a residual network's epoch 0: zero decoder weights); then no copy is ever made.
@@ -148,14 +141,13 @@ class EarlyStopping:
     -----
     The best weights are copied only when the module is about to change (:meth:`hold`,
     called before each epoch): while the best epoch is the last one, they are the module's
-    own, so a run whose last epoch is its best never holds a second copy of its weights (at
-    Netflix scale a copy is 1.9 GB). A copy of ``spill_bytes`` or more is written to an
-    anonymous temporary file and read back into the module by :meth:`restore` (a disk that
-    cannot take it leaves the copy in memory, with a warning).
+    own, so a run whose last epoch is its best never holds a second copy of its weights. A
+    copy of ``spill_bytes`` or more is written to an anonymous temporary file and read back
+    into the module by :meth:`restore` (a disk that cannot take it leaves the copy in memory,
+    with a warning).
     """
 
     patience: int
-    min_delta: float = 0.0
     best_score: float = math.inf
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
@@ -167,7 +159,7 @@ class EarlyStopping:
     def update(self, epoch: int, score: float, module: torch.nn.Module) -> bool:
         """Record ``score`` of ``epoch``; ``module``'s weights become the best when it beats
         the best so far. Returns whether training should stop."""
-        if score < self.best_score - self.min_delta:
+        if score < self.best_score:
             self.best_score, self.best_epoch = score, epoch
             self._drop()
             self._current = module
@@ -320,8 +312,7 @@ def train_with_early_stopping(
     if score is None:
         run = TrainingRun(history, trainer.epoch, math.nan)
     else:
-        if initial.best_score <= stopper.best_score:
-            stopper = initial
+        stopper = initial if initial.best_score <= stopper.best_score else stopper
         stopper.restore(trainer.net)
         run = TrainingRun(history, stopper.best_epoch, stopper.best_score)
     if checkpoint is not None:

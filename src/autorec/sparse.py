@@ -1,11 +1,9 @@
 """Sparse kernels for AutoRec: the encoder as SpMM and the masked decoder as SDDMM.
 
-A training batch is a set of rows of the training matrix (items x users for I-AutoRec), held
-as CSR together with a *compact* CSR of its transpose: one row per column that the batch
-touches (``touched``), not one per column of the matrix. Both autograd functions below do work
-in proportion to the number of observed ratings in the batch times the hidden size; neither
-ever forms the dense batch, and the decoder computes reconstructions only at observed
-positions, so the loss (and every gradient) is blind to unobserved entries by construction.
+Both autograd functions below take a :class:`SparseBatch` (rows of the training matrix as CSR,
+with the compact CSR of their transpose) and work in proportion to its observed ratings times
+the hidden size; neither forms the dense batch, and the decoder computes reconstructions only
+at observed positions, so the loss (and every gradient) is blind to unobserved entries.
 
 Weight gradients are ``X^T @ G``: an SpMM with the compact transpose gives the gradient rows
 of the touched inputs only (``k x hidden``). What happens to them depends on ``sparse_grad``:
@@ -20,17 +18,14 @@ Inside :func:`rows_stepped_in_backward` and in the compiled kernels, either way,
 stepped by Adam as soon as its gradient is summed (:func:`autorec.optim.row_step`: the touched
 rows under lazy Adam, every row under Adam) and the weight gets no gradient at all.
 
-Measured on CPU (see BENCHMARKS.md): ``torch.sparse.sampled_addmm`` with the decoder weight
-passed as a transposed *view* reads contiguous weight rows and beats both the dense decoder
-and a gather-based dot product by 5-40x.
-
-On the CPU, a training batch with at least :data:`COMPILED_MIN_NNZ` ratings goes through the
-compiled kernels of :mod:`autorec._kernels` instead (same values and gradients to float32
-rounding): they walk the compact transpose, loading each touched weight row once per batch
-instead of once per rating, 4-8x faster than torch's CPU CSR kernels at ML-1M and ML-10M
-shapes. Smaller batches (ML-100K: 13k ratings) keep the torch kernels, which are fast enough
-there and need no compilation; a trainer of large batches sends its epoch's smaller last
-batch to the compiled kernels as well (:attr:`SparseBatch.compiled`).
+The decoder is ``torch.sparse.sampled_addmm`` with the weight passed as a transposed *view*,
+so that it reads contiguous weight rows (5-40x faster on CPU than the dense decoder or a
+gather-based dot product). On the CPU, a training batch with at least
+:data:`COMPILED_MIN_NNZ` ratings goes through the compiled kernels of :mod:`autorec._kernels`
+instead (same values and gradients to float32 rounding; 4-8x faster at ML-1M and ML-10M
+shapes); smaller batches keep the torch kernels, which need no compilation; a trainer of large
+batches sends its epoch's smaller last batch to the compiled kernels as well
+(:attr:`SparseBatch.compiled`).
 """
 
 from __future__ import annotations
@@ -78,7 +73,7 @@ def _row_grad(weight: Tensor, batch: SparseBatch, rows_grad: Tensor, sparse_grad
 
 
 #: Touched rows whose gradient is computed at once when it is added into a dense ``.grad``:
-#: bounds the temporary (at Netflix shape a batch touches ~450k users: 0.9 GB unchunked).
+#: bounds the temporary where a batch touches many rows.
 _GRAD_CHUNK_ROWS = 1 << 16
 
 
@@ -108,8 +103,7 @@ def _weight_grad(weight: Tensor, batch: SparseBatch, values: Tensor | None, dens
 #: Ratings in a training batch from which the compiled kernels are used (CPU, float32, Numba
 #: installed); below it the torch kernels. ``0`` uses them for every training batch, a huge
 #: value never. A trainer whose batches hold this many on average sends every batch of its
-#: epochs to the compiled kernels (:attr:`SparseBatch.compiled`): the epoch's last, smaller
-#: batch took torch's kernels 6 % of an ML-1M-shape epoch.
+#: epochs to the compiled kernels, the last one too (:attr:`SparseBatch.compiled`).
 COMPILED_MIN_NNZ = 32_768
 
 
@@ -124,9 +118,8 @@ def _plan(batch: SparseBatch, weight: Tensor) -> _kernels.Plan | None:
 
 
 #: Per weight, the buffer its row-sparse gradient's values were last computed into: reused
-#: by the next backward pass that finds the weight's ``.grad`` unset (a fresh 120 MB block
-#: per weight and batch cost more in page faults than the kernel at ML-10M shape).
-#: Keyed by ``id(weight)``; an entry goes when its weight does.
+#: by the next backward pass that finds the weight's ``.grad`` unset (a fresh block per batch
+#: costs page faults). Keyed by ``id(weight)``; an entry goes when its weight does.
 _ROW_BUFFERS: dict[int, np.ndarray] = {}
 
 
@@ -194,14 +187,12 @@ def rows_stepped_in_backward(weight: Tensor,
                              start: Callable[[], _kernels.RowAdam] | None) -> Iterator[None]:
     """Inside this block a backward pass that computes ``weight``'s gradient in the compiled
     kernels steps each of its rows with Adam as soon as that row's gradient is summed:
-    ``start()`` begins the step (:func:`autorec.optim.row_step`: the touched rows under lazy
-    Adam, every row under Adam), and ``weight`` gets no ``.grad``: its gradient is never
-    written out (0.7 GB of touched rows at Netflix shape). A batch that the torch kernels
-    take (too small, no Numba, not the CPU) gives ``weight`` its usual gradient, for the
-    optimizer's ``step``. Nothing else in the backward pass may read the rows stepped: a
-    decoder row is read for the codes' gradient before it is stepped, and the encoder's
-    weights are never read. ``start`` ``None`` (or :data:`STEP_IN_BACKWARD` off) does
-    nothing."""
+    ``start()`` begins the step (:func:`autorec.optim.row_step`), and ``weight`` gets no
+    ``.grad``, so its gradient is never written out. A batch that the torch kernels take
+    gives ``weight`` its usual gradient, for the optimizer's ``step``. Nothing else in the
+    backward pass may read the rows stepped: a decoder row is read for the codes' gradient
+    before it is stepped, and the encoder's weights are never read. ``start`` ``None`` (or
+    :data:`STEP_IN_BACKWARD` off) does nothing."""
     if start is None or not STEP_IN_BACKWARD:
         yield
         return

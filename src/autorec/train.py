@@ -5,10 +5,8 @@ loss of the AutoRec paper and the reference chapter). Regularisation comes in tw
 
 * ``l2``: the paper's penalty ``(l2 / 2) * (||W_enc||^2 + ||W_dec||^2)`` on the objective
   ``sum over observed ratings of (r - r_hat)^2``, one step's share at a time, so that one epoch
-  adds the whole penalty once whatever the batch size (:mod:`autorec.penalty`: the shares, a
-  lazily updated row carrying the share of its own ratings; in one process folded into the
-  optimizer's update instead of added to the gradients, the same update without a pass over
-  every weight).
+  adds the whole penalty once whatever the batch size (:mod:`autorec.penalty`; in one process
+  folded into the optimizer's update, without a pass over every weight).
 * ``weight_decay``: Adam's coupled L2 term, as the reference chapter uses it.
 
 The trainer exposes one epoch at a time; deciding when to stop is :mod:`autorec.selection`'s.
@@ -201,11 +199,6 @@ class Trainer:
             return [torch.optim.Rprop(params, lr=lr)]
         return [LazyAdam(params, lr=lr)]
 
-    @property
-    def full_batch(self) -> bool:
-        """Whether an epoch is one optimizer step on the gradient of all ratings."""
-        return self.optimizer_name == "rprop"
-
     def batches(self, rows: np.ndarray) -> Iterator[SparseBatch]:
         """Sparse batches of ``rows`` of the training matrix, in the given order (under
         torch.distributed, this process's part of each batch, perhaps empty)."""
@@ -237,8 +230,7 @@ class Trainer:
     def _backward_and_step(self, batch: SparseBatch) -> torch.Tensor:
         """One batch's backward pass and step, the decoder first: the same gradients and
         updates as :meth:`_backward` then :meth:`_step`, with one gradient buffer instead of
-        two (``adam``: a weight-sized one, 0.96 GB less at Netflix shape; ``lazy_adam``: the
-        touched rows' buffer of :mod:`autorec.sparse`, 0.7 GB less there).
+        two (``adam``: weight-sized; ``lazy_adam``: the touched rows' of :mod:`autorec.sparse`).
 
         The backward pass is cut at the hidden code: the first half gives the decoder's
         gradients and the code's; the decoder is stepped (the encoder's parameters have no
@@ -307,16 +299,14 @@ class Trainer:
         """
         self.net.train()
         started = time.perf_counter()
-        # the C heap's pages freed since the last epoch (scoring's temporaries, hundreds of
-        # MB at Netflix shape) go back before the gradient buffers are allocated, in a
-        # process large enough for them to matter
+        # the C heap's pages freed since the last epoch (scoring's temporaries) go back
+        # before the gradient buffers are allocated, in a process large enough to matter
         release_free_memory(min_resident=EPOCH_TRIM_MIN_RESIDENT)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         with (_kernels.torch_threads_handed_over() if self._compiled_batches()
               else contextlib.nullcontext()):
             total = self._epoch(total)
-        # gradient buffers are not needed between epochs (scoring, checkpoints, the
-        # networks kept after training): at Netflix shape they are 1.9 GB
+        # gradient buffers (as large as the weights) are not needed between epochs
         for parameter in self.net.parameters():
             parameter.grad = None
         self._grad_buffer = None
@@ -358,20 +348,15 @@ class Trainer:
     def _epoch(self, total: torch.Tensor) -> torch.Tensor:
         """The batches of one epoch and their steps; returns ``total`` plus their losses."""
         n_batches = -(-len(self.rows) // self.batch_size)
+        full_batch = self.optimizer_name == "rprop"  # one step on the gradient of all ratings
         with memory_errors_as_resource_error():
-            if self.full_batch:
+            if full_batch:
                 self._zero_grad()
-                for done, batch in enumerate(self.batches(self.rows), start=1):
-                    total += self._backward(batch)
-                    if self.on_batch_end is not None:
-                        self.on_batch_end(done, n_batches)
-                total = self._reduce(total)
-                self._check_finite(total)
-                self._step()
-                return total
-            for done, batch in enumerate(self.batches(self.rng.permutation(self.rows)),
-                                         start=1):
-                if self.split_step and (self.fold_l2 or not self.l2):
+            rows = self.rows if full_batch else self.rng.permutation(self.rows)
+            for done, batch in enumerate(self.batches(rows), start=1):
+                if full_batch:
+                    loss = self._backward(batch)
+                elif self.split_step and (self.fold_l2 or not self.l2):
                     loss = self._backward_and_step(batch)  # the penalty folded in
                 else:
                     self._zero_grad()
@@ -381,6 +366,10 @@ class Trainer:
                 total += loss
                 if self.on_batch_end is not None:
                     self.on_batch_end(done, n_batches)
+            if full_batch:
+                total = self._reduce(total)
+                self._check_finite(total)
+                self._step()
         return total
 
     def _check_finite(self, loss: torch.Tensor) -> None:
