@@ -179,3 +179,9 @@ def test_to_raw_refuses_indices_outside_the_map() -> None:
         with pytest.raises(IndexError, match="from 0 to 2"):
             ids.to_raw(bad)
     assert ids.to_raw([]).tolist() == []
+
+
+def test_an_integer_map_takes_mixed_queries_with_huge_integers() -> None:
+    ids = IdMap(pd.Index(np.array([1, 12], dtype=np.int64)))
+    # beyond int64 (and beyond str()'s 4,300 digits): unknown, not an error
+    assert ids.to_index(["1", 10**5000, 2**63, 12, -(2**63) - 1]).tolist() == [0, -1, -1, 1, -1]

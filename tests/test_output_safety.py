@@ -141,6 +141,11 @@ def test_save_refuses_lone_weights_and_foreign_metrics(tmp_path, fitted):
     (ours / JSON_FILE).unlink()  # a save killed between its two renames, into an empty folder
     save_model(fitted, ours)  # recognised as autorec's weights: saved again
     load_model(ours)
+    (ours / JSON_FILE).unlink()
+    weights = (ours / WEIGHTS_FILE).read_bytes()
+    (ours / WEIGHTS_FILE).write_bytes(weights[:len(weights) // 2])  # and cut short
+    save_model(fitted, ours)  # still autorec's (its header says so): replaced
+    load_model(ours)
     other = tmp_path / "other"
     other.mkdir()
     (other / "metrics.json").write_text('{"accuracy": 0.9}')

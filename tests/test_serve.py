@@ -744,3 +744,15 @@ def test_an_unexpected_failure_is_a_json_500(caplog) -> None:
         assert status == 500 and isinstance(payload, dict), payload
         assert "\n" not in payload["detail"] and payload["detail"]
         assert call(running.url, "/health")[0] == 200  # and it goes on serving
+
+
+def test_a_mounted_app_answers_415_too(model: AutoRec) -> None:
+    # the middleware checks the app's own paths; under a prefix the validation handler does
+    from fastapi import FastAPI
+
+    outer = FastAPI()
+    outer.mount("/api", create_app(model))
+    with BackgroundServer(outer) as running:
+        status, raw, _ = raw_call(running.url, "POST", "/api/predict", b'{"pairs": [[1, 2]]}',
+                                  {"Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in json.loads(raw)["detail"]

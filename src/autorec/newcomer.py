@@ -98,13 +98,14 @@ def _rating_values(values: Any) -> np.ndarray:
             raise ValueError(f"ratings: ratings of type {array.dtype} are not numbers")
         raise ValueError(f"ratings: rating {_plain(array[0])!r} at position 0 is "
                          f"{_kind(array[0])}, not a number")
-    numbers = array
-    if array.dtype.kind == "O":  # an integer beyond any float is as infinite as 1e39
-        numbers = np.array([np.inf if isinstance(value, int) and abs(value) >= 2**1024
-                            else value for value in array.tolist()], dtype=object)
+    if array.dtype.kind == "O":  # an integer beyond any float: not finite, as 1e39 is
+        for position, value in enumerate(array.tolist()):  # (not shown: too many digits)
+            if isinstance(value, int) and abs(value) >= 2**1024:
+                raise ValueError(f"ratings: rating at position {position} (an integer beyond "
+                                 "1e308) is not a finite float32 number")
     try:
         with np.errstate(over="ignore"):  # beyond float32: inf, refused below
-            as_float = numbers.astype(np.float32).astype(np.float64)
+            as_float = array.astype(np.float32).astype(np.float64)
     except (TypeError, ValueError):
         raise ValueError("ratings: a rating is not a number") from None
     bad = ~np.isfinite(as_float)

@@ -325,7 +325,8 @@ def _integer_keys(query: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if pd.api.types.infer_dtype(query, skipna=False) != "string":  # integers among others
         texts = texts.map(lambda value: value if isinstance(value, str) else str(int(value))
                           if isinstance(value, int | np.integer)
-                          and not isinstance(value, bool | np.bool_) else "")
+                          and not isinstance(value, bool | np.bool_)
+                          and -(2**63) <= value < 2**63 else "")  # beyond int64: unknown
     return _int64_keys(texts)
 
 

@@ -23,6 +23,8 @@ from .names import _TEMPORARY, FORMAT, JSON_FILE, METRICS_FILE, WEIGHTS_FILE
 
 __all__ = ["check_save_path", "write_model_files"]
 
+_HEADER_LIMIT = 1 << 20  # bytes of a safetensors header read to tell autorec's weights
+
 
 def write_model_files(target: Path, weights: bytes, text: bytes) -> None:
     """Write ``model.safetensors`` and ``model.json`` to ``target`` (checked by
@@ -95,14 +97,19 @@ def _is_autorec_weights(path: Path) -> bool:
     """Whether ``path`` is a safetensors file that :func:`save_model` wrote (its header's
     metadata says ``autorec-model/N``): the weights a save killed before its ``model.json``
     left alone in a folder."""
-    from safetensors import SafetensorError, safe_open
-
+    # the header alone (not safetensors' safe_open, which refuses a file cut short: a
+    # damaged save of autorec's is still autorec's to replace)
     try:
-        with safe_open(str(path), "np") as handle:
-            marked = (handle.metadata() or {}).get("format", "")
-    except (SafetensorError, OSError, ValueError):
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size <= _HEADER_LIMIT:
+                return False
+            header = json.loads(handle.read(size).decode("utf-8"))
+    except (OSError, ValueError):
         return False
-    return marked.startswith(f"{FORMAT}/")
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return (isinstance(metadata, dict)
+            and str(metadata.get("format", "")).startswith(f"{FORMAT}/"))
 
 
 def _json_object(path: Path) -> dict[str, Any]:

@@ -324,8 +324,14 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """A one-line ``detail`` and the list of problems; 413 when a list is over its limit.
-    (A body that is not JSON never gets here: :class:`RequestLimits` answers it 415.)"""
+    """A one-line ``detail`` and the list of problems; 413 when a list is over its limit;
+    415 for a body that is not JSON (the middleware answers that first, but only for the
+    app's own paths: an app mounted under a prefix gets here)."""
+    content_type = request.headers.get("content-type")
+    if content_type and "json" not in content_type.lower():
+        detail = (f"send the body as JSON (Content-Type: application/json), got Content-Type "
+                  f"{content_type!r}")
+        return JSONResponse({"detail": detail}, status_code=415)
     # an unknown field first: it usually explains the missing one beside it
     errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
     status = 413 if any(e.get("type") == TOO_LARGE for e in errors) else 422
