@@ -315,3 +315,21 @@ def test_every_split_counts_relevance_on_the_data_sets_scale(capsys, tmp_path: P
     assert [s["threshold"] for s in results["splits"]] == [4.0, 4.0, 4.0]
     # and each split names the ranking model it chose (train's folds did, evaluate's not)
     assert all(s["ranking_model"].startswith("ranking model ") for s in results["splits"])
+
+
+def test_splits_name_what_a_protocol_needs() -> None:
+    from autorec.evaluate import splits
+
+    # were bare AssertionErrors
+    with pytest.raises(ValueError, match="the canonical split u1 needs canonical"):
+        list(splits("u1"))
+    with pytest.raises(ValueError, match="the kfold protocol needs ratings"):
+        list(splits("kfold"))
+
+
+def test_resume_without_a_checkpoint_folder_is_refused() -> None:
+    frame = pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [1, 2, 1, 2],
+                          "rating": [1.0, 2.0, 3.0, 4.0]})
+    # it trained from the beginning without a word
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+        AutoRec(hidden=2, epochs=1, device="cpu").fit(frame, resume=True)

@@ -284,6 +284,7 @@ def test_input_forms_agree() -> None:
         pd.Series([5.0, 1.0, 3.5], index=[1000, 1003, 1010]),
         pd.DataFrame({"item_id": [1003, 1010, 1000], "rating": [1, 3.5, 5]}),
         ([1000, 1003, 1010], np.array([5, 1, 3.5], dtype=np.float32)),
+        [(1000, 5.0), (1003, 1.0), (1010, 3.5)],  # a list of (id, rating) tuples
     ]
     for form in forms:
         other = model.fold_in_user(form, n=5)
@@ -431,3 +432,12 @@ def test_cached_codes_follow_added_newcomers(variant: str) -> None:
     items = np.concatenate([ratings.item_ids, ratings.item_ids[:40], [5000] * 40])
     cold.members_[0]._codes = None
     np.testing.assert_allclose(warm.predict(users, items), cold.predict(users, items), **CLOSE)
+
+
+def test_a_list_of_two_pairs_is_two_ratings() -> None:
+    # it was read as (ids, ratings): items 1000 and 5 rated... a silent misreading
+    model = fitted("both", "biases")
+    two = model.fold_in_user([(1000, 5.0), (1003, 1.0)], n=None)
+    pd.testing.assert_series_equal(two.scores,
+                                   model.fold_in_user({1000: 5.0, 1003: 1.0}, n=None).scores)
+    assert two.n_ratings == 2 and two.n_unknown == 0

@@ -682,3 +682,9 @@ def test_to_dataframe_gives_a_frame_of_its_own() -> None:
     frame.loc[0, "user_id"] = 99
     assert ratings.rating.tolist() == [3.0, 4.0, 5.0]
     assert ratings.user_ids.tolist() == [1, 2, 2]
+
+
+def test_from_dataframe_names_a_wrong_type() -> None:
+    # was AttributeError: 'dict' object has no attribute 'columns'
+    with pytest.raises(TypeError, match="expected a pandas DataFrame, got dict"):
+        from_dataframe({"user_id": [1], "item_id": [1], "rating": [1.0]})

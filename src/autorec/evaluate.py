@@ -87,10 +87,14 @@ def splits(
     if protocol in CANONICAL_SPLITS:
         if repeats != 1:
             raise ValueError(f"the canonical split {protocol} has no repeats")
-        assert canonical is not None
+        if canonical is None:
+            raise ValueError(f"the canonical split {protocol} needs canonical (a function "
+                             "that returns it by name)")
         yield Split(protocol, *canonical(protocol), seed)
         return
-    assert ratings is not None
+    if ratings is None:
+        raise ValueError(f"the {protocol} protocol needs ratings (a function that returns "
+                         "them)")
     data = ratings()
     if protocol == "kfold":
         for r in range(repeats):

@@ -71,6 +71,8 @@ def fit(
     """
     params = complete(params)
     validate_params(params)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir: the folder to resume from")
     options = dict(eval_set=eval_set, on_epoch_end=on_epoch_end,
                    checkpoint_dir=checkpoint_dir, resume=resume,
                    checkpoint_context=checkpoint_context, on_batch_end=on_batch_end)

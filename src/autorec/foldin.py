@@ -174,12 +174,12 @@ def fold_in(
         item's ratings by known users.
     ratings
         A mapping ``{id: rating}``, a Series indexed by id, a DataFrame with an ``item_id``
-        (new user) or ``user_id`` (new item) column and a ``rating`` column, or a pair
-        ``(ids, ratings)`` of sequences. Ids are compared by text, as everywhere; ids the
-        model does not know are ignored and counted; an id given twice is an error. Ratings
-        are numbers (text such as ``"5"``, booleans and ``None`` are refused), finite, and
-        within the model's ``rating_scale_`` (a 0 or a 6 on a 1-5 model is refused, not
-        clipped).
+        (new user) or ``user_id`` (new item) column and a ``rating`` column, a pair
+        ``(ids, ratings)`` of sequences, or a list of ``(id, rating)`` tuples. Ids are
+        compared by text, as everywhere; ids the model does not know are ignored and
+        counted; an id given twice is an error. Ratings are numbers (text such as ``"5"``,
+        booleans and ``None`` are refused), finite, and within the model's
+        ``rating_scale_`` (a 0 or a 6 on a 1-5 model is refused, not clipped).
     new_id
         The newcomer's raw id: needed with ``add=True``, else only a label
         (the ``user_id`` column of the recommendations).

@@ -61,12 +61,17 @@ def rating_pairs(ratings: Any, id_name: str) -> tuple[np.ndarray, np.ndarray]:
         ids, values = ratings.index.to_numpy(), ratings.to_numpy()
     elif isinstance(ratings, Mapping):
         ids, values = list(ratings.keys()), list(ratings.values())
+    elif isinstance(ratings, list) and ratings and all(
+            isinstance(pair, tuple) and len(pair) == 2 for pair in ratings):
+        # a list of (id, rating) tuples, whatever its length: [(0, 5), (1, 3)] is two pairs,
+        # not the ids (0, 5) rated 1 and 3
+        ids, values = [pair[0] for pair in ratings], [pair[1] for pair in ratings]
     elif isinstance(ratings, tuple | list) and len(ratings) == 2:
         ids, values = ratings
     else:
         raise TypeError(f"ratings must be a mapping {{{id_name}: rating}}, a Series, a DataFrame "
-                        f"with columns {id_name} and rating, or a pair (ids, ratings); got "
-                        f"{type(ratings).__name__}")
+                        f"with columns {id_name} and rating, a pair (ids, ratings) or a list "
+                        f"of (id, rating) tuples; got {type(ratings).__name__}")
     try:
         id_series = id_column(ids, integers=False)
     except ValueError as exc:

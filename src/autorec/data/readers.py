@@ -78,6 +78,8 @@ def from_dataframe(
         finite as ``float32``, there is no rating at all, or a (user, item) pair repeats with
         ``duplicates="error"``.
     """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(frame).__name__}")
     _check_options(duplicates, columns, 3)
     rating_col = columns[2]
     check_columns(frame.columns, columns, source)
