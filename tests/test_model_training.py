@@ -8,10 +8,12 @@ from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
 
+from autorec import AutoRec
 from autorec.model import ACTIVATIONS, AutoRecNet
 from autorec.sparse import SparseBatch
 from autorec.train import Trainer, seed_streams
@@ -602,3 +604,16 @@ def test_dense_batches_keep_torchs_threads(low_rank, monkeypatch) -> None:
     trainers[1].on_batch_end = lambda done, total: threads_seen.append(torch.get_num_threads())
     trainers[1].train_epoch()
     assert set(threads_seen) == {torch.get_num_threads()}
+
+
+def test_ratings_near_the_accepted_limit_train_without_a_baseline() -> None:
+    # each squared error fits float32, their sum did not: the loss became inf in epoch 1 and
+    # the run was called diverged, advising a lower --lr (no lr helped)
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(30), 10)
+    items = np.concatenate([rng.choice(40, 10, replace=False) for _ in range(30)])
+    frame = pd.DataFrame({"user_id": users, "item_id": items,
+                          "rating": rng.integers(1, 6, len(users)) * 1e18})
+    model = AutoRec(hidden=4, epochs=2, random_state=0, device="cpu", baseline="none",
+                    ranking="none").fit(frame)
+    assert all(np.isfinite(entry["train_loss"]) for entry in model.history_)

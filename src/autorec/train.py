@@ -219,7 +219,7 @@ class Trainer:
 
     def _backward(self, batch: SparseBatch) -> torch.Tensor:
         predicted = self.net(batch, self.generator, self.input_dropout)
-        loss = torch.sum((predicted - batch.targets) ** 2)
+        loss = torch.sum((predicted - batch.targets) ** 2, dtype=torch.float64)
         loss.backward()
         if self.l2 > 0.0 and self.fold_l2:  # this batch's share of the penalty (:mod:`penalty`)
             self.penalty.fold(self.optimizers[0], batch)
@@ -254,7 +254,7 @@ class Trainer:
             net.decoder_weight.grad = buffer.zero_()
         hidden = net.code(batch, self.generator, self.input_dropout)
         cut = hidden.detach().requires_grad_()
-        loss = torch.sum((net.decode_batch(batch, cut) - batch.targets) ** 2)
+        loss = torch.sum((net.decode_batch(batch, cut) - batch.targets) ** 2, dtype=torch.float64)
         self._check_finite(loss.detach())
         if self.l2 > 0.0:
             self.penalty.fold(optimizer, batch)  # depends on the batch only
