@@ -344,11 +344,13 @@ def test_one_rating_is_refused_with_the_reason() -> None:
     one = pd.DataFrame({"user_id": [1], "item_id": [1], "rating": [4.0]})
     with pytest.raises(ValueError, match="need at least 2 training ratings to hold some out "
                                          "for validation, got 1 \\(validation=0 with "
-                                         "ranking='none' fits on all\\)"):
+                                         "ranking='none' fits on all: --validation 0 "
+                                         "--ranking none on the command line\\)"):
         AutoRec(hidden=4, epochs=1, device="cpu").fit(one)
     # the hint said validation=0 alone, which the ranking model's own part then refused
     with pytest.raises(ValueError, match="ranking model to hold some out, got 1 "
-                                         "\\(ranking='none' needs none\\)"):
+                                         "\\(ranking='none' needs none: --ranking none "
+                                         "on the command line\\)"):
         AutoRec(hidden=4, epochs=1, device="cpu", validation=0).fit(one)
     AutoRec(hidden=4, epochs=1, device="cpu", validation=0, ranking="none").fit(one)
 

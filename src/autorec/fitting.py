@@ -131,7 +131,8 @@ def _fit(
         if len(original) < 2:  # the validation part and the part to fit need one each
             raise ValueError(f"need at least 2 training ratings to hold some out for "
                              f"validation, got {len(original)} (validation=0 with "
-                             "ranking='none' fits on all)")
+                             "ranking='none' fits on all: --validation 0 --ranking none "
+                             "on the command line)")
         held_out = validation_mask(len(original), params["validation"], seeds[0])
         fit_part, val_part = _FitPart(training, ~held_out), _FitPart(training, held_out).ratings()
     n_users, n_items = len(users), len(items)

@@ -216,7 +216,8 @@ def fit_ranking(
         raise ValueError("the 'rating' component needs a rating_scorer")
     if split is None and len(train) < 2:
         raise ValueError(f"need at least 2 training ratings for the ranking model to hold "
-                         f"some out, got {len(train)} (ranking='none' needs none)")
+                         f"some out, got {len(train)} (ranking='none' needs none: "
+                         "--ranking none on the command line)")
 
     def validation_part(parts: tuple[Ratings, Ratings] | None
                         ) -> tuple[Ratings, Ratings, sp.csr_matrix]:
