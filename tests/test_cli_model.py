@@ -327,3 +327,15 @@ def test_recommend_prints_an_id_with_a_line_break_on_its_own_line(capsys, tmp_pa
     lines = out.strip().splitlines()
     assert lines[0] == "user u0:" and len(lines) == 4, out
     assert all("'n\\nl" in line for line in lines[1:]), out
+
+
+@pytest.mark.parametrize("command", [["predict", "--model", "m", "--input", "p.csv"],
+                                     ["recommend", "--model", "m", "--user", "1"],
+                                     ["train", "--data", "r.csv", "--plot"],
+                                     ["tune", "--data", "r.csv", "--study"]])
+def test_an_empty_output_file_name_is_refused(capsys, command):
+    # "" was the current folder: "--output: . is a folder; give a file name"
+    args = [*command, ""] if command[-1].startswith("--") else [*command, "--output", ""]
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+    assert "expected a file name, got ''" in err

@@ -425,11 +425,12 @@ def test_a_config_file_train_without_test_is_named_as_the_files(capsys, tmp_path
 
 def test_settings_toml_writes_numpy_scalars_as_toml(tmp_path: Path) -> None:
     settings = {"lr": np.float64(0.5), "hidden": np.int64(3), "refit": np.bool_(True),
-                "l2": [np.float32(0.25), 1.0], "activation": np.str_("sigmoid")}
+                "l2": [np.float32(0.25), 1.0], "activation": np.str_("sigmoid"),
+                "seed": np.array([1, 2])}
     path = tmp_path / "s.toml"
     path.write_text(settings_toml(settings))
     assert read_config(path) == {"lr": 0.5, "hidden": 3, "refit": True, "l2": [0.25, 1.0],
-                                 "activation": "sigmoid"}
+                                 "activation": "sigmoid", "seed": [1, 2]}
 
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])

@@ -148,8 +148,8 @@ def settings_toml(settings: Mapping[str, Any], comment: str = "") -> str:
 
 
 def _toml_value(value: Any) -> str:
-    if hasattr(value, "dtype") and hasattr(value, "item"):  # a numpy scalar: its Python value
-        value = value.item()
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # numpy: Python values
+        value = value.tolist()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

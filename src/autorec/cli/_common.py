@@ -127,7 +127,10 @@ def data_folder(text: str) -> Path:
 
 def output_file(text: str) -> Path:
     """An output path; ``-`` is standard output where the option takes it, and ``./-`` a
-    file named ``-`` (as an absolute path: ``Path("./-")`` is ``-``)."""
+    file named ``-`` (as an absolute path: ``Path("./-")`` is ``-``). An empty one is refused
+    (``Path("")`` is the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
     path = Path(text)
     return path.absolute() if text != STDOUT and str(path) == STDOUT else path
 
@@ -136,7 +139,8 @@ def output_dir(text: str) -> Path:
     """An output folder: any non-empty path (``./-``: a folder named ``-``)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a folder, got {text!r}")
-    return output_file(text)
+    path = Path(text)
+    return path.absolute() if text != STDOUT and str(path) == STDOUT else path
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if columns[0] == columns[1]:
         args.parser_error(f"--columns names the user and the item columns, two different ones, "
                           f"got {text!r}")
-    if str(args.output).strip() == "":
-        args.parser_error("--output needs a file name")
     outputs = Outputs()  # checked before the model is loaded (README: Bad input)
     outputs.input("--model", args.model, folder=True)
     outputs.input("--input", args.input)
