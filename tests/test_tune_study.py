@@ -350,3 +350,24 @@ def test_a_search_without_epochs_given_runs_with_the_default(capsys, tmp_path: P
                         "--patience", "2", "--device", "cpu", "--quiet")
     assert code == 0 and "Traceback" not in err, err
     assert "best of 1 trials" in (tmp_path / "best.toml").read_text()
+
+
+def test_the_default_out_does_not_replace_a_file_tune_did_not_write(
+        capsys, tmp_path: Path, ratings_csv: Path, monkeypatch) -> None:
+    """Without --out, tune wrote ./best.toml over whatever was there (a user's own file)."""
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "best.toml"
+    mine.write_text("# mine\nhidden = 99\n")
+    argv = ["tune", "--data", ratings_csv, "--study", tmp_path / "s.db", "--trials", "1",
+            "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet"]
+    code, out, err = _run(capsys, *argv)
+    _one_line_error(code, err, "best.toml (the default --out) exists and was not written by "
+                    "autorec tune")
+    assert out == "" and mine.read_text() == "# mine\nhidden = 99\n"
+    assert not (tmp_path / "s.db").exists()
+    mine.unlink()
+    assert _run(capsys, *argv)[0] == 0  # no file there: written
+    assert _run(capsys, *argv)[0] == 0  # tune's own file: replaced
+    assert mine.read_text().startswith("# autorec tune: best of 1 trials")
+    code, _, err = _run(capsys, *argv, "--out", mine)  # named: the user's choice
+    assert code == 0, err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..data.ratings import Ratings
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_optuna()
     chosen: set[str] = set()
+    out_defaulted = args.out is None
     params = resolve(args, chosen)  # --config may name the data
     params.pop("random_state", None)
     # a searched parameter the user set (flag or --config) is fixed, not searched
@@ -89,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         outputs.input(f"--{option}", getattr(args, option, None))
     outputs.file("--study", args.study)  # read and written: an SQLite file, never a device
     outputs.file("--out", args.out)
+    if out_defaulted and not _written_by_tune(args.out):  # a file the user never named
+        args.parser_error(f"{args.out} (the default --out) exists and was not written by "
+                          "autorec tune; give --out FILE, or move it away")
     check_study(args.study, args.study_name, fixed=fixed)  # before any data is read
 
     split = args.split or "random"
@@ -127,6 +132,17 @@ def run(args: argparse.Namespace) -> int:
     atomic_write(args.out, lambda handle: handle.write(text))
     print(f"wrote {args.out} (use it with --config {args.out})")
     return 0
+
+
+def _written_by_tune(path: Path) -> bool:
+    """Whether ``path`` is absent or a file that ``tune`` wrote (its first line says so)."""
+    if not path.exists():
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.readline().startswith(b"# autorec tune:")
+    except OSError:
+        return False
 
 
 def _shown(params: dict[str, Any]) -> str:
