@@ -339,3 +339,12 @@ def test_an_empty_output_file_name_is_refused(capsys, command):
     code, stdout, err = run_cli(capsys, *args)
     assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
     assert "expected a file name, got ''" in err
+
+
+@pytest.mark.parametrize("flag", [["--data-dir", "."], ["--download"], ["--no-download"]])
+def test_builtin_data_set_options_with_a_ratings_file_are_refused(capsys, tmp_path, flag):
+    # they were ignored without a word (as --sep with a builtin set is refused)
+    code, stdout, err = run_cli(capsys, "train", "--data", tmp_path / "r.csv", *flag,
+                                "--epochs", "1")
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+    assert "is for builtin data sets (--dataset)" in err and flag[0].split("/")[0] in err

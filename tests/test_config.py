@@ -407,7 +407,8 @@ def test_a_source_flag_replaces_the_files_source(capsys, tmp_path, ml100k_dir, f
         f"{u},{i},{1 + (u * i) % 5}\n" for u in range(12) for i in range(10)))
     config = _config(tmp_path, {"data": str(tmp_path / "missing.csv")}, ".toml")
     flags = [str(ratings) if f == "FLAG" else f for f in flags]
-    code, out, err = _run(capsys, "train", "--config", config, *flags, "--data-dir", ml100k_dir,
+    where = ["--data-dir", ml100k_dir] if "--dataset" in flags else []  # a file: refused
+    code, out, err = _run(capsys, "train", "--config", config, *flags, *where,
                           "--epochs", "1", "--hidden", "4", "--ranking", "none", "--quiet",
                           "--device", "cpu")
     assert code == 0, err

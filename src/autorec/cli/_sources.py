@@ -32,7 +32,14 @@ def check_sources(args: argparse.Namespace, named: Callable[..., str]) -> None:
         given, other = ("train", "test") if train is not None else ("test", "train")
         args.parser_error(f"{named(given, f'--{given}')} needs --{other}: --train and --test "
                           "go together")
-    if not files:  # a builtin data set, read in its own format: the file options would be
+    if files:  # where builtin data sets come from would be ignored without a word (set in
+        # a config file, shared by several commands, it is fine)
+        for dest, flag in (("data_dir", "--data-dir"),
+                           ("download", "--download/--no-download")):
+            if getattr(args, dest, None) is not None and named(dest, flag) == flag:
+                args.parser_error(f"{flag} is for builtin data sets (--dataset); ratings files "
+                                  "(--data, --train/--test) are read from their own paths")
+    else:  # a builtin data set, read in its own format: the file options would be
         for dest in ("sep", "columns", "no_header"):  # ignored without a word
             if getattr(args, dest, None) is not None:
                 args.parser_error(f"{named(dest, '--' + dest.replace('_', '-'))} describes a "
