@@ -443,3 +443,22 @@ def test_config_dist_timeout_is_a_number(capsys, tmp_path: Path, ratings_csv: Pa
                         "--hidden", "4", "--epochs", "1", "--device", "cpu", "--quiet",
                         "--ranking", "none", "--out", tmp_path / "run")
     assert code == 0, err
+
+
+@pytest.mark.parametrize(("command", "settings", "extra", "needle"), [
+    ("train", {"split": "kfold"}, ["--train", "TRAIN", "--test", "TRAIN"],
+     "already split the data; drop split in "),
+    ("train", {"split": "u1"}, ["--data", "TRAIN"], "split = u1 in "),
+    ("tune", {"split": "u1"}, ["--data", "TRAIN", "--trials", "1"], "split = u1 in "),
+])
+def test_a_config_files_split_is_named_as_the_files(capsys, tmp_path: Path, ratings_csv: Path,
+                                                    command, settings, extra, needle) -> None:
+    # they were named as the flag (--split), which the user never gave
+    if command == "tune":
+        pytest.importorskip("optuna")
+    config = _config(tmp_path, settings, ".toml")
+    extra = [str(ratings_csv) if value == "TRAIN" else value for value in extra]
+    code, _, err = _run(capsys, command, "--config", config, *extra, "--device", "cpu",
+                        "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert needle + str(config) in err and "--split" not in err

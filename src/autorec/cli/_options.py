@@ -207,6 +207,7 @@ def resolve(args: argparse.Namespace, chosen: set[str] | None = None) -> dict[st
     if getattr(args, "no_header", None) and getattr(args, "columns", None) is not None:
         parser_error(f"{named('columns', '--columns')} names header columns; with "
                      f"{named('no_header', '--no-header')} the fields are taken in order")
+    args.named = named  # for the commands' own checks: a setting named where it was set
     _check_split_options(args, named)
     check_sources(args, named)
     command_defaults = COMMAND_DEFAULTS.get(getattr(args, "command", None) or "", {})

@@ -107,12 +107,13 @@ def _split_list(args: argparse.Namespace) -> tuple[list[Split], str]:
     """The (train, test) pairs the options ask for and a description of them."""
     if args.train is not None:
         if args.split is not None:  # "random" too: ignored, then recorded as the split
-            args.parser_error("--train/--test already split the data; drop --split")
+            args.parser_error(f"--train/--test already split the data; drop "
+                              f"{args.named('split', '--split')}")
         train, test = align(read_file(args.train, args), read_file(args.test, args))
         return [Split("", train, test, args.seed)], f"{args.train} + {args.test}"
     split = args.split or "random"
     if split in CANONICAL_SPLITS:
-        parts = canonical(args, split, f"--split {split}")
+        parts = canonical(args, split, args.named("split", "--split", split))
         return [Split("", *parts, args.seed)], f"ml-100k split {split}"
     ratings, what = load_ratings(args)
     if split == "kfold":

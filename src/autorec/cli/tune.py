@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     split = args.split or "random"
     if split in CANONICAL_SPLITS:
-        train: Ratings = canonical(args, split, f"--split {split}")[0]
+        train: Ratings = canonical(args, split, args.named("split", "--split", split))[0]
         what = f"ml-100k {split}.base"
     else:
         ratings, name = load_ratings(args)
