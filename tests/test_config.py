@@ -462,3 +462,19 @@ def test_a_config_files_split_is_named_as_the_files(capsys, tmp_path: Path, rati
                         "--quiet")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert needle + str(config) in err and "--split" not in err
+
+
+@pytest.mark.parametrize(("settings", "extra", "needle"), [
+    ({"protocol": "u1", "repeats": 2}, [], "protocol = u1 in {c} is one fixed split; drop "
+                                           "repeats in {c}"),
+    ({"protocol": "u1"}, ["--data", "TRAIN"], "protocol = u1 in {c} is a canonical"),
+])
+def test_evaluate_names_a_config_files_protocol_as_the_files(capsys, tmp_path: Path,
+                                                             ratings_csv: Path, settings,
+                                                             extra, needle) -> None:
+    # they were named as flags (--protocol u1, --repeats) the user never gave
+    config = _config(tmp_path, settings, ".toml")
+    extra = [str(ratings_csv) if value == "TRAIN" else value for value in extra]
+    code, _, err = _run(capsys, "evaluate", "--config", config, *extra, "--device", "cpu")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert needle.format(c=config) in err and "--protocol" not in err

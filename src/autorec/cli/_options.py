@@ -264,7 +264,7 @@ def recorded_settings(args: argparse.Namespace, template: AutoRec, split: str
     mislead), and the estimator's parameters."""
     options = {key: (str(value) if isinstance(value, Path) else value)
                for key, value in vars(args).items()
-               if key not in ("handler", "parser_error", "command", "argv")
+               if key not in ("handler", "parser_error", "named", "command", "argv")
                and (key != "test_ratio" or split in ("random", "holdout"))
                and (key != "folds" or split == "kfold")}
     resolved = template.get_params()

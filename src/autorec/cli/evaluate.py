@@ -82,15 +82,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     params = resolve(args)  # --config first: it may name the data
     template = build_model(params, args.seed)
+    protocol = args.named("protocol", "--protocol", args.protocol)  # a flag or the file's
     if args.protocol in CANONICAL_SPLITS:
         if args.repeats != 1:
-            args.parser_error(f"--protocol {args.protocol} is one fixed split; drop --repeats")
-        check_canonical(args, f"--protocol {args.protocol}")
+            args.parser_error(f"{protocol} is one fixed split; drop "
+                              f"{args.named('repeats', '--repeats')}")
+        check_canonical(args, protocol)
     seeds = args.repeats * (PAPER_REPEATS if args.protocol == "paper" else 1)
     if args.protocol not in CANONICAL_SPLITS and args.seed + seeds - 1 > MAX_SEED:
         # each split's seed is recorded, and train --seed takes it to rerun that split
-        args.parser_error(f"--seed {args.seed} gives {seeds} splits seeds up to "
-                          f"{args.seed + seeds - 1}, past the largest seed {MAX_SEED}")
+        args.parser_error(f"{args.named('seed', '--seed', args.seed)} gives {seeds} splits "
+                          f"seeds up to {args.seed + seeds - 1}, past the largest seed "
+                          f"{MAX_SEED}")
     outputs = Outputs()  # every output checked before any data is read (README: Bad input)
     for option in ("data", "config"):
         outputs.input(f"--{option}", getattr(args, option, None))
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = splits(
         args.protocol,
         lambda: load_ratings(args)[0],
-        lambda name: canonical(args, name, f"--protocol {name}"),
+        lambda name: canonical(args, name, protocol),
         seed=args.seed, test_ratio=args.test_ratio, folds=args.folds, repeats=args.repeats,
     )
     # the table's header comes with its first row: bad data (unreadable, or too few ratings
