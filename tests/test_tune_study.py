@@ -371,3 +371,17 @@ def test_the_default_out_does_not_replace_a_file_tune_did_not_write(
     assert mine.read_text().startswith("# autorec tune: best of 1 trials")
     code, _, err = _run(capsys, *argv, "--out", mine)  # named: the user's choice
     assert code == 0, err
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--validation", "0"], "and --validation 0 leaves none"),
+    (["--preset", "reference"], "and --preset reference (validation 0) leaves none"),
+])
+def test_no_validation_part_is_refused_before_the_data_is_read(capsys, tmp_path: Path,
+                                                               flags, needle) -> None:
+    """It was refused by the library after the data was read and 'tuning on ...' printed,
+    without saying that the preset had set it."""
+    code, out, err = _run(capsys, "tune", "--data", tmp_path / "missing.csv", "--trials", "1",
+                          "--study", tmp_path / "s.db", "--out", tmp_path / "b.toml", *flags)
+    _one_line_error(code, err, "tuning chooses on a validation part", needle)
+    assert out == "" and not (tmp_path / "s.db").exists()

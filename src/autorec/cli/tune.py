@@ -84,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
         args.parser_error(f"every searched setting is fixed ({', '.join(SEARCH_SPACE)}): "
                           "nothing left to tune")
     build_model(params, args.seed)  # checks every fixed setting before any data is read
+    if params.get("validation", 1) <= 0:  # the library's check comes after the data is read
+        where = (args.named("validation", "--validation", 0) if "validation" in chosen
+                 else f"--preset {args.preset} (validation 0)")
+        args.parser_error(f"tuning chooses on a validation part, and {where} leaves none; "
+                          "give --validation a fraction above 0")
     if args.out.suffix.lower() != ".toml":
         args.parser_error(f"--out {args.out}: the best settings are written as TOML (.toml)")
     outputs = Outputs()  # every output checked before any data is read (README: Bad input)
