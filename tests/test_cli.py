@@ -146,6 +146,9 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         (["--test-ratio", "1"], ["--test-ratio"]),
         (["--lr", "nan"], ["--lr"]),
         (["--hiden", "5"], ["unrecognized arguments", "--hiden"]),
+        # named by the top-level parser: "autorec: error: ... (see autorec --help)"
+        (["--bogus"], ["autorec train: error: unrecognized arguments: --bogus",
+                       "(see autorec train --help)"]),
         (["--train", "x.csv"], ["--train and --test go together"]),
         (["--data", "x.csv", "--split", "u1"], ["--split u1"]),
         # ignored without a word: with no validation part they have nothing to act on
@@ -670,3 +673,13 @@ def test_a_row_with_too_many_fields_exits_2_every_time(tmp_path) -> None:
     with pytest.raises(DataError, match="expected 3 fields"):
         read_ratings(data)
     assert _source.readers_stopped_by_error()
+
+
+def test_verbose_goes_after_the_command_too(ratings_csv):
+    """`autorec train ... -v` was refused ("unrecognized arguments: -v"), though every
+    command takes autorec's -v."""
+    result = subprocess.run([sys.executable, "-m", "autorec", "train", "--data", str(ratings_csv),
+                             "--hidden", "4", "--epochs", "1", "--ranking", "none", "--device",
+                             "cpu", "--quiet", "-v"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "INFO autorec" in result.stderr

@@ -119,7 +119,13 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
     parser = build_parser()
     if interrupted:  # Ctrl-C during the imports above, swallowed on the way
         raise KeyboardInterrupt
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    for token in list(unknown):  # -v after the command too: `autorec train ... -v`
+        if token == "--verbose" or (token.startswith("-v") and set(token[1:]) == {"v"}):
+            args.verbose += 1 if token == "--verbose" else len(token) - 1
+            unknown.remove(token)
+    if unknown:  # refused by the command's own parser: `autorec train: error: ...`
+        args.parser_error(f"unrecognized arguments: {' '.join(unknown)}")
     _catch_sigterm(args.command)
     if args.command == "train":  # what `train --nproc N` starts N processes with (issue 8)
         args.argv = list(sys.argv[1:] if argv is None else argv)
