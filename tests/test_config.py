@@ -478,3 +478,22 @@ def test_evaluate_names_a_config_files_protocol_as_the_files(capsys, tmp_path: P
     code, _, err = _run(capsys, "evaluate", "--config", config, *extra, "--device", "cpu")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert needle.format(c=config) in err and "--protocol" not in err
+
+
+@pytest.mark.parametrize(("settings", "flags", "needle"), [
+    ({"validation": 0.0, "patience": 5}, [],
+     "patience in {c} acts on the validation part, and validation = 0 in {c} holds none"),
+    ({"validation": 0.0}, ["--no-refit"],
+     "--refit/--no-refit acts on the validation part, and validation = 0 in {c} holds none"),
+    ({"patience": 5}, ["--preset", "reference"],
+     "patience in {c} acts on the validation part, and --preset reference (validation 0)"),
+])
+def test_model_settings_from_a_file_are_named_as_the_files(capsys, tmp_path: Path,
+                                                           ratings_csv: Path, settings, flags,
+                                                           needle) -> None:
+    # they were named as flags (--patience, --validation 0) the user never gave
+    config = _config(tmp_path, settings, ".toml")
+    code, _, err = _run(capsys, "train", "--data", ratings_csv, "--config", config, *flags,
+                        "--device", "cpu", "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert needle.format(c=config) in err

@@ -336,8 +336,9 @@ def test_a_trial_left_running_by_a_killed_search_is_failed_not_counted(
     states = [t.state.name for t in optuna.load_study(
         study_name="autorec", storage=f"sqlite:///{study_file}").trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE"]
-    assert "top 2 of 3 trials by validation RMSE" in out
-    assert "best of 3 trials" in (tmp_path / "best.toml").read_text()
+    # a failed trial is not a finished one (--trials counts complete and pruned ones)
+    assert "top 2 of 2 trials by validation RMSE" in out
+    assert "best of 2 trials" in (tmp_path / "best.toml").read_text()
 
 
 def test_a_search_without_epochs_given_runs_with_the_default(capsys, tmp_path: Path,
@@ -385,3 +386,14 @@ def test_no_validation_part_is_refused_before_the_data_is_read(capsys, tmp_path:
                           "--study", tmp_path / "s.db", "--out", tmp_path / "b.toml", *flags)
     _one_line_error(code, err, "tuning chooses on a validation part", needle)
     assert out == "" and not (tmp_path / "s.db").exists()
+
+
+def test_the_best_settings_carry_the_seed(capsys, tmp_path: Path, ratings_csv: Path) -> None:
+    """Without it, train --config best.toml drew another split and other starting weights
+    than the trial it reports (seed 0 against tune --seed 3)."""
+    code, _, err = _tune(capsys, ratings_csv, tmp_path, tmp_path / "s.db", "--trials", "1",
+                         "--seed", "3")
+    assert code == 0, err
+    from autorec.config import read_config
+
+    assert read_config(tmp_path / "best.toml")["seed"] == 3

@@ -364,12 +364,16 @@ def _difference(there: dict[str, Any], here: dict[str, Any]) -> str:
     return "in another way"
 
 
+#: The trial states that count as finished (a failed trial does not: Ctrl-C, a crash).
+FINISHED = ("COMPLETE", "PRUNED")
+
+
 def best_config_toml(base_params: dict[str, Any], study: Any) -> str:
     """The best trial's full configuration as a TOML table that ``--config`` accepts."""
     params = {**base_params, **study.best_trial.params}
     params.pop("random_state", None)
     params.pop("device", None)
-    ended = sum(trial.state.is_finished() for trial in study.trials)
+    ended = sum(trial.state.name in FINISHED for trial in study.trials)
     return settings_toml(params, f"autorec tune: best of {ended} trials, "
                                  f"validation RMSE {study.best_value:.4f} (trial "
                                  f"{study.best_trial.number})")

@@ -197,6 +197,9 @@ def resolve(args: argparse.Namespace, chosen: set[str] | None = None) -> dict[st
         if getattr(args, dest) is None:
             setattr(args, dest, value)
             from_config.add(dest)
+    # the file's model settings not given as flags too (they reach the parameters, not args)
+    from_config.update(dest for dest in config
+                       if dest in MODEL_OPTIONS and getattr(args, dest, None) is None)
 
     def named(dest: str, flag: str, value: object = None) -> str:
         if dest in from_config:
@@ -224,10 +227,13 @@ def resolve(args: argparse.Namespace, chosen: set[str] | None = None) -> dict[st
     if params.get("device") == "auto":
         params["device"] = None
     if not params.get("validation", PARAM_DEFAULTS["validation"]):  # they were ignored
+        none = (named("validation", "--validation", 0)
+                if "validation" in explicit or "validation" in from_file
+                else f"--preset {args.preset} (validation 0)")
         for dest, flag in (("patience", "--patience"), ("refit", "--refit/--no-refit")):
             if dest in explicit or dest in from_file:
-                parser_error(f"{named(dest, flag)} acts on the validation part, and "
-                             f"{named('validation', '--validation')} 0 holds none")
+                parser_error(f"{named(dest, flag)} acts on the validation part, and {none} "
+                             "holds none")
     if isinstance(params.get("l2"), str):
         params["l2"] = l2_values(params["l2"])
     columns = [name.strip() for name in str(args.columns).split(",")]  # as header names are

@@ -71,7 +71,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write
-    from ..tune import SEARCH_SPACE, best_config_toml, check_study, require_optuna, run_study
+    from ..tune import (
+        FINISHED,
+        SEARCH_SPACE,
+        best_config_toml,
+        check_study,
+        require_optuna,
+        run_study,
+    )
 
     require_optuna()
     chosen: set[str] = set()
@@ -129,11 +136,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"autorec tune: error: no trial finished ({len(study.trials)} pruned or failed: "
               "one that diverges is pruned; lower --lr or raise --l2)", file=sys.stderr)
         return 1
-    ended = [t for t in study.trials if t.state.is_finished()]  # not one left running
+    ended = [t for t in study.trials if t.state.name in FINISHED]  # not failed or running
     print(f"top {min(args.top, len(complete))} of {len(ended)} trials by validation RMSE:")
     for trial in sorted(complete, key=lambda t: t.value)[:args.top]:
         print(f"  trial {trial.number:3d}  {trial.value:.4f}  {_shown(trial.params)}")
-    text = best_config_toml(params, study)
+    # the seed too: train --config FILE then draws the same split and starting weights
+    text = best_config_toml({**params, "seed": args.seed}, study)
     atomic_write(args.out, lambda handle: handle.write(text))
     print(f"wrote {args.out} (use it with --config {args.out})")
     return 0
