@@ -348,3 +348,24 @@ def test_builtin_data_set_options_with_a_ratings_file_are_refused(capsys, tmp_pa
                                 "--epochs", "1")
     assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
     assert "is for builtin data sets (--dataset)" in err and flag[0].split("/")[0] in err
+
+
+def test_recommend_strips_a_user_id_as_the_readers_do(capsys, tmp_path):
+    """--user stripped every Unicode space: "x\\u00a0" (an id of the file) became "x", another
+    user, whose list was printed, with items "x\\u00a0" had rated."""
+    from autorec import load_model
+
+    rows = [f"{uid},{i},{1 + (u * i) % 5}" for u, uid in enumerate(["x", "x\u00a0", "y"])
+            for i in range(6) if (u + i) % 3]
+    data = tmp_path / "nbsp.csv"
+    data.write_text("user_id,item_id,rating\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    model = tmp_path / "m"
+    code, _, err = run_cli(capsys, "train", "--data", data, "--epochs", "1", "--hidden", "4",
+                           "--ranking", "none", "--validation", "0", "--device", "cpu",
+                           "--quiet", "--save", model, "--test-ratio", "0.2")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "recommend", "--model", model, "--user", "x\u00a0 ",
+                             "--n", "2")
+    assert code == 0, err
+    expected = load_model(model).recommend(["x\u00a0"], n=2)["item_id"].tolist()
+    assert [int(line.split()[1]) for line in out.strip().splitlines()[1:]] == expected, out

@@ -59,6 +59,9 @@ def test_blocks_carry_the_movie_over_and_text_customers_stay_text(write_file,
 
 @pytest.mark.parametrize(("text", "line", "words"), [
     ("1:\n5,3,2005\n6,x,2005\n", 3, "'x' is not a number"),
+    # text pandas reads and pyarrow does not: an IndexError traceback
+    ("1:\n5,3\v,2005\n6,4,2005\n", 2, "'3\\x0b' is not a number"),
+    ("1:\n5,3,2005\n6,4\f,2005\n7,x,2005\n", 3, "'4\\x0c' is not a number"),
     ("1:\n5,3,2005\n\n6\n", 4, "found 1"),
     ("1:\n5,3,2005,extra\n", 2, "found 4"),
     ("1:\n5,3\nx2:\n", 3, "movie line"),

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..estimator import load_model
     from ..persist import read_model_info
 
-    if any(not user.strip() for user in args.user):
+    if any(not user.strip(" \t") for user in args.user):
         args.parser_error("--user needs an id")
     outputs = Outputs()  # checked before the model is loaded (README: Bad input)
     outputs.input("--model", args.model, folder=True)
@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=device)
     titles = None if titles_file is None else read_item_titles(titles_file)
 
-    users = list(dict.fromkeys(user.strip() for user in args.user))  # once each, in order
+    # once each, in order; spaces and tabs stripped as the readers strip them (not every
+    # Unicode space: "x\u00a0" is an id of its own)
+    users = list(dict.fromkeys(user.strip(" \t") for user in args.user))
     table = model.recommend(users, n=args.n, exclude_seen=not args.include_seen)
     table["title"] = (titles.title_of(table["item_id"].to_numpy()) if titles is not None
                       else np.full(len(table), None, dtype=object))

@@ -86,6 +86,10 @@ def read_netflix_frame(open_file: Callable[[], Any], source: str
     return frame, lines
 
 
+#: A rating written as a plain decimal number (anything else is tried one by one on an error).
+_FLOAT_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
 def _block(column: Any, state: dict[str, int], source: str
            ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """One block of lines: its ratings' customer ids, movie ids, ratings and file lines;
@@ -138,10 +142,17 @@ def _block(column: Any, state: dict[str, int], source: str
     rating_text = pc.utf8_trim(pc.list_element(fields, 1), " \t")
     try:
         rating = pc.cast(rating_text, pa.float64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:
-        values = pd.to_numeric(pd.Series(rating_text.to_numpy(zero_copy_only=False)),
-                               errors="coerce")
-        bad = int(np.flatnonzero(values.isna().to_numpy())[0])
+    except pa.ArrowInvalid:  # the first text pyarrow refuses (pandas takes "3\v", pyarrow not)
+        plain = pc.fill_null(pc.match_substring_regex(rating_text, _FLOAT_TEXT), True)
+        texts = rating_text.to_numpy(zero_copy_only=False)
+        odd = np.flatnonzero(~plain.to_numpy(zero_copy_only=False))
+        bad = int(odd[0]) if len(odd) else 0
+        for k in odd:
+            try:
+                pc.cast(pa.array([texts[k]]), pa.float64())
+            except pa.ArrowInvalid:
+                bad = int(k)
+                break
         raise fail(f"{rating_text[bad].as_py()!r} is not a number", int(at[bad]),
                    "rating") from None
     return user, movie_of[rows], rating, number[rows]
