@@ -369,3 +369,21 @@ def test_recommend_strips_a_user_id_as_the_readers_do(capsys, tmp_path):
     assert code == 0, err
     expected = load_model(model).recommend(["x\u00a0"], n=2)["item_id"].tolist()
     assert [int(line.split()[1]) for line in out.strip().splitlines()[1:]] == expected, out
+
+
+def test_kfold_ranking_means_leave_out_folds_without_a_relevant_rating(capsys, tmp_path):
+    """One fold without a relevant test rating made every ranking mean null in metrics.json
+    (evaluate averaged over the others)."""
+    data = tmp_path / "r5.csv"
+    data.write_text("user_id,item_id,rating\n1,1,3\n2,1,4\n1,2,5\n2,2,1\n3,1,2\n")
+    code, out, err = run_cli(capsys, "train", "--data", data, "--split", "kfold", "--epochs",
+                             "1", "--hidden", "4", "--device", "cpu", "--quiet", "--out",
+                             tmp_path / "k")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "k" / "metrics.json").read_text())
+    folds = [fold["ndcg@10"] for fold in metrics["folds"]]
+    ranked = [value for value in folds if value is not None]
+    assert 0 < len(ranked) < len(folds)
+    assert metrics["n_ranked_splits"] == len(ranked)
+    assert metrics["ndcg@10"] == pytest.approx(sum(ranked) / len(ranked))
+    assert f"mean over the {len(ranked)} of {len(folds)} folds with a relevant" in out

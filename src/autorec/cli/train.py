@@ -283,14 +283,22 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
     k = args.k
     if f"ndcg@{k}" in results[0]:
         names = ("precision", "recall", "ndcg", "map", "hit_rate")
+        # over the folds that had a relevant test rating (a fold without one has nan), as
+        # evaluate's means: one such fold made every mean null
+        ranked = [r for r in results if np.isfinite(r[f"ndcg@{k}"])]
         for name in names:
-            summary[f"{name}@{k}"] = float(np.mean([r[f"{name}@{k}"] for r in results]))
+            summary[f"{name}@{k}"] = (float(np.mean([r[f"{name}@{k}"] for r in ranked]))
+                                      if ranked else math.nan)
+        summary["n_ranked_splits"] = len(ranked)
         models = list(dict.fromkeys(r.get("ranking_model") for r in results))
         summary["ranking_model"] = models[0] if len(models) == 1 else None
-        which = ("of each fold's own ranking model (mean over folds; they differ, "
-                 "metrics.json's folds name them)" if len(models) > 1
+        over = ("mean over folds" if len(ranked) == len(results) else
+                f"mean over the {len(ranked)} of {len(results)} folds with a relevant test "
+                "rating")
+        which = (f"of each fold's own ranking model ({over}; they differ, metrics.json's "
+                 "folds name them)" if len(models) > 1
                  else (f"of {models[0]}" if models[0] else "by predicted rating (--ranking "
-                       "none)") + (" (mean over folds)" if len(results) > 1 else ""))
+                       "none)") + (f" ({over})" if len(results) > 1 else ""))
         print(f"ranking at {k} {which}: "
               + ", ".join(f"{name} {summary[f'{name}@{k}']:.4f}" for name in names))
     if args.save is not None and distributed.world().is_main:
