@@ -129,3 +129,16 @@ def test_predict_reads_pairs_from_a_prize_file(write_file) -> None:
 
     users, items = read_pairs(write_file("pairs.txt", "1:\n196,3,2005\n2:\n0186,4\n"))
     assert users.tolist() == ["196", "0186"] and items.tolist() == [1, 2]
+
+
+def test_pairs_read_the_prizes_probe_and_qualifying_files(write_file) -> None:
+    """probe.txt (customer lines) and qualifying.txt (customer,date) were refused: the
+    'ratings ignored' of a pairs file were read and checked."""
+    from autorec.data.readers import read_pairs
+
+    for text in ("1:\n10\n11\n2:\n10\n", "1:\n10,2005-09-06\n11,2005-01-01\n2:\n10,2005\n",
+                 "1:\n10,x,2005\n11,,2005\n2:\n10,5\n"):
+        users, items = read_pairs(write_file("q.txt", text))
+        assert users.tolist() == [10, 11, 10] and items.tolist() == [1, 1, 2], text
+    with pytest.raises(DataError, match="line 2"):
+        read_pairs(write_file("q.txt", "1:\n10,a,b,c\n"))

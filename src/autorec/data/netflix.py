@@ -43,11 +43,13 @@ def is_netflix(first_line: bytes) -> bool:
     return _HEADER.fullmatch(first_line) is not None
 
 
-def read_netflix_frame(open_file: Callable[[], Any], source: str
+def read_netflix_frame(open_file: Callable[[], Any], source: str, *, pairs: bool = False
                        ) -> tuple[pd.DataFrame, np.ndarray]:
     """The ratings of a Netflix Prize file as a ``user_id, item_id, rating`` DataFrame, and
     the 1-based file line of each row. ``open_file()`` opens its (decompressed) bytes as a
-    pyarrow file (:func:`autorec.data._source.arrow_input`).
+    pyarrow file (:func:`autorec.data._source.arrow_input`). With ``pairs``, only the
+    customers are read (``customer[,...]`` lines: the prize's ``probe.txt`` and
+    ``qualifying.txt`` too); the ratings are 0.
 
     Raises
     ------
@@ -59,7 +61,7 @@ def read_netflix_frame(open_file: Callable[[], Any], source: str
     parts: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
     # the movie of each rating as an index into the movie lines' texts (and their integers)
     state: dict[str, Any] = {"movie": -1, "lines": 0, "texts": [], "ids": [],
-                             "canonical": True}
+                             "canonical": True, "pairs": pairs}
     with open_file() as raw:
         try:  # one column: every line whole (no field holds the byte 0x01)
             reader = csv.open_csv(raw, read_options=csv.ReadOptions(
@@ -131,7 +133,7 @@ def _block(column: Any, state: dict[str, int], source: str
     at = np.flatnonzero(rows)
     fields = pc.split_pattern(pc.filter(lines, pa.array(rows)), ",")
     counts = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
-    wrong = np.flatnonzero((counts < 2) | (counts > 3))
+    wrong = np.flatnonzero((counts < (1 if state["pairs"] else 2)) | (counts > 3))
     if len(wrong):
         raise fail(f"expected 'customer,rating,date' (3 fields), found {counts[wrong[0]]}",
                    int(at[wrong[0]]))
@@ -139,6 +141,8 @@ def _block(column: Any, state: dict[str, int], source: str
     user: Any = canonical_integers(customers)
     if user is None:  # text ids ("c-9", "0100"): kept as text (compared by text, as everywhere)
         user = customers.to_numpy(zero_copy_only=False)
+    if state["pairs"]:  # what follows the customer (a rating, a date) is not read
+        return user, movie_of[rows], np.zeros(len(at)), number[rows]
     rating_text = pc.utf8_trim(pc.list_element(fields, 1), " \t")
     try:
         rating = pc.cast(rating_text, pa.float64()).to_numpy(zero_copy_only=False)

@@ -234,10 +234,10 @@ def read_pairs(
         if len(frame) == 0:
             raise DataError("no pairs", source=path)
         return tuple(_id_columns(_stripped_ids(frame, columns), columns, path))
-    if is_netflix(_first_line(open_raw)):  # as --data reads it: its ids, its ratings ignored
+    if is_netflix(_first_line(open_raw)):  # its ids; whatever follows them is not read
         return _netflix(lambda: arrow_input(path, open_raw), str(path),
                         lambda frame: tuple(_id_columns(frame, DEFAULT_COLUMNS[:2], path)),
-                        "pairs")
+                        "pairs", pairs=True)
     read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=None,
                      columns=columns, source=str(path), total=size)
     return tuple(pd.Series(ids.to_raw(idx)) for idx, ids in zip(read.idx, read.maps,
@@ -323,10 +323,11 @@ def _first_line(open_raw: Callable[[], BinaryIO]) -> bytes:
 
 
 def _netflix(open_file: Callable[[], Any], source: str,
-             convert: Callable[[pd.DataFrame], Any], what: str = "ratings") -> Any:
+             convert: Callable[[pd.DataFrame], Any], what: str = "ratings", *,
+             pairs: bool = False) -> Any:
     """``convert`` of a Netflix Prize file's frame (:mod:`autorec.data.netflix`), its errors
     named by file line."""
-    frame, lines = read_netflix_frame(open_file, source)
+    frame, lines = read_netflix_frame(open_file, source, pairs=pairs)
     if len(frame) == 0:
         raise DataError(f"no {what}", source=source)
     try:
