@@ -8,6 +8,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from autorec import read_ratings
@@ -142,3 +143,24 @@ def test_pairs_read_the_prizes_probe_and_qualifying_files(write_file) -> None:
         assert users.tolist() == [10, 11, 10] and items.tolist() == [1, 1, 2], text
     with pytest.raises(DataError, match="line 2"):
         read_pairs(write_file("q.txt", "1:\n10,a,b,c\n"))
+
+
+def test_text_file_options_for_another_format_are_refused(write_file, tmp_path) -> None:
+    """--sep, --no-header and --columns were ignored without a word for a Netflix Prize or
+    Parquet file (as they are refused for a builtin data set)."""
+    from autorec.data.readers import read_pairs
+
+    prize = write_file("r.txt", "1:\n5,3,2005\n6,4,2005\n")
+    for options, words in (({"sep": ";"}, "sep (--sep) does not apply"),
+                           ({"header": False}, "header (--no-header) does not apply"),
+                           ({"columns": ("u", "i", "r")}, "columns (--columns) does not apply")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            read_ratings(prize, **options)
+    with pytest.raises(ValueError, match="is a Netflix Prize file, read in its own format"):
+        read_pairs(prize, sep=";")
+    parquet = tmp_path / "r.parquet"
+    pd.DataFrame({"user_id": [1, 2], "item_id": [1, 1], "rating": [3.0, 4.0]}).to_parquet(parquet)
+    with pytest.raises(ValueError, match=r"is a Parquet file, read in its own format: sep "
+                                         r"\(--sep\), header \(--no-header\) do not apply"):
+        read_ratings(parquet, sep=";", header=False)
+    assert len(read_ratings(prize)) == 2 and len(read_ratings(parquet)) == 2
