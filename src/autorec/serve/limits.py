@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,6 +54,12 @@ class RequestLimits:
         token = LIMITS.set(self.limits)
         try:
             await self._limited(scope, receive, send)
+        except asyncio.CancelledError:
+            # a request still in progress when the shutdown's grace ran out (a client that
+            # stalled halfway through its body): uvicorn cancels it and says so in one line;
+            # it is answered 503 here, not logged again as a traceback of the app
+            with contextlib.suppress(Exception):
+                await _reply(send, 503, "the server is shutting down")
         finally:
             LIMITS.reset(token)
 
