@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,13 @@ def test_long_plot_titles_are_not_clipped() -> None:
     assert box.y0 >= 0 and box.y1 <= figure.bbox.y1
     assert "\n" in figure._suptitle.get_text()  # wrapped, nothing dropped
     assert "".join(figure._suptitle.get_text().split()) == "".join(long_title.split())
+
+
+@pytest.mark.parametrize(("rating", "shown"), [(0.9999999, "0.9999999"), (5.000001, "5.000001"),
+                                               (6, "6"), (1e30, "1e+30")])
+def test_an_out_of_scale_rating_is_shown_as_given(model: AutoRec, rating: float,
+                                                  shown: str) -> None:
+    # ":g" showed 0.9999999 as 1: "rating 1 ... is outside the model's rating scale 1 to 5"
+    with pytest.raises(ValueError, match=rf"rating {re.escape(shown)} at position 1 is "
+                                         r"outside the model's rating scale 1 to 5"):
+        model.fold_in_user({1000: 3.0, 1001: rating})

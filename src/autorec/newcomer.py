@@ -144,5 +144,7 @@ def check_scale(values: np.ndarray, scale: tuple[float, float]) -> None:
     outside = (values < low) | (values > high)
     if outside.any():
         position = int(np.argmax(outside))
-        raise ValueError(f"ratings: rating {values[position]:g} at position {position} is "
-                         f"outside the model's rating scale {low:g} to {high:g}")
+        # float32's shortest text: 0.9999999 is not shown as 1 (":g" rounded it into the scale)
+        shown = str(np.float32(values[position])).removesuffix(".0")  # float32's shortest
+        raise ValueError(f"ratings: rating {shown} at position {position} is outside the "
+                         f"model's rating scale {low:g} to {high:g}")
