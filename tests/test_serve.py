@@ -763,3 +763,16 @@ def test_a_mounted_app_answers_415_too(model: AutoRec) -> None:
         status, raw, _ = raw_call(running.url, "POST", "/api/predict", b'{"pairs": [[1, 2]]}',
                                   {"Content-Type": "text/plain"})
     assert status == 415 and "application/json" in json.loads(raw)["detail"]
+
+
+def test_a_compressed_body_gets_415(server: BackgroundServer) -> None:
+    """A gzip body was answered 422 "not valid JSON: not UTF-8 text (byte 1)"."""
+    import gzip
+
+    body = gzip.compress(b'{"pairs": [[1, 2]]}')
+    status, raw, _ = raw_call(server.url, "POST", "/predict", body,
+                              {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert status == 415 and "Content-Encoding 'gzip' is not supported" in json.loads(raw)["detail"]
+    status, _, _ = raw_call(server.url, "POST", "/predict", b'{"pairs": [[1, 2]]}',
+                            {"Content-Type": "application/json", "Content-Encoding": "identity"})
+    assert status == 200

@@ -144,10 +144,15 @@ def _json_body_problem(scope: Scope, body: bytes) -> tuple[int, str | None]:
     import json
     from email.message import Message as Header
 
-    content_type = ""
+    content_type = encoding = ""
     for name, value in scope.get("headers", ()):
         if name.lower() == b"content-type":
             content_type = value.decode("latin-1").strip()
+        elif name.lower() == b"content-encoding":
+            encoding = value.decode("latin-1").strip()
+    if encoding and encoding.lower() != "identity":  # read as text it was "not UTF-8 (byte 1)"
+        return 415, (f"Content-Encoding {_safe(repr(encoding))} is not supported; send the "
+                     "body uncompressed")
     header = Header()
     header["content-type"] = content_type
     subtype = header.get_content_subtype()
