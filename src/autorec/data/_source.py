@@ -24,8 +24,8 @@ from typing import Any, BinaryIO
 from ..exceptions import DataError, first_line
 
 __all__ = ["COMPRESSED_SUFFIXES", "arrow_input", "check_columns", "check_file",
-           "compression_hint", "decode_error", "held_on_error", "line_end", "read_head",
-           "read_source", "readers_stopped_by_error", "unique_unused"]
+           "compression_hint", "decode_error", "held_on_error", "line_end", "not_for",
+           "read_head", "read_source", "readers_stopped_by_error", "unique_unused"]
 
 _DECOMPRESS = {".gz": ("gzip", gzip.decompress), ".bz2": ("bzip2", bz2.decompress),
                ".xz": ("xz", lzma.decompress)}
@@ -227,3 +227,18 @@ def held_on_error(objects: list[Any], stream: Any = None) -> Iterator[None]:
             stream.stopped = True
             stream.ended.wait(0.5)  # at once where the file was read to its end
         raise
+
+
+def not_for(path: Path, kind: str, **given: Any) -> None:
+    """Refuse the text-file options given for a file of another format (they would be
+    ignored without a word): ``header`` counts when ``False``, the others when not
+    ``None``."""
+    used = [name for name, value in given.items()
+            if (value is False if name == "header" else value is not None)]
+    if used:
+        flags = {"sep": "--sep", "header": "--no-header", "names": "names",
+                 "columns": "--columns"}
+        shown = ", ".join(f"{name} ({flags[name]})" if flags[name] != name else name
+                          for name in used)
+        raise ValueError(f"{path} is {kind}, read in its own format: {shown} "
+                         f"{'does' if len(used) == 1 else 'do'} not apply")

@@ -21,7 +21,14 @@ import pandas as pd
 from ..exceptions import DataError
 from ._csv import LoadProgress, TextColumns, read_text, report
 from ._duplicates import merge_repeats
-from ._source import COMPRESSED_SUFFIXES, arrow_input, check_columns, check_file, read_source
+from ._source import (
+    COMPRESSED_SUFFIXES,
+    arrow_input,
+    check_columns,
+    check_file,
+    not_for,
+    read_source,
+)
 from .ids import IdMap, InvalidIdError, id_column
 from .netflix import is_netflix, read_netflix_frame
 from .ratings import Ratings
@@ -185,12 +192,12 @@ def read_ratings(
     started = time.perf_counter()
     open_raw, name, size = _open(path)
     if Path(name).suffix.lower() in _PARQUET:
-        _not_for(path, "a Parquet file", sep=sep, header=header, names=names)
+        not_for(path, "a Parquet file", sep=sep, header=header, names=names)
         frame = _stripped_ids(_read_parquet(open_raw, path), columns[:2])
         return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
     source = str(path)
     if is_netflix(_first_line(open_raw)):
-        _not_for(path, "a Netflix Prize file", sep=sep, header=header, names=names,
+        not_for(path, "a Netflix Prize file", sep=sep, header=header, names=names,
                  columns=None if tuple(columns) == DEFAULT_COLUMNS else columns)
         return _netflix(lambda: arrow_input(path, open_raw), source,
                         lambda frame: from_dataframe(frame, duplicates=duplicates,
@@ -232,14 +239,14 @@ def read_pairs(
     _check_options("error", columns, 2)
     open_raw, name, size = _open(path)
     if Path(name).suffix.lower() in _PARQUET:
-        _not_for(path, "a Parquet file", sep=sep, header=header)
+        not_for(path, "a Parquet file", sep=sep, header=header)
         frame = _read_parquet(open_raw, path)
         check_columns(frame.columns, columns, path, hint=False)
         if len(frame) == 0:
             raise DataError("no pairs", source=path)
         return tuple(_id_columns(_stripped_ids(frame, columns), columns, path))
     if is_netflix(_first_line(open_raw)):  # its ids; whatever follows them is not read
-        _not_for(path, "a Netflix Prize file", sep=sep, header=header,
+        not_for(path, "a Netflix Prize file", sep=sep, header=header,
                  columns=None if tuple(columns) == DEFAULT_COLUMNS[:2] else columns)
         return _netflix(lambda: arrow_input(path, open_raw), str(path),
                         lambda frame: tuple(_id_columns(frame, DEFAULT_COLUMNS[:2], path)),
@@ -326,21 +333,6 @@ def _first_line(open_raw: Callable[[], BinaryIO]) -> bytes:
     with open_raw() as raw:
         head = raw.read(4096).removeprefix(b"\xef\xbb\xbf")
     return next((line for line in head.splitlines() if line.strip()), b"")
-
-
-def _not_for(path: Path, kind: str, **given: Any) -> None:
-    """Refuse the text-file options given for a file of another format (they would be
-    ignored without a word): ``header`` counts when ``False``, the others when not
-    ``None``."""
-    used = [name for name, value in given.items()
-            if (value is False if name == "header" else value is not None)]
-    if used:
-        flags = {"sep": "--sep", "header": "--no-header", "names": "names",
-                 "columns": "--columns"}
-        shown = ", ".join(f"{name} ({flags[name]})" if flags[name] != name else name
-                          for name in used)
-        raise ValueError(f"{path} is {kind}, read in its own format: {shown} "
-                         f"{'does' if len(used) == 1 else 'do'} not apply")
 
 
 def _netflix(open_file: Callable[[], Any], source: str,
