@@ -387,3 +387,7 @@ def test_kfold_ranking_means_leave_out_folds_without_a_relevant_rating(capsys, t
     assert metrics["n_ranked_splits"] == len(ranked)
     assert metrics["ndcg@10"] == pytest.approx(sum(ranked) / len(ranked))
     assert f"mean over the {len(ranked)} of {len(folds)} folds with a relevant" in out
+    # the users each fold's ranking figures averaged over (n_users is the model's count)
+    assert [fold["n_ranked_users"] > 0 for fold in metrics["folds"]] == [
+        value is not None for value in folds]
+    assert all(fold["n_users"] >= fold["n_ranked_users"] for fold in metrics["folds"])

@@ -193,6 +193,9 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
         "ranking_seconds": (model.ranking_.report.get("seconds", 0.0)
                             if model.ranking_ is not None else 0.0),
         "wall_seconds": wall,
+        # the users the ranking metrics averaged over (ranking_report's n_users, which the
+        # model's count below replaces; evaluate's results.json keeps it as n_users)
+        "n_ranked_users": ranking.get("n_users"),
         "n_users": len(model.users_),
         "n_items": len(model.items_),
         "rating_scale": list(model.rating_scale_),
