@@ -41,3 +41,33 @@ def test_shape_mismatch_raises(metric) -> None:
 def test_empty_raises(metric) -> None:
     with pytest.raises(ValueError):
         metric([], [])
+
+
+def test_ranking_metric_inputs_are_checked_not_truncated() -> None:
+    """A float or boolean k and fractional counts were taken as their integer part, and
+    ndcg_per_user gave 1.63 for a list repeating a relevant item."""
+    from autorec.metrics import ndcg_per_user, ranking_metrics_from_hits
+
+    for k in (2.7, True, 0, -1, np.nan):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            ranking_metrics_from_hits([[1, 0]], [1], k=k)
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            ndcg_per_user([[1, 0]], [1], k=k)
+    with pytest.raises(ValueError, match="n_relevant must hold counts"):
+        ranking_metrics_from_hits([[1, 0]], [1.7], k=2)
+    with pytest.raises(ValueError, match="more hits than relevant items"):
+        ndcg_per_user([[1, 1]], [1], k=2)
+    assert ranking_metrics_from_hits([[1, 0]], [1], k=np.int64(2))["ndcg@2"] == 1.0
+
+
+def test_confidence_interval_and_summarise_refuse_what_they_cannot_mean() -> None:
+    from autorec.evaluate import confidence_interval, summarise
+
+    for level in (95, 1, 0, -0.5):
+        with pytest.raises(ValueError, match="level must be strictly between 0 and 1"):
+            confidence_interval([0.9, 0.91, 0.95, 0.88], level)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        confidence_interval([[1, 2], [3, 4]])
+    assert all(np.isnan(confidence_interval([])))
+    with pytest.raises(ValueError, match="no results"):
+        summarise([])

@@ -160,9 +160,13 @@ def confidence_interval(values: list[float] | np.ndarray, level: float = 0.95
                         ) -> tuple[float, float]:
     """Student-t confidence interval of the mean of ``values`` (``nan`` for fewer than 2)."""
     values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean())
+    if values.ndim != 1:
+        raise ValueError(f"values must be one-dimensional, got shape {values.shape}")
+    if not 0.0 < level < 1.0:  # 95 (a percentage) gave (nan, nan), 1 (-inf, inf)
+        raise ValueError(f"level must be strictly between 0 and 1, got {level!r}")
     if len(values) < 2:
         return math.nan, math.nan
+    mean = float(values.mean())
     from scipy.stats import t
 
     half = float(t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1)
@@ -174,6 +178,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean RMSE and MAE over splits with a 95 % interval, and pooled over all test ratings;
     the mean of each ranking metric (``mean_ndcg@10``...) with its 95 % interval
     (``ci95_ndcg@10``), over the splits that had a user to rank (``n_ranked_splits``)."""
+    if not results:
+        raise ValueError("no results to summarise")
     rmses = np.array([r["rmse"] for r in results])
     maes = np.array([r["mae"] for r in results])
     n_test = sum(r["n_test"] for r in results)

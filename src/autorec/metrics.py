@@ -67,10 +67,32 @@ def _ndcg(hit: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
 def ndcg_per_user(hits: ArrayLike, n_relevant: ArrayLike, k: int) -> np.ndarray:
     """NDCG@k of each user with at least one relevant item (the values whose mean
     :func:`ranking_metrics_from_hits` reports; ``hits`` at least ``k`` wide)."""
-    hit = _first_k(hits, k)
-    relevant = np.asarray(n_relevant, dtype=np.int64)
+    hit, relevant, k = _checked(hits, n_relevant, k)
     scored = relevant > 0
     return _ndcg(hit[scored], relevant[scored], k)
+
+
+def _checked(hits: ArrayLike, n_relevant: ArrayLike, k: Any
+             ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``hits`` cut to ``k`` positions (default: its width), ``n_relevant`` as integers and
+    ``k``, each checked: a float or boolean ``k`` or count was taken as its integer part."""
+    hit = np.asarray(hits, dtype=bool)
+    if hit.ndim != 2:
+        raise ValueError(f"hits must be a 2-d array (users x positions), got shape {hit.shape}")
+    counts = np.asarray(n_relevant)
+    if counts.shape != (hit.shape[0],):
+        raise ValueError(f"n_relevant must have one count per user ({hit.shape[0]}), got "
+                         f"shape {counts.shape}")
+    if counts.size and (counts.dtype.kind not in "iu" or (counts < 0).any()):
+        raise ValueError("n_relevant must hold counts (integers from 0)")
+    k = hit.shape[1] if k is None else k
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    hit = _first_k(hit, int(k))
+    relevant = counts.astype(np.int64)
+    if (hit.sum(axis=1) > relevant).any():
+        raise ValueError("a user has more hits than relevant items (repeated items in a list?)")
+    return hit, relevant, int(k)
 
 
 def ranking_metrics_from_hits(hits: ArrayLike, n_relevant: ArrayLike, k: int | None = None
@@ -94,19 +116,7 @@ def ranking_metrics_from_hits(hits: ArrayLike, n_relevant: ArrayLike, k: int | N
         users with at least one relevant item; see the module docstring) and ``n_users``
         (those users).
     """
-    hit = np.asarray(hits, dtype=bool)
-    if hit.ndim != 2:
-        raise ValueError(f"hits must be a 2-d array (users x positions), got shape {hit.shape}")
-    relevant = np.asarray(n_relevant, dtype=np.int64)
-    if relevant.shape != (hit.shape[0],):
-        raise ValueError(f"n_relevant must have one count per user ({hit.shape[0]}), got "
-                         f"shape {relevant.shape}")
-    k = hit.shape[1] if k is None else int(k)
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k}")
-    hit = _first_k(hit, k)
-    if (hit.sum(axis=1) > relevant).any():
-        raise ValueError("a user has more hits than relevant items (repeated items in a list?)")
+    hit, relevant, k = _checked(hits, n_relevant, k)
     scored = relevant > 0
     hit, relevant = hit[scored], relevant[scored]
     names = [f"{name}@{k}" for name in RANKING_METRICS]
