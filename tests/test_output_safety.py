@@ -589,3 +589,18 @@ def test_an_output_inside_the_checkpoint_folder_is_refused(capsys, tmp_path, rat
                              fresh, option, fresh / name, *FAST)
     assert_refused(code, out, err, option, "inside the checkpoint folder")
     assert not fresh.exists()
+
+
+def test_an_output_folder_given_as_a_link_to_a_folder_not_made_yet(capsys, tmp_path,
+                                                                   ratings_file):
+    """--out and --checkpoint-dir passed the checks, trained, then failed with 'cannot write
+    outlink/metrics.json: File exists' (--save made the folder the link points to)."""
+    out, checkpoints = tmp_path / "outlink", tmp_path / "cklink"
+    out.symlink_to(tmp_path / "made-out")
+    checkpoints.symlink_to(tmp_path / "made-ck")
+    code, _, err = run_cli(capsys, "train", "--data", ratings_file, "--out", out,
+                           "--checkpoint-dir", checkpoints, *FAST)
+    assert code == 0, err
+    assert (tmp_path / "made-out" / "metrics.json").is_file()
+    assert (tmp_path / "made-ck" / "checkpoint.json").is_file()
+    assert out.is_symlink() and checkpoints.is_symlink()

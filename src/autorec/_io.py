@@ -100,7 +100,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         mode = (stat.S_IMODE(os.stat(path).st_mode) if kind is not None
                 else 0o666 & ~current_umask())
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # links followed: a folder given as a link to one not made yet is made where it points
+        Path(os.path.realpath(path.parent)).mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         yield Path(tmp)

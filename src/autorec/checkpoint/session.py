@@ -65,7 +65,8 @@ class Session:
                 # warning; the command line says it in its own words
                 log.info("no checkpoint in %s: training from the beginning", folder)
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                # a link to a folder not made yet: made where it points, as --save does
+                Path(os.path.realpath(folder)).mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise OSError(exc.errno, f"cannot write {folder}: {exc.strerror or exc}"
                               ) from exc
