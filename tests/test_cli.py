@@ -146,6 +146,9 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         (["--test-ratio", "1"], ["--test-ratio"]),
         (["--lr", "nan"], ["--lr"]),
         (["--hiden", "5"], ["unrecognized arguments", "--hiden"]),
+        # ignored without a word: one process waits for no other
+        (["--dist-timeout", "5"], ["--dist-timeout is how long the processes of --nproc N"]),
+        (["--nproc", "1", "--dist-timeout", "5"], ["one process has none"]),
         # named by the top-level parser: "autorec: error: ... (see autorec --help)"
         (["--bogus"], ["autorec train: error: unrecognized arguments: --bogus",
                        "(see autorec train --help)"]),

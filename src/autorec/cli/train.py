@@ -225,6 +225,11 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint_dir is not None and (nproc > 1 or distributed.launched()):
         args.parser_error("--checkpoint-dir does not work with several processes (--nproc, "
                           "torchrun) yet")
+    flag = args.named("dist_timeout", "--dist-timeout") == "--dist-timeout"  # a file's is fine
+    if args.dist_timeout is not None and flag and nproc == 1 and not distributed.launched():
+        # ignored without a word: one process waits for no other
+        args.parser_error("--dist-timeout is how long the processes of --nproc N (or "
+                          "torchrun) wait for one another; one process has none")
     timeout = args.dist_timeout or distributed.DEFAULT_TIMEOUT
     if distributed.launched() and nproc not in (1, distributed.local_world_size()):
         args.parser_error(f"--nproc {nproc}, but torchrun started "
