@@ -391,3 +391,16 @@ def test_kfold_ranking_means_leave_out_folds_without_a_relevant_rating(capsys, t
     assert [fold["n_ranked_users"] > 0 for fold in metrics["folds"]] == [
         value is not None for value in folds]
     assert all(fold["n_users"] >= fold["n_ranked_users"] for fold in metrics["folds"])
+
+
+def test_train_says_when_no_test_user_has_a_relevant_rating(capsys, tmp_path):
+    """It printed 'precision nan, recall nan, ...'."""
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("user_id,item_id,rating\n1,1,5\n1,2,1\n2,1,4\n2,2,2\n3,1,1\n3,3,5\n")
+    test.write_text("user_id,item_id,rating\n1,3,1\n2,3,2\n")
+    code, out, err = run_cli(capsys, "train", "--train", train, "--test", test, "--epochs", "1",
+                             "--hidden", "4", "--validation", "0", "--ranking", "none",
+                             "--device", "cpu", "--quiet")
+    assert code == 0, err
+    assert "ranking at 10: no test user has a relevant rating (at least 4); no figures" in out
+    assert "nan" not in out

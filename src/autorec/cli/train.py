@@ -307,8 +307,12 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
                  "folds name them)" if len(models) > 1
                  else (f"of {models[0]}" if models[0] else "by predicted rating (--ranking "
                        "none)") + (f" ({over})" if len(results) > 1 else ""))
-        print(f"ranking at {k} {which}: "
-              + ", ".join(f"{name} {summary[f'{name}@{k}']:.4f}" for name in names))
+        if ranked:
+            print(f"ranking at {k} {which}: "
+                  + ", ".join(f"{name} {summary[f'{name}@{k}']:.4f}" for name in names))
+        else:  # it printed "precision nan, recall nan, ..."
+            print(f"ranking at {k}: no test user has a relevant rating (at least "
+                  f"{results[0].get('threshold', float('nan')):g}); no figures")
     if args.save is not None and distributed.world().is_main:
         print(f"saved the model to {args.save}")
     if args.plot is not None and distributed.world().is_main:
