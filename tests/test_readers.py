@@ -688,3 +688,20 @@ def test_from_dataframe_names_a_wrong_type() -> None:
     # was AttributeError: 'dict' object has no attribute 'columns'
     with pytest.raises(TypeError, match="expected a pandas DataFrame, got dict"):
         from_dataframe({"user_id": [1], "item_id": [1], "rating": [1.0]})
+
+
+def test_a_file_without_its_header_is_told_to_use_no_header(tmp_path: Path) -> None:
+    # "u.data.gz" (no header line) was refused naming its first ratings as the columns
+    path = tmp_path / "u.data"
+    path.write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+    with pytest.raises(DataError, match=re.escape("; is the first line data, not a header? "
+                                                  "(--no-header)")):
+        read_ratings(path)
+    named = tmp_path / "named.csv"
+    named.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(DataError) as caught:
+        read_ratings(named)
+    assert "--no-header" not in str(caught.value)
+    with pytest.raises(DataError) as caught:  # a DataFrame's integer labels are not a line
+        from_dataframe(pd.DataFrame({0: [1], 1: [2], 2: [3.0]}))
+    assert "--no-header" not in str(caught.value)

@@ -15,6 +15,7 @@ import csv
 import gzip
 import io
 import lzma
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -152,6 +153,9 @@ def unique_unused(names: list[str], columns: Sequence[str]) -> list[str]:
     return out
 
 
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
 def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | Path, *,
                   hint: bool = True, line: int | None = None) -> None:
     """Refuse a missing column, naming those present, and a column named twice (on the
@@ -165,9 +169,13 @@ def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | 
         if col not in present:
             shown = ", ".join(repr(name) for name in names)
             wrong_sep = hint and len(names) == 1 and any(c in names[0] for c in "\t;|,: ")
-            raise DataError(f"missing column (columns present: {shown})"
-                            f"{'; is the field separator right? (--sep)' if wrong_sep else ''}",
-                            source=source, field=col)
+            # a file without a header read with one: its first ratings taken as names
+            data_line = hint and all(isinstance(name, str) and _NUMBER.fullmatch(name.strip())
+                                     for name in present)
+            why = ("; is the field separator right? (--sep)" if wrong_sep else
+                   "; is the first line data, not a header? (--no-header)" if data_line else "")
+            raise DataError(f"missing column (columns present: {shown}){why}", source=source,
+                            field=col)
 
 
 def decode_error(data: bytes, position: int, first_line: int, source: str) -> DataError:
