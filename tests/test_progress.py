@@ -228,3 +228,17 @@ def test_each_l2_value_tried_is_named_in_its_lines_and_history(capsys, low_rank)
     assert epoch_line(seen[2], 2).startswith("l2 10 epoch   1/2  train loss")
     assert "l2" not in AutoRec(hidden=4, epochs=1, random_state=0, device="cpu",
                                ranking="none").fit(low_rank).history_[0]
+
+
+def test_an_unknown_progress_mode_is_refused(capsys, monkeypatch) -> None:
+    """AUTOREC_PROGRESS=bogus was ignored without a word (the usual mode was used)."""
+    from autorec.cli.main import main
+
+    monkeypatch.setenv("AUTOREC_PROGRESS", "bogus")
+    try:
+        code = main(["datasets"])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "$AUTOREC_PROGRESS is 'bogus'; expected bar, lines, off" in err

@@ -126,6 +126,11 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
             unknown.remove(token)
     if unknown:  # refused by the command's own parser: `autorec train: error: ...`
         args.parser_error(f"unrecognized arguments: {' '.join(unknown)}")
+    from ..progress import ENV_MODE, MODES
+
+    forced = os.environ.get(ENV_MODE, "").strip()
+    if forced and forced.lower() not in MODES:  # it was ignored without a word
+        args.parser_error(f"${ENV_MODE} is {forced!r}; expected {', '.join(MODES)} (or unset)")
     _catch_sigterm(args.command)
     if args.command == "train":  # what `train --nproc N` starts N processes with (issue 8)
         args.argv = list(sys.argv[1:] if argv is None else argv)
