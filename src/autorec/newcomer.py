@@ -98,16 +98,14 @@ def _rating_values(values: Any) -> np.ndarray:
                     value, int | float | np.integer | np.floating):
                 raise ValueError(f"ratings: rating {_plain(value)!r} at position {position} "
                                  f"is {_kind(value)}, not a number")
+            if isinstance(value, int) and abs(value) >= 2**1024:  # too many digits to show
+                raise ValueError(f"ratings: rating at position {position} (an integer "
+                                 "beyond 1e308) is not a finite float32 number")
     elif array.dtype.kind not in "iuf":  # text ("5" is not a rating), booleans, dates...
         if not len(array):
             raise ValueError(f"ratings: ratings of type {array.dtype} are not numbers")
         raise ValueError(f"ratings: rating {_plain(array[0])!r} at position 0 is "
                          f"{_kind(array[0])}, not a number")
-    if array.dtype.kind == "O":  # an integer beyond any float: not finite, as 1e39 is
-        for position, value in enumerate(array.tolist()):  # (not shown: too many digits)
-            if isinstance(value, int) and abs(value) >= 2**1024:
-                raise ValueError(f"ratings: rating at position {position} (an integer beyond "
-                                 "1e308) is not a finite float32 number")
     try:
         with np.errstate(over="ignore"):  # beyond float32: inf, refused below
             as_float = array.astype(np.float32).astype(np.float64)

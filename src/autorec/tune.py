@@ -53,6 +53,10 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 HEARTBEAT_SECONDS, STALE_SECONDS = 10, 60
 
 
+#: The trial states that count as finished (a failed trial does not: Ctrl-C, a crash).
+FINISHED = ("COMPLETE", "PRUNED")
+
+
 def require_optuna() -> Any:
     """Import Optuna, or raise a one-line error that says how to install it."""
     try:
@@ -182,7 +186,6 @@ def check_study(storage: str | PathLike[str], study_name: str = "autorec", *,
         raise AutorecError(f"{where} was run with fixed settings {_shown(recorded)}, not "
                            f"{_shown(fixed)}: give another --study-name or --study file")
     expected = _distributions(search_space(fixed))
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     for trial in trials:
         for name, distribution in trial.distributions.items():
             if name not in expected:
@@ -193,11 +196,11 @@ def check_study(storage: str | PathLike[str], study_name: str = "autorec", *,
                 raise AutorecError(f"{where} drew {name!r} from {distribution}, this search "
                                    f"from {expected[name]}: give another --study-name or "
                                    "--study file")
-        if trial.state in finished and set(trial.distributions) != set(expected):
+        if trial.state.name in FINISHED and set(trial.distributions) != set(expected):
             missing = sorted(set(expected) - set(trial.distributions))
             raise AutorecError(f"{where} did not search {', '.join(map(repr, missing))}, which "
                                "this search does: give another --study-name or --study file")
-    return sum(1 for trial in trials if trial.state in finished)
+    return sum(1 for trial in trials if trial.state.name in FINISHED)
 
 
 def run_study(
@@ -362,10 +365,6 @@ def _difference(there: dict[str, Any], here: dict[str, Any]) -> str:
         if old.get(name) != new.get(name):
             return f"with {name} {old.get(name)!r} there, {new.get(name)!r} here"
     return "in another way"
-
-
-#: The trial states that count as finished (a failed trial does not: Ctrl-C, a crash).
-FINISHED = ("COMPLETE", "PRUNED")
 
 
 def best_config_toml(base_params: dict[str, Any], study: Any) -> str:

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from ..exceptions import DataError, first_line
 
-__all__ = ["COMPRESSED_SUFFIXES", "arrow_input", "check_columns", "check_file",
+__all__ = ["COMPRESSED_SUFFIXES", "NUMBER", "arrow_input", "check_columns", "check_file",
            "compression_hint", "decode_error", "held_on_error", "line_end", "not_for",
            "read_head", "read_source", "readers_stopped_by_error", "unique_unused"]
 
@@ -153,7 +153,9 @@ def unique_unused(names: list[str], columns: Sequence[str]) -> list[str]:
     return out
 
 
-_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+#: A number written in plain decimal (``3``, ``-.5``, ``1e3``): a header of such names is
+#: a line of data; the Netflix reader tries the others one by one on an error.
+NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | Path, *,
@@ -170,7 +172,7 @@ def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | 
             shown = ", ".join(repr(name) for name in names)
             wrong_sep = hint and len(names) == 1 and any(c in names[0] for c in "\t;|,: ")
             # a file without a header read with one: its first ratings taken as names
-            data_line = hint and all(isinstance(name, str) and _NUMBER.fullmatch(name.strip())
+            data_line = hint and all(isinstance(name, str) and NUMBER.fullmatch(name.strip())
                                      for name in present)
             why = ("; is the field separator right? (--sep)" if wrong_sep else
                    "; is the first line data, not a header? (--no-header)" if data_line else "")

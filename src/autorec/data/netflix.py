@@ -29,7 +29,7 @@ from pyarrow import csv
 
 from ..exceptions import DataError
 from ._id_blocks import canonical_integers
-from ._source import decode_error
+from ._source import NUMBER, decode_error
 
 __all__ = ["is_netflix", "read_netflix_frame"]
 
@@ -88,10 +88,6 @@ def read_netflix_frame(open_file: Callable[[], Any], source: str, *, pairs: bool
     return frame, lines
 
 
-#: A rating written as a plain decimal number (anything else is tried one by one on an error).
-_FLOAT_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-
-
 def _block(column: Any, state: dict[str, int], source: str
            ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """One block of lines: its ratings' customer ids, movie ids, ratings and file lines;
@@ -147,7 +143,8 @@ def _block(column: Any, state: dict[str, int], source: str
     try:
         rating = pc.cast(rating_text, pa.float64()).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:  # the first text pyarrow refuses (pandas takes "3\v", pyarrow not)
-        plain = pc.fill_null(pc.match_substring_regex(rating_text, _FLOAT_TEXT), True)
+        plain = pc.fill_null(pc.match_substring_regex(rating_text,
+                                                           f"^{NUMBER.pattern}$"), True)
         texts = rating_text.to_numpy(zero_copy_only=False)
         odd = np.flatnonzero(~plain.to_numpy(zero_copy_only=False))
         bad = int(odd[0]) if len(odd) else 0
