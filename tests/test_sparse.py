@@ -553,3 +553,26 @@ def test_the_compiled_adam_step_is_torchs_to_float32_rounding() -> None:
         assert float((exp_avg - state["exp_avg"]).abs().max()) < 1e-6 * float(
             state["exp_avg"].abs().max())
         assert float((weight - param.detach()).abs().max()) < 1e-6
+
+
+_CACHE_KEY_PROBE = """
+import hashlib
+from numba.core.serialize import dumps
+from autorec import _kernels
+kernels = _kernels._numba()
+for name, kernel in sorted(vars(kernels).items()):
+    if hasattr(kernel, "py_func"):
+        cells = tuple(cell.cell_contents for cell in kernel.py_func.__closure__ or ())
+        print(name, hashlib.sha256(dumps(cells)).hexdigest())
+"""
+
+
+@pytest.mark.skipif(not _kernels.available(), reason="needs numba")
+def test_every_kernels_disk_cache_key_is_the_same_in_every_process() -> None:
+    """Numba's cache key hashes a kernel's closure; the Adam kernels held the compiled
+    ``adam_row`` there, which pickles differently in each process, so every process compiled
+    them afresh (seconds per fit) and added another copy to the cache on disk."""
+    runs = [subprocess.run([sys.executable, "-c", _CACHE_KEY_PROBE], capture_output=True,
+                           text=True, check=True).stdout for _ in range(2)]
+    assert len(runs[0].splitlines()) >= 7
+    assert runs[0] == runs[1]

@@ -30,9 +30,10 @@ def compile_kernels(numba: Any) -> Any:
     njit = numba.njit
     prange = numba.prange
     options = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
-    # module globals, not closure cells, so that Numba's disk cache keys stay the same from
-    # one process to the next
-    global flush_denormals, restore_fp_mode
+    # module globals, not closure cells: Numba's disk cache key hashes a kernel's closure,
+    # and a compiled function (adam_row) pickles differently in every process, so a kernel
+    # calling one from a closure was compiled afresh, and cached once more, by each process
+    global flush_denormals, restore_fp_mode, adam_row
     from ._fp_mode import flush_denormals, restore_fp_mode
 
     @njit(fastmath=True, cache=True, nogil=True, inline="always")
