@@ -1,8 +1,9 @@
 """The Numba source of the compiled CPU kernels that :mod:`autorec._kernels` calls.
 
-Each kernel walks a batch's compact transpose (one entry per touched column: its ratings'
-rows ``t_col`` and positions) split between threads by ``bounds``; see :mod:`autorec._kernels`
-for what each computes and for the thread hand-over.
+Each training kernel walks a batch's compact transpose (one entry per touched column: its
+ratings' rows ``t_col`` and positions) split between threads by ``bounds``; see
+:mod:`autorec._kernels` for what each computes and for the thread hand-over. ``bias_passes``
+is :func:`autorec.baseline.fit_biases` on large data.
 """
 
 from __future__ import annotations
@@ -230,7 +231,26 @@ def compile_kernels(numba: Any) -> Any:
                          correction2_sqrt, eps)
             restore_fp_mode(mode)
 
-    return SimpleNamespace(numba=numba, spmm_t=spmm_t, sddmm_t=sddmm_t, grad_rows_t=grad_rows_t,
+    @njit(cache=True, nogil=True)
+    def bias_passes(user_idx, item_idx, centred, user, item, user_div, item_div,
+                    n_iter):  # pragma: no cover
+        """``fit_biases``'s alternating passes in place, in its order and arithmetic (a
+        ``np.bincount`` adds its weights one after another): no temporaries, one walk over
+        the ratings for each half pass."""
+        for _ in range(n_iter):
+            item[:] = 0.0
+            for k in range(len(centred)):
+                item[item_idx[k]] += centred[k] - user[user_idx[k]]
+            for i in range(len(item)):
+                item[i] /= item_div[i]
+            user[:] = 0.0
+            for k in range(len(centred)):
+                user[user_idx[k]] += centred[k] - item[item_idx[k]]
+            for u in range(len(user)):
+                user[u] /= user_div[u]
+
+    return SimpleNamespace(numba=numba, bias_passes=bias_passes, spmm_t=spmm_t,
+                           sddmm_t=sddmm_t, grad_rows_t=grad_rows_t,
                            dec_backward_t=dec_backward_t, adam_t=adam_t,
                            grad_rows_adam_t=grad_rows_adam_t,
                            dec_backward_adam_t=dec_backward_adam_t)
