@@ -115,7 +115,7 @@ def fit_biases(
 
 
 #: Ratings from which :func:`fit_biases` runs its passes compiled (Numba, where the training
-#: kernels can run): 4-5x faster, the same numbers; below it NumPy, which needs no Numba.
+#: kernels can run): 2-3x faster, the same numbers; below it NumPy, which needs no Numba.
 COMPILED_MIN_RATINGS = 300_000
 
 
