@@ -108,6 +108,39 @@ def test_parquet(tmp_path: Path) -> None:
     assert triples(ratings) == [("u1", 10, 4.5), ("u2", 10, 3.0), ("u1", 11, 1.0)]
 
 
+@pytest.mark.parametrize("index", ["user_id", "rating"])
+def test_a_parquet_column_pandas_saved_as_the_index_is_read(tmp_path: Path, index: str) -> None:
+    """pandas' metadata made the index column the frame's index: "missing column"."""
+    frame = pd.DataFrame({"user_id": ["a", "b"], "item_id": [1, 2], "rating": [3.0, 4.0]})
+    path = tmp_path / "r.parquet"
+    frame.set_index(index).to_parquet(path)
+    assert sorted(triples(read_ratings(path))) == [("a", 1, 3.0), ("b", 2, 4.0)]
+    frame.to_parquet(path, index=True)  # a default index saved as a column of its own
+    assert sorted(triples(read_ratings(path))) == [("a", 1, 3.0), ("b", 2, 4.0)]
+
+
+def test_a_binary_file_read_as_text_is_named_so_and_long_headers_are_cut(tmp_path: Path
+                                                                          ) -> None:
+    """A Parquet file named .csv, or a tar archive, got its bytes shown as column names (a
+    2 KB line of NULs); a 20,000-column header gave a 189 KB line."""
+    parquet = tmp_path / "r.csv"
+    pd.DataFrame({"user_id": ["a"], "item_id": [1], "rating": [3.0]}).to_parquet(parquet)
+    with pytest.raises(DataError) as error:
+        read_ratings(parquet)
+    assert str(error.value).endswith("give it the .parquet extension") and "\\x" not in str(
+        error.value)
+    tar = tmp_path / "r.csv"
+    tar.write_bytes(b"small.csv" + b"\0" * 91 + HEADER.encode() + b"1,2,3\n")
+    with pytest.raises(DataError, match=r"not text; an archive \(\.tar\?\)") as error:
+        read_ratings(tar)
+    assert len(str(error.value)) < 200
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(20_000)) + "\n" + "1," * 19_999 + "1\n")
+    with pytest.raises(DataError) as error:
+        read_ratings(wide)
+    assert "'c9' and 19,990 more" in str(error.value) and len(str(error.value)) < 300
+
+
 # "category": Parquet's dictionary-encoded text ids were left unstripped (users out of reach)
 @pytest.mark.parametrize("dtype", [object, "string", "category"])
 def test_parquet_ids_are_stripped_as_text_files_ids(tmp_path: Path, dtype) -> None:
@@ -597,6 +630,8 @@ def test_bad_separators_are_refused_before_reading(tmp_path, sep) -> None:
     with pytest.raises(ValueError, match=r"^sep ") as info:
         read_ratings(tmp_path / "does-not-exist.csv", sep=sep)
     assert not isinstance(info.value, DataError)
+    if sep == "§":  # one character, but not ASCII: "must be one character" was wrong
+        assert "must be one ASCII character" in str(info.value)
 
 
 # -- Parquet and DataFrame columns -------------------------------------------------------------

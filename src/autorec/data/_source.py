@@ -64,8 +64,11 @@ def read_source(path: Path) -> tuple[bytes, str]:
 
 def compression_hint(data: bytes, name: str = "") -> str:
     """``"; it looks gzip-compressed: name it .gz"`` when ``data`` starts like a compressed
-    file, else ``""`` (for messages about undecodable text); for a file ``name``d as
-    compressed (so ``data`` was unpacked once already), that it was compressed twice."""
+    file (or a Parquet file), else ``""`` (for messages about undecodable text); for a file
+    ``name``d as compressed (so ``data`` was unpacked once already), that it was compressed
+    twice."""
+    if data.startswith(b"PAR1"):
+        return "; it looks like a Parquet file: give it the .parquet extension"
     for magic, suffix in _MAGIC.items():
         if data.startswith(magic):
             if name.lower().endswith(tuple(_MAGIC.values())):
@@ -169,11 +172,21 @@ def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | 
             raise DataError(f"{count} columns have this name: which one holds the values is "
                             "unclear", source=source, line=line, field=col)
         if col not in present:
-            shown = ", ".join(repr(name) for name in names)
+            shown = ", ".join(repr(name[:40] + "..." if len(name) > 40 else name)
+                              for name in names[:10])
+            if len(names) > 10:
+                shown += f" and {len(names) - 10:,} more"
+            binary = any(c < " " and c not in "\t" for name in names for c in name)
             wrong_sep = hint and len(names) == 1 and any(c in names[0] for c in "\t;|,: ")
             # a file without a header read with one: its first ratings taken as names
             data_line = hint and all(isinstance(name, str) and NUMBER.fullmatch(name.strip())
                                      for name in present)
+            if binary:  # no names to show: a binary file read as text
+                kind = ("it looks like a Parquet file: give it the .parquet extension"
+                        if names[0].startswith("PAR1") else
+                        "an archive (.tar?) or another binary file?")
+                raise DataError(f"missing column: the first line is not text; {kind}",
+                                source=source, field=col)
             why = ("; is the field separator right? (--sep)" if wrong_sep else
                    "; is the first line data, not a header? (--no-header)" if data_line else "")
             raise DataError(f"missing column (columns present: {shown}){why}", source=source,

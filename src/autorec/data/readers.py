@@ -136,7 +136,7 @@ def check_separator(sep: str | None) -> str | None:
         return "\t"
     if sep == "::" or (len(sep) == 1 and sep.isascii() and sep not in "\"\r\n"):
         return sep
-    raise ValueError(f"must be one character (not a quote or line break), '::' or "
+    raise ValueError(f"must be one ASCII character (not a quote or line break), '::' or "
                      f"'tab', got {sep!r}")
 
 
@@ -378,7 +378,9 @@ def _read_parquet(open_raw: Callable[[], BinaryIO], path: Path) -> pd.DataFrame:
 
     try:
         with arrow_input(path, open_raw) as source:
-            return pq.read_table(source).to_pandas()
+            # the columns as stored: pandas' metadata would turn a saved index into the
+            # frame's index, and a ratings column saved as the index would go missing
+            return pq.read_table(source).to_pandas(ignore_metadata=True)
     except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
         raise DataError(f"not a readable Parquet file ({type(exc).__name__})",
                         source=path) from None
