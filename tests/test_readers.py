@@ -392,6 +392,14 @@ def error_of(path: Path, **kwargs) -> DataError:
     return info.value
 
 
+@pytest.mark.parametrize("line", ['""', '" "', '"",""'])
+def test_a_line_of_quoted_blanks_is_named_by_its_line(write_file, line: str) -> None:
+    """The parser refuses it (quotes are not blank to it), but the pass that finds the line
+    took it for blank and skipped it: the message had no line."""
+    error = error_of(write_file("r.csv", HEADER + "1,2,3\n" + line + "\n1,3,4\n"))
+    assert names_line(str(error), 3) and "expected 3 fields" in str(error)
+
+
 def test_an_id_is_its_text(write_file) -> None:
     users = ["1000", "1e3", "5", "5.0", "+5", "7"]
     lines = "".join(f"{u},{k % 2},3\n" for k, u in enumerate(users))

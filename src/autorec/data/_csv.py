@@ -300,14 +300,17 @@ class _Reader:
                 lines: Iterator[str] = itertools.islice(text, self.first_line - 1, None)
                 if self.sep == "\t" and self.stream._double_colon:
                     lines = (line.replace("::", "\t") for line in lines)
-                reader = csv.reader(lines, delimiter=self.sep, strict=False)
+                consumed: list[str] = []  # the text of the record being read
+                reader = csv.reader((consumed.append(line) or line for line in lines),
+                                    delimiter=self.sep, strict=False)
                 previous = self.first_line - 1
                 expected = len(self.names)
                 for fields in reader:
                     start, previous = previous + 1, self.first_line - 1 + reader.line_num
+                    text = "".join(consumed)
+                    consumed.clear()
                     blank = not any(fields) and len(fields) in (0, expected)
-                    if blank or (len(fields) != expected
-                                 and not self.sep.join(fields).strip(_SPACE)):
+                    if blank or (len(fields) != expected and not text.strip(" \t\r\n")):
                         continue  # dropped by the pass (all empty) or by _invalid_row
                     yield start, fields
         finally:
