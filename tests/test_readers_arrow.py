@@ -279,7 +279,7 @@ def test_progress_reports(write_file, monkeypatch) -> None:
 def test_no_progress_for_files_under_64_mb(write_file) -> None:
     reports: list[LoadProgress] = []
     read_ratings(write_file("r.csv", HEADER + "1,10,4\n"), progress=reports.append)
-    assert reports == [] and readers.PROGRESS_MIN_BYTES == 64 << 20
+    assert reports == [] and readers.PROGRESS_MIN_BYTES == 64_000_000  # as the README says
 
 
 # -- random files ------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ DuplicatePolicy = Literal["error", "last", "mean"]
 DUPLICATE_POLICIES: tuple[str, ...] = ("error", "last", "mean")
 DEFAULT_COLUMNS: tuple[str, str, str] = ("user_id", "item_id", "rating")
 #: Files at least this large report their progress (smaller ones take a second or two).
-PROGRESS_MIN_BYTES = 64 << 20
+PROGRESS_MIN_BYTES = 64_000_000  # "64 MB" in the README
 _PARQUET = (".parquet", ".pq")
 _SEPARATORS = {".tsv": "\t", ".data": "\t", ".base": "\t", ".test": "\t", ".tab": "\t",
                ".dat": "::"}
