@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from autorec import AutoRec, Ratings, TrainingError, random_split
-from autorec.baseline import BIAS_REGULARISATION, fit_biases, select_biases
+from autorec.baseline import BIAS_REGULARISATION, Biases, fit_biases, select_biases
 from autorec.metrics import rmse
 from autorec.model import AutoRecNet
 from autorec.selection import EarlyStopping, train_with_early_stopping, validation_split
@@ -203,9 +203,27 @@ def test_compiled_bias_passes_give_numpys_biases_bit_for_bit(monkeypatch, index_
         first = fit_biases(user, item, rating, n_users, n_items, reg_user=3.0, reg_item=0.0)
         warm = fit_biases(user, item, rating, n_users, n_items, reg_user=2.0, reg_item=5.0,
                           n_iter=3, start=first)
-        results.append([first.user, first.item, warm.user, warm.item])
+        # starts of another length or type (the compiled loop took them as they were)
+        longer = fit_biases(user, item, rating, n_users, n_items, n_iter=2,
+                            start=Biases(0.0, np.full(n_users + 7, 0.5), np.zeros(n_items)))
+        single = fit_biases(user, item, rating, n_users, n_items, n_iter=2,
+                            start=Biases(0.0, first.user.astype(np.float32), first.item))
+        results.append([first.user, first.item, warm.user, warm.item, longer.user,
+                        single.user])
+        # an index out of range gets what NumPy's passes do with it (an error, or for an
+        # item a longer vector), never a write past the arrays
+        for bad_user, bad_item in ((n_users, 0), (0, n_items), (-1, 0)):
+            try:
+                results[-1].append(fit_biases(np.append(user, bad_user), np.append(
+                    item, bad_item), np.append(rating, 3.0), n_users, n_items).item)
+            except (IndexError, ValueError) as error:
+                results[-1].append(np.array([type(error).__name__], dtype=object))
     for numpy_passes, compiled_passes in zip(*results, strict=True):
+        assert compiled_passes.dtype == numpy_passes.dtype
+        assert compiled_passes.shape == numpy_passes.shape
         assert np.array_equal(numpy_passes, compiled_passes)
+    assert [str(r[0]) for r in results[1][-3:] if r.dtype == object] == ["IndexError",
+                                                                        "ValueError"]
     assert results[1][0][-1] == 0.0 and np.abs(results[1][0]).max() > 0.1
 
 

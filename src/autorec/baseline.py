@@ -96,15 +96,17 @@ def fit_biases(
     mean = float(rating.mean()) if len(rating) else 0.0
     count_user = np.bincount(user_idx, minlength=n_users).astype(np.float64)
     count_item = np.bincount(item_idx, minlength=n_items).astype(np.float64)
-    user = np.zeros(n_users) if start is None else start.user.copy()
+    user = np.zeros(n_users) if start is None else np.array(start.user, dtype=np.float64)
     item = np.zeros(n_items)
     centred = rating - mean
     item_div = np.maximum(reg_item + count_item, 1e-12)
     user_div = np.maximum(reg_user + count_user, 1e-12)
     kernels = _compiled_passes(len(rating))
-    if kernels is not None:  # the same passes, compiled
-        kernels.bias_passes(np.asarray(user_idx), np.asarray(item_idx), centred, user, item,
-                            user_div, item_div, n_iter)
+    user_idx, item_idx = np.asarray(user_idx), np.asarray(item_idx)
+    if (kernels is not None and len(user) == n_users  # the same passes, compiled (unchecked
+            and _in_range(user_idx, n_users) and _in_range(item_idx, n_items)):  # indices)
+        kernels.bias_passes(user_idx, item_idx, centred, user, item, user_div, item_div,
+                            n_iter)
         return Biases(mean, user, item, reg_user, reg_item)
     for _ in range(n_iter):
         item = np.bincount(item_idx, centred - user[user_idx], minlength=n_items)
@@ -117,6 +119,11 @@ def fit_biases(
 #: Ratings from which :func:`fit_biases` runs its passes compiled (Numba, where the training
 #: kernels can run): 2-3x faster, the same numbers; below it NumPy, which needs no Numba.
 COMPILED_MIN_RATINGS = 300_000
+
+
+def _in_range(index: np.ndarray, size: int) -> bool:
+    """Whether every index lies in ``0 .. size - 1`` (NumPy's passes refuse the others)."""
+    return len(index) == 0 or (int(index.min()) >= 0 and int(index.max()) < size)
 
 
 def _compiled_passes(n_ratings: int) -> Any:
