@@ -576,3 +576,30 @@ def test_every_kernels_disk_cache_key_is_the_same_in_every_process() -> None:
                            text=True, check=True).stdout for _ in range(2)]
     assert len(runs[0].splitlines()) >= 7
     assert runs[0] == runs[1]
+
+
+@pytest.mark.skipif(not _kernels.available(), reason="needs numba")
+def test_the_kernels_compile_without_a_disk_cache_where_none_is_writable(monkeypatch,
+                                                                          caplog) -> None:
+    """Numba refuses ``cache=True`` where no folder can hold its cache (a read-only install
+    and home): every command failed with that traceback; the kernels are compiled in each
+    process instead."""
+    from autorec import _kernel_source
+
+    real, calls = _kernel_source.compile_kernels, []
+
+    def compile_kernels(numba: Any, cache: bool = True) -> Any:
+        calls.append(cache)
+        if cache:
+            raise RuntimeError("cannot cache function 'adam_row': no locator available for "
+                               "file '_kernel_source.py'")
+        return real(numba, cache=False)
+
+    monkeypatch.setattr(_kernel_source, "compile_kernels", compile_kernels)
+    with caplog.at_level("WARNING", logger="autorec._kernels"):
+        kernels = _kernels._numba.__wrapped__()
+    assert calls == [True, False] and "compiled in each process" in caplog.text
+    user, item = np.zeros(3), np.zeros(2)
+    kernels.bias_passes(np.array([0, 1, 2]), np.array([0, 1, 1]), np.array([1.0, -1.0, 2.0]),
+                        user, item, np.ones(3), np.ones(2), 1)
+    assert item.tolist() == [1.0, 1.0] and user.tolist() == [0.0, -2.0, 1.0]

@@ -17,9 +17,9 @@ import numpy as np
 __all__ = ["compile_kernels"]
 
 
-def compile_kernels(numba: Any) -> Any:
-    """The kernels compiled with ``numba`` (on first use; cached on disk), as attributes of
-    one object, with ``numba`` itself."""
+def compile_kernels(numba: Any, cache: bool = True) -> Any:
+    """The kernels compiled with ``numba`` (on first use; ``cache``: cached on disk), as
+    attributes of one object, with ``numba`` itself."""
     # Numba's OpenMP layer where the system has libgomp, else its own thread pool, whose
     # sleeping workers are slow to wake on a virtual machine (BENCHMARKS.md, issue 15). The
     # system's libgomp is a second runtime beside torch's; their spinning workers do not meet
@@ -30,14 +30,14 @@ def compile_kernels(numba: Any) -> Any:
         numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
     njit = numba.njit
     prange = numba.prange
-    options = {"parallel": True, "fastmath": True, "cache": True, "nogil": True}
+    options = {"parallel": True, "fastmath": True, "cache": cache, "nogil": True}
     # module globals, not closure cells: Numba's disk cache key hashes a kernel's closure,
     # and a compiled function (adam_row) pickles differently in every process, so a kernel
     # calling one from a closure was compiled afresh, and cached once more, by each process
     global flush_denormals, restore_fp_mode, adam_row
     from ._fp_mode import flush_denormals, restore_fp_mode
 
-    @njit(fastmath=True, cache=True, nogil=True, inline="always")
+    @njit(fastmath=True, cache=cache, nogil=True, inline="always")
     def adam_row(weight, exp_avg, exp_avg_sq, u, g, d, betas, step_size,
                  correction2_sqrt, eps):  # pragma: no cover
         """Adam on ``weight[u]`` and its moments for the gradient row ``g`` plus
@@ -231,7 +231,7 @@ def compile_kernels(numba: Any) -> Any:
                          correction2_sqrt, eps)
             restore_fp_mode(mode)
 
-    @njit(cache=True, nogil=True)
+    @njit(cache=cache, nogil=True)
     def bias_passes(user_idx, item_idx, centred, user, item, user_div, item_div,
                     n_iter):  # pragma: no cover
         """``fit_biases``'s alternating passes in place, in its order and arithmetic (a

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import logging
 import math
 import os
 import sys
@@ -44,8 +45,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .exceptions import first_line
+
 __all__ = ["RowAdam", "adam_rows", "available", "decoder_backward", "forget_last_plan", "sddmm",
            "spmm", "torch_threads_handed_over", "weight_grad"]
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -59,7 +64,11 @@ def _numba() -> Any:
         return None
     from ._kernel_source import compile_kernels
 
-    return compile_kernels(numba)
+    try:
+        return compile_kernels(numba)
+    except RuntimeError as exc:  # "cannot cache function": nowhere writable for the cache
+        log.warning("the compiled kernels are compiled in each process: %s", first_line(exc))
+        return compile_kernels(numba, cache=False)
 
 
 def available() -> bool:
