@@ -392,6 +392,14 @@ def error_of(path: Path, **kwargs) -> DataError:
     return info.value
 
 
+@pytest.mark.parametrize("first", ["# ratings of 2024\n" + HEADER, "#" + HEADER])
+def test_a_first_line_starting_with_a_hash_is_named_as_such(write_file, first: str) -> None:
+    """A comment line (its words one column name) was told 'is the field separator right?
+    (--sep)'."""
+    message = str(error_of(write_file("r.csv", first + "1,2,3\n")))
+    assert "starts with '#'" in message and "--sep" not in message
+
+
 @pytest.mark.parametrize("line", ['""', '" "', '"",""'])
 def test_a_line_of_quoted_blanks_is_named_by_its_line(write_file, line: str) -> None:
     """The parser refuses it (quotes are not blank to it), but the pass that finds the line

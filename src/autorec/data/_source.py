@@ -187,7 +187,10 @@ def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | 
                         "an archive (.tar?) or another binary file?")
                 raise DataError(f"missing column: the first line is not text; {kind}",
                                 source=source, field=col)
-            why = ("; is the field separator right? (--sep)" if wrong_sep else
+            comment = hint and names[0].lstrip(" \t").startswith("#")
+            why = ("; the first line starts with '#', but files have no comments: remove the "
+                   "comment line, or the '#' before a header" if comment else
+                   "; is the field separator right? (--sep)" if wrong_sep else
                    "; is the first line data, not a header? (--no-header)" if data_line else "")
             raise DataError(f"missing column (columns present: {shown}){why}", source=source,
                             field=col)
