@@ -181,6 +181,9 @@ def test_duplicates_accepted_when_asked(capsys, tmp_path, ratings_csv):
         # past a million seconds: an overflow traceback, a false time-out, or a hang
         (["--data", "x.csv", "--nproc", "2", "--dist-timeout", "1e14"],
          ["--dist-timeout", "at most 1e+06"]),
+        # under a second the processes could not join ("timed out after 0ms"), exit 1
+        (["--data", "x.csv", "--nproc", "2", "--dist-timeout", "0.001"],
+         ["--dist-timeout", "a number of seconds >= 1"]),
     ],
 )
 def test_bad_options_one_line_exit_2(capsys, tmp_path, args, needles):
@@ -367,7 +370,7 @@ def test_headerless_double_colon_short_row(capsys, tmp_path):
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["--sep", ""], ["--sep", "one character"]),
+        (["--sep", ""], ["--sep", "one ASCII character"]),
         (["--sep", "[,"], ["--sep", "'[,'"]),
         (["--sep", ",,"], ["--sep"]),
         (["--seed", "-1"], ["--seed", "'-1'"]),

@@ -273,6 +273,38 @@ def _rank_of(pid: int) -> int | None:
 @pytest.mark.real_data
 @needs_gloo
 @needs_proc
+def test_sigterm_to_the_launcher_says_terminated_as_one_process_does(tmp_path, ml100k_dir):
+    """SIGTERM to a running `autorec train --nproc 2` printed `autorec: interrupted` (the
+    word for Ctrl-C); one process says `autorec: terminated`, as the README does. Status
+    143 either way."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autorec", "train", "--data-dir", str(ml100k_dir),
+         "--no-download", "--split", "u1", "--hidden", "8", "--epochs", "200", "--patience",
+         "200", "--ranking", "none", "--nproc", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+        start_new_session=True)
+    try:
+        deadline, seen = time.monotonic() + 90, ""
+        assert proc.stdout is not None
+        while "epoch   1/" not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                seen += proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "autorec: terminated", err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.distributed
+@pytest.mark.real_data
+@needs_gloo
+@needs_proc
 def test_killing_one_rank_ends_the_job(tmp_path, ml100k_dir):
     """SIGKILL to rank 1 of a running `autorec train --nproc 2`: the job ends soon, with a
     non-zero status, one line on stderr, no traceback and no hang."""

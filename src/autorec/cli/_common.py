@@ -91,11 +91,12 @@ def device_name(text: str) -> str:
     return text
 
 
-#: A time limit in seconds, up to a million (11.6 days): larger ones overflow the timedelta
+#: A time limit in seconds, from one (less leaves the processes no time to join; gloo then
+#: "timed out after 0ms") up to a million (11.6 days): larger ones overflow the timedelta
 #: and the milliseconds that torch.distributed and gloo keep.
 MAX_SECONDS = 1e6
-seconds = number_type(f"a number of seconds > 0 and at most {MAX_SECONDS:.0e}",
-                      lambda value: 0 < value <= MAX_SECONDS)
+seconds = number_type(f"a number of seconds >= 1 and at most {MAX_SECONDS:.0e}",
+                      lambda value: 1 <= value <= MAX_SECONDS)
 
 
 def l2_values(text: str) -> float | list[float]:

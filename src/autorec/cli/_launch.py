@@ -137,8 +137,9 @@ def launch(nproc: int, argv: Sequence[str], *, device: str | None = None,
         line, status = _describe_failure(command, exc.failures)
         print(line, file=sys.stderr)
         return status
-    except SignalException as exc:
-        print("autorec: interrupted", file=sys.stderr)
+    except SignalException as exc:  # as one process says it (autorec.cli.main)
+        terminated = int(exc.sigval) == signal.SIGTERM
+        print(f"autorec: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 128 + int(exc.sigval)
     except Exception as exc:  # rendezvous or start-up failures of the agent itself
         print(f"autorec {command}: error: could not run {nproc} processes: "
