@@ -219,6 +219,51 @@ def test_two_processes_make_the_single_process_update(tmp_path):
             np.testing.assert_allclose(figures["losses"], figures["losses_alone"], rtol=1e-5)
 
 
+_DIFFERENT_RANKS_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from conftest import make_low_rank
+from autorec import AutoRec, distributed
+
+with distributed.process_group("cpu", timeout=60) as world:
+    ratings = make_low_rank(n_users=30, n_items=20, seed=world.rank if {data!r} else 0)
+    epochs = 1 + world.rank if {settings!r} else 1
+    try:
+        AutoRec(hidden=4, epochs=epochs, ranking="none", random_state=0).fit(ratings)
+        message = None
+    except ValueError as error:
+        message = str(error)
+    with open({out!r} + f"/rank{{world.rank}}.json", "w") as handle:
+        json.dump(message, handle)
+"""
+
+
+@pytest.mark.distributed
+@needs_gloo
+@pytest.mark.parametrize(("data", "settings"), [(True, False), (False, True), (False, False)])
+def test_ranks_given_other_data_or_settings_are_refused(tmp_path, data: bool,
+                                                        settings: bool) -> None:
+    """Launched by hand on several machines, each rank reads its own copy and command: other
+    ratings or settings on one mixed splits silently, hung at an exchange or aborted in
+    gloo. Every rank now refuses, naming the one that differs."""
+    script = tmp_path / "ranks.py"
+    script.write_text(_DIFFERENT_RANKS_SCRIPT.format(tests=str(TESTS), out=str(tmp_path),
+                                                     data=data, settings=settings))
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "--max-restarts", "0", str(script)],
+        capture_output=True, text=True, timeout=120, env=_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        message = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        if data or settings:
+            assert message == ("rank 1 of 2 has other training ratings or settings than rank "
+                               "0: every process of a data-parallel run needs the same data "
+                               "and command"), message
+        else:
+            assert message is None
+
+
 @pytest.mark.distributed
 @pytest.mark.real_data
 @needs_gloo

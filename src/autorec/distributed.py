@@ -118,6 +118,27 @@ class World:
         return int(state[0] >> np.uint64(1))
 
     # -- reductions ---------------------------------------------------------------------------
+    def check_same(self, digest: str, what: str) -> None:
+        """Refuse (``ValueError``, on every rank) a run whose ranks hold different ``what``:
+        ``digest`` (hex) of each compared with rank 0's. A run launched by hand on several
+        machines, each with its own copy, otherwise mixed splits, hung or aborted."""
+        if self.size == 1:
+            return
+        device = (torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl"
+                  else torch.device("cpu"))
+        mine = torch.tensor([int(digest[:15], 16)], dtype=torch.int64, device=device)
+        every = [torch.empty_like(mine) for _ in range(self.size)]
+        try:
+            dist.all_gather(every, mine)
+        except RuntimeError as exc:
+            raise self._lost(exc) from None
+        values = [int(value) for value in every]
+        differ = [rank for rank, value in enumerate(values) if value != values[0]]
+        if differ:
+            raise ValueError(f"rank {differ[0]} of {self.size} has other {what} than rank 0: "
+                             "every process of a data-parallel run needs the same data and "
+                             "command")
+
     def sum(self, values: Sequence[float]) -> list[float]:
         """``values`` summed over the ranks, in float64 (the same result on every rank)."""
         if self.size == 1:

@@ -25,7 +25,7 @@ import torch
 
 from .baseline import DEFAULT_BIAS_REGULARISATION, fit_biases, select_biases
 from .data.ids import IdMap
-from .data.ratings import Ratings
+from .data.ratings import Ratings, sha256_of
 from .data.readers import as_ratings
 from .distributed import pooled_errors, world
 from .fitted import FittedModel
@@ -110,6 +110,12 @@ def _fit(
     training = _TrainingRatings(original)
     users, items = training.users, training.items
     model = FittedModel(params=params, users=users, items=items, device=device)
+    if world().size > 1:  # each machine's own copy of the data and command: the same?
+        given = training.ratings()
+        settings = repr(sorted((k, v) for k, v in params.items() if k != "device"))
+        world().check_same(sha256_of(given.user_idx, given.item_idx, given.rating,
+                                     users.raw_ids, items.raw_ids, np.array([settings])),
+                           "training ratings or settings")
     session = None
     if checkpoint_dir is not None and world().size > 1:  # data parallel (issue 8)
         raise ValueError("checkpoint_dir is not supported in a data-parallel fit (several "
