@@ -101,6 +101,13 @@ def test_failure_line_names_the_killed_rank():
                1: SimpleNamespace(exitcode=2, pid=2, timestamp=5, message=line,
                                   error_file_data={"message": line, "status": 2})}
     assert _describe_failure("train", stopped) == (line, 2)
+    # SIGTERM or Ctrl-C sent to rank 1 alone: rank 0 lost contact, and was named as the cause
+    lost = "autorec train: error: rank 0 of 2 lost contact with the other processes ..."
+    for code, name in ((-15, "SIGTERM"), (130, "SIGINT"), (143, "SIGTERM")):
+        signalled = {0: SimpleNamespace(exitcode=1, pid=10, timestamp=5, message=lost),
+                     1: SimpleNamespace(exitcode=code, pid=11, timestamp=5, message="")}
+        line, status = _describe_failure("train", signalled)
+        assert status == 1 and f"rank 1 (pid 11) was stopped by {name}" in line, line
 
 
 def test_ranks_other_than_0_log_nothing_of_autorec(caplog, capsys):

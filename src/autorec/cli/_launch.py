@@ -206,6 +206,16 @@ def _describe_failure(command: str, failures: dict[int, Any]) -> tuple[str, int]
             return (f"autorec {command}: error: the process of rank {rank} (pid "
                     f"{failure.pid}) was killed by {_signal_name(-code)}; the other "
                     "processes were stopped", 1)
+    # others lost contact with a worker stopped by a signal without an error of its own
+    # (SIGTERM or Ctrl-C sent to that worker): it is the cause, not the ones left waiting
+    if any("lost contact" in str(getattr(f, "message", "")) for _, f in ranked):
+        for rank, failure in ranked:
+            code = int(failure.exitcode)
+            own = str(getattr(failure, "message", "")).startswith("autorec ")
+            if not own and (code < 0 or code in (128 + signal.SIGINT, 128 + signal.SIGTERM)):
+                return (f"autorec {command}: error: the process of rank {rank} (pid "
+                        f"{failure.pid}) was stopped by {_signal_name(abs(code) % 128)}; the "
+                        "other processes were stopped", 1)
     # the first worker that reported an error of its own
     reported = [(int(getattr(f, "timestamp", 0)), rank, f) for rank, f in ranked
                 if str(getattr(f, "message", "")).startswith("autorec ")]
