@@ -378,6 +378,13 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     ({"ranking.model.weights": [0.0, 0.0]}, "'ranking.model.weights' needs a weight above 0"),
     ({"ranking.model.weights": [1e308, 0.1]}, "'ranking.model.weights' sum to 1e+308, not 1"),
     ({"members.0.spec.evil": 1}, "'members[0].spec.evil' is not a field"),
+    # loaded without a word (EASE did not check its settings), or named model.safetensors
+    ({"ranking.model.components.0.params.lam": "x"},
+     "'ranking.model.components[0].params' is invalid: lam must be a number > 0, got 'x'"),
+    ({"ranking.model.components.0.params.max_items": -3},
+     "'ranking.model.components[0].params' is invalid: max_items must be an integer >= 1"),
+    ({"ranking.model.components.0.params.evil": 1},
+     "'ranking.model.components[0].params' is invalid: EASE.__init__() got an unexpected keyword"),
 ])
 def test_bad_model_json_fields_refused(saved: Path, edit: dict, needle: str) -> None:
     info = json.loads((saved / JSON_FILE).read_text())

@@ -179,6 +179,32 @@ def test_mult_vae_chooses_the_epoch_on_validation() -> None:
     assert len(model.history_) == 4  # stopped after 2 epochs without improvement
 
 
+def test_mult_vae_without_a_validation_score_reports_the_epoch_it_kept() -> None:
+    """No validation user with a relevant rating: every score NaN, training stopped after
+    ``patience`` epochs with the last weights, but ``best_epoch_`` said ``epochs``."""
+    x = implicit_matrix(_ratings(), "binary")
+    model = MultVAE(hidden=0, latent=4, epochs=30, patience=3, random_state=0)
+    model.fit(x, validation=lambda m: float("nan"))
+    assert len(model.history_) == 3 and model.best_epoch_ == 3
+
+
+@pytest.mark.parametrize(("model", "needle"), [
+    (EASE(lam="x"), "lam must be a number > 0"), (EASE(lam=-5.0), "lam must be a number > 0"),
+    (EASE(lam=float("inf")), "lam must be a number > 0"),
+    (EASE(max_items=-3), "max_items must be an integer >= 1"),
+    (EASE(dtype="float16"), "dtype must be"),
+    (MultVAE(variational="x"), "variational must be true or false"),
+    (MultVAE(dropout="x"), "dropout must be in [0, 1)"),
+    (MultVAE(max_items=0.5), "max_items must be an integer >= 1"),
+])
+def test_ranking_components_check_their_settings(model, needle: str) -> None:
+    """EASE's settings were checked only when it fitted: a model folder's bad ``lam`` or
+    ``max_items`` loaded without a word; Mult-DAE's ``variational`` and a text ``dropout``
+    failed later, in the network."""
+    with pytest.raises(ValueError, match=needle.replace("[", r"\[").replace(")", r"\)")):
+        model._validate()
+
+
 def test_standardise_and_the_blend_grid() -> None:
     z = standardise(np.array([[1.0, 2.0, 3.0, -np.inf]]), sp.csr_matrix([[0, 0, 1, 0]]))
     np.testing.assert_allclose(z[0, :2], [-1.0, 1.0])  # over the unseen items 0 and 1

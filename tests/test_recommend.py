@@ -240,3 +240,14 @@ def test_equal_scores_are_listed_in_item_order_whatever_n() -> None:
             assert lists[6][a] < lists[6][a + 1]
     folded = model.fold_in_user({0: 3.0, 1: 3.0}, n=4, add=True, user_id=100)
     assert list(folded.recommendations.item_id) == list(model.recommend([100], n=4).item_id)
+
+
+@pytest.mark.parametrize("value", ["no", None, 0, 1.0])
+def test_exclude_seen_must_be_true_or_false(models: dict[str, AutoRec], value) -> None:
+    """``exclude_seen="no"`` was read by truth value: seen items left out, the opposite of
+    what was asked (fold-in's ``exclude_rated`` already refused such values)."""
+    model = next(iter(models.values()))
+    with pytest.raises(ValueError, match="exclude_seen must be True or False"):
+        top_n(model.fitted_, np.array([0]), 3, exclude_seen=value)
+    with pytest.raises(ValueError, match="exclude_seen must be True or False"):
+        model.recommend(model.users_.raw_ids[:1], n=3, exclude_seen=value)

@@ -188,6 +188,8 @@ def top_n(
     """
     model = as_fitted(model)
     n = positive_int(n, "n")
+    if not isinstance(exclude_seen, bool | np.bool_):  # "no" would have been read as true
+        raise ValueError(f"exclude_seen must be True or False, got {exclude_seen!r}")
     users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
     items = _candidates(model, item_idx)
     out_items = np.full((len(users), n), -1, dtype=np.int64)

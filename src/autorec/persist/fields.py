@@ -259,3 +259,18 @@ def _check_ranking(f: Fields, value: Any, n_items: int, scale: tuple[float, floa
                 f.fail(at + "params", "must be null for the rating networks' component")
         else:
             f.table(component["params"], at + "params")
+            problem = _component_problem(component["kind"], component["params"])
+            if problem is not None:
+                f.fail(at + "params", f"is invalid: {problem}")
+
+
+def _component_problem(kind: str, params: dict[str, Any]) -> str | None:
+    """What an EASE or Mult-DAE/VAE component's ``params`` break of its own checks."""
+    from ..ranking.ease import EASE
+    from ..ranking.vae import MultVAE
+
+    try:
+        (EASE if kind == "ease" else MultVAE)(**params)._validate()
+    except (TypeError, ValueError) as exc:
+        return first_line(exc)
+    return None

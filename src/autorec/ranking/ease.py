@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,16 @@ class EASE:
         """Hyperparameters (JSON values)."""
         return {"lam": float(self.lam), "max_items": self.max_items, "dtype": self.dtype}
 
+    def _validate(self) -> None:
+        if isinstance(self.lam, bool) or not (isinstance(self.lam, int | float | np.floating)
+                                              and 0 < self.lam < math.inf):
+            raise ValueError(f"lam must be a number > 0, got {self.lam!r}")
+        if self.max_items is not None and (isinstance(self.max_items, bool) or not isinstance(
+                self.max_items, int | np.integer) or self.max_items < 1):
+            raise ValueError(f"max_items must be an integer >= 1 or None, got "
+                             f"{self.max_items!r}")
+        self._np_dtype()
+
     def _np_dtype(self) -> type[np.floating]:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
@@ -150,8 +161,7 @@ class EASE:
         be given to share one Gram matrix between several values of ``lam``; a given ``gram``
         is not changed.
         """
-        if not (isinstance(self.lam, int | float | np.floating) and self.lam > 0):
-            raise ValueError(f"lam must be a number > 0, got {self.lam!r}")
+        self._validate()
         dtype = self._np_dtype()
         if items is None:
             items = modelled_items(matrix, self.max_items)
@@ -189,6 +199,7 @@ class EASE:
     def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict[str, Any]) -> EASE:
         """Rebuild from :meth:`to_arrays` and :attr:`params`."""
         model = cls(**params)
+        model._validate()
         model.items_ = np.asarray(arrays["items"], dtype=np.int64)
         model.weights_ = np.ascontiguousarray(arrays["weights"], dtype=model._np_dtype())
         model.n_items_ = int(np.asarray(arrays["n_items"])[0])

@@ -102,7 +102,8 @@ class FittedRanking:
         try:
             model = RankingModel.from_arrays(values, params["model"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            arrays.invalid("ranking", f"does not describe a ranking model ({exc})")
+            arrays.invalid("arrays", "do not fit model.json's ranking entry "
+                           f"({' '.join(str(exc).split())[:160]})")
         for name, (_, _, component) in model.components.items():
             width = getattr(component, "n_items_", ranked)
             if width != ranked:

@@ -160,10 +160,15 @@ class MultVAE:
             low = 0 if name == "hidden" else 1
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
+        if not isinstance(self.variational, bool):
+            raise ValueError(f"variational must be true or false, got {self.variational!r}")
+        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float)
+                or not 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.max_items is not None and self.max_items < 1:
-            raise ValueError(f"max_items must be >= 1 or None, got {self.max_items!r}")
+        if self.max_items is not None and (isinstance(self.max_items, bool) or not isinstance(
+                self.max_items, int | np.integer) or self.max_items < 1):
+            raise ValueError(f"max_items must be an integer >= 1 or None, got "
+                             f"{self.max_items!r}")
 
     def fit(self, matrix: sp.csr_matrix,
             validation: Callable[[MultVAE], float] | None = None,
@@ -237,6 +242,8 @@ class MultVAE:
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
+        else:  # no validation score (none, or NaN throughout): the last epoch's weights
+            self.best_epoch_ = len(self.history_)
         net.eval()
         return self
 
