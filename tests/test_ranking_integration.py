@@ -299,3 +299,18 @@ def test_ratings_none_above_zero_fit_a_ranking_model(ratings: Ratings, ranking: 
     model = AutoRec(**{**FAST, "ranking": ranking}).fit(frame)
     lists = model.recommend(model.users_.raw_ids[:5], n=3)
     assert len(lists) == 15 and lists["score"].notna().all()
+
+
+def test_too_few_ratings_for_the_ranking_model_are_refused_before_training(monkeypatch
+                                                                            ) -> None:
+    """With ``validation=0`` and one training rating the networks trained (every epoch on a
+    large set) before the ranking model refused to hold some out."""
+    from autorec import train as train_module
+
+    def trained(self):
+        raise AssertionError("a network trained")
+
+    monkeypatch.setattr(train_module.Trainer, "train_epoch", trained)
+    one = Ratings.from_arrays(np.array([1]), np.array([1]), np.array([5.0]))
+    with pytest.raises(ValueError, match="need at least 2 training ratings for the ranking"):
+        AutoRec(hidden=4, epochs=1, validation=0, random_state=0).fit(one)

@@ -141,6 +141,10 @@ def _fit(
                              "on the command line)")
         held_out = validation_mask(len(original), params["validation"], seeds[0])
         fit_part, val_part = _FitPart(training, ~held_out), _FitPart(training, held_out).ratings()
+    elif params["ranking"] != "none":  # the ranking model holds some out, after training
+        from .ranking.select import check_enough_to_hold_out
+
+        check_enough_to_hold_out(len(original))
     n_users, n_items = len(users), len(items)
     log.info("training %s-AutoRec (%d network%s): %d ratings (%d to fit, %d to validate), "
              "%d users, %d items, device %s", model.variant, len(specs),

@@ -38,7 +38,7 @@ from .model import RankingModel, modelled_by
 from .protocol import SCORE_BLOCK, evaluate_scores, implicit_matrix, relevance_threshold
 from .vae import MultVAE
 
-__all__ = ["EASE_LAMBDAS", "SELECT_ITEMS", "fit_ranking"]
+__all__ = ["EASE_LAMBDAS", "SELECT_ITEMS", "check_enough_to_hold_out", "fit_ranking"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,15 @@ def _blend_blocks(scorers: Sequence[tuple[Callable[[np.ndarray], np.ndarray],
         yield parts, seen, rel[start:start + step], columns
 
 
+def check_enough_to_hold_out(n_ratings: int) -> None:
+    """Refuse fewer than 2 training ratings, of which the ranking model would hold some out
+    to choose its settings (``fit`` asks before the networks train)."""
+    if n_ratings < 2:
+        raise ValueError(f"need at least 2 training ratings for the ranking model to hold "
+                         f"some out, got {n_ratings} (ranking='none' needs none: "
+                         "--ranking none on the command line)")
+
+
 def fit_ranking(
     train: Ratings,
     *,
@@ -214,10 +223,8 @@ def fit_ranking(
             raise ValueError(f"components must be among 'ease', 'vae', 'rating', got {name!r}")
     if "rating" in components and rating_scorer is None:
         raise ValueError("the 'rating' component needs a rating_scorer")
-    if split is None and len(train) < 2:
-        raise ValueError(f"need at least 2 training ratings for the ranking model to hold "
-                         f"some out, got {len(train)} (ranking='none' needs none: "
-                         "--ranking none on the command line)")
+    if split is None:
+        check_enough_to_hold_out(len(train))
 
     def validation_part(parts: tuple[Ratings, Ratings] | None
                         ) -> tuple[Ratings, Ratings, sp.csr_matrix]:
