@@ -410,3 +410,26 @@ def test_a_folder_with_a_manifest_and_a_users_files_is_refused_too(interrupted, 
         (interrupted / name).unlink()
     assert sorted(os.listdir(interrupted)) == before
     AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=interrupted, resume=True)  # its own: fine
+
+
+def test_a_folder_another_fit_trains_into_is_refused(tmp_path, ratings) -> None:
+    """Two fits on one checkpoint folder at once overwrote each other's files; the second
+    failed with a missing file or wrote a mix. A fit holds the folder (flock) while it runs
+    and gives it back when it ends; fits one after another in one process share it."""
+    fcntl = pytest.importorskip("fcntl")
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    other = os.open(folder, os.O_RDONLY)  # as another process's fit holds it
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(CheckpointError, match="is in use by another fit"):
+            AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=folder)
+    finally:
+        os.close(other)
+    first = AutoRec(**{**SETTINGS, "epochs": 1}).fit(ratings, checkpoint_dir=folder)
+    probe = os.open(folder, os.O_RDONLY)  # given back at the fit's end, the model alive
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(probe)
+    assert first.fitted_ is not None

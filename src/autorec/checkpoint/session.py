@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +40,11 @@ class Session:
     network, in the order the fit trains them. Use :meth:`open`."""
 
     def __init__(self, folder: Path, fingerprint: dict[str, Any],
-                 manifest: dict[str, Any] | None) -> None:
+                 manifest: dict[str, Any] | None, held: str | None = None) -> None:
         self.folder = folder
+        # the folder's lock (:func:`_hold`) ends with the fit, or with the session
+        self.release = (weakref.finalize(self, _let_go, held) if held is not None
+                        else lambda: None)
         self.fingerprint = fingerprint
         self.networks: dict[str, dict[str, Any]] = dict(manifest["networks"]) if manifest else {}
         self.pending: dict[str, Any] | None = manifest.get("current") if manifest else None
@@ -70,16 +74,22 @@ class Session:
             except OSError as exc:
                 raise OSError(exc.errno, f"cannot write {folder}: {exc.strerror or exc}"
                               ) from exc
-            return cls(folder, current, None)
-        manifest = read_manifest(folder)
-        problem = differences(manifest.get("fingerprint") or {}, current)
-        if problem is not None:
-            raise CheckpointError(f"checkpoint in {folder}: {problem}; resume with the same "
-                                  "data and settings, or give another checkpoint folder")
-        verify_files(folder, manifest)
-        remove_stale_temporaries(folder)
+            return cls(folder, current, None, _hold(folder))
+        held = _hold(folder)
+        try:
+            manifest = read_manifest(folder)
+            problem = differences(manifest.get("fingerprint") or {}, current)
+            if problem is not None:
+                raise CheckpointError(f"checkpoint in {folder}: {problem}; resume with the "
+                                      "same data and settings, or give another checkpoint "
+                                      "folder")
+            verify_files(folder, manifest)
+            remove_stale_temporaries(folder)
+        except BaseException:
+            _let_go(held)
+            raise
         log.info("resuming from the checkpoint in %s: %s", folder, manifest.get("position"))
-        return cls(folder, current, manifest)
+        return cls(folder, current, manifest, held)
 
     def network(self, phase: str, candidate: int, member: int) -> NetworkCheckpoint:
         """The checkpoint of network ``member`` (0-based) of ``l2`` candidate ``candidate``
@@ -95,8 +105,10 @@ class Session:
         return NetworkCheckpoint(self, tag, interrupted=pending)
 
     def finish(self) -> None:
-        """Mark the checkpoint complete (the finished networks stay)."""
+        """Mark the checkpoint complete (the finished networks stay) and let go of the
+        folder."""
         self.commit(None, "complete: every network trained", complete=True)
+        self.release()
 
     def commit(self, current: dict[str, Any] | None, position: str, *,
                complete: bool = False) -> None:
@@ -109,6 +121,46 @@ class Session:
 
     def next_name(self, kind: str) -> str:
         return f"{kind}-{self.sequence + 1:06d}.safetensors"
+
+
+#: The checkpoint folders this process holds: real path -> [descriptor, sessions holding it]
+#: (a fit interrupted in this process keeps its session, and the lock, until it is collected;
+#: the next fit on the folder in the same process shares it).
+_HELD: dict[str, list[int]] = {}
+
+
+def _hold(folder: Path) -> str | None:
+    """An exclusive lock on ``folder`` for this process's fit (a ``flock``, given back by
+    :func:`_let_go` or at the process's end); ``None`` where the system has none. Two fits on
+    one folder overwrote each other's files and failed with a missing one."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    key = os.path.realpath(folder)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return key
+    held = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(held)
+        raise CheckpointError(f"checkpoint folder {folder} is in use by another fit (another "
+                              "process trains into it): wait for it to end, or give another "
+                              "folder") from None
+    _HELD[key] = [held, 1]
+    return key
+
+
+def _let_go(key: str | None) -> None:
+    """One session fewer holding the folder :func:`_hold` returned ``key`` for."""
+    entry = _HELD.get(key) if key is not None else None
+    if entry is not None:
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _HELD[key]
+            os.close(entry[0])
 
 
 class NetworkCheckpoint:
