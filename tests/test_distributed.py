@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -203,21 +204,26 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _two_ranks(tmp_path: Path, script: str) -> list[Any]:
+    """Run ``script`` as 2 processes (torchrun, gloo); what each wrote to ``rank<r>.json``."""
+    path = tmp_path / "ranks.py"
+    path.write_text(script)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "--max-restarts", "0", str(path)],
+        capture_output=True, text=True, timeout=120, env=_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
 @pytest.mark.distributed
 @needs_gloo
 def test_two_processes_make_the_single_process_update(tmp_path):
     """Every optimizer (dense Adam, lazy Adam's row-sparse gradients, full-batch Rprop), with
     the l2 penalty and a rank left with an empty part of a batch: the weights after 4 epochs
     on 2 processes are those of 1 process (to float32 rounding) and the same on both ranks."""
-    script = tmp_path / "reduce.py"
-    script.write_text(_REDUCTION_SCRIPT.format(tests=str(TESTS), out=str(tmp_path)))
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "--max-restarts", "0", str(script)],
-        capture_output=True, text=True, timeout=120, env=_env(), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for rank in (0, 1):
-        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+    for result in _two_ranks(tmp_path, _REDUCTION_SCRIPT.format(tests=str(TESTS),
+                                                                 out=str(tmp_path))):
         assert result["size"] == 2
         for name in ("adam", "lazy_adam", "rprop"):
             figures = result[name]
@@ -253,16 +259,8 @@ def test_ranks_given_other_data_or_settings_are_refused(tmp_path, data: bool,
     """Launched by hand on several machines, each rank reads its own copy and command: other
     ratings or settings on one mixed splits silently, hung at an exchange or aborted in
     gloo. Every rank now refuses, naming the one that differs."""
-    script = tmp_path / "ranks.py"
-    script.write_text(_DIFFERENT_RANKS_SCRIPT.format(tests=str(TESTS), out=str(tmp_path),
-                                                     data=data, settings=settings))
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "--max-restarts", "0", str(script)],
-        capture_output=True, text=True, timeout=120, env=_env(), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for rank in (0, 1):
-        message = json.loads((tmp_path / f"rank{rank}.json").read_text())
+    for message in _two_ranks(tmp_path, _DIFFERENT_RANKS_SCRIPT.format(
+            tests=str(TESTS), out=str(tmp_path), data=data, settings=settings)):
         if data or settings:
             assert message == ("rank 1 of 2 has other training ratings or settings than rank "
                                "0: every process of a data-parallel run needs the same data "
