@@ -63,3 +63,15 @@ def test_json_ready_gives_plain_json_values() -> None:
              np.int64(4): [float("inf"), True, None, "s"]}
     assert json_ready(value) == {"a": [1.5, [0, 1]], "3": None, "p": str(Path("x") / "y"),
                                  "4": [None, True, None, "s"]}
+
+
+def test_a_folder_replaced_by_a_file_during_the_run_is_named(tmp_path: Path) -> None:
+    """`--out G` checked at the start, then G replaced by a file before the outputs were
+    written: 'cannot write G/metrics.json: File exists' (as if metrics.json existed)."""
+    folder = tmp_path / "G"
+    folder.write_text("x")
+    with pytest.raises(OSError) as caught:
+        atomic_write(folder / "metrics.json", lambda handle: handle.write("{}"))
+    assert str(caught.value).endswith(f"cannot write {folder / 'metrics.json'}: {folder} is "
+                                      "not a folder")
+    assert folder.read_text() == "x"

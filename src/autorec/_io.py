@@ -112,7 +112,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp = None
         fsync_folder(path.parent)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from exc
+        why = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError | NotADirectoryError) and not path.parent.is_dir():
+            why = f"{_nearest_non_folder(path.parent)} is not a folder"  # replaced by a file?
+        raise OSError(exc.errno, f"cannot write {path}: {why}") from exc
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
