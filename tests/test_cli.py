@@ -281,6 +281,9 @@ def test_kfold_pools_every_rating_once(capsys, tmp_path, ratings_csv):
     # the top level's epochs are the most any fold ran, not the --epochs cap
     assert metrics["epochs"] == max(f["epochs_run"] for f in folds)
     assert metrics["rmse_fold_mean"] == pytest.approx(np.mean([f["rmse"] for f in folds]))
+    # the ranking figures' k and relevance threshold at the top, as for one split (they were
+    # only in each fold's entry)
+    assert metrics["k"] == 10 and metrics["threshold"] == folds[0]["threshold"] is not None
 
 
 def test_kfold_names_the_ranking_model_only_when_every_fold_chose_it(capsys, tmp_path,

@@ -298,6 +298,8 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
             summary[f"{name}@{k}"] = (float(np.mean([r[f"{name}@{k}"] for r in ranked]))
                                       if ranked else math.nan)
         summary["n_ranked_splits"] = len(ranked)
+        thresholds = {r.get("threshold") for r in results}  # the data set's: one for all
+        summary.update(k=k, threshold=thresholds.pop() if len(thresholds) == 1 else None)
         models = list(dict.fromkeys(r.get("ranking_model") for r in results))
         summary["ranking_model"] = models[0] if len(models) == 1 else None
         over = ("mean over folds" if len(ranked) == len(results) else
