@@ -277,3 +277,17 @@ def test_ranking_model_falls_back_to_popularity_for_an_empty_row() -> None:
     scores = model.score(empty)
     popularity = np.bincount(ratings.item_idx, minlength=ratings.n_items)
     assert np.argmax(scores[0]) == np.argmax(popularity)
+
+
+def test_blend_hits_of_lists_with_nothing_picked() -> None:
+    """Lists with no item picked (``-1``) over a component that models no item (all ratings
+    non-positive under the ``rating`` weighting) failed with an IndexError through the empty
+    column map; a picked column maps to its item."""
+    from autorec.ranking.blend import _hits
+
+    relevant = sp.csr_matrix(np.array([[0, 1, 0, 1], [1, 0, 0, 0]]))
+    nothing = np.full((2, 3), -1)
+    assert not _hits(nothing, relevant, np.array([], dtype=np.int64)).any()
+    picked = np.array([[0, 1, -1], [1, -1, -1]])
+    hits = _hits(picked, relevant, np.array([3, 0]))  # column 0 is item 3, column 1 item 0
+    assert hits.tolist() == [[True, False, False], [True, False, False]]

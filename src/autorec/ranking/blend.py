@@ -75,7 +75,10 @@ def _hits(picked: np.ndarray, relevant: sp.csr_matrix, columns: np.ndarray | Non
           ) -> np.ndarray:
     """``picked[r, j]`` (a column, ``-1`` for none) is one of row ``r``'s relevant items
     (``relevant``'s columns are the items; ``columns`` maps a picked column to its item)."""
-    items = picked if columns is None else np.where(picked >= 0, columns[picked], -1)
+    items = picked
+    if columns is not None:  # -1 stays -1 (taken through columns, it failed on none)
+        items = np.full(picked.shape, -1, dtype=np.int64)
+        items[picked >= 0] = columns[picked[picked >= 0]]
     rows = np.arange(len(picked))[:, None]
     wanted = np.repeat(np.arange(len(picked)), np.diff(relevant.indptr))
     return (items >= 0) & np.isin(rows * relevant.shape[1] + items,
