@@ -397,3 +397,18 @@ def test_the_best_settings_carry_the_seed(capsys, tmp_path: Path, ratings_csv: P
     from autorec.config import read_config
 
     assert read_config(tmp_path / "best.toml")["seed"] == 3
+
+
+@pytest.mark.parametrize(("flags", "again"), [((), None), (("--test-ratio", "0.3"),
+                                                           "--test-ratio 0.3")])
+def test_the_last_line_names_the_split_options_train_needs(capsys, tmp_path: Path,
+                                                           ratings_csv: Path, flags,
+                                                           again) -> None:
+    """best.toml holds no split (evaluate refuses one), and said only "use it with --config":
+    train then drew a 0.9/0.1 split, not the 0.7/0.3 one the search chose on."""
+    code, out, err = _tune(capsys, ratings_csv, tmp_path, tmp_path / "s.db", "--trials", "1",
+                           *flags)
+    assert code == 0, err
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"wrote {tmp_path / 'best.toml'} (use it with --config")
+    assert (again in last) if again else "train on this search's split" not in last

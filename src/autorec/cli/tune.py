@@ -140,10 +140,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"top {min(args.top, len(complete))} of {len(ended)} trials by validation RMSE:")
     for trial in sorted(complete, key=lambda t: t.value)[:args.top]:
         print(f"  trial {trial.number:3d}  {trial.value:.4f}  {_shown(trial.params)}")
-    # the seed too: train --config FILE then draws the same split and starting weights
+    # the seed too: train --config FILE then draws the same starting weights, and the same
+    # split when given the same split options (not in the file: evaluate refuses them)
     text = best_config_toml({**params, "seed": args.seed}, study)
     atomic_write(args.out, lambda handle: handle.write(text))
-    print(f"wrote {args.out} (use it with --config {args.out})")
+    again = (f" --split {split}" if split != "random" else
+             f" --test-ratio {args.test_ratio:g}" if args.test_ratio != 0.1 else "")
+    print(f"wrote {args.out} (use it with --config {args.out}"
+          + (f"; train on this search's split with{again}" if again else "") + ")")
     return 0
 
 
