@@ -604,3 +604,19 @@ def test_an_output_folder_given_as_a_link_to_a_folder_not_made_yet(capsys, tmp_p
     assert (tmp_path / "made-out" / "metrics.json").is_file()
     assert (tmp_path / "made-ck" / "checkpoint.json").is_file()
     assert out.is_symlink() and checkpoints.is_symlink()
+
+
+def test_an_output_file_ending_in_a_separator_is_refused(capsys, tmp_path, model_dir,
+                                                          ratings_file):
+    """``x.csv/`` is ``x.csv`` to ``Path``: an existing file was silently replaced, and a new
+    name became a file where the slash asked for a folder."""
+    kept = tmp_path / "x.csv"
+    kept.write_text("keep\n")
+    for output in (f"{kept}/", f"{tmp_path / 'newout'}/"):
+        code, _, err = run_cli(capsys, "predict", "--model", model_dir, "--input",
+                                 ratings_file, "--output", output)
+        assert code == 2 and "ends with a separator, so it names a folder" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert kept.read_text() == "keep\n" and not (tmp_path / "newout").exists()
+    with pytest.raises(OutputPathError, match="names a folder"):
+        check_output_file(f"{kept}/")

@@ -272,6 +272,9 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
     given = Path(path)
     if not str(path).strip():
         raise OutputPathError("an output needs a file name")
+    if os.fspath(path).endswith(tuple(filter(None, (os.sep, os.altsep)))):  # Path drops it
+        raise OutputPathError(f"{os.fspath(path)} ends with a separator, so it names a "
+                              "folder; give a file name")
     stream = stream_alias(given)
     if stream is not None:
         raise OutputPathError(f"{given} is a stream of this process ({stream}), not a regular "

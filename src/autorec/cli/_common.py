@@ -132,6 +132,9 @@ def output_file(text: str) -> Path:
     (``Path("")`` is the current folder)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    if text.endswith(tuple(filter(None, (os.sep, os.altsep)))):  # Path("x.csv/") is x.csv
+        raise argparse.ArgumentTypeError(f"{text} ends with a separator, so it names a "
+                                         "folder; give a file name")
     path = Path(text)
     return path.absolute() if text != STDOUT and str(path) == STDOUT else path
 
