@@ -404,3 +404,23 @@ def test_train_says_when_no_test_user_has_a_relevant_rating(capsys, tmp_path):
     assert code == 0, err
     assert "ranking at 10: no test user has a relevant rating (at least 4); no figures" in out
     assert "nan" not in out
+
+
+def test_a_failed_write_to_standard_output_is_named(monkeypatch) -> None:
+    """``--output - > /dev/full`` said only 'No space left on device'."""
+    import errno
+    import io
+    import sys
+
+    import pandas as pd
+
+    from autorec.cli import _common
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    with pytest.raises(OSError, match=r"^\[Errno 28\] cannot write to standard output "
+                                      r"\(--output -\): No space left on device$"):
+        _common.write_csv(pd.DataFrame({"a": [1]}), None)

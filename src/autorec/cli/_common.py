@@ -334,8 +334,14 @@ def write_csv(frame: Any, output: Path | None) -> None:
         frame.to_csv(handle, index=False, lineterminator="\n")
 
     if output is None:
-        write(sys.stdout)
-        sys.stdout.flush()
+        try:
+            write(sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader left: status 141, as for any command
+            raise
+        except OSError as exc:  # a full disk: the line named no output
+            raise OSError(exc.errno, f"cannot write to standard output (--output -): "
+                                     f"{exc.strerror or exc}") from exc
     else:
         atomic_write(output, write)
 
