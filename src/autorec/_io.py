@@ -251,6 +251,11 @@ def is_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> b
         return False
 
 
+def names_a_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` as given ends with a separator (``x.csv/``), which ``Path`` drops."""
+    return os.fspath(path).endswith(tuple(filter(None, (os.sep, os.altsep))))
+
+
 def check_output_file(path: str | os.PathLike[str]) -> Path:
     """Refuse, before any work, a ``path`` that a file cannot be written to.
 
@@ -272,7 +277,7 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
     given = Path(path)
     if not str(path).strip():
         raise OutputPathError("an output needs a file name")
-    if os.fspath(path).endswith(tuple(filter(None, (os.sep, os.altsep)))):  # Path drops it
+    if names_a_folder(path):
         raise OutputPathError(f"{os.fspath(path)} ends with a separator, so it names a "
                               "folder; give a file name")
     stream = stream_alias(given)

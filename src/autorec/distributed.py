@@ -118,15 +118,19 @@ class World:
         return int(state[0] >> np.uint64(1))
 
     # -- reductions ---------------------------------------------------------------------------
+    @property
+    def _device(self) -> torch.device:
+        """Where this rank's collectives take their tensors (NCCL: its GPU)."""
+        return (torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl"
+                else torch.device("cpu"))
+
     def check_same(self, digest: str, what: str) -> None:
         """Refuse (``ValueError``, on every rank) a run whose ranks hold different ``what``:
         ``digest`` (hex) of each compared with rank 0's. A run launched by hand on several
         machines, each with its own copy, otherwise mixed splits, hung or aborted."""
         if self.size == 1:
             return
-        device = (torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl"
-                  else torch.device("cpu"))
-        mine = torch.tensor([int(digest[:15], 16)], dtype=torch.int64, device=device)
+        mine = torch.tensor([int(digest[:15], 16)], dtype=torch.int64, device=self._device)
         every = [torch.empty_like(mine) for _ in range(self.size)]
         try:
             dist.all_gather(every, mine)
@@ -143,9 +147,8 @@ class World:
         """``values`` summed over the ranks, in float64 (the same result on every rank)."""
         if self.size == 1:
             return [float(v) for v in values]
-        device = (torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl"
-                  else torch.device("cpu"))
-        buffer = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+        buffer = torch.tensor([float(v) for v in values], dtype=torch.float64,
+                              device=self._device)
         self._all_reduce(buffer)
         return buffer.cpu().tolist()
 

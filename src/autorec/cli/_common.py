@@ -21,6 +21,7 @@ from .._io import (
     check_output_folder,
     is_inside,
     json_ready,
+    names_a_folder,
     same_path,
 )
 
@@ -132,7 +133,7 @@ def output_file(text: str) -> Path:
     (``Path("")`` is the current folder)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
-    if text.endswith(tuple(filter(None, (os.sep, os.altsep)))):  # Path("x.csv/") is x.csv
+    if names_a_folder(text):  # Path("x.csv/") is x.csv
         raise argparse.ArgumentTypeError(f"{text} ends with a separator, so it names a "
                                          "folder; give a file name")
     path = Path(text)

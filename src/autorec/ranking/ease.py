@@ -142,10 +142,7 @@ class EASE:
         if isinstance(self.lam, bool) or not (isinstance(self.lam, int | float | np.floating)
                                               and 0 < self.lam < math.inf):
             raise ValueError(f"lam must be a number > 0, got {self.lam!r}")
-        if self.max_items is not None and (isinstance(self.max_items, bool) or not isinstance(
-                self.max_items, int | np.integer) or self.max_items < 1):
-            raise ValueError(f"max_items must be an integer >= 1 or None, got "
-                             f"{self.max_items!r}")
+        check_max_items(self.max_items)
         self._np_dtype()
 
     def _np_dtype(self) -> type[np.floating]:
@@ -208,6 +205,13 @@ class EASE:
             raise ValueError(f"EASE weights must be {side} x {side}, got "
                              f"{model.weights_.shape}")
         return model
+
+
+def check_max_items(max_items: Any) -> None:
+    """Refuse a ``max_items`` that is neither ``None`` nor an integer >= 1."""
+    if max_items is not None and (isinstance(max_items, bool) or not isinstance(
+            max_items, int | np.integer) or max_items < 1):
+        raise ValueError(f"max_items must be an integer >= 1 or None, got {max_items!r}")
 
 
 def modelled_items(matrix: sp.csr_matrix, max_items: int | None = None) -> np.ndarray:

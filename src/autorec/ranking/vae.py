@@ -165,10 +165,9 @@ class MultVAE:
         if (isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float)
                 or not 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.max_items is not None and (isinstance(self.max_items, bool) or not isinstance(
-                self.max_items, int | np.integer) or self.max_items < 1):
-            raise ValueError(f"max_items must be an integer >= 1 or None, got "
-                             f"{self.max_items!r}")
+        from .ease import check_max_items
+
+        check_max_items(self.max_items)
 
     def fit(self, matrix: sp.csr_matrix,
             validation: Callable[[MultVAE], float] | None = None,
