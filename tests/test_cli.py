@@ -660,6 +660,23 @@ def test_evaluate_prints_nothing_before_a_split_too_small_to_fit(capsys, tmp_pat
     assert captured.out == "" and not (tmp_path / "out" / "results.json").exists()
 
 
+def test_evaluate_table_shows_a_dash_for_a_split_without_ranking_figures(capsys, tmp_path):
+    """A fold without a relevant test rating has no NDCG (null in results.json); the table
+    printed 'nan' for it."""
+    data = tmp_path / "r5.csv"
+    data.write_text("user_id,item_id,rating\n1,1,3\n2,1,4\n1,2,5\n2,2,1\n3,1,2\n")
+    code, out, err = run_cli(capsys, "evaluate", "--data", str(data), "--protocol", "kfold",
+                             "--epochs", "1", "--hidden", "4", "--device", "cpu", "--quiet",
+                             "--out", str(tmp_path / "ev"))
+    assert code == 0, err
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    rows = [line.split() for line in out.splitlines() if line.startswith("fold ")]
+    assert [row[-1] for row in rows] == [
+        "-" if split["ndcg@10"] is None else f"{split['ndcg@10']:.4f}"
+        for split in results["splits"]]
+    assert "-" in [row[-1] for row in rows] and "nan" not in out
+
+
 def test_a_row_with_too_many_fields_exits_2_every_time(tmp_path) -> None:
     """The text reader stopped by bad input leaves pyarrow's read-ahead threads holding
     Python objects, and the interpreter's shutdown aborted now and then (status 134,

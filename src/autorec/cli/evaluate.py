@@ -133,13 +133,13 @@ def run(args: argparse.Namespace) -> int:
             plotted.append((split.label, model.history_, result["best_epochs"], split.test.rating,
                             model.predict(split.test.user_ids, split.test.item_ids)))
         epochs = ",".join(str(e) for e in result["best_epochs"])
-        validation = (f"{result['validation_rmse']:8.4f}"
-                      if not math.isnan(result["validation_rmse"]) else f"{'-':>8}")
+        validation, ndcg = (f"{value:8.4f}" if not math.isnan(value) else f"{'-':>8}"
+                            for value in (result["validation_rmse"], result[f"ndcg@{k}"]))
         if len(results) == 1:
             print(header)
         print(f"{split.label:<22} {result['rmse']:8.4f} {result['mae']:8.4f} {validation} "
               f"{result['n_test']:7d} {result['n_cold']:6d} {epochs:>8} "
-              f"{result['fit_seconds']:8.1f} {result[f'ndcg@{k}']:8.4f}", flush=True)
+              f"{result['fit_seconds']:8.1f} {ndcg}", flush=True)
     summary = summarise(results)
     low, high = summary["ci95_rmse"]
     interval = (f", 95% CI [{low:.4f}, {high:.4f}]" if not math.isnan(low) else "")
