@@ -110,6 +110,9 @@ ERRORS = [  # content, line, field, message (after "line N[, field F]: ")
     (HEADER + "1,10,4\n2,11,3\n2,10,\n", 4, "rating", "missing rating"),
     (HEADER + "1,10,4\n2,10,NaN\n", 3, "rating", "rating 'NaN' is not a finite number"),
     (HEADER + "1,10,4\n3,10,inf\n", 3, "rating", "rating inf is not a finite number"),
+    # a numeral past float64's range is too large, named as written (it was "rating inf")
+    (HEADER + "1,10,4\n3,10,1e400\n", 3, "rating", "rating 1e400 is too large"),
+    (HEADER + "1,10,4\n3,10, -1E+400\n", 3, "rating", "rating -1E+400 is too large"),
     (HEADER + "1,10,4\n,10,3\n", 3, "user_id", "missing value"),
     (HEADER + "1,10,4\n  ,10,3\n", 3, "user_id", "missing value"),
     (HEADER + "1,10,4\n2,11,3\n3,,3\n", 4, "item_id", "missing value"),

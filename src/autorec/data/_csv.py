@@ -358,7 +358,17 @@ def _ratings(strings: Any) -> np.ndarray:
         values = pd.Series(numbers)
     except pa.ArrowInvalid:
         values = pd.Series(strings.to_numpy(zero_copy_only=False), dtype=object)
-    return rating_values(values)
+    try:
+        return rating_values(values)
+    except InvalidRatingError as exc:
+        if exc.position is None or values.dtype == object:
+            raise
+        try:  # the value named as written: "1e400" was read as inf
+            rating_values(pd.Series(strings.to_numpy(zero_copy_only=False)[exc.position:],
+                                    dtype=object))
+        except InvalidRatingError as written:
+            raise InvalidRatingError(written.problem, exc.position) from None
+        raise
 
 
 def _release_memory() -> None:

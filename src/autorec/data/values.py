@@ -65,13 +65,16 @@ def rating_values(values: pd.Series) -> np.ndarray:
     if bad.any():
         position = int(bad.argmax())
         raw = values.iloc[position]
+        # a numeral named as written, unquoted; "1e400" (inf as a float) is too large
+        numeral = _numeral(raw)
+        written = raw.strip() if numeral is not None and not numeral.is_nan() else show(raw)
         if _is_missing(raw):
             problem = "missing rating"
-        elif np.isfinite(rating[position]):
-            problem = (f"rating {show(raw)} is too large: its square overflows float32 "
+        elif np.isfinite(rating[position]) or (numeral is not None and numeral.is_finite()):
+            problem = (f"rating {written} is too large: its square overflows float32 "
                        f"(ratings must be within ±{LARGEST_RATING:.2g})")
         else:
-            problem = f"rating {show(raw)} is not a finite number"
+            problem = f"rating {written} is not a finite number"
         raise InvalidRatingError(problem, position)
     _check_precision(values, rating, stored)
     return stored
@@ -99,6 +102,15 @@ def _check_precision(values: pd.Series, rating: np.ndarray, stored: np.ndarray) 
             f"rating {rating[worst]:.9g} is stored as {float(stored[worst]):.9g} in "
             f"float32 (about 7 significant digits), too coarse for ratings from {low:.9g} to "
             f"{high:.9g}; subtract an offset (such as {low:.9g}) from every rating", worst)
+
+
+def _numeral(value: Any) -> Decimal | None:
+    """The number that text names (``"1e400"``, ``" inf"``), exactly; ``None`` for anything
+    else."""
+    try:
+        return Decimal(value.strip()) if isinstance(value, str) else None
+    except ArithmeticError:  # decimal.InvalidOperation: not a numeral
+        return None
 
 
 def _is_number_like(value: Any) -> bool:
