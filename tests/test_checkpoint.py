@@ -306,12 +306,15 @@ def test_cli_refusals_are_one_line_exit_2(tmp_path, capsys):
                           (["--test-ratio", "0.2"], "test_ratio 0.1 there, 0.2 here"),
                           ([], "")):
         code = main([*run, *extra, "--resume"])
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         if not needle:  # the same run: reproduced from the finished checkpoint
             assert code == 0, err
+            assert f"resuming from {folder}: complete" in out, out
             continue
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert str(folder) in err and needle in err, err
+        # "resuming from" came before the check that refused the checkpoint
+        assert "resuming" not in out, out
     assert main(run) == 2
     assert "already holds a checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:

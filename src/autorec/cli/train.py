@@ -129,24 +129,27 @@ def _split_name(args: argparse.Namespace) -> str:
 
 
 def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: int,
-                   label: str) -> dict[str, Any]:
-    """``fit``'s checkpoint options for this split (a ``fold-K`` folder per fold)."""
+                   label: str) -> tuple[dict[str, Any], str | None]:
+    """``fit``'s checkpoint options for this split (a ``fold-K`` folder per fold), and the
+    line that says where ``--resume`` starts (printed once the fit has checked the
+    checkpoint)."""
     if args.checkpoint_dir is None:
-        return {}
+        return {}, None
     folder = Path(args.checkpoint_dir) / (f"fold-{part}" if n_parts > 1 else "")
+    note = None
     if args.resume:
         from ..checkpoint import describe
 
         where = describe(folder)
-        print(f"{label}resuming from {folder}: {where}" if where else
-              f"{label}note: no checkpoint in {folder}; training from the beginning")
+        note = (f"{label}resuming from {folder}: {where}" if where else
+                f"{label}note: no checkpoint in {folder}; training from the beginning")
     context = {"split": _split_name(args), "seed": split.seed, "part": split.label}
     if context["split"] == "random":
         context["test_ratio"] = args.test_ratio
     if context["split"] == "kfold":
         context["folds"] = args.folds
     return {"checkpoint_dir": folder, "resume": bool(args.resume),
-            "checkpoint_context": context}
+            "checkpoint_context": context}, note
 
 
 def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, part: int = 1,
@@ -157,10 +160,21 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     model = build_model(params, split.seed)
     label = f"{split.label}: " if split.label else ""
     started = time.perf_counter()
+    checkpointing, note = _checkpointing(args, split, part, n_parts, label)
+    pending = [note] if note is not None else []
+
+    def say_where_it_resumes() -> None:  # the fit has checked the checkpoint by now
+        if pending:
+            print(pending.pop(), flush=True)
+
     with EpochProgress(model.epochs, networks=len(model._network_specs()), label=label,
                        quiet=bool(args.quiet)) as show:
-        model.fit(split.train, eval_set=split.test, on_epoch_end=show, on_batch_end=show.batch,
-                  **_checkpointing(args, split, part, n_parts, label))
+        model.fit(split.train, eval_set=split.test,
+                  on_epoch_end=lambda entry: (say_where_it_resumes(), show(entry)),
+                  on_batch_end=lambda done, total: (say_where_it_resumes(),
+                                                    show.batch(done, total)),
+                  **checkpointing)
+    say_where_it_resumes()
     wall = time.perf_counter() - started
     report = _evaluate(model, split.test)
     require_finite({f"{label}test RMSE": report["rmse"], f"{label}test MAE": report["mae"]})
