@@ -137,6 +137,31 @@ def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path, model_dir):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_sigterm_during_the_first_imports_says_terminated(tmp_path):
+    """The handler came after the command's imports (about 1.5 s): a SIGTERM before then
+    ended the command with no line (status -15)."""
+    import subprocess
+    import sys
+
+    script = """
+import builtins, os, signal, sys
+from autorec.cli import main as cli_main
+real_import, sent = builtins.__import__, []
+def signalling_import(name, *args, **kwargs):
+    if name == "numpy" and not sent:
+        sent.append(name)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = signalling_import
+sys.exit(cli_main.main(["datasets"]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 143, (done.returncode, done.stderr)
+    assert done.stderr.strip().splitlines() == ["autorec: terminated"], done.stderr
+    assert done.stdout == ""
+
+
 def test_predict_tab_separated_without_header(capsys, tmp_path, model_dir):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("u1\t3\nu4\t4\n")

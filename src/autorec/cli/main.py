@@ -46,10 +46,10 @@ def build_parser() -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     interrupted: list[int] = []
     previous = _catch_sigint(interrupted)
+    _catch_sigterm(interrupted)  # before the imports: SIGTERM in them said nothing
     try:
         status = _run(argv, interrupted)
-        if interrupted:  # a library swallowed the KeyboardInterrupt: still an interruption
-            raise KeyboardInterrupt
+        _raise_if_signalled(interrupted)  # a library swallowed the exception: still one
         return status
     except KeyboardInterrupt:
         # of the processes of a data-parallel run (issue 8), rank 0 or the launcher says it
@@ -85,18 +85,26 @@ def _install(signum: int, handler: Any) -> Any:
         return None
 
 
-def _catch_sigterm(command: str) -> None:
-    """Turn SIGTERM into :class:`Terminated` for ``command``: not for ``serve`` (uvicorn
-    stops gracefully on it) nor in a process of a data-parallel run (its launcher stops the
-    others with SIGTERM and speaks for the job)."""
+def _catch_sigterm(interrupted: list[int]) -> None:
+    """Turn SIGTERM into :class:`Terminated` (and a mark in ``interrupted``), except in a
+    process of a data-parallel run (its launcher stops the others with SIGTERM and speaks
+    for the job); :func:`_run` lets ``serve`` have the system's own again (uvicorn stops
+    gracefully on it)."""
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        interrupted.append(signum)
         raise Terminated
 
-    if command != "serve" and "RANK" not in os.environ:
+    if "RANK" not in os.environ:
         previous = _install(signal.SIGTERM, on_sigterm)
         if previous is not None:
             _sigterm_before.append(previous)
+
+
+def _raise_if_signalled(interrupted: list[int]) -> None:
+    """Raise what a signal marked in ``interrupted`` raised, if code on the way caught it."""
+    if interrupted:
+        raise Terminated if interrupted[-1] == signal.SIGTERM else KeyboardInterrupt
 
 
 def _catch_sigint(interrupted: list[int]) -> Any:
@@ -117,8 +125,7 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
     from ..exceptions import AutorecError, TrainingError
 
     parser = build_parser()
-    if interrupted:  # Ctrl-C during the imports above, swallowed on the way
-        raise KeyboardInterrupt
+    _raise_if_signalled(interrupted or [])  # during the imports above, swallowed on the way
     args, unknown = parser.parse_known_args(argv)
     for token in list(unknown):  # -v after the command too: `autorec train ... -v`
         if token == "--verbose" or (token.startswith("-v") and set(token[1:]) == {"v"}):
@@ -131,7 +138,8 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
     forced = os.environ.get(ENV_MODE, "").strip()
     if forced and forced.lower() not in MODES:  # it was ignored without a word
         args.parser_error(f"${ENV_MODE} is {forced!r}; expected {', '.join(MODES)} (or unset)")
-    _catch_sigterm(args.command)
+    if args.command == "serve" and _sigterm_before:
+        signal.signal(signal.SIGTERM, _sigterm_before.pop())
     if args.command == "train":  # what `train --nproc N` starts N processes with (issue 8)
         args.argv = list(sys.argv[1:] if argv is None else argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
