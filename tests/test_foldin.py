@@ -441,3 +441,30 @@ def test_a_list_of_two_pairs_is_two_ratings() -> None:
     pd.testing.assert_series_equal(two.scores,
                                    model.fold_in_user({1000: 5.0, 1003: 1.0}, n=None).scores)
     assert two.n_ratings == 2 and two.n_unknown == 0
+
+
+def test_lists_of_two_are_pairs_and_two_of_them_are_refused_as_ambiguous() -> None:
+    """JSON has no tuples: [[1000, 5], [1003, 1]] was read as the ids (1000, 5) rated 5 and
+    1 (one known item, no error); three such lists or one were refused as a TypeError, and
+    so was an empty list, while {} gave the cold answer."""
+    model = fitted("both", "biases")
+    three = {1000: 5.0, 1003: 1.0, 1010: 3.5}
+    pd.testing.assert_series_equal(
+        model.fold_in_user([[1000, 5.0], [1003, 1.0], [1010, 3.5]], n=None).scores,
+        model.fold_in_user(three, n=None).scores)
+    one = model.fold_in_user([[1003, 1.0]], n=None)
+    assert one.n_ratings == 1
+    with pytest.raises(ValueError, match="could be two"):
+        model.fold_in_user([[1000, 5.0], [1003, 1.0]])
+    empty = model.fold_in_user({}, n=None)
+    for nothing in ([], ()):
+        result = model.fold_in_user(nothing, n=None)
+        assert result.n_ratings == 0
+        pd.testing.assert_series_equal(result.scores, empty.scores)
+
+
+def test_an_id_already_known_is_named_plainly() -> None:
+    model = fitted("both", "biases")
+    known = model.fitted_.users.raw_ids[0]  # a numpy integer
+    with pytest.raises(ValueError, match=rf"^user_id {int(known)} is already known"):
+        model.fold_in_user({1000: 5.0}, add=True, user_id=known)

@@ -314,7 +314,8 @@ BAD_REQUESTS = [
     ("/fold-in", b'{"ratings": {"1000": true}}', "is a number"),
     ("/fold-in", b'{"ratings": {"1000": null}}', "is a number"),
     ("/fold-in", b'{"ratings": {"1000": 4}, "n": 0}', "from 1 to"),
-    ("/fold-in", b'{"ratings": {"": 4}}', "cannot be empty"),
+    ("/fold-in", b'{"ratings": {"": 4}}', "ratings key '': an id cannot be empty"),  # not
+    # "ratings..[key]"
     ("/fold-in", b'{"ratings": {"' + b"9" * 300 + b'": 4}}', "at most 256"),
     ("/recommend", b'{"user": 1' + b"0" * 300 + b'}', "at most 256"),  # its text, as a string's
     ("/predict", b'{"pairs": [[-' + b"9" * 256 + b', 1]]}', "at most 256"),

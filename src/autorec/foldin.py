@@ -175,7 +175,8 @@ def fold_in(
     ratings
         A mapping ``{id: rating}``, a Series indexed by id, a DataFrame with an ``item_id``
         (new user) or ``user_id`` (new item) column and a ``rating`` column, a pair
-        ``(ids, ratings)`` of sequences, or a list of ``(id, rating)`` tuples. Ids are
+        ``(ids, ratings)`` of sequences, or a list of ``(id, rating)`` tuples (or lists;
+        two lists of two are refused: either reading fits them). Ids are
         compared by text, as everywhere; ids the model does not know are ignored and
         counted; an id given twice is an error. Ratings are numbers (text such as ``"5"``,
         booleans and ``None`` are refused), finite, and within the model's

@@ -27,11 +27,12 @@ def new_id(id_map: IdMap, new_id: Any, side: str) -> Any:
         parsed = id_column([new_id], integers=False).iloc[0]
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
+    shown = repr(_plain(new_id))
     if parsed in id_map:
-        raise ValueError(f"{name} {new_id!r} is already known to the model; fold-in adds new "
+        raise ValueError(f"{name} {shown} is already known to the model; fold-in adds new "
                          f"{side}s only")
     if id_map.raw_ids.dtype.kind in "iu" and id_column([new_id]).dtype.kind not in "iu":
-        raise ValueError(f"{name} {new_id!r}: the model's {side} ids are integers, so a new "
+        raise ValueError(f"{name} {shown}: the model's {side} ids are integers, so a new "
                          f"{side}'s id must be an integer too (written without a plus "
                          "sign, leading zero or decimal point) that int64 holds")
     return new_id
@@ -61,10 +62,17 @@ def rating_pairs(ratings: Any, id_name: str) -> tuple[np.ndarray, np.ndarray]:
         ids, values = ratings.index.to_numpy(), ratings.to_numpy()
     elif isinstance(ratings, Mapping):
         ids, values = list(ratings.keys()), list(ratings.values())
-    elif isinstance(ratings, list) and ratings and all(
-            isinstance(pair, tuple) and len(pair) == 2 for pair in ratings):
+    elif isinstance(ratings, tuple | list) and len(ratings) == 0:
+        ids, values = [], []  # no ratings, as {} is
+    elif isinstance(ratings, list) and all(
+            isinstance(pair, tuple | list) and len(pair) == 2 for pair in ratings):
         # a list of (id, rating) tuples, whatever its length: [(0, 5), (1, 3)] is two pairs,
-        # not the ids (0, 5) rated 1 and 3
+        # not the ids (0, 5) rated 1 and 3; lists too (JSON has no tuples), but two lists of
+        # two can be either form
+        if len(ratings) == 2 and not any(isinstance(pair, tuple) for pair in ratings):
+            raise ValueError(f"ratings {ratings!r} could be two ({id_name}, rating) pairs or "
+                             "(ids, ratings); write the pairs as tuples [(id, rating), ...], "
+                             "or give a tuple (ids, ratings) or a mapping {id: rating}")
         ids, values = [pair[0] for pair in ratings], [pair[1] for pair in ratings]
     elif isinstance(ratings, tuple | list) and len(ratings) == 2:
         ids, values = ratings

@@ -350,7 +350,10 @@ def _describe_error(error: dict[str, Any]) -> str:
         reason = (error.get("ctx") or {}).get("error", "malformed")
         where = f" at position {loc[1]}" if len(loc) > 1 else ""
         return f"the body is not valid JSON ({reason}{where})"
-    path = ".".join(loc[1:] if loc[:1] == ["body"] else loc)
+    parts = loc[1:] if loc[:1] == ["body"] else loc
+    path = ".".join(parts)
+    if parts[-1:] == ["[key]"]:  # a mapping's key, not its value: "ratings key ''"
+        path = f"{'.'.join(parts[:-2])} key {parts[-2]!r}"
     if kind == "missing":
         return f"{path}: required field missing" if path else "a JSON body is required"
     if kind == "extra_forbidden":
