@@ -74,12 +74,29 @@ def test_read_config_formats(tmp_path: Path, suffix: str) -> None:
     ("twice.json", '{"hidden": 3, "hidden": 4}', "setting 'hidden' is given twice"),
     ("nan.json", '{"l2": [1.0, NaN]}', "setting 'l2' is not finite"),
     ("nested.json", '{"l2": [[1.0]]}', "nested list"),
+    # Python's own limits: a RecursionError and a ValueError that named no file
+    ("deep.json", '{"l2": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     r"deep.json: cannot be read as JSON \(values nested too deeply to read\)"),
+    ("deep.toml", "l2 = " + "[" * 100_000 + "]" * 100_000 + "\n",
+     r"deep.toml: cannot be read as TOML \(values nested too deeply to read\)"),
+    ("long.json", '{"hidden": ' + "4" * 5_000 + "}", "an integer of over 4,300 digits"),
+    ("long.toml", "hidden = " + "4" * 5_000 + "\n", "an integer of over 4,300 digits"),
 ])
 def test_bad_config_files_one_line(tmp_path: Path, name: str, text: str, needle: str) -> None:
     path = tmp_path / name
     path.write_text(text)
     with pytest.raises(ConfigError, match=needle):
         read_config(path)
+
+
+@pytest.mark.parametrize(("suffix", "text"), [(".toml", "hidden = 4\n"),
+                                              (".json", '{"hidden": 4}')])
+def test_a_byte_order_mark_is_read_as_in_data_files(tmp_path: Path, suffix: str,
+                                                    text: str) -> None:
+    """An editor's BOM: 'not valid TOML (Invalid statement)', 'Unexpected UTF-8 BOM'."""
+    path = tmp_path / f"bom{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_config(path) == {"hidden": 4}
 
 
 def test_cli_flag_beats_config_beats_preset(capsys, tmp_path: Path, ratings_csv: Path) -> None:

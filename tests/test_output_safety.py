@@ -152,6 +152,16 @@ def test_save_refuses_lone_weights_and_foreign_metrics(tmp_path, fitted):
     with pytest.raises(ModelFileError, match="not written by autorec"):
         save_model(fitted, other)
     assert sorted(p.name for p in other.iterdir()) == ["metrics.json"]
+    # JSON nested past Python's stack: a RecursionError traceback from the probes
+    deep = "[" * 100_000 + "]" * 100_000
+    (other / "metrics.json").write_text(deep)
+    with pytest.raises(ModelFileError, match="not written by autorec"):
+        save_model(fitted, other)
+    (other / "metrics.json").unlink()
+    header = deep.encode()
+    (other / WEIGHTS_FILE).write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(ModelFileError, match=f"no {JSON_FILE}"):
+        save_model(fitted, other)
 
 
 def test_replacing_a_model_keeps_the_metrics_beside_it(capsys, tmp_path, ratings_file):
@@ -389,6 +399,22 @@ def test_save_under_a_file_is_refused_before_any_data_is_read(capsys, tmp_path, 
                                 afile / "sub", "--out", out, *FAST)
     assert_refused(code, stdout, err, "--save", str(afile / "sub"), "not a folder")
     assert not out.exists() and afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("option", ["--save", "--out", "--checkpoint-dir"])
+def test_a_folder_path_going_up_from_a_missing_folder_is_refused(capsys, tmp_path,
+                                                                 ratings_file, option):
+    """missing/../other passed the check as a new folder (missing does not exist, so neither
+    did the path); the run trained, then failed with 'Directory not empty' for a folder of
+    the user's files, or left an empty missing/ beside a model it did not replace."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    given = tmp_path / "missing" / ".." / "other"
+    code, out, err = run_cli(capsys, "train", "--data", ratings_file, option, given, *FAST)
+    assert_refused(code, out, err, option, str(given), "goes up ('..') from")
+    assert not (tmp_path / "missing").exists()
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.parametrize("option", ["--save", "--out", "--checkpoint-dir"])

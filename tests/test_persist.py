@@ -378,6 +378,10 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     ({"ranking.model.weights": [0.0, 0.0]}, "'ranking.model.weights' needs a weight above 0"),
     ({"ranking.model.weights": [1e308, 0.1]}, "'ranking.model.weights' sum to 1e+308, not 1"),
     ({"members.0.spec.evil": 1}, "'members[0].spec.evil' is not a field"),
+    # an integer past float64's range: math.isfinite's OverflowError traceback (exit 1)
+    ({"global_mean": 10**400}, "'global_mean' must be a finite number, got an integer of 401"),
+    ({"members.0.scale": -10**400}, "'members[0].scale' must be a finite number"),
+    ({"params.lr": 10**400}, "'params' is invalid: lr must be a positive number"),
     # loaded without a word (EASE did not check its settings), or named model.safetensors
     ({"ranking.model.components.0.params.lam": "x"},
      "'ranking.model.components[0].params' is invalid: lam must be a number > 0, got 'x'"),
@@ -426,6 +430,19 @@ def test_text_id_count_checked(models: dict[str, AutoRec], tmp_path: Path) -> No
     write_info(path, info)
     with pytest.raises(ModelFileError, match=r"field 'users.ids' must hold \d+ values"):
         load_model(path)
+
+
+@pytest.mark.parametrize(("value", "needle"), [
+    ("[" * 100_000 + "]" * 100_000, "values nested too deeply to read"),  # RecursionError
+    ("4" * 5_000, "an integer of over 4,300 digits"),  # Python's ValueError, no file named
+])
+def test_json_python_cannot_read_is_named_as_such(saved: Path, value: str, needle: str) -> None:
+    text = (saved / JSON_FILE).read_text()
+    (saved / JSON_FILE).write_text(text.replace('"cold": ', f'"deep": {value}, "cold": ', 1))
+    with pytest.raises(ModelFileError) as caught:
+        load_model(saved)
+    assert str(caught.value) == (f"{saved / JSON_FILE}: not valid JSON ({needle}); truncated "
+                                 "or not an autorec model")
 
 
 def test_duplicate_keys_in_model_json_refused(saved: Path) -> None:

@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .exceptions import first_line
+
 __all__ = ["OutputPathError", "atomic_path", "atomic_write", "check_output_file",
            "check_output_folder", "current_umask", "file_kind", "json_ready", "same_path",
            "write_target"]
@@ -148,6 +150,23 @@ def fsync_folder(folder: Path) -> None:
 
 class DuplicateKeyError(ValueError):
     """A JSON object holding one key twice; ``args[0]`` is the key."""
+
+
+#: What a JSON or TOML parser raises besides its own error: ``RecursionError`` for values
+#: nested thousands deep, ``ValueError`` for an integer of over 4,300 digits.
+PARSER_ERRORS = (ValueError, RecursionError)
+
+
+def parse_problem(exc: BaseException) -> str:
+    """Why a JSON or TOML text was refused (``exc``, one of :data:`PARSER_ERRORS`), in a few
+    words: a line and a reason for a syntax error, else what Python would not read."""
+    if isinstance(exc, RecursionError):
+        return "values nested too deeply to read"
+    if "digits" in str(exc) and "integer string conversion" in str(exc):
+        return "an integer of over 4,300 digits"
+    lineno, msg = getattr(exc, "lineno", None), getattr(exc, "msg", None)
+    return f"line {lineno}: {msg}" if lineno is not None and msg else first_line(exc, 200)
+
 
 
 def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -331,6 +350,10 @@ def check_output_folder(path: str | os.PathLike[str]) -> Path:
         existing = existing.parent
     if file_kind(existing) != "a folder":
         raise OutputPathError(f"cannot make the folder {given}: {existing} is not a folder")
+    if ".." in target.relative_to(existing).parts:  # the system's reading, not the check's
+        raise OutputPathError(f"cannot make the folder {given}: it goes up ('..') from "
+                              f"{existing / target.relative_to(existing).parts[0]}, which does "
+                              "not exist")
     _check_writable(existing, given)
     return target
 

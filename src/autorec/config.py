@@ -15,7 +15,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ._io import DuplicateKeyError, unique_keys
+from ._io import PARSER_ERRORS, DuplicateKeyError, parse_problem, unique_keys
 from .exceptions import AutorecError
 
 __all__ = ["PAPER_L2_GRID", "PRESETS", "ConfigError", "read_config", "resolve_params",
@@ -69,7 +69,7 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file")
     suffix = path.suffix.lower()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark, as data files
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc})") from None
     if suffix == ".json":
@@ -79,6 +79,8 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
         except DuplicateKeyError as exc:
             raise ConfigError(f"{path}: setting {exc.args[0]!r} is given twice") from None
+        except PARSER_ERRORS as exc:  # nesting past Python's stack, 4,300+ digits
+            raise ConfigError(f"{path}: cannot be read as JSON ({parse_problem(exc)})") from None
     elif suffix == ".toml":
         try:
             import tomllib
@@ -88,6 +90,8 @@ def read_config(path: str | PathLike[str]) -> dict[str, Any]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        except PARSER_ERRORS as exc:
+            raise ConfigError(f"{path}: cannot be read as TOML ({parse_problem(exc)})") from None
     else:
         raise ConfigError(f"{path}: a configuration file must end in .toml or .json")
     if not isinstance(data, dict):

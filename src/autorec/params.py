@@ -118,8 +118,12 @@ def network_specs(params: Mapping[str, Any]) -> list[NetworkSpec]:
 
 
 def _is_number(value: object) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, int | float | np.number)
-            and math.isfinite(float(value)))  # type: ignore[arg-type]
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return False
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except OverflowError:  # an integer past float64's range
+        return False
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

@@ -18,7 +18,14 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .._io import OutputPathError, atomic_path, atomic_write, check_output_folder
+from .._io import (
+    PARSER_ERRORS,
+    OutputPathError,
+    atomic_path,
+    atomic_write,
+    check_output_folder,
+    parse_problem,
+)
 from ..data.ratings import sha256_of
 from ..exceptions import CheckpointError, first_line
 
@@ -173,9 +180,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, *PARSER_ERRORS) as exc:
+        why = first_line(exc, 200) if isinstance(exc, OSError) else parse_problem(exc)
         raise CheckpointError(f"checkpoint in {folder}: {MANIFEST} is unreadable "
-                              f"({first_line(exc, 200)})") from None
+                              f"({why})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint in {folder}: {MANIFEST} is not an autorec "
                               "checkpoint manifest")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -45,6 +46,10 @@ def record(rules: dict[str, Rule]) -> Rule:
 
 FLAG: Rule = ("flag", {})
 FRACTION: Rule = ("fraction", {})
+
+
+#: The largest integer that converts to a finite float64.
+_FLOAT_LIMIT = int(sys.float_info.max)
 
 
 class Fields:
@@ -127,6 +132,9 @@ class Fields:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(field, f"must be a number, got {_shown(value)}")
+        if isinstance(value, int) and not -_FLOAT_LIMIT <= value <= _FLOAT_LIMIT:
+            self.fail(field, f"must be a finite number, got an integer of {len(str(abs(value)))} "
+                      "digits")  # past float64: math.isfinite raised OverflowError
         if not math.isfinite(value):
             self.fail(field, f"must be a finite number, got {value!r}")
         if positive and value <= 0:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._io import DuplicateKeyError, unique_keys
+from .._io import PARSER_ERRORS, DuplicateKeyError, parse_problem, unique_keys
 from ..exceptions import ModelFileError, first_line
 from ..model import ACTIVATIONS
 from ..params import (
@@ -63,12 +63,12 @@ def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"{json_path}: cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise ModelFileError(f"{json_path}: not UTF-8 text; not an autorec model") from None
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{json_path}: not valid JSON (line {exc.lineno}: {exc.msg}); "
-                             "truncated or not an autorec model") from None
     except DuplicateKeyError as exc:
         raise ModelFileError(f"{json_path}: key {exc.args[0]!r} appears twice in one object; "
                              "not a model.json autorec wrote") from None
+    except PARSER_ERRORS as exc:  # bad syntax, nesting past Python's stack, 4,300+ digits
+        raise ModelFileError(f"{json_path}: not valid JSON ({parse_problem(exc)}); "
+                             "truncated or not an autorec model") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ModelFileError(f"{json_path}: not an autorec model (no \"format\": \"{FORMAT}\")")
     version = info.get("format_version")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import (
+    PARSER_ERRORS,
     OutputPathError,
     atomic_path,
     check_output_folder,
@@ -105,7 +106,7 @@ def _is_autorec_weights(path: Path) -> bool:
             if not 0 < size <= _HEADER_LIMIT:
                 return False
             header = json.loads(handle.read(size).decode("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, *PARSER_ERRORS):
         return False
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     return (isinstance(metadata, dict)
@@ -116,7 +117,7 @@ def _json_object(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; empty when it is not one (unreadable, not JSON...)."""
     try:
         value = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, *PARSER_ERRORS):
         return {}
     return value if isinstance(value, dict) else {}
 
