@@ -246,6 +246,29 @@ def test_ranking_report_matches_lists_from_recommend(low_rank: Ratings) -> None:
                                                          "hit_rate"))
 
 
+def test_a_k_past_the_items_is_scored_without_lists_k_long(low_rank: Ratings) -> None:
+    """--k 3000000000 allocated users x k (a MemoryError traceback after training) and
+    --k 1e20 an OverflowError: no list is longer than the items, and the figures at any k
+    past them are those of lists of every item, precision over k."""
+    train, test = random_split(low_rank, test_ratio=0.3, random_state=1)
+    model = AutoRec(variant="item", validation=0.0, **RANKED_FAST).fit(train)
+    n_items = len(model.items_)
+    every = ranking_report(model, train, test, k=n_items)
+    for k in (n_items + 1, 3_000_000_000, 10**20):
+        report = ranking_report(model, train, test, k=k)
+        for name in ("recall", "ndcg", "map", "hit_rate"):
+            assert report[f"{name}@{k}"] == pytest.approx(every[f"{name}@{n_items}"]), name
+        assert report[f"precision@{k}"] == pytest.approx(
+            every[f"precision@{n_items}"] * n_items / k)
+    # the plain function agrees: lists shorter than k are padded with misses
+    lists, wanted = [[3, 1, 2], [5]], [{1, 7}, {5, 6, 8}]
+    padded = ranking_metrics(lists, wanted, k=40)
+    huge = ranking_metrics(lists, wanted, k=10**20)
+    assert padded["recall@40"] == huge["recall@100000000000000000000"] == pytest.approx(
+        (1 / 2 + 1 / 3) / 2)
+    assert padded["ndcg@40"] == pytest.approx(huge["ndcg@100000000000000000000"])
+
+
 def test_ranking_report_counts_unknown_users_with_the_fallback(low_rank: Ratings) -> None:
     model = AutoRec(variant="item", validation=0.0, **RANKED_FAST).fit(low_rank)
     popular = model.recommend(["stranger"], n=3)["item_id"].tolist()

@@ -281,7 +281,8 @@ def ranking_report(
         user_codes, items = user_codes[keep], items[keep]
     user_idx = model.users.to_index(np.asarray(user_raw, dtype=object)[present])
     seen = None if train is None else _seen_of(model, as_ratings(train))
-    picked = top_n(model, user_idx, k, exclude_seen=True, seen=seen)[0]
+    # no list is longer than the items: --k 3000000000 allocated users x k
+    picked = top_n(model, user_idx, min(k, len(model.items)), exclude_seen=True, seen=seen)[0]
     row = np.searchsorted(present, user_codes)
     n_items = len(model.items)
     relevant_keys = np.unique(row * n_items + items)

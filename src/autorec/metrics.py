@@ -52,16 +52,17 @@ def mae(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(np.mean(np.abs(_errors(y_true, y_pred))))
 
 
-def _first_k(hits: ArrayLike, k: int) -> np.ndarray:
-    """The first ``k`` positions of each list; a shorter list's missing ones are misses."""
-    hit = np.asarray(hits, dtype=bool)[:, :k]
-    return np.pad(hit, ((0, 0), (0, k - hit.shape[1]))) if hit.shape[1] < k else hit
+def _at_most(relevant: np.ndarray, k: int) -> np.ndarray:
+    """``min(relevant, k)`` per user, for any ``k`` (numpy cannot hold a ``k`` of 1e20)."""
+    return np.minimum(relevant, min(k, int(relevant.max(initial=0))))
 
 
 def _ndcg(hit: np.ndarray, relevant: np.ndarray, k: int) -> np.ndarray:
-    """Per-user NDCG@k of ``hit`` (``k`` columns) for users with ``relevant > 0``."""
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    return (hit @ discount) / np.cumsum(discount)[np.minimum(k, relevant) - 1]
+    """Per-user NDCG@k of ``hit`` (at most ``k`` columns: the positions past a list's end
+    are misses, so nothing is ``k`` wide) for users with ``relevant > 0``."""
+    ideal = _at_most(relevant, k)
+    discount = 1.0 / np.log2(np.arange(2, max(hit.shape[1], int(ideal.max(initial=1))) + 2))
+    return (hit @ discount[:hit.shape[1]]) / np.cumsum(discount)[ideal - 1]
 
 
 def ndcg_per_user(hits: ArrayLike, n_relevant: ArrayLike, k: int) -> np.ndarray:
@@ -88,7 +89,7 @@ def _checked(hits: ArrayLike, n_relevant: ArrayLike, k: Any
     k = hit.shape[1] if k is None else k
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    hit = _first_k(hit, int(k))
+    hit = hit[:, :k]  # positions past a shorter list's end are misses: no padding to k
     relevant = counts.astype(np.int64)
     if (hit.sum(axis=1) > relevant).any():
         raise ValueError("a user has more hits than relevant items (repeated items in a list?)")
@@ -123,8 +124,8 @@ def ranking_metrics_from_hits(hits: ArrayLike, n_relevant: ArrayLike, k: int | N
     if not len(relevant):
         return {**dict.fromkeys(names, float("nan")), "n_users": 0}
     n_hits = hit.sum(axis=1)
-    precision_at = np.cumsum(hit, axis=1) / np.arange(1, k + 1)
-    average_precision = (precision_at * hit).sum(axis=1) / np.minimum(k, relevant)
+    precision_at = np.cumsum(hit, axis=1) / np.arange(1, hit.shape[1] + 1)
+    average_precision = (precision_at * hit).sum(axis=1) / _at_most(relevant, k)
     values = (n_hits / k, n_hits / relevant, _ndcg(hit, relevant, k), average_precision,
               n_hits > 0)
     return {**{name: float(np.mean(v)) for name, v in zip(names, values, strict=True)},
@@ -162,7 +163,8 @@ def ranking_metrics(recommended: Sequence[Sequence[Any]] | np.ndarray,
                          f"{len(relevant)}")
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    hits = np.zeros((len(recommended), k), dtype=bool)
+    longest = max((len(items) for items in recommended), default=0)
+    hits = np.zeros((len(recommended), min(k, longest)), dtype=bool)
     n_relevant = np.zeros(len(recommended), dtype=np.int64)
     for user, (items, wanted) in enumerate(zip(recommended, relevant, strict=True)):
         wanted_set = set(wanted)
