@@ -118,6 +118,39 @@ def test_cli_flag_beats_config_beats_preset(capsys, tmp_path: Path, ratings_csv:
     assert metrics["config"]["hidden"] == 12
 
 
+@pytest.mark.parametrize(("text", "needle"), [
+    ('columns = "a,b"\n', "columns in {config} names the user, item and rating columns"),
+    ("resume = true\n", "resume in {config} needs --checkpoint-dir"),
+    ('preset = "reference"\npatience = 5\n',
+     "patience in {config} acts on the validation part, and preset = reference in {config} "
+     "(validation 0) holds none"),
+])
+def test_cli_names_a_setting_of_the_config_file_as_such(capsys, tmp_path: Path,
+                                                        ratings_csv: Path, text: str,
+                                                        needle: str) -> None:
+    """These named --columns, --resume and --preset, flags the user never gave."""
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--data", str(ratings_csv), "--config", str(config), "--quiet"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and needle.format(config=config) in err, err
+
+
+def test_cli_a_default_spelled_out_is_no_file_option(capsys, tmp_path: Path,
+                                                     ml100k_dir: Path) -> None:
+    """no_header = false with a builtin data set was refused as describing a ratings file."""
+    config = tmp_path / "c.toml"
+    config.write_text("no_header = false\n")
+    code = main(["train", "--data-dir", str(ml100k_dir), "--config", str(config), "--hidden",
+                 "4", "--epochs", "1", "--ranking", "none", "--validation", "0", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    config.write_text("no_header = true\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--data-dir", str(ml100k_dir), "--config", str(config)])
+    assert "no_header in" in capsys.readouterr().err
+
+
 def test_cli_unknown_setting_in_config(capsys, tmp_path: Path, ratings_csv: Path) -> None:
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"hiddn": 12}))

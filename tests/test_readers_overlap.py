@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 
-from autorec import read_ratings
+import pytest
+
+from autorec import DataError, read_ratings
 from autorec.split import align, canonical_split
 
 HEADER = "user_id,item_id,rating\n"
@@ -48,3 +51,26 @@ def test_command_line_prints_the_warning_on_one_line(write_file, tmp_path) -> No
     assert run.returncode == 0, run.stderr
     warned = [line for line in run.stderr.splitlines() if "training data" in line]
     assert len(warned) == 1 and "2 of its 3 ratings" in warned[0]
+
+
+def test_canonical_split_reads_its_files_with_the_duplicates_policy(tmp_path, ml100k_dir,
+                                                                    capsys) -> None:
+    """--duplicates (and the library's ``duplicates``) had no effect on --split u1: the
+    files were read with the default whatever was asked."""
+    from autorec.cli.main import main
+
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    for name in ("u.data", "u.item", "u1.base", "u1.test"):
+        shutil.copy(ml100k_dir / "ml-100k" / name, folder / name)
+    first = (folder / "u1.base").read_text().splitlines()[0]
+    user, item, _, stamp = first.split("\t")
+    with open(folder / "u1.base", "a") as handle:
+        handle.write(f"{user}\t{item}\t1\t{stamp}\n")
+    with pytest.raises(DataError, match="duplicate rating"):
+        canonical_split("u1", tmp_path)
+    train, _ = canonical_split("u1", tmp_path, duplicates="last")
+    assert len(train) == 80_000
+    assert main(["train", "--data-dir", str(tmp_path), "--split", "u1", "--duplicates", "mean",
+                 "--hidden", "4", "--epochs", "1", "--ranking", "none", "--validation", "0",
+                 "--quiet"]) == 0, capsys.readouterr().err

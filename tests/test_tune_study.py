@@ -372,6 +372,14 @@ def test_the_default_out_does_not_replace_a_file_tune_did_not_write(
     assert mine.read_text().startswith("# autorec tune: best of 1 trials")
     code, _, err = _run(capsys, *argv, "--out", mine)  # named: the user's choice
     assert code == 0, err
+    # named in --config too: it was taken for the default, and refused as such
+    theirs = tmp_path / "theirs.toml"
+    theirs.write_text("# theirs\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f'out = "{theirs}"\n')
+    code, _, err = _run(capsys, *argv, "--config", config)
+    assert code == 0, err
+    assert theirs.read_text().startswith("# autorec tune: best of 1 trials")
 
 
 @pytest.mark.parametrize(("flags", "needle"), [

@@ -17,7 +17,7 @@ from .data._duplicates import warn_shared_pairs
 from .data.builtin import dataset_path
 from .data.ids import IdMap, common_ids
 from .data.ratings import Ratings
-from .data.readers import as_ratings, read_ratings
+from .data.readers import DuplicatePolicy, as_ratings, read_ratings
 
 __all__ = ["CANONICAL_SPLITS", "align", "canonical_split", "kfold_split", "random_split"]
 
@@ -114,18 +114,21 @@ def canonical_split(
     data_dir: str | PathLike[str] | None = None,
     *,
     download: bool | None = None,
+    duplicates: DuplicatePolicy = "error",
 ) -> tuple[Ratings, Ratings]:
     """The MovieLens-100K splits shipped with the data set: ``u1``..``u5``, ``ua``, ``ub``.
 
     ``u1``..``u5`` are the 80/20 five-fold splits; ``ua``/``ub`` hold out exactly ten ratings
-    per user. Reads ``<name>.base`` and ``<name>.test`` from the ``ml-100k`` folder.
+    per user. Reads ``<name>.base`` and ``<name>.test`` from the ``ml-100k`` folder, each with
+    ``duplicates`` (as :func:`~autorec.data.read_ratings`; the shipped files have none).
     """
     if name not in CANONICAL_SPLITS:
         raise ValueError(f"split must be one of {', '.join(CANONICAL_SPLITS)}, got {name!r}")
     folder = dataset_path("ml-100k", data_dir, download=download)
     names = ("user_id", "item_id", "rating", "timestamp")
     parts = [
-        read_ratings(folder / f"{name}.{kind}", sep="\t", header=False, names=names)
+        read_ratings(folder / f"{name}.{kind}", sep="\t", header=False, names=names,
+                     duplicates=duplicates)
         for kind in ("base", "test")
     ]
     return align(parts[0], parts[1])

@@ -183,9 +183,10 @@ def resolve(args: argparse.Namespace, chosen: set[str] | None = None) -> dict[st
     config: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
         config = _typed_config(args, parser_error)
+    from_config = set()
     if config.get("preset") is not None and args.preset is None:
         args.preset = config["preset"]
-    from_config = set()
+        from_config.add("preset")
     # the data source is one choice: a source flag replaces the file's (data = "x.csv" in
     # the file and --dataset ml-1m on the command line is ml-1m, not "give either")
     flagged_source = any(getattr(args, dest, None) is not None for dest in _SOURCES)
@@ -229,7 +230,7 @@ def resolve(args: argparse.Namespace, chosen: set[str] | None = None) -> dict[st
     if not params.get("validation", PARAM_DEFAULTS["validation"]):  # they were ignored
         none = (named("validation", "--validation", 0)
                 if "validation" in explicit or "validation" in from_file
-                else f"--preset {args.preset} (validation 0)")
+                else f"{named('preset', '--preset', args.preset)} (validation 0)")
         for dest, flag in (("patience", "--patience"), ("refit", "--refit/--no-refit")):
             if dest in explicit or dest in from_file:
                 parser_error(f"{named(dest, flag)} acts on the validation part, and {none} "
@@ -238,8 +239,9 @@ def resolve(args: argparse.Namespace, chosen: set[str] | None = None) -> dict[st
         params["l2"] = l2_values(params["l2"])
     columns = [name.strip() for name in str(args.columns).split(",")]  # as header names are
     if len(columns) != 3 or not all(columns) or len(set(columns)) != 3:
-        parser_error("--columns names the user, item and rating columns, three different "
-                     f"ones separated by commas, got {args.columns!r}")
+        parser_error(f"{named('columns', '--columns')} names the user, item and rating "
+                     f"columns, three different ones separated by commas, got "
+                     f"{args.columns!r}")
     args.columns = tuple(columns)
     return params
 

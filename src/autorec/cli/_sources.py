@@ -41,7 +41,8 @@ def check_sources(args: argparse.Namespace, named: Callable[..., str]) -> None:
                                   "(--data, --train/--test) are read from their own paths")
     else:  # a builtin data set, read in its own format: the file options would be
         for dest in ("sep", "columns", "no_header"):  # ignored without a word
-            if getattr(args, dest, None) is not None:
+            # (no_header = false, the default spelled out in a file, asks nothing)
+            if getattr(args, dest, None) not in (None, False):
                 args.parser_error(f"{named(dest, '--' + dest.replace('_', '-'))} describes a "
                                   "ratings file (--data, --train/--test); a builtin data set "
                                   "is read in its own format")
@@ -75,7 +76,8 @@ def load_progress(args: argparse.Namespace) -> Callable[[LoadProgress], None] | 
 def canonical(args: argparse.Namespace, name: str, option: str) -> tuple[Ratings, Ratings]:
     """An ML-100K canonical split (``u1``..``u5``, ``ua``, ``ub``) asked for by ``option``."""
     check_canonical(args, option)
-    return canonical_split(name, args.data_dir, download=args.download)
+    return canonical_split(name, args.data_dir, download=args.download,
+                           duplicates=args.duplicates)
 
 
 def check_canonical(args: argparse.Namespace, option: str) -> None:

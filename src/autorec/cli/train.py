@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     params = resolve(args)  # --config first: it may name the data
     template = build_model(params, args.seed)  # every option checked before data is read
     if args.resume and args.checkpoint_dir is None:
-        args.parser_error("--resume needs --checkpoint-dir")
+        args.parser_error(f"{args.named('resume', '--resume')} needs --checkpoint-dir")
     outputs = Outputs()  # every output checked before any data is read (README: Bad input)
     for option in ("data", "train", "test", "config"):
         outputs.input(f"--{option}", getattr(args, option, None))
@@ -237,8 +237,8 @@ def run(args: argparse.Namespace) -> int:
     # data-parallel training (issue 8): launch the processes, or be one of them
     nproc = args.nproc or 1
     if args.checkpoint_dir is not None and (nproc > 1 or distributed.launched()):
-        args.parser_error("--checkpoint-dir does not work with several processes (--nproc, "
-                          "torchrun) yet")
+        args.parser_error(f"{args.named('checkpoint_dir', '--checkpoint-dir')} does not work "
+                          "with several processes (--nproc, torchrun) yet")
     flag = args.named("dist_timeout", "--dist-timeout") == "--dist-timeout"  # a file's is fine
     if args.dist_timeout is not None and flag and nproc == 1 and not distributed.launched():
         # ignored without a word: one process waits for no other

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     chosen: set[str] = set()
     out_defaulted = args.out is None
     params = resolve(args, chosen)  # --config may name the data
+    out_defaulted = out_defaulted and args.named("out", "--out") == "--out"  # nor in a file
     params.pop("random_state", None)
     # a searched parameter the user set (flag or --config) is fixed, not searched
     fixed = {name: params[name] for name in SEARCH_SPACE if name in chosen}
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     build_model(params, args.seed)  # checks every fixed setting before any data is read
     if params.get("validation", 1) <= 0:  # the library's check comes after the data is read
         where = (args.named("validation", "--validation", 0) if "validation" in chosen
-                 else f"--preset {args.preset} (validation 0)")
+                 else f"{args.named('preset', '--preset', args.preset)} (validation 0)")
         args.parser_error(f"tuning chooses on a validation part, and {where} leaves none; "
                           "give --validation a fraction above 0")
     if args.out.suffix.lower() != ".toml":
