@@ -242,3 +242,29 @@ def test_an_unknown_progress_mode_is_refused(capsys, monkeypatch) -> None:
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "$AUTOREC_PROGRESS is 'bogus'; expected bar, lines, off" in err
+
+
+def test_an_unknown_kernels_choice_is_refused_and_warned_about(capsys, monkeypatch) -> None:
+    """AUTOREC_KERNELS=off kept the compiled kernels on without a word (only `torch` turns
+    them off)."""
+    from autorec.cli.main import main
+
+    monkeypatch.setenv("AUTOREC_KERNELS", "off")
+    try:
+        code = main(["datasets"])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "$AUTOREC_KERNELS is 'off'; expected numba, torch" in err
+    import subprocess
+    import sys
+
+    done = subprocess.run(  # a fresh process: the kernels are looked up once per process
+        [sys.executable, "-c", "import logging; logging.basicConfig(); "
+         "from autorec import _kernels; print(_kernels._numba() is not None)"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "AUTOREC_KERNELS": "off"})
+    assert done.stdout.strip() == "True" and "the compiled kernels stay on" in done.stderr
+    for fine in ("torch", "NUMBA", ""):
+        monkeypatch.setenv("AUTOREC_KERNELS", fine)
+        assert main(["datasets"]) == 0

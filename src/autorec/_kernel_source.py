@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compile_kernels"]
+__all__ = ["ENV_KERNELS", "KERNEL_CHOICES", "compile_kernels"]
+
+#: The environment variable that turns the compiled kernels off (``torch``), and its values
+#: (unset or empty: ``numba``); here, where the command line reads them without torch.
+ENV_KERNELS, KERNEL_CHOICES = "AUTOREC_KERNELS", ("numba", "torch")
 
 
 def compile_kernels(numba: Any, cache: bool = True) -> Any:

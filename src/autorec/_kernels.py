@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._kernel_source import ENV_KERNELS, KERNEL_CHOICES
 from .exceptions import first_line
 
 __all__ = ["RowAdam", "adam_rows", "available", "decoder_backward", "forget_last_plan", "sddmm",
@@ -56,8 +57,12 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _numba() -> Any:
     """The compiled kernels, or ``None`` where Numba is missing or turned off."""
-    if os.environ.get("AUTOREC_KERNELS", "").lower() == "torch":
+    chosen = os.environ.get(ENV_KERNELS, "").strip().lower()
+    if chosen == "torch":
         return None
+    if chosen not in ("", *KERNEL_CHOICES):  # `off` kept them on without a word
+        log.warning("$%s is %r, not one of %s: the compiled kernels stay on", ENV_KERNELS,
+                    chosen, ", ".join(KERNEL_CHOICES))
     try:
         import numba
     except ImportError:  # pragma: no cover - numba is a dependency; a broken install falls back

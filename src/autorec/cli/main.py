@@ -133,11 +133,14 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
             unknown.remove(token)
     if unknown:  # refused by the command's own parser: `autorec train: error: ...`
         args.parser_error(f"unrecognized arguments: {' '.join(unknown)}")
+    from .._kernel_source import ENV_KERNELS, KERNEL_CHOICES
     from ..progress import ENV_MODE, MODES
 
-    forced = os.environ.get(ENV_MODE, "").strip()
-    if forced and forced.lower() not in MODES:  # it was ignored without a word
-        args.parser_error(f"${ENV_MODE} is {forced!r}; expected {', '.join(MODES)} (or unset)")
+    for name, choices in ((ENV_MODE, MODES), (ENV_KERNELS, KERNEL_CHOICES)):
+        forced = os.environ.get(name, "").strip()
+        if forced and forced.lower() not in choices:  # it was ignored without a word
+            args.parser_error(f"${name} is {forced!r}; expected {', '.join(choices)} (or "
+                              "unset)")
     if args.command == "serve" and _sigterm_before:
         signal.signal(signal.SIGTERM, _sigterm_before.pop())
     if args.command == "train":  # what `train --nproc N` starts N processes with (issue 8)
