@@ -407,8 +407,10 @@ def test_the_best_settings_carry_the_seed(capsys, tmp_path: Path, ratings_csv: P
     assert read_config(tmp_path / "best.toml")["seed"] == 3
 
 
-@pytest.mark.parametrize(("flags", "again"), [((), None), (("--test-ratio", "0.3"),
-                                                           "--test-ratio 0.3")])
+@pytest.mark.parametrize(("flags", "again"), [
+    ((), None), (("--test-ratio", "0.3"), "--test-ratio 0.3)"),
+    # printed to 6 digits (0.101667), which holds out another count of ratings
+    (("--test-ratio", "0.1016666333"), "--test-ratio 0.1016666333)")])
 def test_the_last_line_names_the_split_options_train_needs(capsys, tmp_path: Path,
                                                            ratings_csv: Path, flags,
                                                            again) -> None:

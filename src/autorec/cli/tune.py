@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     text = best_config_toml({**params, "seed": args.seed}, study)
     atomic_write(args.out, lambda handle: handle.write(text))
     again = (f" --split {split}" if split != "random" else
-             f" --test-ratio {args.test_ratio:g}" if args.test_ratio != 0.1 else "")
+             f" --test-ratio {args.test_ratio!r}" if args.test_ratio != 0.1 else "")  # exact:
+    # rounded to 6 digits, 0.1016666333 held out another count of ratings
     print(f"wrote {args.out} (use it with --config {args.out}"
           + (f"; train on this search's split with{again}" if again else "") + ")")
     return 0
