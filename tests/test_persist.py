@@ -378,6 +378,10 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     ({"ranking.model.weights": [0.0, 0.0]}, "'ranking.model.weights' needs a weight above 0"),
     ({"ranking.model.weights": [1e308, 0.1]}, "'ranking.model.weights' sum to 1e+308, not 1"),
     ({"members.0.spec.evil": 1}, "'members[0].spec.evil' is not a field"),
+    # loaded without a word: only the top level, members and specs refused other keys
+    ({"bias.evil": 1}, "'bias.evil' is not a field of 'bias'"),
+    ({"users.evil": 1}, "'users.evil' is not a field of 'users'"),
+    ({"weights.evil": 1}, "'weights.evil' is not a field of 'weights'"),
     # an integer past float64's range: math.isfinite's OverflowError traceback (exit 1)
     ({"global_mean": 10**400}, "'global_mean' must be a finite number, got an integer of 401"),
     ({"members.0.scale": -10**400}, "'members[0].scale' must be a finite number"),

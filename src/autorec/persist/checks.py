@@ -73,8 +73,8 @@ class Fields:
                optional: dict[str, Rule] | None = None, what: str | None = None
                ) -> dict[str, Any]:
         """``value`` as an object holding every key of ``rules`` and maybe those of
-        ``optional``, each checked by its rule; with ``what`` (``"a network's spec"``), any
-        other key fails as not a field of it."""
+        ``optional``, each checked by its rule; any other key fails as not a field of it
+        (``what``, such as ``"a network's spec"``; default: the field)."""
         table = self.table(value, field)
         at = f"{field}." if field else ""
         for key in rules:
@@ -82,8 +82,8 @@ class Fields:
                 self.fail(at + key, "is missing")
         rules = {**rules, **(optional or {})}
         unknown = sorted(set(table) - set(rules))
-        if what is not None and unknown:
-            self.fail(at + unknown[0], f"is not a field of {what}")
+        if unknown:  # bias.evil loaded without a word
+            self.fail(at + unknown[0], f"is not a field of {what or repr(field)}")
         for key, rule in rules.items():
             if key in table:
                 self.check(table[key], at + key, rule)

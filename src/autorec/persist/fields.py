@@ -173,9 +173,11 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
         f.fail("global_mean", f"is {mean:g}, outside the rating scale [{low:g}, {high:g}]")
     sizes = {"users": info["n_users"], "items": info["n_items"]}
     for name, n in sizes.items():
-        entry = f.record(info[name], name, {"storage": text("int64", "text")})
-        f.record(entry, name, {"tensor": text(f"{name}.ids")} if entry["storage"] == "int64"
-                 else {"ids": array(text(), length=n)})
+        entry = f.record(info[name], name, {"storage": text("int64", "text")},
+                         optional={"tensor": None, "ids": None})
+        f.record(entry, name, {"storage": None, "tensor": text(f"{name}.ids")}
+                 if entry["storage"] == "int64"
+                 else {"storage": None, "ids": array(text(), length=n)})
     digest = info["weights"]["sha256"]
     if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
         f.fail("weights.sha256", "must be 64 hexadecimal digits")
