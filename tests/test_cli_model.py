@@ -449,3 +449,21 @@ def test_a_failed_write_to_standard_output_is_named(monkeypatch) -> None:
     with pytest.raises(OSError, match=r"^\[Errno 28\] cannot write to standard output "
                                       r"\(--output -\): No space left on device$"):
         _common.write_csv(pd.DataFrame({"a": [1]}), None)
+
+
+def test_fold_sizes_and_the_split_are_reported_as_they_were(capsys, tmp_path):
+    """'N train / M test ratings per fold' gave the first fold's sizes when folds differ by
+    one; metrics.json's config.split was null for the default random split."""
+    rows = [f"{u},{i},{1 + (u * i) % 5}" for u in range(12) for i in range(5)]  # 60 ratings
+    data = tmp_path / "r.csv"
+    data.write_text("user_id,item_id,rating\n" + "\n".join(rows) + "\n")
+    common = ["--data", str(data), "--epochs", "1", "--hidden", "4", "--ranking", "none",
+              "--device", "cpu", "--quiet"]
+    code, out, err = run_cli(capsys, "train", *common, "--split", "kfold", "--folds", "7",
+                             "--out", str(tmp_path / "k"))
+    assert code == 0, err
+    assert "7-fold: 51-52 train / 8-9 test ratings per fold" in out.splitlines()[0]
+    assert json.loads((tmp_path / "k" / "metrics.json").read_text())["config"]["split"] == "kfold"
+    code, out, err = run_cli(capsys, "train", *common, "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]["split"] == "random"

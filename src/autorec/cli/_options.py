@@ -275,6 +275,8 @@ def recorded_settings(args: argparse.Namespace, template: AutoRec, split: str
                if key not in ("handler", "parser_error", "named", "command", "argv")
                and (key != "test_ratio" or split in ("random", "holdout"))
                and (key != "folds" or split == "kfold")}
+    if "split" in options:  # the default's name, not null ("files" for --train/--test)
+        options["split"] = split
     resolved = template.get_params()
     return {"config": {**options, **{k: v for k, v in resolved.items() if k != "random_state"}},
             "model_params": resolved}

@@ -263,7 +263,12 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
     rank 0 prints and writes."""
     parts, description = _split_list(args)
     first = parts[0]
-    print(f"data: {description}: {len(first.train)} train / {len(first.test)} test ratings"
+
+    def sizes(counts: list[int]) -> str:  # folds may differ by one rating
+        return f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+
+    print(f"data: {description}: {sizes([len(p.train) for p in parts])} train / "
+          f"{sizes([len(p.test) for p in parts])} test ratings"
           f"{' per fold' if len(parts) > 1 else ''}, {first.train.n_users} users, "
           f"{first.train.n_items} items")
 
