@@ -162,6 +162,37 @@ sys.exit(cli_main.main(["datasets"]))
     assert done.stdout == ""
 
 
+def test_a_signal_while_train_writes_comes_after_all_its_outputs(tmp_path):
+    """SIGTERM (or Ctrl-C) while train wrote its outputs, one after another, left the new
+    model beside the last run's metrics.json (or neither): they are now written with the
+    signals held, and the signal is acted on after them."""
+    import subprocess
+    import sys
+
+    rows = [f"{u},{i},{1 + (u * i) % 5}" for u in range(12) for i in range(5)]
+    (tmp_path / "r.csv").write_text("user_id,item_id,rating\n" + "\n".join(rows) + "\n")
+    script = """
+import os, signal, sys
+from autorec.cli import main as cli_main
+from autorec.estimator import AutoRec
+save = AutoRec.save
+def signalled_save(self, *args, **kwargs):  # a real SIGTERM, as the save starts
+    os.kill(os.getpid(), signal.SIGTERM)
+    return save(self, *args, **kwargs)
+AutoRec.save = signalled_save
+sys.exit(cli_main.main(["train", "--data", "r.csv", "--epochs", "1", "--hidden", "4",
+                        "--ranking", "none", "--device", "cpu", "--quiet", "--save", "m",
+                        "--out", "o"]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines() == ["autorec: terminated"], done.stderr
+    assert (tmp_path / "m" / "model.json").is_file()
+    assert (tmp_path / "o" / "metrics.json").is_file()
+    assert "saved the model to m" in done.stdout and "wrote o/metrics.json" in done.stdout
+
+
 def test_predict_tab_separated_without_header(capsys, tmp_path, model_dir):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("u1\t3\nu4\t4\n")

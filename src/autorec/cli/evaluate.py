@@ -36,6 +36,7 @@ from ._options import (
     recorded_settings,
     resolve,
 )
+from .main import signals_held
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -160,32 +161,33 @@ def run(args: argparse.Namespace) -> int:
           f"split{'s' if summary['n_splits'] > 1 else ''}; MAE {summary['mean_mae']:.4f}; "
           f"{summary['fit_seconds']:.1f}s of training")
 
-    if args.plot is not None:
-        import numpy as np
+    with signals_held():  # the figures and results.json: all written, or none
+        if args.plot is not None:
+            import numpy as np
 
-        from ..plots import plot_predictions, plot_training
+            from ..plots import plot_predictions, plot_training
 
-        labels, curves, kept, truth, predicted = zip(*plotted, strict=True)
-        plot_training(dict(zip(labels, curves, strict=True)), args.plot,
-                      title=f"protocol {args.protocol} on {what}",
-                      best_epochs=dict(zip(labels, kept, strict=True)))
-        scatter = _scatter_path(args.plot)
-        plot_predictions(np.concatenate(truth), np.concatenate(predicted), scatter)
-        print(f"wrote {args.plot} and {scatter}")
+            labels, curves, kept, truth, predicted = zip(*plotted, strict=True)
+            plot_training(dict(zip(labels, curves, strict=True)), args.plot,
+                          title=f"protocol {args.protocol} on {what}",
+                          best_epochs=dict(zip(labels, kept, strict=True)))
+            scatter = _scatter_path(args.plot)
+            plot_predictions(np.concatenate(truth), np.concatenate(predicted), scatter)
+            print(f"wrote {args.plot} and {scatter}")
 
-    if args.out is not None:
-        payload = {
-            **summary,
-            "protocol": args.protocol,
-            "data": what,
-            "preset": args.preset,
-            "splits": results,
-            **recorded_settings(args, template, args.protocol),
-            "versions": {"autorec": __version__, "python": platform.python_version()},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_json_atomic(args.out / "results.json", payload)
-        print(f"wrote {args.out / 'results.json'}")
+        if args.out is not None:
+            payload = {
+                **summary,
+                "protocol": args.protocol,
+                "data": what,
+                "preset": args.preset,
+                "splits": results,
+                **recorded_settings(args, template, args.protocol),
+                "versions": {"autorec": __version__, "python": platform.python_version()},
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            write_json_atomic(args.out / "results.json", payload)
+            print(f"wrote {args.out / 'results.json'}")
     return 0
 
 

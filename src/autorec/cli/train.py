@@ -43,6 +43,7 @@ from ._options import (
     recorded_settings,
     resolve,
 )
+from .main import signals_held
 
 SPLITS = ("random", "kfold", *CANONICAL_SPLITS)
 
@@ -153,8 +154,8 @@ def _checkpointing(args: argparse.Namespace, split: Split, part: int, n_parts: i
 
 
 def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, part: int = 1,
-               n_parts: int = 1) -> dict[str, Any]:
-    """Fit on ``split.train``, report on ``split.test``; the figures of this pair."""
+               n_parts: int = 1) -> tuple[AutoRec, dict[str, Any]]:
+    """Fit on ``split.train``, report on ``split.test``; the model and the figures."""
     from ..progress import EpochProgress
 
     model = build_model(params, split.seed)
@@ -182,9 +183,7 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     # on the way, so no process waits on rank 0 past the timeout), rank 0 reports them
     ranking = ranking_report(model, split.train, split.test, k=args.k,
                              threshold=split_threshold(split))
-    if args.save is not None and part == n_parts and distributed.world().is_main:
-        model.save(args.save, dataset=args.dataset)
-    return {
+    return model, {
         **ranking,
         "rmse": report["rmse"],
         "mae": report["mae"],
@@ -274,7 +273,8 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
 
     results = []
     for part, split in enumerate(parts, start=1):
-        results.append(_train_one(args, params, split, part, len(parts)))
+        model, result = _train_one(args, params, split, part, len(parts))  # the last is saved
+        results.append(result)
         if split.label:
             print(f"{split.label}: test RMSE {results[-1]['rmse']:.4f}, "
                   f"MAE {results[-1]['mae']:.4f}")
@@ -334,8 +334,6 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
         else:  # it printed "precision nan, recall nan, ..."
             print(f"ranking at {k}: no test user has a relevant rating (at least "
                   f"{results[0].get('threshold', float('nan')):g}); no figures")
-    if args.save is not None and distributed.world().is_main:
-        print(f"saved the model to {args.save}")
     if args.plot is not None and distributed.world().is_main:
         from ..plots import plot_training
 
@@ -349,22 +347,32 @@ def _train_all(args: argparse.Namespace, params: dict[str, Any], template: AutoR
                       best_epochs=per_split("best_epochs"))
         print(f"wrote {args.plot}")
 
-    if args.out is not None and distributed.world().is_main:
-        payload = {
-            **summary,
-            "epochs": summary.get("epochs_run", template.epochs),
-            "data": description,
-            "preset": args.preset,
-            **recorded_settings(args, template, _split_name(args)),
-            "world_size": distributed.world().size,
-            **({"folds": results} if len(results) > 1 else {}),
-            "versions": {"autorec": __version__, "torch": str(torch.__version__),
-                         "python": platform.python_version()},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_json_atomic(args.out / "metrics.json", payload)
-        print(f"wrote {args.out / 'metrics.json'}")
+    with signals_held():  # the model and metrics.json: both written, or neither
+        if args.save is not None and distributed.world().is_main:
+            model.save(args.save, dataset=args.dataset)
+            print(f"saved the model to {args.save}")
+        if args.out is not None and distributed.world().is_main:
+            _write_metrics(args, summary, description, template, results)
     return 0
+
+
+def _write_metrics(args: argparse.Namespace, summary: dict[str, Any], description: str,
+                   template: AutoRec, results: list[dict[str, Any]]) -> None:
+    """DIR/metrics.json: the run's figures, settings and versions."""
+    payload = {
+        **summary,
+        "epochs": summary.get("epochs_run", template.epochs),
+        "data": description,
+        "preset": args.preset,
+        **recorded_settings(args, template, _split_name(args)),
+        "world_size": distributed.world().size,
+        **({"folds": results} if len(results) > 1 else {}),
+        "versions": {"autorec": __version__, "torch": str(torch.__version__),
+                     "python": platform.python_version()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(args.out / "metrics.json", payload)
+    print(f"wrote {args.out / 'metrics.json'}")
 
 
 def _best_epochs(epochs: list[int]) -> str:
