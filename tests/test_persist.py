@@ -380,6 +380,7 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     ({"members.0.spec.evil": 1}, "'members[0].spec.evil' is not a field"),
     # loaded without a word: only the top level, members and specs refused other keys
     ({"bias.evil": 1}, "'bias.evil' is not a field of 'bias'"),
+    ({"ranking.family": "autorec"}, "'ranking.family' must be"),
     ({"users.evil": 1}, "'users.evil' is not a field of 'users'"),
     ({"weights.evil": 1}, "'weights.evil' is not a field of 'weights'"),
     # an integer past float64's range: math.isfinite's OverflowError traceback (exit 1)

@@ -232,7 +232,9 @@ def _check_ranking(f: Fields, value: Any, n_items: int, scale: tuple[float, floa
                              "weighting": text(*WEIGHTINGS), "params": None})
     array_rule = record({"shape": array(integer(0)), "dtype": text("float32", "float64", "int64")})
     entry = f.record(value, "ranking", {
-        "family": text(*sorted(FAMILIES)), "model": record({
+        # a ranking family, not the rating networks' ("autorec": "malformed (missing 'spec')")
+        "family": text(*sorted(name for name in FAMILIES if name != "autorec")),
+        "model": record({
             "rating_scale": _SCALE, "components": array(component_rule), "weights": array()}),
         "n_items": integer(1), "report": table(), "arrays": table(array_rule),
     }, what="a ranking model's entry")
