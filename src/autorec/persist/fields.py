@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,9 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
         validate_params(template)
     except ValueError as exc:
         f.fail("params", f"is invalid: {first_line(exc)}")
-    f.text(template["device"], "params.device", null=True)
+    device = f.text(template["device"], "params.device", null=True)
+    if device is not None and not re.fullmatch(r"(cpu|cuda)(:\d+)?", device):  # as fit takes
+        f.fail("params.device", f"must be 'cpu', 'cuda' or 'cuda:N' (or null), got {device!r}")
     for key, choices in (("variant", VARIANTS), ("baseline", BASELINES), ("cold", COLD_POLICIES)):
         if f.text(info[key], key, choices) != template[key]:
             f.fail(key, f"is {info[key]!r} but params.{key} is {template[key]!r}")
