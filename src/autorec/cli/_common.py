@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import numbers
 import os
 import re
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -371,3 +374,24 @@ def require_finite(figures: dict[str, Any]) -> None:
             raise TrainingError(f"{name} is {float(value)}, not a finite number: the model's "
                                 "predictions are not finite (ratings too large for float32 "
                                 "arithmetic, or a diverged fit: lower --lr or raise --l2)")
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while a command writes its outputs, one after another: a
+    signal between two of them left a new model beside the last run's metrics. One that
+    comes meanwhile is noted (whichever thread the system gives it to) and acted on once
+    they are all written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers belong to the main thread
+        return
+    caught: list[int] = []
+    before = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum))
+              for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():  # None: one not set from Python
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if caught:  # now, under the command's own handler
+            signal.raise_signal(caught[0])

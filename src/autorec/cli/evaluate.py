@@ -21,6 +21,7 @@ from ._common import (
     positive_int,
     require_finite,
     seed,
+    signals_held,
     write_json_atomic,
 )
 from ._options import (
@@ -36,7 +37,6 @@ from ._options import (
     recorded_settings,
     resolve,
 )
-from .main import signals_held
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 
@@ -99,27 +99,6 @@ def _catch_sigterm(interrupted: list[int]) -> None:
         previous = _install(signal.SIGTERM, on_sigterm)
         if previous is not None:
             _sigterm_before.append(previous)
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while a command writes its outputs, one after another: a
-    signal between two of them left a new model beside the last run's metrics. One that
-    comes meanwhile is noted (whichever thread the system gives it to) and acted on once
-    they are all written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # handlers belong to the main thread
-        return
-    caught: list[int] = []
-    before = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum))
-              for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in before.items():  # None: one not set from Python
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        if caught:  # now, under the command's own handler
-            signal.raise_signal(caught[0])
 
 
 def _raise_if_signalled(interrupted: list[int]) -> None:

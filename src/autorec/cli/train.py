@@ -28,6 +28,7 @@ from ._common import (
     require_finite,
     seconds,
     seed,
+    signals_held,
     write_json_atomic,
 )
 from ._options import (
@@ -43,7 +44,6 @@ from ._options import (
     recorded_settings,
     resolve,
 )
-from .main import signals_held
 
 SPLITS = ("random", "kfold", *CANONICAL_SPLITS)
 
