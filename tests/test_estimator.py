@@ -487,3 +487,33 @@ def test_a_validation_part_too_small_for_the_blend_averages_the_networks() -> No
     model = AutoRec(hidden=4, epochs=2, random_state=0, device="cpu", ranking="none",
                     variant="both", ensemble=2).fit(frame)
     assert model.blend_.tolist() == [0.25, 0.25, 0.25, 0.25, 0.0]
+
+
+def test_presets_are_copied_and_numpy_booleans_taken() -> None:
+    """resolve_params("paper") handed out the preset's own l2 list (an edit changed the
+    preset for the whole process); np.True_ was refused for refit, dense_batches and tf32
+    (a scikit-learn grid over np.array([True, False]) failed)."""
+    from autorec.config import resolve_params
+
+    grid = list(PRESETS["paper"]["l2"])
+    resolve_params("paper")["l2"].append(7.0)
+    assert PRESETS["paper"]["l2"] == grid
+    frame = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": [1, 2, 1, 2],
+                          "rating": [4.0, 3.0, 5.0, 2.0]})
+    flags = {"refit": np.True_, "dense_batches": np.False_, "tf32": np.True_}
+    model = AutoRec(hidden=4, epochs=1, validation=0.0, ranking="none", random_state=0,
+                    **flags).fit(frame)
+    plain = AutoRec(hidden=4, epochs=1, validation=0.0, ranking="none", random_state=0,
+                    refit=True, dense_batches=False, tf32=True).fit(frame)
+    np.testing.assert_array_equal(model.predict(["a"], [1]), plain.predict(["a"], [1]))
+
+
+def test_a_bad_eval_set_is_named_as_such() -> None:
+    """It gave '<DataFrame>, field 'rating': missing column', the training data's words."""
+    from autorec import DataError
+
+    frame = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": [1, 2, 1, 2],
+                          "rating": [4.0, 3.0, 5.0, 2.0]})
+    with pytest.raises(DataError, match=r"^<eval_set DataFrame>, field 'rating': missing"):
+        AutoRec(hidden=4, epochs=1, validation=0.0, ranking="none").fit(
+            frame, eval_set=frame.rename(columns={"rating": "score"}))

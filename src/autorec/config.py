@@ -8,6 +8,7 @@ flags). :func:`resolve_params` applies it.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Mapping
@@ -133,7 +134,7 @@ def resolve_params(
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-        params.update(PRESETS[preset])
+        params.update(copy.deepcopy(PRESETS[preset]))  # a caller's edit left the preset
     for where, layer in ((source, config), ("settings", overrides)):
         for key, value in (layer or {}).items():
             if key not in valid:

@@ -118,9 +118,11 @@ class AutoRec(FittedPredictor):
         Global mean and user and item biases over the indices of ``users_`` and ``items_``.
     history_ : list of dict
         Per network and epoch: ``member`` (1-based), ``epoch``, ``train_loss`` (MSE on observed
-        training ratings), ``seconds``, ``validation_rmse`` (that network's alone) when a
-        validation part was held out, and ``eval_rmse`` / ``eval_mae`` when an evaluation set
-        was given; with a list of ``l2`` values, the kept value's epochs.
+        training ratings, in the units the network learns: with ``baseline="biases"`` the
+        ratings less their biases over their standard deviation), ``seconds``,
+        ``validation_rmse`` (that network's alone) when a validation part was held out, and
+        ``eval_rmse`` / ``eval_mae`` when an evaluation set was given; with a list of ``l2``
+        values, the kept value's epochs.
     epoch_seconds_ : float
         Seconds in the fit's training epochs: every network, every ``l2`` value tried and the
         refit (``0`` for a loaded model).

@@ -98,6 +98,8 @@ def _fit(
     on_batch_end: Callable[[int, int], None] | None,
 ) -> FittedModel:
     original = as_ratings(ratings)
+    # before any training, and named: a bad one read as the training data's error
+    eval_set = None if eval_set is None else as_ratings(eval_set, "<eval_set DataFrame>")
     if len(original) == 0:
         raise ValueError("cannot fit on zero ratings")
     finite = np.isfinite(original.rating)
@@ -125,7 +127,7 @@ def _fit(
 
         session = Session.open(checkpoint_dir, model, training.ratings(), device=device,
                                resume=resume,
-                               eval_set=None if eval_set is None else as_ratings(eval_set),
+                               eval_set=eval_set,
                                context=checkpoint_context)
     specs = network_specs(params)
     seed = params["random_state"]
@@ -178,7 +180,6 @@ def _fit(
 
     eval_pairs = None
     if eval_set is not None:
-        eval_set = as_ratings(eval_set)
         eval_pairs = (model.to_index(eval_set.user_ids, eval_set.item_ids), eval_set.rating)
 
     trying: dict[str, float] = {}  # the l2 value in training, when several are tried

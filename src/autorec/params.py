@@ -95,7 +95,7 @@ def validate_params(params: Mapping[str, Any]) -> None:
         raise ValueError(f"weight_decay is Adam's coupled L2 term (optimizer 'adam'); with "
                          f"optimizer {p['optimizer']!r} use l2")
     for name in ("refit", "dense_batches", "tf32"):
-        if not isinstance(p[name], bool):
+        if not isinstance(p[name], bool | np.bool_):  # numpy's too, as its integers elsewhere
             raise ValueError(f"{name} must be True or False, got {p[name]!r}")
     if p["dense_batches"] and p["optimizer"] == "lazy_adam":
         raise ValueError("dense_batches gives dense gradients: use optimizer 'adam' or "

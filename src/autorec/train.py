@@ -57,7 +57,9 @@ class EpochStats:
         1-based epoch number.
     train_loss
         Mean squared error over the observed training ratings, as seen during the epoch
-        (with dropout, before each batch's update); the penalty is not included.
+        (with dropout, before each batch's update), in the units the network learns (with
+        the bias baseline: residuals over the ratings' standard deviation); the penalty is
+        not included.
     seconds
         Wall time of the epoch.
     """

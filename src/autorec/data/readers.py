@@ -390,11 +390,12 @@ def _guess_separator(name: str) -> str:
     return _SEPARATORS.get(Path(name).suffix.lower(), ",")
 
 
-def as_ratings(data: Ratings | pd.DataFrame) -> Ratings:
+def as_ratings(data: Ratings | pd.DataFrame, source: str = "<DataFrame>") -> Ratings:
     """``data`` as :class:`Ratings`: itself, or a DataFrame validated by
-    :func:`from_dataframe` (columns ``user_id``, ``item_id``, ``rating``)."""
+    :func:`from_dataframe` (columns ``user_id``, ``item_id``, ``rating``; errors name
+    ``source``)."""
     if isinstance(data, Ratings):
         return data
     if isinstance(data, pd.DataFrame):
-        return from_dataframe(data)
+        return from_dataframe(data, source=source)
     raise TypeError(f"expected Ratings or a pandas DataFrame, got {type(data).__name__}")
