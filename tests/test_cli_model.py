@@ -498,3 +498,27 @@ def test_fold_sizes_and_the_split_are_reported_as_they_were(capsys, tmp_path):
     code, out, err = run_cli(capsys, "train", *common, "--out", str(tmp_path / "r"))
     assert code == 0, err
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]["split"] == "random"
+
+
+def test_recommend_titles_stay_on_their_line_and_data_dir_is_not_ignored(capsys, tmp_path,
+                                                                          model_dir):
+    """A title with a line break split its item's line (ids were already shown with
+    repr); a UTF-16 titles file was 'not UTF-8 text (byte 0xff)'; --data-dir was ignored
+    without a word beside --items or for a model of no builtin data set."""
+    titles = tmp_path / "titles.csv"
+    titles.write_text("item_id,title\n" + "".join(f'{i},"Two\nLines {i}"\n'
+                                                  for i in range(1, 26)))
+    code, out, err = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u1",
+                             "--n", "3", "--items", titles)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 4 and all("'Two\\nLines " in line for line in lines[1:]), out
+    wide = tmp_path / "u16.csv"
+    wide.write_bytes("item_id,title\n1,Hello\n".encode("utf-16"))
+    code, _, err = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u1",
+                           "--items", wide)
+    assert code == 2 and f"{wide}: is UTF-16 text; save it as UTF-8" in err, err
+    for extra in ([], ["--items", titles]):
+        code, _, err = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u1",
+                               "--data-dir", tmp_path, *extra)
+        assert code == 2 and "--data-dir" in err, err

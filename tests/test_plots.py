@@ -188,7 +188,7 @@ def _legend_and_marks(entries: list[dict[str, Any]], kept: int | None) -> tuple[
     _draw_panel(axis, "", entries, kept)
     texts = [t.get_text() for t in axis.get_legend().get_texts()]
     rmse_axis = next(a for a in axis.figure.axes if a is not axis)
-    marks = [float(line.get_xdata()[0]) for line in rmse_axis.get_lines()
+    marks = [float(line.get_xdata()[0]) for line in [*axis.get_lines(), *rmse_axis.get_lines()]
              if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]]
     return texts, marks
 
@@ -204,6 +204,15 @@ def test_the_kept_epoch_is_marked_even_when_it_is_the_untrained_network() -> Non
     assert marks == [5.0] and any("best 0.9400, epoch 5" in text for text in texts)
     texts, marks = _legend_and_marks(history(), kept=None)  # unknown: the least plotted
     assert marks == [3.0] and any("best 0.9000, epoch 3" in text for text in texts)
+
+
+def test_the_kept_epoch_is_marked_without_a_validation_part() -> None:
+    """With validation 0 the kept epoch (the last) had no mark: only the validation curve
+    carried one."""
+    texts, marks = _legend_and_marks(history(validation=False), kept=6)
+    assert marks == [6.0]
+    assert any("kept: epoch 6, no validation part" in text for text in texts)
+    assert _legend_and_marks(history(validation=False), kept=None)[1] == []
 
 
 def test_best_epochs_go_to_their_panels(tmp_path: Path) -> None:

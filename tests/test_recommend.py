@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -126,6 +127,9 @@ def test_candidate_items_and_unknown_candidates(models: dict[str, AutoRec]) -> N
                                -np.sort(-full, axis=1)[:, :3], atol=1e-6)
     with pytest.raises(ValueError, match="item id"):
         model.recommend(model.users_.raw_ids[:1], items=["no-such-item"])
+    one = model.items_.raw_ids[0]  # one id, as user_ids takes one (it was a TypeError)
+    pd.testing.assert_frame_equal(model.recommend(model.users_.raw_ids[:2], items=one),
+                                  model.recommend(model.users_.raw_ids[:2], items=[one]))
 
 
 @pytest.mark.parametrize("name", ["item", "both-none"])

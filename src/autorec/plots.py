@@ -216,9 +216,14 @@ def _draw_panel(loss_axis: Any, name: str, entries: list[Mapping[str, Any]],
                 kept: int | None = None) -> None:
     lines = []
     epochs, loss = _series(entries, "train_loss")
+    # no validation part: the kept epoch (the last) is marked on the loss, it was unmarked
+    unchosen = kept is not None and not len(_series(entries, "validation_rmse")[0])
+    if unchosen:
+        loss_axis.axvline(kept, color=_COLOURS["train_loss"], linestyle=":", alpha=0.7)
     if len(epochs):
+        note = f" (kept: epoch {kept}, no validation part)" if unchosen else ""
         lines += loss_axis.plot(epochs, loss, color=_COLOURS["train_loss"], marker=".",
-                                label=_LABELS["train_loss"])
+                                label=_LABELS["train_loss"] + note)
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel(_LABELS["train_loss"], color=_COLOURS["train_loss"])
     loss_axis.grid(True, alpha=0.3)

@@ -343,7 +343,8 @@ def recommend(
     user_idx = model.users.to_index(query_ids(asked, "user_ids"))
     item_idx = None
     if items is not None:
-        wanted = list([items] if isinstance(items, str | bytes) else items)
+        wanted = list([items] if isinstance(items, str | bytes) or not isinstance(
+            items, Iterable) else items)  # one id, as user_ids takes one
         item_idx = model.items.to_index(query_ids(wanted, "items"))
         if (item_idx < 0).any():
             missing = [str(wanted[i]) for i in np.flatnonzero(item_idx < 0)[:5]]

@@ -63,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(dataset, str):
             titles_file = dataset_item_file(dataset, args.data_dir)
             outputs.input("--data-dir", titles_file)
+        elif args.data_dir is not None:  # it was ignored without a word
+            args.parser_error(f"--data-dir finds a builtin data set's titles, and {args.model} "
+                              "was not trained on one; give its titles with --items FILE")
+    elif args.data_dir is not None:
+        args.parser_error("--items gives the titles; --data-dir (a builtin data set's) would "
+                          "be ignored")
     output = outputs.file("--output", args.output, stdout=True)
     to_stdout = args.output is not None and output is None
     device = None if args.device == "auto" else args.device
@@ -92,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"user {shown(user)}{note}:")
         for row in rows.itertuples(index=False):
             # no title (an item missing from the file: None, or NaN once in the table): nothing
-            title = f"  {row.title}" if isinstance(row.title, str) and row.title else ""
+            title = (f"  {shown(row.title)}" if isinstance(row.title, str) and row.title
+                     else "")
             print(f"{row.rank:4d}  {shown(row.item_id):>{width}}  {row.score:.4f}  "
                   f"{row.predicted_rating:.2f}{title}")
 

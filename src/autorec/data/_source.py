@@ -198,6 +198,8 @@ def check_columns(present: Sequence[Any], columns: Sequence[str], source: str | 
 
 def decode_error(data: bytes, position: int, first_line: int, source: str) -> DataError:
     """The error for the byte at ``position`` of ``data`` (which starts on ``first_line``)."""
+    if first_line == 1 and data.startswith((b"\xff\xfe", b"\xfe\xff")):  # its mark
+        return DataError("is UTF-16 text; save it as UTF-8", source=source)
     line = first_line + data.count(b"\n", 0, position) + data.count(b"\r", 0, position) \
         - data.count(b"\r\n", 0, position)
     return DataError(f"not UTF-8 text (byte 0x{data[position]:02x}); save the file as "
