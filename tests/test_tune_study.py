@@ -177,20 +177,6 @@ def test_same_space_under_another_name_is_a_new_study(tmp_path: Path) -> None:
 
 
 # -- searched settings the user gives are fixed ---------------------------------------------
-def test_a_searched_setting_of_the_preset_is_fixed(capsys, tmp_path: Path,
-                                                   ratings_csv: Path) -> None:
-    """--preset best's variant "both" was searched over item and user without a word, and
-    best.toml had variant "user" with the preset's ensemble of 3."""
-    study = tmp_path / "study.db"
-    code, out, err = _tune(capsys, ratings_csv, tmp_path, study, "--preset", "best",
-                           "--ranking", "none")
-    assert code == 0, err
-    assert "fixed by your settings, not searched: variant=both" in out
-    loaded = optuna.load_study(study_name="autorec", storage=f"sqlite:///{study}")
-    assert all("variant" not in trial.params for trial in loaded.trials)
-    assert '\nvariant = "both"\n' in (tmp_path / "best.toml").read_text()
-
-
 def test_hidden_given_is_fixed_not_searched(capsys, tmp_path: Path, ratings_csv: Path) -> None:
     study = tmp_path / "study.db"
     code, out, err = _tune(capsys, ratings_csv, tmp_path, study)  # --hidden 8 (QUICK)

@@ -71,7 +71,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write
-    from ..config import PRESETS
     from ..tune import (
         FINISHED,
         SEARCH_SPACE,
@@ -87,10 +86,8 @@ def run(args: argparse.Namespace) -> int:
     params = resolve(args, chosen)  # --config may name the data
     out_defaulted = out_defaulted and args.named("out", "--out") == "--out"  # nor in a file
     params.pop("random_state", None)
-    # a searched parameter the user set (flag, --config or --preset) is fixed, not searched:
-    # --preset best's variant "both" was replaced by the search's item or user
-    preset = PRESETS.get(args.preset or "", {})
-    fixed = {name: params[name] for name in SEARCH_SPACE if name in chosen or name in preset}
+    # a searched parameter the user set (flag or --config) is fixed, not searched
+    fixed = {name: params[name] for name in SEARCH_SPACE if name in chosen}
     if len(fixed) == len(SEARCH_SPACE):
         args.parser_error(f"every searched setting is fixed ({', '.join(SEARCH_SPACE)}): "
                           "nothing left to tune")
