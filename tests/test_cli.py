@@ -298,7 +298,8 @@ def test_kfold_names_the_ranking_model_only_when_every_fold_chose_it(capsys, tmp
     for same in (False, True):
         def one(args, params, split, part, n_parts, same=same):
             label = "ranking model ease 1" if same else f"ranking model ease 0.{part}"
-            return {**real(args, params, split, part, n_parts), "ranking_model": label}
+            model, result = real(args, params, split, part, n_parts)
+            return model, {**result, "ranking_model": label}
 
         monkeypatch.setattr(train_cli, "_train_one", one)
         code, stdout, err = run_cli(capsys, "train", "--data", str(ratings_csv), "--split",

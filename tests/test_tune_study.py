@@ -222,6 +222,19 @@ def test_a_preset_does_not_fix_the_search(capsys, tmp_path: Path, ratings_csv: P
                           "cpu", "--quiet")
     assert code == 0, err
     assert "fixed by your settings" not in out
+    # but said: --preset best's variant both was replaced by item or user without a word
+    assert ("searched, not fixed (give them as options to fix them): --preset reference's "
+            "variant=item, hidden=500") in out
+
+
+def test_a_preset_setting_the_search_replaces_is_named(capsys, tmp_path: Path,
+                                                       ratings_csv: Path) -> None:
+    code, out, err = _run(capsys, "tune", "--data", ratings_csv, "--study", tmp_path / "s.db",
+                          "--trials", "1", "--out", tmp_path / "best.toml", "--preset", "best",
+                          "--hidden", "4", "--epochs", "1", "--ranking", "none", "--device",
+                          "cpu", "--quiet")
+    assert code == 0, err
+    assert "--preset best's variant=both" in out
 
 
 def test_run_study_fixed_parameters(tmp_path: Path, low_rank) -> None:

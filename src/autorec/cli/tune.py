@@ -71,6 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write
+    from ..config import PRESETS
     from ..tune import (
         FINISHED,
         SEARCH_SPACE,
@@ -121,6 +122,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"tuning on {what}: {len(train)} ratings; study {args.study_name!r} in {args.study}")
     if fixed:
         print(f"fixed by your settings, not searched: {_shown(fixed)}")
+    # a preset's value of a searched setting is a starting point, not fixed: say so (--preset
+    # best's variant both was replaced by item or user without a word)
+    searched = {name: value for name, value in PRESETS.get(args.preset or "", {}).items()
+                if name in SEARCH_SPACE and name not in fixed}
+    if searched:
+        print(f"searched, not fixed (give them as options to fix them): --preset "
+              f"{args.preset}'s {_shown(searched)}")
 
     def show(trial: Any) -> None:
         if args.quiet:
