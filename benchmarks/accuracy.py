@@ -494,6 +494,9 @@ def merged_report(paths: list[str], relabel: list[str], args: argparse.Namespace
     for entry in relabel:
         path, _, pair = entry.rpartition(":")
         old, _, new = pair.partition("=")
+        if path not in paths or not old or not new:  # ignored without a word
+            raise SystemExit(f"accuracy.py: --relabel {entry!r}: expected FILE:OLD=NEW with "
+                             "FILE one of the --merge files")
         renames.setdefault(path, {})[old] = new
     merged: dict[str, Any] = {"datasets": {}}
     for path in paths:
@@ -515,7 +518,16 @@ def merged_report(paths: list[str], relabel: list[str], args: argparse.Namespace
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # the first data set's save replaced the file the later ones reuse runs from
+    if args.reuse and args.out and Path(args.reuse).resolve() == Path(args.out).resolve():
+        raise SystemExit("accuracy.py: --reuse and --out name the same file; write the "
+                         "new results to another one")
+    if args.relabel and not args.merge:
+        raise SystemExit("accuracy.py: --relabel renames models of --merge files")
     if args.merge:
+        missing = [path for path in args.merge if not Path(path).is_file()]
+        if missing:
+            raise SystemExit(f"accuracy.py: --merge: no such file {missing[0]}")
         print(merged_report(args.merge, args.relabel, args))
         return 0
     if args.threads is not None:

@@ -86,26 +86,31 @@ def instrument(timer: PhaseTimer) -> None:
             yield batch
 
     trainer_cls.batches = batches  # type: ignore[method-assign]
-    original_backward = trainer_cls._backward
 
-    def backward(self: Any, batch: Any) -> Any:
-        net = self.net
-        forward = net.forward
-        net.forward = timer.wrap("forward", forward)  # type: ignore[method-assign]
-        try:
+    def timed_pass(original: Any) -> Any:
+        """A batch's pass (``_backward``, or ``_backward_and_step``, which every one-process
+        Adam and lazy-Adam epoch takes) with its forward products, backward pass and penalty
+        timed; the optimizer step is timed by the wrapped ``_step``."""
+        def run(self: Any, batch: Any) -> Any:
+            net, penalty = self.net, self.penalty
+            patched = [(net, name) for name in ("forward", "code", "decode_batch")]
+            patched += [(penalty, name) for name in ("fold", "add")]
+            for owner, name in patched:
+                setattr(owner, name, timer.wrap("penalty" if owner is penalty else "forward",
+                                                getattr(owner, name)))
             loss_backward = torch.Tensor.backward
             torch.Tensor.backward = timer.wrap("backward", loss_backward)  # type: ignore[method-assign]
             try:
-                penalise = self._penalise
-                self._penalise = timer.wrap("penalty", penalise)
-                return original_backward(self, batch)
+                return original(self, batch)
             finally:
                 torch.Tensor.backward = loss_backward  # type: ignore[method-assign]
-        finally:
-            del net.forward
-            self.__dict__.pop("_penalise", None)
+                for owner, name in patched:
+                    owner.__dict__.pop(name, None)
+        return run
 
-    trainer_cls._backward = backward  # type: ignore[method-assign]
+    trainer_cls._backward = timed_pass(trainer_cls._backward)  # type: ignore[method-assign]
+    trainer_cls._backward_and_step = timed_pass(  # type: ignore[method-assign]
+        trainer_cls._backward_and_step)
     trainer_cls._step = timer.wrap("optimizer step", trainer_cls._step)  # type: ignore[method-assign]
     trainer_cls._zero_grad = timer.wrap("zero grad", trainer_cls._zero_grad)  # type: ignore[method-assign]
     original_epoch = trainer_cls.train_epoch

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         speedup = dense_at["seconds"] / sparse_at["seconds"]
         result["speedup"] = speedup
         print(f"autorec reached it at epoch {sparse_at['epoch']} after "
-              f"{sparse_at['seconds']:.1f}s: {speedup:.1f}x sooner")
+              f"{sparse_at['seconds']:.1f}s: " + (f"{speedup:.1f}x sooner" if speedup >= 1
+                                                    else f"{1 / speedup:.1f}x later"))
     write_json(args.out or f"/tmp/autorec-bench/speed_to_rmse_{args.shape}.json", args, result)
     return 0
 
