@@ -75,3 +75,15 @@ def test_a_folder_replaced_by_a_file_during_the_run_is_named(tmp_path: Path) -> 
     assert str(caught.value).endswith(f"cannot write {folder / 'metrics.json'}: {folder} is "
                                       "not a folder")
     assert folder.read_text() == "x"
+
+
+def test_a_quoted_error_is_cut_at_a_word() -> None:
+    """gloo's message was cut mid-word in the CLI's line: '... for recv operat)'."""
+    from autorec.exceptions import first_line
+
+    message = RuntimeError("Timed out waiting 5000ms for recv operation to complete\nmore")
+    assert first_line(message, 40) == "Timed out waiting 5000ms for recv..."
+    assert len(first_line(message, 40)) <= 40
+    assert first_line(RuntimeError("x" * 50), 10) == "xxxxxxx..."
+    assert first_line(message) == "Timed out waiting 5000ms for recv operation to complete"
+    assert first_line(RuntimeError("")) == "RuntimeError"

@@ -13,10 +13,17 @@ __all__ = ["AutorecError", "CheckpointError", "DataError", "DatasetUnavailableEr
 
 
 def first_line(exc: BaseException, limit: int | None = None) -> str:
-    """The first line of ``exc``'s message (at most ``limit`` characters), or its type's name
-    when it has none: how a one-line error message quotes the error behind it."""
+    """The first line of ``exc``'s message (at most ``limit`` characters, a longer one cut at
+    a word and ended with "..."), or its type's name when it has none: how a one-line error
+    message quotes the error behind it."""
     text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    if limit is None or len(line) <= limit:
+        return line
+    cut = line[:max(limit - 3, 1)]  # "...for recv operat" read as a word
+    return (cut.rsplit(" ", 1)[0] if " " in cut[limit // 2:] else cut) + "..."
 
 
 class AutorecError(ValueError):
