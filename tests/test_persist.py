@@ -381,6 +381,7 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     # loaded without a word: only the top level, members and specs refused other keys
     ({"bias.evil": 1}, "'bias.evil' is not a field of 'bias'"),
     ({"ranking.family": "autorec"}, "'ranking.family' must be"),
+    ({"params.ranking": "none"}, "'ranking' holds a ranking model, but params.ranking"),
     ({"params.device": "bogus"}, "'params.device' must be 'cpu', 'cuda' or 'cuda:N'"),
     ({"users.evil": 1}, "'users.evil' is not a field of 'users'"),
     ({"weights.evil": 1}, "'weights.evil' is not a field of 'weights'"),

@@ -186,6 +186,8 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
         f.fail("weights.sha256", "must be 64 hexadecimal digits")
 
     if info.get("ranking") is not None:
+        if template["ranking"] == "none":  # fit makes none then: the two cannot both hold
+            f.fail("ranking", "holds a ranking model, but params.ranking is 'none'")
         _check_ranking(f, info["ranking"], sizes["items"], (low, high))
 
     members = info["members"]
