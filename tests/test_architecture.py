@@ -171,8 +171,11 @@ class _ItemScores:
                 else np.zeros(self.n_users)), None
 
     def grow(self, side: str, index: np.ndarray, growth: Any) -> None:
-        if side == "user":
+        if side == "user":  # the newcomer's row of rated items
             self.n_users += 1
+            row = sp.csr_matrix((np.ones(len(index)), (np.zeros(len(index), int), index)),
+                                shape=(1, self.n_items))
+            self._seen = sp.vstack([self._seen, row], format="csr")
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "item scores"}
@@ -208,6 +211,9 @@ def test_recommend_and_fold_in_go_through_the_protocol() -> None:
     result = autorec.foldin.fold_in(fitted, "user", {7: 4.0}, n=1, add=True, new_id=12)
     assert result.recommendations["item_id"].tolist() == [9]
     assert len(fitted.users) == 3 and network.n_users == 3
+    # the items the newcomer rated are left out: the seen cache was keyed on the rating
+    # network's matrix alone, and kept the two users' pattern for any other family
+    assert autorec.recommend.recommend(fitted, [12], n=3)["item_id"].tolist() == [9, 8]
 
 
 def test_persist_and_load_model(frame: pd.DataFrame, tmp_path: Path) -> None:

@@ -128,12 +128,14 @@ def _block_rows(n_candidates: int) -> int:
 def seen_matrix(model: Any) -> sp.csr_matrix:
     """The model's training ratings as a users x items CSR pattern (the items each user rated,
     which recommendations leave out by default: :meth:`ScoringNetwork.seen` of the first
-    network). Cached per model, until that network's inputs change."""
+    network). Cached per model, until that network's inputs change or a newcomer is added
+    (for any family: a rating network's input matrix, else the id maps' sizes)."""
     model = as_fitted(model)
     member = model.members[0]
-    key = getattr(member, "matrix", member)
+    key = (member, getattr(member, "matrix", None), len(model.users), len(model.items))
     cached = _seen_cache.get(model)
-    if cached is not None and cached[0] is key:
+    if (cached is not None and cached[0][0] is key[0] and cached[0][1] is key[1]
+            and cached[0][2:] == key[2:]):
         return cached[1]
     seen = member.seen()
     _seen_cache[model] = (key, seen)
