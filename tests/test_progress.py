@@ -230,35 +230,30 @@ def test_each_l2_value_tried_is_named_in_its_lines_and_history(capsys, low_rank)
                                ranking="none").fit(low_rank).history_[0]
 
 
-def test_an_unknown_progress_mode_is_refused(capsys, monkeypatch) -> None:
-    """AUTOREC_PROGRESS=bogus was ignored without a word (the usual mode was used)."""
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("AUTOREC_PROGRESS", "bogus", "bar, lines, off"),
+    ("AUTOREC_KERNELS", "off", "numba, torch"),  # only `torch` turns them off: it kept them on
+])
+def test_an_unknown_environment_choice_is_refused(capsys, monkeypatch, name, value,
+                                                  expected) -> None:
+    """AUTOREC_PROGRESS=bogus and AUTOREC_KERNELS=off were ignored without a word."""
     from autorec.cli.main import main
 
-    monkeypatch.setenv("AUTOREC_PROGRESS", "bogus")
+    monkeypatch.setenv(name, value)
     try:
         code = main(["datasets"])
     except SystemExit as exc:
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "$AUTOREC_PROGRESS is 'bogus'; expected bar, lines, off" in err
+    assert f"${name} is {value!r}; expected {expected}" in err
 
 
-def test_an_unknown_kernels_choice_is_refused_and_warned_about(capsys, monkeypatch) -> None:
-    """AUTOREC_KERNELS=off kept the compiled kernels on without a word (only `torch` turns
-    them off)."""
-    from autorec.cli.main import main
-
-    monkeypatch.setenv("AUTOREC_KERNELS", "off")
-    try:
-        code = main(["datasets"])
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "$AUTOREC_KERNELS is 'off'; expected numba, torch" in err
+def test_an_unknown_kernels_choice_is_warned_about_by_the_library(monkeypatch) -> None:
     import subprocess
     import sys
+
+    from autorec.cli.main import main
 
     done = subprocess.run(  # a fresh process: the kernels are looked up once per process
         [sys.executable, "-c", "import logging; logging.basicConfig(); "
