@@ -69,6 +69,22 @@ def test_available_with_cgroup_v1_unlimited_and_limited(tmp_path) -> None:
     assert available_bytes(proc, cgroup) == (GB - GB // 4, "cgroup memory limit")
 
 
+def test_the_page_cache_a_cgroup_can_reclaim_is_room(tmp_path) -> None:
+    """memory.current (v2) and memory.usage_in_bytes (v1) count the page cache: inside a
+    container, reading the data files made a run that fits look out of memory."""
+    proc, cgroup = fake_system(tmp_path, meminfo_kib=8_000_000, cgroup_lines="0::/\n",
+                               files={"memory.max": f"{4 * GB}\n",
+                                      "memory.current": f"{3 * GB}\n",
+                                      "memory.stat": f"anon 1\ninactive_file {2 * GB}\n"})
+    assert available_bytes(proc, cgroup) == (3 * GB, "cgroup memory limit")
+    limited = {"memory/a/memory.limit_in_bytes": f"{GB}\n",
+               "memory/a/memory.usage_in_bytes": f"{GB // 2}\n",
+               "memory/a/memory.stat": f"inactive_file 7\ntotal_inactive_file {GB // 4}\n"}
+    proc, cgroup = fake_system(tmp_path / "b", meminfo_kib=2_000_000,
+                               cgroup_lines="4:memory:/a\n", files=limited)
+    assert available_bytes(proc, cgroup) == (GB - GB // 4, "cgroup memory limit")
+
+
 def test_available_without_proc(tmp_path) -> None:
     figure, _ = available_bytes(tmp_path / "none", tmp_path / "none")
     assert figure is None or figure > 0  # only an address-space limit could be left
@@ -212,3 +228,42 @@ def test_dense_batches_are_counted_and_named_as_a_lever(monkeypatch) -> None:
     with pytest.raises(ResourceError, match="--no-dense-batches"):
         check_training_memory(*rows_of(matrix), hidden=10, batch_size=5_000, variant="item",
                               dense_batches=True)
+
+
+def test_eases_memory_is_checked_before_the_networks_train(tmp_path) -> None:
+    """EASE's two items x items matrices were never counted: under a memory limit a run
+    trained every network, then ended in a numpy MemoryError traceback (status 1)."""
+    import resource
+    import subprocess
+    import sys
+
+    lines = [f"{u},{i},{1 + (u + i) % 5}" for i in range(20_000) for u in (i % 97, 97 + i % 53)]
+    data = tmp_path / "wide.csv"
+    data.write_text("user_id,item_id,rating\n" + "\n".join(lines) + "\n")
+
+    def limited() -> None:  # room for the run, not for EASE's 3.2 GB on 20,000 items
+        resource.setrlimit(resource.RLIMIT_AS, (3_600_000_000, resource.RLIM_INFINITY))
+
+    done = subprocess.run([sys.executable, "-m", "autorec", "train", "--data", str(data),
+                           "--hidden", "4", "--epochs", "1", "--quiet"], capture_output=True,
+                          text=True, timeout=300, preexec_fn=limited)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        line for line in done.stderr.strip().splitlines() if "EASE" in line], done.stderr
+    assert "not enough memory: the ranking model EASE (--ranking auto) on 19," in done.stderr
+
+
+def test_running_out_of_memory_outside_training_is_one_line(capsys, monkeypatch) -> None:
+    """Only a training epoch turned a MemoryError into one line: elsewhere (predict, the
+    refit, validation scoring) it was a traceback with status 1."""
+    from autorec.cli import datasets
+    from autorec.cli.main import main
+
+    def short_of_memory(args: object) -> int:
+        raise MemoryError("Unable to allocate 22.9 MiB for an array")
+
+    monkeypatch.setattr(datasets, "run", short_of_memory)
+    assert main(["datasets"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "autorec datasets: error: ran out of memory (Unable to allocate 22.9 MiB"), err

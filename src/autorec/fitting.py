@@ -167,7 +167,9 @@ def _fit(
     model.biases = fit_biases(*fit_part.triple(), n_users, n_items, reg_user=bias_reg[0],
                               reg_item=bias_reg[1])
 
-    from .memory import check_training_memory  # memory check (issue 5)
+    from .memory import check_ranking_memory, check_training_memory  # (issue 5)
+
+    check_ranking_memory(params["ranking"], n_items)  # every item of the maps is rated
 
     for spec in specs:
         n_rows, n_inputs = (n_items, n_users) if spec.variant == "item" else (n_users, n_items)

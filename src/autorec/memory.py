@@ -151,6 +151,25 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
         f"{_gb(available)} is available ({limit}); try {_join(levers)}")
 
 
+def check_ranking_memory(ranking: str, n_items: int) -> None:
+    """Raise :class:`ResourceError` when the ranking model ``ranking`` asks for cannot fit, so
+    that it is said before the networks train: EASE (in ``ease``, ``auto`` and ``blend``)
+    holds two ``items x items`` float32 matrices at its peak (the Gram matrix and the
+    factorisation's copy) over at most :data:`~autorec.ranking.ease.EASE_ITEM_LIMIT` items."""
+    if ranking not in ("ease", "auto", "blend"):
+        return
+    from .ranking.ease import EASE_ITEM_LIMIT
+
+    items = min(n_items, EASE_ITEM_LIMIT)
+    need = 2 * items * items * 4
+    available, limit = available_bytes()
+    if available is not None and need > available:
+        raise ResourceError(
+            f"not enough memory: the ranking model EASE (--ranking {ranking}) on {items:,} "
+            f"items needs about {_gb(need)}, but {_gb(available)} is available ({limit}); "
+            "try --ranking vae or --ranking none")
+
+
 @contextlib.contextmanager
 def memory_errors_as_resource_error() -> Iterator[None]:
     """Turn running out of memory inside (torch's or Python's, on the CPU or a GPU) into a
@@ -218,13 +237,14 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
-def _read_kib(path: Path, key: str) -> int | None:
-    """The ``key: N kB`` field of a /proc file, in bytes."""
+def _read_kib(path: Path, key: str, unit: int = 1024) -> int | None:
+    """The ``key: N kB`` field of a /proc file, in bytes (``unit``: 1 for a cgroup's
+    ``memory.stat``, whose ``key N`` lines are in bytes)."""
     try:
         with open(path, encoding="ascii") as handle:
             for line in handle:
                 if line.startswith(key):
-                    return int(line.split()[1]) * 1024
+                    return int(line.split()[1]) * unit
     except (OSError, ValueError, IndexError):
         return None
     return None
@@ -250,10 +270,12 @@ def _cgroup_room(proc: Path, cgroup: Path) -> int | None:
         if len(parts) != 3:
             continue
         hierarchy, controllers, relative = parts
+        # usage counts the page cache, which the kernel reclaims: its inactive part is room
         if hierarchy == "0" and not controllers:
-            base, files = cgroup, ("memory.max", "memory.current")
+            base, files = cgroup, ("memory.max", "memory.current", "inactive_file ")
         elif "memory" in controllers.split(","):
-            base, files = cgroup / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+            base, files = cgroup / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes",
+                                              "total_inactive_file ")
         else:
             continue
         folder = base / relative.lstrip("/")
@@ -261,7 +283,9 @@ def _cgroup_room(proc: Path, cgroup: Path) -> int | None:
         for candidate in folders:
             limit = _read_int(candidate / files[0])
             if limit is not None and limit < _UNLIMITED:
-                rooms.append(max(limit - (_read_int(candidate / files[1]) or 0), 0))
+                used = (_read_int(candidate / files[1]) or 0) - (
+                    _read_kib(candidate / "memory.stat", files[2], unit=1) or 0)
+                rooms.append(max(limit - max(used, 0), 0))
             if candidate == base:
                 break
     return min(rooms) if rooms else None

@@ -122,7 +122,7 @@ def _catch_sigint(interrupted: list[int]) -> Any:
 def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> int:
     import logging
 
-    from ..exceptions import AutorecError, TrainingError
+    from ..exceptions import AutorecError, TrainingError, first_line
 
     parser = build_parser()
     _raise_if_signalled(interrupted or [])  # during the imports above, swallowed on the way
@@ -159,6 +159,11 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
         return 141  # 128 + SIGPIPE, as a shell tool's `| head` ends
     except (AutorecError, ValueError, OSError) as exc:
         _report(args.command, exc, 2)
+        return 2
+    except MemoryError as exc:  # outside a training epoch (which says more): a traceback
+        _report(args.command, MemoryError(
+            f"ran out of memory ({first_line(exc, 200)}); free some memory, or ask for less "
+            "(less data; to train: a smaller --hidden or --ensemble, --ranking none)"), 2)
         return 2
     except TrainingError as exc:  # valid input, failed run: not a usage error
         _report(args.command, exc, 1)
