@@ -435,3 +435,30 @@ def test_the_last_line_names_the_split_options_train_needs(capsys, tmp_path: Pat
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"wrote {tmp_path / 'best.toml'} (use it with --config")
     assert (again in last) if again else "train on this search's split" not in last
+
+
+def test_a_sampled_network_too_large_for_memory_is_pruned(tmp_path: Path, low_rank,
+                                                          monkeypatch) -> None:
+    """A trial whose sampled --hidden did not fit in memory ended the whole search (status
+    2, no best.toml); now it is pruned as a diverged one is. A size the user fixed still ends
+    the search: no trial could fit."""
+    import autorec.memory
+    from autorec.exceptions import ResourceError
+
+    check = autorec.memory.check_training_memory
+
+    def room_for_small_networks(*args, hidden: int, **kwargs):  # a machine short of memory
+        if hidden > 200:
+            raise ResourceError(f"not enough memory: {hidden} hidden units")
+        return check(*args, hidden=hidden, **kwargs)
+
+    monkeypatch.setattr(autorec.memory, "check_training_memory", room_for_small_networks)
+    base = {"epochs": 1, "validation": 0.1, "device": "cpu"}
+    study = run_study(low_rank, base_params=base, n_trials=6, storage=tmp_path / "s.db",
+                      random_state=0)
+    states = {t.params["hidden"] > 200: t.state.name for t in study.trials}
+    assert states == {True: "PRUNED", False: "COMPLETE"}, [
+        (t.params["hidden"], t.state.name) for t in study.trials]
+    with pytest.raises(ResourceError, match="not enough memory"):
+        run_study(low_rank, base_params={**base, "hidden": 300}, n_trials=1,
+                  storage=tmp_path / "t.db", fixed=("hidden",))

@@ -23,7 +23,7 @@ from typing import Any
 
 from .config import settings_toml
 from .data.ratings import Ratings, sha256_of
-from .exceptions import AutorecError, TrainingError, first_line
+from .exceptions import AutorecError, ResourceError, TrainingError, first_line
 from .params import DEFAULTS
 
 __all__ = ["SEARCH_SPACE", "best_config_toml", "check_study", "require_optuna", "run_study",
@@ -323,8 +323,13 @@ def run_study(
 
         try:
             model = fit(params, train, on_epoch_end=report)
-        except TrainingError as exc:  # these settings diverged: a bad trial, not a bad search
-            log.warning("trial %d diverged, pruned: %s", trial.number, first_line(exc))
+        except (TrainingError, ResourceError) as exc:  # these settings diverged, or did not
+            # fit in memory: a bad trial, not a bad search (unless no trial can fit: the
+            # size of the network is the user's, not sampled)
+            if isinstance(exc, ResourceError) and "hidden" not in space:
+                raise
+            log.warning("trial %d %s, pruned: %s", trial.number, "did not fit in memory"
+                        if isinstance(exc, ResourceError) else "diverged", first_line(exc))
             raise optuna.TrialPruned() from None
         value = float(model.validation_rmse)
         if not math.isfinite(value):
