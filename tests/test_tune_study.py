@@ -261,8 +261,9 @@ def test_diverging_trials_are_pruned_and_the_search_ends_in_one_line(capsys, tmp
     code, out, err = _tune(capsys, ratings_csv, tmp_path, tmp_path / "s.db", "--lr", "1e30")
     assert code == 1, err
     assert err.strip().splitlines() == ["autorec tune: error: no trial finished (2 pruned or "
-                                        "failed: one that diverges is pruned; lower --lr or "
-                                        "raise --l2)"], err
+                                        "failed: one that diverges is pruned, lower --lr or "
+                                        "raise --l2; one that does not fit in memory too, fix "
+                                        "a smaller --hidden)"], err
     assert "Traceback" not in out + err and not (tmp_path / "best.toml").exists()
     study = optuna.load_study(study_name="autorec", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]

@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not complete:  # a failed search, not bad input: one line, status 1
         print(f"autorec tune: error: no trial finished ({len(study.trials)} pruned or failed: "
-              "one that diverges is pruned; lower --lr or raise --l2)", file=sys.stderr)
+              "one that diverges is pruned, lower --lr or raise --l2; one that does not fit "
+              "in memory too, fix a smaller --hidden)", file=sys.stderr)
         return 1
     ended = [t for t in study.trials if t.state.name in FINISHED]  # not failed or running
     print(f"top {min(args.top, len(complete))} of {len(ended)} trials by validation RMSE:")
