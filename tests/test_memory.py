@@ -267,3 +267,15 @@ def test_running_out_of_memory_outside_training_is_one_line(capsys, monkeypatch)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(
         "autorec datasets: error: ran out of memory (Unable to allocate 22.9 MiB"), err
+
+
+def test_the_other_networks_held_count_against_the_room() -> None:
+    """Only one network was counted: --ensemble N, --variant both and a list of l2 values
+    passed the check, then ran out of memory after the first network had trained."""
+    from autorec.exceptions import ResourceError
+
+    rows = np.full(50, 10)
+    check_training_memory(rows, 40, hidden=8, batch_size=16, variant="item")
+    with pytest.raises(ResourceError, match=r"fewer networks \(--ensemble, --variant both"):
+        check_training_memory(rows, 40, hidden=8, batch_size=16, variant="item",
+                              held=10**15)

@@ -171,14 +171,16 @@ def _fit(
 
     check_ranking_memory(params["ranking"], n_items)  # every item of the maps is rated
 
-    for spec in specs:
+    # the other networks' weights are held meanwhile (an l2 list: the last value's too)
+    held = [2 * (n_users if s.variant == "item" else n_items) * s.hidden * 4 for s in specs]
+    held_all = sum(held) * (2 if isinstance(params["l2"], list | tuple) else 1)
+    for spec, own in zip(specs, held, strict=True):
         n_rows, n_inputs = (n_items, n_users) if spec.variant == "item" else (n_users, n_items)
         # ratings per input row (the copied column is freed at once)
         row_counts = np.bincount(fit_part.column(f"{spec.variant}_idx"), minlength=n_rows)
-        check_training_memory(row_counts, n_inputs,
-                              hidden=spec.hidden, batch_size=spec.batch_size,
-                              variant=spec.variant, device=device,
-                              dense_batches=bool(spec.dense_batches))
+        check_training_memory(row_counts, n_inputs, hidden=spec.hidden,
+                              batch_size=spec.batch_size, variant=spec.variant, device=device,
+                              dense_batches=bool(spec.dense_batches), held=held_all - own)
 
     eval_pairs = None
     if eval_set is not None:

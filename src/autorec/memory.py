@@ -102,7 +102,7 @@ def available_bytes(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgr
 
 def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, batch_size: int,
                           variant: str, device: Any = "cpu",
-                          dense_batches: bool = False) -> MemoryEstimate:
+                          dense_batches: bool = False, held: int = 0) -> MemoryEstimate:
     """Raise :class:`ResourceError` when training cannot fit in memory.
 
     Parameters
@@ -117,6 +117,9 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
     device
         Where the weights will live: the CPU (host memory) or a CUDA device (its free
         memory).
+    held
+        Bytes of the fit's other networks, held while this one trains (``--ensemble``,
+        ``--variant both``, a list of ``l2`` values).
 
     Returns
     -------
@@ -131,7 +134,7 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
         batch_nnz = int(np.partition(row_nnz, n_rows - batch_rows)[n_rows - batch_rows:].sum())
     estimate = training_bytes(n_rows, n_inputs, hidden, batch_rows, batch_nnz, dense_batches)
     available, limit = _device_room(device)
-    if available is None or estimate.total <= available:
+    if available is None or estimate.total + held <= available:
         return estimate
 
     levers = []
@@ -144,9 +147,12 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
         if dense_batches:
             levers.append("--no-dense-batches (each batch densified to "
                           f"{batch_rows:,} x {n_inputs:,})")
+    if held:
+        levers.append("fewer networks (--ensemble, --variant both, a list of --l2 values: "
+                      f"{_gb(held)} for the others)")
     raise ResourceError(
         f"not enough memory: training {variant}-AutoRec with {hidden:,} hidden units on "
-        f"{n_inputs:,} inputs per row needs about {_gb(estimate.total)} "
+        f"{n_inputs:,} inputs per row needs about {_gb(estimate.total + held)} "
         f"(weights, gradients and Adam state {_gb(estimate.parameters)}), but "
         f"{_gb(available)} is available ({limit}); try {_join(levers)}")
 
