@@ -279,3 +279,32 @@ def test_the_other_networks_held_count_against_the_room() -> None:
     with pytest.raises(ResourceError, match=r"fewer networks \(--ensemble, --variant both"):
         check_training_memory(rows, 40, hidden=8, batch_size=16, variant="item",
                               held=10**15)
+
+
+def test_the_processes_of_a_machine_share_its_memory(monkeypatch) -> None:
+    """Each process of train --nproc N (or torchrun) checked against all of the machine's
+    memory, so N processes could each pass and together run out."""
+    from autorec.exceptions import ResourceError
+    from autorec.memory import _device_room
+
+    room, _ = _device_room("cpu")
+    if room is None:
+        pytest.skip("no memory figure on this system")
+    rows = np.full(4_000, 50)  # about room / 2000 of weights at 1,000,000 inputs x 16
+    hidden = max(1, int(room / 50 / 1_000_000 / 4 / 4))
+    check_training_memory(rows, 1_000_000, hidden=hidden, batch_size=16, variant="item")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")
+    with pytest.raises(ResourceError, match="shared by this machine's 64 processes"):
+        check_training_memory(rows, 1_000_000, hidden=hidden, batch_size=16, variant="item")
+
+
+def test_the_training_ratings_are_counted() -> None:
+    """The estimate left out the trainer's matrix of the ratings (index, value, target each):
+    4x low with hidden 4 on 2.7 million ratings, so the check passed and the refit failed."""
+    shape = {"n_rows": 5_000, "n_inputs": 20_000, "hidden": 4, "batch_rows": 256,
+             "batch_nnz": 140_000}
+    assert (training_bytes(**shape, nnz=2_700_000).total - training_bytes(**shape).total
+            == 2_700_000 * 16)
+    rows = np.full(5_000, 540)
+    estimate = check_training_memory(rows, 20_000, hidden=4, batch_size=256, variant="item")
+    assert estimate.ratings == 2_700_000 * 16
