@@ -293,9 +293,13 @@ def test_the_processes_of_a_machine_share_its_memory(monkeypatch) -> None:
     rows = np.full(4_000, 50)  # about room / 2000 of weights at 1,000,000 inputs x 16
     hidden = max(1, int(room / 50 / 1_000_000 / 4 / 4))
     check_training_memory(rows, 1_000_000, hidden=hidden, batch_size=16, variant="item")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")  # one process: not a rank of a run
+    check_training_memory(rows, 1_000_000, hidden=hidden, batch_size=16, variant="item")
+    monkeypatch.setenv("RANK", "0")
     with pytest.raises(ResourceError, match="shared by this machine's 64 processes"):
         check_training_memory(rows, 1_000_000, hidden=hidden, batch_size=16, variant="item")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "x")  # not a count: no sharing, no ValueError
+    check_training_memory(rows, 1_000_000, hidden=hidden, batch_size=16, variant="item")
 
 
 def test_the_training_ratings_are_counted() -> None:
@@ -308,3 +312,8 @@ def test_the_training_ratings_are_counted() -> None:
     rows = np.full(5_000, 540)
     estimate = check_training_memory(rows, 20_000, hidden=4, batch_size=256, variant="item")
     assert estimate.ratings == 2_700_000 * 16
+    # on a GPU they stay in host memory: not counted against the card's (without a card
+    # here the room is unknown and the estimate is returned as it stands)
+    on_card = check_training_memory(rows, 20_000, hidden=4, batch_size=256, variant="item",
+                                    device="cuda:0")
+    assert on_card.ratings == 0 and on_card.total == estimate.total - estimate.ratings

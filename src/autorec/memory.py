@@ -138,8 +138,10 @@ def check_training_memory(row_nnz: np.ndarray, n_inputs: int, *, hidden: int, ba
         batch_nnz = int(row_nnz.sum())
     else:
         batch_nnz = int(np.partition(row_nnz, n_rows - batch_rows)[n_rows - batch_rows:].sum())
+    # the trainer's ratings stay in host memory: counted against it, not a GPU's
+    on_host = not str(device).startswith("cuda")
     estimate = training_bytes(n_rows, n_inputs, hidden, batch_rows, batch_nnz, dense_batches,
-                              nnz=int(row_nnz.sum()))
+                              nnz=int(row_nnz.sum()) if on_host else 0)
     available, limit = _device_room(device)
     if available is None or estimate.total + held <= available:
         return estimate
@@ -175,7 +177,7 @@ def check_ranking_memory(ranking: str, n_items: int) -> None:
 
     items = min(n_items, EASE_ITEM_LIMIT)
     need = 2 * items * items * 4
-    available, limit = available_bytes()
+    available, limit = _host_room()  # every process of a data-parallel run fits its own
     if available is not None and need > available:
         raise ResourceError(
             f"not enough memory: the ranking model EASE (--ranking {ranking}) on {items:,} "
@@ -236,10 +238,16 @@ def _device_room(device: Any) -> tuple[int | None, str]:
         except (RuntimeError, AssertionError, ValueError):  # no CUDA here: nothing to say
             return None, ""
         return int(free), f"free memory of {name}"
+    return _host_room()
+
+
+def _host_room() -> tuple[int | None, str]:
+    """:func:`available_bytes`, shared by the processes of a data-parallel run on this
+    machine (torchrun's, or ``train --nproc N``): each holds the whole model, and each passed
+    the check against all of the memory."""
     room, limit = available_bytes()
-    # the processes of a data-parallel run on this machine (torchrun's, or train --nproc N)
-    # each hold the whole model: each passed the check against all of the memory
-    shared = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    given = os.environ.get("LOCAL_WORLD_SIZE", "") if "RANK" in os.environ else ""
+    shared = int(given) if given.isdigit() else 1
     if room is not None and shared > 1 and "ulimit" not in limit:  # a limit per process
         return room // shared, f"{limit}, shared by this machine's {shared} processes"
     return room, limit
