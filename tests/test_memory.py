@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -244,9 +245,13 @@ def test_eases_memory_is_checked_before_the_networks_train(tmp_path) -> None:
     def limited() -> None:  # room for the run, not for EASE's 3.2 GB on 20,000 items
         resource.setrlimit(resource.RLIMIT_AS, (3_600_000_000, resource.RLIM_INFINITY))
 
+    # one thread: each BLAS or OpenMP thread reserves address space, which on a many-core
+    # machine would eat the limit before the check is reached
+    env = {**os.environ, **dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                          "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"), "1")}
     done = subprocess.run([sys.executable, "-m", "autorec", "train", "--data", str(data),
                            "--hidden", "4", "--epochs", "1", "--quiet"], capture_output=True,
-                          text=True, timeout=300, preexec_fn=limited)
+                          text=True, timeout=300, preexec_fn=limited, env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         line for line in done.stderr.strip().splitlines() if "EASE" in line], done.stderr

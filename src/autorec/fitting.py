@@ -167,12 +167,12 @@ def _fit(
     model.biases = fit_biases(*fit_part.triple(), n_users, n_items, reg_user=bias_reg[0],
                               reg_item=bias_reg[1])
 
-    from .memory import check_ranking_memory, check_training_memory  # (issue 5)
+    from .memory import check_ranking_memory, check_training_memory, weight_bytes  # issue 5
 
     check_ranking_memory(params["ranking"], n_items)  # every item of the maps is rated
 
     # the other networks' weights are held meanwhile (an l2 list: the last value's too)
-    held = [2 * (n_users if s.variant == "item" else n_items) * s.hidden * 4 for s in specs]
+    held = [weight_bytes(n_users if s.variant == "item" else n_items, s.hidden) for s in specs]
     held_all = sum(held) * (2 if isinstance(params["l2"], list | tuple) else 1)
     for spec, own in zip(specs, held, strict=True):
         n_rows, n_inputs = (n_items, n_users) if spec.variant == "item" else (n_users, n_items)

@@ -55,6 +55,11 @@ class MemoryEstimate:
         return self.parameters + self.batch + self.evaluation + self.margin + self.ratings
 
 
+def weight_bytes(n_inputs: int, hidden: int) -> int:
+    """Bytes of one network's weights and biases (float32): what a trained network holds."""
+    return (2 * n_inputs * hidden + hidden + n_inputs) * _FLOAT
+
+
 def training_bytes(n_rows: int, n_inputs: int, hidden: int, batch_rows: int,
                    batch_nnz: int, dense_batches: bool = False, nnz: int = 0
                    ) -> MemoryEstimate:
@@ -77,8 +82,7 @@ def training_bytes(n_rows: int, n_inputs: int, hidden: int, batch_rows: int,
         Training ratings: the trainer's matrix holds an index, a value and a target each
         (they were left out, and the estimate came out 4x low on 2.7 million ratings).
     """
-    n_params = 2 * n_inputs * hidden + hidden + n_inputs
-    parameters = 4 * n_params * _FLOAT  # values, gradients, Adam's exp_avg and exp_avg_sq
+    parameters = 4 * weight_bytes(n_inputs, hidden)  # values, gradients, Adam's two moments
     batch = (_DENSE_COPIES * batch_rows * hidden * _FLOAT + batch_nnz * _PER_RATING
              + (batch_rows + n_inputs + 2) * _INDEX
              + (3 * batch_rows * n_inputs * _FLOAT if dense_batches else 0))
