@@ -167,20 +167,11 @@ def _fit(
     model.biases = fit_biases(*fit_part.triple(), n_users, n_items, reg_user=bias_reg[0],
                               reg_item=bias_reg[1])
 
-    from .memory import check_ranking_memory, check_training_memory, weight_bytes  # issue 5
+    from .memory import check_fit_memory  # issue 5
 
-    check_ranking_memory(params["ranking"], n_items)  # every item of the maps is rated
-
-    # the other networks' weights are held meanwhile (an l2 list: the last value's too)
-    held = [weight_bytes(n_users if s.variant == "item" else n_items, s.hidden) for s in specs]
-    held_all = sum(held) * (2 if isinstance(params["l2"], list | tuple) else 1)
-    for spec, own in zip(specs, held, strict=True):
-        n_rows, n_inputs = (n_items, n_users) if spec.variant == "item" else (n_users, n_items)
-        # ratings per input row (the copied column is freed at once)
-        row_counts = np.bincount(fit_part.column(f"{spec.variant}_idx"), minlength=n_rows)
-        check_training_memory(row_counts, n_inputs, hidden=spec.hidden,
-                              batch_size=spec.batch_size, variant=spec.variant, device=device,
-                              dense_batches=bool(spec.dense_batches), held=held_all - own)
+    check_fit_memory(params["ranking"], specs, n_users, n_items, device,
+                     fit_part.column,
+                     several_l2=isinstance(params["l2"], list | tuple))
 
     eval_pairs = None
     if eval_set is not None:

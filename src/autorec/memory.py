@@ -15,7 +15,7 @@ import math
 import os
 import resource
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,25 @@ def check_ranking_memory(ranking: str, n_items: int) -> None:
             f"not enough memory: the ranking model EASE (--ranking {ranking}) on {items:,} "
             f"items needs about {_gb(need)}, but {_gb(available)} is available ({limit}); "
             "try --ranking vae or --ranking none")
+
+
+def check_fit_memory(ranking: str, specs: Sequence[Any], n_users: int, n_items: int,
+                     device: Any, column: Callable[[str], np.ndarray], *,
+                     several_l2: bool = False) -> None:
+    """The checks a fit makes before it trains: the ranking model (every item of the maps is
+    rated), then each network of ``specs`` (:class:`~autorec.member.NetworkSpec`) with the
+    others' weights held meanwhile (with several ``l2`` values, the last value's too).
+    ``column(name)`` gives the ratings' ``user_idx`` or ``item_idx`` to fit."""
+    check_ranking_memory(ranking, n_items)
+    held = [weight_bytes(n_users if s.variant == "item" else n_items, s.hidden) for s in specs]
+    held_all = sum(held) * (2 if several_l2 else 1)
+    for spec, own in zip(specs, held, strict=True):
+        n_rows, n_inputs = (n_items, n_users) if spec.variant == "item" else (n_users, n_items)
+        # ratings per input row (the copied column is freed at once)
+        row_counts = np.bincount(column(f"{spec.variant}_idx"), minlength=n_rows)
+        check_training_memory(row_counts, n_inputs, hidden=spec.hidden,
+                              batch_size=spec.batch_size, variant=spec.variant, device=device,
+                              dense_batches=bool(spec.dense_batches), held=held_all - own)
 
 
 @contextlib.contextmanager

@@ -20,13 +20,16 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..exceptions import DataError, first_line
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["COMPRESSED_SUFFIXES", "NUMBER", "arrow_input", "check_columns", "check_file",
            "compression_hint", "decode_error", "held_on_error", "line_end", "not_for",
-           "read_head", "read_source", "readers_stopped_by_error", "unique_unused"]
+           "read_head", "read_parquet", "read_source", "readers_stopped_by_error", "unique_unused"]
 
 _DECOMPRESS = {".gz": ("gzip", gzip.decompress), ".bz2": ("bzip2", bz2.decompress),
                ".xz": ("xz", lzma.decompress)}
@@ -270,3 +273,17 @@ def not_for(path: Path, kind: str, **given: Any) -> None:
                           for name in used)
         raise ValueError(f"{path} is {kind}, read in its own format: {shown} "
                          f"{'does' if len(used) == 1 else 'do'} not apply")
+
+
+def read_parquet(open_raw: Callable[[], BinaryIO], path: Path) -> pd.DataFrame:
+    """A Parquet file's table, read through pyarrow's own files (:func:`arrow_input`)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with arrow_input(path, open_raw) as source:
+            # the columns as stored: pandas' metadata would turn a saved index into the
+            # frame's index, and a ratings column saved as the index would go missing
+            return pq.read_table(source).to_pandas(ignore_metadata=True)
+    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"not a readable Parquet file ({type(exc).__name__})",
+                        source=path) from None

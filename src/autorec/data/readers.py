@@ -27,6 +27,7 @@ from ._source import (
     check_columns,
     check_file,
     not_for,
+    read_parquet,
     read_source,
 )
 from .ids import IdMap, InvalidIdError, id_column
@@ -193,7 +194,7 @@ def read_ratings(
     open_raw, name, size = _open(path)
     if Path(name).suffix.lower() in _PARQUET:
         not_for(path, "a Parquet file", sep=sep, header=header, names=names)
-        frame = _stripped_ids(_read_parquet(open_raw, path), columns[:2])
+        frame = _stripped_ids(read_parquet(open_raw, path), columns[:2])
         return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
     source = str(path)
     if is_netflix(_first_line(open_raw)):
@@ -240,7 +241,7 @@ def read_pairs(
     open_raw, name, size = _open(path)
     if Path(name).suffix.lower() in _PARQUET:
         not_for(path, "a Parquet file", sep=sep, header=header)
-        frame = _read_parquet(open_raw, path)
+        frame = read_parquet(open_raw, path)
         check_columns(frame.columns, columns, path, hint=False)
         if len(frame) == 0:
             raise DataError("no pairs", source=path)
@@ -370,20 +371,6 @@ def _stripped_ids(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
         elif column.dtype == object:  # text among other values, each checked later
             frame[col] = column.map(lambda v: v.strip(" \t") if isinstance(v, str) else v)
     return frame
-
-
-def _read_parquet(open_raw: Callable[[], BinaryIO], path: Path) -> pd.DataFrame:
-    """A Parquet file's table, read through pyarrow's own files (:func:`arrow_input`)."""
-    import pyarrow.parquet as pq
-
-    try:
-        with arrow_input(path, open_raw) as source:
-            # the columns as stored: pandas' metadata would turn a saved index into the
-            # frame's index, and a ratings column saved as the index would go missing
-            return pq.read_table(source).to_pandas(ignore_metadata=True)
-    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-        raise DataError(f"not a readable Parquet file ({type(exc).__name__})",
-                        source=path) from None
 
 
 def _guess_separator(name: str) -> str:
