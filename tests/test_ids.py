@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from autorec import IdMap
-from autorec.data.ids import InvalidIdError, common_ids, id_column
+from autorec.data.ids import InvalidIdError, common_ids, id_column, query_ids
 
 
 @pytest.mark.parametrize(
@@ -185,3 +185,32 @@ def test_an_integer_map_takes_mixed_queries_with_huge_integers() -> None:
     ids = IdMap(pd.Index(np.array([1, 12], dtype=np.int64)))
     # beyond int64 (and beyond str()'s 4,300 digits): unknown, not an error
     assert ids.to_index(["1", 10**5000, 2**63, 12, -(2**63) - 1]).tolist() == [0, -1, -1, 1, -1]
+
+
+def test_a_lone_surrogate_is_refused_as_an_id_with_its_position() -> None:
+    # no model file, output or request could carry it: refused when read, not when asked for
+    ids = pd.Series(["a", "b", "\ud800x"], dtype=object)
+    with pytest.raises(InvalidIdError, match=r"is not Unicode text") as caught:
+        id_column(ids)
+    assert caught.value.position == 2
+    with pytest.raises(ValueError, match=r"^user_ids: id .* is not Unicode text .*position 1"):
+        query_ids(["a", "\udfff"], "user_ids")
+
+
+def test_the_fitted_map_is_integers_when_only_unrated_ids_were_text() -> None:
+    from autorec import AutoRec
+    from autorec.data.readers import from_dataframe
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user_id": rng.integers(1, 31, 300), "item_id": rng.integers(1, 16, 300),
+                          "rating": rng.integers(1, 6, 300).astype(float)})
+    frame = frame.drop_duplicates(["user_id", "item_id"], ignore_index=True)
+    text_id = pd.DataFrame({"user_id": ["x9"], "item_id": [1], "rating": [4.0]})
+    ratings = from_dataframe(pd.concat([frame, text_id], ignore_index=True))
+    assert ratings.users.raw_ids.dtype == object  # the whole map is text
+    model = AutoRec(hidden=4, epochs=1, random_state=0, ranking="none").fit(
+        ratings.subset(np.arange(len(ratings) - 1)))  # without the text id's rating
+    assert model.users_.raw_ids.dtype == np.int64
+    assert model.items_.raw_ids.dtype == np.int64
+    assert isinstance(model.recommend([int(frame.user_id[0])], n=1)["item_id"][0],
+                      np.integer | int)

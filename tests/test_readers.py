@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from autorec import DataError, from_dataframe, read_ratings
-from autorec.data.readers import check_separator
+from autorec.data.readers import check_separator, read_pairs
 
 HEADER = "user_id,item_id,rating\n"
 
@@ -756,3 +756,46 @@ def test_a_file_without_its_header_is_told_to_use_no_header(tmp_path: Path) -> N
     with pytest.raises(DataError) as caught:  # a DataFrame's integer labels are not a line
         from_dataframe(pd.DataFrame({0: [1], 1: [2], 2: [3.0]}))
     assert "--no-header" not in str(caught.value)
+
+
+@pytest.mark.parametrize("source", ["csv", "parquet", "dataframe"])
+def test_unicode_spaces_around_a_rating_are_read_from_every_source(tmp_path, source) -> None:
+    # the text reader (pyarrow) trims them; Parquet and DataFrames refused "3\xa0" as too large
+    frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 1],
+                          "rating": ["3\u00a0", "\u2003 4", "5"]})
+    if source == "csv":
+        path = tmp_path / "r.csv"
+        frame.to_csv(path, index=False)
+        ratings = read_ratings(path)
+    elif source == "parquet":
+        path = tmp_path / "r.parquet"
+        frame.to_parquet(path)
+        ratings = read_ratings(path)
+    else:
+        ratings = from_dataframe(frame)
+    assert ratings.rating.tolist() == [3.0, 4.0, 5.0]
+    bad = frame.assign(rating=["3", "1_000", "4"])
+    with pytest.raises(DataError, match=r"row 1, field 'rating': rating '1_000' is not a number"):
+        from_dataframe(bad)
+
+
+def test_one_column_for_two_roles_is_refused(tmp_path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("a,b,r\n1,2,3\n2,2,4\n")
+    with pytest.raises(ValueError, match=r"3 different ones, got \('a', 'a', 'r'\)"):
+        read_ratings(path, columns=("a", "a", "r"))
+    with pytest.raises(ValueError, match=r"3 different ones"):
+        from_dataframe(pd.read_csv(path), columns=("a", "a", "r"))
+    with pytest.raises(ValueError, match=r"2 different ones"):
+        read_pairs(path, columns=("a", "a"))
+
+
+def test_the_data_digest_tells_a_nul_inside_an_id_from_two_ids() -> None:
+    from autorec.data.ratings import sha256_of
+
+    joined = np.array(["a\0b"], dtype=object)
+    assert sha256_of(joined) != sha256_of(np.array(["a", "b"], dtype=object))
+    assert sha256_of(joined) == sha256_of(joined.copy())
+    # every other text keeps its digest: checkpoints and studies made before still match
+    assert sha256_of(np.array(["a", "b"], dtype=object)) == (
+        "65fcaae27599751b1874c9774757c525a7e3b83c5601403ea330d7997f458a91")

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from .baseline import DEFAULT_BIAS_REGULARISATION, fit_biases, select_biases
-from .data.ids import IdMap
+from .data.ids import IdMap, id_column
 from .data.ratings import Ratings, sha256_of
 from .data.readers import as_ratings
 from .distributed import pooled_errors, world
@@ -352,7 +352,8 @@ class _TrainingRatings:
                              dtype=np.int32 if len(present) < 2**31 - 1 else np.int64)
             lookup[present] = np.arange(len(present))
             self.lookups[name] = lookup
-            maps.append(IdMap(ids.to_raw(present)))
+            # stored as integers when every id left is one (the dropped ids may be text)
+            maps.append(IdMap(id_column(ids.to_raw(present))))
         self.users, self.items = maps
 
     def column(self, name: str, mask: np.ndarray | None = None) -> np.ndarray:

@@ -99,11 +99,26 @@ def id_column(values: Any, *, integers: bool = True) -> pd.Series:
     empty = (texts.str.len() == 0).to_numpy()
     if empty.any():
         raise InvalidIdError("missing value", int(empty.argmax()))
+    _check_unicode(texts)
     if integers:
         as_int = _canonical_integers(texts)
         if as_int is not None:
             return as_int
     return texts.reset_index(drop=True)
+
+
+def _check_unicode(texts: pd.Series) -> None:
+    """Refuse text that cannot be written as UTF-8 (a lone surrogate such as ``"\\ud800"``,
+    which only a Python string can hold): no model file, output or request could carry it."""
+    try:
+        "".join(texts.to_numpy(dtype=object)).encode("utf-8")
+    except UnicodeEncodeError:
+        for position, text in enumerate(texts.to_numpy(dtype=object)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidIdError(f"id {_show(text)} is not Unicode text (it holds a lone "
+                                     "surrogate)", position) from None
 
 
 def ids_as_text(ids: np.ndarray | pd.Series) -> np.ndarray:

@@ -159,13 +159,20 @@ class Ratings:
 
 
 def sha256_of(*arrays: Any) -> str:
-    """The SHA-256 of arrays, each with its dtype and shape (text ids joined by NUL, so that
-    the digest is unambiguous): what a study and a checkpoint record of their data."""
+    """The SHA-256 of arrays, each with its dtype and shape: what a study and a checkpoint
+    record of their data. Text ids are joined by NUL; where one holds a NUL itself, each is
+    written after its length instead (``["a\\0b"]`` is not ``["a", "b"]``), so the digest is
+    unambiguous and unchanged for every other text."""
     digest = hashlib.sha256()
     for array in arrays:
         array = np.asarray(array)
         if array.dtype == object:
-            array = np.frombuffer("\0".join(map(str, array.tolist())).encode(), dtype=np.uint8)
+            texts = list(map(str, array.tolist()))
+            joined = "\0".join(texts)
+            if joined.count("\0") != max(len(texts) - 1, 0):  # a NUL inside a text
+                joined = "".join(f"{len(text)}:{text}" for text in texts)
+                digest.update(b"length-prefixed|")
+            array = np.frombuffer(joined.encode(), dtype=np.uint8)
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}:{array.shape}|".encode())
         digest.update(array.view(np.uint8).reshape(-1).data)

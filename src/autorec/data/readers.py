@@ -284,9 +284,10 @@ def _check_path(path: str | PathLike[str], sep: str | None) -> tuple[Path, str |
 def _check_options(duplicates: str, columns: Sequence[str], n: int) -> None:
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
-    if len(columns) != n:
+    if len(columns) != n or len(set(columns)) != n:
         what = "user, item and rating" if n == 3 else "user and item"
-        raise ValueError(f"columns must name the {what} columns, got {columns!r}")
+        raise ValueError(f"columns must name the {what} columns, {n} different ones, got "
+                         f"{columns!r}")
 
 
 def _open(path: Path) -> tuple[Callable[[], BinaryIO], str, int]:

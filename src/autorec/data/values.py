@@ -12,6 +12,7 @@ a ten-thousandth of their spread (far from 0 and close together: 20000001..20000
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +57,7 @@ def rating_values(values: pd.Series) -> np.ndarray:
                         f"rating {show(value)} is {kind_of(value)}, not a number", position)
         rating = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64,
                                                                   na_value=np.nan)
+        rating = _read_spaced(values, rating)
     else:
         raise InvalidRatingError(f"ratings must be numbers, got a column of {dtype} values")
 
@@ -70,6 +72,8 @@ def rating_values(values: pd.Series) -> np.ndarray:
         written = raw.strip() if numeral is not None and not numeral.is_nan() else show(raw)
         if _is_missing(raw):
             problem = "missing rating"
+        elif isinstance(raw, str) and numeral is None:
+            problem = f"rating {written} is not a number"
         elif np.isfinite(rating[position]) or (numeral is not None and numeral.is_finite()):
             problem = (f"rating {written} is too large: its square overflows float32 "
                        f"(ratings must be within ±{LARGEST_RATING:.2g})")
@@ -78,6 +82,22 @@ def rating_values(values: pd.Series) -> np.ndarray:
         raise InvalidRatingError(problem, position)
     _check_precision(values, rating, stored)
     return stored
+
+
+def _read_spaced(values: pd.Series, rating: np.ndarray) -> np.ndarray:
+    """``rating`` filled in where pandas read no number from text only because of Unicode
+    spaces around it (``"3\\u00a0"``), as the text files' reader (pyarrow) reads them."""
+    unread = np.flatnonzero(np.isnan(rating))
+    if len(unread) == 0:
+        return rating
+    texts = values.iloc[unread]
+    stripped = texts.map(lambda v: v.strip() if isinstance(v, str) else v)
+    changed = (stripped != texts).to_numpy()
+    if changed.any():
+        rating = rating.copy()
+        rating[unread[changed]] = pd.to_numeric(stripped[changed], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan)
+    return rating
 
 
 #: The largest float32 rounding error of a rating accepted, as a share of the ratings'
@@ -104,13 +124,18 @@ def _check_precision(values: pd.Series, rating: np.ndarray, stored: np.ndarray) 
             f"{high:.9g}; subtract an offset (such as {low:.9g}) from every rating", worst)
 
 
+#: A numeral as pandas and pyarrow read one: ASCII digits, no ``_`` between them (``Decimal``
+#: alone would take ``"1_000"`` and other scripts' digits, which neither reads).
+_NUMERAL = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                      r"|inf|infinity|nan)", re.ASCII | re.IGNORECASE)
+
+
 def _numeral(value: Any) -> Decimal | None:
     """The number that text names (``"1e400"``, ``" inf"``), exactly; ``None`` for anything
     else."""
-    try:
-        return Decimal(value.strip()) if isinstance(value, str) else None
-    except ArithmeticError:  # decimal.InvalidOperation: not a numeral
+    if not isinstance(value, str) or not _NUMERAL.fullmatch(value.strip()):
         return None
+    return Decimal(value.strip())
 
 
 def _is_number_like(value: Any) -> bool:
