@@ -139,6 +139,14 @@ def test_text_ids_are_json_strings(models: dict[str, AutoRec], tmp_path: Path) -
 def test_dataset_name_is_recorded(models: dict[str, AutoRec], tmp_path: Path) -> None:
     path = models["item"].save(tmp_path / "m", dataset="ml-100k")
     assert read_model_info(path)["dataset"] == "ml-100k"
+    # a loaded model saved again keeps it (recommend's titles, serve's /model); a name given
+    # to save replaces it
+    again = AutoRec.load(path).save(tmp_path / "again")
+    assert read_model_info(again)["dataset"] == "ml-100k"
+    assert AutoRec.load(again).fitted_.dataset == "ml-100k"
+    other = AutoRec.load(again).save(tmp_path / "other", dataset="ml-1m")
+    assert read_model_info(other)["dataset"] == "ml-1m"
+    assert read_model_info(models["item"].save(tmp_path / "plain"))["dataset"] is None
 
 
 def test_unfitted_model_is_not_saved(tmp_path: Path) -> None:
@@ -322,6 +330,32 @@ def test_model_json_without_its_checksum_refused(saved: Path) -> None:
     (saved / JSON_FILE).write_text(json.dumps(info))
     with pytest.raises(ModelFileError, match="field 'checksum' is missing"):
         load_model(saved)
+
+
+@pytest.mark.parametrize("edit", [
+    {"params.hidden": 8}, {"params.activation": "relu"},
+    {"params.variant": "user", "params.ensemble": 3, "variant": "user"},
+    {"params.baseline": "none", "baseline": "none"},
+])
+def test_version_1_params_set_after_the_fit_load_as_fitted(tmp_path: Path, edit: dict) -> None:
+    """Version 1 saved get_params() at save time: set_params after the fit changed them
+    (the folder was then refused as inconsistent). The networks' specs say how it was fitted,
+    and the model loads with those settings and predicts as before."""
+    import shutil
+
+    folder = Path(shutil.copytree(MODEL_V1, tmp_path / "v1"))
+    info = json.loads((folder / JSON_FILE).read_text())
+    for dotted, value in edit.items():
+        _set(info, dotted, value)
+    (folder / JSON_FILE).write_text(json.dumps(info, indent=2))
+    expected = json.loads((MODEL_V1.parent / "model-v1-predictions.json").read_text())
+    model = AutoRec.load(folder)
+    np.testing.assert_allclose(model.predict(expected["users"], expected["items"]),
+                               expected["predictions"], rtol=0, atol=1e-6)
+    params = model.get_params()
+    assert (params["variant"], params["ensemble"], params["hidden"], params["activation"],
+            params["baseline"]) == ("both", 1, 4, "sigmoid", "biases")
+    assert params["ranking"] == "none"  # no ranking model before version 3 (not "auto")
 
 
 @pytest.mark.parametrize(("edit", "needle"), [

@@ -71,6 +71,9 @@ class FittedModel:
         The ranking model beside the rating networks (:class:`autorec.family.RankingScorer`),
         which orders top-N lists and never enters a prediction; ``None`` without one
         (``ranking="none"``, or a model folder saved before ranking models).
+    dataset
+        The builtin data set it was trained on, as its model folder records it (``None``:
+        a file, or not recorded); saving again keeps it.
     """
 
     params: dict[str, Any]
@@ -88,6 +91,7 @@ class FittedModel:
     validation_mean_rmse: float | None = None
     device: torch.device | None = None
     ranking: Any = None
+    dataset: str | None = None
 
     # -- parameters read from ``params`` ----------------------------------------------------------
     @property

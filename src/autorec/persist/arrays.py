@@ -51,7 +51,8 @@ def save_model(model: Any, path: str | os.PathLike[str], *,
         parent folders are made; a link to a folder is followed.
     dataset
         Name of the builtin data set the model was trained on (``"ml-100k"``...), recorded so
-        that ``autorec recommend`` can show its titles; ``None`` when trained on a file.
+        that ``autorec recommend`` can show its titles; ``None``: the one the model records
+        (a loaded model keeps its folder's), if any.
 
     Returns
     -------
@@ -137,7 +138,7 @@ def _export(model: FittedModel) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "members": members,
         "ranking": ranking,
         "history": model.history,
-        "dataset": None,
+        "dataset": model.dataset,
     }
     return tensors, info
 
@@ -227,7 +228,7 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device | Non
             l2=None if info["l2"] is None else float(info["l2"]),
             history=list(info["history"]),
             validation_rmse=math.nan if validation is None else float(validation),
-            device=target, ranking=ranking)
+            device=target, ranking=ranking, dataset=info["dataset"])
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:  # a safety net: all checked

@@ -92,8 +92,37 @@ def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     else:
         log.info("%s: format version %d has no checksum of its own; its fields are checked",
                  json_path, version)
+        _settings_as_fitted(info)
+    if version <= 2 and isinstance(info.get("params"), dict):
+        info["params"].setdefault("ranking", "none")  # no ranking model before version 3
     _check_info(info, json_path)
     return info
+
+
+def _settings_as_fitted(info: dict[str, Any]) -> None:
+    """Version 1 wrote ``params`` as :meth:`get_params` gave them at save time: after
+    ``set_params`` on a fitted model, not those it was fitted with. The networks' specs are,
+    so the settings that shape them are taken from there (as that version's loader did);
+    a file too malformed to tell is left to the checks."""
+    params, members = info.get("params"), info.get("members")
+    if not (isinstance(params, dict) and isinstance(members, list) and members
+            and all(isinstance(m, dict) and isinstance(m.get("spec"), dict) for m in members)):
+        return
+    specs = [m["spec"] for m in members]
+    variants = [spec.get("variant") for spec in specs]
+    both = "item" in variants and "user" in variants
+    if both and variants.count("item") != variants.count("user"):
+        return
+    fitted = {"variant": "both" if both else variants[0],
+              "ensemble": len(variants) // 2 if both else len(variants),
+              "hidden": specs[0].get("hidden"), "activation": specs[0].get("activation"),
+              "baseline": "biases" if specs[0].get("residual") is True else "none"}
+    changed = sorted(key for key, value in fitted.items() if params.get(key) != value)
+    if changed:
+        log.info("version-1 model.json: %s as fitted (the params were set after the fit)",
+                 ", ".join(f"{key} {fitted[key]!r}" for key in changed))
+    params.update(fitted)
+    info.update(variant=fitted["variant"], baseline=fitted["baseline"])
 
 
 def info_digest(info: dict[str, Any]) -> str:
