@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, required=True, metavar="DIR",
                         help="the model folder")
     parser.add_argument("--user", action="append", required=True, metavar="ID",
-                        help="a raw user id as in the training data; repeat for several users")
+                        help="a raw user id as in the training data; repeat for several users "
+                        "(an id that starts with '-' as --user=-x)")
     parser.add_argument("--n", type=positive_int, default=10, metavar="N",
                         help="items per user (default: %(default)s)")
     parser.add_argument("--items", type=Path, metavar="FILE",
