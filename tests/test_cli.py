@@ -710,3 +710,17 @@ def test_verbose_goes_after_the_command_too(ratings_csv):
                              "cpu", "--quiet", "-v"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "INFO autorec" in result.stderr
+
+
+def test_verbose_is_autorec_s_log_not_every_library_s():
+    """-vv set the root logger to DEBUG: matplotlib's font manager alone printed 220 lines
+    around autorec's 20. The libraries' warnings still show."""
+    script = ("import logging; from autorec.cli.main import main; main(['-vv', 'datasets']); "
+              "logging.getLogger('autorec.x').debug('ours'); "
+              "logging.getLogger('matplotlib.font_manager').debug('theirs'); "
+              "logging.getLogger('matplotlib').warning('their warning')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG autorec.x: ours" in result.stderr
+    assert "theirs" not in result.stderr and "their warning" in result.stderr

@@ -286,10 +286,15 @@ def test_two_cpu_processes_match_one_on_ml100k(capsys, tmp_path, ml100k_dir):
     capsys.readouterr()
     done = subprocess.run(
         [sys.executable, "-m", "autorec", *common, "--nproc", "2", "--out",
-         str(tmp_path / "two")],
+         str(tmp_path / "two"), "-v"],
         capture_output=True, text=True, timeout=180, env=_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stderr.strip() == ""
+    # with -v, rank 0's log alone (rank 1 logged that it joined)
+    log_lines = done.stderr.strip().splitlines()
+    assert all(line.startswith("INFO autorec") for line in log_lines), log_lines
+    assert [line for line in log_lines if "joined the process group" in line] == [
+        "INFO autorec.distributed: 2 processes joined the process group (gloo)"]
+    assert sum("training item-AutoRec" in line for line in log_lines) == 1
     assert done.stdout.count("test RMSE") == 1  # rank 0 alone prints
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())

@@ -203,13 +203,14 @@ def test_fit_reports_batches_and_long_epochs_print_where_they_are(low_rank, monk
     n_batches = -(-30 // 8)  # 30 item rows (I-AutoRec), 8 a batch
     assert calls == [(k, n_batches) for k in range(1, n_batches + 1)] * 2
 
-    out = io.StringIO()
-    show = EpochProgress(3, mode="lines", out=out, stream=io.StringIO())
+    out, err = io.StringIO(), io.StringIO()
+    show = EpochProgress(3, mode="lines", out=out, stream=err)
     show.batch(1, 4)
-    assert out.getvalue() == ""  # a short epoch prints nothing between its lines
+    assert err.getvalue() == ""  # a short epoch prints nothing between its lines
     monkeypatch.setattr(EpochProgress, "BATCH_LINE_SECONDS", 0.0)
     show.batch(2, 4)
-    assert "2/4 batches of the epoch" in out.getvalue()
+    # on the progress stream (stderr), as the README says, not among the results (stdout)
+    assert "2/4 batches of the epoch" in err.getvalue() and out.getvalue() == ""
     quiet = io.StringIO()
     EpochProgress(3, quiet=True, out=quiet).batch(2, 4)
     assert quiet.getvalue() == ""

@@ -164,3 +164,25 @@ def test_text_file_options_for_another_format_are_refused(write_file, tmp_path) 
                                          r"\(--sep\), header \(--no-header\) do not apply"):
         read_ratings(parquet, sep=";", header=False)
     assert len(read_ratings(prize)) == 2 and len(read_ratings(parquet)) == 2
+
+
+def test_a_large_netflix_file_reports_its_progress_and_logs(tmp_path, monkeypatch, caplog) -> None:
+    # as a large CSV does (it said nothing while it read, and logged no "ratings read" line)
+    from autorec.data import readers
+
+    monkeypatch.setattr(netflix, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(readers, "PROGRESS_MIN_BYTES", 0)
+    path = tmp_path / "big.txt"
+    path.write_text("".join(f"{m}:\n" + "".join(f"{u},{(u + m) % 5 + 1},2005-09-06\n"
+                                                for u in range(1, 301)) for m in range(1, 41)))
+    reports = []
+    with caplog.at_level("INFO", logger="autorec.data.readers"):
+        ratings = read_ratings(path, progress=reports.append)
+    stages = [report.stage for report in reports]
+    assert stages[0] == "reading" and stages[-2:] == ["checking", "done"]
+    assert 5 <= stages.count("reading") <= 11  # about every tenth of the file
+    reading = [report for report in reports if report.stage == "reading"]
+    assert reading[-1].bytes_read == reading[-1].bytes_total == path.stat().st_size
+    assert [r.rows for r in reading] == sorted(r.rows for r in reading)
+    assert reports[-1].rows == len(ratings) == 12_000
+    assert f"{path}: 12000 ratings read" in caplog.text

@@ -247,8 +247,17 @@ def test_run_study_fixed_parameters(tmp_path: Path, low_rank) -> None:
     with pytest.raises(AutorecError, match="not searched parameters"):
         run_study(low_rank, base_params=base, n_trials=1, storage=tmp_path / "s.db",
                   fixed=("epochs",))
-    study = run_study(low_rank, base_params=base, n_trials=1, storage=tmp_path / "s.db",
-                      fixed=("hidden", "variant"))
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        study = run_study(low_rank, base_params=base, n_trials=1, storage=tmp_path / "s.db",
+                          fixed=("hidden", "variant"))
+        # the study runs at ERROR; the user's own level is put back (it stayed at ERROR)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(before)
     assert set(study.trials[0].params) == set(SEARCH_SPACE) - {"hidden", "variant"}
     assert study.user_attrs["autorec_fixed"] == {"hidden": 8, "variant": "item"}
 

@@ -336,7 +336,8 @@ def process_group(device: str | None, timeout: float = DEFAULT_TIMEOUT) -> Itera
         raise DistributedError(f"rank {os.environ.get('RANK', '?')} could not join the "
                                f"process group ({backend}): {first_line(exc, 200)}") from None
     group = world()
-    log.info("rank %d of %d joined the process group (%s)", group.rank, group.size, backend)
+    if group.is_main:  # rank 0 speaks for the job (quiet_unless_main)
+        log.info("%d processes joined the process group (%s)", group.size, backend)
     _exit_with_launcher()
     try:
         yield group

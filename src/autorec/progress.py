@@ -196,7 +196,8 @@ class EpochProgress:
         if self.mode == "lines" and now - self._last_batch_line >= self.BATCH_LINE_SECONDS:
             self._last_batch_line = now
             print(f"{self.label}  ... {done}/{total} batches of the epoch, "
-                  f"{now - self._epoch_started:.0f}s", file=self._out or sys.stdout, flush=True)
+                  f"{now - self._epoch_started:.0f}s", file=self._stream or sys.stderr,
+                  flush=True)  # beside the loading lines, not among the results
         if done >= total:
             self._batches.close()
             self._batches = None

@@ -15,8 +15,8 @@ import logging
 import math
 import sqlite3
 import warnings
-from collections.abc import Callable, Collection, Mapping
-from contextlib import closing
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import closing, contextmanager
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -51,8 +51,6 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: A running trial's heartbeat period, and the age at which a trial is taken as left running
 #: by a dead process (Optuna's ``RDBStorage`` heartbeat and grace period).
 HEARTBEAT_SECONDS, STALE_SECONDS = 10, 60
-
-
 #: The trial states that count as finished (a failed trial does not: Ctrl-C, a crash).
 FINISHED = ("COMPLETE", "PRUNED")
 
@@ -203,6 +201,18 @@ def check_study(storage: str | PathLike[str], study_name: str = "autorec", *,
     return sum(1 for trial in trials if trial.state.name in FINISHED)
 
 
+@contextmanager
+def _optuna_level_kept() -> Iterator[None]:
+    """Put Optuna's log level back after a study (which runs at ERROR): the user's own."""
+    optuna = require_optuna()
+    verbosity = optuna.logging.get_verbosity()
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+@_optuna_level_kept()
 def run_study(
     train: Ratings,
     *,

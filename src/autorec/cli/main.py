@@ -146,7 +146,9 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
     if args.command == "train":  # what `train --nproc N` starts N processes with (issue 8)
         args.argv = list(sys.argv[1:] if argv is None else argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # -v and -vv are autorec's log; the libraries it uses say only their warnings
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("autorec").setLevel(level)
     try:
         from ..distributed import launched
 

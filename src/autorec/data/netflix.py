@@ -18,6 +18,7 @@ whose errors are given the file's line numbers.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,12 +29,15 @@ import pyarrow.compute as pc
 from pyarrow import csv
 
 from ..exceptions import DataError
+from ._csv import LoadProgress, report
 from ._id_blocks import canonical_integers
 from ._source import NUMBER, decode_error
 
-__all__ = ["is_netflix", "read_netflix_frame"]
+__all__ = ["is_netflix", "read_netflix", "read_netflix_frame"]
 
 _HEADER = re.compile(rb"\s*\d+:\s*")
+#: Bytes pyarrow reads a block at a time.
+BLOCK_BYTES = 1 << 24
 COLUMNS = ("user_id", "item_id", "rating")
 
 
@@ -43,13 +47,15 @@ def is_netflix(first_line: bytes) -> bool:
     return _HEADER.fullmatch(first_line) is not None
 
 
-def read_netflix_frame(open_file: Callable[[], Any], source: str, *, pairs: bool = False
+def read_netflix_frame(open_file: Callable[[], Any], source: str, *, pairs: bool = False,
+                       on_block: Callable[[int, int], None] | None = None
                        ) -> tuple[pd.DataFrame, np.ndarray]:
     """The ratings of a Netflix Prize file as a ``user_id, item_id, rating`` DataFrame, and
     the 1-based file line of each row. ``open_file()`` opens its (decompressed) bytes as a
     pyarrow file (:func:`autorec.data._source.arrow_input`). With ``pairs``, only the
     customers are read (``customer[,...]`` lines: the prize's ``probe.txt`` and
-    ``qualifying.txt`` too); the ratings are 0.
+    ``qualifying.txt`` too); the ratings are 0. ``on_block(bytes, rows)`` is called after
+    each block with the bytes read so far (line ends counted as one) and the rows.
 
     Raises
     ------
@@ -65,13 +71,18 @@ def read_netflix_frame(open_file: Callable[[], Any], source: str, *, pairs: bool
     with open_file() as raw:
         try:  # one column: every line whole (no field holds the byte 0x01)
             reader = csv.open_csv(raw, read_options=csv.ReadOptions(
-                column_names=["line"], block_size=1 << 24),
+                column_names=["line"], block_size=BLOCK_BYTES),
                 parse_options=csv.ParseOptions(delimiter="\x01", quote_char=False,
                                                newlines_in_values=False,
                                                ignore_empty_lines=False),
                 convert_options=csv.ConvertOptions(column_types={"line": pa.string()}))
+            done = rows = 0
             for batch in reader:
                 parts.append(_block(batch.column(0), state, source))
+                if on_block is not None:
+                    done += len(batch) + (pc.sum(pc.binary_length(batch.column(0))).as_py() or 0)
+                    rows += len(parts[-1][1])
+                    on_block(done, rows)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             if "UTF8" in str(exc) or isinstance(exc, UnicodeDecodeError):
                 error = _utf8_error(open_file, source)
@@ -168,3 +179,32 @@ def _utf8_error(open_file: Callable[[], Any], source: str) -> DataError | None:
     except UnicodeDecodeError as exc:
         return decode_error(data, exc.start, 1, source)
     return None
+
+
+def read_netflix(open_file: Callable[[], Any], source: str,
+                 convert: Callable[[pd.DataFrame], Any], what: str = "ratings", *,
+                 pairs: bool = False, progress: Callable[[LoadProgress], None] | None = None,
+                 total: int = 0, started: float = 0.0) -> Any:
+    """``convert`` of a Netflix Prize file's frame (:func:`read_netflix_frame`), its errors
+    named by file line; ``progress`` hears about every tenth of the ``total`` bytes."""
+    reported = [0]
+
+    def on_block(done: int, rows: int) -> None:
+        if progress is not None and (done >= reported[0] + total / 10 or done >= total):
+            reported[0] = done
+            progress(LoadProgress(source, "reading", min(done, total), total, rows,
+                                  time.perf_counter() - started))
+
+    frame, lines = read_netflix_frame(open_file, source, pairs=pairs, on_block=on_block)
+    report(progress, source, "checking", total, len(frame), started)
+    if len(frame) == 0:
+        raise DataError(f"no {what}", source=source)
+    try:
+        return convert(frame)
+    except DataError as exc:
+        if exc.line is None:
+            raise
+        problem = re.sub(r"\(first at row (\d+)\)",
+                         lambda m: f"(first at line {lines[int(m.group(1))]})", exc.problem)
+        raise DataError(problem, source=source, line=int(lines[exc.line]),
+                        field=exc.field) from None

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, NoReturn
+from typing import BinaryIO, Literal, NoReturn
 
 import pandas as pd
 
@@ -31,7 +30,7 @@ from ._source import (
     read_source,
 )
 from .ids import IdMap, InvalidIdError, id_column
-from .netflix import is_netflix, read_netflix_frame
+from .netflix import is_netflix, read_netflix
 from .ratings import Ratings
 from .values import InvalidRatingError, rating_values, show
 
@@ -195,15 +194,18 @@ def read_ratings(
     if Path(name).suffix.lower() in _PARQUET:
         not_for(path, "a Parquet file", sep=sep, header=header, names=names)
         frame = _stripped_ids(read_parquet(open_raw, path), columns[:2])
-        return from_dataframe(frame, columns=columns, duplicates=duplicates, source=str(path))
+        return _loaded(from_dataframe(frame, columns=columns, duplicates=duplicates,
+                                      source=str(path)), None, size, started)
     source = str(path)
+    shown = progress if size >= PROGRESS_MIN_BYTES else None
     if is_netflix(_first_line(open_raw)):
         not_for(path, "a Netflix Prize file", sep=sep, header=header, names=names,
                  columns=None if tuple(columns) == DEFAULT_COLUMNS else columns)
-        return _netflix(lambda: arrow_input(path, open_raw), source,
-                        lambda frame: from_dataframe(frame, duplicates=duplicates,
-                                                     source=source))
-    shown = progress if size >= PROGRESS_MIN_BYTES else None
+        ratings = read_netflix(lambda: arrow_input(path, open_raw), source,
+                               lambda frame: from_dataframe(frame, duplicates=duplicates,
+                                                            source=source),
+                               progress=shown, total=size, started=started)
+        return _loaded(ratings, shown, size, started)
     read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=names,
                      columns=columns, source=source, total=size, progress=shown,
                      started=started)
@@ -249,9 +251,9 @@ def read_pairs(
     if is_netflix(_first_line(open_raw)):  # its ids; whatever follows them is not read
         not_for(path, "a Netflix Prize file", sep=sep, header=header,
                  columns=None if tuple(columns) == DEFAULT_COLUMNS[:2] else columns)
-        return _netflix(lambda: arrow_input(path, open_raw), str(path),
-                        lambda frame: tuple(_id_columns(frame, DEFAULT_COLUMNS[:2], path)),
-                        "pairs", pairs=True)
+        return read_netflix(lambda: arrow_input(path, open_raw), str(path),
+                            lambda frame: tuple(_id_columns(frame, DEFAULT_COLUMNS[:2], path)),
+                            "pairs", pairs=True)
     read = read_text(open_raw, sep=sep or _guess_separator(name), header=header, names=None,
                      columns=columns, source=str(path), total=size)
     return tuple(pd.Series(ids.to_raw(idx)) for idx, ids in zip(read.idx, read.maps,
@@ -324,9 +326,16 @@ def _checked_ratings(read: TextColumns, duplicates: DuplicatePolicy, source: str
     user_idx, item_idx, rating = merge_repeats(user_idx, item_idx, rating, len(items),
                                                duplicates=duplicates, source=source,
                                                refuse=refuse)
-    ratings = Ratings(user_idx, item_idx, rating, users, items, source)
-    report(progress, source, "done", total, len(ratings), started)
-    log.info("%s: %d ratings read in %.1fs", source, len(ratings), time.perf_counter() - started)
+    return _loaded(Ratings(user_idx, item_idx, rating, users, items, source), progress, total,
+                   started)
+
+
+def _loaded(ratings: Ratings, progress: Callable[[LoadProgress], None] | None, total: int,
+            started: float) -> Ratings:
+    """``ratings``, read from a file: its last progress report and its log line."""
+    report(progress, ratings.source, "done", total, len(ratings), started)
+    log.info("%s: %d ratings read in %.1fs", ratings.source, len(ratings),
+             time.perf_counter() - started)
     return ratings
 
 
@@ -335,25 +344,6 @@ def _first_line(open_raw: Callable[[], BinaryIO]) -> bytes:
     with open_raw() as raw:
         head = raw.read(4096).removeprefix(b"\xef\xbb\xbf")
     return next((line for line in head.splitlines() if line.strip()), b"")
-
-
-def _netflix(open_file: Callable[[], Any], source: str,
-             convert: Callable[[pd.DataFrame], Any], what: str = "ratings", *,
-             pairs: bool = False) -> Any:
-    """``convert`` of a Netflix Prize file's frame (:mod:`autorec.data.netflix`), its errors
-    named by file line."""
-    frame, lines = read_netflix_frame(open_file, source, pairs=pairs)
-    if len(frame) == 0:
-        raise DataError(f"no {what}", source=source)
-    try:
-        return convert(frame)
-    except DataError as exc:
-        if exc.line is None:
-            raise
-        problem = re.sub(r"\(first at row (\d+)\)",
-                         lambda m: f"(first at line {lines[int(m.group(1))]})", exc.problem)
-        raise DataError(problem, source=source, line=int(lines[exc.line]),
-                        field=exc.field) from None
 
 
 def _stripped_ids(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
