@@ -48,8 +48,7 @@ def expected_lists(model: AutoRec, users: np.ndarray, n: int) -> np.ndarray:
     rows, training items left out (ties: lower index first)."""
     fitted = model.fitted_
     rows = rating_rows(fitted)[users]
-    predicted = score_matrix(fitted, users) if fitted.ranking.needs_predictions else None
-    scores = fitted.ranking.score_rows(rows, predicted).astype(np.float64)
+    scores = fitted.ranking.score_rows(rows, score_matrix(fitted, users)).astype(np.float64)
     scores[rows.toarray() != 0] = -np.inf
     return np.argsort(-scores, axis=1, kind="stable")[:, :n]
 
@@ -76,6 +75,25 @@ def test_recommend_lists_come_from_the_ranking_model(ranked: AutoRec) -> None:
     by_rating[seen_matrix(ranked.fitted_).toarray() != 0] = -np.inf
     assert (np.argsort(-by_rating, axis=1, kind="stable")[:, :5] != got).any()
     assert (np.diff(table["score"].to_numpy().reshape(len(users), 5), axis=1) <= 0).all()
+
+
+def test_a_newcomer_who_disliked_everything_is_ranked_by_predicted_rating() -> None:
+    """EASE alone keeps only ratings above 0 (a Jester scale): a newcomer whose ratings are
+    all below got the popular items, those the network predicted worst first. The network's
+    predicted ratings order the list instead; a user with no known item still gets the
+    popular items."""
+    base = make_low_rank(n_users=60, n_items=40)
+    signed = Ratings(base.user_idx, base.item_idx, base.rating - 3.0, base.users, base.items)
+    model = AutoRec(**{**FAST, "ranking": "ease"}).fit(signed)
+    assert model.fitted_.ranking.describe()["ease"]["input"] == "rating"
+    rated = list(model.items_)[:2]
+    result = model.fold_in_user({rated[0]: -2.0, rated[1]: -1.5}, n=8)
+    listed = result.recommendations
+    assert not listed["fallback"].any() and not set(listed["item_id"]) & set(rated)
+    predicted = listed["predicted_rating"].to_numpy()
+    assert (np.diff(predicted) <= 1e-12).all()  # best predicted first
+    # the first is the unrated item the network predicts best for them
+    assert predicted[0] == pytest.approx(float(result.scores.drop(rated).max()), abs=1e-6)
 
 
 def test_ranking_none_ranks_by_predicted_rating_and_predict_is_the_same(

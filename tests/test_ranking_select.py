@@ -301,6 +301,34 @@ def test_a_user_whose_weighted_row_is_empty_gets_the_popular_items(with_network)
         assert len(np.unique(scores)) > 1
 
 
+def test_such_a_user_is_ranked_by_the_networks_predictions_when_given() -> None:
+    """EASE alone: a Jester user who disliked every joke got the popular jokes first (those
+    the network predicted worst for them). Given the predictions, their order ranks such a
+    user; a row with no rating at all still gets the popular items."""
+    ratings = _skewed(seed=5)
+    signed = autorec.Ratings(ratings.user_idx, ratings.item_idx, ratings.rating - 3.0,
+                             ratings.users, ratings.items)  # -2..2
+    ease = EASE(100.0).fit(implicit_matrix(signed, "rating", signed.rating_scale()))
+    popularity = np.bincount(signed.item_idx, minlength=signed.n_items).astype(np.float32)
+    model = RankingModel({"ease": ("ease", "rating", ease)}, (1.0,), signed.rating_scale(),
+                         popularity)
+    assert not model.needs_rating_scores
+    rated = [0, 5, 9]
+    rows = sp.vstack([sp.csr_matrix((np.array([-2.0, -1.0, -2.0], dtype=np.float32),
+                                     (np.zeros(3, dtype=int), np.array(rated))),
+                                    shape=(1, signed.n_items)),
+                      sp.csr_matrix((1, signed.n_items), dtype=np.float32)]).tocsr()
+    predicted = np.random.default_rng(1).random((2, signed.n_items)).astype(np.float32)
+    scores = model.score(rows, predicted)
+    unrated = np.setdiff1d(np.arange(signed.n_items), rated)
+    order = unrated[np.argsort(-scores[0, unrated], kind="stable")]
+    assert order.tolist() == unrated[np.argsort(-predicted[0, unrated], kind="stable")].tolist()
+    np.testing.assert_allclose(scores[1], standardise(popularity[None, :])[0], rtol=1e-6)
+    # without predictions, as before: the popular items
+    np.testing.assert_allclose(model.score(rows)[0], standardise(popularity[None, :])[0],
+                               rtol=1e-6)
+
+
 def test_the_popularity_fallback_offers_only_the_modelled_items() -> None:
     """A user with an empty row got the popularity ranking over every item, those past
     EASE's item limit too, which no other list offers (README: 'not recommended')."""

@@ -150,7 +150,8 @@ class RankingScorer(Stored, Protocol):
         ``-inf`` for an item it cannot rank) of users given by their rating rows (users x
         items, values the ratings: training rows, or a newcomer's ratings), with their
         predicted ratings of every item (``float32`` or ``float64``, same shape) when
-        :attr:`needs_predictions`."""
+        :attr:`needs_predictions`, and otherwise when the caller has them (a user the ranking
+        model knows nothing of is then ranked by them)."""
         ...
 
 

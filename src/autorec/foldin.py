@@ -279,13 +279,13 @@ def fold_in(
 
 def _ranking_scores(model: FittedModel, index: np.ndarray, values: np.ndarray,
                     predicted: np.ndarray) -> np.ndarray:
-    """The ranking model's scores of a new user's row (its ratings of known items), with its
-    predicted ratings when the ranking model blends them (``-inf``: an item it cannot rank)."""
+    """The ranking model's scores of a new user's row (its ratings of known items), given its
+    predicted ratings (blended, or its order where the ranking model knows nothing of the
+    user; ``-inf``: an item it cannot rank)."""
     assert model.ranking is not None
     row = sp.csr_matrix((values.astype(np.float32), index.astype(np.int64),
                          np.array([0, len(index)])), shape=(1, len(model.items)))
-    wanted = predicted[None, :] if model.ranking.needs_predictions else None
-    return np.asarray(model.ranking.score_rows(row, wanted)[0], dtype=np.float64)
+    return np.asarray(model.ranking.score_rows(row, predicted[None, :])[0], dtype=np.float64)
 
 
 # -- adding the newcomer ------------------------------------------------------------------------

@@ -286,7 +286,8 @@ def _ranking_block(model: FittedModel, ranking: Any, users: np.ndarray, items: n
     device) and the predicted ratings of the same pairs (float64, clipped)."""
     low, high = model.rating_scale
     every = np.arange(len(model.items), dtype=np.int64)
-    wide = ranking.needs_predictions
+    # every item's: for the blend, and for a user the ranking model knows nothing of
+    wide = ranking.needs_predictions or np.array_equal(items, every)
     predicted_t = _unclipped_block(model, users, every if wide else items).clamp_(low, high)
     predicted = predicted_t.cpu().numpy()
     rows = rating_rows(model)[users]

@@ -148,7 +148,8 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     # -v and -vv are autorec's log; the libraries it uses say only their warnings
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("autorec").setLevel(level)
+    if args.verbose:  # without it, as the root logger says (WARNING, or a caller's setting)
+        logging.getLogger("autorec").setLevel(level)
     try:
         from ..distributed import launched
 

@@ -101,14 +101,16 @@ class RankingModel:
             rows, or a new user's ratings (fold-in). The rated items are not masked here.
         rating_scores
             ``n x n_items`` predicted ratings of the rating network, needed when its blend
-            weight is not 0.
+            weight is not 0; without that weight, used (when given) for the users below.
 
         Items some component does not model (even with a zero weight, as when the weights
         were chosen) get ``-inf``, and so do items a weighed rating network gives no score;
         each weighed component is standardised over the items left. A user that no weighed
         component knows anything of (an empty row, or one that EASE's and Mult-DAE's input
         weighting empties: a Jester user with only negative ratings) would score every item
-        alike, and gets the items by training popularity.
+        alike. Such a user with ratings gets the items by the predicted ratings of
+        ``rating_scores`` when given; one without (or without ``rating_scores``), by training
+        popularity.
         """
         rows = sp.csr_matrix(rows)
         offered = self.offered(rows.shape[1])
@@ -138,6 +140,11 @@ class RankingModel:
         if not informed.all():  # the popular items among those offered
             popular = np.where(offered, self.popularity, -np.inf).astype(np.float32)
             out[~informed] = standardise(popular[None, :])[0]
+            rated = ~informed & (np.diff(rows.indptr) > 0)
+            if rating_scores is not None and rated.any():  # their own predicted ratings
+                own = np.where(np.isnan(rating_scores[rated]), -np.inf, rating_scores[rated])
+                own[:, ~offered] = -np.inf
+                out[rated] = standardise(own, rows[rated])
         return out
 
     def offered(self, n_items: int) -> np.ndarray:

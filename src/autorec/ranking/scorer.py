@@ -53,10 +53,9 @@ class FittedRanking:
     def score_rows(self, rows: sp.csr_matrix, predictions: np.ndarray | None) -> np.ndarray:
         rows = sp.csr_matrix(rows)
         width = rows.shape[1]  # items folded in after the fit (past n_items): never ranked
-        if predictions is not None and self.needs_predictions:
+        if predictions is not None:  # for the blend, or users it knows nothing of
             predictions = np.asarray(predictions[:, :self.n_items], dtype=np.float32)
-        scores = self.model.score(rows[:, :self.n_items],
-                                  predictions if self.needs_predictions else None)
+        scores = self.model.score(rows[:, :self.n_items], predictions)
         if width > self.n_items:
             scores = np.pad(scores, ((0, 0), (0, width - self.n_items)),
                             constant_values=-np.inf)
