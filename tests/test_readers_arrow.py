@@ -130,6 +130,9 @@ ERRORS = [  # content, line, field, message (after "line N[, field F]: ")
     (HEADER + "1,2,3\n,,,9\n", 3, None, "expected 3 fields, found 4"),
     ("user_id,item_id,rating,ts\n1,2,3,4\n,,,9\n", 3, "user_id", "missing value"),
     (HEADER + "1,10,4\n\t\n2,10,3,1\n", 4, None, "expected 3 fields, found 4"),
+    # one field with another separator in it: a hint (a space-separated file read as CSV)
+    (HEADER + "1,10,4\n2 10 3\n", 3, None,
+     "expected 3 fields, found 1; is the field separator right? (--sep)"),
 ]
 
 

@@ -100,12 +100,14 @@ def add_data_options(parser: argparse.ArgumentParser, *, files: bool = True) -> 
                         help="field separator of the files: one character, '::' or 'tab' "
                         "(default: from the extension)")
     source.add_argument("--no-header", action="store_const", const=True, default=None,
-                        help="the ratings files have no header line")
+                        help="the ratings files have no header line: user, item and "
+                        "rating are their first three fields (later ones are ignored)")
     source.add_argument("--columns", metavar="U,I,R",
                         help=f"user, item and rating column names (default: "
                         f"{DEFAULTS['columns']})")
     source.add_argument("--duplicates", choices=DUPLICATE_POLICIES,
-                        help="repeated (user, item) ratings: error (default), keep last, or mean")
+                        help="repeated (user, item) ratings: error (default), keep the last "
+                        "in file order, or mean")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -327,7 +327,10 @@ class _Reader:
         long = "straddling" in str(exc)  # a record longer than pyarrow's block
         for line, fields in self._records():
             if len(fields) != expected:
-                return DataError(f"expected {expected} fields, found {len(fields)}",
+                # one field holding another separator: the usual cause
+                hint = ("; is the field separator right? (--sep)" if len(fields) == 1
+                        and any(c in fields[0].strip() for c in "\t;|,: ") else "")
+                return DataError(f"expected {expected} fields, found {len(fields)}{hint}",
                                  source=self.source, line=line)
             if long and (size := sum(map(len, fields))) >= BLOCK_BYTES // 2:
                 return DataError(f"a record of {size:,} characters, longer "
