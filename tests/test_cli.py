@@ -724,3 +724,31 @@ def test_verbose_is_autorec_s_log_not_every_library_s():
     assert result.returncode == 0, result.stderr
     assert "DEBUG autorec.x: ours" in result.stderr
     assert "theirs" not in result.stderr and "their warning" in result.stderr
+
+
+def test_rating_scale_from_the_command_line_and_a_config_file(capsys, ratings_csv, tmp_path):
+    """--rating-scale LOW,HIGH (or rating_scale = [low, high] in --config) declares the
+    scale: recorded, and the ranking metrics' relevance threshold is read from it."""
+    common = ["train", "--data", str(ratings_csv), "--hidden", "4", "--epochs", "1",
+              "--quiet"]
+    code, _, err = run_cli(capsys, *common, "--rating-scale", "0,10", "--out",
+                           str(tmp_path / "flag"))
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "flag" / "metrics.json").read_text())
+    assert metrics["rating_scale"] == [0.0, 10.0] and metrics["threshold"] == 7.5
+    config = write(tmp_path / "c.toml", "rating_scale = [0, 10]\n")
+    code, _, err = run_cli(capsys, *common, "--config", str(config), "--out",
+                           str(tmp_path / "file"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "file" / "metrics.json").read_text())["threshold"] == 7.5
+    bad_file = write(tmp_path / "b.toml", "rating_scale = [1, \"x\"]\n")
+    for bad, needle in [(["--rating-scale", "3,1"], "expected LOW,HIGH"),
+                        (["--rating-scale", "1"], "expected LOW,HIGH"),
+                        (["--rating-scale", "2,4"], "do not lie within rating_scale 2 to 4"),
+                        (["--config", str(bad_file)], "'rating_scale' must be [low, high]")]:
+        try:
+            code = main([*common, *bad])
+        except SystemExit as exc:  # the parser's own errors
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err

@@ -33,7 +33,8 @@ def test_get_set_params_round_trip() -> None:
     assert set(params) == {"variant", "ensemble", "hidden", "activation", "dropout",
                            "input_dropout", "lr", "weight_decay", "l2", "epochs", "batch_size",
                            "optimizer", "baseline", "validation", "patience", "refit", "cold",
-                           "random_state", "device", "dense_batches", "tf32", "ranking"}
+                           "random_state", "device", "dense_batches", "tf32", "ranking",
+                           "rating_scale"}
 
     other = AutoRec()
     assert other.set_params(**params) is other
@@ -517,3 +518,35 @@ def test_a_bad_eval_set_is_named_as_such() -> None:
     with pytest.raises(DataError, match=r"^<eval_set DataFrame>, field 'rating': missing"):
         AutoRec(hidden=4, epochs=1, validation=0.0, ranking="none").fit(
             frame, eval_set=frame.rename(columns={"rating": "score"}))
+
+
+def test_a_declared_rating_scale_clips_takes_fold_ins_and_round_trips(tmp_path: Path) -> None:
+    """Jester's scale is -10..10 but its training ratings end at -9.95 and 9.9: fold-in
+    refused a rating of 10 and the midpoint was -0.025. rating_scale declares the scale."""
+    from autorec.persist import read_model_info
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user_id": rng.integers(0, 30, 400), "item_id": rng.integers(0, 20, 400),
+                          "rating": rng.uniform(-9.9, 9.9, 400).round(2)}
+                         ).drop_duplicates(["user_id", "item_id"])
+    observed = AutoRec(hidden=4, epochs=1, random_state=0, ranking="none").fit(frame)
+    assert observed.rating_scale_[1] < 10.0
+    with pytest.raises(ValueError, match="outside the model's rating scale"):
+        observed.fold_in_user({0: 10.0})
+    model = AutoRec(hidden=4, epochs=1, random_state=0, cold="midpoint",
+                    rating_scale=(-10, 10)).fit(frame)
+    assert model.rating_scale_ == (-10.0, 10.0)
+    assert model.predict([999], [0]).tolist() == [0.0]  # the scale's midpoint
+    assert model.fold_in_user({0: 10.0, 1: -10.0}, n=3).n_ratings == 2
+    # the same networks as without it: only the scale differs (clipping at its ends)
+    np.testing.assert_allclose(model.predict([0, 1], [0, 1]),
+                               observed.predict([0, 1], [0, 1]), atol=1e-6)
+    loaded = AutoRec.load(model.save(tmp_path / "m"))
+    assert loaded.rating_scale_ == (-10.0, 10.0) and loaded.rating_scale == [-10, 10]
+    assert read_model_info(tmp_path / "m")["rating_scale"] == [-10.0, 10.0]
+    with pytest.raises(ValueError, match=r"ratings from -9\.\d+ to 9\.\d+ do not lie within "
+                                         r"rating_scale -5 to 5"):
+        AutoRec(hidden=4, epochs=1, rating_scale=(-5, 5)).fit(frame)
+    for bad in [(10, -10), (1,), "1,5", (0, float("inf")), (True, 5)]:
+        with pytest.raises(ValueError, match="rating_scale must be None or"):
+            AutoRec(rating_scale=bad).fit(frame)

@@ -105,6 +105,11 @@ class AutoRec(FittedPredictor):
         ``"vae"`` (Mult-DAE) alone, ``"blend"`` all three, ``"none"`` (lists by predicted
         rating). Its choices (EASE's input weighting and lambda, the blend weights) are made
         on the validation part by NDCG@10 (:mod:`autorec.ranking`).
+    rating_scale
+        ``(low, high)``: the scale the ratings are on, where the training ratings may not
+        reach its ends (Jester's -10..10). Predictions are clipped to it, fold-in takes
+        ratings within it, ``cold="midpoint"`` and the ranking metrics' relevance threshold
+        are read from it. ``None`` (default): the smallest and largest training rating.
 
     Attributes
     ----------
@@ -187,6 +192,7 @@ class AutoRec(FittedPredictor):
         dense_batches: bool = False,
         tf32: bool = False,
         ranking: Literal["auto", "ease", "vae", "blend", "none"] = "auto",
+        rating_scale: tuple[float, float] | None = None,
     ) -> None:
         arguments = locals()
         for name in DEFAULTS:  # the signature's parameters, in order (tests/test_architecture)

@@ -120,10 +120,12 @@ def ranking_summary(model: Any) -> str | None:
     return "ranking model " + " + ".join(parts)
 
 
-def split_threshold(split: Split) -> float:
+def split_threshold(split: Split, declared: Any = None) -> float:
     """The relevance threshold of ``split``'s ratings, training and test together: the data
-    set's scale, so that every split of it has the same threshold."""
+    set's scale, so that every split of it has the same threshold (``declared``: the
+    ``rating_scale`` parameter, when given)."""
     scales = [part.rating_scale() for part in (split.train, split.test) if len(part)]
+    scales += [] if declared is None else [tuple(declared)]
     return default_threshold((min(low for low, _ in scales), max(high for _, high in scales)))
 
 
@@ -139,7 +141,8 @@ def score_split(model: Any, split: Split, *, k: int | None = None,
     fit_seconds = time.perf_counter() - started
     report = model.evaluate(split.test)
     ranking = {} if k is None else ranking_report(model, split.train, split.test, k=k,
-                                                  threshold=split_threshold(split))
+                                                  threshold=split_threshold(
+                                                      split, model.get_params()["rating_scale"]))
     return {
         **ranking,
         "split": split.label,

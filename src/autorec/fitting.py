@@ -32,7 +32,7 @@ from .fitted import FittedModel
 from .member import NetworkSpec
 from .metrics import rmse
 from .networks import RatingNetwork
-from .params import complete, network_specs, validate_params
+from .params import complete, network_specs, rating_scale, validate_params
 from .selection import validation_mask
 from .train import resolve_device, seed_streams
 
@@ -133,7 +133,8 @@ def _fit(
     seed = params["random_state"]
     seeds = seed_streams(None if seed is None else int(seed), 1 + 2 * len(specs))
     model.global_mean = float(np.mean(original.rating, dtype=np.float64))
-    model.rating_scale = original.rating_scale()
+    model.rating_scale = rating_scale(original.rating_scale(), params["rating_scale"],
+                                      original.source)
     fit_part, val_part = _FitPart(training, None), None
     if params["validation"] > 0:
         if len(original) < 2:  # the validation part and the part to fit need one each
@@ -274,7 +275,8 @@ def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray
 
     ranking, report = fit_ranking(ratings, components=components,
                                   rating_scorer=scorer if "rating" in components else None,
-                                  split=split, random_state=int(seed) % (2**31 - 1))
+                                  split=split, random_state=int(seed) % (2**31 - 1),
+                                  rating_scale=model.rating_scale)
     blend = report.pop("blend", {})  # last, without the weights tried
     report["blend"] = {key: value for key, value in blend.items() if key != "tried"}
     log.info("ranking model (%s) fitted in %.1fs: %s", choice, report["seconds"],

@@ -19,7 +19,7 @@ from .split import check_seed
 from .train import OPTIMIZERS
 
 __all__ = ["BASELINES", "COLD_POLICIES", "DEFAULTS", "PARAM_NAMES", "RANKINGS", "VARIANTS",
-           "complete", "network_specs", "validate_params"]
+           "complete", "network_specs", "rating_scale", "validate_params"]
 
 VARIANTS: tuple[str, ...] = ("item", "user", "both")
 COLD_POLICIES: tuple[str, ...] = ("baseline", "mean", "midpoint")
@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "dense_batches": False,
     "tf32": False,
     "ranking": "auto",
+    "rating_scale": None,
 }
 PARAM_NAMES: tuple[str, ...] = tuple(DEFAULTS)
 
@@ -101,6 +102,24 @@ def validate_params(params: Mapping[str, Any]) -> None:
         raise ValueError("dense_batches gives dense gradients: use optimizer 'adam' or "
                          "'rprop', not 'lazy_adam'")
     check_seed(p["random_state"])
+    scale = p["rating_scale"]
+    if scale is not None and not (isinstance(scale, list | tuple) and len(scale) == 2
+                                  and all(map(_is_number, scale)) and scale[0] < scale[1]):
+        raise ValueError(f"rating_scale must be None or (low, high), two numbers with low < "
+                         f"high, got {scale!r}")
+
+
+def rating_scale(observed: tuple[float, float], given: Any, source: str
+                 ) -> tuple[float, float]:
+    """A model's rating scale: ``given`` (the ``rating_scale`` parameter, which must hold the
+    ``observed`` training ratings' range), else that range."""
+    if given is None:
+        return observed
+    low, high = float(given[0]), float(given[1])
+    if observed[0] < low or observed[1] > high:
+        raise ValueError(f"{source}: ratings from {observed[0]:g} to {observed[1]:g} do not "
+                         f"lie within rating_scale {low:g} to {high:g}")
+    return low, high
 
 
 def network_specs(params: Mapping[str, Any]) -> list[NetworkSpec]:

@@ -21,7 +21,7 @@ from ..data.readers import DUPLICATE_POLICIES
 from ..estimator import BASELINES, COLD_POLICIES, VARIANTS, AutoRec
 from ..model import ACTIVATIONS
 from ..params import DEFAULTS as PARAM_DEFAULTS
-from ..params import RANKINGS
+from ..params import RANKINGS, validate_params
 from ..split import CANONICAL_SPLITS
 from ..train import OPTIMIZERS, resolve_device
 from ._common import (
@@ -157,6 +157,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
            "ratings; --no-refit keeps the networks trained without the validation part",
            action=argparse.BooleanOptionalAction)
     option("--cold", "prediction for pairs with an unseen user or item", choices=COLD_POLICIES)
+    option("--rating-scale", "the ratings' scale where the training ratings may not reach its "
+           "ends (Jester: -10,10): what predictions are clipped to and fold-in accepts "
+           "(default: the training ratings' range)", type=rating_scale_pair, metavar="LOW,HIGH")
     group.add_argument("--device", metavar="DEV", type=device_name,
                        help="auto (CUDA when available), cpu, cuda, cuda:N (default: auto)")
     option("--dense-batches", "densify each batch and use dense products (a GPU path; with "
@@ -286,6 +289,17 @@ def recorded_settings(args: argparse.Namespace, template: AutoRec, split: str
 
 #: The JSON/TOML type a configuration value must have, by the option's argparse ``type``
 #: (options without one, and those not listed, take a string).
+def rating_scale_pair(text: str) -> list[float]:
+    """``LOW,HIGH``: two numbers, low below high."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+        validate_params({"rating_scale": [low, high]})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, two finite numbers with LOW < "
+                                         f"HIGH, got {text!r}") from None
+    return [low, high]
+
+
 _INTEGER_TYPES = (positive_int, at_least_two, seed)
 _NUMBER_TYPES = (positive_float, nonnegative_float, fraction, unit_interval, seconds)
 
@@ -337,6 +351,10 @@ def _config_value(where: str, value: Any, action: argparse.Action, parser_error:
             return l2_values(",".join(v if isinstance(v, str) else repr(v) for v in values))
         except argparse.ArgumentTypeError as exc:
             parser_error(f"{where}: {exc}")
+    if action.type is rating_scale_pair and isinstance(value, list):  # [low, high] in a file
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            parser_error(f"{where} must be [low, high], two numbers, got {value!r}")
+        value = ",".join(map(repr, value))
     if action.type in _INTEGER_TYPES:
         if isinstance(value, bool) or not isinstance(value, int):
             parser_error(f"{where} must be an integer, got {value!r}")

@@ -182,7 +182,7 @@ def _train_one(args: argparse.Namespace, params: dict[str, Any], split: Split, p
     # every process holds the whole fitted model: each makes the same lists (no collective
     # on the way, so no process waits on rank 0 past the timeout), rank 0 reports them
     ranking = ranking_report(model, split.train, split.test, k=args.k,
-                             threshold=split_threshold(split))
+                             threshold=split_threshold(split, model.rating_scale))
     return model, {
         **ranking,
         "rmse": report["rmse"],

@@ -199,6 +199,9 @@ def _check_info(info: dict[str, Any], where: Path) -> None:
     low, high = map(float, info["rating_scale"])
     if low > high:
         f.fail("rating_scale", f"is reversed: low {low:g} > high {high:g}")
+    declared = template["rating_scale"]
+    if declared is not None and [float(v) for v in declared] != [low, high]:
+        f.fail("rating_scale", f"is {[low, high]} but params.rating_scale is {declared}")
     mean = info["global_mean"]
     slack = 1e-9 * max(1.0, abs(low), abs(high))
     if not low - slack <= mean <= high + slack:

@@ -161,6 +161,7 @@ def fit_ranking(
     max_validation_users: int | None = 5_000,
     resolution: int = 10,
     random_state: int = 0,
+    rating_scale: tuple[float, float] | None = None,
 ) -> tuple[RankingModel, dict[str, Any]]:
     """Choose and fit the ranking model on ``train`` (never a test set).
 
@@ -199,6 +200,9 @@ def fit_ranking(
         Blend grid step ``1 / resolution``.
     random_state
         Seed of the validation part, the samples and the VAE.
+    rating_scale
+        The ratings' scale (the estimator's ``rating_scale``; default: ``train``'s range):
+        the ``rating`` weighting's top and the relevance threshold.
 
     Returns
     -------
@@ -207,7 +211,7 @@ def fit_ranking(
         candidate, blend weights, seconds).
     """
     started, cpu_started = time.perf_counter(), time.process_time()
-    scale = train.rating_scale()
+    scale = train.rating_scale() if rating_scale is None else tuple(rating_scale)
     threshold = relevance_threshold(scale)
     n_rated_items = int(np.count_nonzero(np.bincount(train.item_idx, minlength=train.n_items)))
     if components is None:
