@@ -736,6 +736,11 @@ def test_rating_scale_from_the_command_line_and_a_config_file(capsys, ratings_cs
     assert code == 0, err
     metrics = json.loads((tmp_path / "flag" / "metrics.json").read_text())
     assert metrics["rating_scale"] == [0.0, 10.0] and metrics["threshold"] == 7.5
+    # a negative low end as the help's own example writes it (argparse took it for an option)
+    code, _, err = run_cli(capsys, *common, "--rating-scale", "-10,10", "--out",
+                           str(tmp_path / "negative"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "negative" / "metrics.json").read_text())["threshold"] == 5.0
     config = write(tmp_path / "c.toml", "rating_scale = [0, 10]\n")
     code, _, err = run_cli(capsys, *common, "--config", str(config), "--out",
                            str(tmp_path / "file"))
@@ -745,7 +750,9 @@ def test_rating_scale_from_the_command_line_and_a_config_file(capsys, ratings_cs
     for bad, needle in [(["--rating-scale", "3,1"], "expected LOW,HIGH"),
                         (["--rating-scale", "1"], "expected LOW,HIGH"),
                         (["--rating-scale", "2,4"], "do not lie within rating_scale 2 to 4"),
-                        (["--config", str(bad_file)], "'rating_scale' must be [low, high]")]:
+                        (["--config", str(bad_file)], "'rating_scale' must be [low, high]"),
+                        (["--config", str(write(tmp_path / "n.toml", "rating_scale = 5\n"))],
+                         "'rating_scale' must be [low, high]")]:
         try:
             code = main([*common, *bad])
         except SystemExit as exc:  # the parser's own errors

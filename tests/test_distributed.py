@@ -289,8 +289,8 @@ def test_two_cpu_processes_match_one_on_ml100k(capsys, tmp_path, ml100k_dir):
          str(tmp_path / "two"), "-v"],
         capture_output=True, text=True, timeout=180, env=_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    # with -v, rank 0's log alone (rank 1 logged that it joined)
-    log_lines = done.stderr.strip().splitlines()
+    # with -v, rank 0's log alone (rank 1 logged that it joined), beside torch's agent's
+    log_lines = [line for line in done.stderr.strip().splitlines() if " autorec." in line]
     assert all(line.startswith("INFO autorec") for line in log_lines), log_lines
     assert [line for line in log_lines if "joined the process group" in line] == [
         "INFO autorec.distributed: 2 processes joined the process group (gloo)"]
@@ -444,3 +444,30 @@ def test_a_process_of_a_group_ends_without_the_interpreters_shutdown(monkeypatch
     monkeypatch.delenv("RANK")  # one process: the usual exit
     with pytest.raises(SystemExit):
         main_module.cli()
+
+
+def test_verbose_lets_torchs_agent_log_through():
+    """-v showed torch's elastic agent's account (so _launch's docstring); with -v now raising
+    autorec's logger only, the check looked at the root logger and filtered it out."""
+    import logging
+
+    from autorec.cli._launch import _silence_elastic_logs
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    agent = logging.getLogger("torch.distributed.elastic.agent")
+    ours = logging.getLogger("autorec")
+    before = ours.level
+    agent.addHandler(handler)
+    try:
+        ours.setLevel(logging.INFO)  # what -v sets (the root logger stays at WARNING)
+        undo = _silence_elastic_logs()
+        try:
+            agent.info("agent line")
+        finally:
+            undo()
+        assert seen == ["agent line"]
+    finally:
+        agent.removeHandler(handler)
+        ours.setLevel(before)

@@ -550,3 +550,9 @@ def test_a_declared_rating_scale_clips_takes_fold_ins_and_round_trips(tmp_path: 
     for bad in [(10, -10), (1,), "1,5", (0, float("inf")), (True, 5)]:
         with pytest.raises(ValueError, match="rating_scale must be None or"):
             AutoRec(rating_scale=bad).fit(frame)
+    # ends compared as the ratings are stored (float32: 0.3 is stored a little above 0.3)
+    tenths = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3], "item_id": [1, 2, 1, 2, 1, 2],
+                           "rating": [0.1, 0.3, 0.2, 0.3, 0.1, 0.2]})
+    fitted = AutoRec(hidden=4, epochs=1, validation=0.0, ranking="none",
+                     rating_scale=(0.1, 0.3)).fit(tenths)
+    assert fitted.rating_scale_ == (0.1, 0.3)

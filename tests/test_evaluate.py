@@ -84,6 +84,37 @@ def test_kfold_and_holdout_repeats(low_rank) -> None:
     assert [h.seed for h in holdout] == [2, 3, 4]
     with pytest.raises(ValueError, match="protocol"):
         list(splits("bootstrap", lambda: low_rank))
+    # named ValueErrors (were TypeErrors, or an error naming random_state), and the options
+    # a protocol does not use refused as the command line refuses them (were ignored)
+    for kwargs, needle in [({"repeats": 1.5}, "repeats must be an integer >= 1"),
+                           ({"repeats": "2"}, "repeats must be"), ({"seed": None}, "seed must"),
+                           ({"seed": -1}, "seed must be an integer >= 0"),
+                           ({"test_ratio": 0.5}, "test_ratio applies to the holdout protocol"),
+                           ({"folds": 3}, "folds applies to the kfold protocol")]:
+        with pytest.raises(ValueError, match=needle):
+            list(splits("paper", lambda: low_rank, **kwargs))
+    with pytest.raises(ValueError, match="folds applies"):
+        list(splits("holdout", lambda: low_rank, folds=3))
+
+
+def test_a_declared_scale_sets_the_threshold_and_no_figures_print_no_nan(
+        capsys, tmp_path: Path, ratings_csv: Path, low_rank: Ratings) -> None:
+    """A test rating outside --rating-scale moved the relevance threshold (6 on 1-5: 4.75,
+    not 4); with no relevant test rating in any split the mean line said 'precision nan'."""
+    from autorec.evaluate import Split, split_threshold
+
+    train, test = random_split(low_rank, 0.2, 0)
+    test = Ratings(test.user_idx, test.item_idx, np.where(np.arange(len(test)) == 0, 6.0,
+                                                           test.rating), test.users, test.items)
+    split = Split("seed 0", train, test, 0)
+    assert split_threshold(split) == 4.75  # the data's own scale: 1 to 6
+    assert split_threshold(split, (1, 5)) == 4.0  # the declared one, whatever the test holds
+    code = main(["evaluate", "--data", str(ratings_csv), "--protocol", "holdout",
+                 "--rating-scale", "0,10", *FAST, "--out", str(tmp_path / "e")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "no split has a test user with a relevant rating (at least 7.5); no figures" in out
+    assert "nan" not in out
 
 
 def test_evaluate_cli_paper_protocol(capsys, tmp_path: Path, ratings_csv: Path) -> None:

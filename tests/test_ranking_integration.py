@@ -332,3 +332,22 @@ def test_too_few_ratings_for_the_ranking_model_are_refused_before_training(monke
     one = Ratings.from_arrays(np.array([1]), np.array([1]), np.array([5.0]))
     with pytest.raises(ValueError, match="need at least 2 training ratings for the ranking"):
         AutoRec(hidden=4, epochs=1, validation=0, random_state=0).fit(one)
+
+
+def test_a_known_user_who_disliked_everything_is_ranked_by_prediction_in_any_candidates() -> None:
+    """The same for a known user, whatever the candidate items: given ``items`` (a subset,
+    or every item in another order) such a user got the popular items again."""
+    base = make_low_rank(n_users=60, n_items=40)
+    rating = base.rating - 3.0
+    rating[base.user_idx < 5] = -np.abs(rating[base.user_idx < 5]) - 0.5  # users 0-4: all < 0
+    signed = Ratings(base.user_idx, base.item_idx, rating, base.users, base.items)
+    model = AutoRec(**{**FAST, "ranking": "ease", "validation": 0.0}).fit(signed)
+    user = base.users.to_raw([0])[0]
+    ids = np.asarray(model.items_.raw_ids)
+    seen = set(base.items.to_raw(base.item_idx[base.user_idx == 0]).tolist())
+    for items in (None, ids[::-1], ids[::3]):
+        listed = model.recommend([user], n=5, items=items)
+        candidates = [i for i in (ids if items is None else items) if i not in seen]
+        predicted = model.predict([user] * len(candidates), candidates)
+        best = [candidates[k] for k in np.argsort(-predicted, kind="stable")[:len(listed)]]
+        assert listed["item_id"].tolist() == best, items

@@ -777,6 +777,9 @@ def test_unicode_spaces_around_a_rating_are_read_from_every_source(tmp_path, sou
     bad = frame.assign(rating=["3", "1_000", "4"])
     with pytest.raises(DataError, match=r"row 1, field 'rating': rating '1_000' is not a number"):
         from_dataframe(bad)
+    for dtype in ("string", "string[pyarrow]", object):  # a missing one is named, no traceback
+        with pytest.raises(DataError, match=r"row 1, field 'rating': missing rating"):
+            from_dataframe(frame.assign(rating=pd.Series(["4", None, "3\u00a0"], dtype=dtype)))
 
 
 def test_one_column_for_two_roles_is_refused(tmp_path) -> None:

@@ -118,7 +118,8 @@ class AutoRec(FittedPredictor):
     global_mean_ : float
         Mean training rating.
     rating_scale_ : tuple of float
-        Smallest and largest training rating; predictions are clipped to it.
+        ``rating_scale`` when given, else the smallest and largest training rating;
+        predictions are clipped to it.
     biases_ : Biases
         Global mean and user and item biases over the indices of ``users_`` and ``items_``.
     history_ : list of dict

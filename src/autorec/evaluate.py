@@ -82,8 +82,14 @@ def splits(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats!r}")
+    for name, value, least in (("repeats", repeats, 1), ("seed", seed, 0), ("folds", folds, 2)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    # as the command line refuses --test-ratio and --folds where they do not apply
+    if protocol != "holdout" and test_ratio != 0.1:
+        raise ValueError(f"test_ratio applies to the holdout protocol, not {protocol}")
+    if protocol != "kfold" and folds != 5:
+        raise ValueError(f"folds applies to the kfold protocol, not {protocol}")
     if protocol in CANONICAL_SPLITS:
         if repeats != 1:
             raise ValueError(f"the canonical split {protocol} has no repeats")
@@ -124,8 +130,9 @@ def split_threshold(split: Split, declared: Any = None) -> float:
     """The relevance threshold of ``split``'s ratings, training and test together: the data
     set's scale, so that every split of it has the same threshold (``declared``: the
     ``rating_scale`` parameter, when given)."""
+    if declared is not None:  # the scale the user gave, whatever a test part holds
+        return default_threshold((float(declared[0]), float(declared[1])))
     scales = [part.rating_scale() for part in (split.train, split.test) if len(part)]
-    scales += [] if declared is None else [tuple(declared)]
     return default_threshold((min(low for low, _ in scales), max(high for _, high in scales)))
 
 

@@ -48,7 +48,8 @@ class FittedModel:
     global_mean
         Mean training rating.
     rating_scale
-        Smallest and largest training rating; predictions are clipped to it.
+        The ``rating_scale`` parameter when given, else the smallest and largest training
+        rating; predictions are clipped to it.
     biases
         Global mean and user and item biases over the indices of ``users`` and ``items``.
     members

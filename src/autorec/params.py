@@ -116,7 +116,8 @@ def rating_scale(observed: tuple[float, float], given: Any, source: str
     if given is None:
         return observed
     low, high = float(given[0]), float(given[1])
-    if observed[0] < low or observed[1] > high:
+    # as the ratings are stored (float32): a rating of 0.3 is stored a little above 0.3
+    if np.float32(observed[0]) < np.float32(low) or np.float32(observed[1]) > np.float32(high):
         raise ValueError(f"{source}: ratings from {observed[0]:g} to {observed[1]:g} do not "
                          f"lie within rating_scale {low:g} to {high:g}")
     return low, high

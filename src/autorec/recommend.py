@@ -287,15 +287,12 @@ def _ranking_block(model: FittedModel, ranking: Any, users: np.ndarray, items: n
     low, high = model.rating_scale
     every = np.arange(len(model.items), dtype=np.int64)
     # every item's: for the blend, and for a user the ranking model knows nothing of
-    wide = ranking.needs_predictions or np.array_equal(items, every)
-    predicted_t = _unclipped_block(model, users, every if wide else items).clamp_(low, high)
+    predicted_t = _unclipped_block(model, users, every).clamp_(low, high)
     predicted = predicted_t.cpu().numpy()
     rows = rating_rows(model)[users]
-    key = ranking.score_rows(rows, predicted if wide else None)
+    key = ranking.score_rows(rows, predicted)
     if len(items) != len(every) or not np.array_equal(items, every):
-        key = key[:, items]
-        if wide:
-            predicted = predicted[:, items]
+        key, predicted = key[:, items], predicted[:, items]
     # a prediction that is not a number (weights that are not finite) makes its item's score
     # NaN too: the blend would drop the item as one the network does not score
     key = np.where(np.isnan(predicted), np.float32(np.nan), key)

@@ -133,6 +133,18 @@ def _storage_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+@contextmanager
+def _optuna_level_kept() -> Iterator[None]:
+    """Put Optuna's log level back after a study (which runs at ERROR): the user's own."""
+    optuna = require_optuna()
+    verbosity = optuna.logging.get_verbosity()
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+@_optuna_level_kept()
 def check_study(storage: str | PathLike[str], study_name: str = "autorec", *,
                 fixed: Mapping[str, Any] | None = None) -> int:
     """Check, before any work, that the study ``study_name`` in ``storage`` can be run or
@@ -199,17 +211,6 @@ def check_study(storage: str | PathLike[str], study_name: str = "autorec", *,
             raise AutorecError(f"{where} did not search {', '.join(map(repr, missing))}, which "
                                "this search does: give another --study-name or --study file")
     return sum(1 for trial in trials if trial.state.name in FINISHED)
-
-
-@contextmanager
-def _optuna_level_kept() -> Iterator[None]:
-    """Put Optuna's log level back after a study (which runs at ERROR): the user's own."""
-    optuna = require_optuna()
-    verbosity = optuna.logging.get_verbosity()
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
 
 
 @_optuna_level_kept()

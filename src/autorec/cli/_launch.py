@@ -159,8 +159,12 @@ def _silence_elastic_logs() -> Callable[[], None]:
     """torch's elastic agent logs its own account of each start and failure; :func:`launch`
     reports in one line instead (``-v`` shows them). Returns what undoes it."""
     root = logging.getLogger()
-    if root.getEffectiveLevel() <= logging.INFO:
-        return lambda: None
+    level = logging.getLogger("autorec").getEffectiveLevel()
+    if level <= logging.INFO:  # -v: autorec's level for the agent's log too
+        elastic = logging.getLogger("torch.distributed.elastic")
+        before = elastic.level
+        elastic.setLevel(level)
+        return lambda: elastic.setLevel(before)
 
     def keep(record: logging.LogRecord) -> bool:
         return not record.name.startswith("torch.distributed")

@@ -101,7 +101,7 @@ def add_data_options(parser: argparse.ArgumentParser, *, files: bool = True) -> 
                         "(default: from the extension)")
     source.add_argument("--no-header", action="store_const", const=True, default=None,
                         help="the ratings files have no header line: user, item and "
-                        "rating are their first three fields (later ones are ignored)")
+                        "rating are their first three fields (any later ones ignored)")
     source.add_argument("--columns", metavar="U,I,R",
                         help=f"user, item and rating column names (default: "
                         f"{DEFAULTS['columns']})")
@@ -157,9 +157,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
            "ratings; --no-refit keeps the networks trained without the validation part",
            action=argparse.BooleanOptionalAction)
     option("--cold", "prediction for pairs with an unseen user or item", choices=COLD_POLICIES)
-    option("--rating-scale", "the ratings' scale where the training ratings may not reach its "
-           "ends (Jester: -10,10): what predictions are clipped to and fold-in accepts "
-           "(default: the training ratings' range)", type=rating_scale_pair, metavar="LOW,HIGH")
+    option("--rating-scale", "the ratings' scale if the training ratings may not reach its ends "
+           "(Jester: -10,10; default: their range)", type=rating_scale_pair, metavar="LOW,HIGH")
     group.add_argument("--device", metavar="DEV", type=device_name,
                        help="auto (CUDA when available), cpu, cuda, cuda:N (default: auto)")
     option("--dense-batches", "densify each batch and use dense products (a GPU path; with "
@@ -351,8 +350,9 @@ def _config_value(where: str, value: Any, action: argparse.Action, parser_error:
             return l2_values(",".join(v if isinstance(v, str) else repr(v) for v in values))
         except argparse.ArgumentTypeError as exc:
             parser_error(f"{where}: {exc}")
-    if action.type is rating_scale_pair and isinstance(value, list):  # [low, high] in a file
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+    if action.type is rating_scale_pair and not isinstance(value, str):  # [low, high]
+        if not (isinstance(value, list) and all(isinstance(v, int | float)
+                                                and not isinstance(v, bool) for v in value)):
             parser_error(f"{where} must be [low, high], two numbers, got {value!r}")
         value = ",".join(map(repr, value))
     if action.type in _INTEGER_TYPES:

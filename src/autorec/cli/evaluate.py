@@ -153,10 +153,14 @@ def run(args: argparse.Namespace) -> int:
     ranked = summary.get("n_ranked_splits", len(results))
     over = ("splits" if ranked == len(results)
             else f"the {ranked} of {len(results)} splits with a relevant test rating")
-    print(f"ranking at {k} {which}, mean over {over}: "
-          + ", ".join(f"{name} {summary[f'mean_{name}@{k}']:.4f}"
-                      + (ndcg_interval if name == "ndcg" else "")
-                      for name in ("precision", "recall", "ndcg", "map", "hit_rate")))
+    if ranked:
+        print(f"ranking at {k} {which}, mean over {over}: "
+              + ", ".join(f"{name} {summary[f'mean_{name}@{k}']:.4f}"
+                          + (ndcg_interval if name == "ndcg" else "")
+                          for name in ("precision", "recall", "ndcg", "map", "hit_rate")))
+    else:  # it printed "precision nan, recall nan, ...", as train did
+        print(f"ranking at {k} {which}: no split has a test user with a relevant rating (at "
+              f"least {results[0].get('threshold', float('nan')):g}); no figures")
     print(f"mean RMSE {summary['mean_rmse']:.4f}{interval} over {summary['n_splits']} "
           f"split{'s' if summary['n_splits'] > 1 else ''}; MAE {summary['mean_mae']:.4f}; "
           f"{summary['fit_seconds']:.1f}s of training")

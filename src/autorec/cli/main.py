@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -119,6 +120,16 @@ def _catch_sigint(interrupted: list[int]) -> Any:
     return _install(signal.SIGINT, on_sigint)
 
 
+def _joined_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--rating-scale -10,10`` as ``--rating-scale=-10,10``: argparse takes a value that
+    starts with ``-`` (and is not one number) for an option."""
+    out = list(argv)
+    for k in range(len(out) - 2, -1, -1):
+        if out[k] == "--rating-scale" and re.fullmatch(r"-[\d.][^ ]*", out[k + 1]):
+            out[k:k + 2] = [f"{out[k]}={out[k + 1]}"]
+    return out
+
+
 def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> int:
     import logging
 
@@ -126,7 +137,8 @@ def _run(argv: Sequence[str] | None, interrupted: list[int] | None = None) -> in
 
     parser = build_parser()
     _raise_if_signalled(interrupted or [])  # during the imports above, swallowed on the way
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(_joined_negative_values(
+        sys.argv[1:] if argv is None else argv))
     for token in list(unknown):  # -v after the command too: `autorec train ... -v`
         if token == "--verbose" or (token.startswith("-v") and set(token[1:]) == {"v"}):
             args.verbose += 1 if token == "--verbose" else len(token) - 1

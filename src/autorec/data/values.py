@@ -90,12 +90,13 @@ def _read_spaced(values: pd.Series, rating: np.ndarray) -> np.ndarray:
     unread = np.flatnonzero(np.isnan(rating))
     if len(unread) == 0:
         return rating
-    texts = values.iloc[unread]
-    stripped = texts.map(lambda v: v.strip() if isinstance(v, str) else v)
-    changed = (stripped != texts).to_numpy()
-    if changed.any():
+    texts = values.iloc[unread].to_numpy(dtype=object)  # pd.NA and None among them
+    stripped = {k: v.strip() for k, v in enumerate(texts) if isinstance(v, str)
+                and v.strip() != v}
+    if stripped:
         rating = rating.copy()
-        rating[unread[changed]] = pd.to_numeric(stripped[changed], errors="coerce").to_numpy(
+        rating[unread[list(stripped)]] = pd.to_numeric(
+            pd.Series(list(stripped.values()), dtype=object), errors="coerce").to_numpy(
             dtype=np.float64, na_value=np.nan)
     return rating
 
