@@ -256,7 +256,7 @@ def test_run_study_fixed_parameters(tmp_path: Path, low_rank) -> None:
                           fixed=("hidden", "variant"))
         # the study runs at ERROR; the user's own level is put back (it stayed at ERROR)
         assert optuna.logging.get_verbosity() == optuna.logging.INFO
-        check_study(tmp_path / "other.db")  # public too: it left WARNING behind
+        check_study(tmp_path / "s.db", "another")  # public too: it left WARNING behind
         assert optuna.logging.get_verbosity() == optuna.logging.INFO
     finally:
         optuna.logging.set_verbosity(before)
