@@ -74,6 +74,36 @@ def test_unknown_name_lists_choices() -> None:
     assert "ml-7k" in message
     for name in DATASETS:
         assert name in message
+    with pytest.raises(ValueError, match=r"unknown data set 'ML-100K' \(did you mean "
+                                         r"'ml-100k'\?\)"):
+        load_dataset("ML-100K")
+
+
+def test_bad_download_and_data_dir_values_are_refused(tmp_path: Path, _isolated_cache: Path
+                                                      ) -> None:
+    with pytest.raises(ValueError, match=r"download must be None, True or False, got 'no'"):
+        load_dataset("ml-100k", download="no")  # type: ignore[arg-type]
+    with pytest.raises(DatasetUnavailableError, match=r"data dir  is an empty path"):
+        load_dataset("ml-100k", "", download=False)  # it meant the current folder
+
+
+@pytest.mark.parametrize("damage", ["folder", "missing", "broken link"])
+def test_a_damaged_copy_in_the_data_dir_is_named_not_passed_over(
+        tmp_path: Path, _isolated_cache: Path, write_file, damage: str) -> None:
+    """DIR/ml-100k without a readable u.data was passed over for the cache's copy (or a
+    download), so another copy's files were used without a word."""
+    folder = tmp_path / "dd" / "ml-100k"
+    folder.mkdir(parents=True)
+    if damage == "folder":
+        (folder / "u.data").mkdir()
+    elif damage == "broken link":
+        (folder / "u.data").symlink_to(tmp_path / "gone")
+    cached = _isolated_cache / "ml-100k"
+    cached.mkdir()
+    (cached / "u.data").write_text("1\t2\t3\t4\n")
+    with pytest.raises(DatasetUnavailableError,
+                       match=rf"{folder / 'u.data'} is (a )?{damage}: the copy of ml-100k in "):
+        load_dataset("ml-100k", tmp_path / "dd")
 
 
 def test_absent_without_download(tmp_path: Path, _isolated_cache: Path) -> None:

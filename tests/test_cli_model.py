@@ -310,6 +310,11 @@ def test_recommend_include_seen_and_titles_from_builtin_set(capsys, tmp_path, ra
     code, stdout, _ = run_cli(capsys, "recommend", "--model", folder, "--user", "u1",
                               "--n", "25", "--data-dir", tmp_path / "data")
     assert 1 < len(stdout.splitlines()) < 26  # seen items left out by default
+    # a --data-dir without the data set was ignored without a word (no titles, status 0)
+    (tmp_path / "other").mkdir()
+    code, _, err = run_cli(capsys, "recommend", "--model", folder, "--user", "u1",
+                           "--data-dir", tmp_path / "other")
+    assert code == 2 and f"--data-dir {tmp_path / 'other'} holds no copy of ml-100k" in err, err
 
 
 def test_recommend_without_titles(capsys, model_dir):

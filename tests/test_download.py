@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,7 +103,8 @@ def test_an_unpack_cut_short_leaves_no_data_set_behind(mirror, monkeypatch, tmp_
         load_dataset("ml-100k", download=False)  # nothing there, not a truncated data set
     assert zipfile.ZipFile.extractall is extract
     assert len(load_dataset("ml-100k")) == 3  # the next run downloads and unpacks it whole
-    assert sorted(p.name for p in cache.iterdir()) == ["ml-100k", "ml-100k.zip"]
+    assert sorted(p.name for p in cache.iterdir()) == [".autorec-download.lock", "ml-100k",
+                                                       "ml-100k.zip"]
 
 
 def test_checksum_mismatch_is_refused_and_not_kept(mirror, tmp_path):
@@ -167,3 +169,70 @@ def test_a_forced_download_that_fails_names_the_local_copy(mirror, tmp_path):
     assert f"A local copy is in {local / 'ml-100k'}" in message
     assert "Give a local copy" not in message
     assert len(load_dataset("ml-100k", local)) == 3  # without the forced download, it is used
+
+
+def test_processes_using_a_data_set_first_at_once_wait_for_one_unpack(mirror, monkeypatch,
+                                                                       tmp_path):
+    """Each unpack removed every other unpacking folder in the cache: two processes at their
+    first use (train --nproc 2) took each other's folder away, and a partial copy could stay.
+    One fetches and unpacks under the cache's lock; the others find it there."""
+    served, requests = mirror
+    members = {f"ml-100k/u{k}.base": U_DATA for k in range(1, 6)}
+    payload = zip_bytes({"ml-100k/u.data": U_DATA, **members})
+    (served / "ml-100k.zip").write_bytes(payload)
+    spec = dataclasses.replace(DATASETS["ml-100k"], sha256=hashlib.sha256(payload).hexdigest())
+    monkeypatch.setitem(DATASETS, "ml-100k", spec)
+    extract = zipfile.ZipFile.extractall
+
+    def slow(self, *args, **kwargs):  # a large archive: the others arrive meanwhile
+        extract(self, *args, **kwargs)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", slow)
+    results: list[object] = []
+
+    def use() -> None:
+        try:
+            results.append(len(load_dataset("ml-100k")))
+        except Exception as exc:  # reported by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=use) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [3, 3, 3]
+    folder = tmp_path / "cache" / "ml-100k"
+    assert sorted(p.name for p in folder.iterdir()) == ["u.data", *sorted(
+        name.split("/")[1] for name in members)]
+    assert requests == ["/mirror/ml-100k.zip"]
+
+
+@pytest.mark.parametrize(("base", "needle"), [
+    ("http://host name/", "is not a valid address"),
+    ("http://", "from http://ml-100k.zip failed"),  # the scheme's slashes kept (http:/ml-...)
+])
+def test_a_malformed_mirror_address_is_named_not_a_checksum(monkeypatch, tmp_path, base, needle):
+    monkeypatch.setenv("AUTOREC_DATASETS_URL", base)
+    monkeypatch.setenv("AUTOREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("AUTOREC_DATA_DIR", raising=False)
+    with pytest.raises(DatasetUnavailableError) as caught:
+        load_dataset("ml-100k")
+    assert needle in str(caught.value) and "checksum" not in str(caught.value)
+
+
+def test_a_local_error_while_downloading_is_not_called_offline(mirror, monkeypatch, tmp_path):
+    import errno
+
+    import pooch
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pooch, "retrieve", full)
+    with pytest.raises(DatasetUnavailableError) as caught:
+        load_dataset("ml-100k")
+    message = str(caught.value)
+    assert "No space left on device" in message and "offline" not in message
+    assert f"cache {tmp_path / 'cache'}" in message

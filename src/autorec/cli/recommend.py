@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         dataset = read_model_info(args.model).get("dataset")
         if isinstance(dataset, str):
             titles_file = dataset_item_file(dataset, args.data_dir)
+            if titles_file is None and args.data_dir is not None:  # ignored without a word
+                args.parser_error(f"--data-dir {args.data_dir} holds no copy of {dataset} "
+                                  "with its item titles (nor does the download cache)")
             outputs.input("--data-dir", titles_file)
         elif args.data_dir is not None:  # it was ignored without a word
             args.parser_error(f"--data-dir finds a builtin data set's titles, and {args.model} "

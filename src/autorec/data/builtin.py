@@ -12,12 +12,14 @@ Lookup order for a data set ``name`` (e.g. ``"ml-100k"``):
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import logging
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -61,7 +63,7 @@ class DatasetSpec:
         """Download address: GroupLens, or the mirror named by ``AUTOREC_DATASETS_URL`` (it
         must serve the same archives: the SHA-256 check applies all the same)."""
         base = os.environ.get(MIRROR_ENV) or GROUPLENS_URL
-        return base.rstrip("/") + "/" + self.archive
+        return (base if base.endswith("/") else base + "/") + self.archive
 
 
 _ML_TEXT_NAMES = ("user_id", "item_id", "rating", "timestamp")
@@ -104,9 +106,11 @@ DATASETS: dict[str, DatasetSpec] = {
 def _spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(name).lower(), DATASETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(
-            f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}"
+            f"unknown data set {name!r}{hint}; choose one of: {', '.join(DATASETS)}"
         ) from None
 
 
@@ -131,17 +135,24 @@ def find_local_dir(name: str, data_dir: str | PathLike[str] | None = None) -> Pa
     roots: list[Path] = []
     given = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     if given is not None:
-        if not Path(given).is_dir():  # a misspelt folder was passed over without a word
+        if not str(given) or not Path(given).is_dir():  # a misspelt folder: passed over
             named = "data dir" if data_dir is not None else f"{DATA_DIR_ENV}="
+            what = ("an empty path" if not str(given) else "not a folder"
+                    if Path(given).exists() else "no such folder")
             raise DatasetUnavailableError(
-                f"{named}{'' if data_dir is None else ' '}{given} is "
-                f"{'not a folder' if Path(given).exists() else 'no such folder'}")
+                f"{named}{'' if data_dir is None else ' '}{given!s} is {what}")
         roots.append(Path(given))
     roots.append(cache_dir())
-    for root in roots:
+    for given_root, root in zip((given is not None, False), roots, strict=False):
         for folder in dict.fromkeys((spec.name, spec.folder)):
-            if (root / folder / spec.ratings_file).is_file():
+            ratings = root / folder / spec.ratings_file
+            if ratings.is_file():
                 return root / folder
+            if given_root and (root / folder).is_dir():  # a damaged copy: not passed over
+                what = ("a folder" if ratings.is_dir() else "a broken link"
+                        if ratings.is_symlink() else "missing")
+                raise DatasetUnavailableError(f"{ratings} is {what}: the copy of {name} in "
+                                              f"{root} is incomplete")
     return None
 
 
@@ -171,12 +182,14 @@ def dataset_path(
         a local copy.
     """
     spec = _spec(name)
+    if download is not None and not isinstance(download, bool):
+        raise ValueError(f"download must be None, True or False, got {download!r}")
     local = None if download else find_local_dir(name, data_dir)
     if local is not None:
         return local
     if download is False:
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, "downloads are disabled"))
-    return _download(spec, data_dir)
+    return _download(spec, data_dir, forced=bool(download))
 
 
 def load_dataset(
@@ -205,7 +218,8 @@ def load_dataset(
     return ratings
 
 
-def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
+def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None,
+              forced: bool = False) -> Path:
     import pooch
 
     target = cache_dir()
@@ -214,9 +228,12 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
     level = pooch_log.level
     pooch_log.setLevel(logging.WARNING)  # the library logs; pooch would print to stderr
     try:
-        archive = pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}",
-                                 fname=spec.archive, path=target, progressbar=False)
-        _unpack(Path(archive), target)
+        with _cache_lock(target):  # one process of several fetches and unpacks; the others wait
+            if (target / spec.folder / spec.ratings_file).is_file() and not forced:
+                return target / spec.folder  # unpacked by another process meanwhile
+            archive = pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}",
+                                     fname=spec.archive, path=target, progressbar=False)
+            _unpack(Path(archive), target)
     except zipfile.BadZipFile:
         reason = f"{spec.archive} from {spec.url} is not a readable zip archive"
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
@@ -225,6 +242,9 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
         if "protocol" in str(exc).lower():  # file://, a bare path...: nothing was fetched
             reason = (f"{spec.url} cannot be downloaded: pooch fetches http, https, ftp, "
                       "sftp and doi addresses (AUTOREC_DATASETS_URL)")
+        elif "url" in type(exc).__name__.lower() or "url" in str(exc).lower():
+            reason = (f"{spec.url} is not a valid address ({first_line(exc, 120)}; "
+                      f"{MIRROR_ENV})")
         else:
             reason = (f"the file from {spec.url} does not match its SHA-256 checksum "
                       f"({'hash' if 'hash' in str(exc).lower() else type(exc).__name__}); "
@@ -233,10 +253,14 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
     except Exception as exc:  # network errors come in many types; all mean "not available"
         log.debug("download of %s failed", spec.url, exc_info=True)
         # a server's answer (HTTPError: 404...) or a local error is not being offline
-        answered = type(exc).__name__ == "HTTPError" or isinstance(
+        # a local error (a read-only or full disk) has an errno; a network one has none
+        local = isinstance(exc, OSError) and exc.errno is not None and not \
+            type(exc).__module__.startswith(("requests", "urllib3"))
+        answered = type(exc).__name__ == "HTTPError" or local or isinstance(
             exc, FileNotFoundError | NotADirectoryError | PermissionError | IsADirectoryError)
         reason = (f"download from {spec.url} failed ({type(exc).__name__}"
-                  f"{': ' + first_line(exc, 120) if answered else '; offline?'})")
+                  f"{': ' + first_line(exc, 120) if answered else '; offline?'}"
+                  f"{f'; cache {target}' if local else ''})")
         raise DatasetUnavailableError(_how_to_supply(spec, data_dir, reason)) from None
     finally:
         pooch_log.setLevel(level)
@@ -245,6 +269,25 @@ def _download(spec: DatasetSpec, data_dir: str | PathLike[str] | None) -> Path:
         raise DatasetUnavailableError(f"{spec.archive} did not contain {spec.folder}/"
                                       f"{spec.ratings_file}")
     return folder
+
+
+@contextlib.contextmanager
+def _cache_lock(target: Path) -> Iterator[None]:
+    """Hold the cache's lock file (``fcntl.flock``; none where there is no ``fcntl``):
+    processes that use a data set for the first time at once (``train --nproc``) took each
+    other's unpacking folders away."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".autorec-download.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 _UNPACKING = ".unpacking-"
@@ -274,7 +317,10 @@ def _unpack(archive: Path, target: Path) -> None:
 
 def _how_to_supply(spec: DatasetSpec, data_dir: object, reason: str) -> str:
     looked = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or "(not set)"
-    local = find_local_dir(spec.name, data_dir)  # there, but a download was asked for
+    try:
+        local = find_local_dir(spec.name, data_dir)  # there, but a download was asked for
+    except DatasetUnavailableError:  # a bad data dir: the download's failure is the news
+        local = None
     if local is not None:
         return (f"data set {spec.name!r} could not be downloaded: {reason}. A local copy is "
                 f"in {local}: without --download (download=True) it is used")
