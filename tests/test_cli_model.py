@@ -527,3 +527,32 @@ def test_recommend_titles_stay_on_their_line_and_data_dir_is_not_ignored(capsys,
         code, _, err = run_cli(capsys, "recommend", "--model", model_dir, "--user", "u1",
                                "--data-dir", tmp_path, *extra)
         assert code == 2 and "--data-dir" in err, err
+
+
+def test_outputs_named_as_another_format_or_to_a_closed_stdout_are_refused(capsys, tmp_path,
+                                                                           model_dir,
+                                                                           ratings_file):
+    """out.csv.gz and out.parquet got plain CSV that autorec's readers then refused; with
+    standard output closed, --output - was a traceback and recommend said nothing, status 0."""
+    import os
+    import subprocess
+    import sys
+
+    for command in (["predict", "--model", model_dir, "--input", ratings_file],
+                    ["recommend", "--model", model_dir, "--user", "u1"]):
+        for name in ("out.csv.gz", "out.parquet", "out.ZIP"):
+            target = tmp_path / name
+            code, _, err = run_cli(capsys, *command, "--output", target)
+            assert code == 2 and "the output is plain CSV text" in err, err
+            assert not target.exists()
+    for extra in (["--output", "-"], []):
+        for command in (["predict", "--model", str(model_dir), "--input", str(ratings_file)],
+                        ["recommend", "--model", str(model_dir), "--user", "u1"]):
+            if command[0] == "predict" and not extra:
+                continue  # predict always names its --output
+            done = subprocess.run([sys.executable, "-m", "autorec", *command, *extra],
+                                  stdout=None, stderr=subprocess.PIPE, text=True, timeout=120,
+                                  preexec_fn=lambda: os.close(1))
+            assert done.returncode == 2, (command, extra, done.stderr)
+            assert "standard output" in done.stderr and "closed" in done.stderr
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import numbers
@@ -338,6 +339,8 @@ def write_csv(frame: Any, output: Path | None) -> None:
         frame.to_csv(handle, index=False, lineterminator="\n")
 
     if output is None:
+        if sys.stdout is None:  # closed (>&-): to_csv(None) returned the text unwritten
+            raise OSError(errno.EBADF, "cannot write to standard output (--output -): closed")
         try:
             write(sys.stdout)
             sys.stdout.flush()

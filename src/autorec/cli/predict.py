@@ -61,11 +61,17 @@ def run(args: argparse.Namespace) -> int:
     outputs.input("--model", args.model, folder=True)
     outputs.input("--input", args.input)
     output = outputs.file("--output", args.output, stdout=True)
+    check_csv_name(args, "--output", output)
     device = None if args.device == "auto" else args.device
     model = load_model(args.model, device=device)
     user_ids, item_ids = read_pairs(args.input, sep=args.sep, header=not args.no_header,
                                     columns=columns)
-    predicted, cold = model.predict(user_ids.to_numpy(), item_ids.to_numpy(), return_cold=True)
+    # the ids are read and checked (id_column): each distinct one is looked up once (mapping
+    # every pair's took about 450 bytes a pair of string ids)
+    fitted = model.fitted_
+    indices = [ids.to_index(uniques)[codes] for ids, (codes, uniques) in
+               ((fitted.users, pd.factorize(user_ids)), (fitted.items, pd.factorize(item_ids)))]
+    predicted, cold = fitted.predict_index(*indices)
     frame = pd.DataFrame({
         "user_id": user_ids.to_numpy(),
         "item_id": item_ids.to_numpy(),
@@ -78,3 +84,15 @@ def run(args: argparse.Namespace) -> int:
           f" ({int(cold.sum())} fallback: user or item unknown to the model, predicted by its "
           f"cold policy {model.cold!r})", file=sys.stdout if output is not None else sys.stderr)
     return 0
+
+
+#: Names whose readers expect another format than the plain CSV text written.
+_OTHER_FORMATS = (".gz", ".bz2", ".xz", ".zip", ".parquet", ".pq")
+
+
+def check_csv_name(args: argparse.Namespace, option: str, path: Path | None) -> None:
+    """Refuse an output named as compressed or Parquet: plain CSV went into it without a
+    word, and autorec's own readers then refused the file."""
+    if path is not None and path.suffix.lower() in _OTHER_FORMATS:
+        args.parser_error(f"{option} {path}: the output is plain CSV text, not "
+                          f"{path.suffix.lower()[1:]}; give it a .csv name")

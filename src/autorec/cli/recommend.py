@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import sys
 from pathlib import Path
 from typing import Any
 
 from ._common import Outputs, data_folder, device_name, output_file, positive_int, write_csv
+from .predict import check_csv_name
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -74,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         args.parser_error("--items gives the titles; --data-dir (a builtin data set's) would "
                           "be ignored")
     output = outputs.file("--output", args.output, stdout=True)
+    check_csv_name(args, "--output", output)
+    if args.output is None and sys.stdout is None:  # closed (>&-): nothing was shown
+        raise OSError(errno.EBADF, "cannot show the recommendations: standard output is "
+                                   "closed (give --output FILE)")
     to_stdout = args.output is not None and output is None
     device = None if args.device == "auto" else args.device
     model = load_model(args.model, device=device)
