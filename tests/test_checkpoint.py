@@ -436,3 +436,75 @@ def test_a_folder_another_fit_trains_into_is_refused(tmp_path, ratings) -> None:
     finally:
         os.close(probe)
     assert first.fitted_ is not None
+
+
+def test_the_folder_is_let_go_when_a_fit_fails_and_a_thread_is_refused(tmp_path, ratings,
+                                                                       monkeypatch) -> None:
+    """A fit ended by an exception kept the folder's lock while anything held the exception
+    (Jupyter's sys.last_value): another process was told a fit trains into it. And a second
+    fit in another thread of the same process shared the lock, and one of them failed with
+    a missing file."""
+    import threading
+
+    fcntl = pytest.importorskip("fcntl")
+    folder = tmp_path / "ck"
+
+    def stop(entry: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as kept:  # the exception and its frames kept
+        AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=folder, on_epoch_end=stop)
+    probe = os.open(folder, os.O_RDONLY)  # as another process would take it
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(probe)
+    assert kept.value is not None
+
+    started, release = threading.Event(), threading.Event()
+
+    def hold(entry: dict[str, Any]) -> None:
+        started.set()
+        release.wait(30)
+
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            AutoRec(**{**SETTINGS, "epochs": 1}).fit(ratings, checkpoint_dir=tmp_path / "t",
+                                                      on_epoch_end=hold)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(CheckpointError, match=r"in use by another fit \(another thread"):
+            AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path / "t", resume=True)
+    finally:
+        release.set()
+        thread.join(60)
+    assert errors == []
+
+
+def test_a_failed_checkpoint_write_names_the_file(tmp_path, ratings, monkeypatch) -> None:
+    """safetensors' own error on a full disk escaped: a traceback, status 1."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError, match=r"cannot write .*ck/train-000001\.safetensors: .*No "
+                                      r"space left on device"):
+        AutoRec(**SETTINGS).fit(ratings, checkpoint_dir=tmp_path / "ck")
+
+
+def test_the_write_checks_probe_is_a_temporary_of_ours() -> None:
+    """A process killed between making and deleting the write check's probe left a folder
+    every later --resume refused as holding a file autorec did not write."""
+    from autorec.checkpoint.manifest import _STALE
+
+    assert _STALE.fullmatch(".autorec-probe-abc123.tmp")

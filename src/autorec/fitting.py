@@ -73,17 +73,21 @@ def fit(
     validate_params(params)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir: the folder to resume from")
-    options = dict(eval_set=eval_set, on_epoch_end=on_epoch_end,
-                   checkpoint_dir=checkpoint_dir, resume=resume,
-                   checkpoint_context=checkpoint_context, on_batch_end=on_batch_end)
-    if params["tf32"] and torch.cuda.is_available():
-        previous = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = True
-        try:
-            return _fit(params, ratings, **options)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = previous
-    return _fit(params, ratings, **options)
+    opened: list[Any] = []  # the checkpoint session, if any
+    options = dict(eval_set=eval_set, on_epoch_end=on_epoch_end, checkpoint_dir=checkpoint_dir,
+                   resume=resume, checkpoint_context=checkpoint_context,
+                   on_batch_end=on_batch_end, opened=opened)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    try:
+        if params["tf32"] and torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = True
+        return _fit(params, ratings, **options)
+    except BaseException:  # the folder's lock goes now, not when a kept exception (Jupyter's
+        for session in opened:  # sys.last_value) is collected
+            session.release()
+        raise
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 def _fit(
@@ -96,6 +100,7 @@ def _fit(
     resume: bool,
     checkpoint_context: dict[str, Any] | None,
     on_batch_end: Callable[[int, int], None] | None,
+    opened: list[Any],
 ) -> FittedModel:
     original = as_ratings(ratings)
     # before any training, and named: a bad one read as the training data's error
@@ -126,9 +131,8 @@ def _fit(
         from .checkpoint import Session
 
         session = Session.open(checkpoint_dir, model, training.ratings(), device=device,
-                               resume=resume,
-                               eval_set=eval_set,
-                               context=checkpoint_context)
+                               resume=resume, eval_set=eval_set, context=checkpoint_context)
+        opened.append(session)
     specs = network_specs(params)
     seed = params["random_state"]
     seeds = seed_streams(None if seed is None else int(seed), 1 + 2 * len(specs))
@@ -247,11 +251,9 @@ def fit_ranking_model(model: FittedModel, ratings: Ratings, held_out: np.ndarray
     weighting and lambda on a 10 % carve-out of their own (:mod:`autorec.ranking.select`);
     Mult-DAE's epoch and the blend weights on the validation part ``held_out`` that the
     rating networks were selected on, while ``model``'s networks are still those fitted on
-    the rest: they score the validation users for the blend, so no network is fitted for
-    the ranking model. EASE is then refitted on every training rating. Without a validation
-    part (``validation=0``) the ranking model carves its own 10 % and leaves the rating
-    networks out of the blend.
-    Deterministic: every process of a data-parallel run fits the same one.
+    the rest (no network is fitted for the ranking model). EASE is then refitted on every
+    training rating. Without a validation part the ranking model carves its own 10 % and
+    leaves the networks out of the blend. Every process of a data-parallel run fits the same.
     """
     from .ranking.ease import EASE_ITEM_LIMIT
     from .ranking.scorer import FittedRanking

@@ -39,7 +39,7 @@ MANIFEST = "checkpoint.json"
 #: Temporary files a killed writer can leave: ours (``.ckpt-*`` from earlier versions), and
 #: safetensors' own (``.tmpXXXXXX``).
 _STALE = re.compile(r"\..*\.safetensors\..*\.tmp|\.ckpt-.*\.tmp|\.checkpoint\.json\..*\.tmp|"
-                    r"\.tmp[A-Za-z0-9]{6}")
+                    r"\.tmp[A-Za-z0-9]{6}|\.autorec-probe-.*\.tmp")  # and the write check's
 #: Files of ours that a manifest may name, and those temporaries (anything else in the folder
 #: is left alone).
 _OURS = re.compile(r"(net|initial)-(select|refit)-c\d+-n\d+\.safetensors|"
@@ -128,13 +128,17 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 def write_tensors(folder: Path, name: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Write ``folder/name`` in full (temporary file, fsync, rename); its size and SHA-256."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path = folder / name
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, tmp,
-                  # one key: safetensors writes its metadata map in a random order
-                  metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
+    try:
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, tmp,
+                      # one key: safetensors writes its metadata map in a random order
+                      metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
+    except SafetensorError as exc:  # its I/O errors (a full disk): named, as other writes
+        raise OSError(f"cannot write {path}: {first_line(exc, 200)}") from None
     return {"name": name, "size": path.stat().st_size, "sha256": _file_digest(path)}
 
 

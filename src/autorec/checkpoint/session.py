@@ -124,8 +124,7 @@ class Session:
 
 
 #: The checkpoint folders this process holds: real path -> [descriptor, sessions holding it]
-#: (a fit interrupted in this process keeps its session, and the lock, until it is collected;
-#: the next fit on the folder in the same process shares it).
+#: (a fit lets go of its folder when it ends, by an exception too: :func:`autorec.fitting.fit`).
 _HELD: dict[str, list[int]] = {}
 
 
@@ -138,17 +137,17 @@ def _hold(folder: Path) -> str | None:
     except ImportError:  # pragma: no cover - not POSIX
         return None
     key = os.path.realpath(folder)
-    if key in _HELD:
-        _HELD[key][1] += 1
-        return key
-    held = os.open(folder, os.O_RDONLY)
+    held = -1 if key in _HELD else os.open(folder, os.O_RDONLY)  # in use by a fit of ours
     try:
+        if held < 0:
+            raise OSError
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        os.close(held)
+        if held >= 0:
+            os.close(held)
         raise CheckpointError(f"checkpoint folder {folder} is in use by another fit (another "
-                              "process trains into it): wait for it to end, or give another "
-                              "folder") from None
+                              f"{'thread' if held < 0 else 'process'} trains into it): wait "
+                              "for it to end, or give another folder") from None
     _HELD[key] = [held, 1]
     return key
 
