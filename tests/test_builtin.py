@@ -156,3 +156,21 @@ def test_data_errors_in_builtin_files_name_the_file(tmp_path: Path, write_file) 
     with pytest.raises(ValueError) as info:
         load_dataset("ml-1m", tmp_path, download=False)
     assert str(path) in str(info.value) and "line 4" in str(info.value)
+
+
+def test_a_damaged_copy_is_a_row_of_the_listing_and_either_name_of_ml10m_counts(
+        tmp_path: Path, _isolated_cache: Path, capsys) -> None:
+    """The damaged-copy refusal stopped `autorec datasets` listing, and refused a whole
+    ml-10M100K copy when an ml-10m folder stood beside it."""
+    from autorec.cli.main import main
+
+    (tmp_path / "ml-1m").mkdir()
+    (tmp_path / "ml-1m" / "README.txt").write_text("notes")
+    (tmp_path / "ml-10m").mkdir()
+    (tmp_path / "ml-10M100K").mkdir()
+    (tmp_path / "ml-10M100K" / "ratings.dat").write_text("1::1::5::0\n")
+    assert dataset_path("ml-10m", tmp_path, download=False) == tmp_path / "ml-10M100K"
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"no: {tmp_path / 'ml-1m' / 'ratings.dat'} is missing" in out
+    assert f"yes ({tmp_path / 'ml-10M100K'})" in out

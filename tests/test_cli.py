@@ -736,9 +736,13 @@ def test_rating_scale_from_the_command_line_and_a_config_file(capsys, ratings_cs
     assert code == 0, err
     metrics = json.loads((tmp_path / "flag" / "metrics.json").read_text())
     assert metrics["rating_scale"] == [0.0, 10.0] and metrics["threshold"] == 7.5
-    # a negative low end as the help's own example writes it (argparse took it for an option)
+    # a negative low end as the help's own example writes it (argparse took it for an option),
+    # and under an abbreviation argparse takes
     code, _, err = run_cli(capsys, *common, "--rating-scale", "-10,10", "--out",
                            str(tmp_path / "negative"))
+    assert code == 0, err
+    code, _, err = run_cli(capsys, *common, "--rating", "-10,10", "--out",
+                           str(tmp_path / "short"))
     assert code == 0, err
     assert json.loads((tmp_path / "negative" / "metrics.json").read_text())["threshold"] == 5.0
     config = write(tmp_path / "c.toml", "rating_scale = [0, 10]\n")
@@ -748,6 +752,7 @@ def test_rating_scale_from_the_command_line_and_a_config_file(capsys, ratings_cs
     assert json.loads((tmp_path / "file" / "metrics.json").read_text())["threshold"] == 7.5
     bad_file = write(tmp_path / "b.toml", "rating_scale = [1, \"x\"]\n")
     for bad, needle in [(["--rating-scale", "3,1"], "expected LOW,HIGH"),
+                        (["--rating-scale=-1e39,1e39"], "expected LOW,HIGH"),  # past float32
                         (["--rating-scale", "1"], "expected LOW,HIGH"),
                         (["--rating-scale", "2,4"], "do not lie within rating_scale 2 to 4"),
                         (["--config", str(bad_file)], "'rating_scale' must be [low, high]"),

@@ -104,9 +104,10 @@ def validate_params(params: Mapping[str, Any]) -> None:
     check_seed(p["random_state"])
     scale = p["rating_scale"]
     if scale is not None and not (isinstance(scale, list | tuple) and len(scale) == 2
-                                  and all(map(_is_number, scale)) and scale[0] < scale[1]):
+                                  and all(map(_is_number, scale)) and scale[0] < scale[1]
+                                  and max(map(abs, scale)) <= float(np.finfo(np.float32).max)):
         raise ValueError(f"rating_scale must be None or (low, high), two numbers with low < "
-                         f"high, got {scale!r}")
+                         f"high (within float32's range), got {scale!r}")
 
 
 def rating_scale(observed: tuple[float, float], given: Any, source: str

@@ -25,13 +25,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.builtin import DATASETS, find_local_dir
+    from ..exceptions import DatasetUnavailableError
 
     rows = []
     for name, spec in DATASETS.items():
         ratings, users, items = spec.published or (0, 0, 0)
-        folder = find_local_dir(name, args.data_dir)
-        rows.append((name, f"{ratings:,}", f"{users:,}", f"{items:,}",
-                     f"yes ({folder})" if folder is not None else "no (downloaded on first use)"))
+        try:
+            folder = find_local_dir(name, args.data_dir)
+            local = f"yes ({folder})" if folder is not None else "no (downloaded on first use)"
+        except DatasetUnavailableError as exc:  # a damaged copy: its row says so
+            if "incomplete" not in str(exc):
+                raise  # a data dir that is no folder: the whole listing's error
+            local = f"no: {exc}"
+        rows.append((name, f"{ratings:,}", f"{users:,}", f"{items:,}", local))
     table = [("name", "ratings", "users", "items", "local"), *rows]
     widths = [max(len(row[k]) for row in table) for k in range(4)]
     for row in table:  # the name left-aligned, the counts right-aligned

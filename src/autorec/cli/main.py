@@ -125,7 +125,9 @@ def _joined_negative_values(argv: Sequence[str]) -> list[str]:
     starts with ``-`` (and is not one number) for an option."""
     out = list(argv)
     for k in range(len(out) - 2, -1, -1):
-        if out[k] == "--rating-scale" and re.fullmatch(r"-[\d.][^ ]*", out[k + 1]):
+        flag = out[k]  # or a prefix of it, as argparse takes one
+        if (flag.startswith("--rat") and "--rating-scale".startswith(flag)
+                and re.fullmatch(r"-[\d.][^ ]*", out[k + 1])):
             out[k:k + 2] = [f"{out[k]}={out[k + 1]}"]
     return out
 

@@ -144,15 +144,17 @@ def find_local_dir(name: str, data_dir: str | PathLike[str] | None = None) -> Pa
         roots.append(Path(given))
     roots.append(cache_dir())
     for given_root, root in zip((given is not None, False), roots, strict=False):
-        for folder in dict.fromkeys((spec.name, spec.folder)):
-            ratings = root / folder / spec.ratings_file
-            if ratings.is_file():
-                return root / folder
-            if given_root and (root / folder).is_dir():  # a damaged copy: not passed over
-                what = ("a folder" if ratings.is_dir() else "a broken link"
-                        if ratings.is_symlink() else "missing")
-                raise DatasetUnavailableError(f"{ratings} is {what}: the copy of {name} in "
-                                              f"{root} is incomplete")
+        folders = [root / folder for folder in dict.fromkeys((spec.name, spec.folder))]
+        for folder in folders:
+            if (folder / spec.ratings_file).is_file():
+                return folder
+        damaged = [folder for folder in folders if folder.is_dir()]
+        if given_root and damaged:  # a damaged copy (under either name): not passed over
+            ratings = damaged[0] / spec.ratings_file
+            what = ("a folder" if ratings.is_dir() else "a broken link"
+                    if ratings.is_symlink() else "missing")
+            raise DatasetUnavailableError(f"{ratings} is {what}: the copy of {name} in "
+                                          f"{root} is incomplete")
     return None
 
 
