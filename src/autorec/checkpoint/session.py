@@ -123,9 +123,9 @@ class Session:
         return f"{kind}-{self.sequence + 1:06d}.safetensors"
 
 
-#: The checkpoint folders this process holds: real path -> [descriptor, sessions holding it]
-#: (a fit lets go of its folder when it ends, by an exception too: :func:`autorec.fitting.fit`).
-_HELD: dict[str, list[int]] = {}
+#: The checkpoint folders this process holds: real path -> the locked descriptor (a fit lets
+#: go of its folder when it ends, by an exception too: :func:`autorec.fitting.fit`).
+_HELD: dict[str, int] = {}
 
 
 def _hold(folder: Path) -> str | None:
@@ -137,29 +137,29 @@ def _hold(folder: Path) -> str | None:
     except ImportError:  # pragma: no cover - not POSIX
         return None
     key = os.path.realpath(folder)
-    held = -1 if key in _HELD else os.open(folder, os.O_RDONLY)  # in use by a fit of ours
+    if key in _HELD:  # a fit of this process, in another thread
+        raise _in_use(folder, "thread")
+    held = os.open(folder, os.O_RDONLY)
     try:
-        if held < 0:
-            raise OSError
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        if held >= 0:
-            os.close(held)
-        raise CheckpointError(f"checkpoint folder {folder} is in use by another fit (another "
-                              f"{'thread' if held < 0 else 'process'} trains into it): wait "
-                              "for it to end, or give another folder") from None
-    _HELD[key] = [held, 1]
+        os.close(held)
+        raise _in_use(folder, "process") from None
+    _HELD[key] = held
     return key
 
 
+def _in_use(folder: Path, other: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint folder {folder} is in use by another fit (another "
+                           f"{other} trains into it): wait for it to end, or give another "
+                           "folder")
+
+
 def _let_go(key: str | None) -> None:
-    """One session fewer holding the folder :func:`_hold` returned ``key`` for."""
-    entry = _HELD.get(key) if key is not None else None
-    if entry is not None:
-        entry[1] -= 1
-        if entry[1] == 0:
-            del _HELD[key]
-            os.close(entry[0])
+    """Give back the folder :func:`_hold` returned ``key`` for."""
+    held = _HELD.pop(key, None) if key is not None else None
+    if held is not None:
+        os.close(held)
 
 
 class NetworkCheckpoint:

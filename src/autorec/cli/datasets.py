@@ -24,8 +24,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.builtin import DATASETS, find_local_dir
-    from ..exceptions import DatasetUnavailableError
+    from ..data.builtin import DATASETS, IncompleteCopyError, find_local_dir
 
     rows = []
     for name, spec in DATASETS.items():
@@ -33,9 +32,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             folder = find_local_dir(name, args.data_dir)
             local = f"yes ({folder})" if folder is not None else "no (downloaded on first use)"
-        except DatasetUnavailableError as exc:  # a damaged copy: its row says so
-            if "incomplete" not in str(exc):
-                raise  # a data dir that is no folder: the whole listing's error
+        except IncompleteCopyError as exc:  # a damaged copy: its row says so
             local = f"no: {exc}"
         rows.append((name, f"{ratings:,}", f"{users:,}", f"{items:,}", local))
     table = [("name", "ratings", "users", "items", "local"), *rows]

@@ -28,7 +28,8 @@ from ..exceptions import DatasetUnavailableError, first_line
 from .ratings import Ratings
 from .readers import DuplicatePolicy, LoadProgress, read_ratings
 
-__all__ = ["DATASETS", "DatasetSpec", "dataset_path", "find_local_dir", "load_dataset"]
+__all__ = ["DATASETS", "DatasetSpec", "IncompleteCopyError", "dataset_path", "find_local_dir",
+           "load_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ DATA_DIR_ENV = "AUTOREC_DATA_DIR"
 CACHE_DIR_ENV = "AUTOREC_CACHE_DIR"
 MIRROR_ENV = "AUTOREC_DATASETS_URL"
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/"
+
+
+class IncompleteCopyError(DatasetUnavailableError):
+    """A data dir's folder for a data set without its ratings file (a damaged copy)."""
 
 
 @dataclass(frozen=True)
@@ -153,8 +158,8 @@ def find_local_dir(name: str, data_dir: str | PathLike[str] | None = None) -> Pa
             ratings = damaged[0] / spec.ratings_file
             what = ("a folder" if ratings.is_dir() else "a broken link"
                     if ratings.is_symlink() else "missing")
-            raise DatasetUnavailableError(f"{ratings} is {what}: the copy of {name} in "
-                                          f"{root} is incomplete")
+            raise IncompleteCopyError(f"{ratings} is {what}: the copy of {name} in "
+                                      f"{root} is incomplete")
     return None
 
 

@@ -190,12 +190,15 @@ def read_netflix(open_file: Callable[[], Any], source: str,
     reported = [0]
 
     def on_block(done: int, rows: int) -> None:
-        if progress is not None and (done >= reported[0] + total / 10 or done >= total):
+        if done >= reported[0] + total / 10 or done >= total:
             reported[0] = done
+            assert progress is not None
             progress(LoadProgress(source, "reading", min(done, total), total, rows,
                                   time.perf_counter() - started))
 
-    frame, lines = read_netflix_frame(open_file, source, pairs=pairs, on_block=on_block)
+    # the blocks' bytes are counted only for a progress report
+    frame, lines = read_netflix_frame(open_file, source, pairs=pairs,
+                                      on_block=None if progress is None else on_block)
     report(progress, source, "checking", total, len(frame), started)
     if len(frame) == 0:
         raise DataError(f"no {what}", source=source)
